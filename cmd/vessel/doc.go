@@ -1,0 +1,12 @@
+// Command vessel is the command-line face of the vessel library.
+//
+//	vessel run [flags] -- CMD ARGS...
+//
+// runs CMD in a new container whose root filesystem is, by default, the
+// host's own files read-only. The exit code is the container's own, 128+N
+// when a signal N killed it, and 125 when vessel itself failed (with a
+// one-line reason on stderr).
+//
+// This command must stay a thin layer: every behaviour it offers lives in
+// the library, where Go programs can use it too.
+package main

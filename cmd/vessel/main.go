@@ -1,0 +1,55 @@
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/openvessel/vessel"
+)
+
+// exitVessel is the exit code for vessel's own errors (as docker and runc).
+const exitVessel = 125
+
+func main() {
+	vessel.Init()
+	os.Exit(dispatch(os.Args[1:]))
+}
+
+func usage() {
+	fmt.Fprint(os.Stderr, `usage: vessel COMMAND [flags]
+
+commands:
+  run [flags] -- CMD ARGS...   run a command in a new container
+  version                      print the version
+
+Run 'vessel COMMAND -h' for a command's flags.
+`)
+}
+
+// Version is the vessel version, set at build time with -ldflags.
+var Version = "0.1.0-dev"
+
+func dispatch(args []string) int {
+	if len(args) == 0 {
+		usage()
+		return 2
+	}
+	switch args[0] {
+	case "run":
+		return cmdRun(args[1:])
+	case "version", "--version", "-v":
+		fmt.Printf("vessel version %s\n", Version)
+		return 0
+	case "help", "-h", "--help":
+		usage()
+		return 0
+	}
+	fmt.Fprintf(os.Stderr, "vessel: unknown command %q\n", args[0])
+	usage()
+	return 2
+}
+
+func fail(format string, a ...any) int {
+	fmt.Fprintf(os.Stderr, "vessel: "+format+"\n", a...)
+	return exitVessel
+}

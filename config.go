@@ -1,0 +1,372 @@
+package vessel
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/openvessel/vessel/namespaces"
+	"github.com/openvessel/vessel/rootfs"
+)
+
+// DefaultPath is the PATH a container process gets when its environment
+// has none.
+const DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// User is the identity a container process runs as, in the container's
+// user namespace (or the host's when the user namespace is shared).
+type User struct {
+	UID    uint32   `json:"uid"`
+	GID    uint32   `json:"gid"`
+	Groups []uint32 `json:"groups,omitempty"`
+}
+
+// ProcessConfig describes the container's main process.
+type ProcessConfig struct {
+	Args []string `json:"args,omitempty"`
+	Env  []string `json:"env,omitempty"`
+	Dir  string   `json:"cwd,omitempty"`
+	User User     `json:"user"`
+	// Umask for the process; nil means 0022.
+	Umask *uint32 `json:"umask,omitempty"`
+	// TTY gives the process a pseudo-terminal from the container's own
+	// devpts as its stdin, stdout and stderr.
+	TTY bool `json:"terminal,omitempty"`
+	// Rows and Cols are the terminal's initial size.
+	Rows uint16 `json:"rows,omitempty"`
+	Cols uint16 `json:"cols,omitempty"`
+}
+
+// Config is what a container is. Build it with NewConfig and the With
+// methods, or fill the struct directly (it has JSON tags, so it can be
+// stored and diffed). The With methods never fail: they record problems,
+// which Validate and New report, each naming the field and the reason.
+type Config struct {
+	// Rootfs is the root filesystem: rootfs.Host() (the default) or
+	// rootfs.Dir(path).
+	Rootfs rootfs.Root `json:"rootfs"`
+	// Readonly makes the root filesystem read-only (a host root always is).
+	Readonly bool `json:"readonly,omitempty"`
+	// Mounts are added, in order, after the system mounts.
+	Mounts []rootfs.Mount `json:"mounts,omitempty"`
+	// MaskedPaths and ReadonlyPaths override rootfs's defaults when not nil.
+	MaskedPaths   []string `json:"maskedPaths,omitempty"`
+	ReadonlyPaths []string `json:"readonlyPaths,omitempty"`
+
+	// Namespaces lists the container's own namespaces: new ones, or joined
+	// ones (with a path). A kind not listed is shared with the host.
+	Namespaces namespaces.Set `json:"namespaces"`
+	// UIDMappings and GIDMappings map ids of a new user namespace. Empty
+	// maps container root to the calling user.
+	UIDMappings []namespaces.IDMap `json:"uidMappings,omitempty"`
+	GIDMappings []namespaces.IDMap `json:"gidMappings,omitempty"`
+	// TimeOffsets shift the clocks of a new time namespace.
+	TimeOffsets namespaces.TimeOffsets `json:"timeOffsets,omitempty"`
+
+	Hostname   string `json:"hostname,omitempty"`
+	Domainname string `json:"domainname,omitempty"`
+
+	// Process is the main process; Start's arguments override Args.
+	Process ProcessConfig `json:"process"`
+
+	// Timeout, when positive, kills the container that long after Start.
+	Timeout time.Duration `json:"timeout,omitempty"`
+	// Sysctls are written under /proc/sys inside the container.
+	Sysctls map[string]string `json:"sysctl,omitempty"`
+	// Privileged gives the container the host's /dev.
+	Privileged bool `json:"privileged,omitempty"`
+
+	// Logger receives debug logs; nil is silent.
+	Logger *slog.Logger `json:"-"`
+
+	errs []error
+}
+
+// NewConfig returns the default configuration: the host's files read-only
+// as root, new mount, pid, uts, ipc, net (loopback only) and cgroup
+// namespaces, and a process running as root in "/".
+func NewConfig() *Config {
+	return &Config{
+		Rootfs:     rootfs.Host(),
+		Namespaces: namespaces.Default(),
+		Process:    ProcessConfig{Env: []string{"PATH=" + DefaultPath}, Dir: "/"},
+	}
+}
+
+func (c *Config) fail(field, format string, a ...any) *Config {
+	c.errs = append(c.errs, &ConfigError{Field: field, Reason: fmt.Sprintf(format, a...)})
+	return c
+}
+
+// WithRootfs sets the root filesystem.
+func (c *Config) WithRootfs(r rootfs.Root) *Config { c.Rootfs = r; return c }
+
+// WithReadonlyRootfs makes the root filesystem read-only.
+func (c *Config) WithReadonlyRootfs(ro bool) *Config { c.Readonly = ro; return c }
+
+// WithMount adds mounts.
+func (c *Config) WithMount(m ...rootfs.Mount) *Config { c.Mounts = append(c.Mounts, m...); return c }
+
+// WithBind adds a recursive bind mount of host path src at dst.
+func (c *Config) WithBind(src, dst string, readonly bool) *Config {
+	m := rootfs.Bind(src, dst)
+	m.ReadOnly = readonly
+	return c.WithMount(m)
+}
+
+// WithTmpfs adds a tmpfs at dst limited to size bytes (0: kernel default).
+func (c *Config) WithTmpfs(dst string, size int64) *Config {
+	return c.WithMount(rootfs.Tmpfs(dst, size))
+}
+
+// WithMaskedPaths replaces the default masked paths.
+func (c *Config) WithMaskedPaths(p ...string) *Config { c.MaskedPaths = append([]string{}, p...); return c }
+
+// WithReadonlyPaths replaces the default read-only paths.
+func (c *Config) WithReadonlyPaths(p ...string) *Config {
+	c.ReadonlyPaths = append([]string{}, p...)
+	return c
+}
+
+// WithNamespaces replaces the namespace set.
+func (c *Config) WithNamespaces(s namespaces.Set) *Config { c.Namespaces = s; return c }
+
+// WithNamespace gives the container its own namespace of kind k: a new one
+// when path is empty, else the existing one at path.
+func (c *Config) WithNamespace(k namespaces.Kind, path string) *Config {
+	if !k.Valid() {
+		return c.fail("namespaces", "unknown kind %q", k)
+	}
+	c.Namespaces = c.Namespaces.With(k, path)
+	return c
+}
+
+// WithSharedNamespace shares the host's namespace of kind k.
+func (c *Config) WithSharedNamespace(k namespaces.Kind) *Config {
+	if !k.Valid() {
+		return c.fail("namespaces", "unknown kind %q", k)
+	}
+	c.Namespaces = c.Namespaces.Without(k)
+	return c
+}
+
+// WithUserNamespace gives the container a new user namespace with these id
+// mappings (nil: container root is the calling user).
+func (c *Config) WithUserNamespace(uids, gids []namespaces.IDMap) *Config {
+	c.Namespaces = c.Namespaces.With(namespaces.User, "")
+	c.UIDMappings, c.GIDMappings = uids, gids
+	return c
+}
+
+// WithTimeNamespace gives the container a new time namespace whose
+// monotonic and boot-time clocks are shifted by the offsets.
+func (c *Config) WithTimeNamespace(monotonic, boottime time.Duration) *Config {
+	c.Namespaces = c.Namespaces.With(namespaces.Time, "")
+	c.TimeOffsets = namespaces.TimeOffsets{Monotonic: monotonic, Boottime: boottime}
+	return c
+}
+
+// WithHostname sets the container's hostname (needs a UTS namespace).
+func (c *Config) WithHostname(h string) *Config { c.Hostname = h; return c }
+
+// WithDomainname sets the container's NIS domain name.
+func (c *Config) WithDomainname(d string) *Config { c.Domainname = d; return c }
+
+// WithArgs sets the main process's command line.
+func (c *Config) WithArgs(args ...string) *Config { c.Process.Args = args; return c }
+
+// WithEnv adds KEY=VALUE pairs to the environment (a key set twice keeps
+// the last value).
+func (c *Config) WithEnv(kv ...string) *Config {
+	for _, e := range kv {
+		k, _, ok := strings.Cut(e, "=")
+		if !ok || k == "" {
+			c.fail("process.env", "%q is not KEY=VALUE", e)
+			continue
+		}
+		c.Process.Env = setEnv(c.Process.Env, e)
+	}
+	return c
+}
+
+func setEnv(env []string, kv string) []string {
+	k, _, _ := strings.Cut(kv, "=")
+	out := env[:0:0]
+	for _, e := range env {
+		if ek, _, _ := strings.Cut(e, "="); ek != k {
+			out = append(out, e)
+		}
+	}
+	return append(out, kv)
+}
+
+// WithWorkDir sets the main process's working directory.
+func (c *Config) WithWorkDir(dir string) *Config { c.Process.Dir = dir; return c }
+
+// WithUser sets the uid and gid of the main process.
+func (c *Config) WithUser(uid, gid uint32) *Config {
+	c.Process.User.UID, c.Process.User.GID = uid, gid
+	return c
+}
+
+// WithGroups sets supplementary groups.
+func (c *Config) WithGroups(gids ...uint32) *Config { c.Process.User.Groups = gids; return c }
+
+// WithUmask sets the umask of the main process.
+func (c *Config) WithUmask(mask uint32) *Config {
+	if mask > 0o777 {
+		return c.fail("process.umask", "%#o is not a permission mask", mask)
+	}
+	c.Process.Umask = &mask
+	return c
+}
+
+// WithTTY gives the main process a pseudo-terminal of the given size.
+func (c *Config) WithTTY(on bool) *Config { c.Process.TTY = on; return c }
+
+// WithTimeout kills the container d after it starts.
+func (c *Config) WithTimeout(d time.Duration) *Config {
+	if d < 0 {
+		return c.fail("timeout", "negative duration %v", d)
+	}
+	c.Timeout = d
+	return c
+}
+
+// WithSysctl sets a namespaced sysctl inside the container.
+func (c *Config) WithSysctl(key, value string) *Config {
+	if c.Sysctls == nil {
+		c.Sysctls = map[string]string{}
+	}
+	c.Sysctls[key] = value
+	return c
+}
+
+// WithPrivileged gives the container the host's devices.
+func (c *Config) WithPrivileged(on bool) *Config { c.Privileged = on; return c }
+
+// WithLogger sets a logger for debug output.
+func (c *Config) WithLogger(l *slog.Logger) *Config { c.Logger = l; return c }
+
+// Validate reports every problem found, each a *ConfigError naming the
+// field, joined with errors.Join. It changes nothing on the host.
+func (c *Config) Validate() error {
+	errs := append([]error{}, c.errs...)
+	bad := func(field, format string, a ...any) {
+		errs = append(errs, &ConfigError{Field: field, Reason: fmt.Sprintf(format, a...)})
+	}
+	ns := c.Namespaces
+	if err := ns.Validate(); err != nil {
+		f, r, _ := strings.Cut(err.Error(), ": ")
+		bad(f, "%s", r)
+	}
+	if !ns.IsNew(namespaces.User) {
+		if len(c.UIDMappings) > 0 {
+			bad("uidMappings", "set, but the container has no new user namespace")
+		}
+		if len(c.GIDMappings) > 0 {
+			bad("gidMappings", "set, but the container has no new user namespace")
+		}
+	}
+	for _, m := range []struct {
+		f string
+		m []namespaces.IDMap
+	}{{"uidMappings", c.UIDMappings}, {"gidMappings", c.GIDMappings}} {
+		if err := namespaces.ValidateMappings(m.f, m.m); err != nil {
+			f, r, _ := strings.Cut(err.Error(), ": ")
+			bad(f, "%s", r)
+		}
+	}
+	if !c.TimeOffsets.IsZero() && !ns.IsNew(namespaces.Time) {
+		bad("timeOffsets", "set, but the container has no new time namespace")
+	}
+	if (c.Hostname != "" || c.Domainname != "") && !ns.Has(namespaces.UTS) {
+		bad("hostname", "needs a UTS namespace (it would change the host's)")
+	}
+	if len(c.Hostname) > 64 {
+		bad("hostname", "longer than 64 bytes")
+	}
+	if ns.Has(namespaces.Mount) && !ns.IsNew(namespaces.Mount) && (len(c.Mounts) > 0 || c.Rootfs.Kind == rootfs.KindDir) {
+		bad("rootfs", "cannot build a root filesystem in a joined mount namespace")
+	}
+	if !ns.Has(namespaces.Mount) && (len(c.Mounts) > 0 || c.Rootfs.Kind == rootfs.KindDir || c.Readonly) {
+		bad("rootfs", "a root filesystem or mounts need a mount namespace (it would change the host's)")
+	}
+	if ns.IsNew(namespaces.Mount) {
+		if err := c.plan().Validate(); err != nil {
+			f, r, _ := strings.Cut(err.Error(), ": ")
+			bad(f, "%s", r)
+		}
+	}
+	for i, e := range c.Process.Env {
+		if k, _, ok := strings.Cut(e, "="); !ok || k == "" {
+			bad(fmt.Sprintf("process.env[%d]", i), "%q is not KEY=VALUE", e)
+		}
+	}
+	if c.Process.Dir != "" && !path.IsAbs(c.Process.Dir) {
+		bad("process.cwd", "%q is not absolute", c.Process.Dir)
+	}
+	for k := range c.Sysctls {
+		if !strings.Contains(k, ".") || strings.ContainsAny(k, "/ ") {
+			bad("sysctl", "%q is not a sysctl name like net.ipv4.ip_forward", k)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// plan turns the config into the rootfs package's plan.
+func (c *Config) plan() *rootfs.Plan {
+	ns := c.Namespaces
+	ttyGid := 5
+	if ns.IsNew(namespaces.User) {
+		if _, ok := namespaces.ToHost(c.gidMappings(), 5); !ok {
+			ttyGid = -1
+		}
+	}
+	return &rootfs.Plan{
+		Root:          c.Rootfs,
+		Readonly:      c.Readonly,
+		Mounts:        c.Mounts,
+		MaskedPaths:   c.MaskedPaths,
+		ReadonlyPaths: c.ReadonlyPaths,
+		UserNS:        ns.IsNew(namespaces.User),
+		NewPID:        ns.IsNew(namespaces.PID),
+		NewNet:        ns.IsNew(namespaces.Net),
+		NewIPC:        ns.IsNew(namespaces.IPC),
+		NewCgroup:     ns.IsNew(namespaces.Cgroup),
+		CgroupV2:      cgroupV2Host(),
+		TTYGid:        ttyGid,
+		Privileged:    c.Privileged,
+	}
+}
+
+func (c *Config) uidMappings() []namespaces.IDMap {
+	if len(c.UIDMappings) > 0 {
+		return c.UIDMappings
+	}
+	u, _ := namespaces.DefaultMappings()
+	return u
+}
+
+func (c *Config) gidMappings() []namespaces.IDMap {
+	if len(c.GIDMappings) > 0 {
+		return c.GIDMappings
+	}
+	_, g := namespaces.DefaultMappings()
+	return g
+}
+
+// clone returns a deep enough copy that a started container is not
+// affected by later changes to the caller's Config.
+func (c *Config) clone() *Config {
+	n := *c
+	n.Mounts = append([]rootfs.Mount(nil), c.Mounts...)
+	n.Namespaces = append(namespaces.Set(nil), c.Namespaces...)
+	n.Process.Args = append([]string(nil), c.Process.Args...)
+	n.Process.Env = append([]string(nil), c.Process.Env...)
+	n.errs = append([]error(nil), c.errs...)
+	return &n
+}

@@ -1,0 +1,613 @@
+package vessel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"regexp"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/openvessel/vessel/internal/initproto"
+	"github.com/openvessel/vessel/namespaces"
+	"github.com/openvessel/vessel/rootfs"
+)
+
+// Status is where a container is in its life.
+type Status string
+
+// Container statuses.
+const (
+	// Created: New succeeded; nothing runs yet.
+	Created Status = "created"
+	// Running: the main process runs.
+	Running Status = "running"
+	// Stopped: the main process has ended.
+	Stopped Status = "stopped"
+	// Destroyed: Destroy released everything.
+	Destroyed Status = "destroyed"
+)
+
+// State is a snapshot of a container.
+type State struct {
+	ID     string `json:"id"`
+	Status Status `json:"status"`
+	// Pid is the host pid of the main process (0 before start).
+	Pid int `json:"pid,omitempty"`
+	// InitPid is the host pid of the container's init.
+	InitPid int `json:"initPid,omitempty"`
+	// Exit is set once the main process has ended.
+	Exit      *ExitStatus `json:"exit,omitempty"`
+	StartedAt time.Time   `json:"startedAt,omitempty"`
+}
+
+// Container is one container. Set Stdin, Stdout, Stderr and ExtraFiles
+// before Start, as with os/exec.Cmd.
+type Container struct {
+	// Stdin is the main process's standard input; nil reads /dev/null.
+	Stdin io.Reader
+	// Stdout and Stderr receive the main process's output; nil discards.
+	Stdout io.Writer
+	Stderr io.Writer
+	// ExtraFiles become descriptors 3, 4, ... of the main process.
+	ExtraFiles []*os.File
+
+	id  string
+	cfg *Config
+
+	mu        sync.Mutex
+	status    Status
+	cmd       *exec.Cmd
+	ctl       *initproto.Conn
+	initPid   int
+	mainPid   int
+	startedAt time.Time
+	exit      *ExitStatus
+	done      chan struct{}
+	reason    struct{ killed, timedOut bool }
+	procs     map[int]*Process
+	nextID    int
+	pty       *os.File
+	ptyWG     sync.WaitGroup
+	timer     *time.Timer
+	cleanups  []func() error
+}
+
+var validID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
+
+// New validates cfg and returns a container that has not started. Nothing
+// is created on the host until Start.
+func New(id string, cfg *Config) (*Container, error) {
+	if !validID.MatchString(id) {
+		return nil, &ConfigError{Field: "id", Reason: fmt.Sprintf("%q must be 1-128 characters of letters, digits, '_', '.', '-', starting with a letter or digit", id)}
+	}
+	if cfg == nil {
+		cfg = NewConfig()
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Container{id: id, cfg: cfg.clone(), status: Created, done: make(chan struct{}), procs: map[int]*Process{}, nextID: 1}, nil
+}
+
+// ID returns the container's id.
+func (c *Container) ID() string { return c.id }
+
+// Config returns a copy of the container's configuration.
+func (c *Container) Config() *Config { return c.cfg.clone() }
+
+// Run starts the container with args (or the configured command) and waits
+// for it to end.
+func (c *Container) Run(ctx context.Context, args ...string) error {
+	if err := c.Start(ctx, args...); err != nil {
+		return err
+	}
+	return c.Wait()
+}
+
+func (c *Container) logf(msg string, a ...any) {
+	if c.cfg.Logger != nil {
+		c.cfg.Logger.Debug(msg, append([]any{"container", c.id}, a...)...)
+	}
+}
+
+// processSpec builds the exec stage's spec from a process description.
+func (c *Container) processSpec(p *ProcessConfig) processSpec {
+	umask := uint32(0o022)
+	if p.Umask != nil {
+		umask = *p.Umask
+	}
+	env := p.Env
+	hasPath := false
+	for _, e := range env {
+		if len(e) > 5 && e[:5] == "PATH=" {
+			hasPath = true
+		}
+	}
+	if !hasPath {
+		env = append(append([]string{}, env...), "PATH="+DefaultPath)
+	}
+	if c.cfg.Hostname != "" {
+		env = setEnvIfMissing(env, "HOSTNAME="+c.cfg.Hostname)
+	}
+	dir := p.Dir
+	if dir == "" {
+		dir = "/"
+	}
+	return processSpec{
+		Args: p.Args, Env: env, Dir: dir,
+		UID: p.User.UID, GID: p.User.GID, Groups: p.User.Groups,
+		SetGroups: !c.cfg.Namespaces.IsNew(namespaces.User) || len(c.cfg.GIDMappings) > 0,
+		Umask:     umask, TTY: p.TTY, Rows: p.Rows, Cols: p.Cols,
+		NoNewPriv: !c.cfg.Privileged,
+	}
+}
+
+func setEnvIfMissing(env []string, kv string) []string {
+	k := kv[:len(kv)-len(kv[indexByte(kv, '='):])]
+	for _, e := range env {
+		if len(e) > len(k) && e[:len(k)+1] == k+"=" {
+			return env
+		}
+	}
+	return append(env, kv)
+}
+
+func indexByte(s string, b byte) int {
+	for i := 0; i < len(s); i++ {
+		if s[i] == b {
+			return i
+		}
+	}
+	return len(s)
+}
+
+func (c *Container) initConfig(args []string) (*initConfig, error) {
+	cfg := c.cfg
+	ns := cfg.Namespaces
+	p := cfg.Process
+	if len(args) > 0 {
+		p.Args = args
+	}
+	if len(p.Args) == 0 {
+		return nil, &ConfigError{Field: "process.args", Reason: "no command to run"}
+	}
+	ic := &initConfig{
+		Process:     c.processSpec(&p),
+		NewCgroupNS: ns.IsNew(namespaces.Cgroup),
+		NewTimeNS:   ns.IsNew(namespaces.Time),
+		TimeOffsets: cfg.TimeOffsets,
+		Sysctls:     cfg.Sysctls,
+		NewPIDNS:    ns.IsNew(namespaces.PID),
+		NumExtras:   len(c.ExtraFiles),
+	}
+	for _, n := range ns {
+		if n.Path != "" {
+			ic.Joins = append(ic.Joins, n)
+		}
+	}
+	if ns.IsNew(namespaces.Mount) {
+		ic.Plan = cfg.plan()
+		ic.Plan.Files = c.generatedFiles()
+	}
+	if ns.Has(namespaces.UTS) {
+		h := cfg.Hostname
+		if h == "" && ns.IsNew(namespaces.UTS) {
+			h = c.id
+			if len(h) > 64 {
+				h = h[:64]
+			}
+		}
+		if h != "" {
+			ic.Hostname = &h
+		}
+		if cfg.Domainname != "" {
+			d := cfg.Domainname
+			ic.Domainname = &d
+		}
+	}
+	return ic, nil
+}
+
+// hostname is what the container's /etc/hostname and /etc/hosts say.
+func (c *Container) hostname() string {
+	if c.cfg.Hostname != "" {
+		return c.cfg.Hostname
+	}
+	if c.cfg.Namespaces.IsNew(namespaces.UTS) {
+		return c.id
+	}
+	h, _ := os.Hostname()
+	return h
+}
+
+// generatedFiles are /etc/hostname, /etc/hosts and /etc/resolv.conf.
+func (c *Container) generatedFiles() []rootfs.File {
+	h := c.hostname()
+	hosts := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t" + h + "\n"
+	files := []rootfs.File{
+		{Path: "/etc/hostname", Data: []byte(h + "\n")},
+		{Path: "/etc/hosts", Data: []byte(hosts)},
+	}
+	if c.cfg.Namespaces.IsNew(namespaces.Net) {
+		// Only loopback: no nameserver is reachable; an empty resolver
+		// config makes lookups fail fast instead of timing out.
+		files = append(files, rootfs.File{Path: "/etc/resolv.conf", Data: []byte("# vessel: this container has no network beyond loopback\n")})
+	} else if data, err := os.ReadFile("/etc/resolv.conf"); err == nil {
+		files = append(files, rootfs.File{Path: "/etc/resolv.conf", Data: data})
+	}
+	return files
+}
+
+// Start starts the container's main process, with args if given, else the
+// configured command. It returns once the process has been execve()d (or
+// with the *SetupError that prevented it). Cancelling ctx kills the whole
+// container, like exec.CommandContext.
+func (c *Container) Start(ctx context.Context, args ...string) error {
+	c.mu.Lock()
+	switch c.status {
+	case Created:
+	case Destroyed:
+		c.mu.Unlock()
+		return ErrDestroyed
+	default:
+		c.mu.Unlock()
+		return ErrAlreadyStarted
+	}
+	c.status = Running // claims the container; reset on failure
+	c.mu.Unlock()
+	err := c.start(ctx, args)
+	if err != nil {
+		c.mu.Lock()
+		c.status = Created
+		c.mu.Unlock()
+		c.runCleanups()
+		return err
+	}
+	return nil
+}
+
+func (c *Container) start(ctx context.Context, args []string) (retErr error) {
+	if len(c.ExtraFiles) > 200 {
+		return &ConfigError{Field: "ExtraFiles", Reason: "more than 200 files"}
+	}
+	ic, err := c.initConfig(args)
+	if err != nil {
+		return err
+	}
+	exe, err := selfExe()
+	if err != nil {
+		return &SetupError{Step: "prepare executable", Err: err}
+	}
+	ctl, childSock, err := initproto.Pair()
+	if err != nil {
+		return &SetupError{Step: "socketpair", Err: err}
+	}
+	ns := c.cfg.Namespaces
+	sys := &syscall.SysProcAttr{
+		Cloneflags: ns.CloneFlags(),
+		Pdeathsig:  syscall.SIGKILL,
+	}
+	if ns.IsNew(namespaces.User) {
+		for _, m := range c.cfg.uidMappings() {
+			sys.UidMappings = append(sys.UidMappings, syscall.SysProcIDMap{ContainerID: int(m.ContainerID), HostID: int(m.HostID), Size: int(m.Size)})
+		}
+		for _, m := range c.cfg.gidMappings() {
+			sys.GidMappings = append(sys.GidMappings, syscall.SysProcIDMap{ContainerID: int(m.ContainerID), HostID: int(m.HostID), Size: int(m.Size)})
+		}
+		sys.GidMappingsEnableSetgroups = os.Geteuid() == 0
+	}
+	cmd := &exec.Cmd{
+		Path:        exe,
+		Args:        []string{"vessel-init", c.id},
+		Env:         []string{envStage + "=" + stageInit, envSync + "=3"},
+		Stdout:      c.Stdout,
+		Stderr:      c.Stderr,
+		ExtraFiles:  append([]*os.File{childSock}, c.ExtraFiles...),
+		SysProcAttr: sys,
+		WaitDelay:   2 * time.Second,
+	}
+	if !c.cfg.Process.TTY {
+		cmd.Stdin = c.Stdin
+	}
+	var startErr error
+	onForkThread(func() { startErr = cmd.Start() })
+	childSock.Close()
+	if startErr != nil {
+		ctl.Close()
+		return &SetupError{Step: "start container init", Path: exe, Err: startErr}
+	}
+	c.logf("init started", "pid", cmd.Process.Pid)
+	c.mu.Lock()
+	c.cmd, c.ctl, c.initPid = cmd, ctl, cmd.Process.Pid
+	c.mu.Unlock()
+	fail := func(err error) error {
+		_ = cmd.Process.Signal(syscall.SIGKILL)
+		_ = cmd.Wait()
+		ctl.Close()
+		return err
+	}
+	if err := ctl.Send(&initproto.Message{Type: initproto.TypeConfig, Payload: initproto.Encode(ic)}); err != nil {
+		return fail(&SetupError{Step: "send config", Err: err})
+	}
+	for {
+		r, err := ctl.Recv()
+		if err != nil {
+			return fail(&SetupError{Step: "container init", Err: fmt.Errorf("exited during setup: %w", c.initDeath(err))})
+		}
+		switch r.Type {
+		case initproto.TypeError:
+			return fail(remoteSetupError(r.Error))
+		case initproto.TypePTY:
+			if len(r.Files) == 1 {
+				c.pty = r.Files[0]
+			}
+			continue
+		case initproto.TypeStarted:
+			if r.Cred == nil {
+				return fail(&SetupError{Step: "container init", Err: errors.New("started message without credentials")})
+			}
+			c.mu.Lock()
+			c.mainPid = int(r.Cred.Pid)
+			c.startedAt = time.Now()
+			c.mu.Unlock()
+		default:
+			return fail(&SetupError{Step: "container init", Err: fmt.Errorf("unexpected message %q", r.Type)})
+		}
+		break
+	}
+	if c.pty != nil {
+		c.startPTYCopy(c.pty, c.Stdin, c.Stdout, &c.ptyWG)
+	}
+	go c.readControl()
+	go c.waitInit()
+	if ctx != nil && ctx.Done() != nil {
+		go func() {
+			select {
+			case <-ctx.Done():
+				c.kill(false)
+			case <-c.done:
+			}
+		}()
+	}
+	if c.cfg.Timeout > 0 {
+		c.mu.Lock()
+		c.timer = time.AfterFunc(c.cfg.Timeout, func() { c.kill(true) })
+		c.mu.Unlock()
+	}
+	return nil
+}
+
+// initDeath explains why the init went away during setup.
+func (c *Container) initDeath(err error) error {
+	if err != initproto.ErrClosed {
+		return err
+	}
+	return errors.New("the container init died before reporting")
+}
+
+func remoteSetupError(info *initproto.ErrorInfo) *SetupError {
+	var e error = errors.New(info.Msg)
+	if info.Errno != 0 {
+		e = syscall.Errno(info.Errno)
+	}
+	return &SetupError{Step: info.Step, Path: info.Path, Err: e}
+}
+
+// startPTYCopy copies between a pty master and the caller's stdio.
+func (c *Container) startPTYCopy(master *os.File, in io.Reader, out io.Writer, wg *sync.WaitGroup) {
+	if in != nil {
+		go func() { _, _ = io.Copy(master, in) }()
+	}
+	if out != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, _ = io.Copy(out, master) // ends with EIO when the slave side closes
+		}()
+	}
+}
+
+// readControl dispatches messages from the init after start.
+func (c *Container) readControl() {
+	for {
+		r, err := c.ctl.Recv()
+		if err != nil {
+			c.mu.Lock()
+			procs := c.procs
+			c.procs = map[int]*Process{}
+			c.mu.Unlock()
+			for _, p := range procs {
+				p.finish(nil, errors.New("container ended"))
+			}
+			return
+		}
+		if r.ID == 0 {
+			if r.Type == initproto.TypeExit && r.Exit != nil {
+				st := ExitStatus{Code: r.Exit.Code, Signal: syscall.Signal(r.Exit.Signal), CoreDumped: r.Exit.Core}
+				c.mu.Lock()
+				c.exit = &st
+				c.mu.Unlock()
+			}
+			for _, f := range r.Files {
+				f.Close()
+			}
+			continue
+		}
+		c.mu.Lock()
+		p := c.procs[r.ID]
+		c.mu.Unlock()
+		if p == nil {
+			for _, f := range r.Files {
+				f.Close()
+			}
+			continue
+		}
+		p.handle(r)
+		if r.Type == initproto.TypeExit || r.Type == initproto.TypeError {
+			c.mu.Lock()
+			delete(c.procs, r.ID)
+			c.mu.Unlock()
+		}
+	}
+}
+
+// waitInit reaps the init and settles the final status.
+func (c *Container) waitInit() {
+	err := c.cmd.Wait()
+	if c.pty != nil {
+		c.ptyWG.Wait()
+		c.pty.Close()
+	}
+	c.mu.Lock()
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+	st := c.exit
+	if st == nil {
+		// The init died without reporting the main process: it was killed.
+		s := ExitStatus{Code: 137, Signal: syscall.SIGKILL}
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+				s = ExitStatus{Code: 128 + int(ws.Signal()), Signal: ws.Signal()}
+			} else if ok {
+				s = ExitStatus{Code: ws.ExitStatus()}
+			}
+		}
+		st = &s
+	}
+	st.Killed = c.reason.killed
+	st.TimedOut = c.reason.timedOut
+	c.exit = st
+	c.status = Stopped
+	c.mu.Unlock()
+	c.ctl.Close()
+	close(c.done)
+}
+
+// Wait waits for the main process to end and for its output to be copied.
+// It returns nil for exit code 0, else an *ExitError.
+func (c *Container) Wait() error {
+	c.mu.Lock()
+	st := c.status
+	c.mu.Unlock()
+	if st == Created {
+		return ErrNotStarted
+	}
+	<-c.done
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.exit == nil {
+		return ErrDestroyed
+	}
+	if c.exit.Success() && !c.exit.Killed && !c.exit.TimedOut {
+		return nil
+	}
+	return &ExitError{Status: *c.exit}
+}
+
+// Done is closed when the container's main process has ended.
+func (c *Container) Done() <-chan struct{} { return c.done }
+
+// State returns a snapshot of the container.
+func (c *Container) State() State {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := State{ID: c.id, Status: c.status, Pid: c.mainPid, InitPid: c.initPid, StartedAt: c.startedAt}
+	if c.exit != nil {
+		e := *c.exit
+		s.Exit = &e
+	}
+	if c.status != Running {
+		s.Pid, s.InitPid = 0, 0
+	}
+	return s
+}
+
+// Signal sends sig to the container's main process.
+func (c *Container) Signal(sig syscall.Signal) error {
+	c.mu.Lock()
+	running := c.status == Running && c.ctl != nil
+	c.mu.Unlock()
+	if !running {
+		return ErrNotRunning
+	}
+	if sig == syscall.SIGKILL {
+		return c.Kill()
+	}
+	return c.ctl.Send(&initproto.Message{Type: initproto.TypeSignal, Signal: int(sig)})
+}
+
+// Kill ends every process of the container at once.
+func (c *Container) Kill() error { return c.kill(false) }
+
+func (c *Container) kill(timeout bool) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.status != Running || c.cmd == nil {
+		return ErrNotRunning
+	}
+	select {
+	case <-c.done:
+		return ErrNotRunning
+	default:
+	}
+	if timeout {
+		c.reason.timedOut = true
+	} else {
+		c.reason.killed = true
+	}
+	// The init is PID 1 of the container's pid namespace (or, with a
+	// shared one, the parent of every container process, each of which
+	// dies with it through PR_SET_PDEATHSIG): SIGKILL to it ends them all.
+	return unix.Kill(c.initPid, unix.SIGKILL)
+}
+
+// Resize sets the size of the main process's terminal.
+func (c *Container) Resize(rows, cols uint16) error {
+	if c.pty == nil {
+		return errors.New("vessel: the container has no terminal")
+	}
+	return unix.IoctlSetWinsize(int(c.pty.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: rows, Col: cols})
+}
+
+// Destroy kills the container if it runs, waits for it, and releases
+// everything it holds on the host. It is idempotent.
+func (c *Container) Destroy() error {
+	c.mu.Lock()
+	st := c.status
+	c.mu.Unlock()
+	if st == Destroyed {
+		return nil
+	}
+	if st == Running {
+		_ = c.kill(false)
+		<-c.done
+	}
+	err := c.runCleanups()
+	c.mu.Lock()
+	c.status = Destroyed
+	c.mu.Unlock()
+	return err
+}
+
+func (c *Container) runCleanups() error {
+	c.mu.Lock()
+	fns := c.cleanups
+	c.cleanups = nil
+	c.mu.Unlock()
+	var errs []error
+	for i := len(fns) - 1; i >= 0; i-- {
+		if err := fns[i](); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}

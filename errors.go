@@ -1,0 +1,111 @@
+package vessel
+
+import (
+	"errors"
+	"fmt"
+	"syscall"
+)
+
+// SetupError is a failure while setting a container up, inside the child or
+// in the parent. Step names what was being done ("mount /proc",
+// "pivot_root", "exec"), Path the file involved, Err the cause (often a
+// syscall.Errno, so errors.Is(err, fs.ErrNotExist) works).
+type SetupError struct {
+	Step string
+	Path string
+	Err  error
+}
+
+func (e *SetupError) Error() string {
+	if e.Path != "" {
+		return fmt.Sprintf("vessel: %s %s: %v", e.Step, e.Path, e.Err)
+	}
+	return fmt.Sprintf("vessel: %s: %v", e.Step, e.Err)
+}
+
+func (e *SetupError) Unwrap() error { return e.Err }
+
+// ConfigError is an invalid configuration: Field names the field at fault.
+type ConfigError struct {
+	Field  string
+	Reason string
+}
+
+func (e *ConfigError) Error() string { return fmt.Sprintf("vessel: config %s: %s", e.Field, e.Reason) }
+
+// Errors a caller can test for with errors.Is.
+var (
+	// ErrOOMKilled: the container's process was killed by the OOM killer.
+	ErrOOMKilled = errors.New("vessel: killed by the OOM killer")
+	// ErrTimeout: the container ran past its timeout and was killed.
+	ErrTimeout = errors.New("vessel: timed out")
+	// ErrKilled: the container was killed by Kill or a cancelled context.
+	ErrKilled = errors.New("vessel: killed")
+	// ErrNotRunning: the operation needs a running container.
+	ErrNotRunning = errors.New("vessel: container is not running")
+	// ErrNotStarted: the operation needs a started container.
+	ErrNotStarted = errors.New("vessel: container has not been started")
+	// ErrAlreadyStarted: Start was called twice.
+	ErrAlreadyStarted = errors.New("vessel: container already started")
+	// ErrDestroyed: the container was destroyed.
+	ErrDestroyed = errors.New("vessel: container destroyed")
+)
+
+// ExitStatus is how a process ended.
+type ExitStatus struct {
+	// Code is the exit code, or 128+signal when killed by a signal.
+	Code int `json:"code"`
+	// Signal is the signal that killed the process, or 0 if it exited.
+	Signal syscall.Signal `json:"signal,omitempty"`
+	// CoreDumped is set when the signal produced a core dump.
+	CoreDumped bool `json:"coreDumped,omitempty"`
+	// OOMKilled is set when the kernel's OOM killer ended the container.
+	OOMKilled bool `json:"oomKilled,omitempty"`
+	// TimedOut is set when the container's timeout ended it.
+	TimedOut bool `json:"timedOut,omitempty"`
+	// Killed is set when Kill or a cancelled context ended it.
+	Killed bool `json:"killed,omitempty"`
+}
+
+// Exited reports whether the process exited normally (not by a signal).
+func (s ExitStatus) Exited() bool { return s.Signal == 0 }
+
+// Success reports whether the process exited with code 0.
+func (s ExitStatus) Success() bool { return s.Signal == 0 && s.Code == 0 }
+
+func (s ExitStatus) String() string {
+	var why string
+	switch {
+	case s.OOMKilled:
+		why = " (OOM killed)"
+	case s.TimedOut:
+		why = " (timed out)"
+	case s.Killed:
+		why = " (killed)"
+	}
+	if s.Signal != 0 {
+		return fmt.Sprintf("signal: %v%s", s.Signal, why)
+	}
+	return fmt.Sprintf("exit status %d%s", s.Code, why)
+}
+
+// ExitError is returned by Wait and Run when a process did not exit with
+// code 0. errors.Is(err, ErrOOMKilled / ErrTimeout / ErrKilled) tells why.
+type ExitError struct {
+	Status ExitStatus
+}
+
+func (e *ExitError) Error() string { return "vessel: " + e.Status.String() }
+
+// Is matches the reason sentinels.
+func (e *ExitError) Is(target error) bool {
+	switch target {
+	case ErrOOMKilled:
+		return e.Status.OOMKilled
+	case ErrTimeout:
+		return e.Status.TimedOut
+	case ErrKilled:
+		return e.Status.Killed
+	}
+	return false
+}

@@ -1,0 +1,293 @@
+package vessel
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/openvessel/vessel/internal/initproto"
+)
+
+// Command describes a process to start inside a running container with
+// Exec. Fields left empty take the container's own settings (environment,
+// working directory, user).
+type Command struct {
+	Args []string
+	// Env replaces the container's environment when not nil.
+	Env []string
+	// Dir is the working directory ("" : the container's).
+	Dir string
+	// User overrides the container's user when not nil.
+	User *User
+	// TTY gives the process its own pseudo-terminal.
+	TTY        bool
+	Rows, Cols uint16
+	Stdin      io.Reader
+	Stdout     io.Writer
+	Stderr     io.Writer
+	ExtraFiles []*os.File
+}
+
+// Cmd returns a Command running name with args.
+func Cmd(name string, args ...string) *Command {
+	return &Command{Args: append([]string{name}, args...)}
+}
+
+// Process is a process started by Exec.
+type Process struct {
+	c   *Container
+	id  int
+	pid int
+
+	started chan error
+	done    chan struct{}
+	once    sync.Once
+	status  *ExitStatus
+	err     error
+
+	pty      *os.File
+	copies   sync.WaitGroup
+	closers  []io.Closer
+	killedBy bool
+}
+
+// Exec starts cmd inside the running container, in all of its namespaces
+// (a user namespace included), with the container's security settings. It
+// returns once the process has been execve()d, or with a *SetupError.
+// Cancelling ctx kills the process.
+func (c *Container) Exec(ctx context.Context, cmd *Command) (*Process, error) {
+	if cmd == nil || len(cmd.Args) == 0 {
+		return nil, &ConfigError{Field: "command.args", Reason: "no command to run"}
+	}
+	c.mu.Lock()
+	if c.status != Running || c.ctl == nil {
+		c.mu.Unlock()
+		return nil, ErrNotRunning
+	}
+	select {
+	case <-c.done:
+		c.mu.Unlock()
+		return nil, ErrNotRunning
+	default:
+	}
+	id := c.nextID
+	c.nextID++
+	p := &Process{c: c, id: id, started: make(chan error, 1), done: make(chan struct{})}
+	c.procs[id] = p
+	c.mu.Unlock()
+
+	pc := c.cfg.Process
+	pc.Args = cmd.Args
+	if cmd.Env != nil {
+		pc.Env = cmd.Env
+	}
+	if cmd.Dir != "" {
+		pc.Dir = cmd.Dir
+	}
+	if cmd.User != nil {
+		pc.User = *cmd.User
+	}
+	pc.TTY, pc.Rows, pc.Cols = cmd.TTY, cmd.Rows, cmd.Cols
+	spec := c.processSpec(&pc)
+
+	files, childEnds, err := p.stdio(cmd)
+	if err != nil {
+		c.forget(id)
+		return nil, err
+	}
+	files = append(files, cmd.ExtraFiles...)
+	err = c.ctl.Send(&initproto.Message{Type: initproto.TypeExec, ID: id, Payload: initproto.Encode(&spec)}, files...)
+	for _, f := range childEnds {
+		f.Close()
+	}
+	if err != nil {
+		c.forget(id)
+		p.closeAll()
+		return nil, &SetupError{Step: "send exec request", Err: err}
+	}
+	var startErr error
+	select {
+	case startErr = <-p.started:
+	case <-c.done:
+		startErr = ErrNotRunning
+	}
+	if startErr != nil {
+		c.forget(id)
+		p.closeAll()
+		return nil, startErr
+	}
+	if p.pty != nil {
+		c.startPTYCopy(p.pty, cmd.Stdin, cmd.Stdout, &p.copies)
+	}
+	if ctx != nil && ctx.Done() != nil {
+		go func() {
+			select {
+			case <-ctx.Done():
+				p.killedBy = true
+				_ = p.Signal(syscall.SIGKILL)
+			case <-p.done:
+			}
+		}()
+	}
+	return p, nil
+}
+
+func (c *Container) forget(id int) {
+	c.mu.Lock()
+	delete(c.procs, id)
+	c.mu.Unlock()
+}
+
+// stdio prepares descriptors 0-2 for the process: files are used as they
+// are, other readers and writers through pipes copied by goroutines.
+func (p *Process) stdio(cmd *Command) (files, childEnds []*os.File, err error) {
+	if cmd.TTY {
+		// The terminal's slave becomes stdio inside; pass /dev/null here.
+		null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+		if err != nil {
+			return nil, nil, err
+		}
+		return []*os.File{null, null, null}, []*os.File{null}, nil
+	}
+	in, out := cmd.Stdin, []io.Writer{cmd.Stdout, cmd.Stderr}
+	switch r := in.(type) {
+	case nil:
+		f, err := os.Open(os.DevNull)
+		if err != nil {
+			return nil, nil, err
+		}
+		files, childEnds = append(files, f), append(childEnds, f)
+	case *os.File:
+		files = append(files, r)
+	default:
+		pr, pw, err := os.Pipe()
+		if err != nil {
+			return nil, nil, err
+		}
+		files, childEnds = append(files, pr), append(childEnds, pr)
+		p.closers = append(p.closers, pw)
+		go func() {
+			_, _ = io.Copy(pw, r)
+			pw.Close()
+		}()
+	}
+	for _, w := range out {
+		switch w := w.(type) {
+		case nil:
+			f, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+			if err != nil {
+				return nil, nil, err
+			}
+			files, childEnds = append(files, f), append(childEnds, f)
+		case *os.File:
+			files = append(files, w)
+		default:
+			pr, pw, err := os.Pipe()
+			if err != nil {
+				return nil, nil, err
+			}
+			files, childEnds = append(files, pw), append(childEnds, pw)
+			p.copies.Add(1)
+			go func() {
+				defer p.copies.Done()
+				_, _ = io.Copy(w, pr)
+				pr.Close()
+			}()
+		}
+	}
+	return files, childEnds, nil
+}
+
+func (p *Process) closeAll() {
+	for _, c := range p.closers {
+		c.Close()
+	}
+}
+
+// handle takes one message about this process from the init.
+func (p *Process) handle(r *initproto.Received) {
+	switch r.Type {
+	case initproto.TypePTY:
+		if len(r.Files) == 1 {
+			p.pty = r.Files[0]
+		}
+	case initproto.TypeStarted:
+		if r.Cred != nil {
+			p.pid = int(r.Cred.Pid)
+		}
+		p.started <- nil
+	case initproto.TypeError:
+		p.started <- remoteSetupError(r.Error)
+		p.finish(nil, errors.New("not started"))
+	case initproto.TypeExit:
+		st := ExitStatus{Code: r.Exit.Code, Signal: syscall.Signal(r.Exit.Signal), CoreDumped: r.Exit.Core}
+		p.finish(&st, nil)
+	}
+}
+
+func (p *Process) finish(st *ExitStatus, err error) {
+	p.once.Do(func() {
+		if st == nil && err != nil {
+			s := ExitStatus{Code: 137, Signal: syscall.SIGKILL, Killed: true}
+			st = &s
+		}
+		p.status = st
+		close(p.done)
+	})
+}
+
+// Pid returns the host pid of the process.
+func (p *Process) Pid() int { return p.pid }
+
+// Wait waits for the process to end and its output to be copied. It
+// returns nil for exit code 0, else an *ExitError.
+func (p *Process) Wait() error {
+	<-p.done
+	p.copies.Wait()
+	if p.pty != nil {
+		p.pty.Close()
+	}
+	p.closeAll()
+	st := *p.status
+	if p.killedBy {
+		st.Killed = true
+	}
+	if st.Success() && !st.Killed {
+		return nil
+	}
+	return &ExitError{Status: st}
+}
+
+// ExitStatus returns how the process ended, once Wait has returned.
+func (p *Process) ExitStatus() *ExitStatus {
+	select {
+	case <-p.done:
+		s := *p.status
+		return &s
+	default:
+		return nil
+	}
+}
+
+// Signal sends sig to the process.
+func (p *Process) Signal(sig syscall.Signal) error {
+	select {
+	case <-p.done:
+		return ErrNotRunning
+	default:
+	}
+	return p.c.ctl.Send(&initproto.Message{Type: initproto.TypeSignal, ID: p.id, Signal: int(sig)})
+}
+
+// Resize sets the size of the process's terminal.
+func (p *Process) Resize(rows, cols uint16) error {
+	if p.pty == nil {
+		return errors.New("vessel: the process has no terminal")
+	}
+	return unix.IoctlSetWinsize(int(p.pty.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: rows, Col: cols})
+}

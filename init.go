@@ -1,0 +1,574 @@
+package vessel
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/openvessel/vessel/internal/initproto"
+	"github.com/openvessel/vessel/namespaces"
+	"github.com/openvessel/vessel/rootfs"
+)
+
+// Environment markers that make a re-executed binary a container child.
+// They are set by vessel only; the user's environment travels in the
+// config message, never in the child's own environment.
+const (
+	envStage = "_VESSEL_STAGE"
+	envSync  = "_VESSEL_SYNC"
+
+	stageInit = "init"
+	stageExec = "exec"
+)
+
+func init() {
+	if os.Getenv(envStage) == "" {
+		return
+	}
+	// From here on every namespace change, mount and fork happens on the
+	// main thread, so the processes we start inherit exactly what we set.
+	runtime.LockOSThread()
+	// No process in the container may reach this binary through
+	// /proc/PID/exe or ptrace it.
+	_ = unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
+}
+
+// Init must be the first statement of main in every program that uses
+// vessel. In the program itself it returns at once. In a container child
+// (the same binary, re-executed by Start) it sets the container up, runs
+// the container's init or execs the user's process, and never returns.
+func Init() {
+	switch os.Getenv(envStage) {
+	case "":
+		return
+	case stageInit:
+		runInit()
+	case stageExec:
+		runExecStage()
+	}
+	os.Exit(125)
+}
+
+// IsChild reports whether this process is a vessel container child.
+func IsChild() bool { return os.Getenv(envStage) != "" }
+
+// initConfig is what the parent sends the container's init.
+type initConfig struct {
+	Plan        *rootfs.Plan           `json:"plan,omitempty"`
+	Joins       []namespaces.Namespace `json:"joins,omitempty"`
+	NewCgroupNS bool                   `json:"newCgroupNS,omitempty"`
+	NewTimeNS   bool                   `json:"newTimeNS,omitempty"`
+	TimeOffsets namespaces.TimeOffsets `json:"timeOffsets,omitempty"`
+	Hostname    *string                `json:"hostname,omitempty"`
+	Domainname  *string                `json:"domainname,omitempty"`
+	Sysctls     map[string]string      `json:"sysctls,omitempty"`
+	Process     processSpec            `json:"process"`
+	WaitProceed bool                   `json:"waitProceed,omitempty"`
+	// Detached containers outlive the program that started them (the OCI
+	// CLI); others die with it.
+	Detached  bool `json:"detached,omitempty"`
+	NewPIDNS  bool `json:"newPIDNS,omitempty"`
+	NumExtras int  `json:"numExtras,omitempty"`
+}
+
+// processSpec is what the exec stage needs to start one process.
+type processSpec struct {
+	Args      []string `json:"args"`
+	Env       []string `json:"env"`
+	Dir       string   `json:"cwd"`
+	UID       uint32   `json:"uid"`
+	GID       uint32   `json:"gid"`
+	Groups    []uint32 `json:"groups,omitempty"`
+	SetGroups bool     `json:"setGroups,omitempty"`
+	Umask     uint32   `json:"umask"`
+	TTY       bool     `json:"tty,omitempty"`
+	Rows      uint16   `json:"rows,omitempty"`
+	Cols      uint16   `json:"cols,omitempty"`
+	NoNewPriv bool     `json:"noNewPrivileges,omitempty"`
+	// WaitStart holds the process just before execve until a start message.
+	WaitStart bool `json:"waitStart,omitempty"`
+}
+
+// exitWith reports a setup failure to the parent and exits.
+func exitWith(conn *initproto.Conn, step, path string, err error) {
+	info := &initproto.ErrorInfo{Step: step, Path: path, Msg: err.Error()}
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		info.Errno = int(errno)
+	}
+	var re *rootfs.Error
+	if errors.As(err, &re) {
+		info.Step, info.Path, info.Msg = re.Step, re.Path, re.Err.Error()
+	}
+	_ = conn.Send(&initproto.Message{Type: initproto.TypeError, Error: info})
+	os.Exit(125)
+}
+
+func syncFD() int {
+	fd, err := strconv.Atoi(os.Getenv(envSync))
+	if err != nil {
+		fd = 3
+	}
+	return fd
+}
+
+// runInit is the container's init: it finishes the namespaces, builds the
+// root filesystem, starts the main process and then serves the parent.
+func runInit() {
+	conn := initproto.FromFD(syncFD())
+	r, err := conn.Expect(initproto.TypeConfig)
+	if err != nil {
+		os.Exit(125)
+	}
+	var cfg initConfig
+	if err := initproto.Decode(r.Payload, &cfg); err != nil {
+		exitWith(conn, "read config", "", err)
+	}
+	if cfg.WaitProceed {
+		if err := conn.Send(&initproto.Message{Type: initproto.TypeReady}); err != nil {
+			os.Exit(125)
+		}
+		p, err := conn.Expect(initproto.TypeProceed)
+		if err != nil {
+			os.Exit(125)
+		}
+		if len(p.Payload) > 0 && cfg.Plan != nil {
+			var files []rootfs.File
+			if err := initproto.Decode(p.Payload, &files); err == nil {
+				cfg.Plan.Files = append(cfg.Plan.Files, files...)
+			}
+		}
+	}
+	for _, j := range cfg.Joins {
+		if err := namespaces.Join(j.Kind, j.Path); err != nil {
+			exitWith(conn, "join "+string(j.Kind)+" namespace", j.Path, err)
+		}
+	}
+	if cfg.NewCgroupNS {
+		if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
+			exitWith(conn, "unshare cgroup namespace", "", err)
+		}
+	}
+	if cfg.NewTimeNS {
+		if err := namespaces.UnshareTime(cfg.TimeOffsets); err != nil {
+			exitWith(conn, "create time namespace", "/proc/self/timens_offsets", err)
+		}
+	}
+	if cfg.Plan != nil {
+		if err := rootfs.Setup(cfg.Plan); err != nil {
+			exitWith(conn, "rootfs", "", err)
+		}
+	}
+	if cfg.Hostname != nil {
+		if err := unix.Sethostname([]byte(*cfg.Hostname)); err != nil {
+			exitWith(conn, "sethostname", *cfg.Hostname, err)
+		}
+	}
+	if cfg.Domainname != nil {
+		if err := unix.Setdomainname([]byte(*cfg.Domainname)); err != nil {
+			exitWith(conn, "setdomainname", *cfg.Domainname, err)
+		}
+	}
+	for k, v := range cfg.Sysctls {
+		p := "/proc/sys/" + strings.ReplaceAll(k, ".", "/")
+		if err := os.WriteFile(p, []byte(v), 0); err != nil {
+			exitWith(conn, "sysctl", k, err)
+		}
+	}
+	in := &initState{conn: conn, cfg: &cfg, procs: map[int]int{}}
+	// fds 0-2 are the main process's stdio; 4.. its extra files.
+	files := []uintptr{0, 1, 2}
+	for i := 0; i < cfg.NumExtras; i++ {
+		files = append(files, uintptr(syncFD()+1+i))
+	}
+	// Signals must be watched before the first child can exit.
+	sigs := make(chan os.Signal, 64)
+	signal.Notify(sigs)
+	pid, pty, err := spawn(&cfg.Process, files)
+	for i := 0; i < cfg.NumExtras; i++ {
+		unix.Close(syncFD() + 1 + i)
+	}
+	if err != nil {
+		var se *stageError
+		if errors.As(err, &se) {
+			_ = conn.Send(&initproto.Message{Type: initproto.TypeError, Error: &se.info})
+			os.Exit(125)
+		}
+		exitWith(conn, "start process", cfg.Process.Args[0], err)
+	}
+	in.main = pid
+	in.procs[pid] = 0
+	if pty != nil {
+		_ = conn.Send(&initproto.Message{Type: initproto.TypePTY}, pty)
+		pty.Close()
+	}
+	if err := conn.SendAs(&initproto.Message{Type: initproto.TypeStarted, Pid: pid}, pid); err != nil {
+		os.Exit(125)
+	}
+	in.serve(sigs)
+}
+
+// initState is the running init's bookkeeping.
+type initState struct {
+	conn  *initproto.Conn
+	cfg   *initConfig
+	main  int
+	procs map[int]int // pid -> process id (0: main)
+	held  *os.File    // the main process's stage socket while it waits for start
+}
+
+func (in *initState) serve(sigs chan os.Signal) {
+	msgs := make(chan *initproto.Received, 16)
+	go func() {
+		for {
+			r, err := in.conn.Recv()
+			if err != nil {
+				close(msgs)
+				return
+			}
+			msgs <- r
+		}
+	}()
+	for {
+		select {
+		case s := <-sigs:
+			sig := s.(syscall.Signal)
+			switch sig {
+			case syscall.SIGCHLD:
+				in.reap()
+			case syscall.SIGURG, syscall.SIGPIPE:
+				// SIGURG is the Go runtime's own preemption signal.
+			default:
+				_ = unix.Kill(in.main, sig)
+			}
+		case r, ok := <-msgs:
+			if !ok {
+				if in.cfg.Detached {
+					msgs = nil
+					continue
+				}
+				// The program that started us is gone: take everything down.
+				in.killAll()
+				os.Exit(137)
+			}
+			in.handle(r)
+		}
+	}
+}
+
+func (in *initState) killAll() {
+	if in.cfg.NewPIDNS {
+		// Exiting as PID 1 kills every process in the namespace.
+		return
+	}
+	for pid := range in.procs {
+		_ = unix.Kill(pid, unix.SIGKILL)
+	}
+}
+
+func (in *initState) pidOf(id int) (int, bool) {
+	for pid, i := range in.procs {
+		if i == id {
+			return pid, true
+		}
+	}
+	return 0, false
+}
+
+func (in *initState) handle(r *initproto.Received) {
+	switch r.Type {
+	case initproto.TypeSignal:
+		if pid, ok := in.pidOf(r.ID); ok {
+			_ = unix.Kill(pid, syscall.Signal(r.Signal))
+		}
+	case initproto.TypeExec:
+		defer func() {
+			for _, f := range r.Files {
+				f.Close()
+			}
+		}()
+		var spec processSpec
+		if err := initproto.Decode(r.Payload, &spec); err != nil {
+			in.execFailed(r.ID, &initproto.ErrorInfo{Step: "read exec config", Msg: err.Error()})
+			return
+		}
+		fds := make([]uintptr, len(r.Files))
+		for i, f := range r.Files {
+			fds[i] = f.Fd()
+		}
+		pid, pty, err := spawn(&spec, fds)
+		if err != nil {
+			var se *stageError
+			if errors.As(err, &se) {
+				in.execFailed(r.ID, &se.info)
+			} else {
+				in.execFailed(r.ID, &initproto.ErrorInfo{Step: "start process", Msg: err.Error()})
+			}
+			return
+		}
+		in.procs[pid] = r.ID
+		if pty != nil {
+			_ = in.conn.Send(&initproto.Message{Type: initproto.TypePTY, ID: r.ID}, pty)
+			pty.Close()
+		}
+		_ = in.conn.SendAs(&initproto.Message{Type: initproto.TypeStarted, ID: r.ID, Pid: pid}, pid)
+	}
+}
+
+func (in *initState) execFailed(id int, info *initproto.ErrorInfo) {
+	_ = in.conn.Send(&initproto.Message{Type: initproto.TypeError, ID: id, Error: info})
+}
+
+// reap collects every exited child. Orphans re-parented to us (we are PID 1
+// of the container) are reaped silently.
+func (in *initState) reap() {
+	for {
+		var ws unix.WaitStatus
+		pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		if pid <= 0 || err != nil {
+			return
+		}
+		id, ok := in.procs[pid]
+		if !ok {
+			continue
+		}
+		delete(in.procs, pid)
+		_ = in.conn.Send(&initproto.Message{Type: initproto.TypeExit, ID: id, Exit: initproto.FromWaitStatus(ws)})
+		if pid == in.main {
+			in.killAll()
+			os.Exit(0)
+		}
+	}
+}
+
+// stageError is a failure reported by the exec stage.
+type stageError struct{ info initproto.ErrorInfo }
+
+func (e *stageError) Error() string { return e.info.Step + ": " + e.info.Msg }
+
+// spawn starts one process in the container: a fresh exec of this binary
+// (the exec stage) that applies the process's settings and execve()s it.
+// It returns once execve succeeded or with the stage's error. files become
+// the process's descriptors 0, 1, 2, 3...
+func spawn(spec *processSpec, files []uintptr) (int, *os.File, error) {
+	parent, child, err := initproto.Pair()
+	if err != nil {
+		return 0, nil, err
+	}
+	defer parent.Close()
+	all := append(append([]uintptr{}, files...), child.Fd())
+	env := []string{envStage + "=" + stageExec, envSync + "=" + strconv.Itoa(len(all)-1)}
+	pid, err := syscall.ForkExec("/proc/self/exe", []string{"vessel-exec"}, &syscall.ProcAttr{
+		Env:   env,
+		Files: all,
+		Sys:   &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL},
+	})
+	child.Close()
+	if err != nil {
+		return 0, nil, &stageError{initproto.ErrorInfo{Step: "start exec stage", Path: "/proc/self/exe", Msg: err.Error(), Errno: errnoOf(err)}}
+	}
+	if err := parent.Send(&initproto.Message{Type: initproto.TypeConfig, Payload: initproto.Encode(spec)}); err != nil {
+		unix.Kill(pid, unix.SIGKILL)
+		return 0, nil, err
+	}
+	var pty *os.File
+	execing := false
+	for {
+		r, err := parent.Recv()
+		if err != nil {
+			if execing {
+				return pid, pty, nil
+			}
+			// The stage died before reaching execve.
+			var ws unix.WaitStatus
+			unix.Wait4(pid, &ws, 0, nil)
+			return 0, nil, &stageError{initproto.ErrorInfo{Step: "exec stage", Msg: fmt.Sprintf("died before exec (%v)", ws)}}
+		}
+		switch r.Type {
+		case initproto.TypePTY:
+			if len(r.Files) == 1 {
+				pty = r.Files[0]
+			}
+		case initproto.TypeStart:
+			execing = true
+		case initproto.TypeError:
+			var ws unix.WaitStatus
+			unix.Wait4(pid, &ws, 0, nil)
+			if pty != nil {
+				pty.Close()
+			}
+			return 0, nil, &stageError{*r.Error}
+		}
+	}
+}
+
+func errnoOf(err error) int {
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		return int(errno)
+	}
+	return 0
+}
+
+// runExecStage applies one process's settings and execve()s it. Its sync
+// socket is close-on-exec: the parent sees end-of-file once execve worked.
+func runExecStage() {
+	conn := initproto.FromFD(syncFD())
+	r, err := conn.Expect(initproto.TypeConfig)
+	if err != nil {
+		os.Exit(125)
+	}
+	var spec processSpec
+	if err := initproto.Decode(r.Payload, &spec); err != nil {
+		exitWith(conn, "read process config", "", err)
+	}
+	if spec.TTY {
+		if err := setupTTY(conn, &spec); err != nil {
+			exitWith(conn, "set up terminal", "/dev/ptmx", err)
+		}
+	} else if _, err := unix.Setsid(); err != nil {
+		exitWith(conn, "setsid", "", err)
+	}
+	unix.Umask(int(spec.Umask))
+	if spec.Dir != "" {
+		if err := unix.Chdir(spec.Dir); err != nil {
+			exitWith(conn, "chdir", spec.Dir, err)
+		}
+	}
+	path, err := lookPath(spec.Args[0], spec.Env)
+	if err != nil {
+		exitWith(conn, "exec", spec.Args[0], err)
+	}
+	if spec.SetGroups {
+		groups := make([]int, len(spec.Groups))
+		for i, g := range spec.Groups {
+			groups[i] = int(g)
+		}
+		if err := syscall.Setgroups(groups); err != nil {
+			exitWith(conn, "setgroups", "", err)
+		}
+	}
+	if err := syscall.Setresgid(int(spec.GID), int(spec.GID), int(spec.GID)); err != nil {
+		exitWith(conn, "setgid", strconv.Itoa(int(spec.GID)), err)
+	}
+	if err := syscall.Setresuid(int(spec.UID), int(spec.UID), int(spec.UID)); err != nil {
+		exitWith(conn, "setuid", strconv.Itoa(int(spec.UID)), err)
+	}
+	if spec.NoNewPriv {
+		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+			exitWith(conn, "no_new_privs", "", err)
+		}
+	}
+	if spec.WaitStart {
+		if _, err := conn.Expect(initproto.TypeStart); err != nil {
+			os.Exit(125)
+		}
+	}
+	if err := conn.Send(&initproto.Message{Type: initproto.TypeStart}); err != nil {
+		os.Exit(125)
+	}
+	err = syscall.Exec(path, spec.Args, spec.Env)
+	exitWith(conn, "exec", path, err)
+}
+
+// lookPath finds file in the PATH of env (not of this process).
+func lookPath(file string, env []string) (string, error) {
+	if strings.Contains(file, "/") {
+		return file, checkExecutable(file)
+	}
+	pathEnv := DefaultPath
+	for _, e := range env {
+		if strings.HasPrefix(e, "PATH=") {
+			pathEnv = e[5:]
+		}
+	}
+	var firstErr error = unix.ENOENT
+	for _, dir := range filepath.SplitList(pathEnv) {
+		if dir == "" {
+			dir = "."
+		}
+		p := filepath.Join(dir, file)
+		err := checkExecutable(p)
+		if err == nil {
+			return p, nil
+		}
+		if err != unix.ENOENT && firstErr == unix.ENOENT {
+			firstErr = err
+		}
+	}
+	return "", firstErr
+}
+
+func checkExecutable(p string) error {
+	var st unix.Stat_t
+	if err := unix.Stat(p, &st); err != nil {
+		return err
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		return unix.EACCES
+	}
+	return unix.Access(p, unix.X_OK)
+}
+
+// setupTTY allocates a pseudo-terminal from the container's own devpts,
+// hands the master to the parent, and makes the slave the controlling
+// terminal and stdio of this process.
+func setupTTY(conn *initproto.Conn, spec *processSpec) error {
+	master, err := unix.Open("/dev/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlSetPointerInt(master, unix.TIOCSPTLCK, 0); err != nil {
+		unix.Close(master)
+		return err
+	}
+	slave, err := unix.IoctlRetInt(master, unix.TIOCGPTPEER)
+	if err != nil {
+		// Kernels before 4.13: open the slave by name.
+		n, nerr := unix.IoctlGetInt(master, unix.TIOCGPTN)
+		if nerr != nil {
+			unix.Close(master)
+			return nerr
+		}
+		slave, err = unix.Open(fmt.Sprintf("/dev/pts/%d", n), unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			unix.Close(master)
+			return err
+		}
+	}
+	if spec.Rows > 0 && spec.Cols > 0 {
+		_ = unix.IoctlSetWinsize(slave, unix.TIOCSWINSZ, &unix.Winsize{Row: spec.Rows, Col: spec.Cols})
+	}
+	mf := os.NewFile(uintptr(master), "pty-master")
+	err = conn.Send(&initproto.Message{Type: initproto.TypePTY}, mf)
+	mf.Close()
+	if err != nil {
+		return err
+	}
+	if _, err := unix.Setsid(); err != nil {
+		return err
+	}
+	if err := unix.IoctlSetInt(slave, unix.TIOCSCTTY, 0); err != nil {
+		return err
+	}
+	for fd := 0; fd < 3; fd++ {
+		if err := unix.Dup3(slave, fd, 0); err != nil {
+			return err
+		}
+	}
+	if slave > 2 {
+		unix.Close(slave)
+	}
+	return nil
+}

@@ -1,0 +1,294 @@
+package initproto
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// Message types. Parent->init: TypeConfig, TypeProceed, TypeExec, TypeSignal,
+// TypeStart. Init->parent: TypeReady, TypeStarted, TypeError, TypeExit,
+// TypePTY. Init<->exec stage uses TypeConfig, TypeError, TypePTY, TypeStart.
+const (
+	TypeConfig  = "config"
+	TypeProceed = "proceed"
+	TypeReady   = "ready"
+	TypeStarted = "started"
+	TypeError   = "error"
+	TypeExit    = "exit"
+	TypePTY     = "pty"
+	TypeExec    = "exec"
+	TypeSignal  = "signal"
+	TypeStart   = "start"
+	TypeResize  = "resize"
+)
+
+// maxMessage bounds one datagram. Configs with a compiled seccomp program
+// are tens of kilobytes; 4 MiB leaves room for very large mount lists.
+const maxMessage = 4 << 20
+
+// Message is the envelope of every datagram.
+type Message struct {
+	Type string `json:"type"`
+	// ID names the process a message is about: 0 is the container's main
+	// process, higher numbers are processes started by Exec.
+	ID int `json:"id,omitempty"`
+	// Payload is a type-specific JSON document.
+	Payload json.RawMessage `json:"payload,omitempty"`
+	// Error describes a failure (TypeError).
+	Error *ErrorInfo `json:"error,omitempty"`
+	// Exit describes how a process ended (TypeExit).
+	Exit *ExitInfo `json:"exit,omitempty"`
+	// Signal is a signal number (TypeSignal).
+	Signal int `json:"signal,omitempty"`
+	// Pid is a pid in the sender's pid namespace (informational; the
+	// receiver should prefer the translated credentials pid).
+	Pid int `json:"pid,omitempty"`
+	// Rows and Cols carry a terminal size (TypeResize, TypeConfig).
+	Rows uint16 `json:"rows,omitempty"`
+	Cols uint16 `json:"cols,omitempty"`
+}
+
+// ErrorInfo is a setup failure reported from inside the container.
+type ErrorInfo struct {
+	Step  string `json:"step"`
+	Path  string `json:"path,omitempty"`
+	Errno int    `json:"errno,omitempty"`
+	Msg   string `json:"msg,omitempty"`
+}
+
+// ExitInfo is how a process ended: a code, or the signal that killed it.
+type ExitInfo struct {
+	Code   int  `json:"code"`
+	Signal int  `json:"signal,omitempty"`
+	Core   bool `json:"core,omitempty"`
+}
+
+// FromWaitStatus converts a wait status.
+func FromWaitStatus(ws unix.WaitStatus) *ExitInfo {
+	if ws.Signaled() {
+		return &ExitInfo{Code: 128 + int(ws.Signal()), Signal: int(ws.Signal()), Core: ws.CoreDump()}
+	}
+	return &ExitInfo{Code: ws.ExitStatus()}
+}
+
+// Received is one message with what came beside it.
+type Received struct {
+	Message
+	// Files are descriptors passed with the message; the receiver owns them.
+	Files []*os.File
+	// Cred holds the sender's credentials as translated by the kernel, when
+	// the sender attached them and the socket has SO_PASSCRED.
+	Cred *unix.Ucred
+}
+
+// Conn is one end of a SOCK_SEQPACKET socket pair.
+type Conn struct {
+	f   *os.File
+	fd  int
+	wmu sync.Mutex
+	rmu sync.Mutex
+}
+
+// Pair returns two connected ends. Both are close-on-exec; the caller clears
+// that on the end it hands to a child (os/exec ExtraFiles does).
+func Pair() (*Conn, *os.File, error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("socketpair: %w", err)
+	}
+	for _, fd := range fds {
+		// Large buffers: the config datagram must fit in one send.
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, maxMessage)
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, maxMessage)
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PASSCRED, 1)
+	}
+	return New(os.NewFile(uintptr(fds[0]), "vessel-sync")), os.NewFile(uintptr(fds[1]), "vessel-sync-child"), nil
+}
+
+// New wraps an existing socket.
+func New(f *os.File) *Conn {
+	return &Conn{f: f, fd: int(f.Fd())}
+}
+
+// FromFD wraps an inherited descriptor number.
+func FromFD(fd int) *Conn {
+	unix.CloseOnExec(fd)
+	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PASSCRED, 1)
+	return New(os.NewFile(uintptr(fd), "vessel-sync"))
+}
+
+// File returns the underlying file.
+func (c *Conn) File() *os.File { return c.f }
+
+// Close closes the socket.
+func (c *Conn) Close() error { return c.f.Close() }
+
+// Send writes one message with optional descriptors.
+func (c *Conn) Send(m *Message, files ...*os.File) error {
+	return c.send(m, nil, files)
+}
+
+// SendAs writes one message carrying credentials that name pid (a process
+// the sender may speak for: itself, or, with CAP_SYS_ADMIN over its pid
+// namespace, any process there).
+func (c *Conn) SendAs(m *Message, pid int, files ...*os.File) error {
+	cred := &unix.Ucred{Pid: int32(pid), Uid: uint32(unix.Geteuid()), Gid: uint32(unix.Getegid())}
+	return c.send(m, cred, files)
+}
+
+func (c *Conn) send(m *Message, cred *unix.Ucred, files []*os.File) error {
+	data, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	if len(data) > maxMessage {
+		return fmt.Errorf("initproto: message of %d bytes is over the %d byte limit", len(data), maxMessage)
+	}
+	var oob []byte
+	if len(files) > 0 {
+		fds := make([]int, len(files))
+		for i, f := range files {
+			fds[i] = int(f.Fd())
+		}
+		oob = append(oob, unix.UnixRights(fds...)...)
+	}
+	if cred != nil {
+		oob = append(oob, unix.UnixCredentials(cred)...)
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	for {
+		err = unix.Sendmsg(c.fd, data, oob, nil, 0)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("initproto: send %s: %w", m.Type, err)
+	}
+	return nil
+}
+
+// ErrClosed is returned by Recv when the peer has closed its end.
+var ErrClosed = io.EOF
+
+// Recv blocks for the next message. It returns ErrClosed at end of stream.
+func (c *Conn) Recv() (*Received, error) {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	buf := make([]byte, 64<<10)
+	oob := make([]byte, unix.CmsgSpace(4*64)+unix.CmsgSpace(unix.SizeofUcred))
+	for {
+		// Peek the size first so large configs are read whole.
+		n, _, err := unix.Recvfrom(c.fd, buf[:1], unix.MSG_PEEK|unix.MSG_TRUNC)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("initproto: recv: %w", err)
+		}
+		if n == 0 {
+			return nil, ErrClosed
+		}
+		if n > len(buf) {
+			buf = make([]byte, n)
+		}
+		break
+	}
+	var (
+		n, oobn int
+		err     error
+	)
+	for {
+		n, oobn, _, _, err = unix.Recvmsg(c.fd, buf, oob, unix.MSG_CMSG_CLOEXEC)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("initproto: recv: %w", err)
+	}
+	if n == 0 {
+		return nil, ErrClosed
+	}
+	r := &Received{}
+	if oobn > 0 {
+		msgs, perr := unix.ParseSocketControlMessage(oob[:oobn])
+		if perr != nil {
+			return nil, fmt.Errorf("initproto: control message: %w", perr)
+		}
+		for i := range msgs {
+			m := &msgs[i]
+			if m.Header.Level != unix.SOL_SOCKET {
+				continue
+			}
+			switch m.Header.Type {
+			case unix.SCM_RIGHTS:
+				fds, ferr := unix.ParseUnixRights(m)
+				if ferr != nil {
+					return nil, ferr
+				}
+				for _, fd := range fds {
+					r.Files = append(r.Files, os.NewFile(uintptr(fd), "passed"))
+				}
+			case unix.SCM_CREDENTIALS:
+				if cr, cerr := unix.ParseUnixCredentials(m); cerr == nil {
+					r.Cred = cr
+				}
+			}
+		}
+	}
+	if err := json.Unmarshal(buf[:n], &r.Message); err != nil {
+		for _, f := range r.Files {
+			f.Close()
+		}
+		return nil, fmt.Errorf("initproto: bad message: %w", err)
+	}
+	return r, nil
+}
+
+// Expect receives one message and fails unless it has the wanted type or is
+// an error report (returned as *ErrorInfo via the error value's type).
+func (c *Conn) Expect(want string) (*Received, error) {
+	r, err := c.Recv()
+	if err != nil {
+		return nil, err
+	}
+	if r.Type == TypeError && want != TypeError {
+		return r, &RemoteError{Info: *r.Error}
+	}
+	if r.Type != want {
+		return r, fmt.Errorf("initproto: got %q, want %q", r.Type, want)
+	}
+	return r, nil
+}
+
+// RemoteError wraps an ErrorInfo received from the peer.
+type RemoteError struct{ Info ErrorInfo }
+
+func (e *RemoteError) Error() string {
+	return fmt.Sprintf("%s %s: %s", e.Info.Step, e.Info.Path, e.Info.Msg)
+}
+
+// Encode marshals v as a payload.
+func Encode(v any) json.RawMessage {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// Decode unmarshals a payload.
+func Decode(p json.RawMessage, v any) error {
+	if len(p) == 0 {
+		return errors.New("initproto: empty payload")
+	}
+	return json.Unmarshal(p, v)
+}

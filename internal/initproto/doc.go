@@ -1,0 +1,15 @@
+// Package initproto is the wire protocol between a vessel parent (the
+// controlling Go program) and the container's init process, and between that
+// init and the short-lived stage that execve()s each user process.
+//
+// Messages are JSON objects sent one per datagram over an AF_UNIX
+// SOCK_SEQPACKET socket pair, so message boundaries are kept by the kernel
+// and file descriptors travel beside them (SCM_RIGHTS). A sender can also
+// attach process credentials (SCM_CREDENTIALS): the kernel translates the
+// pid into the receiver's pid namespace, which is how the parent learns the
+// host pid of a process started inside a container's pid namespace.
+//
+// This package must not know what a container is: it carries opaque JSON
+// payloads and a small fixed envelope. It must not start processes, change
+// namespaces or touch the filesystem.
+package initproto

@@ -1,0 +1,17 @@
+// Package rootfs builds a container's view of files: the root filesystem
+// (a directory, or the host's own files read-only), bind mounts, tmpfs,
+// /proc, /sys, a minimal /dev with its own devpts, masked and read-only
+// paths, generated files such as /etc/hosts, and the final pivot_root.
+//
+// The parent side validates a Plan (Validate); the container child runs
+// Setup inside its new mount namespace, before it drops privileges. Setup
+// works on file descriptors with the new mount API (open_tree, move_mount,
+// fsmount, mount_setattr) and resolves every mount target with
+// openat2(RESOLVE_IN_ROOT), so a symlink inside a root filesystem can never
+// send a mount outside it.
+//
+// This package must never change the host: every mount it makes is in the
+// caller's private mount namespace, it never writes into the host's root
+// (Host roots are assembled on a tmpfs), and it must not be called outside
+// a new mount namespace.
+package rootfs

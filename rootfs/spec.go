@@ -1,0 +1,316 @@
+package rootfs
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+)
+
+// Kind is the kind of root filesystem.
+type Kind string
+
+// Root filesystem kinds.
+const (
+	// KindHost is the host's own files, read-only, on a private tmpfs root
+	// with fresh /dev, /proc, /sys, /tmp and /run.
+	KindHost Kind = "host"
+	// KindDir is a directory holding a complete root filesystem.
+	KindDir Kind = "dir"
+)
+
+// Root says what the container's / is.
+type Root struct {
+	Kind Kind   `json:"kind"`
+	Path string `json:"path,omitempty"`
+}
+
+// Host returns the host's own files, read-only, as the root filesystem (the
+// common use of bubblewrap). /tmp and /run are private tmpfs mounts and
+// /dev, /proc and /sys are the container's own.
+func Host() Root { return Root{Kind: KindHost} }
+
+// Dir returns a directory holding a complete root filesystem. Missing mount
+// points are created inside it, as runc does.
+func Dir(path string) Root { return Root{Kind: KindDir, Path: path} }
+
+// Mount types with special handling; any other type is passed to fsopen(2).
+const (
+	TypeBind   = "bind"
+	TypeTmpfs  = "tmpfs"
+	TypeProc   = "proc"
+	TypeSysfs  = "sysfs"
+	TypeDevpts = "devpts"
+	TypeMqueue = "mqueue"
+)
+
+// Mount is one mount inside the container.
+type Mount struct {
+	Type        string `json:"type"`
+	Source      string `json:"source,omitempty"`
+	Destination string `json:"destination"`
+	// ReadOnly makes the mount (and, for recursive binds, every submount)
+	// read-only.
+	ReadOnly bool `json:"readonly,omitempty"`
+	// NonRecursive binds only the source mount, not its submounts.
+	NonRecursive bool `json:"nonRecursive,omitempty"`
+	// Size limits a tmpfs, in bytes (0: the kernel default, half of RAM).
+	Size int64 `json:"size,omitempty"`
+	// Mode is a tmpfs root's permission bits (0: 01777 for tmpfs).
+	Mode uint32 `json:"mode,omitempty"`
+	// Propagation is private (default), shared, slave or unbindable.
+	Propagation string `json:"propagation,omitempty"`
+	NoExec      bool   `json:"noexec,omitempty"`
+	NoSuid      bool   `json:"nosuid,omitempty"`
+	NoDev       bool   `json:"nodev,omitempty"`
+	// Data holds filesystem options as key=value or bare flags.
+	Data []string `json:"data,omitempty"`
+}
+
+// Bind returns a read-write recursive bind mount of host path src at dst.
+func Bind(src, dst string) Mount { return Mount{Type: TypeBind, Source: src, Destination: dst} }
+
+// BindRO returns a read-only recursive bind mount of host path src at dst.
+func BindRO(src, dst string) Mount {
+	return Mount{Type: TypeBind, Source: src, Destination: dst, ReadOnly: true}
+}
+
+// Tmpfs returns a tmpfs at dst limited to size bytes (0: kernel default).
+func Tmpfs(dst string, size int64) Mount {
+	return Mount{Type: TypeTmpfs, Source: "tmpfs", Destination: dst, Size: size, NoSuid: true, NoDev: true}
+}
+
+// File is a file vessel writes for the container (e.g. /etc/hosts) and
+// bind-mounts over Path, leaving the root filesystem itself untouched.
+type File struct {
+	Path string `json:"path"`
+	Data []byte `json:"data"`
+	Mode uint32 `json:"mode,omitempty"`
+}
+
+// Plan is everything Setup needs. The container runtime fills in the
+// namespace facts; callers mostly set Root, Mounts and Readonly.
+type Plan struct {
+	Root     Root    `json:"root"`
+	Readonly bool    `json:"readonly,omitempty"`
+	Mounts   []Mount `json:"mounts,omitempty"`
+	// MaskedPaths are hidden (a file gets /dev/null over it, a directory an
+	// empty read-only tmpfs). nil means DefaultMaskedPaths.
+	MaskedPaths []string `json:"maskedPaths"`
+	// ReadonlyPaths are remounted read-only. nil means DefaultReadonlyPaths.
+	ReadonlyPaths []string `json:"readonlyPaths"`
+	Files         []File   `json:"files,omitempty"`
+
+	// Facts about the container's namespaces.
+	UserNS    bool `json:"userns,omitempty"`
+	NewPID    bool `json:"newPID,omitempty"`
+	NewNet    bool `json:"newNet,omitempty"`
+	NewIPC    bool `json:"newIPC,omitempty"`
+	NewCgroup bool `json:"newCgroup,omitempty"`
+	// CgroupV2 mounts a read-only cgroup2 at /sys/fs/cgroup (with NewCgroup).
+	CgroupV2 bool `json:"cgroupV2,omitempty"`
+	// TTYGid is the group that owns pty slaves (5 on Debian); -1 leaves it.
+	TTYGid int `json:"ttyGid"`
+	// Privileged binds the host's /dev instead of a minimal one.
+	Privileged bool `json:"privileged,omitempty"`
+}
+
+// DefaultMaskedPaths are hidden from every container (runc's defaults).
+var DefaultMaskedPaths = []string{
+	"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+	"/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
+	"/sys/firmware", "/sys/devices/virtual/powercap", "/proc/interrupts",
+}
+
+// DefaultReadonlyPaths are read-only in every container (runc's defaults).
+var DefaultReadonlyPaths = []string{
+	"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
+}
+
+// Error is a failed setup step.
+type Error struct {
+	Step string
+	Path string
+	Err  error
+}
+
+func (e *Error) Error() string {
+	if e.Path != "" {
+		return fmt.Sprintf("%s %s: %v", e.Step, e.Path, e.Err)
+	}
+	return fmt.Sprintf("%s: %v", e.Step, e.Err)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+func stepErr(step, p string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var re *Error
+	if errors.As(err, &re) {
+		return err
+	}
+	return &Error{Step: step, Path: p, Err: err}
+}
+
+// Validate checks the plan on the parent side, naming the field at fault.
+func (p *Plan) Validate() error {
+	switch p.Root.Kind {
+	case KindHost:
+		if p.Root.Path != "" {
+			return fmt.Errorf("rootfs.path: a host root takes no path (got %q)", p.Root.Path)
+		}
+	case KindDir:
+		if p.Root.Path == "" {
+			return errors.New("rootfs.path: empty")
+		}
+		if !filepath.IsAbs(p.Root.Path) {
+			return fmt.Errorf("rootfs.path: %q is not absolute", p.Root.Path)
+		}
+		fi, err := os.Stat(p.Root.Path)
+		if err != nil {
+			return fmt.Errorf("rootfs.path: %w", err)
+		}
+		if !fi.IsDir() {
+			return fmt.Errorf("rootfs.path: %q is not a directory", p.Root.Path)
+		}
+	case "":
+		return errors.New("rootfs.kind: not set (use rootfs.Host() or rootfs.Dir(path))")
+	default:
+		return fmt.Errorf("rootfs.kind: unknown kind %q", p.Root.Kind)
+	}
+	seen := map[string]int{}
+	for i, m := range p.Mounts {
+		field := fmt.Sprintf("mounts[%d]", i)
+		if m.Destination == "" {
+			return fmt.Errorf("%s.destination: empty", field)
+		}
+		if !path.IsAbs(m.Destination) {
+			return fmt.Errorf("%s.destination: %q is not absolute", field, m.Destination)
+		}
+		d := path.Clean(m.Destination)
+		if d == "/" {
+			return fmt.Errorf("%s.destination: cannot mount over / (set the root filesystem instead)", field)
+		}
+		if j, ok := seen[d]; ok {
+			return fmt.Errorf("%s.destination: %s is already the destination of mounts[%d] (overlapping mounts)", field, d, j)
+		}
+		seen[d] = i
+		switch m.Type {
+		case TypeBind:
+			if m.Source == "" || !filepath.IsAbs(m.Source) {
+				return fmt.Errorf("%s.source: bind source %q must be an absolute host path", field, m.Source)
+			}
+			if _, err := os.Stat(m.Source); err != nil {
+				return fmt.Errorf("%s.source: %w", field, err)
+			}
+		case "":
+			return fmt.Errorf("%s.type: empty", field)
+		default:
+			if strings.ContainsAny(m.Type, "/ ") {
+				return fmt.Errorf("%s.type: %q is not a filesystem type", field, m.Type)
+			}
+		}
+		if m.Size < 0 {
+			return fmt.Errorf("%s.size: negative", field)
+		}
+		if m.Size > 0 && m.Type != TypeTmpfs {
+			return fmt.Errorf("%s.size: only a tmpfs takes a size", field)
+		}
+		switch m.Propagation {
+		case "", "private", "rprivate", "shared", "rshared", "slave", "rslave", "unbindable", "runbindable":
+		default:
+			return fmt.Errorf("%s.propagation: unknown mode %q", field, m.Propagation)
+		}
+	}
+	for i, f := range p.Files {
+		if !path.IsAbs(f.Path) || path.Clean(f.Path) == "/" {
+			return fmt.Errorf("files[%d].path: %q must be an absolute file path", i, f.Path)
+		}
+	}
+	for _, l := range [][]string{p.MaskedPaths, p.ReadonlyPaths} {
+		for _, m := range l {
+			if !path.IsAbs(m) {
+				return fmt.Errorf("maskedPaths/readonlyPaths: %q is not absolute", m)
+			}
+		}
+	}
+	return nil
+}
+
+// ParseVolume parses the CLI form SRC:DST[:ro|rw][,...] into a bind mount.
+func ParseVolume(s string) (Mount, error) {
+	parts := strings.Split(s, ":")
+	if len(parts) < 2 || len(parts) > 3 {
+		return Mount{}, fmt.Errorf("volume %q: want SRC:DST[:ro]", s)
+	}
+	m := Bind(parts[0], parts[1])
+	if len(parts) == 3 {
+		for _, o := range strings.Split(parts[2], ",") {
+			switch o {
+			case "ro":
+				m.ReadOnly = true
+			case "rw":
+				m.ReadOnly = false
+			case "norecursive", "bind":
+				m.NonRecursive = true
+			case "rbind":
+				m.NonRecursive = false
+			case "private", "rprivate", "shared", "rshared", "slave", "rslave":
+				m.Propagation = o
+			default:
+				return Mount{}, fmt.Errorf("volume %q: unknown option %q", s, o)
+			}
+		}
+	}
+	if !filepath.IsAbs(m.Source) {
+		abs, err := filepath.Abs(m.Source)
+		if err != nil {
+			return Mount{}, err
+		}
+		m.Source = abs
+	}
+	return m, nil
+}
+
+// ParseTmpfs parses the CLI form DST[:SIZE] (SIZE like 64m, 1g).
+func ParseTmpfs(s string) (Mount, error) {
+	dst, size, _ := strings.Cut(s, ":")
+	m := Tmpfs(dst, 0)
+	if size != "" {
+		n, err := ParseSize(size)
+		if err != nil {
+			return Mount{}, fmt.Errorf("tmpfs %q: %w", s, err)
+		}
+		m.Size = n
+	}
+	return m, nil
+}
+
+// ParseSize parses 512, 64k, 10M, 1G (powers of 1024).
+func ParseSize(s string) (int64, error) {
+	t := strings.TrimSpace(strings.ToLower(s))
+	t = strings.TrimSuffix(t, "b")
+	t = strings.TrimSuffix(t, "i")
+	mult := int64(1)
+	if t != "" {
+		switch t[len(t)-1] {
+		case 'k':
+			mult, t = 1<<10, t[:len(t)-1]
+		case 'm':
+			mult, t = 1<<20, t[:len(t)-1]
+		case 'g':
+			mult, t = 1<<30, t[:len(t)-1]
+		case 't':
+			mult, t = 1<<40, t[:len(t)-1]
+		}
+	}
+	var n int64
+	if _, err := fmt.Sscanf(t, "%d", &n); err != nil || n < 0 || fmt.Sprint(n) != t {
+		return 0, fmt.Errorf("bad size %q", s)
+	}
+	return n * mult, nil
+}

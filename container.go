@@ -77,6 +77,7 @@ type Container struct {
 	ptyWG     sync.WaitGroup
 	timer     *time.Timer
 	cleanups  []func() error
+	ctlDone   chan struct{}
 }
 
 var validID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
@@ -365,6 +366,7 @@ func (c *Container) start(ctx context.Context, args []string) (retErr error) {
 	if c.pty != nil {
 		c.startPTYCopy(c.pty, c.Stdin, c.Stdout, &c.ptyWG)
 	}
+	c.ctlDone = make(chan struct{})
 	go c.readControl()
 	go c.waitInit()
 	if ctx != nil && ctx.Done() != nil {
@@ -416,6 +418,7 @@ func (c *Container) startPTYCopy(master *os.File, in io.Reader, out io.Writer, w
 
 // readControl dispatches messages from the init after start.
 func (c *Container) readControl() {
+	defer close(c.ctlDone)
 	for {
 		r, err := c.ctl.Recv()
 		if err != nil {
@@ -461,6 +464,9 @@ func (c *Container) readControl() {
 // waitInit reaps the init and settles the final status.
 func (c *Container) waitInit() {
 	err := c.cmd.Wait()
+	// The init's last messages (the main process's exit) may still be in
+	// the socket: read to its end before settling the status.
+	<-c.ctlDone
 	if c.pty != nil {
 		c.ptyWG.Wait()
 		c.pty.Close()

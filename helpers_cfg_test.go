@@ -1,0 +1,7 @@
+package vessel_test
+
+import "github.com/openvessel/vessel"
+
+func vesselConfigForCycles() *vessel.Config {
+	return vessel.NewConfig().WithHostname("cycle")
+}

@@ -1,0 +1,25 @@
+package vessel_test
+
+import (
+	"fmt"
+	"os"
+	"testing"
+
+	"github.com/openvessel/vessel"
+)
+
+// TestMain makes the test binary a vessel program: containers started by
+// the tests re-execute it, and Init turns those children into container
+// inits. A second mode turns it into a helper process for the tests that
+// need a controlling program they can kill.
+func TestMain(m *testing.M) {
+	vessel.Init()
+	if mode := os.Getenv("VESSEL_TEST_HELPER"); mode != "" {
+		os.Exit(runHelper(mode))
+	}
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(os.Stderr, "vessel tests must run as root (they create namespaces and mounts)")
+		os.Exit(1)
+	}
+	os.Exit(m.Run())
+}

@@ -186,6 +186,7 @@ func (c *Container) initConfig(args []string) (*initConfig, error) {
 		TimeOffsets: cfg.TimeOffsets,
 		Sysctls:     cfg.Sysctls,
 		NewPIDNS:    ns.IsNew(namespaces.PID),
+		LoopbackUp:  ns.IsNew(namespaces.Net),
 		NumExtras:   len(c.ExtraFiles),
 	}
 	for _, n := range ns {
@@ -286,6 +287,10 @@ func (c *Container) start(ctx context.Context, args []string) (retErr error) {
 	if err != nil {
 		return &SetupError{Step: "prepare executable", Err: err}
 	}
+	if interp := dynamicInterpreter(); interp != "" && c.cfg.Rootfs.Kind == rootfs.KindDir && c.cfg.Namespaces.IsNew(namespaces.Mount) {
+		return &SetupError{Step: "check executable", Path: "/proc/self/exe", Err: fmt.Errorf(
+			"this program is dynamically linked (interpreter %s), so it cannot start inside a root filesystem other than the host's: build it with CGO_ENABLED=0", interp)}
+	}
 	ctl, childSock, err := initproto.Pair()
 	if err != nil {
 		return &SetupError{Step: "socketpair", Err: err}
@@ -303,6 +308,9 @@ func (c *Container) start(ctx context.Context, args []string) (retErr error) {
 			sys.GidMappings = append(sys.GidMappings, syscall.SysProcIDMap{ContainerID: int(m.ContainerID), HostID: int(m.HostID), Size: int(m.Size)})
 		}
 		sys.GidMappingsEnableSetgroups = os.Geteuid() == 0
+		// Become root of the new namespace before exec, so the init keeps
+		// its capabilities there whatever host id root maps to.
+		sys.Credential = &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: os.Geteuid() != 0}
 	}
 	cmd := &exec.Cmd{
 		Path:        exe,
@@ -314,7 +322,12 @@ func (c *Container) start(ctx context.Context, args []string) (retErr error) {
 		SysProcAttr: sys,
 		WaitDelay:   2 * time.Second,
 	}
-	if !c.cfg.Process.TTY {
+	if c.cfg.Process.TTY {
+		// The terminal carries all of the process's stdio; the init itself
+		// writes nothing, and must not share the caller's writers with the
+		// terminal's copier.
+		cmd.Stdout, cmd.Stderr = nil, nil
+	} else {
 		cmd.Stdin = c.Stdin
 	}
 	var startErr error

@@ -1,6 +1,7 @@
 package vessel
 
 import (
+	"debug/elf"
 	"fmt"
 	"io"
 	"os"
@@ -110,4 +111,31 @@ func onForkThread(f func()) {
 func cgroupV2Host() bool {
 	var st unix.Statfs_t
 	return unix.Statfs("/sys/fs/cgroup", &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC
+}
+
+var (
+	interpOnce sync.Once
+	interp     string
+)
+
+// dynamicInterpreter returns the ELF interpreter of this program, or "" for
+// a static binary. The container's init re-executes the program after
+// pivot_root, where the host's dynamic loader is not visible.
+func dynamicInterpreter() string {
+	interpOnce.Do(func() {
+		f, err := elf.Open("/proc/self/exe")
+		if err != nil {
+			return
+		}
+		defer f.Close()
+		for _, p := range f.Progs {
+			if p.Type == elf.PT_INTERP {
+				b := make([]byte, p.Filesz)
+				if _, err := p.ReadAt(b, 0); err == nil {
+					interp = string(b[:len(b)-1])
+				}
+			}
+		}
+	})
+	return interp
 }

@@ -76,6 +76,8 @@ type initConfig struct {
 	// CLI); others die with it.
 	Detached  bool `json:"detached,omitempty"`
 	NewPIDNS  bool `json:"newPIDNS,omitempty"`
+	// LoopbackUp brings lo up in a new network namespace.
+	LoopbackUp bool `json:"loopbackUp,omitempty"`
 	NumExtras int  `json:"numExtras,omitempty"`
 }
 
@@ -132,6 +134,12 @@ func runInit() {
 	if err := initproto.Decode(r.Payload, &cfg); err != nil {
 		exitWith(conn, "read config", "", err)
 	}
+	// Descriptors the host program inherited without close-on-exec must
+	// not reach the container: only stdio, the sync socket and the
+	// caller's extra files pass.
+	if err := unix.CloseRange(uint(syncFD()+1+cfg.NumExtras), ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
+		exitWith(conn, "close inherited descriptors", "", err)
+	}
 	if cfg.WaitProceed {
 		if err := conn.Send(&initproto.Message{Type: initproto.TypeReady}); err != nil {
 			os.Exit(125)
@@ -160,6 +168,11 @@ func runInit() {
 	if cfg.NewTimeNS {
 		if err := namespaces.UnshareTime(cfg.TimeOffsets); err != nil {
 			exitWith(conn, "create time namespace", "/proc/self/timens_offsets", err)
+		}
+	}
+	if cfg.LoopbackUp {
+		if err := loopbackUp(); err != nil {
+			exitWith(conn, "bring lo up", "lo", err)
 		}
 	}
 	if cfg.Plan != nil {
@@ -372,7 +385,9 @@ func spawn(spec *processSpec, files []uintptr) (int, *os.File, error) {
 	pid, err := syscall.ForkExec("/proc/self/exe", []string{"vessel-exec"}, &syscall.ProcAttr{
 		Env:   env,
 		Files: all,
-		Sys:   &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL},
+		// No Pdeathsig here: os/exec's check of it compares getppid()
+		// with our pid, which fails when the child sits in a joined pid
+		// namespace where we are invisible. The stage sets it itself.
 	})
 	child.Close()
 	if err != nil {
@@ -424,6 +439,9 @@ func errnoOf(err error) int {
 // runExecStage applies one process's settings and execve()s it. Its sync
 // socket is close-on-exec: the parent sees end-of-file once execve worked.
 func runExecStage() {
+	// Die with the init: with a shared or joined pid namespace the init's
+	// death does not end us otherwise.
+	_ = unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0)
 	conn := initproto.FromFD(syncFD())
 	r, err := conn.Expect(initproto.TypeConfig)
 	if err != nil {
@@ -533,25 +551,30 @@ func setupTTY(conn *initproto.Conn, spec *processSpec) error {
 		unix.Close(master)
 		return err
 	}
-	slave, err := unix.IoctlRetInt(master, unix.TIOCGPTPEER)
-	if err != nil {
+	slave, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(master), unix.TIOCGPTPEER, unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC)
+	if errno != 0 {
 		// Kernels before 4.13: open the slave by name.
 		n, nerr := unix.IoctlGetInt(master, unix.TIOCGPTN)
 		if nerr != nil {
 			unix.Close(master)
 			return nerr
 		}
-		slave, err = unix.Open(fmt.Sprintf("/dev/pts/%d", n), unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+		fd, err := unix.Open(fmt.Sprintf("/dev/pts/%d", n), unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 		if err != nil {
 			unix.Close(master)
 			return err
 		}
+		slave = uintptr(fd)
 	}
+	return ttyStdio(conn, spec, master, int(slave))
+}
+
+func ttyStdio(conn *initproto.Conn, spec *processSpec, master, slave int) error {
 	if spec.Rows > 0 && spec.Cols > 0 {
 		_ = unix.IoctlSetWinsize(slave, unix.TIOCSWINSZ, &unix.Winsize{Row: spec.Rows, Col: spec.Cols})
 	}
 	mf := os.NewFile(uintptr(master), "pty-master")
-	err = conn.Send(&initproto.Message{Type: initproto.TypePTY}, mf)
+	err := conn.Send(&initproto.Message{Type: initproto.TypePTY}, mf)
 	mf.Close()
 	if err != nil {
 		return err
@@ -571,4 +594,22 @@ func setupTTY(conn *initproto.Conn, spec *processSpec) error {
 		unix.Close(slave)
 	}
 	return nil
+}
+
+// loopbackUp sets IFF_UP on lo in the calling thread's network namespace.
+func loopbackUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return err
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/openvessel/vessel"
+	"github.com/openvessel/vessel/internal/testutil"
 )
 
 // TestMain makes the test binary a vessel program: containers started by
@@ -21,5 +22,5 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "vessel tests must run as root (they create namespaces and mounts)")
 		os.Exit(1)
 	}
-	os.Exit(m.Run())
+	testutil.Main(m)
 }

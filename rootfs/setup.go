@@ -15,6 +15,7 @@ import (
 type clone struct {
 	fd  int
 	dst string
+	dir bool
 }
 
 // builder holds the state of one Setup run.
@@ -65,7 +66,11 @@ func Setup(p *Plan) error {
 		if err := setAttr(fd, mountAttrs(&m), !m.NonRecursive); err != nil {
 			return stepErr("set bind flags", m.Source, err)
 		}
-		binds = append(binds, clone{fd: fd, dst: m.Destination})
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			return stepErr("stat bind source", m.Source, err)
+		}
+		binds = append(binds, clone{fd: fd, dst: m.Destination, dir: st.Mode&unix.S_IFMT == unix.S_IFDIR})
 	}
 	devClones, err := b.cloneDevices()
 	if err != nil {
@@ -155,11 +160,7 @@ func Setup(p *Plan) error {
 		if m.Type == TypeBind {
 			c := binds[bi]
 			bi++
-			fi, err := os.Stat(m.Source)
-			if err != nil {
-				return stepErr("stat bind source", m.Source, err)
-			}
-			if err := b.attach(c.fd, c.dst, fi.IsDir()); err != nil {
+			if err := b.attach(c.fd, c.dst, c.dir); err != nil {
 				return err
 			}
 			if err := propagate(c.fd, m.Propagation); err != nil {

@@ -1,0 +1,20 @@
+// Package cgroups places containers in control groups and enforces their
+// resource limits, on all three layouts Linux hosts use: cgroup v1 (one
+// hierarchy per controller), hybrid (v1 controllers plus a cgroup2 hierarchy
+// at /sys/fs/cgroup/unified, usually with no controllers) and v2 (one
+// unified hierarchy).
+//
+// A [Manager] owns one container's cgroup in every hierarchy. On a hybrid
+// host it also creates the container's cgroup in the unified hierarchy and
+// uses it for what only cgroup2 offers: cgroup.kill, cgroup.freeze,
+// pressure-stall information and CLONE_INTO_CGROUP (see [Manager.FD]).
+// Limits come from package limits; device rules become writes to the v1
+// devices controller or an eBPF program on v2.
+//
+// This package creates cgroups only below the parent it is given (by
+// default the calling process's own cgroup in each hierarchy) and writes
+// only to cgroups it created, with one exception the cgroup v2 model
+// forces: enabling a controller in the parent's cgroup.subtree_control when
+// a requested limit needs it. It never mounts, unmounts or moves
+// controllers, and never moves processes it was not given.
+package cgroups

@@ -1,0 +1,162 @@
+package testutil
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+)
+
+var (
+	sharedOnce sync.Once
+	sharedPath string
+	sharedErr  error
+
+	probeOnce sync.Once
+	probePath string
+	probeErr  error
+)
+
+// sharedDir returns the per-process directory that holds shared builds. It
+// is world-traversable (0755) so that containers running under a mapped
+// user id can still reach binaries and root filesystems inside it.
+func sharedDir() (string, error) {
+	sharedOnce.Do(func() {
+		d, err := os.MkdirTemp("", "vessel-testutil-")
+		if err != nil {
+			sharedErr = fmt.Errorf("create shared test directory: %w", err)
+			return
+		}
+		if err := os.Chmod(d, 0o755); err != nil {
+			sharedErr = fmt.Errorf("chmod shared test directory: %w", err)
+			return
+		}
+		sharedPath = d
+	})
+	return sharedPath, sharedErr
+}
+
+// Cleanup removes the shared directory that BuildProbe and BusyboxRootfs
+// build into. Call it once after all tests have run (Main does); it is safe
+// to call when nothing was built.
+func Cleanup() error {
+	if sharedPath == "" {
+		return nil
+	}
+	return os.RemoveAll(sharedPath)
+}
+
+// Main runs the tests and then Cleanup, and exits with the tests' status.
+// Use it as the whole body of TestMain.
+func Main(m *testing.M) {
+	code := m.Run()
+	if err := Cleanup(); err != nil {
+		fmt.Fprintf(os.Stderr, "testutil: cleanup: %v\n", err)
+	}
+	os.Exit(code)
+}
+
+// BuildProbe returns the path of the static probe program
+// (internal/probe/cmd/probe built with CGO_ENABLED=0), building it on first
+// use; later calls from any test of the same test binary reuse that build.
+// The binary is mode 0755 in a 0755 directory. If VESSEL_PROBE is set, that
+// file is used instead of building. A failed build fails the test.
+func BuildProbe(t testing.TB) string {
+	t.Helper()
+	probeOnce.Do(func() { probePath, probeErr = buildProbe() })
+	if probeErr != nil {
+		t.Fatalf("testutil.BuildProbe: %v", probeErr)
+	}
+	return probePath
+}
+
+func buildProbe() (string, error) {
+	if p := os.Getenv("VESSEL_PROBE"); p != "" {
+		st, err := os.Stat(p)
+		if err != nil {
+			return "", fmt.Errorf("VESSEL_PROBE=%s: %w", p, err)
+		}
+		if st.Mode()&0o111 == 0 || !st.Mode().IsRegular() {
+			return "", fmt.Errorf("VESSEL_PROBE=%s: not an executable file", p)
+		}
+		return filepath.Abs(p)
+	}
+	root, err := ModuleRoot()
+	if err != nil {
+		return "", err
+	}
+	dir, err := sharedDir()
+	if err != nil {
+		return "", err
+	}
+	out := filepath.Join(dir, "probe")
+	cmd := exec.Command(goTool(), "build", "-trimpath", "-ldflags=-s -w", "-o", out, "./internal/probe/cmd/probe")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	var stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stderr, &stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("go build ./internal/probe/cmd/probe in %s: %v\n%s", root, err, stderr.String())
+	}
+	if err := os.Chmod(out, 0o755); err != nil {
+		return "", err
+	}
+	return out, nil
+}
+
+func goTool() string {
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	return filepath.Join(runtime.GOROOT(), "bin", "go")
+}
+
+// ModuleRoot returns the directory of vessel's go.mod: from `go env GOMOD`
+// run in the working directory (a test runs in its package directory), else
+// from this source file's location.
+func ModuleRoot() (string, error) {
+	var tried []string
+	if out, err := exec.Command(goTool(), "env", "GOMOD").Output(); err == nil {
+		gomod := strings.TrimSpace(string(out))
+		if gomod != "" && gomod != os.DevNull {
+			if root := filepath.Dir(gomod); isVesselRoot(root) {
+				return root, nil
+			}
+			tried = append(tried, filepath.Dir(gomod))
+		}
+	} else {
+		tried = append(tried, "go env GOMOD: "+err.Error())
+	}
+	if _, file, _, ok := runtime.Caller(0); ok && filepath.IsAbs(file) {
+		root := filepath.Join(filepath.Dir(file), "..", "..")
+		if isVesselRoot(root) {
+			return filepath.Clean(root), nil
+		}
+		tried = append(tried, root)
+	}
+	return "", errors.New("cannot find the vessel module root (tried " + strings.Join(tried, ", ") + "); set VESSEL_PROBE to a prebuilt probe")
+}
+
+func isVesselRoot(dir string) bool {
+	b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+	if err != nil || !bytes.Contains(b, []byte("module github.com/openvessel/vessel")) {
+		return false
+	}
+	st, err := os.Stat(filepath.Join(dir, "internal", "probe", "cmd", "probe"))
+	return err == nil && st.IsDir()
+}
+
+// RequireRoot fails the test (it does not skip) unless it runs as root:
+// vessel's tests are meant to run as root against the real kernel.
+func RequireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Fatalf("this test must run as root (euid is %d): run `go test` as root", os.Geteuid())
+	}
+}

@@ -123,7 +123,10 @@ func (c *Config) WithTmpfs(dst string, size int64) *Config {
 }
 
 // WithMaskedPaths replaces the default masked paths.
-func (c *Config) WithMaskedPaths(p ...string) *Config { c.MaskedPaths = append([]string{}, p...); return c }
+func (c *Config) WithMaskedPaths(p ...string) *Config {
+	c.MaskedPaths = append([]string{}, p...)
+	return c
+}
 
 // WithReadonlyPaths replaces the default read-only paths.
 func (c *Config) WithReadonlyPaths(p ...string) *Config {

@@ -74,11 +74,11 @@ type initConfig struct {
 	WaitProceed bool                   `json:"waitProceed,omitempty"`
 	// Detached containers outlive the program that started them (the OCI
 	// CLI); others die with it.
-	Detached  bool `json:"detached,omitempty"`
-	NewPIDNS  bool `json:"newPIDNS,omitempty"`
+	Detached bool `json:"detached,omitempty"`
+	NewPIDNS bool `json:"newPIDNS,omitempty"`
 	// LoopbackUp brings lo up in a new network namespace.
 	LoopbackUp bool `json:"loopbackUp,omitempty"`
-	NumExtras int  `json:"numExtras,omitempty"`
+	NumExtras  int  `json:"numExtras,omitempty"`
 }
 
 // processSpec is what the exec stage needs to start one process.

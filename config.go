@@ -8,8 +8,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/openvessel/vessel/limits"
 	"github.com/openvessel/vessel/namespaces"
 	"github.com/openvessel/vessel/rootfs"
+	"github.com/openvessel/vessel/security"
 )
 
 // DefaultPath is the PATH a container process gets when its environment
@@ -79,10 +81,42 @@ type Config struct {
 	// Privileged gives the container the host's /dev.
 	Privileged bool `json:"privileged,omitempty"`
 
+	// Security is the privilege profile: capabilities, no_new_privs,
+	// seccomp, landlock. nil means security.DefaultProfile(); use
+	// security.Privileged() (or WithPrivileged) to loosen it.
+	Security *security.Profile `json:"security,omitempty"`
+
+	// Resources are the container's cgroup limits (nil: a cgroup with no
+	// limits, still used for accounting, pause and kill-all).
+	Resources *limits.Resources `json:"resources,omitempty"`
+	// Cgroup places the container's cgroup.
+	Cgroup CgroupConfig `json:"cgroup,omitempty"`
+	// Rlimits are set on the container's processes (setrlimit).
+	Rlimits []limits.Rlimit `json:"rlimits,omitempty"`
+	// OOMScoreAdj is written to /proc/PID/oom_score_adj of each process.
+	OOMScoreAdj *int `json:"oomScoreAdj,omitempty"`
+	// CPUTime, when positive, kills the container once its processes
+	// together have used that much CPU time.
+	CPUTime time.Duration `json:"cpuTime,omitempty"`
+
 	// Logger receives debug logs; nil is silent.
 	Logger *slog.Logger `json:"-"`
 
 	errs []error
+}
+
+// CgroupConfig says where a container's cgroup goes: Parent/Group/Name in
+// every cgroup hierarchy. An empty Parent means the calling program's own
+// cgroup, so a program that is itself limited cannot escape its limits by
+// starting containers. An empty Group is "vessel"; an empty Name is the
+// container's id.
+type CgroupConfig struct {
+	Parent string `json:"parent,omitempty"`
+	Group  string `json:"group,omitempty"`
+	Name   string `json:"name,omitempty"`
+	// Disabled runs the container without a cgroup of its own (no limits,
+	// no accounting; Kill relies on the pid namespace).
+	Disabled bool `json:"disabled,omitempty"`
 }
 
 // NewConfig returns the default configuration: the host's files read-only

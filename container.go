@@ -14,9 +14,11 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/openvessel/vessel/cgroups"
 	"github.com/openvessel/vessel/internal/initproto"
 	"github.com/openvessel/vessel/namespaces"
 	"github.com/openvessel/vessel/rootfs"
+	"github.com/openvessel/vessel/security"
 )
 
 // Status is where a container is in its life.
@@ -70,7 +72,7 @@ type Container struct {
 	startedAt time.Time
 	exit      *ExitStatus
 	done      chan struct{}
-	reason    struct{ killed, timedOut bool }
+	reason    struct{ killed, timedOut, cpuTime bool }
 	procs     map[int]*Process
 	nextID    int
 	pty       *os.File
@@ -78,6 +80,9 @@ type Container struct {
 	timer     *time.Timer
 	cleanups  []func() error
 	ctlDone   chan struct{}
+	cg        *cgroups.Manager
+	secPrep   *security.Prepared
+	paused    bool
 }
 
 var validID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
@@ -146,7 +151,10 @@ func (c *Container) processSpec(p *ProcessConfig) processSpec {
 		UID: p.User.UID, GID: p.User.GID, Groups: p.User.Groups,
 		SetGroups: !c.cfg.Namespaces.IsNew(namespaces.User) || len(c.cfg.GIDMappings) > 0,
 		Umask:     umask, TTY: p.TTY, Rows: p.Rows, Cols: p.Cols,
-		NoNewPriv: !c.cfg.Privileged,
+		NoNewPriv:   !c.cfg.Privileged,
+		Security:    c.secPrep,
+		Rlimits:     c.cfg.Rlimits,
+		OOMScoreAdj: c.cfg.OOMScoreAdj,
 	}
 }
 
@@ -279,8 +287,16 @@ func (c *Container) start(ctx context.Context, args []string) (retErr error) {
 	if len(c.ExtraFiles) > 200 {
 		return &ConfigError{Field: "ExtraFiles", Reason: "more than 200 files"}
 	}
+	prep, err := c.cfg.preparedSecurity()
+	if err != nil {
+		return err
+	}
+	c.secPrep = prep
 	ic, err := c.initConfig(args)
 	if err != nil {
+		return err
+	}
+	if err := c.setupCgroup(); err != nil {
 		return err
 	}
 	exe, err := selfExe()
@@ -311,6 +327,16 @@ func (c *Container) start(ctx context.Context, args []string) (retErr error) {
 		// Become root of the new namespace before exec, so the init keeps
 		// its capabilities there whatever host id root maps to.
 		sys.Credential = &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: os.Geteuid() != 0}
+	}
+	if c.cg != nil {
+		if fd, ok := c.cg.FD(); ok {
+			sys.UseCgroupFD, sys.CgroupFD = true, fd
+		}
+		// Hierarchies CLONE_INTO_CGROUP cannot reach (v1 controllers) get
+		// the child's pid before it does anything.
+		if c.cg.Layout() != cgroups.V2 {
+			ic.WaitProceed = true
+		}
 	}
 	cmd := &exec.Cmd{
 		Path:        exe,
@@ -358,6 +384,14 @@ func (c *Container) start(ctx context.Context, args []string) (retErr error) {
 		switch r.Type {
 		case initproto.TypeError:
 			return fail(remoteSetupError(r.Error))
+		case initproto.TypeReady:
+			if err := c.beforeProceed(cmd.Process.Pid); err != nil {
+				return fail(err)
+			}
+			if err := ctl.Send(&initproto.Message{Type: initproto.TypeProceed}); err != nil {
+				return fail(&SetupError{Step: "send proceed", Err: err})
+			}
+			continue
 		case initproto.TypePTY:
 			if len(r.Files) == 1 {
 				c.pty = r.Files[0]
@@ -395,6 +429,9 @@ func (c *Container) start(ctx context.Context, args []string) (retErr error) {
 		c.mu.Lock()
 		c.timer = time.AfterFunc(c.cfg.Timeout, func() { c.kill(true) })
 		c.mu.Unlock()
+	}
+	if c.cfg.CPUTime > 0 && c.cg != nil {
+		go c.watchCPUTime(c.cfg.CPUTime)
 	}
 	return nil
 }
@@ -504,6 +541,12 @@ func (c *Container) waitInit() {
 	}
 	st.Killed = c.reason.killed
 	st.TimedOut = c.reason.timedOut
+	st.CPUTimeExceeded = c.reason.cpuTime
+	if c.cg != nil && !st.Success() {
+		if n, err := c.cg.OOMKilled(); err == nil && n > 0 {
+			st.OOMKilled = true
+		}
+	}
 	c.exit = st
 	c.status = Stopped
 	c.mu.Unlock()
@@ -526,7 +569,7 @@ func (c *Container) Wait() error {
 	if c.exit == nil {
 		return ErrDestroyed
 	}
-	if c.exit.Success() && !c.exit.Killed && !c.exit.TimedOut {
+	if c.exit.Success() && !c.exit.Killed && !c.exit.TimedOut && !c.exit.CPUTimeExceeded {
 		return nil
 	}
 	return &ExitError{Status: *c.exit}
@@ -586,7 +629,13 @@ func (c *Container) kill(timeout bool) error {
 	// The init is PID 1 of the container's pid namespace (or, with a
 	// shared one, the parent of every container process, each of which
 	// dies with it through PR_SET_PDEATHSIG): SIGKILL to it ends them all.
-	return unix.Kill(c.initPid, unix.SIGKILL)
+	// The cgroup catches anything that escaped both (double forks with a
+	// shared pid namespace).
+	err := unix.Kill(c.initPid, unix.SIGKILL)
+	if c.cg != nil {
+		go c.cg.Kill()
+	}
+	return err
 }
 
 // Resize sets the size of the main process's terminal.

@@ -41,6 +41,8 @@ var (
 	ErrTimeout = errors.New("vessel: timed out")
 	// ErrKilled: the container was killed by Kill or a cancelled context.
 	ErrKilled = errors.New("vessel: killed")
+	// ErrCPUTime: the container used up its CPU-time limit.
+	ErrCPUTime = errors.New("vessel: CPU time limit exceeded")
 	// ErrNotRunning: the operation needs a running container.
 	ErrNotRunning = errors.New("vessel: container is not running")
 	// ErrNotStarted: the operation needs a started container.
@@ -65,6 +67,8 @@ type ExitStatus struct {
 	TimedOut bool `json:"timedOut,omitempty"`
 	// Killed is set when Kill or a cancelled context ended it.
 	Killed bool `json:"killed,omitempty"`
+	// CPUTimeExceeded is set when the container used up its CPU time.
+	CPUTimeExceeded bool `json:"cpuTimeExceeded,omitempty"`
 }
 
 // Exited reports whether the process exited normally (not by a signal).
@@ -80,6 +84,8 @@ func (s ExitStatus) String() string {
 		why = " (OOM killed)"
 	case s.TimedOut:
 		why = " (timed out)"
+	case s.CPUTimeExceeded:
+		why = " (CPU time limit)"
 	case s.Killed:
 		why = " (killed)"
 	}
@@ -106,6 +112,8 @@ func (e *ExitError) Is(target error) bool {
 		return e.Status.TimedOut
 	case ErrKilled:
 		return e.Status.Killed
+	case ErrCPUTime:
+		return e.Status.CPUTimeExceeded
 	}
 	return false
 }

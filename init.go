@@ -1,12 +1,15 @@
 package vessel
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -14,8 +17,10 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/openvessel/vessel/internal/initproto"
+	"github.com/openvessel/vessel/limits"
 	"github.com/openvessel/vessel/namespaces"
 	"github.com/openvessel/vessel/rootfs"
+	"github.com/openvessel/vessel/security"
 )
 
 // Environment markers that make a re-executed binary a container child.
@@ -97,6 +102,10 @@ type processSpec struct {
 	NoNewPriv bool     `json:"noNewPrivileges,omitempty"`
 	// WaitStart holds the process just before execve until a start message.
 	WaitStart bool `json:"waitStart,omitempty"`
+	// Security is applied last, right before execve.
+	Security    *security.Prepared `json:"security,omitempty"`
+	Rlimits     []limits.Rlimit    `json:"rlimits,omitempty"`
+	OOMScoreAdj *int               `json:"oomScoreAdj,omitempty"`
 }
 
 // exitWith reports a setup failure to the parent and exits.
@@ -126,13 +135,27 @@ func syncFD() int {
 // root filesystem, starts the main process and then serves the parent.
 func runInit() {
 	conn := initproto.FromFD(syncFD())
-	r, err := conn.Expect(initproto.TypeConfig)
-	if err != nil {
-		os.Exit(125)
-	}
 	var cfg initConfig
-	if err := initproto.Decode(r.Payload, &cfg); err != nil {
-		exitWith(conn, "read config", "", err)
+	if data, ok := configFromReexec(); ok {
+		if err := json.Unmarshal(data, &cfg); err != nil {
+			exitWith(conn, "read config", "", err)
+		}
+	} else {
+		r, err := conn.Expect(initproto.TypeConfig)
+		if err != nil {
+			os.Exit(125)
+		}
+		if err := initproto.Decode(r.Payload, &cfg); err != nil {
+			exitWith(conn, "read config", "", err)
+		}
+		if cfg.NewTimeNS {
+			// Enter the new time namespace ourselves before starting any
+			// process: see reexecInTimeNS.
+			if err := namespaces.UnshareTime(cfg.TimeOffsets); err != nil {
+				exitWith(conn, "create time namespace", "/proc/self/timens_offsets", err)
+			}
+			exitWith(conn, "re-exec into time namespace", "/proc/self/exe", reexecInTimeNS(r.Payload))
+		}
 	}
 	// Descriptors the host program inherited without close-on-exec must
 	// not reach the container: only stdio, the sync socket and the
@@ -163,11 +186,6 @@ func runInit() {
 	if cfg.NewCgroupNS {
 		if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
 			exitWith(conn, "unshare cgroup namespace", "", err)
-		}
-	}
-	if cfg.NewTimeNS {
-		if err := namespaces.UnshareTime(cfg.TimeOffsets); err != nil {
-			exitWith(conn, "create time namespace", "/proc/self/timens_offsets", err)
 		}
 	}
 	if cfg.LoopbackUp {
@@ -458,6 +476,16 @@ func runExecStage() {
 	} else if _, err := unix.Setsid(); err != nil {
 		exitWith(conn, "setsid", "", err)
 	}
+	for _, rl := range spec.Rlimits {
+		if err := rl.Apply(); err != nil {
+			exitWith(conn, "setrlimit", rl.Type, err)
+		}
+	}
+	if spec.OOMScoreAdj != nil {
+		if err := os.WriteFile("/proc/self/oom_score_adj", []byte(strconv.Itoa(*spec.OOMScoreAdj)), 0); err != nil {
+			exitWith(conn, "oom_score_adj", "/proc/self/oom_score_adj", err)
+		}
+	}
 	unix.Umask(int(spec.Umask))
 	if spec.Dir != "" {
 		if err := unix.Chdir(spec.Dir); err != nil {
@@ -468,33 +496,33 @@ func runExecStage() {
 	if err != nil {
 		exitWith(conn, "exec", spec.Args[0], err)
 	}
-	if spec.SetGroups {
-		groups := make([]int, len(spec.Groups))
-		for i, g := range spec.Groups {
-			groups[i] = int(g)
-		}
-		if err := syscall.Setgroups(groups); err != nil {
-			exitWith(conn, "setgroups", "", err)
-		}
-	}
-	if err := syscall.Setresgid(int(spec.GID), int(spec.GID), int(spec.GID)); err != nil {
-		exitWith(conn, "setgid", strconv.Itoa(int(spec.GID)), err)
-	}
-	if err := syscall.Setresuid(int(spec.UID), int(spec.UID), int(spec.UID)); err != nil {
-		exitWith(conn, "setuid", strconv.Itoa(int(spec.UID)), err)
-	}
-	if spec.NoNewPriv {
-		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
-			exitWith(conn, "no_new_privs", "", err)
-		}
-	}
 	if spec.WaitStart {
 		if _, err := conn.Expect(initproto.TypeStart); err != nil {
 			os.Exit(125)
 		}
 	}
+	// Tell the init we are about to drop privileges and exec: from here a
+	// strict seccomp profile may forbid even reporting an error.
 	if err := conn.Send(&initproto.Message{Type: initproto.TypeStart}); err != nil {
 		os.Exit(125)
+	}
+	// No garbage collection between the filter and execve: the runtime
+	// must not need a system call the profile denies.
+	debug.SetGCPercent(-1)
+	prep := spec.Security
+	if prep == nil {
+		prep = &security.Prepared{NoNewPrivileges: spec.NoNewPriv}
+	}
+	cred := security.Credential{UID: spec.UID, GID: spec.GID, Groups: spec.Groups}
+	if !spec.SetGroups {
+		cred.Groups = nil
+	}
+	if _, err := security.Apply(prep, cred); err != nil {
+		var se *security.StepError
+		if errors.As(err, &se) {
+			exitWith(conn, se.Step, "", se.Err)
+		}
+		exitWith(conn, "apply security profile", "", err)
 	}
 	err = syscall.Exec(path, spec.Args, spec.Env)
 	exitWith(conn, "exec", path, err)
@@ -612,4 +640,50 @@ func loopbackUp() error {
 	}
 	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
 	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
+}
+
+const envConfigFD = "_VESSEL_CONFIG_FD"
+
+// reexecInTimeNS re-executes the init after it created a time namespace
+// for its children. Until an execve, a process whose children get another
+// time namespace may not fork with CLONE_VM (kernels before 6.3 refuse it
+// with EINVAL), and os/exec always forks that way; execve moves the init
+// itself into the namespace, after which its children inherit it plainly.
+// The config travels in a sealed memfd. It returns only on failure.
+func reexecInTimeNS(config []byte) error {
+	fd, err := unix.MemfdCreate("vessel-config", 0)
+	if err != nil {
+		return err
+	}
+	if _, err := unix.Write(fd, config); err != nil {
+		return err
+	}
+	if _, err := unix.Seek(fd, 0, 0); err != nil {
+		return err
+	}
+	// The sync socket must survive the exec.
+	if _, err := unix.FcntlInt(uintptr(syncFD()), unix.F_SETFD, 0); err != nil {
+		return err
+	}
+	env := []string{envStage + "=" + stageInit, envSync + "=" + strconv.Itoa(syncFD()), envConfigFD + "=" + strconv.Itoa(fd)}
+	return syscall.Exec("/proc/self/exe", []string{"vessel-init"}, env)
+}
+
+// configFromReexec reads the config a re-executed init was handed.
+func configFromReexec() ([]byte, bool) {
+	v := os.Getenv(envConfigFD)
+	if v == "" {
+		return nil, false
+	}
+	fd, err := strconv.Atoi(v)
+	if err != nil {
+		return nil, false
+	}
+	f := os.NewFile(uintptr(fd), "vessel-config")
+	defer f.Close()
+	data, err := io.ReadAll(f)
+	if err != nil {
+		return nil, false
+	}
+	return data, true
 }

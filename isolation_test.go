@@ -52,7 +52,7 @@ func hostNS(t testing.TB, kind string) uint64 {
 }
 
 func TestPIDNamespace(t *testing.T) {
-	r := report(t, vessel.NewConfig())
+	r := report(t, newConfig())
 	// PID 1 is the container's init; the probe is its child, with a small
 	// pid of the container's own numbering.
 	if r.PPID != 1 || r.PID > 64 || len(r.NSPID) != 1 {
@@ -64,7 +64,7 @@ func TestPIDNamespace(t *testing.T) {
 	if r.ProcCount > 3 {
 		t.Fatalf("container sees %d processes, want only init and itself", r.ProcCount)
 	}
-	r = report(t, vessel.NewConfig().WithSharedNamespace(namespaces.PID))
+	r = report(t, newConfig().WithSharedNamespace(namespaces.PID))
 	if r.Namespaces["pid"] != hostNS(t, "pid") || r.PPID == 1 {
 		t.Fatalf("shared pid ns: %d vs host %d, nspid %v", r.Namespaces["pid"], hostNS(t, "pid"), r.NSPID)
 	}
@@ -75,7 +75,7 @@ func TestPIDNamespace(t *testing.T) {
 
 func TestUTSNamespace(t *testing.T) {
 	host, _ := os.Hostname()
-	r := report(t, vessel.NewConfig().WithHostname("box-42").WithDomainname("example.test"))
+	r := report(t, newConfig().WithHostname("box-42").WithDomainname("example.test"))
 	if r.Hostname != "box-42" || r.Domainname != "example.test" {
 		t.Fatalf("hostname %q domain %q", r.Hostname, r.Domainname)
 	}
@@ -85,14 +85,14 @@ func TestUTSNamespace(t *testing.T) {
 	if h, _ := os.Hostname(); h != host {
 		t.Fatalf("host hostname changed to %q", h)
 	}
-	r = report(t, vessel.NewConfig().WithSharedNamespace(namespaces.UTS))
+	r = report(t, newConfig().WithSharedNamespace(namespaces.UTS))
 	if r.Hostname != host || r.Namespaces["uts"] != hostNS(t, "uts") {
 		t.Fatalf("shared uts: %q", r.Hostname)
 	}
 }
 
 func TestIPCNamespace(t *testing.T) {
-	r := report(t, vessel.NewConfig())
+	r := report(t, newConfig())
 	if r.Namespaces["ipc"] == hostNS(t, "ipc") {
 		t.Fatal("ipc namespace is the host's")
 	}
@@ -102,32 +102,32 @@ func TestIPCNamespace(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer unix.SysvShmCtl(id, unix.IPC_RMID, nil)
-	out, err := run(t, vessel.NewConfig(), "cat", "/proc/sysvipc/shm")
+	out, err := run(t, newConfig(), "cat", "/proc/sysvipc/shm")
 	if err != nil || strings.Contains(out, fmt.Sprintf(" %d ", id)) {
 		t.Fatalf("host shm %d visible inside: %v\n%s", id, err, out)
 	}
-	out, _ = run(t, vessel.NewConfig().WithSharedNamespace(namespaces.IPC), "cat", "/proc/sysvipc/shm")
+	out, _ = run(t, newConfig().WithSharedNamespace(namespaces.IPC), "cat", "/proc/sysvipc/shm")
 	if !strings.Contains(out, fmt.Sprintf(" %d ", id)) {
 		t.Fatalf("host shm %d not visible with a shared ipc ns:\n%s", id, out)
 	}
 }
 
 func TestNetNamespace(t *testing.T) {
-	r := report(t, vessel.NewConfig())
+	r := report(t, newConfig())
 	if r.Namespaces["net"] == hostNS(t, "net") {
 		t.Fatal("net namespace is the host's")
 	}
 	if len(r.Interfaces) != 1 || r.Interfaces[0].Name != "lo" || !r.Interfaces[0].Up {
 		t.Fatalf("interfaces %+v, want only lo, up", r.Interfaces)
 	}
-	r = report(t, vessel.NewConfig().WithSharedNamespace(namespaces.Net))
+	r = report(t, newConfig().WithSharedNamespace(namespaces.Net))
 	if r.Namespaces["net"] != hostNS(t, "net") || len(r.Interfaces) < 2 {
 		t.Fatalf("shared net: %+v", r.Interfaces)
 	}
 }
 
 func TestCgroupNamespace(t *testing.T) {
-	r := report(t, vessel.NewConfig())
+	r := report(t, newConfig())
 	if r.Namespaces["cgroup"] == hostNS(t, "cgroup") {
 		t.Fatal("cgroup namespace is the host's")
 	}
@@ -139,7 +139,7 @@ func TestCgroupNamespace(t *testing.T) {
 }
 
 func TestUserNamespace(t *testing.T) {
-	cfg := vessel.NewConfig().WithUserNamespace(
+	cfg := newConfig().WithUserNamespace(
 		[]namespaces.IDMap{{ContainerID: 0, HostID: 200000, Size: 65536}},
 		[]namespaces.IDMap{{ContainerID: 0, HostID: 200000, Size: 65536}})
 	r := report(t, cfg)
@@ -162,7 +162,7 @@ func TestUserNamespace(t *testing.T) {
 		t.Fatalf("host view of the process:\n%s", st)
 	}
 	// Default mapping: container root is the calling user.
-	r = report(t, vessel.NewConfig().WithUserNamespace(nil, nil))
+	r = report(t, newConfig().WithUserNamespace(nil, nil))
 	if len(r.UIDMap) != 1 || r.UIDMap[0].Outside != uint32(os.Geteuid()) || r.UIDMap[0].Count != 1 {
 		t.Fatalf("default uid_map %+v", r.UIDMap)
 	}
@@ -171,7 +171,7 @@ func TestUserNamespace(t *testing.T) {
 func TestTimeNamespace(t *testing.T) {
 	var before unix.Timespec
 	unix.ClockGettime(unix.CLOCK_MONOTONIC, &before)
-	r := report(t, vessel.NewConfig().WithTimeNamespace(48*time.Hour, 72*time.Hour))
+	r := report(t, newConfig().WithTimeNamespace(48*time.Hour, 72*time.Hour))
 	var after unix.Timespec
 	unix.ClockGettime(unix.CLOCK_MONOTONIC, &after)
 	mono := r.Clocks.Monotonic.Duration()
@@ -189,9 +189,9 @@ func TestTimeNamespace(t *testing.T) {
 }
 
 func TestJoinNamespaces(t *testing.T) {
-	a, _ := start(t, vessel.NewConfig().WithHostname("joined-host"), "sleep", "30")
+	a, _ := start(t, newConfig().WithHostname("joined-host"), "sleep", "30")
 	pid := a.State().Pid
-	cfg := vessel.NewConfig().
+	cfg := newConfig().
 		WithNamespace(namespaces.Net, fmt.Sprintf("/proc/%d/ns/net", pid)).
 		WithNamespace(namespaces.UTS, fmt.Sprintf("/proc/%d/ns/uts", pid)).
 		WithNamespace(namespaces.IPC, fmt.Sprintf("/proc/%d/ns/ipc", pid)).
@@ -222,7 +222,7 @@ func TestJoinNamespaces(t *testing.T) {
 
 func TestJoinMountNamespaceBindFile(t *testing.T) {
 	// A namespace kept alive by a bind mount, as `ip netns add` does.
-	a, _ := start(t, vessel.NewConfig(), "sleep", "30")
+	a, _ := start(t, newConfig(), "sleep", "30")
 	dir := t.TempDir()
 	nsFile := dir + "/net"
 	if err := os.WriteFile(nsFile, nil, 0o644); err != nil {
@@ -232,7 +232,7 @@ func TestJoinMountNamespaceBindFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer unix.Unmount(nsFile, unix.MNT_DETACH)
-	r := report(t, vessel.NewConfig().WithNamespace(namespaces.Net, nsFile))
+	r := report(t, newConfig().WithNamespace(namespaces.Net, nsFile))
 	var st unix.Stat_t
 	unix.Stat(nsFile, &st)
 	if r.Namespaces["net"] != st.Ino {
@@ -267,7 +267,7 @@ func hasOpt(m probe.Mount, o string) bool {
 }
 
 func TestSystemMounts(t *testing.T) {
-	r := report(t, vessel.NewConfig())
+	r := report(t, newConfig())
 	if m := mountAt(t, r, "/proc"); m.FSType != "proc" || !hasOpt(m, "nosuid") {
 		t.Errorf("/proc: %+v", m)
 	}
@@ -317,7 +317,7 @@ func TestSystemMounts(t *testing.T) {
 			t.Errorf("%s mounted %d times (old root leaking?)", p, n)
 		}
 	}
-	out, err := run(t, vessel.NewConfig(), "/bin/sh", "-c",
+	out, err := run(t, newConfig(), "/bin/sh", "-c",
 		"ls /dev; readlink /dev/fd /dev/stdin /dev/stdout /dev/stderr /dev/ptmx; echo x > /dev/null && head -c 4 /dev/zero | wc -c && head -c 4 /dev/urandom | wc -c && echo ok")
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
@@ -334,7 +334,7 @@ func TestSystemMounts(t *testing.T) {
 }
 
 func TestMaskedAndReadonlyPaths(t *testing.T) {
-	r := report(t, vessel.NewConfig())
+	r := report(t, newConfig())
 	masked := 0
 	for _, p := range rootfs.DefaultMaskedPaths {
 		fi, err := os.Stat(p)
@@ -353,7 +353,7 @@ func TestMaskedAndReadonlyPaths(t *testing.T) {
 	if masked < 3 {
 		t.Fatalf("only %d masked paths exist on this host", masked)
 	}
-	if tr := try(t, vessel.NewConfig(), "open", "/proc/keys", "r"); tr.OK && !strings.HasPrefix(tr.Object, "chardev 1:3") {
+	if tr := try(t, newConfig(), "open", "/proc/keys", "r"); tr.OK && !strings.HasPrefix(tr.Object, "chardev 1:3") {
 		t.Errorf("/proc/keys readable as %q", tr.Object)
 	}
 	for _, p := range []string{"/proc/sys", "/proc/bus", "/proc/irq", "/proc/fs"} {
@@ -361,11 +361,11 @@ func TestMaskedAndReadonlyPaths(t *testing.T) {
 			t.Errorf("%s writable: %+v", p, m)
 		}
 	}
-	if tr := try(t, vessel.NewConfig(), "write-procsys", "/proc/sys/kernel/domainname", "x"); tr.OK || tr.ErrnoName != "EROFS" {
+	if tr := try(t, newConfig(), "write-procsys", "/proc/sys/kernel/domainname", "x"); tr.OK || tr.ErrnoName != "EROFS" {
 		t.Errorf("writing /proc/sys: %+v", tr)
 	}
 	// Custom lists replace the defaults.
-	r = report(t, vessel.NewConfig().WithMaskedPaths("/proc/cpuinfo").WithReadonlyPaths("/proc/bus"))
+	r = report(t, newConfig().WithMaskedPaths("/proc/cpuinfo").WithReadonlyPaths("/proc/bus"))
 	if m := mountAt(t, r, "/proc/cpuinfo"); m.FSType == "proc" {
 		t.Errorf("/proc/cpuinfo not masked: %+v", m)
 	}
@@ -377,7 +377,7 @@ func TestMaskedAndReadonlyPaths(t *testing.T) {
 func TestBindAndTmpfsMounts(t *testing.T) {
 	rw, ro := t.TempDir(), t.TempDir()
 	os.WriteFile(ro+"/f", []byte("host data"), 0o644)
-	cfg := vessel.NewConfig().WithBind(rw, "/data/rw", false).WithBind(ro, "/data/ro", true).WithTmpfs("/scratch", 1<<20)
+	cfg := newConfig().WithBind(rw, "/data/rw", false).WithBind(ro, "/data/ro", true).WithTmpfs("/scratch", 1<<20)
 	out, err := run(t, cfg, "/bin/sh", "-c", `echo inside > /data/rw/new && cat /data/ro/f && echo
 		if echo x > /data/ro/g 2>/dev/null; then echo ro-writable; fi
 		dd if=/dev/zero of=/scratch/big bs=64k count=40 2>&1 | grep -o "No space left"
@@ -404,13 +404,13 @@ func TestBindAndTmpfsMounts(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer unix.Unmount(sub, unix.MNT_DETACH)
-	r := report(t, vessel.NewConfig().WithBind(rw, "/rec", true))
+	r := report(t, newConfig().WithBind(rw, "/rec", true))
 	if m := mountAt(t, r, "/rec/sub"); m.FSType != "tmpfs" || !m.ReadOnly {
 		t.Errorf("recursive read-only bind: submount %+v", m)
 	}
 	m := rootfs.BindRO(rw, "/norec")
 	m.NonRecursive = true
-	r = report(t, vessel.NewConfig().WithMount(m))
+	r = report(t, newConfig().WithMount(m))
 	if _, ok := r.MountAt("/norec/sub"); ok {
 		t.Error("non-recursive bind carried a submount")
 	}
@@ -418,7 +418,7 @@ func TestBindAndTmpfsMounts(t *testing.T) {
 
 func TestDirRootfsAndReadonly(t *testing.T) {
 	root := testutil.BusyboxRootfsCopy(t)
-	cfg := vessel.NewConfig().WithRootfs(rootfs.Dir(root)).WithHostname("bb")
+	cfg := newConfig().WithRootfs(rootfs.Dir(root)).WithHostname("bb")
 	out, err := run(t, cfg, "/bin/sh", "-c", "echo written > /hello && cat /etc/hostname && ls /bin/busybox")
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
@@ -426,7 +426,7 @@ func TestDirRootfsAndReadonly(t *testing.T) {
 	if b, _ := os.ReadFile(root + "/hello"); string(b) != "written\n" || !strings.Contains(out, "bb") {
 		t.Fatalf("rootfs write: %q, out %q", b, out)
 	}
-	r := report(t, vessel.NewConfig().WithRootfs(rootfs.Dir(root)))
+	r := report(t, newConfig().WithRootfs(rootfs.Dir(root)))
 	if m := mountAt(t, r, "/"); m.Root != root {
 		t.Errorf("/ is %+v, want the bind of %s", m, root)
 	}
@@ -436,7 +436,7 @@ func TestDirRootfsAndReadonly(t *testing.T) {
 			t.Errorf("host mount %s visible", m.MountPoint)
 		}
 	}
-	tr := try(t, vessel.NewConfig().WithRootfs(rootfs.Dir(root)).WithReadonlyRootfs(true), "open", "/newfile", "create")
+	tr := try(t, newConfig().WithRootfs(rootfs.Dir(root)).WithReadonlyRootfs(true), "open", "/newfile", "create")
 	if tr.OK || tr.ErrnoName != "EROFS" {
 		t.Errorf("read-only root: %+v", tr)
 	}
@@ -450,7 +450,7 @@ func TestSymlinkMountTargetStaysInside(t *testing.T) {
 	if err := os.Symlink(outside, root+"/evil"); err != nil {
 		t.Fatal(err)
 	}
-	cfg := vessel.NewConfig().WithRootfs(rootfs.Dir(root)).WithTmpfs("/evil/x", 0)
+	cfg := newConfig().WithRootfs(rootfs.Dir(root)).WithTmpfs("/evil/x", 0)
 	out, err := run(t, cfg, "/bin/sh", "-c", "echo hi > /evil/x/f")
 	// The symlink resolves inside the root, where its target is missing:
 	// the start fails with a SetupError naming the path, and nothing
@@ -475,7 +475,7 @@ func TestSymlinkMountTargetStaysInside(t *testing.T) {
 }
 
 func TestTTY(t *testing.T) {
-	cfg := withProbe(t, vessel.NewConfig().WithTTY(true))
+	cfg := withProbe(t, newConfig().WithTTY(true))
 	cfg.Process.Rows, cfg.Process.Cols = 33, 111
 	c, err := vessel.New(newID(t), cfg)
 	if err != nil {
@@ -492,7 +492,7 @@ func TestTTY(t *testing.T) {
 		t.Fatalf("tty %+v", r.TTY)
 	}
 	// Resize reaches the process.
-	c2, err := vessel.New(newID(t), withProbe(t, vessel.NewConfig().WithTTY(true)))
+	c2, err := vessel.New(newID(t), withProbe(t, newConfig().WithTTY(true)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -61,7 +61,7 @@ func run(t testing.TB, cfg *vessel.Config, args ...string) (string, error) {
 
 func TestExitCode(t *testing.T) {
 	for _, code := range []int{0, 1, 7, 255} {
-		_, err := run(t, vessel.NewConfig(), "/bin/sh", "-c", fmt.Sprintf("exit %d", code))
+		_, err := run(t, newConfig(), "/bin/sh", "-c", fmt.Sprintf("exit %d", code))
 		if code == 0 {
 			if err != nil {
 				t.Fatalf("exit 0: %v", err)
@@ -76,7 +76,7 @@ func TestExitCode(t *testing.T) {
 }
 
 func TestExitBySignal(t *testing.T) {
-	_, err := run(t, vessel.NewConfig(), "/bin/sh", "-c", "kill -SEGV $$")
+	_, err := run(t, newConfig(), "/bin/sh", "-c", "kill -SEGV $$")
 	var ee *vessel.ExitError
 	if !errors.As(err, &ee) || ee.Status.Signal != syscall.SIGSEGV || ee.Status.Code != 128+11 {
 		t.Fatalf("got %v, want killed by SIGSEGV", err)
@@ -87,7 +87,7 @@ func TestExitBySignal(t *testing.T) {
 }
 
 func TestSignalForwarded(t *testing.T) {
-	c, out := start(t, vessel.NewConfig(), "/bin/sh", "-c", "trap 'echo got-term; exit 3' TERM; echo ready; while :; do sleep 0.05; done")
+	c, out := start(t, newConfig(), "/bin/sh", "-c", "trap 'echo got-term; exit 3' TERM; echo ready; while :; do sleep 0.05; done")
 	waitFor(t, func() bool { return strings.Contains(out.String(), "ready") })
 	if err := c.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -108,7 +108,7 @@ func TestExecErrorsAreTyped(t *testing.T) {
 		{[]string{"no-such-command-anywhere"}, fs.ErrNotExist},
 		{[]string{"/etc/passwd"}, fs.ErrPermission},
 	} {
-		c, err := vessel.New(newID(t), vessel.NewConfig())
+		c, err := vessel.New(newID(t), newConfig())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -125,7 +125,7 @@ func TestExecErrorsAreTyped(t *testing.T) {
 }
 
 func TestStateTransitions(t *testing.T) {
-	c, err := vessel.New(newID(t), vessel.NewConfig())
+	c, err := vessel.New(newID(t), newConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,14 +175,14 @@ func TestStateTransitions(t *testing.T) {
 }
 
 func TestTimeout(t *testing.T) {
-	_, err := run(t, vessel.NewConfig().WithTimeout(200*time.Millisecond), "sleep", "30")
+	_, err := run(t, newConfig().WithTimeout(200*time.Millisecond), "sleep", "30")
 	if !errors.Is(err, vessel.ErrTimeout) {
 		t.Fatalf("got %v, want ErrTimeout", err)
 	}
 }
 
 func TestStdioAndEnv(t *testing.T) {
-	c, err := vessel.New(newID(t), vessel.NewConfig().WithEnv("GREETING=hi there").WithWorkDir("/usr"))
+	c, err := vessel.New(newID(t), newConfig().WithEnv("GREETING=hi there").WithWorkDir("/usr"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,7 +202,7 @@ func TestStdioAndEnv(t *testing.T) {
 }
 
 func TestUserGroupsUmask(t *testing.T) {
-	out, err := run(t, vessel.NewConfig().WithUser(1000, 1001).WithGroups(5, 27).WithUmask(0o077),
+	out, err := run(t, newConfig().WithUser(1000, 1001).WithGroups(5, 27).WithUmask(0o077),
 		"/bin/sh", "-c", "id -u; id -g; id -G; umask")
 	if err != nil {
 		t.Fatal(err, out)
@@ -218,7 +218,7 @@ func TestExtraFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	c, err := vessel.New(newID(t), vessel.NewConfig())
+	c, err := vessel.New(newID(t), newConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,7 +239,7 @@ func TestExtraFiles(t *testing.T) {
 
 func TestBadConfigs(t *testing.T) {
 	dir := t.TempDir()
-	if _, err := run(t, vessel.NewConfig(), "/bin/true"); err != nil {
+	if _, err := run(t, newConfig(), "/bin/true"); err != nil {
 		t.Fatal(err)
 	}
 	cases := []struct {
@@ -247,27 +247,27 @@ func TestBadConfigs(t *testing.T) {
 		cfg   *vessel.Config
 		field string
 	}{
-		{"relative rootfs", vessel.NewConfig().WithRootfs(rootfs.Dir("relative/root")), "rootfs.path"},
-		{"missing rootfs", vessel.NewConfig().WithRootfs(rootfs.Dir(dir + "/nope")), "rootfs.path"},
-		{"overlapping mounts", vessel.NewConfig().WithTmpfs("/data", 0).WithBind(dir, "/data/", false), "mounts[1].destination"},
-		{"mount over root", vessel.NewConfig().WithTmpfs("/", 0), "mounts[0].destination"},
-		{"bind missing source", vessel.NewConfig().WithBind(dir+"/missing", "/x", false), "mounts[0].source"},
-		{"unknown ns path", vessel.NewConfig().WithNamespace(namespaces.Net, "/proc/self/ns/nope"), "namespaces[network].path"},
-		{"wrong ns kind", vessel.NewConfig().WithNamespace(namespaces.Net, "/proc/self/ns/uts"), "namespaces[network].path"},
+		{"relative rootfs", newConfig().WithRootfs(rootfs.Dir("relative/root")), "rootfs.path"},
+		{"missing rootfs", newConfig().WithRootfs(rootfs.Dir(dir + "/nope")), "rootfs.path"},
+		{"overlapping mounts", newConfig().WithTmpfs("/data", 0).WithBind(dir, "/data/", false), "mounts[1].destination"},
+		{"mount over root", newConfig().WithTmpfs("/", 0), "mounts[0].destination"},
+		{"bind missing source", newConfig().WithBind(dir+"/missing", "/x", false), "mounts[0].source"},
+		{"unknown ns path", newConfig().WithNamespace(namespaces.Net, "/proc/self/ns/nope"), "namespaces[network].path"},
+		{"wrong ns kind", newConfig().WithNamespace(namespaces.Net, "/proc/self/ns/uts"), "namespaces[network].path"},
 		{"uid map without userns", func() *vessel.Config {
-			c := vessel.NewConfig()
+			c := newConfig()
 			c.UIDMappings = []namespaces.IDMap{{ContainerID: 0, HostID: 100000, Size: 1}}
 			return c
 		}(), "uidMappings"},
-		{"hostname without uts", vessel.NewConfig().WithSharedNamespace(namespaces.UTS).WithHostname("x"), "hostname"},
-		{"bad env", vessel.NewConfig().WithEnv("NOEQUALS"), "process.env"},
-		{"relative workdir", vessel.NewConfig().WithWorkDir("tmp"), "process.cwd"},
+		{"hostname without uts", newConfig().WithSharedNamespace(namespaces.UTS).WithHostname("x"), "hostname"},
+		{"bad env", newConfig().WithEnv("NOEQUALS"), "process.env"},
+		{"relative workdir", newConfig().WithWorkDir("tmp"), "process.cwd"},
 		{"time offsets without time ns", func() *vessel.Config {
-			c := vessel.NewConfig()
+			c := newConfig()
 			c.TimeOffsets.Monotonic = time.Hour
 			return c
 		}(), "timeOffsets"},
-		{"overlapping id maps", vessel.NewConfig().WithUserNamespace([]namespaces.IDMap{{ContainerID: 0, HostID: 1000, Size: 10}, {ContainerID: 5, HostID: 2000, Size: 10}}, nil), "uidMappings[1]"},
+		{"overlapping id maps", newConfig().WithUserNamespace([]namespaces.IDMap{{ContainerID: 0, HostID: 1000, Size: 10}, {ContainerID: 5, HostID: 2000, Size: 10}}, nil), "uidMappings[1]"},
 	}
 	before := snapshot(t)
 	for _, tc := range cases {
@@ -277,11 +277,11 @@ func TestBadConfigs(t *testing.T) {
 			t.Errorf("%s: got %v, want a ConfigError for field %s", tc.name, err, tc.field)
 		}
 	}
-	if _, err := vessel.New("bad id!", vessel.NewConfig()); err == nil {
+	if _, err := vessel.New("bad id!", newConfig()); err == nil {
 		t.Error("bad id accepted")
 	}
 	// No command at all is an error at Start, and leaves nothing.
-	c, err := vessel.New(newID(t), vessel.NewConfig())
+	c, err := vessel.New(newID(t), newConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -299,11 +299,11 @@ func TestSetupErrorFromChild(t *testing.T) {
 	if err := os.WriteFile(root+"/etc", []byte("not a dir"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := run(t, vessel.NewConfig(), "/bin/true"); err != nil {
+	if _, err := run(t, newConfig(), "/bin/true"); err != nil {
 		t.Fatal(err)
 	}
 	before := snapshot(t)
-	c, err := vessel.New(newID(t), vessel.NewConfig().WithRootfs(rootfs.Dir(root)).WithBind(t.TempDir(), "/etc/sub", false))
+	c, err := vessel.New(newID(t), newConfig().WithRootfs(rootfs.Dir(root)).WithBind(t.TempDir(), "/etc/sub", false))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -321,7 +321,7 @@ func TestSetupErrorFromChild(t *testing.T) {
 
 func TestContextCancelKillsTree(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
-	c, err := vessel.New(newID(t), vessel.NewConfig())
+	c, err := vessel.New(newID(t), newConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -413,6 +413,15 @@ func TestParentKilledLeavesNothing(t *testing.T) {
 			if err != nil || n != 1 {
 				t.Fatalf("container process %d still alive 10s after its parent was killed (%v)", pid, err)
 			}
+			// The dead parent could not remove the container's cgroup:
+			// DestroyStale does, by id.
+			cc := newConfig().Cgroup
+			if err := vessel.DestroyStale(helperID(cmd.Process.Pid), cc); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := os.Stat("/sys/fs/cgroup/pids/vessel-test/" + helperID(cmd.Process.Pid)); err == nil {
+				t.Fatal("stale cgroup still there after DestroyStale")
+			}
 		})
 	}
 }
@@ -420,11 +429,11 @@ func TestParentKilledLeavesNothing(t *testing.T) {
 // runHelper is the helper process: it starts a container and prints the
 // host pid of its main process, then waits to be killed.
 func runHelper(mode string) int {
-	cfg := vessel.NewConfig()
+	cfg := newConfig()
 	if mode == "sleep-sharedpid" {
 		cfg.WithSharedNamespace(namespaces.PID)
 	}
-	c, err := vessel.New(fmt.Sprintf("helper-%d", os.Getpid()), cfg)
+	c, err := vessel.New(helperID(os.Getpid()), cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -436,3 +445,5 @@ func runHelper(mode string) int {
 	fmt.Println(c.State().Pid)
 	select {}
 }
+
+func helperID(pid int) string { return fmt.Sprintf("helper-%d", pid) }

@@ -1,0 +1,355 @@
+package vessel
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/openvessel/vessel/cgroups"
+	"github.com/openvessel/vessel/limits"
+	"github.com/openvessel/vessel/security"
+)
+
+// Stats is a container's resource use, read from its cgroup.
+type Stats struct {
+	cgroups.Stats
+	// Layout is the host's cgroup layout the figures came from.
+	Layout cgroups.Layout `json:"layout"`
+}
+
+// WithResources sets the container's cgroup limits.
+func (c *Config) WithResources(r *limits.Resources) *Config { c.Resources = r; return c }
+
+func (c *Config) resources() *limits.Resources {
+	if c.Resources == nil {
+		c.Resources = &limits.Resources{}
+	}
+	return c.Resources
+}
+
+// WithMemoryLimit limits memory (bytes); the OOM killer acts beyond it.
+func (c *Config) WithMemoryLimit(bytes int64) *Config {
+	r := c.resources()
+	if r.Memory == nil {
+		r.Memory = &limits.Memory{}
+	}
+	r.Memory.Limit = limits.Ptr(bytes)
+	return c
+}
+
+// WithMemorySwap limits memory plus swap (bytes; -1: unlimited swap).
+func (c *Config) WithMemorySwap(bytes int64) *Config {
+	r := c.resources()
+	if r.Memory == nil {
+		r.Memory = &limits.Memory{}
+	}
+	r.Memory.Swap = limits.Ptr(bytes)
+	return c
+}
+
+// WithMemoryReservation sets a soft memory limit (bytes).
+func (c *Config) WithMemoryReservation(bytes int64) *Config {
+	r := c.resources()
+	if r.Memory == nil {
+		r.Memory = &limits.Memory{}
+	}
+	r.Memory.Reservation = limits.Ptr(bytes)
+	return c
+}
+
+// WithCPUs limits CPU time to n cores' worth (0.5: half a core).
+func (c *Config) WithCPUs(n float64) *Config {
+	r := c.resources()
+	if r.CPU == nil {
+		r.CPU = &limits.CPU{}
+	}
+	r.CPU.CPUs = limits.Ptr(n)
+	return c
+}
+
+// WithCPUWeight sets the relative CPU weight (1-10000, default 100).
+func (c *Config) WithCPUWeight(w uint64) *Config {
+	r := c.resources()
+	if r.CPU == nil {
+		r.CPU = &limits.CPU{}
+	}
+	r.CPU.Weight = limits.Ptr(w)
+	return c
+}
+
+// WithCpuset pins the container to CPUs ("0-1") and memory nodes ("0").
+func (c *Config) WithCpuset(cpus, mems string) *Config {
+	r := c.resources()
+	if r.CPU == nil {
+		r.CPU = &limits.CPU{}
+	}
+	r.CPU.Cpuset, r.CPU.Mems = cpus, mems
+	return c
+}
+
+// WithPids limits the number of tasks (processes and threads).
+func (c *Config) WithPids(max int64) *Config {
+	r := c.resources()
+	r.Pids = &limits.Pids{Max: limits.Ptr(max)}
+	return c
+}
+
+// WithRlimit adds a resource limit (setrlimit) for the container's processes.
+func (c *Config) WithRlimit(rl limits.Rlimit) *Config {
+	if err := rl.Validate(); err != nil {
+		return c.fail("rlimits", "%v", err)
+	}
+	c.Rlimits = append(c.Rlimits, rl)
+	return c
+}
+
+// WithOOMScoreAdj sets oom_score_adj (-1000..1000) of the processes.
+func (c *Config) WithOOMScoreAdj(v int) *Config {
+	if v < -1000 || v > 1000 {
+		return c.fail("oomScoreAdj", "%d is outside -1000..1000", v)
+	}
+	c.OOMScoreAdj = &v
+	return c
+}
+
+// WithCPUTime kills the container once it has used d of CPU time.
+func (c *Config) WithCPUTime(d time.Duration) *Config {
+	if d < 0 {
+		return c.fail("cpuTime", "negative duration %v", d)
+	}
+	c.CPUTime = d
+	return c
+}
+
+// WithCgroup places the container's cgroup at parent/name in every
+// hierarchy (see CgroupConfig).
+func (c *Config) WithCgroup(parent, name string) *Config {
+	c.Cgroup.Parent, c.Cgroup.Name = parent, name
+	return c
+}
+
+// WithSecurity sets the security profile.
+func (c *Config) WithSecurity(p *security.Profile) *Config { c.Security = p; return c }
+
+// WithCapAdd adds capabilities to the profile's sets.
+func (c *Config) WithCapAdd(names ...string) *Config {
+	c.security().Capabilities = c.security().Capabilities.WithAdd(names...)
+	return c
+}
+
+// WithCapDrop removes capabilities ("ALL" for every one).
+func (c *Config) WithCapDrop(names ...string) *Config {
+	c.security().Capabilities = c.security().Capabilities.WithDrop(names...)
+	return c
+}
+
+// WithSeccomp sets the seccomp filter (nil: unconfined).
+func (c *Config) WithSeccomp(s *security.Seccomp) *Config { c.security().Seccomp = s; return c }
+
+func (c *Config) security() *security.Profile {
+	if c.Security == nil {
+		c.Security = security.DefaultProfile()
+	}
+	if c.Security.Capabilities == nil {
+		c.Security.Capabilities = security.DefaultCapabilities()
+	}
+	return c.Security
+}
+
+var (
+	defaultPrepOnce sync.Once
+	defaultPrep     *security.Prepared
+	defaultPrepErr  error
+)
+
+// preparedSecurity validates and compiles the profile (once per program
+// for the default profile).
+func (c *Config) preparedSecurity() (*security.Prepared, error) {
+	prof := c.Security
+	if c.Privileged && prof == nil {
+		prof = security.Privileged()
+	}
+	if prof == nil {
+		defaultPrepOnce.Do(func() { defaultPrep, defaultPrepErr = security.DefaultProfile().Prepare() })
+		if defaultPrepErr != nil {
+			return nil, &ConfigError{Field: "security", Reason: defaultPrepErr.Error()}
+		}
+		return defaultPrep, nil
+	}
+	p, err := prof.Prepare()
+	if err != nil {
+		return nil, &ConfigError{Field: "security", Reason: err.Error()}
+	}
+	return p, nil
+}
+
+func (c *Container) cgroupOptions() cgroups.Options {
+	return cgroupOptions(c.id, c.cfg.Cgroup, c.cfg.Resources)
+}
+
+func cgroupOptions(id string, cc CgroupConfig, r *limits.Resources) cgroups.Options {
+	group, name := cc.Group, cc.Name
+	if group == "" {
+		group = "vessel"
+	}
+	if name == "" {
+		name = id
+	}
+	return cgroups.Options{Name: group + "/" + name, Parent: cc.Parent, Resources: r}
+}
+
+// DestroyStale removes what a container left on the host when the program
+// that started it died without calling Destroy: its cgroup (killing any
+// process still in it). cc must be the container's cgroup placement. It is
+// not an error when nothing is left.
+func DestroyStale(id string, cc CgroupConfig) error {
+	if !validID.MatchString(id) {
+		return &ConfigError{Field: "id", Reason: fmt.Sprintf("%q is not a container id", id)}
+	}
+	if cc.Disabled {
+		return nil
+	}
+	m, err := cgroups.Load(cgroupOptions(id, cc, nil))
+	if err != nil {
+		if errors.Is(err, cgroups.ErrNotExist) || errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return err
+	}
+	return m.Destroy()
+}
+
+// setupCgroup creates the container's cgroup with its limits.
+func (c *Container) setupCgroup() error {
+	if c.cfg.Cgroup.Disabled {
+		return nil
+	}
+	m, err := cgroups.New(c.cgroupOptions())
+	if err != nil {
+		return &ConfigError{Field: "cgroup", Reason: err.Error()}
+	}
+	if err := m.Create(); err != nil {
+		return &SetupError{Step: "create cgroup", Path: c.cgroupOptions().Name, Err: err}
+	}
+	c.cg = m
+	c.addCleanup(func() error {
+		err := m.Destroy()
+		c.mu.Lock()
+		c.cg = nil
+		c.mu.Unlock()
+		return err
+	})
+	return nil
+}
+
+func (c *Container) addCleanup(f func() error) {
+	c.mu.Lock()
+	c.cleanups = append(c.cleanups, f)
+	c.mu.Unlock()
+}
+
+// beforeProceed runs in the parent while the child waits: it puts the
+// child in the v1 hierarchies of its cgroup.
+func (c *Container) beforeProceed(pid int) error {
+	if c.cg != nil {
+		if err := c.cg.Add(pid); err != nil {
+			return &SetupError{Step: "join cgroup", Err: err}
+		}
+	}
+	return nil
+}
+
+// Stats returns the container's resource use.
+func (c *Container) Stats() (*Stats, error) {
+	c.mu.Lock()
+	cg := c.cg
+	c.mu.Unlock()
+	if cg == nil {
+		return nil, fmt.Errorf("vessel: container %s has no cgroup (not started, destroyed, or cgroup disabled)", c.id)
+	}
+	st, err := cg.Stats()
+	if err != nil {
+		return nil, err
+	}
+	return &Stats{Stats: *st, Layout: cg.Layout()}, nil
+}
+
+// Update changes the limits of a running container. Only the parts of r
+// that are set change.
+func (c *Container) Update(r *limits.Resources) error {
+	if err := r.Validate(); err != nil {
+		return &ConfigError{Field: "resources", Reason: strings.TrimPrefix(err.Error(), "limits: ")}
+	}
+	c.mu.Lock()
+	cg := c.cg
+	c.mu.Unlock()
+	if cg == nil {
+		return ErrNotRunning
+	}
+	return cg.Update(r)
+}
+
+// Pause freezes every process of the container.
+func (c *Container) Pause() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.status != Running || c.cg == nil {
+		return ErrNotRunning
+	}
+	if err := c.cg.Freeze(); err != nil {
+		return err
+	}
+	c.paused = true
+	return nil
+}
+
+// Resume thaws a paused container.
+func (c *Container) Resume() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cg == nil {
+		return ErrNotRunning
+	}
+	if err := c.cg.Thaw(); err != nil {
+		return err
+	}
+	c.paused = false
+	return nil
+}
+
+// Paused reports whether the container is frozen.
+func (c *Container) Paused() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.paused
+}
+
+// watchCPUTime kills the container once its cgroup has used the limit.
+func (c *Container) watchCPUTime(limit time.Duration) {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.done:
+			return
+		case <-t.C:
+			st, err := c.Stats()
+			if err != nil {
+				continue
+			}
+			if st.CPU.Total >= limit {
+				c.mu.Lock()
+				c.reason.cpuTime = true
+				c.mu.Unlock()
+				c.kill(false)
+				c.mu.Lock()
+				c.reason.killed = false
+				c.mu.Unlock()
+				return
+			}
+		}
+	}
+}

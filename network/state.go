@@ -1,0 +1,187 @@
+package network
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// state is what the state directory records, guarded by flock on its lock
+// file. Everything a Teardown or Cleanup must undo is named here before it
+// is created, so a crash at any point leaves only recorded names behind.
+type state struct {
+	Bridges   map[string]*bridgeRecord `json:"bridges,omitempty"`
+	Endpoints map[string]*endpoint     `json:"endpoints,omitempty"`
+	// Forward and Forward6 are set while this state holds a registration
+	// in forwardDir.
+	Forward  bool `json:"forward,omitempty"`
+	Forward6 bool `json:"forward6,omitempty"`
+	// Table6 is set while the ip6 nftables table exists (or may exist).
+	Table6 bool `json:"table6,omitempty"`
+	// Table is set while the nftables table exists (or may exist).
+	Table bool `json:"table,omitempty"`
+}
+
+type bridgeRecord struct {
+	Name    string `json:"name"`
+	Subnet  string `json:"subnet"`
+	Gateway string `json:"gateway"`
+	// Subnet6 and Gateway6 are set when the bridge has IPv6.
+	Subnet6  string `json:"subnet6,omitempty"`
+	Gateway6 string `json:"gateway6,omitempty"`
+}
+
+type movedInterface struct {
+	Name  string   `json:"name"`
+	Up    bool     `json:"up,omitempty"`
+	Addrs []string `json:"addrs,omitempty"`
+}
+
+type endpoint struct {
+	ID       string `json:"id"`
+	Mode     Mode   `json:"mode"`
+	Hostname string `json:"hostname,omitempty"`
+	// Pid and PidStart identify the container process holding the namespace.
+	Pid      int    `json:"pid"`
+	PidStart uint64 `json:"pidStart"`
+	// Owner and OwnerStart identify the controlling program.
+	Owner      int              `json:"owner"`
+	OwnerStart uint64           `json:"ownerStart"`
+	Bridge     string           `json:"bridge,omitempty"`
+	Address    string           `json:"address,omitempty"` // CIDR
+	Gateway    string           `json:"gateway,omitempty"`
+	Address6   string           `json:"address6,omitempty"` // CIDR
+	Gateway6   string           `json:"gateway6,omitempty"`
+	HostVeth   string           `json:"hostVeth,omitempty"`
+	Ports      []Port           `json:"ports,omitempty"`
+	Chain      string           `json:"chain,omitempty"`
+	Interfaces []movedInterface `json:"interfaces,omitempty"`
+	// Inner is the link created inside the container (macvlan/ipvlan).
+	Inner string `json:"inner,omitempty"`
+	// DNS and DNSSearch are kept for ResolvConf of a reloaded Attachment.
+	DNS       []string `json:"dns,omitempty"`
+	DNSSearch []string `json:"dnsSearch,omitempty"`
+}
+
+// stateLock is a held flock on the state directory.
+type stateLock struct {
+	f   *os.File
+	dir string
+}
+
+func lockState(dir string, exclusive bool) (*stateLock, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("network: state directory: %w", err)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("network: state lock: %w", err)
+	}
+	how := unix.LOCK_SH
+	if exclusive {
+		how = unix.LOCK_EX
+	}
+	for {
+		err = unix.Flock(int(f.Fd()), how)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("network: flock state: %w", err)
+	}
+	return &stateLock{f: f, dir: dir}, nil
+}
+
+func (l *stateLock) unlock() {
+	unix.Flock(int(l.f.Fd()), unix.LOCK_UN)
+	l.f.Close()
+}
+
+func (l *stateLock) load() (*state, error) {
+	st := &state{}
+	b, err := os.ReadFile(filepath.Join(l.dir, "state.json"))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("network: read state: %w", err)
+	}
+	if len(b) > 0 {
+		if err := json.Unmarshal(b, st); err != nil {
+			return nil, fmt.Errorf("network: state file %s is corrupt: %w", filepath.Join(l.dir, "state.json"), err)
+		}
+	}
+	if st.Bridges == nil {
+		st.Bridges = map[string]*bridgeRecord{}
+	}
+	if st.Endpoints == nil {
+		st.Endpoints = map[string]*endpoint{}
+	}
+	return st, nil
+}
+
+// save writes the state atomically (write + rename); an empty state removes
+// the file.
+func (l *stateLock) save(st *state) error {
+	path := filepath.Join(l.dir, "state.json")
+	if len(st.Bridges) == 0 && len(st.Endpoints) == 0 && !st.Forward && !st.Table && !st.Forward6 && !st.Table6 {
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("network: remove state: %w", err)
+		}
+		return nil
+	}
+	b, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return fmt.Errorf("network: write state: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("network: write state: %w", err)
+	}
+	return nil
+}
+
+// processStart returns the start time (clock ticks since boot) of pid, or 0
+// when the process does not exist.
+func processStart(pid int) uint64 {
+	if pid <= 0 {
+		return 0
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0
+	}
+	fields := strings.Fields(s[i+1:])
+	// After the command come state (field 3) ... starttime (field 22).
+	if len(fields) < 20 {
+		return 0
+	}
+	if fields[0] == "Z" || fields[0] == "X" {
+		return 0 // a zombie no longer holds its namespaces
+	}
+	n, _ := strconv.ParseUint(fields[19], 10, 64)
+	return n
+}
+
+func alive(pid int, start uint64) bool {
+	return start != 0 && processStart(pid) == start
+}
+
+// stale reports whether neither the container process nor its controlling
+// program is alive any more: nobody can still use the endpoint.
+func (e *endpoint) stale() bool {
+	return !alive(e.Pid, e.PidStart) && !alive(e.Owner, e.OwnerStart)
+}

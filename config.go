@@ -10,6 +10,7 @@ import (
 
 	"github.com/openvessel/vessel/limits"
 	"github.com/openvessel/vessel/namespaces"
+	"github.com/openvessel/vessel/network"
 	"github.com/openvessel/vessel/rootfs"
 	"github.com/openvessel/vessel/security"
 )
@@ -80,6 +81,10 @@ type Config struct {
 	Sysctls map[string]string `json:"sysctl,omitempty"`
 	// Privileged gives the container the host's /dev.
 	Privileged bool `json:"privileged,omitempty"`
+
+	// Network is the network mode; nil means loopback only when the
+	// container has its own network namespace (see WithNetwork).
+	Network *network.Config `json:"network,omitempty"`
 
 	// Security is the privilege profile: capabilities, no_new_privs,
 	// seccomp, landlock. nil means security.DefaultProfile(); use
@@ -338,6 +343,9 @@ func (c *Config) Validate() error {
 			bad(f, "%s", r)
 		}
 	}
+	if err := c.validateNetwork(); err != nil {
+		errs = append(errs, err)
+	}
 	for i, e := range c.Process.Env {
 		if k, _, ok := strings.Cut(e, "="); !ok || k == "" {
 			bad(fmt.Sprintf("process.env[%d]", i), "%q is not KEY=VALUE", e)
@@ -405,5 +413,9 @@ func (c *Config) clone() *Config {
 	n.Process.Args = append([]string(nil), c.Process.Args...)
 	n.Process.Env = append([]string(nil), c.Process.Env...)
 	n.errs = append([]error(nil), c.errs...)
+	if c.Network != nil {
+		nc := *c.Network
+		n.Network = &nc
+	}
 	return &n
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/openvessel/vessel/cgroups"
 	"github.com/openvessel/vessel/internal/initproto"
 	"github.com/openvessel/vessel/namespaces"
+	"github.com/openvessel/vessel/network"
 	"github.com/openvessel/vessel/rootfs"
 	"github.com/openvessel/vessel/security"
 )
@@ -81,6 +82,7 @@ type Container struct {
 	cleanups  []func() error
 	ctlDone   chan struct{}
 	cg        *cgroups.Manager
+	net       *network.Attachment
 	secPrep   *security.Prepared
 	paused    bool
 }
@@ -194,7 +196,7 @@ func (c *Container) initConfig(args []string) (*initConfig, error) {
 		TimeOffsets: cfg.TimeOffsets,
 		Sysctls:     cfg.Sysctls,
 		NewPIDNS:    ns.IsNew(namespaces.PID),
-		LoopbackUp:  ns.IsNew(namespaces.Net),
+		LoopbackUp:  ns.IsNew(namespaces.Net) && cfg.network().Mode != network.ModeNone,
 		NumExtras:   len(c.ExtraFiles),
 	}
 	for _, n := range ns {
@@ -338,6 +340,9 @@ func (c *Container) start(ctx context.Context, args []string) (retErr error) {
 			ic.WaitProceed = true
 		}
 	}
+	if c.cfg.needsNetworkSetup() {
+		ic.WaitProceed = true
+	}
 	cmd := &exec.Cmd{
 		Path:        exe,
 		Args:        []string{"vessel-init", c.id},
@@ -388,7 +393,15 @@ func (c *Container) start(ctx context.Context, args []string) (retErr error) {
 			if err := c.beforeProceed(cmd.Process.Pid); err != nil {
 				return fail(err)
 			}
-			if err := ctl.Send(&initproto.Message{Type: initproto.TypeProceed}); err != nil {
+			proceed := &initproto.Message{Type: initproto.TypeProceed}
+			if c.cfg.needsNetworkSetup() {
+				files, err := c.setupNetwork(ctx, cmd.Process.Pid)
+				if err != nil {
+					return fail(err)
+				}
+				proceed.Payload = initproto.Encode(files)
+			}
+			if err := ctl.Send(proceed); err != nil {
 				return fail(&SetupError{Step: "send proceed", Err: err})
 			}
 			continue

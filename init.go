@@ -174,7 +174,7 @@ func runInit() {
 		if len(p.Payload) > 0 && cfg.Plan != nil {
 			var files []rootfs.File
 			if err := initproto.Decode(p.Payload, &files); err == nil {
-				cfg.Plan.Files = append(cfg.Plan.Files, files...)
+				cfg.Plan.Files = mergeFiles(cfg.Plan.Files, files)
 			}
 		}
 	}
@@ -686,4 +686,21 @@ func configFromReexec() ([]byte, bool) {
 		return nil, false
 	}
 	return data, true
+}
+
+// mergeFiles replaces files of the same path and appends new ones.
+func mergeFiles(base, over []rootfs.File) []rootfs.File {
+	out := append([]rootfs.File(nil), base...)
+	for _, f := range over {
+		replaced := false
+		for i := range out {
+			if out[i].Path == f.Path {
+				out[i], replaced = f, true
+			}
+		}
+		if !replaced {
+			out = append(out, f)
+		}
+	}
+	return out
 }

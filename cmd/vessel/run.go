@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -37,7 +36,12 @@ func cmdRun(args []string) int {
 		readonly = fs.Bool("readonly", false, "make the root filesystem read-only")
 		tty      = fs.Bool("tty", false, "give the command a pseudo-terminal")
 		timeout  = fs.Duration("timeout", 0, "kill the container after this long (e.g. 30s)")
-		userns   = fs.Bool("userns", false, "run in a new user namespace (container root = the calling user)")
+		userns   = fs.Bool("userns", false, "run in a new user namespace (container root = the calling user unless --uidmap/--gidmap)")
+		res      resourceFlags
+		sec      securityFlags
+		netf     networkFlags
+		uidmaps  listFlag
+		gidmaps  listFlag
 		env      listFlag
 		volumes  listFlag
 		tmpfs    listFlag
@@ -49,6 +53,11 @@ func cmdRun(args []string) int {
 	fs.Var(&tmpfs, "tmpfs", "DST[:SIZE] tmpfs mount (repeatable)")
 	fs.Var(&shares, "share", "namespace to share with the host: mount, pid, uts, ipc, net, cgroup (repeatable)")
 	fs.Var(&sysctls, "sysctl", "KEY=VALUE namespaced sysctl (repeatable)")
+	fs.Var(&uidmaps, "uidmap", "CONTAINER:HOST:SIZE uid mapping for --userns (repeatable)")
+	fs.Var(&gidmaps, "gidmap", "CONTAINER:HOST:SIZE gid mapping for --userns (repeatable)")
+	res.register(fs)
+	sec.register(fs)
+	netf.register(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(os.Stderr, "usage: vessel run [flags] -- CMD ARGS...")
 		fs.PrintDefaults()
@@ -80,8 +89,27 @@ func cmdRun(args []string) int {
 	if *workdir != "" {
 		cfg.WithWorkDir(*workdir)
 	}
-	if *userns {
-		cfg.WithUserNamespace(nil, nil)
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if *userns || len(uidmaps) > 0 || len(gidmaps) > 0 {
+		u, err := parseIDMaps("uidmap", uidmaps)
+		if err != nil {
+			return fail("%v", err)
+		}
+		g, err := parseIDMaps("gidmap", gidmaps)
+		if err != nil {
+			return fail("%v", err)
+		}
+		cfg.WithUserNamespace(u, g)
+	}
+	if err := netf.apply(cfg); err != nil {
+		return fail("%v", err)
+	}
+	if err := res.apply(cfg, set); err != nil {
+		return fail("%v", err)
+	}
+	if err := sec.apply(cfg, set); err != nil {
+		return fail("%v", err)
 	}
 	if *user != "" {
 		u, g, err := parseUser(*user)
@@ -175,6 +203,8 @@ func cmdRun(args []string) int {
 		fmt.Fprintf(os.Stderr, "vessel: container timed out after %v and was killed\n", *timeout)
 	case st.OOMKilled:
 		fmt.Fprintln(os.Stderr, "vessel: container was killed by the OOM killer (out of memory)")
+	case st.CPUTimeExceeded:
+		fmt.Fprintf(os.Stderr, "vessel: container used up its CPU time (%v) and was killed\n", res.cpuTime)
 	}
 	return st.Code
 }
@@ -218,5 +248,3 @@ func rawTerminal(fd int) func() {
 	}
 	return func() { _ = unix.IoctlSetTermios(fd, unix.TCSETS, old) }
 }
-
-var _ = time.Second

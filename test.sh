@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The whole test suite, as root, on a Debian machine with Go installed.
+# It installs the Debian packages the tests use, checks formatting and vet,
+# runs every package's tests on this host (whatever its cgroup layout), and
+# then runs the cgroup-sensitive packages again inside a qemu guest booted
+# with Debian's kernel on a pure cgroup v2 hierarchy.
+set -euo pipefail
+cd "$(dirname "$0")"
+export PATH="$PATH:/usr/local/go/bin"
+export CGO_ENABLED=0
+
+if [ "$(id -u)" != 0 ]; then
+	echo "test.sh: run as root (the tests create namespaces, mounts and cgroups)" >&2
+	exit 1
+fi
+
+# tool -> Debian package
+declare -A need=(
+	[busybox]=busybox-static
+	[qemu-system-x86_64]=qemu-system-x86
+	[cpio]=cpio
+	[mksquashfs]=squashfs-tools
+	[mkfs.ext4]=e2fsprogs
+	[mkfs.erofs]=erofs-utils
+	[ip]=iproute2
+	[iperf3]=iperf3
+	[bwrap]=bubblewrap
+	[runc]=runc
+)
+missing=()
+for tool in "${!need[@]}"; do
+	command -v "$tool" >/dev/null 2>&1 || [ -x "/bin/$tool" ] || [ -x "/sbin/$tool" ] || missing+=("${need[$tool]}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	echo "test.sh: installing ${missing[*]}"
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+echo "== gofmt, vet, static build"
+unformatted=$(gofmt -l .)
+if [ -n "$unformatted" ]; then
+	echo "gofmt needed: $unformatted" >&2
+	exit 1
+fi
+go vet ./...
+go build ./...
+
+echo "== tests on this host ($(uname -r))"
+go test -count=1 -p 1 -timeout 40m ./...
+
+echo "== tests on a pure cgroup v2 guest (Debian kernel under qemu)"
+.ci/qemu/run-v2-tests.sh -timeout 20m . ./cgroups ./limits ./security ./network ./namespaces ./rootfs

@@ -10,8 +10,13 @@
 // openat2(RESOLVE_IN_ROOT), so a symlink inside a root filesystem can never
 // send a mount outside it.
 //
-// This package must never change the host: every mount it makes is in the
-// caller's private mount namespace, it never writes into the host's root
-// (Host roots are assembled on a tmpfs), and it must not be called outside
-// a new mount namespace.
+// Storage that outlives a mount namespace is prepared on the parent side
+// by Prepare: image layers unpacked once into a content-addressed store,
+// writable layers, named volumes, loop devices for image files and disk
+// quotas; Release undoes what Prepare made for one container.
+//
+// This package must never change the host beyond that: every mount it
+// makes is in the container's private mount namespace (none in the
+// parent), it never writes into the host's root (Host roots are assembled
+// on a tmpfs), and Setup must not be called outside a new mount namespace.
 package rootfs

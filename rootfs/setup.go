@@ -103,6 +103,10 @@ func Setup(p *Plan) error {
 		if err := b.dirRoot(); err != nil {
 			return err
 		}
+	case KindOverlay, KindImage, KindImageFile:
+		if err := b.storageRoot(); err != nil {
+			return err
+		}
 	default:
 		return stepErr("rootfs", "", fmt.Errorf("unknown kind %q", p.Root.Kind))
 	}
@@ -178,7 +182,12 @@ func Setup(p *Plan) error {
 		return err
 	}
 
-	// 6. Pivot.
+	// 6. Pivot, after the caller's last look at the assembled tree.
+	if p.BeforePivot != nil {
+		if err := p.BeforePivot(); err != nil {
+			return stepErr("before pivot_root", "", err)
+		}
+	}
 	if err := pivot(b.rootfd); err != nil {
 		return err
 	}
@@ -480,6 +489,8 @@ func (b *builder) mountUser(m *Mount) error {
 		}
 	case TypeProc, TypeSysfs, TypeMqueue:
 		attrs |= unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV | unix.MOUNT_ATTR_NOEXEC
+	case TypeVolume:
+		return stepErr("mount volume", m.Destination, fmt.Errorf("named volume %q was not prepared (call rootfs.Prepare on the host first)", m.Source))
 	}
 	src := m.Source
 	if src == "" {

@@ -19,12 +19,38 @@ const (
 	KindHost Kind = "host"
 	// KindDir is a directory holding a complete root filesystem.
 	KindDir Kind = "dir"
+	// KindOverlay is read-only lower directories under a writable layer.
+	KindOverlay Kind = "overlay"
+	// KindImage is an OCI image layout directory or a docker-save tarball,
+	// unpacked into a layer store and overlaid.
+	KindImage Kind = "image"
+	// KindImageFile is a single-file squashfs or erofs image on a loop device.
+	KindImageFile Kind = "imagefile"
 )
 
 // Root says what the container's / is.
 type Root struct {
 	Kind Kind   `json:"kind"`
 	Path string `json:"path,omitempty"`
+	// Lower are the read-only directories of an overlay root, top-most first.
+	Lower []string `json:"lower,omitempty"`
+	// Layer is the directory of a persistent writable layer (overlay,
+	// image and image-file roots); empty means an ephemeral layer that is
+	// gone when the container is.
+	Layer string `json:"layer,omitempty"`
+	// Writable puts an ephemeral writable layer over an image file, which
+	// is otherwise mounted read-only.
+	Writable bool `json:"writable,omitempty"`
+	// Quota limits, in bytes, what the container can write to its root
+	// (0: no limit). Prepared.QuotaMethod says how it is enforced.
+	Quota int64 `json:"quota,omitempty"`
+	// Store is the layer store of image roots (default DefaultLayerStore).
+	Store string `json:"store,omitempty"`
+	// Ref picks one image of a layout or tarball holding several, by its
+	// org.opencontainers.image.ref.name annotation or repo:tag.
+	Ref string `json:"ref,omitempty"`
+	// Storage is what Prepare resolved on the host for the child's Setup.
+	Storage *Storage `json:"storage,omitempty"`
 }
 
 // Host returns the host's own files, read-only, as the root filesystem (the
@@ -115,6 +141,9 @@ type Plan struct {
 	TTYGid int `json:"ttyGid"`
 	// Privileged binds the host's /dev instead of a minimal one.
 	Privileged bool `json:"privileged,omitempty"`
+	// BeforePivot, when set, runs once every mount is in place, before
+	// pivot_root (OCI createContainer hooks run here).
+	BeforePivot func() error `json:"-"`
 }
 
 // DefaultMaskedPaths are hidden from every container (runc's defaults).
@@ -158,6 +187,9 @@ func stepErr(step, p string, err error) error {
 
 // Validate checks the plan on the parent side, naming the field at fault.
 func (p *Plan) Validate() error {
+	if err := p.Root.validateKindFields(); err != nil {
+		return err
+	}
 	switch p.Root.Kind {
 	case KindHost:
 		if p.Root.Path != "" {
@@ -176,6 +208,10 @@ func (p *Plan) Validate() error {
 		}
 		if !fi.IsDir() {
 			return fmt.Errorf("rootfs.path: %q is not a directory", p.Root.Path)
+		}
+	case KindOverlay, KindImage, KindImageFile:
+		if err := p.Root.validateStorage(); err != nil {
+			return err
 		}
 	case "":
 		return errors.New("rootfs.kind: not set (use rootfs.Host() or rootfs.Dir(path))")
@@ -207,6 +243,10 @@ func (p *Plan) Validate() error {
 			if _, err := os.Stat(m.Source); err != nil {
 				return fmt.Errorf("%s.source: %w", field, err)
 			}
+		case TypeVolume:
+			if err := validateVolume(field, &m); err != nil {
+				return err
+			}
 		case "":
 			return fmt.Errorf("%s.type: empty", field)
 		default:
@@ -217,7 +257,7 @@ func (p *Plan) Validate() error {
 		if m.Size < 0 {
 			return fmt.Errorf("%s.size: negative", field)
 		}
-		if m.Size > 0 && m.Type != TypeTmpfs {
+		if m.Size > 0 && m.Type != TypeTmpfs && m.Type != TypeVolume {
 			return fmt.Errorf("%s.size: only a tmpfs takes a size", field)
 		}
 		switch m.Propagation {

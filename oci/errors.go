@@ -1,0 +1,45 @@
+package oci
+
+import (
+	"errors"
+	"fmt"
+)
+
+// ErrNotSupported is wrapped by the errors of spec fields that vessel
+// cannot honour (yet): errors.Is(err, oci.ErrNotSupported).
+var ErrNotSupported = errors.New("not supported by vessel")
+
+// FieldError is a problem with one field of a spec (or, from ToSpec, of a
+// Config). Field is the JSON path of the field, like "linux.intelRdt" or
+// "mounts[2].options".
+type FieldError struct {
+	Field  string
+	Reason string
+	// Err is ErrNotSupported for features vessel lacks, else nil.
+	Err error
+}
+
+// Error returns "oci: FIELD: REASON", with the wrapped error before the
+// reason when there is one.
+func (e *FieldError) Error() string {
+	if e.Err != nil {
+		return fmt.Sprintf("oci: %s: %s: %s", e.Field, e.Err, e.Reason)
+	}
+	return fmt.Sprintf("oci: %s: %s", e.Field, e.Reason)
+}
+
+// Unwrap returns Err.
+func (e *FieldError) Unwrap() error { return e.Err }
+
+// problems collects the errors of one conversion.
+type problems struct{ errs []error }
+
+func (p *problems) bad(field, format string, a ...any) {
+	p.errs = append(p.errs, &FieldError{Field: field, Reason: fmt.Sprintf(format, a...)})
+}
+
+func (p *problems) unsupported(field, format string, a ...any) {
+	p.errs = append(p.errs, &FieldError{Field: field, Reason: fmt.Sprintf(format, a...), Err: ErrNotSupported})
+}
+
+func (p *problems) err() error { return errors.Join(p.errs...) }

@@ -1,0 +1,450 @@
+package oci
+
+import (
+	"fmt"
+	"math"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/openvessel/vessel"
+	"github.com/openvessel/vessel/limits"
+	"github.com/openvessel/vessel/namespaces"
+	"github.com/openvessel/vessel/rootfs"
+	"github.com/openvessel/vessel/security"
+)
+
+// FromSpec converts the Linux part of an OCI runtime spec into a vessel
+// Config. bundleDir is the bundle directory: a relative root.path and
+// relative bind mount sources are resolved against it.
+//
+// Every field is either mapped or reported: the error joins one
+// *FieldError per field vessel cannot honour or finds invalid, each naming
+// the field's JSON path. Fields that only a running system can check (that
+// a bind source or namespace file exists, that a page size is supported)
+// are left to vessel.New, which validates the Config.
+//
+// The Config is explicit where vessel has defaults: masked and read-only
+// paths, the security profile and the namespace set are exactly the
+// spec's, an absent list meaning none. Hooks are not part of the Config;
+// see HooksOf.
+func FromSpec(spec *specs.Spec, bundleDir string) (*vessel.Config, error) {
+	if spec == nil {
+		return nil, &FieldError{Field: "spec", Reason: "nil"}
+	}
+	var p problems
+	if bundleDir == "" {
+		bundleDir = "."
+	}
+	bundle, err := filepath.Abs(bundleDir)
+	if err != nil {
+		return nil, &FieldError{Field: "bundle", Reason: err.Error()}
+	}
+	c := &converter{problems: &p, bundle: bundle}
+	cfg := &vessel.Config{
+		Namespaces:    namespaces.Set{},
+		MaskedPaths:   []string{},
+		ReadonlyPaths: []string{},
+	}
+	c.version(spec.Version)
+	for _, o := range []struct {
+		field string
+		set   bool
+	}{
+		{"solaris", spec.Solaris != nil}, {"windows", spec.Windows != nil},
+		{"vm", spec.VM != nil}, {"zos", spec.ZOS != nil}, {"freebsd", spec.FreeBSD != nil},
+	} {
+		if o.set {
+			c.unsupported(o.field, "vessel runs Linux containers only")
+		}
+	}
+	c.root(spec.Root, cfg)
+	c.process(spec.Process, cfg)
+	cfg.Hostname = spec.Hostname
+	cfg.Domainname = spec.Domainname
+	c.linux(spec.Linux, cfg)
+	cfg.Mounts = c.mounts(spec.Mounts)
+	if _, err := HooksOf(spec); err != nil {
+		p.errs = append(p.errs, err)
+	}
+	if err := p.err(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+type converter struct {
+	*problems
+	bundle string
+}
+
+func (c *converter) version(v string) {
+	if v == "" {
+		return // runc accepts a spec without a version; so do we
+	}
+	if major, _, _ := strings.Cut(v, "."); major != "1" {
+		c.unsupported("ociVersion", "%q: vessel reads runtime-spec 1.x (it implements %s)", v, specs.Version)
+	}
+}
+
+func (c *converter) root(r *specs.Root, cfg *vessel.Config) {
+	if r == nil {
+		c.bad("root", "missing: a Linux container needs a root filesystem")
+		return
+	}
+	if r.Path == "" {
+		c.bad("root.path", "empty")
+		return
+	}
+	p := r.Path
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(c.bundle, p)
+	}
+	cfg.Rootfs = rootfs.Dir(filepath.Clean(p))
+	cfg.Readonly = r.Readonly
+}
+
+func (c *converter) process(pr *specs.Process, cfg *vessel.Config) {
+	if pr == nil {
+		c.bad("process", "missing: nothing to run")
+		return
+	}
+	if len(pr.Args) == 0 {
+		c.bad("process.args", "empty: nothing to run")
+	}
+	if pr.CommandLine != "" {
+		c.unsupported("process.commandLine", "a Windows field")
+	}
+	if pr.User.Username != "" {
+		c.unsupported("process.user.username", "a Windows field (give uid and gid)")
+	}
+	if pr.Cwd == "" {
+		c.bad("process.cwd", "empty (it must be an absolute path)")
+	} else if !path.IsAbs(pr.Cwd) {
+		c.bad("process.cwd", "%q is not absolute", pr.Cwd)
+	}
+	p := vessel.ProcessConfig{
+		Args: slices.Clone(pr.Args),
+		Env:  slices.Clone(pr.Env),
+		Dir:  pr.Cwd,
+		User: vessel.User{UID: pr.User.UID, GID: pr.User.GID, Groups: slices.Clone(pr.User.AdditionalGids)},
+		TTY:  pr.Terminal,
+	}
+	for i, e := range pr.Env {
+		if k, _, ok := strings.Cut(e, "="); !ok || k == "" {
+			c.bad(fmt.Sprintf("process.env[%d]", i), "%q is not KEY=VALUE", e)
+		}
+	}
+	if pr.User.Umask != nil {
+		if *pr.User.Umask > 0o777 {
+			c.bad("process.user.umask", "%#o is not a permission mask", *pr.User.Umask)
+		}
+		u := *pr.User.Umask
+		p.Umask = &u
+	}
+	if b := pr.ConsoleSize; b != nil {
+		if b.Height > math.MaxUint16 || b.Width > math.MaxUint16 {
+			c.bad("process.consoleSize", "%dx%d is larger than a terminal can be (65535)", b.Width, b.Height)
+		} else {
+			p.Rows, p.Cols = uint16(b.Height), uint16(b.Width)
+		}
+	}
+	cfg.Process = p
+
+	prof := &security.Profile{NoNewPrivileges: pr.NoNewPrivileges}
+	if caps := pr.Capabilities; caps != nil {
+		prof.Capabilities = &security.Capabilities{
+			Bounding:    slices.Clone(caps.Bounding),
+			Effective:   slices.Clone(caps.Effective),
+			Permitted:   slices.Clone(caps.Permitted),
+			Inheritable: slices.Clone(caps.Inheritable),
+			Ambient:     slices.Clone(caps.Ambient),
+		}
+		if err := prof.Capabilities.Validate(); err != nil {
+			c.fieldErr("process.", err)
+		}
+	}
+	cfg.Security = prof
+
+	seen := map[string]int{}
+	for i, r := range pr.Rlimits {
+		field := fmt.Sprintf("process.rlimits[%d]", i)
+		rl := limits.Rlimit{Type: r.Type, Soft: r.Soft, Hard: r.Hard}
+		if err := rl.Validate(); err != nil {
+			c.bad(field, "%v", err)
+			continue
+		}
+		if j, ok := seen[r.Type]; ok {
+			c.bad(field+".type", "%s is already set by process.rlimits[%d]", r.Type, j)
+			continue
+		}
+		seen[r.Type] = i
+		cfg.Rlimits = append(cfg.Rlimits, rl)
+	}
+	if pr.OOMScoreAdj != nil {
+		v := *pr.OOMScoreAdj
+		if v < -1000 || v > 1000 {
+			c.bad("process.oomScoreAdj", "%d is outside -1000..1000", v)
+		}
+		cfg.OOMScoreAdj = &v
+	}
+	if pr.ApparmorProfile != "" {
+		c.unsupported("process.apparmorProfile", "vessel does not apply AppArmor profiles (got %q)", pr.ApparmorProfile)
+	}
+	if pr.SelinuxLabel != "" {
+		c.unsupported("process.selinuxLabel", "vessel does not apply SELinux labels (got %q)", pr.SelinuxLabel)
+	}
+	if pr.Scheduler != nil {
+		c.unsupported("process.scheduler", "scheduling policies are not supported yet")
+	}
+	if pr.IOPriority != nil {
+		c.unsupported("process.ioPriority", "I/O priorities are not supported yet")
+	}
+	if pr.ExecCPUAffinity != nil {
+		c.unsupported("process.execCPUAffinity", "CPU affinity at exec is not supported yet")
+	}
+}
+
+// fieldErr records an error of a subpackage's validation, whose message
+// starts with a field path relative to prefix ("capabilities.bounding:
+// ..."), as a FieldError with the full path.
+func (c *converter) fieldErr(prefix string, err error) {
+	for _, e := range splitJoined(err) {
+		msg := e.Error()
+		field, reason, ok := strings.Cut(msg, ": ")
+		if !ok || strings.ContainsAny(field, " \"") {
+			c.bad(strings.TrimSuffix(prefix, "."), "%s", msg)
+			continue
+		}
+		c.bad(prefix+field, "%s", reason)
+	}
+}
+
+func splitJoined(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
+func (c *converter) linux(l *specs.Linux, cfg *vessel.Config) {
+	if l == nil {
+		return // no namespaces of its own, no limits: allowed by the spec
+	}
+	c.namespaces(l.Namespaces, cfg)
+	cfg.UIDMappings = idMaps(l.UIDMappings)
+	cfg.GIDMappings = idMaps(l.GIDMappings)
+	c.timeOffsets(l.TimeOffsets, cfg)
+	if len(l.Sysctl) > 0 {
+		cfg.Sysctls = make(map[string]string, len(l.Sysctl))
+		for k, v := range l.Sysctl {
+			cfg.Sysctls[k] = v
+		}
+	}
+	cfg.Resources = c.resources(l.Resources)
+	cfg.Cgroup = c.cgroupsPath(l.CgroupsPath)
+	c.devices(l.Devices)
+	if len(l.NetDevices) > 0 {
+		c.unsupported("linux.netDevices", "moving host network devices into the container is not supported yet")
+	}
+	if l.Seccomp != nil {
+		if cfg.Security == nil {
+			cfg.Security = &security.Profile{}
+		}
+		cfg.Security.Seccomp = c.seccomp(l.Seccomp)
+	}
+	switch l.RootfsPropagation {
+	case "", "private", "rprivate":
+	case "shared", "rshared", "slave", "rslave", "unbindable", "runbindable":
+		c.unsupported("linux.rootfsPropagation", "%q: vessel's root is always private", l.RootfsPropagation)
+	default:
+		c.bad("linux.rootfsPropagation", "unknown mode %q", l.RootfsPropagation)
+	}
+	cfg.MaskedPaths = c.absPaths("linux.maskedPaths", l.MaskedPaths)
+	cfg.ReadonlyPaths = c.absPaths("linux.readonlyPaths", l.ReadonlyPaths)
+	if l.MountLabel != "" {
+		c.unsupported("linux.mountLabel", "vessel does not apply SELinux labels (got %q)", l.MountLabel)
+	}
+	if l.IntelRdt != nil {
+		c.unsupported("linux.intelRdt", "Intel RDT (resctrl) is not supported yet")
+	}
+	if l.MemoryPolicy != nil {
+		c.unsupported("linux.memoryPolicy", "NUMA memory policies are not supported yet")
+	}
+	if l.Personality != nil {
+		c.unsupported("linux.personality", "execution domains (personality) are not supported yet")
+	}
+}
+
+func (c *converter) absPaths(field string, ps []string) []string {
+	out := make([]string, 0, len(ps))
+	for i, p := range ps {
+		if !path.IsAbs(p) {
+			c.bad(fmt.Sprintf("%s[%d]", field, i), "%q is not absolute", p)
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+func (c *converter) namespaces(list []specs.LinuxNamespace, cfg *vessel.Config) {
+	seen := map[namespaces.Kind]int{}
+	for i, n := range list {
+		field := fmt.Sprintf("linux.namespaces[%d]", i)
+		k := namespaces.Kind(n.Type)
+		if !k.Valid() {
+			c.bad(field+".type", "unknown namespace type %q", n.Type)
+			continue
+		}
+		if j, ok := seen[k]; ok {
+			c.bad(field+".type", "%s is already listed at linux.namespaces[%d]", k, j)
+			continue
+		}
+		seen[k] = i
+		if n.Path != "" && !filepath.IsAbs(n.Path) {
+			c.bad(field+".path", "%q is not absolute", n.Path)
+			continue
+		}
+		cfg.Namespaces = append(cfg.Namespaces, namespaces.Namespace{Kind: k, Path: n.Path})
+	}
+}
+
+func idMaps(in []specs.LinuxIDMapping) []namespaces.IDMap {
+	if len(in) == 0 {
+		return nil
+	}
+	out := make([]namespaces.IDMap, len(in))
+	for i, m := range in {
+		out[i] = namespaces.IDMap{ContainerID: m.ContainerID, HostID: m.HostID, Size: m.Size}
+	}
+	return out
+}
+
+func (c *converter) timeOffsets(offs map[string]specs.LinuxTimeOffset, cfg *vessel.Config) {
+	for _, clock := range sortedKeys(offs) {
+		o := offs[clock]
+		field := "linux.timeOffsets." + clock
+		if o.Nanosecs >= 1e9 {
+			c.bad(field+".nanosecs", "%d is not below one second", o.Nanosecs)
+			continue
+		}
+		const maxSecs = math.MaxInt64/int64(time.Second) - 1
+		if o.Secs > maxSecs || o.Secs < -maxSecs {
+			c.bad(field+".secs", "%d seconds does not fit a time offset (±%d)", o.Secs, maxSecs)
+			continue
+		}
+		d := time.Duration(o.Secs)*time.Second + time.Duration(o.Nanosecs)
+		switch clock {
+		case "monotonic":
+			cfg.TimeOffsets.Monotonic = d
+		case "boottime":
+			cfg.TimeOffsets.Boottime = d
+		default:
+			c.bad("linux.timeOffsets", "unknown clock %q (want monotonic or boottime)", clock)
+		}
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// cgroupsPath maps linux.cgroupsPath: an absolute path is placed from the
+// root of every hierarchy (Parent "/"), a relative one below the calling
+// program's own cgroup (Parent ""), as the spec says.
+func (c *converter) cgroupsPath(p string) vessel.CgroupConfig {
+	if p == "" {
+		return vessel.CgroupConfig{}
+	}
+	if strings.Contains(p, ":") {
+		c.unsupported("linux.cgroupsPath", "%q: the systemd form slice:prefix:name is not supported yet", p)
+		return vessel.CgroupConfig{}
+	}
+	clean := path.Clean(p)
+	if clean != strings.TrimSuffix(p, "/") || strings.Contains(p, "..") {
+		c.bad("linux.cgroupsPath", "%q is not a clean path (use %q)", p, clean)
+		return vessel.CgroupConfig{}
+	}
+	if path.IsAbs(clean) {
+		if clean == "/" {
+			c.bad("linux.cgroupsPath", "the root cgroup cannot be a container's")
+			return vessel.CgroupConfig{}
+		}
+		return vessel.CgroupConfig{Parent: "/", Name: strings.TrimPrefix(clean, "/")}
+	}
+	return vessel.CgroupConfig{Name: clean}
+}
+
+// defaultDeviceNodes are the device nodes vessel creates in every
+// container's /dev (rootfs): a linux.devices entry for one of them asks for
+// nothing more.
+var defaultDeviceNodes = map[string][2]int64{
+	"/dev/null": {1, 3}, "/dev/zero": {1, 5}, "/dev/full": {1, 7},
+	"/dev/random": {1, 8}, "/dev/urandom": {1, 9}, "/dev/tty": {5, 0},
+}
+
+func (c *converter) devices(devs []specs.LinuxDevice) {
+	for i, d := range devs {
+		field := fmt.Sprintf("linux.devices[%d]", i)
+		num, ok := defaultDeviceNodes[path.Clean(d.Path)]
+		same := ok && (d.Type == "c" || d.Type == "u") && d.Major == num[0] && d.Minor == num[1] &&
+			(d.FileMode == nil || d.FileMode.Perm() == 0o666) &&
+			(d.UID == nil || *d.UID == 0) && (d.GID == nil || *d.GID == 0)
+		if !same {
+			c.unsupported(field, "device node %s (%s %d:%d): not supported yet; vessel creates only /dev/null, zero, full, random, urandom and tty (0666, root)", d.Path, d.Type, d.Major, d.Minor)
+		}
+	}
+}
+
+func (c *converter) seccomp(s *specs.LinuxSeccomp) *security.Seccomp {
+	out := &security.Seccomp{
+		DefaultAction:    security.Action(s.DefaultAction),
+		DefaultErrnoRet:  clonePtr(s.DefaultErrnoRet),
+		ListenerPath:     s.ListenerPath,
+		ListenerMetadata: s.ListenerMetadata,
+	}
+	for _, a := range s.Architectures {
+		out.Architectures = append(out.Architectures, string(a))
+	}
+	for _, f := range s.Flags {
+		out.Flags = append(out.Flags, string(f))
+	}
+	if s.ListenerPath != "" {
+		c.unsupported("linux.seccomp.listenerPath", "seccomp user notification is not supported yet")
+	}
+	if s.DefaultAction == specs.ActNotify {
+		c.unsupported("linux.seccomp.defaultAction", "SCMP_ACT_NOTIFY: seccomp user notification is not supported yet")
+	}
+	for i, r := range s.Syscalls {
+		if r.Action == specs.ActNotify {
+			c.unsupported(fmt.Sprintf("linux.seccomp.syscalls[%d].action", i), "SCMP_ACT_NOTIFY: seccomp user notification is not supported yet")
+		}
+		sc := security.Syscall{Names: slices.Clone(r.Names), Action: security.Action(r.Action), ErrnoRet: clonePtr(r.ErrnoRet)}
+		for _, a := range r.Args {
+			sc.Args = append(sc.Args, security.Arg{Index: a.Index, Value: a.Value, ValueTwo: a.ValueTwo, Op: security.Operator(a.Op)})
+		}
+		out.Syscalls = append(out.Syscalls, sc)
+	}
+	if err := out.Validate(); err != nil {
+		c.fieldErr("linux.", err)
+	}
+	return out
+}
+
+func clonePtr[T any](p *T) *T {
+	if p == nil {
+		return nil
+	}
+	v := *p
+	return &v
+}

@@ -104,6 +104,12 @@ type Config struct {
 	// together have used that much CPU time.
 	CPUTime time.Duration `json:"cpuTime,omitempty"`
 
+	// Hooks run at points of the container's life (OCI hooks).
+	Hooks *Hooks `json:"hooks,omitempty"`
+	// Bundle and Annotations are reported to hooks in the OCI state.
+	Bundle      string            `json:"bundle,omitempty"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+
 	// Logger receives debug logs; nil is silent.
 	Logger *slog.Logger `json:"-"`
 

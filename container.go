@@ -29,6 +29,9 @@ type Status string
 const (
 	// Created: New succeeded; nothing runs yet.
 	Created Status = "created"
+	// Waiting: Create set the container up; its main process waits just
+	// before execve for Start (the OCI "created" state).
+	Waiting Status = "waiting"
 	// Running: the main process runs.
 	Running Status = "running"
 	// Stopped: the main process has ended.
@@ -60,6 +63,12 @@ type Container struct {
 	Stderr io.Writer
 	// ExtraFiles become descriptors 3, 4, ... of the main process.
 	ExtraFiles []*os.File
+	// Detached containers outlive the program that started them (an OCI
+	// runtime's create/start); others are killed when it dies.
+	Detached bool
+	// ControlSocket, when set, is the path of a unix socket through which
+	// other programs can Attach to the container (start, signal, exec).
+	ControlSocket string
 
 	id  string
 	cfg *Config
@@ -74,8 +83,8 @@ type Container struct {
 	exit      *ExitStatus
 	done      chan struct{}
 	reason    struct{ killed, timedOut, cpuTime bool }
-	procs     map[int]*Process
-	nextID    int
+	sess      *session
+	startWait chan *initproto.Received
 	pty       *os.File
 	ptyWG     sync.WaitGroup
 	timer     *time.Timer
@@ -101,7 +110,7 @@ func New(id string, cfg *Config) (*Container, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Container{id: id, cfg: cfg.clone(), status: Created, done: make(chan struct{}), procs: map[int]*Process{}, nextID: 1}, nil
+	return &Container{id: id, cfg: cfg.clone(), status: Created, done: make(chan struct{})}, nil
 }
 
 // ID returns the container's id.
@@ -131,19 +140,7 @@ func (c *Container) processSpec(p *ProcessConfig) processSpec {
 	if p.Umask != nil {
 		umask = *p.Umask
 	}
-	env := p.Env
-	hasPath := false
-	for _, e := range env {
-		if len(e) > 5 && e[:5] == "PATH=" {
-			hasPath = true
-		}
-	}
-	if !hasPath {
-		env = append(append([]string{}, env...), "PATH="+DefaultPath)
-	}
-	if c.cfg.Hostname != "" {
-		env = setEnvIfMissing(env, "HOSTNAME="+c.cfg.Hostname)
-	}
+	env := withDefaultEnv(p.Env, c.cfg.Hostname)
 	dir := p.Dir
 	if dir == "" {
 		dir = "/"
@@ -261,7 +258,35 @@ func (c *Container) generatedFiles() []rootfs.File {
 // configured command. It returns once the process has been execve()d (or
 // with the *SetupError that prevented it). Cancelling ctx kills the whole
 // container, like exec.CommandContext.
+//
+// After Create, Start lets the waiting process go on (args must be empty).
 func (c *Container) Start(ctx context.Context, args ...string) error {
+	c.mu.Lock()
+	switch c.status {
+	case Created:
+	case Waiting:
+		c.mu.Unlock()
+		if len(args) > 0 {
+			return &ConfigError{Field: "args", Reason: "the command was given to Create"}
+		}
+		return c.release(ctx)
+	case Destroyed:
+		c.mu.Unlock()
+		return ErrDestroyed
+	default:
+		c.mu.Unlock()
+		return ErrAlreadyStarted
+	}
+	c.status = Running // claims the container; reset on failure
+	c.mu.Unlock()
+	return c.startOrCreate(ctx, args, false)
+}
+
+// Create sets the container up and starts its main process up to the
+// point just before execve, where it waits (status Waiting) until Start.
+// This is the OCI runtime's "created" state: everything that can fail has
+// been done, and hooks and the caller can act on the live namespaces.
+func (c *Container) Create(ctx context.Context, args ...string) error {
 	c.mu.Lock()
 	switch c.status {
 	case Created:
@@ -272,9 +297,13 @@ func (c *Container) Start(ctx context.Context, args ...string) error {
 		c.mu.Unlock()
 		return ErrAlreadyStarted
 	}
-	c.status = Running // claims the container; reset on failure
+	c.status = Waiting
 	c.mu.Unlock()
-	err := c.start(ctx, args)
+	return c.startOrCreate(ctx, args, true)
+}
+
+func (c *Container) startOrCreate(ctx context.Context, args []string, hold bool) error {
+	err := c.start(ctx, args, hold)
 	if err != nil {
 		c.mu.Lock()
 		c.status = Created
@@ -285,7 +314,59 @@ func (c *Container) Start(ctx context.Context, args ...string) error {
 	return nil
 }
 
-func (c *Container) start(ctx context.Context, args []string) (retErr error) {
+// release lets a created container's main process execve.
+func (c *Container) release(ctx context.Context) error {
+	c.mu.Lock()
+	w := make(chan *initproto.Received, 1)
+	c.startWait = w
+	pid := c.mainPid
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.startWait = nil
+		c.mu.Unlock()
+	}()
+	if err := c.ctl.Send(&initproto.Message{Type: initproto.TypeStart, Payload: c.hookState("created", pid)}); err != nil {
+		return &SetupError{Step: "send start", Err: err}
+	}
+	var r *initproto.Received
+	select {
+	case r = <-w:
+	case <-c.done:
+		return &SetupError{Step: "start", Err: errors.New("the container ended before its process started")}
+	}
+	if r.Type == initproto.TypeError {
+		return remoteSetupError(r.Error)
+	}
+	c.mu.Lock()
+	if c.status == Waiting {
+		c.status = Running
+	}
+	c.startedAt = time.Now()
+	c.mu.Unlock()
+	c.afterStart(ctx)
+	return nil
+}
+
+// afterStart runs what follows the main process's execve: poststart hooks
+// and the limits that count from start.
+func (c *Container) afterStart(ctx context.Context) {
+	if h := c.cfg.Hooks; h != nil && len(h.Poststart) > 0 {
+		if err := runHooks(h.Poststart, c.hookState("running", c.State().Pid)); err != nil {
+			c.logf("poststart hook failed", "err", err)
+		}
+	}
+	if c.cfg.Timeout > 0 {
+		c.mu.Lock()
+		c.timer = time.AfterFunc(c.cfg.Timeout, func() { c.kill(true) })
+		c.mu.Unlock()
+	}
+	if c.cfg.CPUTime > 0 && c.cg != nil {
+		go c.watchCPUTime(c.cfg.CPUTime)
+	}
+}
+
+func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr error) {
 	if len(c.ExtraFiles) > 200 {
 		return &ConfigError{Field: "ExtraFiles", Reason: "more than 200 files"}
 	}
@@ -297,6 +378,15 @@ func (c *Container) start(ctx context.Context, args []string) (retErr error) {
 	ic, err := c.initConfig(args)
 	if err != nil {
 		return err
+	}
+	ic.Process.WaitStart = hold
+	ic.Detached = c.Detached
+	if h := c.cfg.Hooks; h != nil {
+		ic.CreateContainerHooks = h.CreateContainer
+		ic.StartContainerHooks = h.StartContainer
+		if len(h.Prestart)+len(h.CreateRuntime) > 0 {
+			ic.WaitProceed = true
+		}
 	}
 	if err := c.setupCgroup(); err != nil {
 		return err
@@ -314,9 +404,9 @@ func (c *Container) start(ctx context.Context, args []string) (retErr error) {
 		return &SetupError{Step: "socketpair", Err: err}
 	}
 	ns := c.cfg.Namespaces
-	sys := &syscall.SysProcAttr{
-		Cloneflags: ns.CloneFlags(),
-		Pdeathsig:  syscall.SIGKILL,
+	sys := &syscall.SysProcAttr{Cloneflags: ns.CloneFlags()}
+	if !c.Detached {
+		sys.Pdeathsig = syscall.SIGKILL
 	}
 	if ns.IsNew(namespaces.User) {
 		for _, m := range c.cfg.uidMappings() {
@@ -343,13 +433,35 @@ func (c *Container) start(ctx context.Context, args []string) (retErr error) {
 	if c.cfg.needsNetworkSetup() {
 		ic.WaitProceed = true
 	}
+	extra := append([]*os.File{childSock}, c.ExtraFiles...)
+	if c.ControlSocket != "" {
+		l, err := listenControl(c.ControlSocket)
+		if err != nil {
+			childSock.Close()
+			ctl.Close()
+			return &SetupError{Step: "control socket", Path: c.ControlSocket, Err: err}
+		}
+		defer l.Close()
+		ic.ListenFD = 3 + len(extra)
+		extra = append(extra, l)
+		path := c.ControlSocket
+		c.addCleanup(func() error {
+			if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return err
+			}
+			return nil
+		})
+	}
+	if ic.WaitProceed || len(ic.CreateContainerHooks) > 0 || hold {
+		ic.HookState = c.hookState("creating", 0)
+	}
 	cmd := &exec.Cmd{
 		Path:        exe,
 		Args:        []string{"vessel-init", c.id},
 		Env:         []string{envStage + "=" + stageInit, envSync + "=3"},
 		Stdout:      c.Stdout,
 		Stderr:      c.Stderr,
-		ExtraFiles:  append([]*os.File{childSock}, c.ExtraFiles...),
+		ExtraFiles:  extra,
 		SysProcAttr: sys,
 		WaitDelay:   2 * time.Second,
 	}
@@ -393,6 +505,12 @@ func (c *Container) start(ctx context.Context, args []string) (retErr error) {
 			if err := c.beforeProceed(cmd.Process.Pid); err != nil {
 				return fail(err)
 			}
+			if h := c.cfg.Hooks; h != nil {
+				state := c.hookState("creating", cmd.Process.Pid)
+				if err := runHooks(append(append([]Hook{}, h.Prestart...), h.CreateRuntime...), state); err != nil {
+					return fail(&SetupError{Step: "createRuntime hook", Err: err})
+				}
+			}
 			proceed := &initproto.Message{Type: initproto.TypeProceed}
 			if c.cfg.needsNetworkSetup() {
 				files, err := c.setupNetwork(ctx, cmd.Process.Pid)
@@ -410,7 +528,7 @@ func (c *Container) start(ctx context.Context, args []string) (retErr error) {
 				c.pty = r.Files[0]
 			}
 			continue
-		case initproto.TypeStarted:
+		case initproto.TypeStarted, initproto.TypeCreated:
 			if r.Cred == nil {
 				return fail(&SetupError{Step: "container init", Err: errors.New("started message without credentials")})
 			}
@@ -424,9 +542,10 @@ func (c *Container) start(ctx context.Context, args []string) (retErr error) {
 		break
 	}
 	if c.pty != nil {
-		c.startPTYCopy(c.pty, c.Stdin, c.Stdout, &c.ptyWG)
+		startPTYCopy(c.pty, c.Stdin, c.Stdout, &c.ptyWG)
 	}
 	c.ctlDone = make(chan struct{})
+	c.sess = newSession(ctl)
 	go c.readControl()
 	go c.waitInit()
 	if ctx != nil && ctx.Done() != nil {
@@ -438,13 +557,8 @@ func (c *Container) start(ctx context.Context, args []string) (retErr error) {
 			}
 		}()
 	}
-	if c.cfg.Timeout > 0 {
-		c.mu.Lock()
-		c.timer = time.AfterFunc(c.cfg.Timeout, func() { c.kill(true) })
-		c.mu.Unlock()
-	}
-	if c.cfg.CPUTime > 0 && c.cg != nil {
-		go c.watchCPUTime(c.cfg.CPUTime)
+	if !hold {
+		c.afterStart(ctx)
 	}
 	return nil
 }
@@ -465,62 +579,29 @@ func remoteSetupError(info *initproto.ErrorInfo) *SetupError {
 	return &SetupError{Step: info.Step, Path: info.Path, Err: e}
 }
 
-// startPTYCopy copies between a pty master and the caller's stdio.
-func (c *Container) startPTYCopy(master *os.File, in io.Reader, out io.Writer, wg *sync.WaitGroup) {
-	if in != nil {
-		go func() { _, _ = io.Copy(master, in) }()
-	}
-	if out != nil {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, _ = io.Copy(out, master) // ends with EIO when the slave side closes
-		}()
-	}
-}
-
-// readControl dispatches messages from the init after start.
+// readControl follows the main process's messages from the init after
+// start; Exec'd processes are dispatched by the session.
 func (c *Container) readControl() {
 	defer close(c.ctlDone)
-	for {
-		r, err := c.ctl.Recv()
-		if err != nil {
-			c.mu.Lock()
-			procs := c.procs
-			c.procs = map[int]*Process{}
-			c.mu.Unlock()
-			for _, p := range procs {
-				p.finish(nil, errors.New("container ended"))
-			}
-			return
-		}
-		if r.ID == 0 {
-			if r.Type == initproto.TypeExit && r.Exit != nil {
+	go c.sess.readLoop()
+	for r := range c.sess.main {
+		switch r.Type {
+		case initproto.TypeExit:
+			if r.Exit != nil {
 				st := ExitStatus{Code: r.Exit.Code, Signal: syscall.Signal(r.Exit.Signal), CoreDumped: r.Exit.Core}
 				c.mu.Lock()
 				c.exit = &st
 				c.mu.Unlock()
 			}
-			for _, f := range r.Files {
-				f.Close()
-			}
-			continue
-		}
-		c.mu.Lock()
-		p := c.procs[r.ID]
-		c.mu.Unlock()
-		if p == nil {
-			for _, f := range r.Files {
-				f.Close()
-			}
-			continue
-		}
-		p.handle(r)
-		if r.Type == initproto.TypeExit || r.Type == initproto.TypeError {
+		case initproto.TypeStarted, initproto.TypeError:
 			c.mu.Lock()
-			delete(c.procs, r.ID)
+			w := c.startWait
 			c.mu.Unlock()
+			if w != nil {
+				w <- r
+			}
 		}
+		closeFiles(r.Files)
 	}
 }
 
@@ -600,7 +681,7 @@ func (c *Container) State() State {
 		e := *c.exit
 		s.Exit = &e
 	}
-	if c.status != Running {
+	if c.status != Running && c.status != Waiting {
 		s.Pid, s.InitPid = 0, 0
 	}
 	return s
@@ -626,7 +707,7 @@ func (c *Container) Kill() error { return c.kill(false) }
 func (c *Container) kill(timeout bool) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.status != Running || c.cmd == nil {
+	if (c.status != Running && c.status != Waiting) || c.cmd == nil {
 		return ErrNotRunning
 	}
 	select {
@@ -668,11 +749,16 @@ func (c *Container) Destroy() error {
 	if st == Destroyed {
 		return nil
 	}
-	if st == Running {
+	if st == Running || st == Waiting {
 		_ = c.kill(false)
 		<-c.done
 	}
 	err := c.runCleanups()
+	if h := c.cfg.Hooks; h != nil && len(h.Poststop) > 0 && st != Created {
+		if herr := runHooks(h.Poststop, c.hookState("stopped", 0)); herr != nil {
+			c.logf("poststop hook failed", "err", herr)
+		}
+	}
 	c.mu.Lock()
 	c.status = Destroyed
 	c.mu.Unlock()

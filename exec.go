@@ -40,7 +40,7 @@ func Cmd(name string, args ...string) *Command {
 
 // Process is a process started by Exec.
 type Process struct {
-	c   *Container
+	s   *session
 	id  int
 	pid int
 
@@ -61,86 +61,19 @@ type Process struct {
 // returns once the process has been execve()d, or with a *SetupError.
 // Cancelling ctx kills the process.
 func (c *Container) Exec(ctx context.Context, cmd *Command) (*Process, error) {
-	if cmd == nil || len(cmd.Args) == 0 {
-		return nil, &ConfigError{Field: "command.args", Reason: "no command to run"}
-	}
 	c.mu.Lock()
-	if c.status != Running || c.ctl == nil {
-		c.mu.Unlock()
+	s := c.sess
+	running := c.status == Running && s != nil
+	c.mu.Unlock()
+	if !running {
 		return nil, ErrNotRunning
 	}
 	select {
 	case <-c.done:
-		c.mu.Unlock()
 		return nil, ErrNotRunning
 	default:
 	}
-	id := c.nextID
-	c.nextID++
-	p := &Process{c: c, id: id, started: make(chan error, 1), done: make(chan struct{})}
-	c.procs[id] = p
-	c.mu.Unlock()
-
-	pc := c.cfg.Process
-	pc.Args = cmd.Args
-	if cmd.Env != nil {
-		pc.Env = cmd.Env
-	}
-	if cmd.Dir != "" {
-		pc.Dir = cmd.Dir
-	}
-	if cmd.User != nil {
-		pc.User = *cmd.User
-	}
-	pc.TTY, pc.Rows, pc.Cols = cmd.TTY, cmd.Rows, cmd.Cols
-	spec := c.processSpec(&pc)
-
-	files, childEnds, err := p.stdio(cmd)
-	if err != nil {
-		c.forget(id)
-		return nil, err
-	}
-	files = append(files, cmd.ExtraFiles...)
-	err = c.ctl.Send(&initproto.Message{Type: initproto.TypeExec, ID: id, Payload: initproto.Encode(&spec)}, files...)
-	for _, f := range childEnds {
-		f.Close()
-	}
-	if err != nil {
-		c.forget(id)
-		p.closeAll()
-		return nil, &SetupError{Step: "send exec request", Err: err}
-	}
-	var startErr error
-	select {
-	case startErr = <-p.started:
-	case <-c.done:
-		startErr = ErrNotRunning
-	}
-	if startErr != nil {
-		c.forget(id)
-		p.closeAll()
-		return nil, startErr
-	}
-	if p.pty != nil {
-		c.startPTYCopy(p.pty, cmd.Stdin, cmd.Stdout, &p.copies)
-	}
-	if ctx != nil && ctx.Done() != nil {
-		go func() {
-			select {
-			case <-ctx.Done():
-				p.killedBy = true
-				_ = p.Signal(syscall.SIGKILL)
-			case <-p.done:
-			}
-		}()
-	}
-	return p, nil
-}
-
-func (c *Container) forget(id int) {
-	c.mu.Lock()
-	delete(c.procs, id)
-	c.mu.Unlock()
+	return s.exec(ctx, cmd)
 }
 
 // stdio prepares descriptors 0-2 for the process: files are used as they
@@ -281,7 +214,7 @@ func (p *Process) Signal(sig syscall.Signal) error {
 		return ErrNotRunning
 	default:
 	}
-	return p.c.ctl.Send(&initproto.Message{Type: initproto.TypeSignal, ID: p.id, Signal: int(sig)})
+	return p.s.conn.Send(&initproto.Message{Type: initproto.TypeSignal, ID: p.id, Signal: int(sig)})
 }
 
 // Resize sets the size of the process's terminal.

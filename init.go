@@ -81,6 +81,15 @@ type initConfig struct {
 	// CLI); others die with it.
 	Detached bool `json:"detached,omitempty"`
 	NewPIDNS bool `json:"newPIDNS,omitempty"`
+	// ListenFD, when positive, is a listening control socket other
+	// programs attach through (Attach).
+	ListenFD int `json:"listenFD,omitempty"`
+	// CreateContainerHooks run in the container's namespaces before
+	// pivot_root; StartContainerHooks right before the main process's
+	// execve. HookState is the OCI state they read on stdin.
+	CreateContainerHooks []Hook `json:"createContainerHooks,omitempty"`
+	StartContainerHooks  []Hook `json:"startContainerHooks,omitempty"`
+	HookState            []byte `json:"hookState,omitempty"`
 	// LoopbackUp brings lo up in a new network namespace.
 	LoopbackUp bool `json:"loopbackUp,omitempty"`
 	NumExtras  int  `json:"numExtras,omitempty"`
@@ -194,6 +203,9 @@ func runInit() {
 		}
 	}
 	if cfg.Plan != nil {
+		if len(cfg.CreateContainerHooks) > 0 {
+			cfg.Plan.BeforePivot = func() error { return runHooks(cfg.CreateContainerHooks, cfg.HookState) }
+		}
 		if err := rootfs.Setup(cfg.Plan); err != nil {
 			exitWith(conn, "rootfs", "", err)
 		}
@@ -214,7 +226,7 @@ func runInit() {
 			exitWith(conn, "sysctl", k, err)
 		}
 	}
-	in := &initState{conn: conn, cfg: &cfg, procs: map[int]int{}}
+	in := &initState{conn: conn, cfg: &cfg, procs: map[int]procRef{}}
 	// fds 0-2 are the main process's stdio; 4.. its extra files.
 	files := []uintptr{0, 1, 2}
 	for i := 0; i < cfg.NumExtras; i++ {
@@ -223,7 +235,10 @@ func runInit() {
 	// Signals must be watched before the first child can exit.
 	sigs := make(chan os.Signal, 64)
 	signal.Notify(sigs)
-	pid, pty, err := spawn(&cfg.Process, files)
+	sp, err := startStage(&cfg.Process, files)
+	if err == nil {
+		err = sp.await(cfg.Process.WaitStart)
+	}
 	for i := 0; i < cfg.NumExtras; i++ {
 		unix.Close(syncFD() + 1 + i)
 	}
@@ -235,39 +250,84 @@ func runInit() {
 		}
 		exitWith(conn, "start process", cfg.Process.Args[0], err)
 	}
-	in.main = pid
-	in.procs[pid] = 0
-	if pty != nil {
-		_ = conn.Send(&initproto.Message{Type: initproto.TypePTY}, pty)
-		pty.Close()
+	in.main = sp.pid
+	in.procs[sp.pid] = procRef{id: 0, conn: conn}
+	if sp.pty != nil {
+		_ = conn.Send(&initproto.Message{Type: initproto.TypePTY}, sp.pty)
+		sp.pty.Close()
+		sp.pty = nil
 	}
-	if err := conn.SendAs(&initproto.Message{Type: initproto.TypeStarted, Pid: pid}, pid); err != nil {
+	typ := initproto.TypeStarted
+	if cfg.Process.WaitStart {
+		in.held, typ = sp, initproto.TypeCreated
+	}
+	if err := conn.SendAs(&initproto.Message{Type: typ, Pid: sp.pid}, sp.pid); err != nil && !cfg.Detached {
 		os.Exit(125)
 	}
 	in.serve(sigs)
 }
 
+// procRef is a process the init started: its id in the session of the
+// connection that asked for it.
+type procRef struct {
+	id   int
+	conn *initproto.Conn
+}
+
+// ctlMsg is one message from one control connection (r nil: it ended).
+type ctlMsg struct {
+	r    *initproto.Received
+	from *initproto.Conn
+}
+
 // initState is the running init's bookkeeping.
 type initState struct {
-	conn  *initproto.Conn
+	conn  *initproto.Conn // the parent's socket pair
+	conns map[*initproto.Conn]bool
 	cfg   *initConfig
 	main  int
-	procs map[int]int // pid -> process id (0: main)
-	held  *os.File    // the main process's stage socket while it waits for start
+	procs map[int]procRef // pid -> who started it
+	held  *stageProc      // the main process's stage while it waits for start
+	msgs  chan ctlMsg
+}
+
+func (in *initState) follow(c *initproto.Conn) {
+	in.conns[c] = true
+	go func() {
+		for {
+			r, err := c.Recv()
+			if err != nil {
+				in.msgs <- ctlMsg{from: c}
+				return
+			}
+			in.msgs <- ctlMsg{r: r, from: c}
+		}
+	}()
+}
+
+// acceptLoop serves the control socket other programs attach through.
+func (in *initState) acceptLoop(fd int) {
+	for {
+		nfd, _, err := unix.Accept4(fd, unix.SOCK_CLOEXEC)
+		if err == unix.EINTR || err == unix.ECONNABORTED {
+			continue
+		}
+		if err != nil {
+			return
+		}
+		_ = unix.SetsockoptInt(nfd, unix.SOL_SOCKET, unix.SO_PASSCRED, 1)
+		in.msgs <- ctlMsg{r: &initproto.Received{Message: initproto.Message{Type: "attach"}}, from: initproto.New(os.NewFile(uintptr(nfd), "vessel-control"))}
+	}
 }
 
 func (in *initState) serve(sigs chan os.Signal) {
-	msgs := make(chan *initproto.Received, 16)
-	go func() {
-		for {
-			r, err := in.conn.Recv()
-			if err != nil {
-				close(msgs)
-				return
-			}
-			msgs <- r
-		}
-	}()
+	in.msgs = make(chan ctlMsg, 16)
+	in.conns = map[*initproto.Conn]bool{}
+	in.follow(in.conn)
+	if in.cfg.ListenFD > 0 {
+		unix.CloseOnExec(in.cfg.ListenFD)
+		go in.acceptLoop(in.cfg.ListenFD)
+	}
 	for {
 		select {
 		case s := <-sigs:
@@ -280,17 +340,23 @@ func (in *initState) serve(sigs chan os.Signal) {
 			default:
 				_ = unix.Kill(in.main, sig)
 			}
-		case r, ok := <-msgs:
-			if !ok {
-				if in.cfg.Detached {
-					msgs = nil
-					continue
+		case m := <-in.msgs:
+			if m.r == nil {
+				delete(in.conns, m.from)
+				m.from.Close()
+				if m.from == in.conn && !in.cfg.Detached {
+					// The program that started us is gone: take
+					// everything down.
+					in.killAll()
+					os.Exit(137)
 				}
-				// The program that started us is gone: take everything down.
-				in.killAll()
-				os.Exit(137)
+				continue
 			}
-			in.handle(r)
+			if m.r.Type == "attach" {
+				in.follow(m.from)
+				continue
+			}
+			in.handle(m.r, m.from)
 		}
 	}
 }
@@ -305,32 +371,74 @@ func (in *initState) killAll() {
 	}
 }
 
-func (in *initState) pidOf(id int) (int, bool) {
-	for pid, i := range in.procs {
-		if i == id {
+func (in *initState) pidOf(id int, from *initproto.Conn) (int, bool) {
+	for pid, ref := range in.procs {
+		if ref.id == id && (id == 0 || ref.conn == from) {
 			return pid, true
 		}
 	}
 	return 0, false
 }
 
-func (in *initState) handle(r *initproto.Received) {
+// broadcast sends m to every live control connection.
+func (in *initState) broadcast(m *initproto.Message, asPid int) {
+	for c := range in.conns {
+		if asPid > 0 {
+			_ = c.SendAs(m, asPid)
+		} else {
+			_ = c.Send(m)
+		}
+	}
+}
+
+func (in *initState) handle(r *initproto.Received, from *initproto.Conn) {
+	defer closeFiles(r.Files)
 	switch r.Type {
 	case initproto.TypeSignal:
-		if pid, ok := in.pidOf(r.ID); ok {
-			_ = unix.Kill(pid, syscall.Signal(r.Signal))
-		}
-	case initproto.TypeExec:
-		defer func() {
-			for _, f := range r.Files {
-				f.Close()
+		if r.ID == -1 {
+			// Every process of the container.
+			if in.cfg.NewPIDNS {
+				_ = unix.Kill(-1, syscall.Signal(r.Signal))
+			} else {
+				for pid := range in.procs {
+					_ = unix.Kill(pid, syscall.Signal(r.Signal))
+				}
 			}
-		}()
-		var spec processSpec
-		if err := initproto.Decode(r.Payload, &spec); err != nil {
-			in.execFailed(r.ID, &initproto.ErrorInfo{Step: "read exec config", Msg: err.Error()})
 			return
 		}
+		if pid, ok := in.pidOf(r.ID, from); ok {
+			_ = unix.Kill(pid, syscall.Signal(r.Signal))
+		}
+	case initproto.TypeStart:
+		if in.held == nil {
+			_ = from.Send(&initproto.Message{Type: initproto.TypeError, Error: &initproto.ErrorInfo{Step: "start", Msg: "the container's process is not waiting to start"}})
+			return
+		}
+		if err := runHooks(in.cfg.StartContainerHooks, r.Payload); err != nil {
+			_ = from.Send(&initproto.Message{Type: initproto.TypeError, Error: &initproto.ErrorInfo{Step: "startContainer hook", Msg: err.Error()}})
+			return
+		}
+		sp := in.held
+		in.held = nil
+		if err := sp.release(); err != nil {
+			info := initproto.ErrorInfo{Step: "start", Msg: err.Error()}
+			var se *stageError
+			if errors.As(err, &se) {
+				info = se.info
+			}
+			delete(in.procs, sp.pid)
+			in.broadcast(&initproto.Message{Type: initproto.TypeError, Error: &info}, 0)
+			in.broadcast(&initproto.Message{Type: initproto.TypeExit, Exit: &initproto.ExitInfo{Code: 127}}, 0)
+			os.Exit(0)
+		}
+		in.broadcast(&initproto.Message{Type: initproto.TypeStarted, Pid: sp.pid}, sp.pid)
+	case initproto.TypeExec:
+		var req execRequest
+		if err := initproto.Decode(r.Payload, &req); err != nil || len(req.Args) == 0 {
+			in.execFailed(from, r.ID, &initproto.ErrorInfo{Step: "read exec request", Msg: fmt.Sprint(err)})
+			return
+		}
+		spec := in.cfg.Process.forExec(&req)
 		fds := make([]uintptr, len(r.Files))
 		for i, f := range r.Files {
 			fds[i] = f.Fd()
@@ -339,23 +447,23 @@ func (in *initState) handle(r *initproto.Received) {
 		if err != nil {
 			var se *stageError
 			if errors.As(err, &se) {
-				in.execFailed(r.ID, &se.info)
+				in.execFailed(from, r.ID, &se.info)
 			} else {
-				in.execFailed(r.ID, &initproto.ErrorInfo{Step: "start process", Msg: err.Error()})
+				in.execFailed(from, r.ID, &initproto.ErrorInfo{Step: "start process", Msg: err.Error()})
 			}
 			return
 		}
-		in.procs[pid] = r.ID
+		in.procs[pid] = procRef{id: r.ID, conn: from}
 		if pty != nil {
-			_ = in.conn.Send(&initproto.Message{Type: initproto.TypePTY, ID: r.ID}, pty)
+			_ = from.Send(&initproto.Message{Type: initproto.TypePTY, ID: r.ID}, pty)
 			pty.Close()
 		}
-		_ = in.conn.SendAs(&initproto.Message{Type: initproto.TypeStarted, ID: r.ID, Pid: pid}, pid)
+		_ = from.SendAs(&initproto.Message{Type: initproto.TypeStarted, ID: r.ID, Pid: pid}, pid)
 	}
 }
 
-func (in *initState) execFailed(id int, info *initproto.ErrorInfo) {
-	_ = in.conn.Send(&initproto.Message{Type: initproto.TypeError, ID: id, Error: info})
+func (in *initState) execFailed(to *initproto.Conn, id int, info *initproto.ErrorInfo) {
+	_ = to.Send(&initproto.Message{Type: initproto.TypeError, ID: id, Error: info})
 }
 
 // reap collects every exited child. Orphans re-parented to us (we are PID 1
@@ -370,15 +478,19 @@ func (in *initState) reap() {
 		if pid <= 0 || err != nil {
 			return
 		}
-		id, ok := in.procs[pid]
+		ref, ok := in.procs[pid]
 		if !ok {
 			continue
 		}
 		delete(in.procs, pid)
-		_ = in.conn.Send(&initproto.Message{Type: initproto.TypeExit, ID: id, Exit: initproto.FromWaitStatus(ws)})
+		exit := &initproto.Message{Type: initproto.TypeExit, ID: ref.id, Exit: initproto.FromWaitStatus(ws)}
 		if pid == in.main {
+			in.broadcast(exit, 0)
 			in.killAll()
 			os.Exit(0)
+		}
+		if in.conns[ref.conn] {
+			_ = ref.conn.Send(exit)
 		}
 	}
 }
@@ -388,16 +500,22 @@ type stageError struct{ info initproto.ErrorInfo }
 
 func (e *stageError) Error() string { return e.info.Step + ": " + e.info.Msg }
 
-// spawn starts one process in the container: a fresh exec of this binary
-// (the exec stage) that applies the process's settings and execve()s it.
-// It returns once execve succeeded or with the stage's error. files become
-// the process's descriptors 0, 1, 2, 3...
-func spawn(spec *processSpec, files []uintptr) (int, *os.File, error) {
+// stageProc is an exec stage: a fresh exec of this binary that applies one
+// process's settings and execve()s it.
+type stageProc struct {
+	pid     int
+	conn    *initproto.Conn
+	pty     *os.File
+	execing bool
+}
+
+// startStage starts the exec stage for spec; files become the process's
+// descriptors 0, 1, 2, 3...
+func startStage(spec *processSpec, files []uintptr) (*stageProc, error) {
 	parent, child, err := initproto.Pair()
 	if err != nil {
-		return 0, nil, err
+		return nil, err
 	}
-	defer parent.Close()
 	all := append(append([]uintptr{}, files...), child.Fd())
 	env := []string{envStage + "=" + stageExec, envSync + "=" + strconv.Itoa(len(all)-1)}
 	pid, err := syscall.ForkExec("/proc/self/exe", []string{"vessel-exec"}, &syscall.ProcAttr{
@@ -409,41 +527,83 @@ func spawn(spec *processSpec, files []uintptr) (int, *os.File, error) {
 	})
 	child.Close()
 	if err != nil {
-		return 0, nil, &stageError{initproto.ErrorInfo{Step: "start exec stage", Path: "/proc/self/exe", Msg: err.Error(), Errno: errnoOf(err)}}
+		parent.Close()
+		return nil, &stageError{initproto.ErrorInfo{Step: "start exec stage", Path: "/proc/self/exe", Msg: err.Error(), Errno: errnoOf(err)}}
 	}
 	if err := parent.Send(&initproto.Message{Type: initproto.TypeConfig, Payload: initproto.Encode(spec)}); err != nil {
 		unix.Kill(pid, unix.SIGKILL)
-		return 0, nil, err
+		var ws unix.WaitStatus
+		unix.Wait4(pid, &ws, 0, nil)
+		parent.Close()
+		return nil, err
 	}
-	var pty *os.File
-	execing := false
+	return &stageProc{pid: pid, conn: parent}, nil
+}
+
+// await follows the stage until it has execve()d (its socket, close-on-exec,
+// ends after its start marker), failed, or, when held, reports that it
+// waits for a start message.
+func (sp *stageProc) await(held bool) error {
 	for {
-		r, err := parent.Recv()
+		r, err := sp.conn.Recv()
 		if err != nil {
-			if execing {
-				return pid, pty, nil
+			if sp.execing {
+				sp.conn.Close()
+				return nil
 			}
 			// The stage died before reaching execve.
 			var ws unix.WaitStatus
-			unix.Wait4(pid, &ws, 0, nil)
-			return 0, nil, &stageError{initproto.ErrorInfo{Step: "exec stage", Msg: fmt.Sprintf("died before exec (%v)", ws)}}
+			unix.Wait4(sp.pid, &ws, 0, nil)
+			sp.fail()
+			return &stageError{initproto.ErrorInfo{Step: "exec stage", Msg: fmt.Sprintf("died before exec (%v)", ws)}}
 		}
 		switch r.Type {
 		case initproto.TypePTY:
 			if len(r.Files) == 1 {
-				pty = r.Files[0]
+				sp.pty = r.Files[0]
+			}
+		case initproto.TypeReady:
+			if held {
+				return nil
 			}
 		case initproto.TypeStart:
-			execing = true
+			sp.execing = true
 		case initproto.TypeError:
 			var ws unix.WaitStatus
-			unix.Wait4(pid, &ws, 0, nil)
-			if pty != nil {
-				pty.Close()
-			}
-			return 0, nil, &stageError{*r.Error}
+			unix.Wait4(sp.pid, &ws, 0, nil)
+			sp.fail()
+			return &stageError{*r.Error}
 		}
 	}
+}
+
+func (sp *stageProc) fail() {
+	sp.conn.Close()
+	if sp.pty != nil {
+		sp.pty.Close()
+		sp.pty = nil
+	}
+}
+
+// release lets a held stage go on to execve.
+func (sp *stageProc) release() error {
+	if err := sp.conn.Send(&initproto.Message{Type: initproto.TypeStart}); err != nil {
+		sp.fail()
+		return err
+	}
+	return sp.await(false)
+}
+
+// spawn starts a process and returns once it has been execve()d.
+func spawn(spec *processSpec, files []uintptr) (int, *os.File, error) {
+	sp, err := startStage(spec, files)
+	if err != nil {
+		return 0, nil, err
+	}
+	if err := sp.await(false); err != nil {
+		return 0, nil, err
+	}
+	return sp.pid, sp.pty, nil
 }
 
 func errnoOf(err error) int {
@@ -497,6 +657,9 @@ func runExecStage() {
 		exitWith(conn, "exec", spec.Args[0], err)
 	}
 	if spec.WaitStart {
+		if err := conn.Send(&initproto.Message{Type: initproto.TypeReady}); err != nil {
+			os.Exit(125)
+		}
 		if _, err := conn.Expect(initproto.TypeStart); err != nil {
 			os.Exit(125)
 		}
@@ -703,4 +866,31 @@ func mergeFiles(base, over []rootfs.File) []rootfs.File {
 		}
 	}
 	return out
+}
+
+// forExec derives an Exec'd process's spec from the main process's.
+func (p processSpec) forExec(req *execRequest) processSpec {
+	out := p
+	out.Args = req.Args
+	if req.SetEnv {
+		out.Env = withDefaultEnv(req.Env, "")
+	}
+	if req.Dir != "" {
+		out.Dir = req.Dir
+	}
+	if req.User != nil {
+		out.UID, out.GID, out.Groups = req.User.UID, req.User.GID, req.User.Groups
+	}
+	out.TTY, out.Rows, out.Cols = req.TTY, req.Rows, req.Cols
+	out.WaitStart = false
+	return out
+}
+
+// withDefaultEnv adds PATH (and HOSTNAME) when env lacks them.
+func withDefaultEnv(env []string, hostname string) []string {
+	env = setEnvIfMissing(append([]string(nil), env...), "PATH="+DefaultPath)
+	if hostname != "" {
+		env = setEnvIfMissing(env, "HOSTNAME="+hostname)
+	}
+	return env
 }

@@ -52,9 +52,16 @@ func (c *Config) validateNetwork() error {
 	}
 	n := *c.Network
 	if err := n.Validate(); err != nil {
-		f, r, ok := strings.Cut(err.Error(), ": ")
-		if !ok || !strings.HasPrefix(f, "network") {
-			f, r = "network", err.Error()
+		// The network package names its own fields ("Subnet: ..."); say
+		// where they sit in a Config.
+		msg := strings.TrimPrefix(err.Error(), "network: ")
+		f, r, ok := strings.Cut(msg, ": ")
+		switch {
+		case !ok || strings.ContainsAny(f, " \t"):
+			f, r = "network", msg
+		case strings.HasPrefix(f, "network"):
+		default:
+			f = "network." + strings.ToLower(f[:1]) + f[1:]
 		}
 		return &ConfigError{Field: f, Reason: r}
 	}

@@ -26,6 +26,7 @@ const (
 	TypeSignal  = "signal"
 	TypeStart   = "start"
 	TypeResize  = "resize"
+	TypeCreated = "created"
 )
 
 // maxMessage bounds one datagram. Configs with a compiled seccomp program

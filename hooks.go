@@ -1,0 +1,105 @@
+package vessel
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"time"
+)
+
+// Hook is a program run at a point of a container's life (the OCI runtime
+// spec's hooks). It reads the container's state as JSON on stdin.
+type Hook struct {
+	// Path is the absolute path of the program.
+	Path string `json:"path"`
+	// Args are its arguments, Args[0] included (the program's name).
+	Args []string `json:"args,omitempty"`
+	// Env is its whole environment.
+	Env []string `json:"env,omitempty"`
+	// Timeout kills the hook and fails the step after this long.
+	Timeout time.Duration `json:"timeout,omitempty"`
+}
+
+// Hooks are the points of a container's life where hooks run, as the OCI
+// runtime spec orders them.
+type Hooks struct {
+	// CreateRuntime (and the deprecated Prestart) run in the caller's
+	// namespaces once the container's namespaces exist, before its root
+	// filesystem is pivoted into.
+	Prestart      []Hook `json:"prestart,omitempty"`
+	CreateRuntime []Hook `json:"createRuntime,omitempty"`
+	// CreateContainer run inside the container's namespaces, before
+	// pivot_root (the path is resolved in the caller's filesystem).
+	CreateContainer []Hook `json:"createContainer,omitempty"`
+	// StartContainer run inside the container, right before the main
+	// process's execve.
+	StartContainer []Hook `json:"startContainer,omitempty"`
+	// Poststart run in the caller's namespaces once the process runs;
+	// their failure is logged, not fatal.
+	Poststart []Hook `json:"poststart,omitempty"`
+	// Poststop run in the caller's namespaces when the container is
+	// destroyed; their failure is logged, not fatal.
+	Poststop []Hook `json:"poststop,omitempty"`
+}
+
+func (h *Hooks) empty() bool {
+	return h == nil || len(h.Prestart)+len(h.CreateRuntime)+len(h.CreateContainer)+len(h.StartContainer)+len(h.Poststart)+len(h.Poststop) == 0
+}
+
+// HookState is the OCI state document hooks read on stdin.
+type HookState struct {
+	OCIVersion  string            `json:"ociVersion"`
+	ID          string            `json:"id"`
+	Status      string            `json:"status"`
+	Pid         int               `json:"pid,omitempty"`
+	Bundle      string            `json:"bundle"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+}
+
+// OCIVersion is the runtime-spec version vessel implements.
+const OCIVersion = "1.2.0"
+
+func (c *Container) hookState(status string, pid int) []byte {
+	b, _ := json.Marshal(HookState{OCIVersion: OCIVersion, ID: c.id, Status: status, Pid: pid, Bundle: c.cfg.Bundle, Annotations: c.cfg.Annotations})
+	return b
+}
+
+// runHooks runs hooks in order with state on stdin; the first failure
+// stops them.
+func runHooks(hooks []Hook, state []byte) error {
+	for _, h := range hooks {
+		if err := runHook(h, state); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func runHook(h Hook, state []byte) error {
+	ctx := context.Background()
+	if h.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, h.Timeout)
+		defer cancel()
+	}
+	cmd := exec.CommandContext(ctx, h.Path)
+	if len(h.Args) > 0 {
+		cmd.Args = h.Args
+	}
+	cmd.Env = h.Env
+	if cmd.Env == nil {
+		cmd.Env = []string{}
+	}
+	cmd.Stdin = bytes.NewReader(state)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("hook %s timed out after %v", h.Path, h.Timeout)
+		}
+		return fmt.Errorf("hook %s: %v: %s", h.Path, err, bytes.TrimSpace(out.Bytes()))
+	}
+	return nil
+}

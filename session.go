@@ -1,0 +1,169 @@
+package vessel
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"sync"
+	"syscall"
+
+	"github.com/openvessel/vessel/internal/initproto"
+)
+
+// session is one control connection to a container's init: the parent's
+// own socket pair, or a connection to the init's control socket from
+// another program (Attach). Processes started by Exec belong to the
+// session that asked for them.
+type session struct {
+	conn   *initproto.Conn
+	mu     sync.Mutex
+	procs  map[int]*Process
+	nextID int
+	// main receives the messages about the main process (ID 0).
+	main chan *initproto.Received
+	// closed is closed when the connection has ended.
+	closed chan struct{}
+}
+
+func newSession(conn *initproto.Conn) *session {
+	return &session{conn: conn, procs: map[int]*Process{}, nextID: 1,
+		main: make(chan *initproto.Received, 16), closed: make(chan struct{})}
+}
+
+// readLoop dispatches messages until the connection ends.
+func (s *session) readLoop() {
+	defer close(s.closed)
+	defer close(s.main)
+	for {
+		r, err := s.conn.Recv()
+		if err != nil {
+			s.mu.Lock()
+			procs := s.procs
+			s.procs = map[int]*Process{}
+			s.mu.Unlock()
+			for _, p := range procs {
+				p.finish(nil, errors.New("container ended"))
+			}
+			return
+		}
+		if r.ID == 0 {
+			s.main <- r
+			continue
+		}
+		s.mu.Lock()
+		p := s.procs[r.ID]
+		s.mu.Unlock()
+		if p == nil {
+			closeFiles(r.Files)
+			continue
+		}
+		p.handle(r)
+		if r.Type == initproto.TypeExit || r.Type == initproto.TypeError {
+			s.forget(r.ID)
+		}
+	}
+}
+
+func closeFiles(fs []*os.File) {
+	for _, f := range fs {
+		f.Close()
+	}
+}
+
+func (s *session) forget(id int) {
+	s.mu.Lock()
+	delete(s.procs, id)
+	s.mu.Unlock()
+}
+
+// execRequest is what an Exec asks of the init: the process's own
+// settings; everything else (security profile, rlimits, defaults) comes
+// from the container's main process.
+type execRequest struct {
+	Args      []string `json:"args"`
+	Env       []string `json:"env,omitempty"`
+	SetEnv    bool     `json:"setEnv,omitempty"`
+	Dir       string   `json:"cwd,omitempty"`
+	User      *User    `json:"user,omitempty"`
+	TTY       bool     `json:"tty,omitempty"`
+	Rows      uint16   `json:"rows,omitempty"`
+	Cols      uint16   `json:"cols,omitempty"`
+	NumExtras int      `json:"numExtras,omitempty"`
+}
+
+// exec asks the init to start cmd and waits until it has been execve()d.
+func (s *session) exec(ctx context.Context, cmd *Command) (*Process, error) {
+	if cmd == nil || len(cmd.Args) == 0 {
+		return nil, &ConfigError{Field: "command.args", Reason: "no command to run"}
+	}
+	select {
+	case <-s.closed:
+		return nil, ErrNotRunning
+	default:
+	}
+	s.mu.Lock()
+	id := s.nextID
+	s.nextID++
+	p := &Process{s: s, id: id, started: make(chan error, 1), done: make(chan struct{})}
+	s.procs[id] = p
+	s.mu.Unlock()
+
+	req := execRequest{Args: cmd.Args, Env: cmd.Env, SetEnv: cmd.Env != nil, Dir: cmd.Dir, User: cmd.User,
+		TTY: cmd.TTY, Rows: cmd.Rows, Cols: cmd.Cols, NumExtras: len(cmd.ExtraFiles)}
+	files, childEnds, err := p.stdio(cmd)
+	if err != nil {
+		s.forget(id)
+		return nil, err
+	}
+	files = append(files, cmd.ExtraFiles...)
+	err = s.conn.Send(&initproto.Message{Type: initproto.TypeExec, ID: id, Payload: initproto.Encode(&req)}, files...)
+	closeFiles(childEnds)
+	if err != nil {
+		s.forget(id)
+		p.closeAll()
+		if errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) {
+			return nil, ErrNotRunning
+		}
+		return nil, &SetupError{Step: "send exec request", Err: err}
+	}
+	var startErr error
+	select {
+	case startErr = <-p.started:
+	case <-s.closed:
+		startErr = ErrNotRunning
+	}
+	if startErr != nil {
+		s.forget(id)
+		p.closeAll()
+		return nil, startErr
+	}
+	if p.pty != nil {
+		startPTYCopy(p.pty, cmd.Stdin, cmd.Stdout, &p.copies)
+	}
+	if ctx != nil && ctx.Done() != nil {
+		go func() {
+			select {
+			case <-ctx.Done():
+				p.killedBy = true
+				_ = p.Signal(syscall.SIGKILL)
+			case <-p.done:
+			}
+		}()
+	}
+	return p, nil
+}
+
+// startPTYCopy copies between a pty master and the caller's stdio.
+func startPTYCopy(master *os.File, in io.Reader, out io.Writer, wg *sync.WaitGroup) {
+	if in != nil {
+		go func() { _, _ = io.Copy(master, in) }()
+	}
+	if out != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, _ = io.Copy(out, master) // ends with EIO when the slave side closes
+		}()
+	}
+}

@@ -1,10 +1,8 @@
 package vessel
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -145,26 +143,12 @@ func syncFD() int {
 func runInit() {
 	conn := initproto.FromFD(syncFD())
 	var cfg initConfig
-	if data, ok := configFromReexec(); ok {
-		if err := json.Unmarshal(data, &cfg); err != nil {
-			exitWith(conn, "read config", "", err)
-		}
-	} else {
-		r, err := conn.Expect(initproto.TypeConfig)
-		if err != nil {
-			os.Exit(125)
-		}
-		if err := initproto.Decode(r.Payload, &cfg); err != nil {
-			exitWith(conn, "read config", "", err)
-		}
-		if cfg.NewTimeNS {
-			// Enter the new time namespace ourselves before starting any
-			// process: see reexecInTimeNS.
-			if err := namespaces.UnshareTime(cfg.TimeOffsets); err != nil {
-				exitWith(conn, "create time namespace", "/proc/self/timens_offsets", err)
-			}
-			exitWith(conn, "re-exec into time namespace", "/proc/self/exe", reexecInTimeNS(r.Payload))
-		}
+	r, err := conn.Expect(initproto.TypeConfig)
+	if err != nil {
+		os.Exit(125)
+	}
+	if err := initproto.Decode(r.Payload, &cfg); err != nil {
+		exitWith(conn, "read config", "", err)
 	}
 	// Descriptors the host program inherited without close-on-exec must
 	// not reach the container: only stdio, the sync socket and the
@@ -196,6 +180,12 @@ func runInit() {
 		if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
 			exitWith(conn, "unshare cgroup namespace", "", err)
 		}
+	}
+	if cfg.NewTimeNS {
+		if err := namespaces.UnshareTime(cfg.TimeOffsets); err != nil {
+			exitWith(conn, "create time namespace", "/proc/self/timens_offsets", err)
+		}
+		timeNSPending = true
 	}
 	if cfg.LoopbackUp {
 		if err := loopbackUp(); err != nil {
@@ -500,6 +490,10 @@ type stageError struct{ info initproto.ErrorInfo }
 
 func (e *stageError) Error() string { return e.info.Step + ": " + e.info.Msg }
 
+// timeNSPending is set once the init created a time namespace for the
+// processes it starts.
+var timeNSPending bool
+
 // stageProc is an exec stage: a fresh exec of this binary that applies one
 // process's settings and execve()s it.
 type stageProc struct {
@@ -528,7 +522,14 @@ func startStage(spec *processSpec, files []uintptr) (*stageProc, error) {
 	child.Close()
 	if err != nil {
 		parent.Close()
-		return nil, &stageError{initproto.ErrorInfo{Step: "start exec stage", Path: "/proc/self/exe", Msg: err.Error(), Errno: errnoOf(err)}}
+		msg := err.Error()
+		if timeNSPending && errors.Is(err, unix.EINVAL) {
+			// Kernels before the vfork/time-namespace fix refuse a
+			// CLONE_VM child into a new time namespace, and Go forks
+			// only that way.
+			msg = "this kernel refuses to start a process in a new time namespace from a multi-threaded program (clone with CLONE_VM gives EINVAL); time namespaces need a newer kernel (Linux 6.3 or later)"
+		}
+		return nil, &stageError{initproto.ErrorInfo{Step: "start exec stage", Path: "/proc/self/exe", Msg: msg, Errno: errnoOf(err)}}
 	}
 	if err := parent.Send(&initproto.Message{Type: initproto.TypeConfig, Payload: initproto.Encode(spec)}); err != nil {
 		unix.Kill(pid, unix.SIGKILL)
@@ -805,51 +806,6 @@ func loopbackUp() error {
 	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
 }
 
-const envConfigFD = "_VESSEL_CONFIG_FD"
-
-// reexecInTimeNS re-executes the init after it created a time namespace
-// for its children. Until an execve, a process whose children get another
-// time namespace may not fork with CLONE_VM (kernels before 6.3 refuse it
-// with EINVAL), and os/exec always forks that way; execve moves the init
-// itself into the namespace, after which its children inherit it plainly.
-// The config travels in a sealed memfd. It returns only on failure.
-func reexecInTimeNS(config []byte) error {
-	fd, err := unix.MemfdCreate("vessel-config", 0)
-	if err != nil {
-		return err
-	}
-	if _, err := unix.Write(fd, config); err != nil {
-		return err
-	}
-	if _, err := unix.Seek(fd, 0, 0); err != nil {
-		return err
-	}
-	// The sync socket must survive the exec.
-	if _, err := unix.FcntlInt(uintptr(syncFD()), unix.F_SETFD, 0); err != nil {
-		return err
-	}
-	env := []string{envStage + "=" + stageInit, envSync + "=" + strconv.Itoa(syncFD()), envConfigFD + "=" + strconv.Itoa(fd)}
-	return syscall.Exec("/proc/self/exe", []string{"vessel-init"}, env)
-}
-
-// configFromReexec reads the config a re-executed init was handed.
-func configFromReexec() ([]byte, bool) {
-	v := os.Getenv(envConfigFD)
-	if v == "" {
-		return nil, false
-	}
-	fd, err := strconv.Atoi(v)
-	if err != nil {
-		return nil, false
-	}
-	f := os.NewFile(uintptr(fd), "vessel-config")
-	defer f.Close()
-	data, err := io.ReadAll(f)
-	if err != nil {
-		return nil, false
-	}
-	return data, true
-}
 
 // mergeFiles replaces files of the same path and appends new ones.
 func mergeFiles(base, over []rootfs.File) []rootfs.File {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -91,6 +92,7 @@ type Container struct {
 	cleanups  []func() error
 	ctlDone   chan struct{}
 	cg        *cgroups.Manager
+	storage   *rootfs.Prepared
 	net       *network.Attachment
 	secPrep   *security.Prepared
 	paused    bool
@@ -176,10 +178,13 @@ func indexByte(s string, b byte) int {
 	return len(s)
 }
 
-func (c *Container) initConfig(args []string) (*initConfig, error) {
+func (c *Container) initConfig(args []string, plan *rootfs.Plan, image *rootfs.ImageConfig) (*initConfig, error) {
 	cfg := c.cfg
 	ns := cfg.Namespaces
 	p := cfg.Process
+	if image != nil {
+		applyImageDefaults(&p, image)
+	}
 	if len(args) > 0 {
 		p.Args = args
 	}
@@ -202,7 +207,7 @@ func (c *Container) initConfig(args []string) (*initConfig, error) {
 		}
 	}
 	if ns.IsNew(namespaces.Mount) {
-		ic.Plan = cfg.plan()
+		ic.Plan = plan
 		ic.Plan.Files = c.generatedFiles()
 	}
 	if ns.Has(namespaces.UTS) {
@@ -375,7 +380,23 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 		return err
 	}
 	c.secPrep = prep
-	ic, err := c.initConfig(args)
+	var plan *rootfs.Plan
+	var image *rootfs.ImageConfig
+	if c.cfg.Namespaces.IsNew(namespaces.Mount) {
+		plan = c.cfg.plan()
+		if plan.NeedsPrepare() {
+			sp, err := rootfs.Prepare(ctx, c.id, plan, rootfs.PrepareOptions{})
+			if err != nil {
+				return &SetupError{Step: "prepare storage", Err: err}
+			}
+			c.addCleanup(sp.Release)
+			c.mu.Lock()
+			c.storage = sp
+			c.mu.Unlock()
+			image = sp.ImageConfig
+		}
+	}
+	ic, err := c.initConfig(args, plan, image)
 	if err != nil {
 		return err
 	}
@@ -395,7 +416,7 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 	if err != nil {
 		return &SetupError{Step: "prepare executable", Err: err}
 	}
-	if interp := dynamicInterpreter(); interp != "" && c.cfg.Rootfs.Kind == rootfs.KindDir && c.cfg.Namespaces.IsNew(namespaces.Mount) {
+	if interp := dynamicInterpreter(); interp != "" && c.cfg.Rootfs.Kind != rootfs.KindHost && c.cfg.Namespaces.IsNew(namespaces.Mount) {
 		return &SetupError{Step: "check executable", Path: "/proc/self/exe", Err: fmt.Errorf(
 			"this program is dynamically linked (interpreter %s), so it cannot start inside a root filesystem other than the host's: build it with CGO_ENABLED=0", interp)}
 	}
@@ -574,10 +595,25 @@ func (c *Container) initDeath(err error) error {
 func remoteSetupError(info *initproto.ErrorInfo) *SetupError {
 	var e error = errors.New(info.Msg)
 	if info.Errno != 0 {
-		e = syscall.Errno(info.Errno)
+		e = &errnoError{msg: info.Msg, errno: syscall.Errno(info.Errno)}
 	}
 	return &SetupError{Step: info.Step, Path: info.Path, Err: e}
 }
+
+// errnoError keeps the child's explanation and its errno (for errors.Is).
+type errnoError struct {
+	msg   string
+	errno syscall.Errno
+}
+
+func (e *errnoError) Error() string {
+	if e.msg == "" {
+		return e.errno.Error()
+	}
+	return e.msg
+}
+
+func (e *errnoError) Unwrap() error { return e.errno }
 
 // readControl follows the main process's messages from the init after
 // start; Exec'd processes are dispatched by the session.
@@ -777,4 +813,45 @@ func (c *Container) runCleanups() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// applyImageDefaults fills what the caller left unset from an image's
+// configuration: the command, environment, working directory and a numeric
+// user.
+func applyImageDefaults(p *ProcessConfig, img *rootfs.ImageConfig) {
+	if len(p.Args) == 0 {
+		p.Args = img.Args()
+	}
+	env := append([]string(nil), img.Env...)
+	imagePath := false
+	for _, e := range env {
+		imagePath = imagePath || strings.HasPrefix(e, "PATH=")
+	}
+	for _, e := range p.Env {
+		if e == "PATH="+DefaultPath && imagePath {
+			continue // NewConfig's default; the image knows its own
+		}
+		env = setEnv(env, e)
+	}
+	p.Env = env
+	if (p.Dir == "" || p.Dir == "/") && img.WorkingDir != "" {
+		p.Dir = img.WorkingDir
+	}
+	if p.User.UID == 0 && p.User.GID == 0 && img.User != "" {
+		var u, g uint32
+		if n, _ := fmt.Sscanf(img.User, "%d:%d", &u, &g); n >= 1 {
+			if n == 1 {
+				g = u
+			}
+			p.User.UID, p.User.GID = u, g
+		}
+	}
+}
+
+// Storage describes the container's prepared storage (image, overlay
+// layers, quotas, loop devices), or nil for plain roots.
+func (c *Container) Storage() *rootfs.Prepared {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.storage
 }

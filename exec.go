@@ -109,7 +109,13 @@ func (p *Process) stdio(cmd *Command) (files, childEnds []*os.File, err error) {
 			pw.Close()
 		}()
 	}
-	for _, w := range out {
+	for i, w := range out {
+		if i == 1 && w != nil && interfaceEqual(w, out[0]) {
+			// Stdout and Stderr are one writer: one pipe, one copier, as
+			// os/exec does (two copiers would race on the writer).
+			files = append(files, files[1])
+			continue
+		}
 		switch w := w.(type) {
 		case nil:
 			f, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
@@ -223,4 +229,15 @@ func (p *Process) Resize(rows, cols uint16) error {
 		return errors.New("vessel: the process has no terminal")
 	}
 	return unix.IoctlSetWinsize(int(p.pty.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: rows, Col: cols})
+}
+
+// interfaceEqual compares two writers without panicking on uncomparable
+// dynamic types.
+func interfaceEqual(a, b io.Writer) (eq bool) {
+	defer func() {
+		if recover() != nil {
+			eq = false
+		}
+	}()
+	return a == b
 }

@@ -806,7 +806,6 @@ func loopbackUp() error {
 	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
 }
 
-
 // mergeFiles replaces files of the same path and appends new ones.
 func mergeFiles(base, over []rootfs.File) []rootfs.File {
 	out := append([]rootfs.File(nil), base...)

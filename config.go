@@ -361,8 +361,14 @@ func (c *Config) Validate() error {
 		bad("process.cwd", "%q is not absolute", c.Process.Dir)
 	}
 	for k := range c.Sysctls {
-		if !strings.Contains(k, ".") || strings.ContainsAny(k, "/ ") {
+		if !strings.Contains(k, ".") || strings.ContainsAny(k, " ") {
 			bad("sysctl", "%q is not a sysctl name like net.ipv4.ip_forward", k)
+			continue
+		}
+		// Only sysctls the container's own namespaces isolate: anything
+		// else would change the host.
+		if err := security.CheckSysctl(k, ns.IsNew(namespaces.Net) || ns.IsJoined(namespaces.Net), ns.Has(namespaces.IPC), ns.Has(namespaces.UTS)); err != nil {
+			bad("sysctl", "%v", err)
 		}
 	}
 	return errors.Join(errs...)

@@ -855,3 +855,12 @@ func (c *Container) Storage() *rootfs.Prepared {
 	defer c.mu.Unlock()
 	return c.storage
 }
+
+// Console returns the pseudo-terminal master of the main process (WithTTY),
+// for callers that copy it themselves, such as an OCI runtime handing it
+// over a console socket. nil without a terminal.
+func (c *Container) Console() *os.File {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.pty
+}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/openvessel/vessel/cgroups"
 	"github.com/openvessel/vessel/limits"
+	"github.com/openvessel/vessel/rootfs"
 	"github.com/openvessel/vessel/security"
 )
 
@@ -168,6 +169,10 @@ var (
 // preparedSecurity validates and compiles the profile (once per program
 // for the default profile).
 func (c *Config) preparedSecurity() (*security.Prepared, error) {
+	return c.prepareSecurity()
+}
+
+func (c *Config) prepareSecurity() (*security.Prepared, error) {
 	prof := c.Security
 	if c.Privileged && prof == nil {
 		prof = security.Privileged()
@@ -179,11 +184,52 @@ func (c *Config) preparedSecurity() (*security.Prepared, error) {
 		}
 		return defaultPrep, nil
 	}
+	if l := prof.Landlock; l != nil && l.Enabled && len(l.ReadOnly)+len(l.ReadExec)+len(l.ReadWrite) == 0 {
+		// An enabled ruleset without paths means: the container's own
+		// filesystem, as its mounts say.
+		cp := *prof
+		ll := c.landlockPaths(*l)
+		cp.Landlock = &ll
+		prof = &cp
+	}
 	p, err := prof.Prepare()
 	if err != nil {
 		return nil, &ConfigError{Field: "security", Reason: err.Error()}
 	}
 	return p, nil
+}
+
+// WithLandlock restricts the container's processes with Landlock to the
+// container's own filesystem: the root readable and executable (writable
+// when the root is), each mount as its options say, /dev, /tmp and /run
+// writable; and, when ports are given, TCP bind and connect to those
+// ports only (Landlock ABI 4+). Best effort by the kernel's ABI.
+func (c *Config) WithLandlock(bindTCP, connectTCP []uint16) *Config {
+	c.security().Landlock = &security.Landlock{Enabled: true, BindTCP: bindTCP, ConnectTCP: connectTCP}
+	return c
+}
+
+// landlockPaths derives a ruleset's paths from the container's mounts.
+func (c *Config) landlockPaths(l security.Landlock) security.Landlock {
+	rootWritable := c.Rootfs.Kind != rootfs.KindHost && !c.Readonly
+	if rootWritable {
+		l.ReadWrite = append(l.ReadWrite, "/")
+	} else {
+		l.ReadExec = append(l.ReadExec, "/")
+		l.ReadWrite = append(l.ReadWrite, "/dev", "/proc")
+		if c.Rootfs.Kind == rootfs.KindHost {
+			l.ReadWrite = append(l.ReadWrite, "/tmp", "/run")
+		}
+	}
+	for _, m := range c.Mounts {
+		switch {
+		case m.ReadOnly:
+			l.ReadExec = append(l.ReadExec, m.Destination)
+		case !rootWritable:
+			l.ReadWrite = append(l.ReadWrite, m.Destination)
+		}
+	}
+	return l
 }
 
 func (c *Container) cgroupOptions() cgroups.Options {

@@ -288,6 +288,10 @@ func ParseVolume(s string) (Mount, error) {
 		return Mount{}, fmt.Errorf("volume %q: want SRC:DST[:ro]", s)
 	}
 	m := Bind(parts[0], parts[1])
+	if parts[0] != "" && !strings.ContainsAny(parts[0], "/.") {
+		// A bare name is a named volume that outlives the container.
+		m = NamedVolume(parts[0], parts[1])
+	}
 	if len(parts) == 3 {
 		for _, o := range strings.Split(parts[2], ",") {
 			switch o {
@@ -306,7 +310,7 @@ func ParseVolume(s string) (Mount, error) {
 			}
 		}
 	}
-	if !filepath.IsAbs(m.Source) {
+	if m.Type == TypeBind && !filepath.IsAbs(m.Source) {
 		abs, err := filepath.Abs(m.Source)
 		if err != nil {
 			return Mount{}, err

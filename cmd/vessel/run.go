@@ -29,6 +29,10 @@ func cmdRun(args []string) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	var (
 		rootDir  = fs.String("rootfs", "", "root filesystem directory (default: the host's files, read-only)")
+		image    = fs.String("image", "", "root filesystem from an image: an OCI layout directory, a docker-save tarball, or a squashfs/erofs file")
+		overlay  = fs.Bool("overlay", false, "write to a private copy-on-write layer over --rootfs (gone on exit)")
+		layer    = fs.String("layer", "", "persistent copy-on-write layer directory over --rootfs or --image")
+		quota    = fs.String("disk-quota", "", "limit what the container can write (e.g. 1G; with --overlay, --layer or --image)")
 		hostname = fs.String("hostname", "", "container hostname (default: the container name)")
 		name     = fs.String("name", "", "container name (default: vessel-PID)")
 		workdir  = fs.String("workdir", "", "working directory inside the container")
@@ -80,6 +84,45 @@ func cmdRun(args []string) int {
 			return fail("--rootfs: %v", err)
 		}
 		cfg.WithRootfs(rootfs.Dir(abs))
+	}
+	if *image != "" || *overlay || *layer != "" {
+		if *image != "" && *rootDir != "" {
+			return fail("--image and --rootfs are exclusive")
+		}
+		var r rootfs.Root
+		switch {
+		case *image != "":
+			abs, err := filepath.Abs(*image)
+			if err != nil {
+				return fail("--image: %v", err)
+			}
+			if fi, err := os.Stat(abs); err == nil && !fi.IsDir() && !strings.HasSuffix(abs, ".tar") {
+				r = rootfs.ImageFile(abs)
+			} else {
+				r = rootfs.Image(abs)
+			}
+			if *layer != "" {
+				r = r.WithLayer(*layer)
+			}
+		case *rootDir == "":
+			return fail("--overlay and --layer need --rootfs DIR or --image")
+		case *layer != "":
+			abs, _ := filepath.Abs(*rootDir)
+			r = rootfs.Overlay(*layer, abs)
+		default:
+			abs, _ := filepath.Abs(*rootDir)
+			r = rootfs.EphemeralOverlay(abs)
+		}
+		if *quota != "" {
+			n, err := rootfs.ParseSize(*quota)
+			if err != nil {
+				return fail("--disk-quota: %v", err)
+			}
+			r = r.WithQuota(n)
+		}
+		cfg.WithRootfs(r)
+	} else if *quota != "" {
+		return fail("--disk-quota needs a writable layer: --overlay, --layer or --image")
 	}
 	id := *name
 	if id == "" {

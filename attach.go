@@ -86,10 +86,7 @@ func (cl *Client) Start(ctx context.Context, hookState []byte) (int, error) {
 			closeFiles(r.Files)
 			switch r.Type {
 			case initproto.TypeStarted:
-				if r.Cred != nil {
-					return int(r.Cred.Pid), nil
-				}
-				return 0, nil
+				return r.PidOf(), nil
 			case initproto.TypeError:
 				return 0, remoteSetupError(r.Error)
 			}

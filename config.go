@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path"
 	"strings"
 	"time"
@@ -133,10 +134,18 @@ type CgroupConfig struct {
 // NewConfig returns the default configuration: the host's files read-only
 // as root, new mount, pid, uts, ipc, net (loopback only) and cgroup
 // namespaces, and a process running as root in "/".
+//
+// For a program running as an ordinary (non-root) user the default also
+// has a new user namespace, where container root is that user: rootless
+// containers need one to own their other namespaces.
 func NewConfig() *Config {
+	ns := namespaces.Default()
+	if os.Geteuid() != 0 {
+		ns = ns.With(namespaces.User, "")
+	}
 	return &Config{
 		Rootfs:     rootfs.Host(),
-		Namespaces: namespaces.Default(),
+		Namespaces: ns,
 		Process:    ProcessConfig{Env: []string{"PATH=" + DefaultPath}, Dir: "/"},
 	}
 }
@@ -311,6 +320,17 @@ func (c *Config) Validate() error {
 		f, r, _ := strings.Cut(err.Error(), ": ")
 		bad(f, "%s", r)
 	}
+	if os.Geteuid() != 0 && !ns.IsNew(namespaces.User) && len(ns) > 0 {
+		bad("namespaces", "an unprivileged user (uid %d) needs a new user namespace to own the container's other namespaces", os.Geteuid())
+	}
+	if os.Geteuid() != 0 && ns.IsNew(namespaces.User) {
+		if err := rootlessMappings(c.UIDMappings, uint32(os.Geteuid()), "uidMappings"); err != nil {
+			errs = append(errs, err)
+		}
+		if err := rootlessMappings(c.GIDMappings, uint32(os.Getegid()), "gidMappings"); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if !ns.IsNew(namespaces.User) {
 		if len(c.UIDMappings) > 0 {
 			bad("uidMappings", "set, but the container has no new user namespace")
@@ -430,4 +450,16 @@ func (c *Config) clone() *Config {
 		n.Network = &nc
 	}
 	return &n
+}
+
+// rootlessMappings checks the mappings an unprivileged user may write
+// itself: its own id, once.
+func rootlessMappings(m []namespaces.IDMap, own uint32, field string) error {
+	if len(m) == 0 {
+		return nil
+	}
+	if len(m) == 1 && m[0].HostID == own && m[0].Size == 1 {
+		return nil
+	}
+	return &ConfigError{Field: field, Reason: fmt.Sprintf("an unprivileged user can only map its own id (%d), once; ranges from /etc/subuid need newuidmap/newgidmap, which vessel does not drive yet", own)}
 }

@@ -93,6 +93,7 @@ type Container struct {
 	ctlDone   chan struct{}
 	cg        *cgroups.Manager
 	storage   *rootfs.Prepared
+	warnings  []string
 	net       *network.Attachment
 	secPrep   *security.Prepared
 	paused    bool
@@ -550,11 +551,11 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 			}
 			continue
 		case initproto.TypeStarted, initproto.TypeCreated:
-			if r.Cred == nil {
-				return fail(&SetupError{Step: "container init", Err: errors.New("started message without credentials")})
+			if r.PidOf() == 0 {
+				return fail(&SetupError{Step: "container init", Err: errors.New("started message without a pid")})
 			}
 			c.mu.Lock()
-			c.mainPid = int(r.Cred.Pid)
+			c.mainPid = r.PidOf()
 			c.startedAt = time.Now()
 			c.mu.Unlock()
 		default:

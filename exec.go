@@ -156,9 +156,7 @@ func (p *Process) handle(r *initproto.Received) {
 			p.pty = r.Files[0]
 		}
 	case initproto.TypeStarted:
-		if r.Cred != nil {
-			p.pid = int(r.Cred.Pid)
-		}
+		p.pid = r.PidOf()
 		p.started <- nil
 	case initproto.TypeError:
 		p.started <- remoteSetupError(r.Error)

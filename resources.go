@@ -4,9 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/openvessel/vessel/cgroups"
 	"github.com/openvessel/vessel/limits"
@@ -278,6 +281,16 @@ func (c *Container) setupCgroup() error {
 		return &ConfigError{Field: "cgroup", Reason: err.Error()}
 	}
 	if err := m.Create(); err != nil {
+		if os.Geteuid() != 0 && (errors.Is(err, fs.ErrPermission) || errors.Is(err, unix.EROFS)) {
+			// Rootless, and no cgroup delegated to us: run without one if
+			// no limit was asked for, but say so; refuse otherwise.
+			if c.cfg.Resources != nil && !c.cfg.Resources.IsZero() {
+				return &SetupError{Step: "create cgroup", Path: c.cgroupOptions().Name,
+					Err: fmt.Errorf("limits unavailable: this user may not create cgroups here (no delegated cgroup): %w", err)}
+			}
+			c.warn("no cgroup: this user may not create cgroups here (limits, stats, pause and cgroup kill are unavailable)")
+			return nil
+		}
 		return &SetupError{Step: "create cgroup", Path: c.cgroupOptions().Name, Err: err}
 	}
 	c.cg = m
@@ -398,4 +411,21 @@ func (c *Container) watchCPUTime(limit time.Duration) {
 			}
 		}
 	}
+}
+
+// warn records something the caller should know about how the container
+// runs (see Warnings).
+func (c *Container) warn(msg string) {
+	c.mu.Lock()
+	c.warnings = append(c.warnings, msg)
+	c.mu.Unlock()
+	c.logf("warning", "msg", msg)
+}
+
+// Warnings lists what the container runs without that a caller might
+// expect (for example no cgroup for a rootless container).
+func (c *Container) Warnings() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.warnings...)
 }

@@ -360,3 +360,8 @@ func HugePageSizeName(bytes uint64) string {
 		return fmt.Sprintf("%dKB", bytes>>10)
 	}
 }
+
+// IsZero reports whether r sets no limit at all.
+func (r *Resources) IsZero() bool {
+	return r == nil || (r.Memory == nil && r.CPU == nil && r.Pids == nil && r.IO == nil && len(r.HugeTLB) == 0 && len(r.Devices) == 0)
+}

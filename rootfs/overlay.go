@@ -133,10 +133,15 @@ func (b *builder) storageRoot() error {
 		// Keep the writable layer self-contained so Snapshot can turn it
 		// into a lower layer: no redirects or metacopy into lowers, no
 		// index tying it to these lowers' inodes.
-		"redirect_dir=off", "index=off", "metacopy=off",
+		"index=off", "metacopy=off",
 	}
 	if b.p.UserNS {
+		// In a user namespace overlay keeps its xattrs in user.* and
+		// refuses to be told about redirect_dir (it never follows
+		// redirects there anyway).
 		opts = append(opts, "userxattr")
+	} else {
+		opts = append(opts, "redirect_dir=off")
 	}
 	fd, err := fsMount("overlay", "vessel-overlay", opts, 0)
 	if err != nil {

@@ -222,6 +222,9 @@ func cmdRun(args []string) int {
 		}
 		return fail("%s", oneLine(err))
 	}
+	for _, w := range c.Warnings() {
+		fmt.Fprintf(os.Stderr, "vessel: warning: %s\n", w)
+	}
 	go func() {
 		for s := range sigs {
 			if s == syscall.SIGWINCH {

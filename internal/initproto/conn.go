@@ -105,8 +105,14 @@ func Pair() (*Conn, *os.File, error) {
 	}
 	for _, fd := range fds {
 		// Large buffers: the config datagram must fit in one send.
-		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, maxMessage)
-		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, maxMessage)
+		// FORCE needs CAP_NET_ADMIN; an ordinary user gets what
+		// net.core.wmem_max allows.
+		if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, maxMessage) != nil {
+			_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, maxMessage)
+		}
+		if unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, maxMessage) != nil {
+			_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, maxMessage)
+		}
 		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PASSCRED, 1)
 	}
 	return New(os.NewFile(uintptr(fds[0]), "vessel-sync")), os.NewFile(uintptr(fds[1]), "vessel-sync-child"), nil
@@ -137,10 +143,26 @@ func (c *Conn) Send(m *Message, files ...*os.File) error {
 
 // SendAs writes one message carrying credentials that name pid (a process
 // the sender may speak for: itself, or, with CAP_SYS_ADMIN over its pid
-// namespace, any process there).
+// namespace, any process there). Where the kernel refuses (a rootless init
+// in the host's pid namespace), the message goes without credentials: the
+// pid in m.Pid is then the same in both pid namespaces.
 func (c *Conn) SendAs(m *Message, pid int, files ...*os.File) error {
 	cred := &unix.Ucred{Pid: int32(pid), Uid: uint32(unix.Geteuid()), Gid: uint32(unix.Getegid())}
-	return c.send(m, cred, files)
+	err := c.send(m, cred, files)
+	if errors.Is(err, unix.EPERM) {
+		m.Pid = pid
+		return c.send(m, nil, files)
+	}
+	return err
+}
+
+// PidOf returns the pid a message names, translated into the receiver's
+// pid namespace when credentials came with it.
+func (r *Received) PidOf() int {
+	if r.Cred != nil && r.Cred.Pid != 0 {
+		return int(r.Cred.Pid)
+	}
+	return r.Pid
 }
 
 func (c *Conn) send(m *Message, cred *unix.Ucred, files []*os.File) error {

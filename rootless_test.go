@@ -1,0 +1,117 @@
+package vessel_test
+
+import (
+	"bytes"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/openvessel/vessel/internal/testutil"
+)
+
+// rootlessTests are the core tests that run again as an ordinary user.
+var rootlessTests = []string{
+	"TestExitCode", "TestExitBySignal", "TestSignalForwarded", "TestExecErrorsAreTyped",
+	"TestStateTransitions", "TestTimeout", "TestStdioAndEnv", "TestExtraFiles",
+	"TestContextCancelKillsTree", "TestSetupErrorFromChild",
+	"TestPIDNamespace", "TestUTSNamespace", "TestIPCNamespace", "TestNetNamespace",
+	"TestCgroupNamespace", "TestTimeNamespace", "TestSystemMounts", "TestMaskedAndReadonlyPaths",
+	"TestDirRootfsAndReadonly", "TestTTY", "TestOverlayContainersShareABase",
+	"TestRootlessReport",
+}
+
+// TestRootless runs the core suite again as an unprivileged host user
+// (nobody): containers get a user namespace where container root is that
+// user, no cgroup (none is delegated here, which the container reports),
+// and loopback networking.
+func TestRootless(t *testing.T) {
+	if os.Getenv("VESSEL_ROOTLESS") == "1" {
+		t.Skip("already the rootless run") // this test is the parent of that run
+	}
+	const uid, gid = 65534, 65534
+	dir, err := os.MkdirTemp("", "vessel-rootless-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	os.Chmod(dir, 0o755)
+	bin := filepath.Join(dir, "vessel.test")
+	if err := copyExecutable("/proc/self/exe", bin); err != nil {
+		t.Fatal(err)
+	}
+	probePath := testutil.BuildProbe(t)
+	work := filepath.Join(dir, "tmp")
+	os.Mkdir(work, 0o1777)
+	os.Chmod(work, 0o1777)
+	cmd := exec.Command(bin, "-test.run", "^("+strings.Join(rootlessTests, "|")+")$", "-test.count=1", "-test.v")
+	cmd.Dir = work
+	cmd.Env = []string{"VESSEL_ROOTLESS=1", "PATH=" + os.Getenv("PATH"), "TMPDIR=" + work, "HOME=" + work,
+		"VESSEL_PROBE=" + probePath, "VESSEL_BUSYBOX=/bin/busybox"}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: gid}}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err = cmd.Run()
+	if err != nil || !strings.Contains(out.String(), "PASS") {
+		t.Fatalf("rootless run: %v\n%s", err, out.String())
+	}
+	for _, name := range rootlessTests {
+		if !strings.Contains(out.String(), "--- PASS: "+name+" ") {
+			t.Errorf("%s did not pass as an ordinary user", name)
+		}
+	}
+	t.Logf("rootless run:\n%s", lastLines(out.String(), 30))
+}
+
+// TestRootlessReport checks what a rootless container is: container root
+// is the calling user, and the missing cgroup is reported, not hidden.
+func TestRootlessReport(t *testing.T) {
+	if os.Getenv("VESSEL_ROOTLESS") != "1" {
+		t.Skip("runs inside TestRootless, as an ordinary user")
+	}
+	r := report(t, newConfig())
+	if len(r.UIDMap) != 1 || r.UIDMap[0].Outside != uint32(os.Geteuid()) || r.UID != 0 {
+		t.Fatalf("uid map %+v uid %d", r.UIDMap, r.UID)
+	}
+	c, _ := start(t, newConfig(), "sleep", "10")
+	if w := c.Warnings(); len(w) == 0 || !strings.Contains(w[0], "cgroup") {
+		t.Fatalf("no report of the missing cgroup: %v", w)
+	}
+	if _, err := c.Stats(); err == nil {
+		t.Fatal("Stats worked without a cgroup")
+	}
+	// Asking for limits without a delegated cgroup is an error, not a
+	// silent skip.
+	_, err := run(t, newConfig().WithMemoryLimit(64<<20), "true")
+	if err == nil || !strings.Contains(err.Error(), "limits unavailable") {
+		t.Fatalf("memory limit without a cgroup: %v", err)
+	}
+}
+
+func copyExecutable(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+func lastLines(s string, n int) string {
+	l := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(l) > n {
+		l = l[len(l)-n:]
+	}
+	return strings.Join(l, "\n")
+}

@@ -409,7 +409,7 @@ func (c *Config) plan() *rootfs.Plan {
 		Mounts:        c.Mounts,
 		MaskedPaths:   c.MaskedPaths,
 		ReadonlyPaths: c.ReadonlyPaths,
-		UserNS:        ns.IsNew(namespaces.User),
+		UserNS:        ns.IsNew(namespaces.User) || inUserNamespace(),
 		NewPID:        ns.IsNew(namespaces.PID),
 		NewNet:        ns.IsNew(namespaces.Net),
 		NewIPC:        ns.IsNew(namespaces.IPC),

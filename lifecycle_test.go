@@ -429,6 +429,9 @@ func TestParentKilledLeavesNothing(t *testing.T) {
 // runHelper is the helper process: it starts a container and prints the
 // host pid of its main process, then waits to be killed.
 func runHelper(mode string) int {
+	if mode == "nested" {
+		return runNestedHelper()
+	}
 	cfg := newConfig()
 	if mode == "sleep-sharedpid" {
 		cfg.WithSharedNamespace(namespaces.PID)

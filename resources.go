@@ -13,6 +13,7 @@ import (
 
 	"github.com/openvessel/vessel/cgroups"
 	"github.com/openvessel/vessel/limits"
+	"github.com/openvessel/vessel/namespaces"
 	"github.com/openvessel/vessel/rootfs"
 	"github.com/openvessel/vessel/security"
 )
@@ -276,20 +277,27 @@ func (c *Container) setupCgroup() error {
 	if c.cfg.Cgroup.Disabled {
 		return nil
 	}
+	unprivileged := os.Geteuid() != 0 || inUserNamespace()
+	noCgroup := func(err error) error {
+		// Rootless or nested, and no cgroup delegated to us: run without
+		// one if no limit was asked for, but say so; refuse otherwise.
+		if c.cfg.Resources != nil && !c.cfg.Resources.IsZero() {
+			return &SetupError{Step: "create cgroup", Path: c.cgroupOptions().Name,
+				Err: fmt.Errorf("limits unavailable: no cgroup can be created here (none delegated to this user or container): %w", err)}
+		}
+		c.warn("no cgroup: none can be created here (limits, stats, pause and cgroup kill are unavailable): " + err.Error())
+		return nil
+	}
 	m, err := cgroups.New(c.cgroupOptions())
 	if err != nil {
+		if unprivileged {
+			return noCgroup(err)
+		}
 		return &ConfigError{Field: "cgroup", Reason: err.Error()}
 	}
 	if err := m.Create(); err != nil {
-		if os.Geteuid() != 0 && (errors.Is(err, fs.ErrPermission) || errors.Is(err, unix.EROFS)) {
-			// Rootless, and no cgroup delegated to us: run without one if
-			// no limit was asked for, but say so; refuse otherwise.
-			if c.cfg.Resources != nil && !c.cfg.Resources.IsZero() {
-				return &SetupError{Step: "create cgroup", Path: c.cgroupOptions().Name,
-					Err: fmt.Errorf("limits unavailable: this user may not create cgroups here (no delegated cgroup): %w", err)}
-			}
-			c.warn("no cgroup: this user may not create cgroups here (limits, stats, pause and cgroup kill are unavailable)")
-			return nil
+		if unprivileged && (errors.Is(err, fs.ErrPermission) || errors.Is(err, unix.EROFS) || errors.Is(err, fs.ErrNotExist)) {
+			return noCgroup(err)
 		}
 		return &SetupError{Step: "create cgroup", Path: c.cgroupOptions().Name, Err: err}
 	}
@@ -428,4 +436,46 @@ func (c *Container) Warnings() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return append([]string(nil), c.warnings...)
+}
+
+var (
+	userNSOnce sync.Once
+	inUserNS   bool
+)
+
+// inUserNamespace reports whether this program runs in a user namespace
+// other than the host's (a nested or rootless-style container), where
+// root's powers stop at that namespace.
+func inUserNamespace() bool {
+	userNSOnce.Do(func() {
+		b, err := os.ReadFile("/proc/self/uid_map")
+		if err != nil {
+			return
+		}
+		f := strings.Fields(string(b))
+		inUS := !(len(f) == 3 && f[0] == "0" && f[1] == "0" && f[2] == "4294967295")
+		inUserNS = inUS
+	})
+	return inUserNS
+}
+
+// WithNesting lets the container run containers itself (vessel, or any
+// runtime) without any extra privilege on the host: it gets a user
+// namespace (container root maps to an unprivileged host id range when the
+// caller is root), and inside it every capability, which only reaches
+// namespaces that user namespace owns. The default seccomp profile then
+// allows the namespace and mount system calls, as Docker's does for
+// CAP_SYS_ADMIN. Containers inside run without cgroups of their own
+// unless one is delegated.
+func (c *Config) WithNesting() *Config {
+	if !c.Namespaces.IsNew(namespaces.User) {
+		if os.Geteuid() == 0 {
+			c.WithUserNamespace(
+				[]namespaces.IDMap{{ContainerID: 0, HostID: 100000, Size: 65536}},
+				[]namespaces.IDMap{{ContainerID: 0, HostID: 100000, Size: 65536}})
+		} else {
+			c.WithUserNamespace(nil, nil)
+		}
+	}
+	return c.WithCapAdd("ALL")
 }

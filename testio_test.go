@@ -3,7 +3,9 @@ package vessel_test
 import (
 	"bytes"
 	"io"
+	"os"
 	"sync"
+	"syscall"
 )
 
 func ioPipe() (*io.PipeReader, *io.PipeWriter) { return io.Pipe() }
@@ -24,4 +26,19 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// fileStat is the inode of a file, for namespace comparisons.
+type fileStat struct{ ino uint64 }
+
+func (f *fileStat) of(path string) bool {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return false
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		f.ino = st.Ino
+		return true
+	}
+	return false
 }

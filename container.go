@@ -452,7 +452,7 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 			ic.WaitProceed = true
 		}
 	}
-	if c.cfg.needsNetworkSetup() {
+	if c.cfg.needsNetworkSetup() || (plan != nil && plan.NeedsIDMap()) {
 		ic.WaitProceed = true
 	}
 	extra := append([]*os.File{childSock}, c.ExtraFiles...)
@@ -534,14 +534,25 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 				}
 			}
 			proceed := &initproto.Message{Type: initproto.TypeProceed}
+			var info proceedInfo
 			if c.cfg.needsNetworkSetup() {
 				files, err := c.setupNetwork(ctx, cmd.Process.Pid)
 				if err != nil {
 					return fail(err)
 				}
-				proceed.Payload = initproto.Encode(files)
+				info.Files = files
 			}
-			if err := ctl.Send(proceed); err != nil {
+			var idmapped []*os.File
+			if plan != nil && plan.NeedsIDMap() {
+				var err error
+				if idmapped, info.IDMapped, err = makeIDMapped(plan, cmd.Process.Pid); err != nil {
+					return fail(err)
+				}
+			}
+			proceed.Payload = initproto.Encode(&info)
+			err := ctl.Send(proceed, idmapped...)
+			closeFiles(idmapped)
+			if err != nil {
 				return fail(&SetupError{Step: "send proceed", Err: err})
 			}
 			continue
@@ -864,4 +875,34 @@ func (c *Container) Console() *os.File {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.pty
+}
+
+// makeIDMapped clones the root and the bind sources that ask for it,
+// idmapped through the new init's user namespace.
+func makeIDMapped(plan *rootfs.Plan, pid int) ([]*os.File, []int, error) {
+	userns := fmt.Sprintf("/proc/%d/ns/user", pid)
+	var files []*os.File
+	var idx []int
+	fail := func(path string, err error) ([]*os.File, []int, error) {
+		closeFiles(files)
+		return nil, nil, &SetupError{Step: "idmapped mount", Path: path, Err: err}
+	}
+	if plan.Root.IDMap {
+		f, err := rootfs.IDMapped(plan.Root.Path, userns, true)
+		if err != nil {
+			return fail(plan.Root.Path, err)
+		}
+		files, idx = append(files, f), append(idx, -1)
+	}
+	for i, m := range plan.Mounts {
+		if !m.IDMap {
+			continue
+		}
+		f, err := rootfs.IDMapped(m.Source, userns, !m.NonRecursive)
+		if err != nil {
+			return fail(m.Source, err)
+		}
+		files, idx = append(files, f), append(idx, i)
+	}
+	return files, idx, nil
 }

@@ -165,9 +165,22 @@ func runInit() {
 			os.Exit(125)
 		}
 		if len(p.Payload) > 0 && cfg.Plan != nil {
-			var files []rootfs.File
-			if err := initproto.Decode(p.Payload, &files); err == nil {
-				cfg.Plan.Files = mergeFiles(cfg.Plan.Files, files)
+			var info proceedInfo
+			if err := initproto.Decode(p.Payload, &info); err != nil {
+				exitWith(conn, "read proceed message", "", err)
+			}
+			cfg.Plan.Files = mergeFiles(cfg.Plan.Files, info.Files)
+			// Idmapped mounts the parent made, in the order it lists.
+			for i, idx := range info.IDMapped {
+				if i >= len(p.Files) {
+					break
+				}
+				fd := int(p.Files[i].Fd())
+				if idx < 0 {
+					cfg.Plan.Root.FD = fd
+				} else if idx < len(cfg.Plan.Mounts) {
+					cfg.Plan.Mounts[idx].FD = fd
+				}
 			}
 		}
 	}
@@ -804,6 +817,15 @@ func loopbackUp() error {
 	}
 	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
 	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
+}
+
+// proceedInfo is what the parent adds when it lets the init go on.
+type proceedInfo struct {
+	// Files replace generated files (network-derived /etc/hosts...).
+	Files []rootfs.File `json:"files,omitempty"`
+	// IDMapped says what each passed descriptor is: -1 the root, i the
+	// i-th mount.
+	IDMapped []int `json:"idmapped,omitempty"`
 }
 
 // mergeFiles replaces files of the same path and appends new ones.

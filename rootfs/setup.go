@@ -53,9 +53,12 @@ func Setup(p *Plan) error {
 		if m.Type != TypeBind {
 			continue
 		}
-		fd, err := cloneTree(m.Source, !m.NonRecursive)
-		if err != nil {
-			return stepErr("clone bind source", m.Source, err)
+		fd := m.FD
+		if fd <= 0 {
+			var err error
+			if fd, err = cloneTree(m.Source, !m.NonRecursive); err != nil {
+				return stepErr("clone bind source", m.Source, err)
+			}
 		}
 		b.track(fd)
 		if m.ReadOnly {
@@ -374,9 +377,12 @@ func (b *builder) hostRoot() error {
 // dirRoot attaches a recursive bind of the root directory over itself.
 func (b *builder) dirRoot() error {
 	src := b.p.Root.Path
-	fd, err := cloneTree(src, true)
-	if err != nil {
-		return stepErr("clone root directory", src, err)
+	fd := b.p.Root.FD
+	if fd <= 0 {
+		var err error
+		if fd, err = cloneTree(src, true); err != nil {
+			return stepErr("clone root directory", src, err)
+		}
 	}
 	b.track(fd)
 	if err := unix.MoveMount(fd, "", unix.AT_FDCWD, src, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {

@@ -33,6 +33,7 @@ func cmdRun(args []string) int {
 		overlay  = fs.Bool("overlay", false, "write to a private copy-on-write layer over --rootfs (gone on exit)")
 		layer    = fs.String("layer", "", "persistent copy-on-write layer directory over --rootfs or --image")
 		quota    = fs.String("disk-quota", "", "limit what the container can write (e.g. 1G; with --overlay, --layer or --image)")
+		idmap    = fs.Bool("idmap", false, "with --userns and --rootfs: idmap the root and the volumes, so host root's files appear as container root's")
 		hostname = fs.String("hostname", "", "container hostname (default: the container name)")
 		name     = fs.String("name", "", "container name (default: vessel-PID)")
 		workdir  = fs.String("workdir", "", "working directory inside the container")
@@ -178,6 +179,16 @@ func cmdRun(args []string) int {
 			return fail("--tmpfs: %v", err)
 		}
 		cfg.WithMount(m)
+	}
+	if *idmap {
+		if cfg.Rootfs.Kind == rootfs.KindDir {
+			cfg.Rootfs.IDMap = true
+		}
+		for i := range cfg.Mounts {
+			if cfg.Mounts[i].Type == rootfs.TypeBind {
+				cfg.Mounts[i].IDMap = true
+			}
+		}
 	}
 	for _, s := range shares {
 		k, err := namespaces.ParseKind(s)

@@ -120,8 +120,8 @@ type Config struct {
 // CgroupConfig says where a container's cgroup goes: Parent/Group/Name in
 // every cgroup hierarchy. An empty Parent means the calling program's own
 // cgroup, so a program that is itself limited cannot escape its limits by
-// starting containers. An empty Group is "vessel"; an empty Name is the
-// container's id.
+// starting containers. An empty Group is $VESSEL_CGROUP_GROUP, else
+// "vessel"; an empty Name is the container's id.
 type CgroupConfig struct {
 	Parent string `json:"parent,omitempty"`
 	Group  string `json:"group,omitempty"`

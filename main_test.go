@@ -15,6 +15,8 @@ import (
 // need a controlling program they can kill.
 func TestMain(m *testing.M) {
 	vessel.Init()
+	// Every cgroup the tests (and the examples) make goes under vessel-test.
+	os.Setenv("VESSEL_CGROUP_GROUP", "vessel-test")
 	if mode := os.Getenv("VESSEL_TEST_HELPER"); mode != "" {
 		os.Exit(runHelper(mode))
 	}

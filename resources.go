@@ -243,6 +243,9 @@ func (c *Container) cgroupOptions() cgroups.Options {
 func cgroupOptions(id string, cc CgroupConfig, r *limits.Resources) cgroups.Options {
 	group, name := cc.Group, cc.Name
 	if group == "" {
+		group = os.Getenv("VESSEL_CGROUP_GROUP")
+	}
+	if group == "" {
 		group = "vessel"
 	}
 	if name == "" {

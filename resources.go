@@ -200,7 +200,38 @@ func (c *Config) prepareSecurity() (*security.Prepared, error) {
 	if err != nil {
 		return nil, &ConfigError{Field: "security", Reason: err.Error()}
 	}
+	if p.Capabilities != nil && !c.Namespaces.IsNew(namespaces.User) {
+		// Without a user namespace of its own the container cannot hold
+		// a capability this program lacks: "all" means all of ours.
+		if own, err := ownPermitted(); err == nil {
+			cs := *p.Capabilities
+			cs.Bounding &= own
+			cs.Effective &= own
+			cs.Permitted &= own
+			cs.Inheritable &= own
+			cs.Ambient &= own
+			cp := *p
+			cp.Capabilities = &cs
+			p = &cp
+		}
+	}
 	return p, nil
+}
+
+// ownPermitted is this program's permitted capability set.
+func ownPermitted() (uint64, error) {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0, err
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "CapPrm:"); ok {
+			var x uint64
+			_, err := fmt.Sscanf(strings.TrimSpace(v), "%x", &x)
+			return x, err
+		}
+	}
+	return 0, errors.New("no CapPrm in /proc/self/status")
 }
 
 // WithLandlock restricts the container's processes with Landlock to the

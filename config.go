@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
+	"os/user"
 	"path"
 	"strings"
 	"time"
@@ -452,14 +454,68 @@ func (c *Config) clone() *Config {
 	return &n
 }
 
-// rootlessMappings checks the mappings an unprivileged user may write
-// itself: its own id, once.
+// rootlessMappings checks the mappings an unprivileged user may have:
+// its own id once (written by vessel itself), or ranges that the setuid
+// helpers newuidmap/newgidmap (Debian's uidmap package) write after
+// checking them against /etc/subuid and /etc/subgid.
 func rootlessMappings(m []namespaces.IDMap, own uint32, field string) error {
-	if len(m) == 0 {
+	if len(m) == 0 || singleOwnID(m, own) {
 		return nil
 	}
-	if len(m) == 1 && m[0].HostID == own && m[0].Size == 1 {
-		return nil
+	helper := "newuidmap"
+	if field == "gidMappings" {
+		helper = "newgidmap"
 	}
-	return &ConfigError{Field: field, Reason: fmt.Sprintf("an unprivileged user can only map its own id (%d), once; ranges from /etc/subuid need newuidmap/newgidmap, which vessel does not drive yet", own)}
+	if _, err := exec.LookPath(helper); err != nil {
+		return &ConfigError{Field: field, Reason: fmt.Sprintf("an unprivileged user can map only its own id (%d) without %s (Debian package uidmap), which is not installed", own, helper)}
+	}
+	return nil
+}
+
+func singleOwnID(m []namespaces.IDMap, own uint32) bool {
+	return len(m) == 1 && m[0].HostID == own && m[0].Size == 1
+}
+
+// needsIDMapHelpers reports whether the container's id ranges must be
+// written by newuidmap/newgidmap (rootless with more than one id).
+func (c *Config) needsIDMapHelpers() bool {
+	if os.Geteuid() == 0 || !c.Namespaces.IsNew(namespaces.User) {
+		return false
+	}
+	return !singleOwnID(c.uidMappings(), uint32(os.Geteuid())) || !singleOwnID(c.gidMappings(), uint32(os.Getegid()))
+}
+
+// SubIDMappings maps container root to the calling user and container ids
+// 1..n to the user's first range in /etc/subuid and /etc/subgid: what a
+// rootless container with more than one user needs.
+func SubIDMappings() (uids, gids []namespaces.IDMap, err error) {
+	u, err := user.Current()
+	if err != nil {
+		return nil, nil, err
+	}
+	read := func(file string, own uint32) ([]namespaces.IDMap, error) {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return nil, err
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			f := strings.Split(strings.TrimSpace(l), ":")
+			if len(f) != 3 || (f[0] != u.Username && f[0] != u.Uid) {
+				continue
+			}
+			var start, count uint32
+			if _, err := fmt.Sscanf(f[1]+" "+f[2], "%d %d", &start, &count); err != nil {
+				continue
+			}
+			return []namespaces.IDMap{{ContainerID: 0, HostID: own, Size: 1}, {ContainerID: 1, HostID: start, Size: count}}, nil
+		}
+		return nil, fmt.Errorf("%s has no range for %s", file, u.Username)
+	}
+	if uids, err = read("/etc/subuid", uint32(os.Geteuid())); err != nil {
+		return nil, nil, err
+	}
+	if gids, err = read("/etc/subgid", uint32(os.Getegid())); err != nil {
+		return nil, nil, err
+	}
+	return uids, gids, nil
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -430,7 +431,13 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 	if !c.Detached {
 		sys.Pdeathsig = syscall.SIGKILL
 	}
-	if ns.IsNew(namespaces.User) {
+	if ns.IsNew(namespaces.User) && c.cfg.needsIDMapHelpers() {
+		// newuidmap/newgidmap write the ranges while the init waits; it
+		// then re-executes itself to gain its capabilities in the
+		// namespace (they are computed at execve).
+		ic.WaitProceed = true
+		ic.ReexecAfterMap = true
+	} else if ns.IsNew(namespaces.User) {
 		for _, m := range c.cfg.uidMappings() {
 			sys.UidMappings = append(sys.UidMappings, syscall.SysProcIDMap{ContainerID: int(m.ContainerID), HostID: int(m.HostID), Size: int(m.Size)})
 		}
@@ -524,6 +531,11 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 		case initproto.TypeError:
 			return fail(remoteSetupError(r.Error))
 		case initproto.TypeReady:
+			if ic.ReexecAfterMap {
+				if err := writeIDMaps(cmd.Process.Pid, c.cfg.uidMappings(), c.cfg.gidMappings()); err != nil {
+					return fail(err)
+				}
+			}
 			if err := c.beforeProceed(cmd.Process.Pid); err != nil {
 				return fail(err)
 			}
@@ -905,4 +917,23 @@ func makeIDMapped(plan *rootfs.Plan, pid int) ([]*os.File, []int, error) {
 		files, idx = append(files, f), append(idx, i)
 	}
 	return files, idx, nil
+}
+
+// writeIDMaps runs the setuid helpers that write a rootless container's id
+// ranges (checked by them against /etc/subuid and /etc/subgid).
+func writeIDMaps(pid int, uids, gids []namespaces.IDMap) error {
+	for _, h := range []struct {
+		tool string
+		m    []namespaces.IDMap
+	}{{"newuidmap", uids}, {"newgidmap", gids}} {
+		args := []string{strconv.Itoa(pid)}
+		for _, e := range h.m {
+			args = append(args, strconv.FormatUint(uint64(e.ContainerID), 10), strconv.FormatUint(uint64(e.HostID), 10), strconv.FormatUint(uint64(e.Size), 10))
+		}
+		out, err := exec.Command(h.tool, args...).CombinedOutput()
+		if err != nil {
+			return &SetupError{Step: h.tool, Err: fmt.Errorf("%v: %s", err, strings.TrimSpace(string(out)))}
+		}
+	}
+	return nil
 }

@@ -1,8 +1,10 @@
 package vessel
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -88,6 +90,9 @@ type initConfig struct {
 	CreateContainerHooks []Hook `json:"createContainerHooks,omitempty"`
 	StartContainerHooks  []Hook `json:"startContainerHooks,omitempty"`
 	HookState            []byte `json:"hookState,omitempty"`
+	// ReexecAfterMap: newuidmap wrote the id maps after this init
+	// started, so it re-executes itself to hold capabilities there.
+	ReexecAfterMap bool `json:"reexecAfterMap,omitempty"`
 	// LoopbackUp brings lo up in a new network namespace.
 	LoopbackUp bool `json:"loopbackUp,omitempty"`
 	NumExtras  int  `json:"numExtras,omitempty"`
@@ -143,12 +148,18 @@ func syncFD() int {
 func runInit() {
 	conn := initproto.FromFD(syncFD())
 	var cfg initConfig
-	r, err := conn.Expect(initproto.TypeConfig)
-	if err != nil {
-		os.Exit(125)
-	}
-	if err := initproto.Decode(r.Payload, &cfg); err != nil {
-		exitWith(conn, "read config", "", err)
+	if data, ok := configFromReexec(); ok {
+		if err := json.Unmarshal(data, &cfg); err != nil {
+			exitWith(conn, "read config", "", err)
+		}
+	} else {
+		r, err := conn.Expect(initproto.TypeConfig)
+		if err != nil {
+			os.Exit(125)
+		}
+		if err := initproto.Decode(r.Payload, &cfg); err != nil {
+			exitWith(conn, "read config", "", err)
+		}
 	}
 	// Descriptors the host program inherited without close-on-exec must
 	// not reach the container: only stdio, the sync socket and the
@@ -183,6 +194,14 @@ func runInit() {
 				}
 			}
 		}
+	}
+	if cfg.ReexecAfterMap {
+		cfg.ReexecAfterMap, cfg.WaitProceed = false, false
+		data, err := json.Marshal(&cfg)
+		if err == nil {
+			err = reexecWithConfig(data, cfg.NumExtras, cfg.ListenFD)
+		}
+		exitWith(conn, "re-exec after id mapping", "/proc/self/exe", err)
 	}
 	for _, j := range cfg.Joins {
 		if err := namespaces.Join(j.Kind, j.Path); err != nil {
@@ -870,4 +889,55 @@ func withDefaultEnv(env []string, hostname string) []string {
 		env = setEnvIfMissing(env, "HOSTNAME="+hostname)
 	}
 	return env
+}
+
+const envConfigFD = "_VESSEL_CONFIG_FD"
+
+// reexecWithConfig re-executes the init, keeping its sync socket and the
+// main process's extra files, with the (already received) config in a
+// memfd. It returns only on failure.
+func reexecWithConfig(config []byte, numExtras, listenFD int) error {
+	fd, err := unix.MemfdCreate("vessel-config", 0)
+	if err != nil {
+		return err
+	}
+	if _, err := unix.Write(fd, config); err != nil {
+		return err
+	}
+	if _, err := unix.Seek(fd, 0, 0); err != nil {
+		return err
+	}
+	keep := []int{}
+	for i := 0; i <= numExtras; i++ {
+		keep = append(keep, syncFD()+i)
+	}
+	if listenFD > 0 {
+		keep = append(keep, listenFD)
+	}
+	for _, k := range keep {
+		if _, err := unix.FcntlInt(uintptr(k), unix.F_SETFD, 0); err != nil {
+			return err
+		}
+	}
+	env := []string{envStage + "=" + stageInit, envSync + "=" + strconv.Itoa(syncFD()), envConfigFD + "=" + strconv.Itoa(fd)}
+	return syscall.Exec("/proc/self/exe", []string{"vessel-init"}, env)
+}
+
+// configFromReexec reads the config a re-executed init was handed.
+func configFromReexec() ([]byte, bool) {
+	v := os.Getenv(envConfigFD)
+	if v == "" {
+		return nil, false
+	}
+	fd, err := strconv.Atoi(v)
+	if err != nil {
+		return nil, false
+	}
+	f := os.NewFile(uintptr(fd), "vessel-config")
+	defer f.Close()
+	data, err := io.ReadAll(f)
+	if err != nil {
+		return nil, false
+	}
+	return data, true
 }

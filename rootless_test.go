@@ -2,6 +2,7 @@ package vessel_test
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -10,6 +11,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/openvessel/vessel"
 	"github.com/openvessel/vessel/internal/testutil"
 )
 
@@ -21,7 +23,7 @@ var rootlessTests = []string{
 	"TestPIDNamespace", "TestUTSNamespace", "TestIPCNamespace", "TestNetNamespace",
 	"TestCgroupNamespace", "TestTimeNamespace", "TestSystemMounts", "TestMaskedAndReadonlyPaths",
 	"TestDirRootfsAndReadonly", "TestTTY", "TestOverlayContainersShareABase",
-	"TestRootlessReport",
+	"TestRootlessReport", "TestRootlessRanges",
 }
 
 // TestRootless runs the core suite again as an unprivileged host user
@@ -44,6 +46,26 @@ func TestRootless(t *testing.T) {
 		t.Fatal(err)
 	}
 	probePath := testutil.BuildProbe(t)
+	// Give nobody a subordinate id range for the newuidmap test, and put
+	// the files back as they were afterwards.
+	for _, f := range []string{"/etc/subuid", "/etc/subgid"} {
+		old, err := os.ReadFile(f)
+		if err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+		existed := err == nil
+		if err := os.WriteFile(f, append(append([]byte{}, old...), []byte("nobody:400000:65536\n")...), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		f := f
+		t.Cleanup(func() {
+			if existed {
+				os.WriteFile(f, old, 0o644)
+			} else {
+				os.Remove(f)
+			}
+		})
+	}
 	work := filepath.Join(dir, "tmp")
 	os.Mkdir(work, 0o1777)
 	os.Chmod(work, 0o1777)
@@ -114,4 +136,32 @@ func lastLines(s string, n int) string {
 		l = l[len(l)-n:]
 	}
 	return strings.Join(l, "\n")
+}
+
+// TestRootlessRanges maps a range of ids for an ordinary user through
+// newuidmap/newgidmap (Debian's uidmap) and /etc/subuid: container root is
+// the user, container user 1000 is a subordinate id on the host.
+func TestRootlessRanges(t *testing.T) {
+	if os.Getenv("VESSEL_ROOTLESS") != "1" {
+		t.Skip("runs inside TestRootless, as an ordinary user")
+	}
+	uids, gids, err := vessel.SubIDMappings()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := report(t, newConfig().WithUserNamespace(uids, gids))
+	if len(r.UIDMap) != 2 || r.UIDMap[1].Outside != 400000 || r.UID != 0 {
+		t.Fatalf("uid map %+v uid %d", r.UIDMap, r.UID)
+	}
+	if r.Capabilities.Effective.Hex == "0000000000000000" {
+		t.Fatal("container root has no capabilities after newuidmap")
+	}
+	c, _ := start(t, newConfig().WithUserNamespace(uids, gids).WithUser(1000, 1000), "sleep", "10")
+	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", c.State().Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(st), "Uid:\t400999\t400999\t400999\t400999") {
+		t.Fatalf("container uid 1000 on the host:\n%s", st)
+	}
 }

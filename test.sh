@@ -26,6 +26,8 @@ declare -A need=(
 	[iperf3]=iperf3
 	[bwrap]=bubblewrap
 	[runc]=runc
+	[newuidmap]=uidmap
+	[debootstrap]=debootstrap
 )
 missing=()
 for tool in "${!need[@]}"; do

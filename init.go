@@ -224,6 +224,14 @@ func runInit() {
 			exitWith(conn, "bring lo up", "lo", err)
 		}
 	}
+	// Sysctls before the root filesystem: /proc/sys becomes read-only
+	// there. The host's /proc still shows this thread's namespaces.
+	for k, v := range cfg.Sysctls {
+		p := "/proc/sys/" + strings.ReplaceAll(k, ".", "/")
+		if err := os.WriteFile(p, []byte(v), 0); err != nil {
+			exitWith(conn, "sysctl", k, err)
+		}
+	}
 	if cfg.Plan != nil {
 		if len(cfg.CreateContainerHooks) > 0 {
 			cfg.Plan.BeforePivot = func() error { return runHooks(cfg.CreateContainerHooks, cfg.HookState) }
@@ -240,12 +248,6 @@ func runInit() {
 	if cfg.Domainname != nil {
 		if err := unix.Setdomainname([]byte(*cfg.Domainname)); err != nil {
 			exitWith(conn, "setdomainname", *cfg.Domainname, err)
-		}
-	}
-	for k, v := range cfg.Sysctls {
-		p := "/proc/sys/" + strings.ReplaceAll(k, ".", "/")
-		if err := os.WriteFile(p, []byte(v), 0); err != nil {
-			exitWith(conn, "sysctl", k, err)
 		}
 	}
 	in := &initState{conn: conn, cfg: &cfg, procs: map[int]procRef{}}

@@ -322,7 +322,19 @@ func (c *Container) setupCgroup() error {
 		c.warn("no cgroup: none can be created here (limits, stats, pause and cgroup kill are unavailable): " + err.Error())
 		return nil
 	}
-	m, err := cgroups.New(c.cgroupOptions())
+	opts := c.cgroupOptions()
+	if !c.cfg.Privileged && (opts.Resources == nil || len(opts.Resources.Devices) == 0) {
+		// Only the devices a container needs: without this rule a
+		// container keeping CAP_MKNOD could make and open any host device
+		// node on a writable root.
+		r := limits.Resources{}
+		if opts.Resources != nil {
+			r = *opts.Resources
+		}
+		r.Devices = cgroups.DefaultDevices()
+		opts.Resources = &r
+	}
+	m, err := cgroups.New(opts)
 	if err != nil {
 		if unprivileged {
 			return noCgroup(err)

@@ -128,10 +128,28 @@ func (s *session) exec(ctx context.Context, cmd *Command) (*Process, error) {
 		return nil, &SetupError{Step: "send exec request", Err: err}
 	}
 	var startErr error
+	var ctxDone <-chan struct{}
+	if ctx != nil {
+		ctxDone = ctx.Done()
+	}
 	select {
 	case startErr = <-p.started:
 	case <-s.closed:
 		startErr = ErrNotRunning
+	case <-ctxDone:
+		// Given up (a paused container cannot start anything): if the
+		// process starts after all, it is killed at once.
+		go func() {
+			select {
+			case err := <-p.started:
+				if err == nil {
+					_ = s.conn.Send(&initproto.Message{Type: initproto.TypeSignal, ID: id, Signal: int(syscall.SIGKILL)})
+				}
+			case <-s.closed:
+			}
+		}()
+		p.closeAll()
+		return nil, ctx.Err()
 	}
 	if startErr != nil {
 		s.forget(id)

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/moby/sys/capability"
+	"golang.org/x/sys/unix"
 )
 
 // Profile is the whole security setting of a container process. The zero
@@ -146,7 +147,19 @@ func (p *Profile) prepare(compile bool) (*Prepared, error) {
 		if !compile {
 			return out, p.Seccomp.Validate()
 		}
-		prog, err := p.Seccomp.CompileWith(CompileOptions{Caps: boundingNames})
+		sc := p.Seccomp
+		if l := out.Landlock; l != nil && (l.BindTCP != nil || l.ConnectTCP != nil) {
+			// Landlock's port rules apply to IPPROTO_TCP sockets only: an
+			// MPTCP socket would bypass them. Refuse those (Go and libc
+			// fall back to plain TCP on EPROTONOSUPPORT).
+			cp := *sc
+			noSupport := uint(unix.EPROTONOSUPPORT)
+			cp.Syscalls = append([]Syscall{{Names: []string{"socket"}, Action: ActErrno, ErrnoRet: &noSupport,
+				Args: []Arg{{Index: 2, Value: unix.IPPROTO_MPTCP, Op: OpEqualTo}},
+				Comment: "MPTCP sockets would bypass Landlock's TCP port rules"}}, cp.Syscalls...)
+			sc = &cp
+		}
+		prog, err := sc.CompileWith(CompileOptions{Caps: boundingNames})
 		if err != nil {
 			return nil, err
 		}

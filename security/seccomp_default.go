@@ -51,7 +51,6 @@ timer_delete timer_getoverrun timer_gettime timer_gettime64 timer_settime timer_
 timerfd_create timerfd_gettime timerfd_gettime64 timerfd_settime timerfd_settime64 times
 tkill truncate truncate64 ugetrlimit umask uname unlink unlinkat utime utimensat
 utimensat_time64 utimes vfork vmsplice wait4 waitid waitpid write writev
-io_uring_enter io_uring_register io_uring_setup
 `)
 
 // Namespace flags of clone(2): CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS,

@@ -1,0 +1,122 @@
+package vessel_test
+
+import (
+	"archive/tar"
+	"context"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/openvessel/vessel/rootfs"
+)
+
+// TestDebianImageRunsApt builds a Debian userland with debootstrap (from
+// Debian's own package archive), tars it as one OCI layer into an image
+// layout, and runs `apt --version` in a container made from that image.
+func TestDebianImageRunsApt(t *testing.T) {
+	if _, err := exec.LookPath("debootstrap"); err != nil {
+		t.Fatal("debootstrap is not installed (test.sh installs it: apt-get install debootstrap)")
+	}
+	dir := t.TempDir()
+	target := filepath.Join(dir, "rootfs")
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	start := time.Now()
+	out, err := exec.CommandContext(ctx, "debootstrap", "--variant=minbase", "bookworm", target, "http://deb.debian.org/debian").CombinedOutput()
+	if err != nil {
+		t.Fatalf("debootstrap: %v\n%s", err, lastLines(string(out), 20))
+	}
+	t.Logf("debootstrap took %v", time.Since(start).Round(time.Second))
+
+	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
+		pr, pw := io.Pipe()
+		go func() { pw.CloseWithError(tarTree(target, pw)) }()
+		return pr, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := mutate.AppendLayers(empty.Image, layer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	imgDir := filepath.Join(dir, "image")
+	p, err := layout.Write(imgDir, empty.Index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.AppendImage(img); err != nil {
+		t.Fatal(err)
+	}
+	os.RemoveAll(target)
+
+	store := filepath.Join(dir, "store")
+	r := rootfs.Image(imgDir)
+	r.Store = store
+	got, err := run(t, newConfig().WithRootfs(r), "apt", "--version")
+	if err != nil || !strings.HasPrefix(got, "apt 2.") {
+		t.Fatalf("apt --version in the Debian image: %v\n%s", err, got)
+	}
+	t.Logf("inside: %s", strings.TrimSpace(got))
+}
+
+// tarTree writes dir as a tar stream (owners, modes, links and device
+// nodes kept).
+func tarTree(dir string, w io.Writer) error {
+	tw := tar.NewWriter(w)
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		if rel == "." {
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		link := ""
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			if link, err = os.Readlink(p); err != nil {
+				return err
+			}
+		}
+		hdr, err := tar.FileInfoHeader(fi, link)
+		if err != nil {
+			return err
+		}
+		hdr.Name = rel
+		if fi.IsDir() {
+			hdr.Name += "/"
+		}
+		hdr.Uname, hdr.Gname = "", ""
+		if err := tw.WriteHeader(hdr); err != nil {
+			return err
+		}
+		if fi.Mode().IsRegular() {
+			f, err := os.Open(p)
+			if err != nil {
+				return err
+			}
+			_, err = io.Copy(tw, f)
+			f.Close()
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return tw.Close()
+}

@@ -155,7 +155,7 @@ func (p *Profile) prepare(compile bool) (*Prepared, error) {
 			cp := *sc
 			noSupport := uint(unix.EPROTONOSUPPORT)
 			cp.Syscalls = append([]Syscall{{Names: []string{"socket"}, Action: ActErrno, ErrnoRet: &noSupport,
-				Args: []Arg{{Index: 2, Value: unix.IPPROTO_MPTCP, Op: OpEqualTo}},
+				Args:    []Arg{{Index: 2, Value: unix.IPPROTO_MPTCP, Op: OpEqualTo}},
 				Comment: "MPTCP sockets would bypass Landlock's TCP port rules"}}, cp.Syscalls...)
 			sc = &cp
 		}

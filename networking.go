@@ -2,7 +2,14 @@ package vessel
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/openvessel/vessel/namespaces"
 	"github.com/openvessel/vessel/network"
@@ -102,17 +109,103 @@ func (c *Container) setupNetwork(ctx context.Context, pid int) ([]rootfs.File, e
 	c.mu.Lock()
 	c.net = att
 	c.mu.Unlock()
+	bridge := att.Bridge()
 	c.addCleanup(func() error {
 		err := att.Teardown()
+		if bridge != "" {
+			// The peers' shared /etc/hosts forgets this container.
+			if herr := writeBridgeHosts(bridge, att, false); herr != nil && err == nil {
+				err = herr
+			}
+		}
 		c.mu.Lock()
 		c.net = nil
 		c.mu.Unlock()
 		return err
 	})
-	return []rootfs.File{
+	files := []rootfs.File{
 		{Path: "/etc/hosts", Data: att.Hosts()},
 		{Path: "/etc/resolv.conf", Data: att.ResolvConf()},
-	}, nil
+	}
+	if bridge != "" {
+		// Every container on a bridge binds one hosts file that lists
+		// them all, rewritten in place as they come and go, so names
+		// resolve both ways whichever program started which container.
+		if err := writeBridgeHosts(bridge, att, true); err != nil {
+			return nil, &SetupError{Step: "network hosts file", Err: err}
+		}
+		files[0] = rootfs.File{Path: "/etc/hosts", Source: bridgeHostsPath(bridge)}
+	}
+	return files, nil
+}
+
+// bridgeHostsPath is the shared hosts file of the containers on a bridge.
+func bridgeHostsPath(bridge string) string {
+	dir := network.DefaultManager.StateDir
+	if dir == "" {
+		dir = network.DefaultStateDir
+	}
+	return filepath.Join(dir, "hosts", bridge)
+}
+
+// writeBridgeHosts rewrites, in place (binds follow the inode), the shared
+// hosts file of a bridge from the allocation state: every container on it,
+// att's own included when self is set.
+func writeBridgeHosts(bridge string, att *network.Attachment, self bool) error {
+	path := bridgeHostsPath(bridge)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	lock, err := os.OpenFile(path+".lock", os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
+		return err
+	}
+	peers, err := att.Peers()
+	if err != nil {
+		return err
+	}
+	var b strings.Builder
+	b.WriteString("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
+	if self {
+		for _, l := range strings.Split(string(att.Hosts()), "\n") {
+			if l != "" && !strings.Contains(l, "localhost") {
+				b.WriteString(l + "\n")
+			}
+		}
+	}
+	for _, p := range peers {
+		name := p.Hostname
+		if name == "" {
+			name = p.ID
+		} else if p.ID != name {
+			name += " " + p.ID
+		}
+		fmt.Fprintf(&b, "%s\t%s\n", p.Address, name)
+		if p.Address6.IsValid() {
+			fmt.Fprintf(&b, "%s\t%s\n", p.Address6, name)
+		}
+	}
+	if !self && len(peers) == 0 {
+		os.Remove(path + ".lock")
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		return nil
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := f.Truncate(0); err != nil {
+		return err
+	}
+	_, err = f.WriteAt([]byte(b.String()), 0)
+	return err
 }
 
 // Network returns the container's network attachment (nil unless the

@@ -20,10 +20,11 @@ type clone struct {
 
 // builder holds the state of one Setup run.
 type builder struct {
-	p      *Plan
-	rootfd int    // O_PATH fd of the new root mount
-	stage  string // host path where the new root (or scratch) hangs
-	closes []int
+	p       *Plan
+	rootfd  int    // O_PATH fd of the new root mount
+	stage   string // host path where the new root (or scratch) hangs
+	closes  []int
+	sources map[int]int // Files index -> detached clone of File.Source
 }
 
 func (b *builder) close() {
@@ -74,6 +75,22 @@ func Setup(p *Plan) error {
 			return stepErr("stat bind source", m.Source, err)
 		}
 		binds = append(binds, clone{fd: fd, dst: m.Destination, dir: st.Mode&unix.S_IFMT == unix.S_IFDIR})
+	}
+	// Host files bound over generated paths (a bridge's shared hosts).
+	b.sources = map[int]int{}
+	for i, f := range p.Files {
+		if f.Source == "" {
+			continue
+		}
+		fd, err := cloneTree(f.Source, false)
+		if err != nil {
+			return stepErr("clone file source", f.Source, err)
+		}
+		b.track(fd)
+		if err := setAttr(fd, unix.MOUNT_ATTR_RDONLY|unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOEXEC, false); err != nil {
+			return stepErr("make file read-only", f.Source, err)
+		}
+		b.sources[i] = fd
 	}
 	devClones, err := b.cloneDevices()
 	if err != nil {
@@ -667,6 +684,21 @@ func (b *builder) files() error {
 	}
 	defer unix.Close(dir)
 	for i, f := range b.p.Files {
+		if f.Source != "" {
+			t, err := b.target(f.Path, false)
+			if err != nil {
+				if errors.Is(err, unix.EROFS) || errors.Is(err, unix.EACCES) {
+					continue
+				}
+				return stepErr("create file mount point", f.Path, err)
+			}
+			err = unix.MoveMount(b.sources[i], "", t, "", unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_EMPTY_PATH)
+			unix.Close(t)
+			if err != nil {
+				return stepErr("bind file", f.Path, err)
+			}
+			continue
+		}
 		name := fmt.Sprintf("f%d", i)
 		mode := f.Mode
 		if mode == 0 {

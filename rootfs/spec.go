@@ -128,6 +128,9 @@ type File struct {
 	Path string `json:"path"`
 	Data []byte `json:"data"`
 	Mode uint32 `json:"mode,omitempty"`
+	// Source, when set, is a host file bound read-only over Path instead
+	// of Data (a file the host keeps up to date, like a bridge's hosts).
+	Source string `json:"source,omitempty"`
 }
 
 // Plan is everything Setup needs. The container runtime fills in the

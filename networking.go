@@ -194,6 +194,7 @@ func writeBridgeHosts(bridge string, att *network.Attachment, self bool) error {
 		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
+		os.Remove(filepath.Dir(path)) // the last bridge gone: nothing left
 		return nil
 	}
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY, 0o644)

@@ -16,6 +16,7 @@ type SetupError struct {
 	Err  error
 }
 
+// Error describes the failed step.
 func (e *SetupError) Error() string {
 	if e.Path != "" {
 		return fmt.Sprintf("vessel: %s %s: %v", e.Step, e.Path, e.Err)
@@ -23,6 +24,7 @@ func (e *SetupError) Error() string {
 	return fmt.Sprintf("vessel: %s: %v", e.Step, e.Err)
 }
 
+// Unwrap returns the cause, often a syscall.Errno.
 func (e *SetupError) Unwrap() error { return e.Err }
 
 // ConfigError is an invalid configuration: Field names the field at fault.
@@ -31,6 +33,7 @@ type ConfigError struct {
 	Reason string
 }
 
+// Error names the field and the reason.
 func (e *ConfigError) Error() string { return fmt.Sprintf("vessel: config %s: %s", e.Field, e.Reason) }
 
 // Errors a caller can test for with errors.Is.
@@ -77,6 +80,7 @@ func (s ExitStatus) Exited() bool { return s.Signal == 0 }
 // Success reports whether the process exited with code 0.
 func (s ExitStatus) Success() bool { return s.Signal == 0 && s.Code == 0 }
 
+// String reads like os/exec's "exit status 3" or "signal: killed".
 func (s ExitStatus) String() string {
 	var why string
 	switch {
@@ -101,6 +105,7 @@ type ExitError struct {
 	Status ExitStatus
 }
 
+// Error describes how the process ended.
 func (e *ExitError) Error() string { return "vessel: " + e.Status.String() }
 
 // Is matches the reason sentinels.

@@ -182,6 +182,7 @@ type Error struct {
 	Err  error
 }
 
+// Error describes the failed step.
 func (e *Error) Error() string {
 	if e.Path != "" {
 		return fmt.Sprintf("%s %s: %v", e.Step, e.Path, e.Err)
@@ -189,6 +190,7 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("%s: %v", e.Step, e.Err)
 }
 
+// Unwrap returns the cause.
 func (e *Error) Unwrap() error { return e.Err }
 
 func stepErr(step, p string, err error) error {

@@ -295,6 +295,7 @@ func (c *Conn) Expect(want string) (*Received, error) {
 // RemoteError wraps an ErrorInfo received from the peer.
 type RemoteError struct{ Info ErrorInfo }
 
+// Error describes the remote failure.
 func (e *RemoteError) Error() string {
 	return fmt.Sprintf("%s %s: %s", e.Info.Step, e.Info.Path, e.Info.Msg)
 }

@@ -82,6 +82,7 @@ type UsageError struct {
 	Reason  string
 }
 
+// Error names the command and what is wrong with its arguments.
 func (e *UsageError) Error() string {
 	return "probe " + e.Command + ": " + e.Reason
 }

@@ -125,6 +125,9 @@ type Config struct {
 // starting containers. An empty Group is $VESSEL_CGROUP_GROUP, else
 // "vessel"; an empty Name is the container's id.
 type CgroupConfig struct {
+	// Path, when set, is the cgroup's exact absolute path in every
+	// hierarchy ("/jobs/42"), overriding Parent, Group and Name.
+	Path   string `json:"path,omitempty"`
 	Parent string `json:"parent,omitempty"`
 	Group  string `json:"group,omitempty"`
 	Name   string `json:"name,omitempty"`

@@ -482,7 +482,7 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 		})
 	}
 	if ic.WaitProceed || len(ic.CreateContainerHooks) > 0 || hold {
-		ic.HookState = c.hookState("creating", 0)
+		ic.HookState = c.hookState("created", 0)
 	}
 	cmd := &exec.Cmd{
 		Path:        exe,
@@ -540,7 +540,7 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 				return fail(err)
 			}
 			if h := c.cfg.Hooks; h != nil {
-				state := c.hookState("creating", cmd.Process.Pid)
+				state := c.hookState("created", cmd.Process.Pid)
 				if err := runHooks(append(append([]Hook{}, h.Prestart...), h.CreateRuntime...), state); err != nil {
 					return fail(&SetupError{Step: "createRuntime hook", Err: err})
 				}

@@ -239,3 +239,7 @@ func interfaceEqual(a, b io.Writer) (eq bool) {
 	}()
 	return a == b
 }
+
+// Console returns the process's pseudo-terminal master (Command.TTY), for
+// callers that copy it themselves; nil without a terminal.
+func (p *Process) Console() *os.File { return p.pty }

@@ -59,7 +59,7 @@ type HookState struct {
 }
 
 // OCIVersion is the runtime-spec version vessel implements.
-const OCIVersion = "1.2.0"
+const OCIVersion = "1.3.0"
 
 func (c *Container) hookState(status string, pid int) []byte {
 	b, _ := json.Marshal(HookState{OCIVersion: OCIVersion, ID: c.id, Status: status, Pid: pid, Bundle: c.cfg.Bundle, Annotations: c.cfg.Annotations})

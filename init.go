@@ -511,7 +511,9 @@ func (in *initState) reap() {
 		if pid == in.main {
 			in.broadcast(exit, 0)
 			in.killAll()
-			os.Exit(0)
+			// Exit with the main process's code (128+N for signal N), so a
+			// supervisor that only waits for the init (an OCI shim) sees it.
+			os.Exit(exit.Exit.Code)
 		}
 		if in.conns[ref.conn] {
 			_ = ref.conn.Send(exit)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"strings"
 	"sync"
 	"time"
@@ -272,6 +273,9 @@ func (c *Container) cgroupOptions() cgroups.Options {
 }
 
 func cgroupOptions(id string, cc CgroupConfig, r *limits.Resources) cgroups.Options {
+	if p := strings.Trim(path.Clean("/"+cc.Path), "/"); cc.Path != "" && p != "" {
+		return cgroups.Options{Name: p, Parent: "/", Resources: r}
+	}
 	group, name := cc.Group, cc.Name
 	if group == "" {
 		group = os.Getenv("VESSEL_CGROUP_GROUP")

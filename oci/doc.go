@@ -21,7 +21,8 @@
 //
 // Layering: unlike the other subpackages, oci sits above the root package,
 // as cmd/vessel does: it imports github.com/openvessel/vessel, and the root
-// package must never import oci. oci must not start containers, touch the
-// host, or keep state of its own; it only converts and reads or writes
-// bundle files.
+// package must never import oci. oci must not start containers; besides
+// converting and reading or writing bundle files, it keeps the OCI
+// runtime's per-container state records under a root directory
+// (state.go: atomic writes, a lock per container), and nothing else.
 package oci

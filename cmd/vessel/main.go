@@ -20,6 +20,10 @@ func usage() {
 
 commands:
   run [flags] -- CMD ARGS...   run a command in a new container
+  run|create ID --bundle DIR   OCI runtime (runc's command line): also spec,
+                               start, state, kill, delete, exec, ps, list,
+                               pause, resume, update, events, features; global
+                               flags --root, --log, --log-format, --systemd-cgroup
   version                      print the version
 
 Run 'vessel COMMAND -h' for a command's flags.
@@ -30,13 +34,24 @@ Run 'vessel COMMAND -h' for a command's flags.
 var Version = "0.1.0-dev"
 
 func dispatch(args []string) int {
+	g, args, err := parseGlobal(args)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "vessel: %v\n", err)
+		return 1
+	}
 	if len(args) == 0 {
 		usage()
 		return 2
 	}
 	switch args[0] {
 	case "run":
+		if isOCIRun(g, args[1:]) {
+			return ociRun(g, args[1:])
+		}
 		return cmdRun(args[1:])
+	case "spec", "create", "start", "state", "kill", "delete", "exec", "ps", "list",
+		"pause", "resume", "update", "events", "features":
+		return ociDispatch(g, args[0], args[1:])
 	case "version", "--version", "-v":
 		fmt.Printf("vessel version %s\n", Version)
 		return 0

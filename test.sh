@@ -28,6 +28,7 @@ declare -A need=(
 	[runc]=runc
 	[newuidmap]=uidmap
 	[debootstrap]=debootstrap
+	[podman]=podman
 )
 missing=()
 for tool in "${!need[@]}"; do

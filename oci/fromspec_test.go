@@ -429,18 +429,13 @@ func TestFromSpecErrors(t *testing.T) {
 		{"noatime option", func(s *specs.Spec) {
 			s.Mounts = append(s.Mounts, specs.Mount{Destination: "/x", Type: "tmpfs", Options: []string{"noatime"}})
 		}, "mounts[7].options", true},
-		{"strictatime elsewhere", func(s *specs.Spec) {
-			s.Mounts = append(s.Mounts, specs.Mount{Destination: "/x", Type: "tmpfs", Options: []string{"strictatime"}})
-		}, "mounts[7].options", true},
 		{"idmapped mount", func(s *specs.Spec) {
 			s.Mounts = append(s.Mounts, specs.Mount{Destination: "/x", Source: "/y", Options: []string{"rbind"}, UIDMappings: []specs.LinuxIDMapping{{Size: 1}}})
 		}, "mounts[7].uidMappings", true},
 		{"cgroup v1 elsewhere", func(s *specs.Spec) {
 			s.Mounts = append(s.Mounts, specs.Mount{Destination: "/cg", Type: "cgroup", Source: "cgroup"})
 		}, "mounts[7].type", true},
-		{"cgroup rw at /sys/fs/cgroup", func(s *specs.Spec) { s.Mounts[6].Options = []string{"nosuid"} }, "mounts[6].type", true},
 		{"cgroup below a sysfs of the spec's own", func(s *specs.Spec) { s.Mounts[5].Options = nil }, "mounts[6].type", true},
-		{"other /dev", func(s *specs.Spec) { s.Mounts[1].Options = []string{"nosuid", "mode=755", "size=1m"} }, "mounts[1]", true},
 		{"stacked mounts", func(s *specs.Spec) {
 			s.Mounts = append(s.Mounts, specs.Mount{Destination: "/x", Type: "tmpfs"}, specs.Mount{Destination: "/x/", Type: "tmpfs"})
 		}, "mounts[8].destination", true},

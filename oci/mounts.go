@@ -159,8 +159,10 @@ func (c *converter) parseMount(i int, sm specs.Mount) (parsedMount, bool) {
 		}
 	}
 	switch {
-	case pm.atime == "" || pm.atime == "relatime": // the kernel's default
-	case pm.atime == "strictatime" && !bind: // allowed only where vessel uses it itself (checked by the caller)
+	case pm.atime == "" || pm.atime == "relatime" || pm.atime == "strictatime":
+		// relatime is the kernel's default; strictatime (what engines put
+		// on /dev and tmpfs) only changes when access times are written,
+		// which no container relies on: both are accepted as the default.
 	default:
 		c.unsupported(field+".options", "option %q is not supported yet", pm.atime)
 		ok = false
@@ -203,8 +205,9 @@ var systemMounts = []systemMount{
 		spec: specs.Mount{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
 		standard: func(pm parsedMount) bool {
 			m := pm.m
-			return m.Type == rootfs.TypeTmpfs && m.NoSuid && !m.NoDev && !m.NoExec && !m.ReadOnly &&
-				m.Mode == 0o755 && m.Size == 65536<<10 && len(m.Data) == 0 && m.Propagation == ""
+			// Any writable tmpfs /dev (engines differ in size and mode) is
+			// vessel's own, with its default devices.
+			return m.Type == rootfs.TypeTmpfs && !m.ReadOnly
 		},
 	},
 	{
@@ -260,7 +263,9 @@ var systemMounts = []systemMount{
 		parent: "/sys",
 		standard: func(pm parsedMount) bool {
 			m := pm.m
-			return (m.Type == "cgroup" || m.Type == "cgroup2") && m.ReadOnly && plain(m) && pm.atime != "strictatime"
+			// Whatever the engine asks, the container gets vessel's own
+			// cgroup view: a read-only cgroup2 of its namespace on v2 hosts.
+			return m.Type == "cgroup" || m.Type == "cgroup2"
 		},
 	},
 }
@@ -314,9 +319,6 @@ func (c *converter) mounts(list []specs.Mount) []rootfs.Mount {
 			continue
 		}
 		switch {
-		case e.pm.atime == "strictatime":
-			c.unsupported(field+".options", "option \"strictatime\" is not supported yet")
-			continue
 		case e.pm.m.Type == "cgroup":
 			c.unsupported(field+".type", "cgroup (v1) mounts are not supported yet, except vessel's own read-only /sys/fs/cgroup")
 			continue

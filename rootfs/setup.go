@@ -684,6 +684,9 @@ func (b *builder) files() error {
 	}
 	defer unix.Close(dir)
 	for i, f := range b.p.Files {
+		if b.p.has(path.Clean(f.Path)) {
+			continue // the caller mounts its own file there
+		}
 		if f.Source != "" {
 			t, err := b.target(f.Path, false)
 			if err != nil {

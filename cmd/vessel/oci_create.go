@@ -341,7 +341,7 @@ func (g *globalOpts) createContainer(id string, o *createOpts, start bool) (int,
 	}
 	if !start {
 		if o.pidFile != "" {
-			if err := writePidFile(o.pidFile, state.Pid); err != nil {
+			if err := writePidFile(o.pidFile, state.InitPid); err != nil {
 				g.destroyRecord(rec)
 				return discard("--pid-file: %v", err), false
 			}
@@ -357,7 +357,7 @@ func (g *globalOpts) createContainer(id string, o *createOpts, start bool) (int,
 		log.warnf("%v", err)
 	}
 	if o.pidFile != "" {
-		if err := writePidFile(o.pidFile, state.Pid); err != nil {
+		if err := writePidFile(o.pidFile, state.InitPid); err != nil {
 			g.destroyRecord(rec)
 			return discard("--pid-file: %v", err), false
 		}

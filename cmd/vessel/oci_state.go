@@ -178,12 +178,15 @@ func lockBusy(rec *oci.Record, g *globalOpts) bool {
 	return false
 }
 
-// pidOf is the pid the state reports: the main process's while it lives.
+// pidOf is the pid the state reports: the container's PID 1, vessel's
+// init, which forwards signals to the main process and exits with its
+// code, so a supervisor that waits for it (podman's conmon, containerd's
+// shim) sees the container's exit status.
 func (g *globalOpts) pidOf(rec *oci.Record, status specs.ContainerState) int {
 	if status == specs.StateStopped || status == specs.StateCreating {
 		return 0
 	}
-	return rec.Main.Pid
+	return rec.Init.Pid
 }
 
 // destroyRecord removes everything container rec holds on the host: its

@@ -171,6 +171,10 @@ func cgroupPlacement(p string, cc vessel.CgroupConfig) vessel.CgroupConfig {
 	clean := path.Clean(p)
 	rel := strings.TrimPrefix(clean, "/")
 	parts := strings.Split(rel, "/")
+	if p != "" && rel != "" && len(parts) == 1 && path.IsAbs(clean) {
+		// "/name": exactly there, at the top of every hierarchy.
+		return vessel.CgroupConfig{Path: clean, Disabled: cc.Disabled}
+	}
 	if p == "" || len(parts) < 2 {
 		return cc
 	}
@@ -184,6 +188,9 @@ func cgroupPlacement(p string, cc vessel.CgroupConfig) vessel.CgroupConfig {
 // cgroupName is the library's cgroup name for a placement (see
 // vessel.CgroupConfig): GROUP/NAME below the parent.
 func cgroupName(id string, cc vessel.CgroupConfig) string {
+	if cc.Path != "" {
+		return strings.Trim(path.Clean(cc.Path), "/")
+	}
 	group, name := cc.Group, cc.Name
 	if group == "" {
 		group = "vessel"
@@ -266,7 +273,11 @@ func (g *globalOpts) createContainer(id string, o *createOpts, start bool) (int,
 	if !cfg.Cgroup.Disabled {
 		// Where the cgroup goes depends on this process's own cgroups when
 		// the path is relative: work it out here, for delete to find it.
-		m, err := cgroups.New(cgroups.Options{Name: cgroupName(id, cfg.Cgroup), Parent: cfg.Cgroup.Parent})
+		parent := cfg.Cgroup.Parent
+		if cfg.Cgroup.Path != "" {
+			parent = "/"
+		}
+		m, err := cgroups.New(cgroups.Options{Name: cgroupName(id, cfg.Cgroup), Parent: parent})
 		if err != nil {
 			return discard("linux.cgroupsPath: %v", err), false
 		}

@@ -70,14 +70,18 @@ func (c *Container) hookState(status string, pid int) []byte {
 // stops them.
 func runHooks(hooks []Hook, state []byte) error {
 	for _, h := range hooks {
-		if err := runHook(h, state); err != nil {
+		if err := RunHook(h, state); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func runHook(h Hook, state []byte) error {
+// RunHook runs one hook with state on its stdin, as the runtime spec says:
+// its own environment only, killed after its timeout. The library runs
+// hooks itself; RunHook serves programs that drive a container's life in
+// several steps (an OCI runtime's start and delete).
+func RunHook(h Hook, state []byte) error {
 	ctx := context.Background()
 	if h.Timeout > 0 {
 		var cancel context.CancelFunc

@@ -525,7 +525,7 @@ func ociStart(g *globalOpts, args []string) int {
 	}
 	if h := rec.Config.Hooks; h != nil {
 		for _, hk := range h.Poststart {
-			if err := runHook(hk, hookState(rec, specs.StateRunning, rec.Main.Pid)); err != nil {
+			if err := vessel.RunHook(hk, hookState(rec, specs.StateRunning, rec.Main.Pid)); err != nil {
 				g.logger().warnf("poststart hook: %v", err)
 			}
 		}

@@ -4,8 +4,6 @@ package main
 // hooks, destruction, and runc's state, list, kill, delete, pause, resume.
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -13,7 +11,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -70,35 +67,6 @@ func (w logLines) Write(p []byte) (int, error) {
 
 func newSlogLogger(l *cliLog) *slog.Logger {
 	return slog.New(slog.NewTextHandler(logLines{l}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-// runHook runs one hook with the state on its stdin, as the runtime spec
-// says: its own environment only, killed after its timeout.
-func runHook(h vessel.Hook, state []byte) error {
-	ctx := context.Background()
-	if h.Timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, h.Timeout)
-		defer cancel()
-	}
-	cmd := exec.CommandContext(ctx, h.Path)
-	if len(h.Args) > 0 {
-		cmd.Args = h.Args
-	}
-	cmd.Env = h.Env
-	if cmd.Env == nil {
-		cmd.Env = []string{}
-	}
-	cmd.Stdin = bytes.NewReader(state)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
-		if ctx.Err() != nil {
-			return fmt.Errorf("%s timed out after %v", h.Path, h.Timeout)
-		}
-		return fmt.Errorf("%s: %v: %s", h.Path, err, bytes.TrimSpace(out.Bytes()))
-	}
-	return nil
 }
 
 // lockedRecord locks container id and loads its record. On failure it
@@ -492,7 +460,7 @@ func ociDelete(g *globalOpts, args []string) int {
 	err = g.destroyRecord(rec)
 	if rec.Config != nil && rec.Config.Hooks != nil && rec.Init.Pid != 0 {
 		for _, h := range rec.Config.Hooks.Poststop {
-			if herr := runHook(h, hookState(rec, specs.StateStopped, 0)); herr != nil {
+			if herr := vessel.RunHook(h, hookState(rec, specs.StateStopped, 0)); herr != nil {
 				g.logger().warnf("poststop hook: %v", herr)
 			}
 		}

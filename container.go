@@ -427,7 +427,7 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 		return &SetupError{Step: "socketpair", Err: err}
 	}
 	ns := c.cfg.Namespaces
-	sys := &syscall.SysProcAttr{Cloneflags: ns.CloneFlags()}
+	sys := &syscall.SysProcAttr{Cloneflags: ns.CloneFlags(), Setsid: true}
 	if !c.Detached {
 		sys.Pdeathsig = syscall.SIGKILL
 	}
@@ -566,6 +566,14 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 			closeFiles(idmapped)
 			if err != nil {
 				return fail(&SetupError{Step: "send proceed", Err: err})
+			}
+			continue
+		case typeControl:
+			if n, ok := swapControl(ctl, r); ok {
+				ctl = n
+				c.mu.Lock()
+				c.ctl = n
+				c.mu.Unlock()
 			}
 			continue
 		case initproto.TypePTY:

@@ -213,6 +213,9 @@ func runInit() {
 			exitWith(conn, "unshare cgroup namespace", "", err)
 		}
 	}
+	if err := rebindControl(conn); err != nil {
+		exitWith(conn, "control socket", "", err)
+	}
 	if cfg.NewTimeNS {
 		if err := namespaces.UnshareTime(cfg.TimeOffsets); err != nil {
 			exitWith(conn, "create time namespace", "/proc/self/timens_offsets", err)

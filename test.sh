@@ -40,6 +40,9 @@ if [ ${#missing[@]} -gt 0 ]; then
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+echo "== CRIU in a private prefix (.ci/install-criu.sh)"
+.ci/install-criu.sh
+
 echo "== gofmt, vet, static build"
 unformatted=$(gofmt -l .)
 if [ -n "$unformatted" ]; then

@@ -52,6 +52,9 @@ func dispatch(args []string) int {
 	case "spec", "create", "start", "state", "kill", "delete", "exec", "ps", "list",
 		"pause", "resume", "update", "events", "features":
 		return ociDispatch(g, args[0], args[1:])
+	case "checkpoint", "restore", "migrate", "receive":
+		return map[string]func([]string) int{"checkpoint": cmdCheckpoint, "restore": cmdRestore,
+			"migrate": cmdMigrate, "receive": cmdReceive}[args[0]](args[1:])
 	case "version", "--version", "-v":
 		fmt.Printf("vessel version %s\n", Version)
 		return 0

@@ -1,0 +1,531 @@
+package checkpoint
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
+
+	critstats "github.com/checkpoint-restore/go-criu/v7/crit/images/stats"
+	"github.com/checkpoint-restore/go-criu/v7/rpc"
+)
+
+// CgroupMode says what CRIU does with the cgroups of the tree.
+type CgroupMode int
+
+// Cgroup modes (CRIU's --manage-cgroups).
+const (
+	// CgroupSoft (the default) restores cgroup properties only into
+	// cgroups that CRIU creates, and tasks into their cgroups.
+	CgroupSoft CgroupMode = iota
+	// CgroupIgnore leaves cgroups alone: restored tasks stay in the
+	// cgroups of the restoring process.
+	CgroupIgnore
+	// CgroupProps restores properties but creates no cgroups.
+	CgroupProps
+	// CgroupFull restores properties into every cgroup.
+	CgroupFull
+	// CgroupStrict is CgroupFull, failing when a cgroup exists already.
+	CgroupStrict
+)
+
+func (m CgroupMode) rpc() rpc.CriuCgMode {
+	switch m {
+	case CgroupIgnore:
+		return rpc.CriuCgMode_IGNORE
+	case CgroupProps:
+		return rpc.CriuCgMode_PROPS
+	case CgroupFull:
+		return rpc.CriuCgMode_FULL
+	case CgroupStrict:
+		return rpc.CriuCgMode_STRICT
+	}
+	return rpc.CriuCgMode_SOFT
+}
+
+// NetworkLock is how CRIU keeps a dumped tree's TCP peers from seeing
+// resets while the tree is stopped.
+type NetworkLock int
+
+// Network lock methods.
+const (
+	// LockDefault is CRIU's default (iptables).
+	LockDefault NetworkLock = iota
+	// LockIptables uses iptables rules; needs the iptables tools.
+	LockIptables
+	// LockNftables uses an nftables table (CRIU built with libnftables).
+	LockNftables
+	// LockSkip does not lock: the caller keeps peers away itself.
+	LockSkip
+)
+
+// InheritFD hands a descriptor of the caller to a restored tree in place
+// of a file CRIU did not dump (an external pipe, socket, file or
+// namespace, named by Key as CRIU prints it: "pipe:[1234]",
+// "socket:[5678]", "net:[4026531992]", or a key given at dump).
+type InheritFD struct {
+	Key  string
+	File *os.File
+}
+
+// Options configures one CRIU operation. The zero value plus ImagesDir
+// dumps or restores a tree that CRIU can handle alone.
+type Options struct {
+	// CriuPath is the criu binary. Empty: $VESSEL_CRIU, then
+	// DefaultCriuPath, then criu in PATH.
+	CriuPath string
+	// ImagesDir holds the images: written by Dump and PreDump (created if
+	// missing), read by Restore (must exist).
+	ImagesDir string
+	// WorkDir receives CRIU's log and temporary files; empty: ImagesDir.
+	WorkDir string
+	// LogFile is the name of CRIU's log in WorkDir; empty: "<op>.log".
+	LogFile string
+	// LogLevel is CRIU's verbosity, 0-4; 0 means 4 (everything).
+	LogLevel int
+
+	// ParentImages is the images directory of the previous pre-dump
+	// (absolute, or relative to ImagesDir): only memory changed since
+	// then is written.
+	ParentImages string
+	// TrackMemory makes the kernel track dirty memory from this dump on,
+	// for a later dump with ParentImages. Pre-dumps always track.
+	TrackMemory bool
+	// AutoDedup punches holes in parent images for pages this dump
+	// rewrites.
+	AutoDedup bool
+
+	// LeaveRunning lets the tree continue after Dump; otherwise CRIU
+	// kills it once the images are complete.
+	LeaveRunning bool
+	// TCPEstablished dumps established TCP connections (with TCP repair)
+	// instead of failing on them.
+	TCPEstablished bool
+	// NetworkLock is how connections are kept quiet while stopped.
+	NetworkLock NetworkLock
+	// ShellJob lets the tree's session and process group lie outside it;
+	// on restore they become the restoring process's.
+	ShellJob bool
+	// FileLocks dumps and restores file locks.
+	FileLocks bool
+	// LinkRemap allows dumping files that were unlinked but are open.
+	LinkRemap bool
+	// ExtUnixSockets allows unix sockets whose peer is outside the tree.
+	ExtUnixSockets bool
+	// External lists CRIU --external entries; build them with
+	// ExternalMount, ExternalMountSource, ExternalFile, ExternalUnix and
+	// ExternalNetns.
+	External []string
+	// InheritFDs (Restore) replace external files with the caller's.
+	InheritFDs []InheritFD
+	// FreezeCgroup is a freezer cgroup directory holding exactly the
+	// tree: CRIU freezes it instead of stopping tasks one by one (faster
+	// for big trees, and needed for a paused tree, which it leaves frozen).
+	FreezeCgroup string
+	// Cgroups is what CRIU does with cgroups.
+	Cgroups CgroupMode
+	// CgroupRoots (Restore) moves the tree's cgroups: controller (as in
+	// /proc/self/cgroup, "" for all) -> path to use as the tree's root.
+	CgroupRoots map[string]string
+
+	// Root (Restore) is the directory that becomes the restored mount
+	// namespace's root.
+	Root string
+	// RestoreSibling (Restore) makes the restored root a child of the
+	// caller's process instead of criu's (the caller must then reap it).
+	RestoreSibling bool
+	// StartCriu, when set, starts the criu command instead of cmd.Start:
+	// with RestoreSibling the restored root's parent is the thread that
+	// started criu, which matters for a parent-death signal.
+	StartCriu func(cmd *exec.Cmd) error
+
+	// Notify, when set, is called for each of CRIU's notifications
+	// ("setup-namespaces", "post-restore", "network-lock", ...) with the
+	// pid CRIU gives (the restored root's for "setup-namespaces" and
+	// "post-restore"). An error fails the operation.
+	Notify func(event string, pid int) error
+}
+
+// Stats describes a finished dump or restore.
+type Stats struct {
+	// Op is "dump", "pre-dump" or "restore".
+	Op string `json:"op"`
+	// Duration is the whole operation, wall clock, criu start included.
+	Duration time.Duration `json:"duration"`
+	// FreezeTime is how long the tree was stopped (dump: CRIU's frozen
+	// time, freezing included).
+	FreezeTime time.Duration `json:"freezeTime,omitempty"`
+	// MemoryDumpTime is the part of FreezeTime spent copying memory.
+	MemoryDumpTime time.Duration `json:"memoryDumpTime,omitempty"`
+	// PagesWritten and PagesSkipped count memory pages written and
+	// skipped because a parent image holds them already.
+	PagesWritten uint64 `json:"pagesWritten,omitempty"`
+	PagesSkipped uint64 `json:"pagesSkipped,omitempty"`
+	// RestoreTime is CRIU's own restore time (Restore).
+	RestoreTime time.Duration `json:"restoreTime,omitempty"`
+	// Bytes is the size of the images this operation wrote (dump) or read.
+	Bytes int64 `json:"bytes"`
+}
+
+func (o *Options) criuOpts(op string, imagesFD, workFD int) *rpc.CriuOpts {
+	lvl := o.LogLevel
+	if lvl <= 0 {
+		lvl = 4
+	}
+	logFile := o.LogFile
+	if logFile == "" {
+		logFile = op + ".log"
+	}
+	co := &rpc.CriuOpts{
+		ImagesDirFd:    proto.Int32(int32(imagesFD)),
+		WorkDirFd:      proto.Int32(int32(workFD)),
+		LogLevel:       proto.Int32(int32(lvl)),
+		LogFile:        proto.String(logFile),
+		LeaveRunning:   proto.Bool(o.LeaveRunning),
+		TcpEstablished: proto.Bool(o.TCPEstablished),
+		ShellJob:       proto.Bool(o.ShellJob),
+		FileLocks:      proto.Bool(o.FileLocks),
+		LinkRemap:      proto.Bool(o.LinkRemap),
+		ExtUnixSk:      proto.Bool(o.ExtUnixSockets),
+		External:       append([]string(nil), o.External...),
+		ManageCgroups:  proto.Bool(o.Cgroups != CgroupIgnore),
+		AutoDedup:      proto.Bool(o.AutoDedup),
+		TrackMem:       proto.Bool(o.TrackMemory || op == "pre-dump"),
+		NotifyScripts:  proto.Bool(true),
+	}
+	mode := o.Cgroups.rpc()
+	co.ManageCgroupsMode = &mode
+	switch o.NetworkLock {
+	case LockIptables:
+		co.NetworkLock = rpc.CriuNetworkLockMethod_IPTABLES.Enum()
+	case LockNftables:
+		co.NetworkLock = rpc.CriuNetworkLockMethod_NFTABLES.Enum()
+	case LockSkip:
+		co.NetworkLock = rpc.CriuNetworkLockMethod_SKIP.Enum()
+	}
+	if o.FreezeCgroup != "" {
+		co.FreezeCgroup = proto.String(o.FreezeCgroup)
+	}
+	return co
+}
+
+func (o *Options) notify() notifyFunc {
+	if o.Notify == nil {
+		return nil
+	}
+	return func(script string, pid int, _ []*os.File) error { return o.Notify(script, pid) }
+}
+
+// openDirs opens the images and work directories as descriptors CRIU
+// reaches through /proc/<our pid>/fd.
+func (o *Options) openDirs(create bool) (images, work *os.File, err error) {
+	if o.ImagesDir == "" {
+		return nil, nil, errors.New("checkpoint: Options.ImagesDir: empty")
+	}
+	if create {
+		if err := os.MkdirAll(o.ImagesDir, 0o700); err != nil {
+			return nil, nil, fmt.Errorf("checkpoint: Options.ImagesDir: %w", err)
+		}
+	}
+	images, err = os.Open(o.ImagesDir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("checkpoint: Options.ImagesDir: %w", err)
+	}
+	if fi, err := images.Stat(); err != nil || !fi.IsDir() {
+		images.Close()
+		return nil, nil, fmt.Errorf("checkpoint: Options.ImagesDir: %s is not a directory", o.ImagesDir)
+	}
+	wd := o.WorkDir
+	if wd == "" {
+		return images, images, nil
+	}
+	if err := os.MkdirAll(wd, 0o700); err != nil {
+		images.Close()
+		return nil, nil, fmt.Errorf("checkpoint: Options.WorkDir: %w", err)
+	}
+	work, err = os.Open(wd)
+	if err != nil {
+		images.Close()
+		return nil, nil, fmt.Errorf("checkpoint: Options.WorkDir: %w", err)
+	}
+	return images, work, nil
+}
+
+func (o *Options) logPath(op string) string {
+	dir := o.WorkDir
+	if dir == "" {
+		dir = o.ImagesDir
+	}
+	name := o.LogFile
+	if name == "" {
+		name = op + ".log"
+	}
+	return filepath.Join(dir, name)
+}
+
+// Dump writes the process tree rooted at pid to opts.ImagesDir. Unless
+// opts.LeaveRunning, the tree is gone when Dump returns successfully; on
+// failure it keeps running.
+func Dump(ctx context.Context, pid int, opts *Options) (*Stats, error) {
+	return dump(ctx, "dump", pid, opts)
+}
+
+// PreDump writes the tree's memory to opts.ImagesDir while the tree keeps
+// running (it is stopped only while its memory is copied into pipes), and
+// starts tracking which pages change from now on. A later PreDump or Dump
+// with ParentImages set to this directory writes only the pages changed
+// since.
+func PreDump(ctx context.Context, pid int, opts *Options) (*Stats, error) {
+	return dump(ctx, "pre-dump", pid, opts)
+}
+
+func dump(ctx context.Context, op string, pid int, opts *Options) (*Stats, error) {
+	if pid <= 0 {
+		return nil, fmt.Errorf("checkpoint: pid %d: not a process id", pid)
+	}
+	if opts == nil {
+		return nil, errors.New("checkpoint: nil Options")
+	}
+	if err := unix.Kill(pid, 0); err != nil {
+		return nil, fmt.Errorf("checkpoint: pid %d: %w", pid, err)
+	}
+	path, err := resolveCriu(opts.CriuPath)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := CriuVersion(ctx, path); err != nil {
+		return nil, err
+	}
+	images, work, err := opts.openDirs(true)
+	if err != nil {
+		return nil, err
+	}
+	defer images.Close()
+	defer work.Close()
+	co := opts.criuOpts(op, int(images.Fd()), int(work.Fd()))
+	co.Pid = proto.Int32(int32(pid))
+	tracking := MemoryTracking(ctx, path)
+	if !tracking && op == "pre-dump" {
+		return nil, ErrNoMemoryTracking
+	}
+	if !tracking {
+		// Without the kernel's soft-dirty bits a pre-dump still copies
+		// memory while the tree runs, but the final dump cannot tell what
+		// changed since: it writes everything, parent or not.
+		co.TrackMem = proto.Bool(false)
+	}
+	if opts.ParentImages != "" && tracking {
+		rel, err := relParent(opts.ImagesDir, opts.ParentImages)
+		if err != nil {
+			return nil, fmt.Errorf("checkpoint: Options.ParentImages: %w", err)
+		}
+		if _, err := os.Stat(filepath.Join(opts.ImagesDir, rel)); err != nil {
+			return nil, fmt.Errorf("checkpoint: Options.ParentImages: %w", err)
+		}
+		co.ParentImg = proto.String(rel)
+		co.TrackMem = proto.Bool(true)
+	}
+	typ := rpc.CriuReqType_DUMP
+	if op == "pre-dump" {
+		typ = rpc.CriuReqType_PRE_DUMP
+		co.LeaveRunning = nil
+	}
+	before := dirSize(opts.ImagesDir)
+	start := time.Now()
+	resp, err := swrk(ctx, path, &rpc.CriuReq{Type: typ.Enum(), Opts: co}, nil, opts.notify(), opts.StartCriu)
+	if err != nil {
+		return nil, err
+	}
+	if !resp.GetSuccess() {
+		return nil, criuFailure(op, resp, opts.logPath(op))
+	}
+	st := &Stats{Op: op, Duration: time.Since(start), Bytes: dirSize(opts.ImagesDir) - before}
+	if ds := readStats(opts.ImagesDir, "stats-dump").GetDump(); ds != nil {
+		st.FreezeTime = time.Duration(ds.GetFreezingTime()+ds.GetFrozenTime()) * time.Microsecond
+		st.MemoryDumpTime = time.Duration(ds.GetMemdumpTime()) * time.Microsecond
+		st.PagesWritten = ds.GetPagesWritten()
+		st.PagesSkipped = ds.GetPagesSkippedParent()
+	}
+	return st, nil
+}
+
+// ErrNoMemoryTracking is returned by PreDump when the kernel cannot track
+// dirty memory (no soft-dirty bits: CONFIG_MEM_SOFT_DIRTY is off), which
+// CRIU's pre-dump requires.
+var ErrNoMemoryTracking = errors.New("checkpoint: pre-dump needs dirty memory tracking, which this kernel lacks (CONFIG_MEM_SOFT_DIRTY)")
+
+var (
+	trackMu    sync.Mutex
+	trackCache = map[string]bool{}
+)
+
+// MemoryTracking reports whether criu and the kernel can track dirty
+// memory (soft-dirty bits, CONFIG_MEM_SOFT_DIRTY), which makes pre-dumps
+// shorten the final dump. Without it pre-dumps still work but save
+// nothing.
+func MemoryTracking(ctx context.Context, criuPath string) bool {
+	path, err := resolveCriu(criuPath)
+	if err != nil {
+		return false
+	}
+	trackMu.Lock()
+	v, ok := trackCache[path]
+	trackMu.Unlock()
+	if ok {
+		return v
+	}
+	resp, err := swrk(ctx, path, &rpc.CriuReq{Type: rpc.CriuReqType_FEATURE_CHECK.Enum(), Features: &rpc.CriuFeatures{MemTrack: proto.Bool(true)}}, nil, nil, nil)
+	v = err == nil && resp.GetSuccess() && resp.GetFeatures().GetMemTrack()
+	if err == nil {
+		trackMu.Lock()
+		trackCache[path] = v
+		trackMu.Unlock()
+	}
+	return v
+}
+
+// Restore brings back the tree saved in opts.ImagesDir and returns the
+// host pid of its root. The root is a child of criu, which exits before
+// Restore returns: the caller sees the tree only if it is a child
+// subreaper (prctl PR_SET_CHILD_SUBREAPER) or sets RestoreSibling. On
+// failure nothing of the tree keeps running.
+func Restore(ctx context.Context, opts *Options) (int, *Stats, error) {
+	if opts == nil {
+		return 0, nil, errors.New("checkpoint: nil Options")
+	}
+	if opts.ImagesDir == "" {
+		return 0, nil, errors.New("checkpoint: Options.ImagesDir: empty")
+	}
+	if _, err := os.Stat(filepath.Join(opts.ImagesDir, "inventory.img")); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return 0, nil, fmt.Errorf("checkpoint: Options.ImagesDir: %s holds no checkpoint (no inventory.img)", opts.ImagesDir)
+		}
+		return 0, nil, fmt.Errorf("checkpoint: Options.ImagesDir: %w", err)
+	}
+	path, err := resolveCriu(opts.CriuPath)
+	if err != nil {
+		return 0, nil, err
+	}
+	if _, err := CriuVersion(ctx, path); err != nil {
+		return 0, nil, err
+	}
+	images, work, err := opts.openDirs(false)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer images.Close()
+	defer work.Close()
+	co := opts.criuOpts("restore", int(images.Fd()), int(work.Fd()))
+	co.TrackMem, co.AutoDedup, co.LeaveRunning = nil, nil, nil
+	if opts.Root != "" {
+		co.Root = proto.String(opts.Root)
+	}
+	co.RstSibling = proto.Bool(opts.RestoreSibling)
+	for ctrl, p := range opts.CgroupRoots {
+		r := &rpc.CgroupRoot{Path: proto.String(p)}
+		if ctrl != "" {
+			r.Ctrl = proto.String(ctrl)
+		}
+		co.CgRoot = append(co.CgRoot, r)
+	}
+	var files []*os.File
+	for _, in := range opts.InheritFDs {
+		if in.File == nil || in.Key == "" {
+			return 0, nil, fmt.Errorf("checkpoint: Options.InheritFDs: entry %q without key or file", in.Key)
+		}
+		co.InheritFd = append(co.InheritFd, &rpc.InheritFd{Key: proto.String(in.Key), Fd: proto.Int32(int32(4 + len(files)))})
+		files = append(files, in.File)
+	}
+	start := time.Now()
+	resp, err := swrk(ctx, path, &rpc.CriuReq{Type: rpc.CriuReqType_RESTORE.Enum(), Opts: co}, files, opts.notify(), opts.StartCriu)
+	if err != nil {
+		return 0, nil, err
+	}
+	if !resp.GetSuccess() {
+		return 0, nil, criuFailure("restore", resp, opts.logPath("restore"))
+	}
+	st := &Stats{Op: "restore", Duration: time.Since(start), Bytes: dirSize(opts.ImagesDir)}
+	if rs := readStats(opts.ImagesDir, "stats-restore").GetRestore(); rs != nil {
+		st.RestoreTime = time.Duration(rs.GetRestoreTime()+rs.GetForkingTime()) * time.Microsecond
+	}
+	return int(resp.GetRestore().GetPid()), st, nil
+}
+
+func criuFailure(op string, resp *rpc.CriuResp, logPath string) error {
+	e := &CriuError{Op: op, Msg: resp.GetCrErrmsg(), Log: logErrors(logPath), LogFile: logPath}
+	if n := resp.GetCrErrno(); n != 0 {
+		e.Errno = syscall.Errno(n)
+	}
+	return e
+}
+
+// dirSize is the total size of the regular files under dir.
+func dirSize(dir string) int64 {
+	var n int64
+	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil
+		}
+		if d.Type().IsRegular() && !strings.HasSuffix(p, ".log") {
+			if fi, err := d.Info(); err == nil {
+				n += fi.Size()
+			}
+		}
+		return nil
+	})
+	return n
+}
+
+// ExternalMount (Dump) marks the mount at mountpoint (inside the tree's
+// mount namespace) as provided from outside; ExternalMountSource gives it
+// back at restore under the same key.
+func ExternalMount(mountpoint, key string) string {
+	return "mnt[" + mountpoint + "]:" + key
+}
+
+// ExternalMountSource (Restore) says which host path provides the external
+// mount named key.
+func ExternalMountSource(key, hostPath string) string {
+	return "mnt[" + key + "]:" + hostPath
+}
+
+// ExternalFile (Dump) marks an open file (mount id and inode, as in
+// /proc/PID/fdinfo and stat) as external: Restore must hand it back with
+// an InheritFD keyed "file[<mntid>:<inode>]" as this returns, hex.
+func ExternalFile(mntID int, inode uint64) string {
+	return fmt.Sprintf("file[%x:%x]", mntID, inode)
+}
+
+// ExternalUnix (Dump) marks the unix socket with this inode as external:
+// its peer is outside the tree. Restore must hand a socket back with an
+// InheritFD keyed "socket:[<inode>]".
+func ExternalUnix(inode uint64) string {
+	return fmt.Sprintf("unix[%d]", inode)
+}
+
+// ExternalNetns (Dump) marks the network namespace with this inode as
+// external under key: Restore must hand a namespace file back with an
+// InheritFD keyed key.
+func ExternalNetns(inode uint64, key string) string {
+	return fmt.Sprintf("net[%d]:%s", inode, key)
+}
+
+// readStats reads one of CRIU's statistics files (nil if unreadable).
+func readStats(dir, name string) *critstats.StatsEntry {
+	img, err := readImage(filepath.Join(dir, name), &critstats.StatsEntry{})
+	if err != nil || len(img.Entries) == 0 {
+		return nil
+	}
+	st, _ := img.Entries[0].Message.(*critstats.StatsEntry)
+	return st
+}

@@ -1,0 +1,15 @@
+// Package checkpoint saves a running process tree to disk and brings it
+// back, with CRIU (https://criu.org) driven through its RPC interface
+// (`criu swrk`) and the message types of github.com/checkpoint-restore/go-criu.
+//
+// It knows processes, image directories and CRIU's options; it knows
+// nothing of vessel's containers (the root package maps a container onto
+// Options: its mounts, its cgroup, its control socket). It also streams
+// image directories between hosts for live migration (Send, Receive,
+// Migrate).
+//
+// It must not start processes other than criu itself, and never changes
+// the host beyond what CRIU does for the requested operation: images go
+// only where the caller says, and a failed restore leaves no process of
+// the restored tree running (CRIU kills what it had begun to restore).
+package checkpoint

@@ -1,0 +1,294 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/openvessel/vessel"
+	"github.com/openvessel/vessel/checkpoint"
+	"github.com/openvessel/vessel/network"
+	"github.com/openvessel/vessel/rootfs"
+)
+
+// The checkpoint verbs work on a container they run in the foreground:
+//
+//	vessel checkpoint --dir D [--after 10s] [--leave-running] -- CMD...
+//	vessel restore --dir D [--rootfs R] [--name ID]
+//	vessel migrate --to HOST:PORT [--after 10s] [--pre-dumps N] -- CMD...
+//	vessel receive --listen ADDR --dir D [--rootfs R]
+//
+// checkpoint and migrate start CMD like `vessel run` (a subset of its
+// flags) and act after --after, or when sent SIGUSR1. restore and receive
+// bring the container back and wait for it; their exit code is its own.
+// Results (freeze time, downtime, bytes) are printed as JSON on stderr.
+
+// ckptFlags are the container flags shared by the four verbs.
+type ckptFlags struct {
+	rootfs  string
+	name    string
+	netns   string
+	criu    string
+	volumes listFlag
+}
+
+func (f *ckptFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.rootfs, "rootfs", "", "root filesystem directory")
+	fs.StringVar(&f.name, "name", "", "container name (restore: default the checkpointed one)")
+	fs.StringVar(&f.netns, "netns", "", "join this network namespace file (restore: the namespace to restore into)")
+	fs.StringVar(&f.criu, "criu", "", "criu binary (default $VESSEL_CRIU, "+checkpoint.DefaultCriuPath+", then PATH)")
+	fs.Var(&f.volumes, "volume", "SRC:DST[:ro] bind mount (repeatable; restore: new sources by destination)")
+}
+
+// apply sets the flags that were given on cfg.
+func (f *ckptFlags) apply(cfg *vessel.Config) error {
+	if f.rootfs != "" {
+		abs, err := filepath.Abs(f.rootfs)
+		if err != nil {
+			return err
+		}
+		cfg.WithRootfs(rootfs.Dir(abs))
+	}
+	for _, v := range f.volumes {
+		parts := strings.Split(v, ":")
+		if len(parts) < 2 || len(parts) > 3 || parts[0] == "" || parts[1] == "" {
+			return fmt.Errorf("--volume %q: want SRC:DST[:ro]", v)
+		}
+		src, err := filepath.Abs(parts[0])
+		if err != nil {
+			return err
+		}
+		ro := len(parts) == 3 && parts[2] == "ro"
+		replaced := false
+		for i, m := range cfg.Mounts {
+			if m.Type == rootfs.TypeBind && filepath.Clean(m.Destination) == filepath.Clean(parts[1]) {
+				cfg.Mounts[i].Source, cfg.Mounts[i].ReadOnly, replaced = src, ro, true
+			}
+		}
+		if !replaced {
+			cfg.WithBind(src, parts[1], ro)
+		}
+	}
+	if f.netns != "" {
+		cfg.WithNetwork(network.Netns(f.netns))
+	}
+	return nil
+}
+
+// ckptAction is when checkpoint and migrate act: after a delay or on
+// SIGUSR1, whichever comes first.
+type ckptAction struct{ after time.Duration }
+
+func (a *ckptAction) wait(c *vessel.Container) bool {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGUSR1)
+	defer signal.Stop(sig)
+	var timer <-chan time.Time
+	if a.after > 0 {
+		timer = time.After(a.after)
+	}
+	select {
+	case <-sig:
+	case <-timer:
+	case <-c.Done():
+		return false
+	}
+	return true
+}
+
+// startForCheckpoint starts args in a container as `vessel run` would.
+func startForCheckpoint(f *ckptFlags, args []string) (*vessel.Container, error) {
+	if len(args) == 0 {
+		return nil, errors.New("no command given (put it after --)")
+	}
+	if f.rootfs == "" {
+		return nil, errors.New("--rootfs: checkpointing needs a root filesystem directory")
+	}
+	cfg := vessel.NewConfig()
+	if err := f.apply(cfg); err != nil {
+		return nil, err
+	}
+	name := f.name
+	if name == "" {
+		name = fmt.Sprintf("vessel-%d", os.Getpid())
+	}
+	c, err := vessel.New(name, cfg)
+	if err != nil {
+		return nil, err
+	}
+	c.Stdin, c.Stdout, c.Stderr = os.Stdin, os.Stdout, os.Stderr
+	if err := c.Start(context.Background(), args...); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func printCkptJSON(label string, v any) {
+	data, _ := json.Marshal(v)
+	fmt.Fprintf(os.Stderr, "vessel: %s: %s\n", label, data)
+}
+
+func cmdCheckpoint(args []string) int {
+	fs := flag.NewFlagSet("checkpoint", flag.ContinueOnError)
+	var (
+		f    ckptFlags
+		act  ckptAction
+		opts vessel.CheckpointOptions
+		dir  = fs.String("dir", "", "directory for the checkpoint (required)")
+	)
+	f.register(fs)
+	fs.DurationVar(&act.after, "after", 0, "checkpoint after this long (default: on SIGUSR1 only)")
+	fs.BoolVar(&opts.LeaveRunning, "leave-running", false, "keep the container running after the checkpoint")
+	fs.BoolVar(&opts.TCPEstablished, "tcp-established", false, "save established TCP connections")
+	fs.IntVar(&opts.PreDumps, "pre-dumps", 0, "pre-dump rounds before the final dump")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *dir == "" {
+		return fail("checkpoint: --dir is required")
+	}
+	opts.CriuPath = f.criu
+	c, err := startForCheckpoint(&f, fs.Args())
+	if err != nil {
+		return fail("checkpoint: %v", err)
+	}
+	defer c.Destroy()
+	if !act.wait(c) {
+		return fail("checkpoint: the container ended before the checkpoint")
+	}
+	res, err := c.Checkpoint(context.Background(), *dir, &opts)
+	if err != nil {
+		return fail("checkpoint: %v", err)
+	}
+	printCkptJSON("checkpoint", res)
+	if opts.LeaveRunning {
+		return ckptExitCode(c.Wait())
+	}
+	return 0
+}
+
+func cmdRestore(args []string) int {
+	fs := flag.NewFlagSet("restore", flag.ContinueOnError)
+	var f ckptFlags
+	dir := fs.String("dir", "", "checkpoint directory (required)")
+	f.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *dir == "" {
+		return fail("restore: --dir is required")
+	}
+	c, err := restoreFrom(context.Background(), *dir, &f)
+	if err != nil {
+		return fail("restore: %v", err)
+	}
+	defer c.Destroy()
+	return ckptExitCode(c.Wait())
+}
+
+// restoreFrom restores the checkpoint in dir with the flags' changes.
+func restoreFrom(ctx context.Context, dir string, f *ckptFlags) (*vessel.Container, error) {
+	id, cfg, err := vessel.LoadCheckpoint(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.apply(cfg); err != nil {
+		return nil, err
+	}
+	if f.name != "" {
+		id = f.name
+	}
+	return vessel.Restore(ctx, dir, cfg, id, &vessel.RestoreOptions{CriuPath: f.criu, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr})
+}
+
+func cmdMigrate(args []string) int {
+	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
+	var (
+		f    ckptFlags
+		act  ckptAction
+		opts vessel.CheckpointOptions
+		to   = fs.String("to", "", "HOST:PORT of a `vessel receive` (required)")
+		pre  = fs.Int("pre-dumps", 0, "pre-dump rounds streamed before the final dump")
+	)
+	f.register(fs)
+	fs.DurationVar(&act.after, "after", 0, "migrate after this long (default: on SIGUSR1 only)")
+	fs.BoolVar(&opts.TCPEstablished, "tcp-established", true, "move established TCP connections")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *to == "" {
+		return fail("migrate: --to is required")
+	}
+	if _, _, err := net.SplitHostPort(*to); err != nil {
+		return fail("migrate: --to %q: %v", *to, err)
+	}
+	opts.CriuPath = f.criu
+	c, err := startForCheckpoint(&f, fs.Args())
+	if err != nil {
+		return fail("migrate: %v", err)
+	}
+	defer c.Destroy()
+	if !act.wait(c) {
+		return fail("migrate: the container ended before the migration")
+	}
+	st, err := checkpoint.MigrateTo(context.Background(), *to, c.MigrationSource(&opts), &checkpoint.MigrateOptions{PreDumps: *pre})
+	if err != nil {
+		return fail("migrate: %v", err)
+	}
+	printCkptJSON("migrate", st)
+	return 0
+}
+
+func cmdReceive(args []string) int {
+	fs := flag.NewFlagSet("receive", flag.ContinueOnError)
+	var f ckptFlags
+	listen := fs.String("listen", "", "ADDR to accept one migration on (required)")
+	dir := fs.String("dir", "", "directory for the received images (required)")
+	f.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *listen == "" || *dir == "" {
+		return fail("receive: --listen and --dir are required")
+	}
+	l, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fail("receive: %v", err)
+	}
+	defer l.Close()
+	fmt.Fprintf(os.Stderr, "vessel: receive: listening on %s\n", l.Addr())
+	ctx := context.Background()
+	var c *vessel.Container
+	st, err := checkpoint.ReceiveOn(ctx, l, *dir, func(ctx context.Context, images string) error {
+		var err error
+		c, err = restoreFrom(ctx, images, &f)
+		return err
+	})
+	if err != nil {
+		return fail("receive: %v", err)
+	}
+	defer c.Destroy()
+	printCkptJSON("receive", st)
+	return ckptExitCode(c.Wait())
+}
+
+// ckptExitCode maps a container's Wait error to this program's exit code.
+func ckptExitCode(err error) int {
+	if err == nil {
+		return 0
+	}
+	var ee *vessel.ExitError
+	if errors.As(err, &ee) {
+		return ee.Status.Code
+	}
+	return fail("%v", err)
+}

@@ -333,6 +333,17 @@ func copyCpuset(dir string) error {
 		if err != nil {
 			return fmt.Errorf("cgroups: %w", err)
 		}
+		if strings.TrimSpace(string(parent)) == "" {
+			// The parent is a shared intermediate another program has just
+			// created and not filled in yet: fill it in first, or this
+			// cgroup would get an empty set and refuse tasks (ENOSPC).
+			if err := copyCpuset(filepath.Dir(dir)); err != nil {
+				return err
+			}
+			if parent, err = os.ReadFile(filepath.Join(filepath.Dir(dir), f)); err != nil {
+				return fmt.Errorf("cgroups: %w", err)
+			}
+		}
 		if err := writeFile(dir, f, strings.TrimSpace(string(parent))); err != nil {
 			return err
 		}

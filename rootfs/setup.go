@@ -725,6 +725,10 @@ func (b *builder) files() error {
 			return stepErr("create file mount point", f.Path, err)
 		}
 		c, err := unix.OpenTree(dir, name, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
+		if err == nil && b.p.Readonly {
+			// A read-only root keeps /etc/hosts and friends read-only too.
+			err = setAttr(c, unix.MOUNT_ATTR_RDONLY, false)
+		}
 		if err == nil {
 			err = unix.MoveMount(c, "", t, "", unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_EMPTY_PATH)
 			unix.Close(c)

@@ -55,6 +55,8 @@ func dispatch(args []string) int {
 	case "checkpoint", "restore", "migrate", "receive":
 		return map[string]func([]string) int{"checkpoint": cmdCheckpoint, "restore": cmdRestore,
 			"migrate": cmdMigrate, "receive": cmdReceive}[args[0]](args[1:])
+	case "bench":
+		return cmdBench(args[1:])
 	case "version", "--version", "-v":
 		fmt.Printf("vessel version %s\n", Version)
 		return 0

@@ -1,0 +1,421 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/openvessel/vessel"
+	"github.com/openvessel/vessel/rootfs"
+)
+
+// benchTool is one way of running the benchmark's command; run returns
+// how long one run took, or why it failed.
+type benchTool struct {
+	name   string
+	absent string // why the tool cannot be measured ("" when it can)
+	run    func(i int) (time.Duration, error)
+	close  func()
+	times  []time.Duration
+}
+
+func cmdBench(args []string) int {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	n := fs.Int("n", 20, "runs per tool")
+	scenario := fs.String("scenario", "all", "start (start to exit of /bin/true), exec (a process in a running container), or all")
+	busybox := fs.String("busybox", "/bin/busybox", "static busybox to build the benchmark's root filesystem from")
+	fs.Usage = func() {
+		fmt.Fprintln(os.Stderr, "usage: vessel bench [-n RUNS] [-scenario start|exec|all]\n\n"+
+			"Compares vessel with runc and bubblewrap (bwrap) when they are installed, running\n"+
+			"each tool in turn (alternating) on the same busybox root filesystem, and prints\n"+
+			"the median and 95th percentile per tool and their ratios.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if *n < 1 {
+		return fail("bench: -n %d: need at least one run", *n)
+	}
+	var scenarios []string
+	switch *scenario {
+	case "start", "exec":
+		scenarios = []string{*scenario}
+	case "all":
+		scenarios = []string{"start", "exec"}
+	default:
+		return fail("bench: -scenario %q: want start, exec or all", *scenario)
+	}
+	if os.Geteuid() != 0 {
+		return fail("bench: must run as root (containers with cgroups and every namespace)")
+	}
+	dir, err := os.MkdirTemp("", "vessel-bench-")
+	if err != nil {
+		return fail("bench: %v", err)
+	}
+	defer os.RemoveAll(dir)
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return fail("bench: %v", err)
+	}
+	root := filepath.Join(dir, "rootfs")
+	if err := buildBenchRootfs(root, *busybox); err != nil {
+		return fail("bench: build root filesystem: %v", err)
+	}
+	fmt.Printf("vessel bench: %d runs per tool, root filesystem %s (busybox)\n", *n, root)
+	// An interrupted run still removes the containers it left running.
+	var mu sync.Mutex
+	var current []*benchTool
+	closeAll := func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, t := range current {
+			if t.close != nil {
+				t.close()
+				t.close = nil
+			}
+		}
+	}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	go func() {
+		if _, ok := <-sigs; ok {
+			closeAll()
+			os.RemoveAll(dir)
+			os.Exit(130)
+		}
+	}()
+	for _, sc := range scenarios {
+		var tools []*benchTool
+		switch sc {
+		case "start":
+			tools = startTools(dir, root)
+		case "exec":
+			tools = execTools(dir, root)
+		}
+		mu.Lock()
+		current = tools
+		mu.Unlock()
+		runBench(sc, tools, *n)
+		closeAll()
+	}
+	return 0
+}
+
+// buildBenchRootfs makes a minimal busybox root filesystem.
+func buildBenchRootfs(root, busybox string) error {
+	bb, err := os.Open(busybox)
+	if err != nil {
+		return fmt.Errorf("%v (install busybox-static or pass -busybox)", err)
+	}
+	defer bb.Close()
+	for _, d := range []string{"bin", "proc", "dev", "sys", "tmp", "etc", "run", "root"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			return err
+		}
+	}
+	if err := os.Chmod(filepath.Join(root, "tmp"), 0o1777|os.ModeSticky); err != nil {
+		return err
+	}
+	out, err := os.OpenFile(filepath.Join(root, "bin/busybox"), os.O_CREATE|os.O_WRONLY|os.O_EXCL, 0o755)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, bb); err != nil {
+		out.Close()
+		return err
+	}
+	if err := out.Close(); err != nil {
+		return err
+	}
+	for _, a := range []string{"sh", "true", "false", "sleep", "echo", "cat", "ls"} {
+		if err := os.Symlink("busybox", filepath.Join(root, "bin", a)); err != nil {
+			return err
+		}
+	}
+	// Present in the image so that a read-only root can carry the
+	// runtime's bind-mounted versions.
+	for _, f := range []string{"etc/hostname", "etc/hosts", "etc/resolv.conf"} {
+		if err := os.WriteFile(filepath.Join(root, f), nil, 0o644); err != nil {
+			return err
+		}
+	}
+	return os.WriteFile(filepath.Join(root, "etc/passwd"), []byte("root:x:0:0:root:/root:/bin/sh\n"), 0o644)
+}
+
+// runCmd runs a command, returning its duration and, on failure, the
+// start of its output.
+func runCmd(name string, args ...string) (time.Duration, error) {
+	return runCmdOut(true, name, args...)
+}
+
+// runCmdOut is runCmd; without capture the command's output is discarded
+// (for a command leaving a process behind that would hold a pipe open).
+func runCmdOut(capture bool, name string, args ...string) (time.Duration, error) {
+	cmd := exec.Command(name, args...)
+	var out bytes.Buffer
+	if capture {
+		cmd.Stdout, cmd.Stderr = &out, &out
+	}
+	t0 := time.Now()
+	err := cmd.Run()
+	d := time.Since(t0)
+	if err != nil {
+		msg := strings.TrimSpace(out.String())
+		if len(msg) > 400 {
+			msg = msg[:400] + "..."
+		}
+		return d, fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, msg)
+	}
+	return d, nil
+}
+
+func lookTool(name, pkg string) (string, string) {
+	p, err := exec.LookPath(name)
+	if err != nil {
+		return "", fmt.Sprintf("absent (%s not in PATH; Debian package %s)", name, pkg)
+	}
+	return p, ""
+}
+
+// startTools are the start-to-exit runners: each tool starts /bin/true in
+// a fresh container with new mount, pid, uts, ipc and net namespaces over
+// the same root filesystem, as a whole process.
+func startTools(dir, root string) []*benchTool {
+	self, err := os.Executable()
+	vt := &benchTool{name: "vessel"}
+	if err != nil {
+		vt.absent = "absent (cannot find this executable: " + err.Error() + ")"
+	}
+	vt.run = func(i int) (time.Duration, error) {
+		return runCmd(self, "run", "--name", fmt.Sprintf("bench-%d-%d", os.Getpid(), i), "--rootfs", root,
+			"--readonly", "--memory", "64M", "--pids", "64", "--", "/bin/true")
+	}
+	bw := &benchTool{name: "bwrap"}
+	bwrap, why := lookTool("bwrap", "bubblewrap")
+	bw.absent = why
+	bw.run = func(int) (time.Duration, error) {
+		return runCmd(bwrap, "--unshare-all", "--ro-bind", root, "/", "--proc", "/proc", "--dev", "/dev", "/bin/true")
+	}
+	rc := &benchTool{name: "runc"}
+	runc, why := lookTool("runc", "runc")
+	rc.absent = why
+	var bundle, state string
+	if runc != "" {
+		bundle, state = filepath.Join(dir, "runc-start"), filepath.Join(dir, "runc-state")
+		if err := runcBundle(runc, bundle, root, []string{"/bin/true"}); err != nil {
+			rc.absent = "unusable: " + err.Error()
+		}
+	}
+	rc.run = func(i int) (time.Duration, error) {
+		return runCmd(runc, "--root", state, "run", "--bundle", bundle, fmt.Sprintf("vbench-%d-%d", os.Getpid(), i))
+	}
+	return []*benchTool{vt, bw, rc}
+}
+
+// runcBundle writes a runc bundle over root running args, made equivalent
+// to vessel's: read-only root, a cgroup with memory and pids limits, no
+// terminal, the namespaces of `runc spec` (mount, pid, uts, ipc, net,
+// cgroup).
+func runcBundle(runc, bundle, root string, args []string) error {
+	if err := os.MkdirAll(bundle, 0o755); err != nil {
+		return err
+	}
+	if _, err := runCmd(runc, "spec", "--bundle", bundle); err != nil {
+		return err
+	}
+	p := filepath.Join(bundle, "config.json")
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return err
+	}
+	var spec map[string]any
+	if err := json.Unmarshal(b, &spec); err != nil {
+		return err
+	}
+	spec["root"] = map[string]any{"path": root, "readonly": true}
+	proc, _ := spec["process"].(map[string]any)
+	if proc == nil {
+		return errors.New("runc spec wrote no process section")
+	}
+	proc["terminal"] = false
+	proc["args"] = args
+	linux, _ := spec["linux"].(map[string]any)
+	if linux == nil {
+		return errors.New("runc spec wrote no linux section")
+	}
+	linux["resources"] = map[string]any{
+		"memory": map[string]any{"limit": 64 << 20},
+		"pids":   map[string]any{"limit": 64},
+	}
+	linux["cgroupsPath"] = "/vessel-bench-runc"
+	out, err := json.MarshalIndent(spec, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(p, out, 0o644)
+}
+
+// execTools are the exec runners: a process (/bin/true) started in an
+// already running container, to its end. bwrap has no way to enter a
+// running sandbox.
+func execTools(dir, root string) []*benchTool {
+	var tools []*benchTool
+	cfg := vessel.NewConfig().WithRootfs(rootfs.Dir(root)).WithReadonlyRootfs(true).
+		WithMemoryLimit(64 << 20).WithPids(64)
+	vt := &benchTool{name: "vessel"}
+	c, err := vessel.New(fmt.Sprintf("bench-exec-%d", os.Getpid()), cfg)
+	if err == nil {
+		err = c.Start(context.Background(), "/bin/sleep", "infinity")
+	}
+	if err != nil {
+		vt.absent = "unusable: " + err.Error()
+	} else {
+		vt.close = func() { c.Destroy() }
+	}
+	vt.run = func(int) (time.Duration, error) {
+		t0 := time.Now()
+		p, err := c.Exec(context.Background(), vessel.Cmd("/bin/true"))
+		if err != nil {
+			return 0, err
+		}
+		err = p.Wait()
+		return time.Since(t0), err
+	}
+	tools = append(tools, vt)
+
+	pt := &benchTool{name: "vessel-pool"}
+	pcfg := vessel.NewConfig().WithRootfs(rootfs.Dir(root)).WithReadonlyRootfs(true).
+		WithMemoryLimit(64<<20).WithPids(64).WithTmpfs("/tmp", 16<<20)
+	pool, err := vessel.NewPool(pcfg, 2)
+	if err != nil {
+		pt.absent = "unusable: " + err.Error()
+	} else {
+		pt.close = func() { pool.Close() }
+	}
+	pt.run = func(int) (time.Duration, error) {
+		t0 := time.Now()
+		st, err := pool.Run(context.Background(), vessel.Cmd("/bin/true"))
+		if err == nil && !st.Success() {
+			err = fmt.Errorf("job ended: %v", st)
+		}
+		return time.Since(t0), err
+	}
+	tools = append(tools, pt)
+
+	rc := &benchTool{name: "runc"}
+	runc, why := lookTool("runc", "runc")
+	rc.absent = why
+	id := fmt.Sprintf("vbench-exec-%d", os.Getpid())
+	state := filepath.Join(dir, "runc-state")
+	if runc != "" {
+		bundle := filepath.Join(dir, "runc-exec")
+		if err := runcBundle(runc, bundle, root, []string{"/bin/sleep", "infinity"}); err != nil {
+			rc.absent = "unusable: " + err.Error()
+		} else if _, err := runCmdOut(false, runc, "--root", state, "run", "--detach", "--bundle", bundle, id); err != nil {
+			rc.absent = "unusable: " + err.Error()
+		} else {
+			rc.close = func() { _, _ = runCmd(runc, "--root", state, "delete", "--force", id) }
+		}
+	}
+	rc.run = func(int) (time.Duration, error) {
+		return runCmd(runc, "--root", state, "exec", id, "/bin/true")
+	}
+	tools = append(tools, rc)
+	tools = append(tools, &benchTool{name: "bwrap", absent: "n/a (bwrap cannot enter a running sandbox)"})
+	return tools
+}
+
+// runBench runs every usable tool n times, rotating which goes first, and
+// prints the results.
+func runBench(scenario string, tools []*benchTool, n int) {
+	var usable []*benchTool
+	for _, t := range tools {
+		if t.absent == "" {
+			usable = append(usable, t)
+		}
+	}
+	failed := map[*benchTool]error{}
+	// One warm-up run each (page cache, sealed executable, seccomp build).
+	for _, t := range usable {
+		if _, err := t.run(-1); err != nil {
+			failed[t] = err
+		}
+	}
+	for i := 0; i < n; i++ {
+		for k := range usable {
+			t := usable[(i+k)%len(usable)]
+			if failed[t] != nil {
+				continue
+			}
+			d, err := t.run(i)
+			if err != nil {
+				failed[t] = err
+				continue
+			}
+			t.times = append(t.times, d)
+		}
+	}
+	fmt.Printf("\n== %s\n", map[string]string{
+		"start": "start to exit of /bin/true in a new container (whole process: namespaces, cgroup, pivot_root)",
+		"exec":  "/bin/true in a running container, to its end",
+	}[scenario])
+	fmt.Printf("%-12s %10s %10s %5s\n", "tool", "median", "p95", "runs")
+	med := map[string]time.Duration{}
+	for _, t := range tools {
+		switch {
+		case t.absent != "":
+			fmt.Printf("%-12s %s\n", t.name, t.absent)
+		case failed[t] != nil:
+			fmt.Printf("%-12s failed: %v\n", t.name, failed[t])
+		default:
+			m, p := quantile(t.times, 0.5), quantile(t.times, 0.95)
+			med[t.name] = m
+			fmt.Printf("%-12s %10s %10s %5d\n", t.name, fmtDur(m), fmtDur(p), len(t.times))
+		}
+	}
+	ratio := func(label, a, b string) {
+		if med[a] > 0 && med[b] > 0 {
+			fmt.Printf("%-18s %.2f\n", label, float64(med[a])/float64(med[b]))
+		} else {
+			fmt.Printf("%-18s n/a (%s or %s not measured)\n", label, a, b)
+		}
+	}
+	if scenario == "start" {
+		ratio("vessel/bwrap", "vessel", "bwrap")
+	}
+	ratio("runc/vessel", "runc", "vessel")
+	if scenario == "exec" {
+		ratio("runc/vessel-pool", "runc", "vessel-pool")
+	}
+}
+
+func quantile(ds []time.Duration, q float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	i := int(q*float64(len(s))+0.5) - 1
+	return s[max(0, min(i, len(s)-1))]
+}
+
+func fmtDur(d time.Duration) string {
+	return fmt.Sprintf("%.2fms", float64(d)/1e6)
+}

@@ -1,0 +1,3 @@
+# Never finishes.
+read a b
+while :; do :; done

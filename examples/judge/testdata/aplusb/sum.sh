@@ -1,0 +1,3 @@
+# A correct solution in shell.
+read a b
+echo $((a + b))

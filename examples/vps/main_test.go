@@ -1,0 +1,247 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/nftables"
+
+	"github.com/openvessel/vessel/examples/internal/exampletest"
+)
+
+var vpsBin string // the built example
+
+func TestMain(m *testing.M) { exampletest.Main(m, "vps", &vpsBin) }
+
+// freePorts finds n consecutive TCP ports on 127.0.0.1 that nothing
+// listens on.
+func freePorts(t *testing.T, n int) int {
+	t.Helper()
+	for try := 0; try < 50; try++ {
+		base := 20000 + rand.IntN(30000)
+		ok := true
+		for p := base; p < base+n && ok; p++ {
+			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+			if err != nil {
+				ok = false
+				continue
+			}
+			l.Close()
+		}
+		if ok {
+			return base
+		}
+	}
+	t.Fatal("no free ports on 127.0.0.1")
+	return 0
+}
+
+func nftTableExists(t *testing.T, name string) bool {
+	t.Helper()
+	conn, err := nftables.New()
+	if err != nil {
+		t.Fatalf("nftables: %v", err)
+	}
+	tables, err := conn.ListTablesOfFamily(nftables.TableFamilyIPv4)
+	if err != nil {
+		t.Fatalf("list nftables tables: %v", err)
+	}
+	for _, tb := range tables {
+		if tb.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+func linkExists(name string) bool {
+	_, err := os.Stat(filepath.Join("/sys/class/net", name))
+	return err == nil
+}
+
+// TestVPS starts two VPSes through the CLI, fetches each one's page
+// through its published port, reads their stats, stops them and checks
+// that nothing is left: no bridge, veth, nftables table, cgroup, mount,
+// state directory or server process.
+func TestVPS(t *testing.T) {
+	tmp := t.TempDir()
+	bin := vpsBin
+	pid := os.Getpid()
+	prefix := fmt.Sprintf("vpst%d", pid)
+	bridge := fmt.Sprintf("vpt%d", pid%1000000)
+	table := fmt.Sprintf("vessel_vpst%d", pid)
+	subnet := netip.MustParsePrefix(fmt.Sprintf("10.213.%d.0/24", 20+pid%200))
+	state := filepath.Join(tmp, "state")
+	port := freePorts(t, 2)
+	if linkExists(bridge) || nftTableExists(t, table) {
+		t.Fatalf("bridge %s or table %s already exists", bridge, table)
+	}
+
+	stdout, stderr, code := exampletest.Run(t, bin, "start", "-n", "2", "-state", state, "-prefix", prefix,
+		"-port", fmt.Sprint(port), "-bridge", bridge, "-subnet", subnet.String(), "-nft-table", table,
+		"-disk", "16M", "-mem", "64M", "-cpus", "0.5", "-cgroup", exampletest.CgroupGroup)
+	if code != 0 {
+		t.Fatalf("vps start: exit %d\n%s%s", code, stdout, stderr)
+	}
+	stopped := false
+	defer func() {
+		if !stopped {
+			exampletest.Run(t, bin, "stop", "-state", state)
+		}
+	}()
+	if !strings.Contains(stdout, prefix+"-1") || !strings.Contains(stdout, prefix+"-2") {
+		t.Errorf("start did not list the VPSes:\n%s", stdout)
+	}
+
+	var list Response
+	query(t, bin, state, "list", &list)
+	if len(list.VPS) != 2 {
+		t.Fatalf("list: %+v", list)
+	}
+	seen := map[string]bool{}
+	for i, v := range list.VPS {
+		id := fmt.Sprintf("%s-%d", prefix, i+1)
+		addr, err := netip.ParsePrefix(v.Address)
+		if v.ID != id || v.Status != "running" || v.Pid <= 0 || err != nil || !subnet.Contains(addr.Addr()) ||
+			v.Port != fmt.Sprintf("127.0.0.1:%d", port+i) || v.QuotaMethod == "" || v.HostInterface == "" {
+			t.Errorf("list entry %d: %+v", i, v)
+		}
+		if seen[v.Address] {
+			t.Errorf("address %s given twice", v.Address)
+		}
+		seen[v.Address] = true
+		if !linkExists(v.HostInterface) {
+			t.Errorf("host interface %s of %s missing", v.HostInterface, v.ID)
+		}
+		if err := syscall.Kill(v.Pid, 0); err != nil {
+			t.Errorf("pid %d of %s: %v", v.Pid, v.ID, err)
+		}
+	}
+	if !linkExists(bridge) || !nftTableExists(t, table) {
+		t.Errorf("bridge %s or nftables table %s missing while the VPSes run", bridge, table)
+	}
+
+	client := &http.Client{Timeout: 5 * time.Second}
+	for i := range list.VPS {
+		url := fmt.Sprintf("http://127.0.0.1:%d/", port+i)
+		var body []byte
+		var err error
+		// httpd is exec'd right after start; give it a moment to listen.
+		for try := 0; try < 50; try++ {
+			var resp *http.Response
+			if resp, err = client.Get(url); err == nil {
+				body, err = io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err == nil && resp.StatusCode != http.StatusOK {
+					err = fmt.Errorf("status %s", resp.Status)
+				}
+			}
+			if err == nil {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		want := fmt.Sprintf("hello from %s-%d", prefix, i+1)
+		if err != nil || !strings.Contains(string(body), want) {
+			t.Errorf("GET %s: %v %q, want %q", url, err, body, want)
+		}
+	}
+
+	var stats Response
+	query(t, bin, state, "stats", &stats)
+	if len(stats.Stats) != 2 {
+		t.Fatalf("stats: %+v", stats)
+	}
+	for _, s := range stats.Stats {
+		if s.Error != "" {
+			t.Errorf("stats of %s: %s", s.ID, s.Error)
+			continue
+		}
+		if s.Memory == 0 || s.MemoryLimit != 64<<20 || s.Pids == 0 || s.CPU <= 0 || s.CPULimit != 0.5 {
+			t.Errorf("stats of %s: %+v", s.ID, s)
+		}
+		// The writable root is the 16 MiB quota; the page used a little.
+		if s.DiskSize < 15<<20 || s.DiskSize > 17<<20 || s.DiskUsed == 0 {
+			t.Errorf("disk of %s: used %d of %d, want a 16 MiB root in use", s.ID, s.DiskUsed, s.DiskSize)
+		}
+	}
+	_, stderr, code = exampletest.Run(t, bin, "stats", "-state", state)
+	if code != 0 {
+		t.Errorf("vps stats (table): exit %d: %s", code, stderr)
+	}
+
+	var stop Response
+	query(t, bin, state, "stop", &stop)
+	stopped = true
+	if len(stop.Stopped) != 2 {
+		t.Errorf("stop: %+v", stop)
+	}
+	if err := syscall.Kill(stop.ServerPid, 0); err == nil {
+		t.Errorf("server pid %d still runs after stop", stop.ServerPid)
+	}
+	for _, v := range list.VPS {
+		if linkExists(v.HostInterface) {
+			t.Errorf("veth %s left", v.HostInterface)
+		}
+		if err := syscall.Kill(v.Pid, 0); err == nil {
+			t.Errorf("pid %d of %s still runs", v.Pid, v.ID)
+		}
+		exampletest.AssertNoLeftovers(t, v.ID)
+	}
+	if linkExists(bridge) {
+		t.Errorf("bridge %s left", bridge)
+	}
+	if nftTableExists(t, table) {
+		t.Errorf("nftables table %s left", table)
+	}
+	if _, err := os.Stat(state); err == nil {
+		t.Errorf("state directory %s left", state)
+	}
+	if _, _, code := exampletest.Run(t, bin, "list", "-state", state); code == 0 {
+		t.Error("list succeeded after stop")
+	}
+}
+
+func query(t *testing.T, bin, state, cmd string, into *Response) {
+	t.Helper()
+	stdout, stderr, code := exampletest.Run(t, bin, cmd, "-state", state, "-json")
+	if code != 0 {
+		t.Fatalf("vps %s: exit %d: %s", cmd, code, stderr)
+	}
+	if err := json.Unmarshal([]byte(stdout), into); err != nil {
+		t.Fatalf("vps %s -json: %v\n%s", cmd, err, stdout)
+	}
+}
+
+func TestBadFlags(t *testing.T) {
+	tmp := t.TempDir()
+	bin := vpsBin
+	for _, args := range [][]string{
+		{"start", "-state", tmp + "/s", "-n", "0"},
+		{"start", "-state", tmp + "/s", "-disk", "lots"},
+		{"serve", "-state", tmp + "/s", "-port", "70000"},
+		{"start", "-state", tmp + "/s", "-subnet", "10.0.0.0/33"},
+	} {
+		_, stderr, code := exampletest.Run(t, bin, args...)
+		if code == 0 || !strings.Contains(stderr, args[3]) {
+			t.Errorf("vps %v: exit %d, stderr %q: want a failure naming %s", args, code, stderr, args[3])
+		}
+	}
+	if _, err := os.Stat(tmp + "/s"); err == nil {
+		t.Error("bad flags created the state directory")
+	}
+	if _, stderr, code := exampletest.Run(t, bin, "list", "-state", tmp+"/none"); code == 0 || !strings.Contains(stderr, "no server") {
+		t.Errorf("list without a server: exit %d, %q", code, stderr)
+	}
+}

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/openvessel/vessel/cgroups"
 )
 
 // TestPodmanRuntime runs containers through podman (Debian's package) with
@@ -41,6 +43,14 @@ func TestPodmanRuntime(t *testing.T) {
 	t.Cleanup(func() {
 		podman("rm", "--all", "--force")
 		podman("rmi", "--all", "--force")
+		// conmon's cgroups (podman makes PARENT/conmon with cgroupfs).
+		for _, name := range []string{"vessel-test/podman/conmon", "vessel-test/podman"} {
+			if m, err := cgroups.Load(cgroups.Options{Name: name, Parent: "/"}); err == nil {
+				if err := m.Destroy(); err != nil {
+					t.Errorf("removing podman's cgroup %s: %v", name, err)
+				}
+			}
+		}
 		exec.Command("umount", "-R", filepath.Join(dir, "storage")).Run()
 		exec.Command("umount", "-R", filepath.Join(dir, "run")).Run()
 	})

@@ -6,6 +6,8 @@ import (
 	"syscall"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/openvessel/vessel/internal/testutil"
 	"github.com/openvessel/vessel/namespaces"
 	"github.com/openvessel/vessel/rootfs"
@@ -30,6 +32,16 @@ func TestIDMappedRootfs(t *testing.T) {
 	bind.IDMap = true
 	cfg := newConfig().WithUserNamespace(maps, maps).WithRootfs(r).WithMount(bind)
 	out, err = run(t, cfg, "/bin/sh", "-c", "stat -c '%u:%g' /bin/busybox; id -u; echo hi > /created; echo x > /data/f")
+	var st unix.Statfs_t
+	unix.Statfs(root, &st)
+	if st.Type == unix.TMPFS_MAGIC && !kernelAtLeast(6, 3) {
+		// Kernels before 6.3 cannot idmap tmpfs (the qemu guest's /tmp):
+		// the start must fail with an error that says so.
+		if err == nil || !strings.Contains(err.Error(), "cannot idmap") {
+			t.Fatalf("idmapped tmpfs on an old kernel: got %v, want a clear refusal", err)
+		}
+		return
+	}
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}

@@ -69,7 +69,13 @@ func TestRootless(t *testing.T) {
 	work := filepath.Join(dir, "tmp")
 	os.Mkdir(work, 0o1777)
 	os.Chmod(work, 0o1777)
-	cmd := exec.Command(bin, "-test.run", "^("+strings.Join(rootlessTests, "|")+")$", "-test.count=1", "-test.v")
+	tests := rootlessTests
+	if _, err := exec.LookPath("newuidmap"); err != nil {
+		// No uidmap package (the qemu guest's busybox userland): only
+		// own-id mappings can be tested.
+		tests = tests[:len(tests)-1]
+	}
+	cmd := exec.Command(bin, "-test.run", "^("+strings.Join(tests, "|")+")$", "-test.count=1", "-test.v")
 	cmd.Dir = work
 	cmd.Env = []string{"VESSEL_ROOTLESS=1", "PATH=" + os.Getenv("PATH"), "TMPDIR=" + work, "HOME=" + work,
 		"VESSEL_PROBE=" + probePath, "VESSEL_BUSYBOX=/bin/busybox"}
@@ -80,7 +86,7 @@ func TestRootless(t *testing.T) {
 	if err != nil || !strings.Contains(out.String(), "PASS") {
 		t.Fatalf("rootless run: %v\n%s", err, out.String())
 	}
-	for _, name := range rootlessTests {
+	for _, name := range tests {
 		if !strings.Contains(out.String(), "--- PASS: "+name+" ") {
 			t.Errorf("%s did not pass as an ordinary user", name)
 		}

@@ -29,6 +29,7 @@ declare -A need=(
 	[newuidmap]=uidmap
 	[debootstrap]=debootstrap
 	[podman]=podman
+	[mkfs.xfs]=xfsprogs
 )
 missing=()
 for tool in "${!need[@]}"; do
@@ -56,4 +57,8 @@ echo "== tests on this host ($(uname -r))"
 go test -count=1 -p 1 -timeout 40m ./...
 
 echo "== tests on a pure cgroup v2 guest (Debian kernel under qemu)"
-.ci/qemu/run-v2-tests.sh -timeout 20m . ./cgroups ./limits ./security ./network ./namespaces ./rootfs
+# The guest is a busybox initramfs with no network beyond lo and no Debian
+# tools: CRIU (checkpoint) and debootstrap tests stay on the host run.
+.ci/qemu/run-v2-tests.sh -timeout 20m \
+	-skip 'TestCheckpoint|TestRestoreErrors|TestMigrate|TestDebianImageRunsApt' \
+	. ./cgroups ./limits ./security ./network

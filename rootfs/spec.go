@@ -409,6 +409,11 @@ func IDMapped(src, usernsPath string, recursive bool) (*os.File, error) {
 	}
 	if err := unix.MountSetattr(fd, "", flags, &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_IDMAP, Userns_fd: uint64(ns)}); err != nil {
 		unix.Close(fd)
+		if err == unix.EINVAL {
+			var st unix.Statfs_t
+			_ = unix.Statfs(src, &st)
+			return nil, fmt.Errorf("idmap %s: this kernel cannot idmap mounts of its filesystem (type %#x; tmpfs needs Linux 6.3+): %w", src, st.Type, err)
+		}
 		return nil, fmt.Errorf("idmap %s: %w", src, err)
 	}
 	return os.NewFile(uintptr(fd), "idmapped:"+src), nil

@@ -550,7 +550,7 @@ func startStage(spec *processSpec, files []uintptr) (*stageProc, error) {
 		return nil, err
 	}
 	all := append(append([]uintptr{}, files...), child.Fd())
-	env := []string{envStage + "=" + stageExec, envSync + "=" + strconv.Itoa(len(all)-1)}
+	env := []string{envStage + "=" + stageExec, envSync + "=" + strconv.Itoa(len(all)-1), "GOMAXPROCS=1"}
 	pid, err := syscall.ForkExec("/proc/self/exe", []string{"vessel-exec"}, &syscall.ProcAttr{
 		Env:   env,
 		Files: all,

@@ -294,7 +294,7 @@ func cgroupOptions(id string, cc CgroupConfig, r *limits.Resources) cgroups.Opti
 // process still in it). cc must be the container's cgroup placement. It is
 // not an error when nothing is left.
 func DestroyStale(id string, cc CgroupConfig) error {
-	if !validID.MatchString(id) {
+	if !rootfs.ValidName(id) {
 		return &ConfigError{Field: "id", Reason: fmt.Sprintf("%q is not a container id", id)}
 	}
 	if cc.Disabled {

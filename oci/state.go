@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -17,6 +16,8 @@ import (
 
 	"github.com/openvessel/vessel"
 	"github.com/openvessel/vessel/cgroups"
+
+	"github.com/openvessel/vessel/rootfs"
 )
 
 // DefaultRoot is where the command line keeps container state unless
@@ -36,8 +37,6 @@ const (
 // (storage, network and port-forwarding state): containers may not take
 // their names there.
 var reservedIDs = map[string]bool{"storage": true, "network": true, "forwarding": true}
-
-var validID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
 
 // ErrNotExist is wrapped by the errors of Store methods when the
 // container has no state directory.
@@ -166,7 +165,7 @@ func NewStore(root string) (*Store, error) {
 
 // CheckID validates a container id for this store.
 func (s *Store) CheckID(id string) error {
-	if !validID.MatchString(id) {
+	if !rootfs.ValidName(id) {
 		return &FieldError{Field: "id", Reason: fmt.Sprintf("%q must be 1-128 letters, digits, '_', '.', '-', starting with a letter or digit", id)}
 	}
 	if reservedIDs[id] && s.Root == DefaultRoot {

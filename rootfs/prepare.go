@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -71,7 +70,6 @@ type Prepared struct {
 	removes  []string
 }
 
-var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
 
 // Prepare does the host side of the storage p describes, before the
 // container's child starts: unpacks image layers into the store, creates
@@ -82,8 +80,8 @@ var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
 // container fails to start. Plans that do not need it
 // (p.NeedsPrepare() false) are left alone.
 func Prepare(ctx context.Context, id string, p *Plan, opts PrepareOptions) (*Prepared, error) {
-	if !idPattern.MatchString(id) {
-		return nil, fmt.Errorf("id: %q must match %s", id, idPattern)
+	if !ValidName(id) {
+		return nil, fmt.Errorf("id: %q must be 1-128 letters, digits, '_', '.' or '-', starting with a letter or digit", id)
 	}
 	opts.defaults()
 	pr := &Prepared{ID: id}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 )
 
 // Default host locations of vessel's storage.
@@ -120,7 +119,6 @@ func NamedVolumeLimited(name, dst string, size int64) Mount {
 	return Mount{Type: TypeVolume, Source: name, Destination: dst, Size: size}
 }
 
-var volumeName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
 
 // NeedsPrepare reports whether Prepare must run on the host before the
 // container starts: for overlay, image and image-file roots, and for named
@@ -212,8 +210,8 @@ func isDir(p string) error {
 
 // validateVolume checks a named volume mount.
 func validateVolume(field string, m *Mount) error {
-	if !volumeName.MatchString(m.Source) {
-		return fmt.Errorf("%s.source: volume name %q must match %s", field, m.Source, volumeName)
+	if !ValidName(m.Source) {
+		return fmt.Errorf("%s.source: volume name %q must be 1-128 letters, digits, '_', '.' or '-', starting with a letter or digit", field, m.Source)
 	}
 	if m.Size < 0 {
 		return fmt.Errorf("%s.size: negative", field)

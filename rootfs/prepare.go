@@ -70,7 +70,6 @@ type Prepared struct {
 	removes  []string
 }
 
-
 // Prepare does the host side of the storage p describes, before the
 // container's child starts: unpacks image layers into the store, creates
 // writable layers and named volumes, sets quotas, and attaches loop

@@ -119,7 +119,6 @@ func NamedVolumeLimited(name, dst string, size int64) Mount {
 	return Mount{Type: TypeVolume, Source: name, Destination: dst, Size: size}
 }
 
-
 // NeedsPrepare reports whether Prepare must run on the host before the
 // container starts: for overlay, image and image-file roots, and for named
 // volumes.

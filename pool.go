@@ -1,7 +1,6 @@
 package vessel
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -19,6 +18,8 @@ import (
 	"github.com/openvessel/vessel/cgroups"
 	"github.com/openvessel/vessel/namespaces"
 	"github.com/openvessel/vessel/rootfs"
+
+	"github.com/moby/sys/mountinfo"
 )
 
 // ErrPoolClosed is returned by a Pool's methods after Close.
@@ -547,44 +548,19 @@ type mountEntry struct {
 	rw            bool
 }
 
-// readMounts parses /proc/PID/mountinfo.
+// readMounts reads /proc/PID/mountinfo (with moby/sys/mountinfo, the
+// project's one mount-table parser).
 func readMounts(pid int) ([]mountEntry, error) {
-	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/mountinfo")
+	infos, err := mountinfo.PidMountInfo(pid)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	var out []mountEntry
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		pre, post, ok := strings.Cut(sc.Text(), " - ")
-		fields, pf := strings.Fields(pre), strings.Fields(post)
-		if !ok || len(fields) < 6 || len(pf) < 1 {
-			continue
-		}
-		opts := "," + fields[5] + ","
-		out = append(out, mountEntry{point: unescapeMount(fields[4]), fstype: pf[0], rw: strings.Contains(opts, ",rw,")})
+	out := make([]mountEntry, 0, len(infos))
+	for _, m := range infos {
+		opts := "," + m.Options + ","
+		out = append(out, mountEntry{point: m.Mountpoint, fstype: m.FSType, rw: strings.Contains(opts, ",rw,")})
 	}
-	return out, sc.Err()
-}
-
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
+	return out, nil
 }
 
 // takeSnapshot records the writable mounts of a freshly started

@@ -60,5 +60,5 @@ echo "== tests on a pure cgroup v2 guest (Debian kernel under qemu)"
 # The guest is a busybox initramfs with no network beyond lo and no Debian
 # tools: CRIU (checkpoint) and debootstrap tests stay on the host run.
 .ci/qemu/run-v2-tests.sh -timeout 20m \
-	-skip 'TestCheckpoint|TestRestoreErrors|TestMigrate|TestDebianImageRunsApt' \
+	-skip 'TestCheckpoint|TestRestoreErrors|TestMigrate|TestDebianImageRunsApt|ExampleContainer_Checkpoint' \
 	. ./cgroups ./limits ./security ./network

@@ -449,6 +449,19 @@ func TestMigrateTCPConnection(t *testing.T) {
 	needCRIU(t)
 	tag := strconv.Itoa(os.Getpid() % 100000)
 	hostA, hostB, client := "vck-a-"+tag, "vck-b-"+tag, "vck-c-"+tag
+	// `ip netns add` mounts /run/netns on itself the first time; undo that
+	// after the namespaces are gone if it was not there before.
+	if !isMountPoint("/run/netns") {
+		_, existed := os.Stat("/run/netns")
+		t.Cleanup(func() {
+			if ents, _ := os.ReadDir("/run/netns"); len(ents) == 0 {
+				unix.Unmount("/run/netns", unix.MNT_DETACH)
+				if existed != nil {
+					os.Remove("/run/netns")
+				}
+			}
+		})
+	}
 	for _, ns := range []string{hostA, hostB, client} {
 		ipCmd(t, "netns", "add", ns)
 		ns := ns
@@ -541,4 +554,15 @@ func dialOnce(ns, addr string) (net.Conn, error) {
 	}()
 	<-done
 	return conn, err
+}
+
+// isMountPoint reports whether p is a mount point in this mount namespace.
+func isMountPoint(p string) bool {
+	b, _ := os.ReadFile("/proc/self/mountinfo")
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) > 4 && f[4] == p {
+			return true
+		}
+	}
+	return false
 }

@@ -23,16 +23,21 @@ var rootlessTests = []string{
 	"TestPIDNamespace", "TestUTSNamespace", "TestIPCNamespace", "TestNetNamespace",
 	"TestCgroupNamespace", "TestTimeNamespace", "TestSystemMounts", "TestMaskedAndReadonlyPaths",
 	"TestDirRootfsAndReadonly", "TestTTY", "TestOverlayContainersShareABase",
-	"TestRootlessReport", "TestRootlessRanges",
 }
 
 // TestRootless runs the core suite again as an unprivileged host user
 // (nobody): containers get a user namespace where container root is that
 // user, no cgroup (none is delegated here, which the container reports),
-// and loopback networking.
+// and loopback networking. Run as root it starts that run (this test
+// binary as nobody, with the core tests and TestRootless itself); inside
+// it, as nobody, it checks what only a rootless container has.
 func TestRootless(t *testing.T) {
 	if os.Getenv("VESSEL_ROOTLESS") == "1" {
-		t.Skip("already the rootless run") // this test is the parent of that run
+		t.Run("Report", rootlessReport)
+		if _, err := exec.LookPath("newuidmap"); err == nil {
+			t.Run("Ranges", rootlessRanges)
+		}
+		return
 	}
 	const uid, gid = 65534, 65534
 	dir, err := os.MkdirTemp("", "vessel-rootless-")
@@ -69,12 +74,10 @@ func TestRootless(t *testing.T) {
 	work := filepath.Join(dir, "tmp")
 	os.Mkdir(work, 0o1777)
 	os.Chmod(work, 0o1777)
-	tests := rootlessTests
-	if _, err := exec.LookPath("newuidmap"); err != nil {
-		// No uidmap package (the qemu guest's busybox userland): only
-		// own-id mappings can be tested.
-		tests = tests[:len(tests)-1]
-	}
+	// The uidmap package may be missing (the qemu guest's busybox
+	// userland): then only own-id mappings are tested.
+	_, noHelpers := exec.LookPath("newuidmap")
+	tests := append(append([]string{}, rootlessTests...), "TestRootless")
 	cmd := exec.Command(bin, "-test.run", "^("+strings.Join(tests, "|")+")$", "-test.count=1", "-test.v")
 	cmd.Dir = work
 	cmd.Env = []string{"VESSEL_ROOTLESS=1", "PATH=" + os.Getenv("PATH"), "TMPDIR=" + work, "HOME=" + work,
@@ -86,7 +89,11 @@ func TestRootless(t *testing.T) {
 	if err != nil || !strings.Contains(out.String(), "PASS") {
 		t.Fatalf("rootless run: %v\n%s", err, out.String())
 	}
-	for _, name := range tests {
+	want := append(append([]string{}, rootlessTests...), "TestRootless/Report")
+	if noHelpers == nil {
+		want = append(want, "TestRootless/Ranges")
+	}
+	for _, name := range want {
 		if !strings.Contains(out.String(), "--- PASS: "+name+" ") {
 			t.Errorf("%s did not pass as an ordinary user", name)
 		}
@@ -94,12 +101,9 @@ func TestRootless(t *testing.T) {
 	t.Logf("rootless run:\n%s", lastLines(out.String(), 30))
 }
 
-// TestRootlessReport checks what a rootless container is: container root
+// rootlessReport checks what a rootless container is: container root
 // is the calling user, and the missing cgroup is reported, not hidden.
-func TestRootlessReport(t *testing.T) {
-	if os.Getenv("VESSEL_ROOTLESS") != "1" {
-		t.Skip("runs inside TestRootless, as an ordinary user")
-	}
+func rootlessReport(t *testing.T) {
 	r := report(t, newConfig())
 	if len(r.UIDMap) != 1 || r.UIDMap[0].Outside != uint32(os.Geteuid()) || r.UID != 0 {
 		t.Fatalf("uid map %+v uid %d", r.UIDMap, r.UID)
@@ -144,13 +148,10 @@ func lastLines(s string, n int) string {
 	return strings.Join(l, "\n")
 }
 
-// TestRootlessRanges maps a range of ids for an ordinary user through
+// rootlessRanges maps a range of ids for an ordinary user through
 // newuidmap/newgidmap (Debian's uidmap) and /etc/subuid: container root is
 // the user, container user 1000 is a subordinate id on the host.
-func TestRootlessRanges(t *testing.T) {
-	if os.Getenv("VESSEL_ROOTLESS") != "1" {
-		t.Skip("runs inside TestRootless, as an ordinary user")
-	}
+func rootlessRanges(t *testing.T) {
 	uids, gids, err := vessel.SubIDMappings()
 	if err != nil {
 		t.Fatal(err)

@@ -302,6 +302,6 @@ func prepare(t *testing.T, p *Profile) *Prepared {
 func requireRoot(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root (the project's tests run as root)")
+		t.Fatal("needs root: the project's tests run as root")
 	}
 }

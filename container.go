@@ -159,22 +159,13 @@ func (c *Container) processSpec(p *ProcessConfig) processSpec {
 }
 
 func setEnvIfMissing(env []string, kv string) []string {
-	k := kv[:len(kv)-len(kv[indexByte(kv, '='):])]
+	k, _, _ := strings.Cut(kv, "=")
 	for _, e := range env {
-		if len(e) > len(k) && e[:len(k)+1] == k+"=" {
+		if ek, _, _ := strings.Cut(e, "="); ek == k {
 			return env
 		}
 	}
 	return append(env, kv)
-}
-
-func indexByte(s string, b byte) int {
-	for i := 0; i < len(s); i++ {
-		if s[i] == b {
-			return i
-		}
-	}
-	return len(s)
 }
 
 func (c *Container) initConfig(args []string, plan *rootfs.Plan, image *rootfs.ImageConfig) (*initConfig, error) {

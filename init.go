@@ -678,18 +678,7 @@ func runExecStage() {
 	}
 	for _, rl := range spec.Rlimits {
 		if err := rl.Apply(); err != nil {
-			// Raising a hard limit needs CAP_SYS_RESOURCE, which the
-			// program that started us may lack: then the limit is as high
-			// as it can be (engines ask for "the most" this way).
-			cur, cerr := limits.Current(rl.Type)
-			if cerr != nil || !errors.Is(err, unix.EPERM) || rl.Hard <= cur.Hard {
-				exitWith(conn, "setrlimit", rl.Type, err)
-			}
-			rl.Hard = cur.Hard
-			rl.Soft = min(rl.Soft, cur.Hard)
-			if err := rl.Apply(); err != nil {
-				exitWith(conn, "setrlimit", rl.Type, err)
-			}
+			exitWith(conn, "setrlimit", rl.Type, err)
 		}
 	}
 	if spec.OOMScoreAdj != nil {

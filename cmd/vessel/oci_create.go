@@ -20,6 +20,7 @@ import (
 
 	"github.com/openvessel/vessel"
 	"github.com/openvessel/vessel/cgroups"
+	"github.com/openvessel/vessel/limits"
 	"github.com/openvessel/vessel/oci"
 )
 
@@ -116,6 +117,7 @@ func (g *globalOpts) loadBundle(id, bundle string) (*vessel.Config, *specs.Spec,
 	if err != nil {
 		return nil, nil, err
 	}
+	clampRlimits(cfg)
 	hooks, err := oci.HooksOf(spec)
 	if err != nil {
 		return nil, nil, err
@@ -537,4 +539,26 @@ func ociStart(g *globalOpts, args []string) int {
 func isTerminal(fd int) bool {
 	_, err := unix.IoctlGetTermios(fd, unix.TCGETS)
 	return err == nil
+}
+
+// clampRlimits lowers hard limits this runtime cannot raise: engines
+// (podman) ask for "the most" open files, but raising a hard limit needs
+// CAP_SYS_RESOURCE, which the runtime may have lost to its own supervisor.
+// The library itself refuses such limits clearly; this is the OCI
+// runtime's leniency, as engines expect.
+func clampRlimits(cfg *vessel.Config) {
+	var hdr unix.CapUserHeader
+	hdr.Version = unix.LINUX_CAPABILITY_VERSION_3
+	var data [2]unix.CapUserData
+	if unix.Capget(&hdr, &data[0]) == nil && data[0].Effective&(1<<unix.CAP_SYS_RESOURCE) != 0 {
+		return
+	}
+	for i, rl := range cfg.Rlimits {
+		cur, err := limits.Current(rl.Type)
+		if err != nil || rl.Hard <= cur.Hard {
+			continue
+		}
+		cfg.Rlimits[i].Hard = cur.Hard
+		cfg.Rlimits[i].Soft = min(rl.Soft, cur.Hard)
+	}
 }

@@ -205,11 +205,12 @@ var ErrClosed = io.EOF
 func (c *Conn) Recv() (*Received, error) {
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
-	buf := make([]byte, 64<<10)
+	var buf []byte
+	var peek [1]byte
 	oob := make([]byte, unix.CmsgSpace(4*64)+unix.CmsgSpace(unix.SizeofUcred))
 	for {
-		// Peek the size first so large configs are read whole.
-		n, _, err := unix.Recvfrom(c.fd, buf[:1], unix.MSG_PEEK|unix.MSG_TRUNC)
+		// Peek the size first: the buffer is exactly one datagram.
+		n, _, err := unix.Recvfrom(c.fd, peek[:], unix.MSG_PEEK|unix.MSG_TRUNC)
 		if err == unix.EINTR {
 			continue
 		}
@@ -219,9 +220,7 @@ func (c *Conn) Recv() (*Received, error) {
 		if n == 0 {
 			return nil, ErrClosed
 		}
-		if n > len(buf) {
-			buf = make([]byte, n)
-		}
+		buf = make([]byte, n)
 		break
 	}
 	var (

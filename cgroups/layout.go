@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // Layout is how a host arranges its cgroup hierarchies.
@@ -89,7 +90,20 @@ func Detect() (Layout, error) {
 	return s.layout, nil
 }
 
+// The host's cgroup mounts, read once per program: every container start
+// needs them, and they do not move under a running program.
+var (
+	systemOnce sync.Once
+	systemVal  *system
+	systemErr  error
+)
+
 func currentSystem() (*system, error) {
+	systemOnce.Do(func() { systemVal, systemErr = readSystem() })
+	return systemVal, systemErr
+}
+
+func readSystem() (*system, error) {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
 		return nil, fmt.Errorf("cgroups: reading the mount table: %w", err)

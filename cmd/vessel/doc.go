@@ -7,6 +7,13 @@
 // when a signal N killed it, and 125 when vessel itself failed (with a
 // one-line reason on stderr).
 //
+// It also speaks runc's command line (spec, create, start, run ID, state,
+// kill, delete, exec, ps, list, pause, resume, update, events, features,
+// with --root, --log, --log-format and --systemd-cgroup), so podman,
+// containerd and Kubernetes can use it as their OCI runtime; has
+// checkpoint, restore, migrate and receive verbs over CRIU; and bench,
+// which times vessel against runc and bubblewrap on this machine.
+//
 // This command must stay a thin layer: every behaviour it offers lives in
 // the library, where Go programs can use it too.
 package main

@@ -24,6 +24,11 @@ commands:
                                start, state, kill, delete, exec, ps, list,
                                pause, resume, update, events, features; global
                                flags --root, --log, --log-format, --systemd-cgroup
+  checkpoint|restore|migrate|receive
+                               CRIU checkpoint, restore and live migration of a
+                               container this command runs (see -h of each)
+  bench [-n N] [-scenario start|exec|all]
+                               start and exec times against runc and bubblewrap
   version                      print the version
 
 Run 'vessel COMMAND -h' for a command's flags.

@@ -56,11 +56,7 @@ func ociCreate(g *globalOpts, args []string) int {
 	var o createOpts
 	fs := newAliasFlags("create")
 	o.register(fs, false)
-	pos, err := parseFlags(fs.FlagSet, args)
-	if err != nil {
-		return g.helpOrErr(fs.FlagSet, createUsage, err)
-	}
-	id, code, ok := g.oneID("create", createUsage, pos)
+	id, code, ok := g.parseOneID(fs.FlagSet, "create", createUsage, args)
 	if !ok {
 		return code
 	}
@@ -75,11 +71,7 @@ func ociRun(g *globalOpts, args []string) int {
 	var o createOpts
 	fs := newAliasFlags("run")
 	o.register(fs, true)
-	pos, err := parseFlags(fs.FlagSet, args)
-	if err != nil {
-		return g.helpOrErr(fs.FlagSet, runUsage, err)
-	}
-	id, code, ok := g.oneID("run", runUsage, pos)
+	id, code, ok := g.parseOneID(fs.FlagSet, "run", runUsage, args)
 	if !ok {
 		return code
 	}
@@ -483,11 +475,7 @@ const startUsage = "ID"
 
 func ociStart(g *globalOpts, args []string) int {
 	fs := newAliasFlags("start")
-	pos, err := parseFlags(fs.FlagSet, args)
-	if err != nil {
-		return g.helpOrErr(fs.FlagSet, startUsage, err)
-	}
-	id, code, ok := g.oneID("start", startUsage, pos)
+	id, code, ok := g.parseOneID(fs.FlagSet, "start", startUsage, args)
 	if !ok {
 		return code
 	}

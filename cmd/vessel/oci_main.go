@@ -244,3 +244,13 @@ func (g *globalOpts) oneID(verb, usage string, pos []string) (string, int, bool)
 }
 
 func (g *globalOpts) store() (*oci.Store, error) { return oci.NewStore(g.root) }
+
+// parseOneID parses a verb's flags and its single container ID; on
+// failure it has reported why and code is the exit code.
+func (g *globalOpts) parseOneID(fs *flag.FlagSet, verb, usage string, args []string) (id string, code int, ok bool) {
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return "", g.helpOrErr(fs, usage, err), false
+	}
+	return g.oneID(verb, usage, pos)
+}

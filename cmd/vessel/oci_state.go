@@ -268,11 +268,7 @@ func printJSON(v any) error {
 func ociState(g *globalOpts, args []string) int {
 	const usage = "ID"
 	fs := newAliasFlags("state")
-	pos, err := parseFlags(fs.FlagSet, args)
-	if err != nil {
-		return g.helpOrErr(fs.FlagSet, usage, err)
-	}
-	id, code, ok := g.oneID("state", usage, pos)
+	id, code, ok := g.parseOneID(fs.FlagSet, "state", usage, args)
 	if !ok {
 		return code
 	}
@@ -426,11 +422,7 @@ func ociDelete(g *globalOpts, args []string) int {
 	fs := newAliasFlags("delete")
 	var force bool
 	fs.boolean(&force, "kill the container first if it still runs (SIGKILL)", "force", "f")
-	pos, err := parseFlags(fs.FlagSet, args)
-	if err != nil {
-		return g.helpOrErr(fs.FlagSet, usage, err)
-	}
-	id, code, ok := g.oneID("delete", usage, pos)
+	id, code, ok := g.parseOneID(fs.FlagSet, "delete", usage, args)
 	if !ok {
 		return code
 	}
@@ -457,7 +449,7 @@ func ociDelete(g *globalOpts, args []string) int {
 			return g.errorf("cannot delete container %s that is not stopped: %s", id, status)
 		}
 	}
-	err = g.destroyRecord(rec)
+	err := g.destroyRecord(rec)
 	if rec.Config != nil && rec.Config.Hooks != nil && rec.Init.Pid != 0 {
 		for _, h := range rec.Config.Hooks.Poststop {
 			if herr := vessel.RunHook(h, hookState(rec, specs.StateStopped, 0)); herr != nil {
@@ -478,11 +470,7 @@ func ociDelete(g *globalOpts, args []string) int {
 func frozenVerb(g *globalOpts, verb string, args []string, freeze bool) int {
 	const usage = "ID"
 	fs := newAliasFlags(verb)
-	pos, err := parseFlags(fs.FlagSet, args)
-	if err != nil {
-		return g.helpOrErr(fs.FlagSet, usage, err)
-	}
-	id, code, ok := g.oneID(verb, usage, pos)
+	id, code, ok := g.parseOneID(fs.FlagSet, verb, usage, args)
 	if !ok {
 		return code
 	}

@@ -386,15 +386,12 @@ func ociUpdate(g *globalOpts, args []string) int {
 	fs.str(&mems, "memory nodes to use", "cpuset-mems")
 	fs.str(&l3, "Intel RDT (not supported)", "l3-cache-schema")
 	fs.str(&mba, "Intel RDT (not supported)", "mem-bw-schema")
-	pos, err := parseFlags(fs.FlagSet, args)
-	if err != nil {
-		return g.helpOrErr(fs.FlagSet, updateUsage, err)
-	}
-	id, code, ok := g.oneID("update", updateUsage, pos)
+	id, code, ok := g.parseOneID(fs.FlagSet, "update", updateUsage, args)
 	if !ok {
 		return code
 	}
 	var r specs.LinuxResources
+	var err error
 	if resFile != "" {
 		var data []byte
 		if resFile == "-" {
@@ -598,11 +595,7 @@ func ociEvents(g *globalOpts, args []string) int {
 	interval := 5 * time.Second
 	fs.boolean(&stats, "print the container's stats once and exit", "stats")
 	fs.FlagSet.DurationVar(&interval, "interval", interval, "how often to print stats")
-	pos, err := parseFlags(fs.FlagSet, args)
-	if err != nil {
-		return g.helpOrErr(fs.FlagSet, usage, err)
-	}
-	id, code, ok := g.oneID("events", usage, pos)
+	id, code, ok := g.parseOneID(fs.FlagSet, "events", usage, args)
 	if !ok {
 		return code
 	}

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -21,6 +20,7 @@ import (
 	"github.com/openvessel/vessel/cgroups"
 	"github.com/openvessel/vessel/checkpoint"
 	"github.com/openvessel/vessel/internal/testutil"
+	"github.com/openvessel/vessel/namespaces"
 	"github.com/openvessel/vessel/network"
 	"github.com/openvessel/vessel/rootfs"
 )
@@ -535,24 +535,12 @@ func TestMigrateTCPConnection(t *testing.T) {
 }
 
 func dialOnce(ns, addr string) (net.Conn, error) {
-	done := make(chan struct{})
 	var conn net.Conn
-	var err error
-	go func() {
-		defer close(done)
-		runtime.LockOSThread()
-		f, ferr := os.Open("/run/netns/" + ns)
-		if ferr != nil {
-			err = ferr
-			return
-		}
-		defer f.Close()
-		if err = unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			return
-		}
+	err := namespaces.Do(namespaces.Net, "/run/netns/"+ns, func() error {
+		var err error
 		conn, err = net.DialTimeout("tcp", addr, 2*time.Second)
-	}()
-	<-done
+		return err
+	})
 	return conn, err
 }
 

@@ -936,23 +936,9 @@ func removeAt(dirfd int, name string) error {
 }
 
 // clearSysVIPC removes every System V shared memory segment, message queue
-// and semaphore set of the IPC namespace of process pid. It enters that
-// namespace on a thread of its own, which is thrown away afterwards.
+// and semaphore set of the IPC namespace of process pid.
 func clearSysVIPC(pid int) error {
-	ns, err := unix.Open("/proc/"+strconv.Itoa(pid)+"/ns/ipc", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(ns)
-	done := make(chan error, 1)
-	go func() {
-		// Never unlocked: the goroutine's end takes the thread, and its
-		// foreign IPC namespace, with it.
-		runtime.LockOSThread()
-		if err := unix.Setns(ns, unix.CLONE_NEWIPC); err != nil {
-			done <- err
-			return
-		}
+	return namespaces.Do(namespaces.IPC, "/proc/"+strconv.Itoa(pid)+"/ns/ipc", func() error {
 		var errs []error
 		for _, kind := range []struct {
 			file string
@@ -979,9 +965,8 @@ func clearSysVIPC(pid int) error {
 				}
 			}
 		}
-		done <- errors.Join(errs...)
-	}()
-	return <-done
+		return errors.Join(errs...)
+	})
 }
 
 func errnoErr(e unix.Errno) error {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/openvessel/vessel"
 	"github.com/openvessel/vessel/internal/testutil"
+	"github.com/openvessel/vessel/namespaces"
 	"github.com/openvessel/vessel/rootfs"
 )
 
@@ -198,31 +198,15 @@ func TestPoolClearsSysVIPC(t *testing.T) {
 	}
 }
 
-// inIPCNamespace runs f on a thread in the IPC namespace of pid; the
-// thread is discarded afterwards.
+// inIPCNamespace runs f on a thread in the IPC namespace of pid.
 func inIPCNamespace(pid int, f func() (int, error)) (int, error) {
-	type result struct {
-		n   int
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread dies with us
-		fd, err := unix.Open(fmt.Sprintf("/proc/%d/ns/ipc", pid), unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			ch <- result{0, err}
-			return
-		}
-		defer unix.Close(fd)
-		if err := unix.Setns(fd, unix.CLONE_NEWIPC); err != nil {
-			ch <- result{0, err}
-			return
-		}
-		n, err := f()
-		ch <- result{n, err}
-	}()
-	r := <-ch
-	return r.n, r.err
+	var n int
+	err := namespaces.Do(namespaces.IPC, fmt.Sprintf("/proc/%d/ns/ipc", pid), func() error {
+		var err error
+		n, err = f()
+		return err
+	})
+	return n, err
 }
 
 func TestPoolConcurrentJobs(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"time"
@@ -325,3 +326,44 @@ func UnshareTime(off TimeOffsets) error {
 
 // ErrNotSupported is returned for combinations the kernel cannot do.
 var ErrNotSupported = errors.New("not supported")
+
+// Do runs fn on a thread that has entered the namespace of kind k at path
+// (net, ipc, uts, cgroup or time), and puts the thread back into its own
+// namespace afterwards. Parking a changed thread instead would be wrong:
+// when Go happens to run the goroutine on the main thread, that thread is
+// never released, and the whole process's /proc/self/ns would show the
+// foreign namespace from then on.
+func Do(k Kind, path string, fn func() error) error {
+	switch k {
+	case Net, IPC, UTS, Cgroup, Time:
+	default:
+		return fmt.Errorf("namespaces.Do: a %s namespace cannot be entered and left by one thread", k)
+	}
+	target, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(target)
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		own, err := unix.Open(fmt.Sprintf("/proc/thread-self/ns/%s", k.ProcName()), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			runtime.UnlockOSThread()
+			done <- err
+			return
+		}
+		defer unix.Close(own)
+		if err := unix.Setns(target, int(k.CloneFlag())); err != nil {
+			runtime.UnlockOSThread()
+			done <- err
+			return
+		}
+		ferr := fn()
+		if unix.Setns(own, int(k.CloneFlag())) == nil {
+			runtime.UnlockOSThread()
+		} // else: the thread stays locked and goes with the goroutine
+		done <- ferr
+	}()
+	return <-done
+}

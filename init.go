@@ -146,6 +146,14 @@ func syncFD() int {
 // runInit is the container's init: it finishes the namespaces, builds the
 // root filesystem, starts the main process and then serves the parent.
 func runInit() {
+	// Catching every signal takes a round trip to the runtime's signal
+	// thread per signal: do it on the side while the container is built.
+	sigs := make(chan os.Signal, 64)
+	sigsReady := make(chan struct{})
+	go func() {
+		signal.Notify(sigs)
+		close(sigsReady)
+	}()
 	conn := initproto.FromFD(syncFD())
 	var cfg initConfig
 	if data, ok := configFromReexec(); ok {
@@ -254,17 +262,34 @@ func runInit() {
 		}
 	}
 	in := &initState{conn: conn, cfg: &cfg, procs: map[int]procRef{}}
+	in.direct = directReason(&cfg) == ""
+	if in.direct {
+		if err := applyToInit(&cfg.Process); err != nil {
+			var se *stageError
+			errors.As(err, &se)
+			_ = conn.Send(&initproto.Message{Type: initproto.TypeError, Error: &se.info})
+			os.Exit(125)
+		}
+	}
 	// fds 0-2 are the main process's stdio; 4.. its extra files.
 	files := []uintptr{0, 1, 2}
 	for i := 0; i < cfg.NumExtras; i++ {
 		files = append(files, uintptr(syncFD()+1+i))
 	}
 	// Signals must be watched before the first child can exit.
-	sigs := make(chan os.Signal, 64)
-	signal.Notify(sigs)
-	sp, err := startStage(&cfg.Process, files)
-	if err == nil {
-		err = sp.await(cfg.Process.WaitStart)
+	<-sigsReady
+	var (
+		pid int
+		pty *os.File
+		sp  *stageProc
+		err error
+	)
+	if in.direct {
+		pid, pty, err = spawnDirect(&cfg.Process, files)
+	} else if sp, err = startStage(&cfg.Process, files); err == nil {
+		if err = sp.await(cfg.Process.WaitStart); err == nil {
+			pid, pty, sp.pty = sp.pid, sp.pty, nil
+		}
 	}
 	for i := 0; i < cfg.NumExtras; i++ {
 		unix.Close(syncFD() + 1 + i)
@@ -277,18 +302,17 @@ func runInit() {
 		}
 		exitWith(conn, "start process", cfg.Process.Args[0], err)
 	}
-	in.main = sp.pid
-	in.procs[sp.pid] = procRef{id: 0, conn: conn}
-	if sp.pty != nil {
-		_ = conn.Send(&initproto.Message{Type: initproto.TypePTY}, sp.pty)
-		sp.pty.Close()
-		sp.pty = nil
+	in.main = pid
+	in.procs[pid] = procRef{id: 0, conn: conn}
+	if pty != nil {
+		_ = conn.Send(&initproto.Message{Type: initproto.TypePTY}, pty)
+		pty.Close()
 	}
 	typ := initproto.TypeStarted
 	if cfg.Process.WaitStart {
 		in.held, typ = sp, initproto.TypeCreated
 	}
-	if err := conn.SendAs(&initproto.Message{Type: typ, Pid: sp.pid}, sp.pid); err != nil && !cfg.Detached {
+	if err := conn.SendAs(&initproto.Message{Type: typ, Pid: pid}, pid); err != nil && !cfg.Detached {
 		os.Exit(125)
 	}
 	in.serve(sigs)
@@ -315,6 +339,9 @@ type initState struct {
 	main  int
 	procs map[int]procRef // pid -> who started it
 	held  *stageProc      // the main process's stage while it waits for start
+	// direct: the init carries the process settings itself and starts
+	// processes with fork+exec (direct.go), not through the exec stage.
+	direct bool
 	msgs  chan ctlMsg
 }
 
@@ -470,7 +497,11 @@ func (in *initState) handle(r *initproto.Received, from *initproto.Conn) {
 		for i, f := range r.Files {
 			fds[i] = f.Fd()
 		}
-		pid, pty, err := spawn(&spec, fds)
+		spawnFn := spawn
+		if in.direct {
+			spawnFn = spawnDirect
+		}
+		pid, pty, err := spawnFn(&spec, fds)
 		if err != nil {
 			var se *stageError
 			if errors.As(err, &se) {
@@ -533,6 +564,9 @@ func (e *stageError) Error() string { return e.info.Step + ": " + e.info.Msg }
 // processes it starts.
 var timeNSPending bool
 
+// timeNSForkMsg explains EINVAL from a fork into a new time namespace.
+const timeNSForkMsg = "this kernel refuses to start a process in a new time namespace from a multi-threaded program (clone with CLONE_VM gives EINVAL); time namespaces need a newer kernel (Linux 6.3 or later)"
+
 // stageProc is an exec stage: a fresh exec of this binary that applies one
 // process's settings and execve()s it.
 type stageProc struct {
@@ -566,7 +600,7 @@ func startStage(spec *processSpec, files []uintptr) (*stageProc, error) {
 			// Kernels before the vfork/time-namespace fix refuse a
 			// CLONE_VM child into a new time namespace, and Go forks
 			// only that way.
-			msg = "this kernel refuses to start a process in a new time namespace from a multi-threaded program (clone with CLONE_VM gives EINVAL); time namespaces need a newer kernel (Linux 6.3 or later)"
+			msg = timeNSForkMsg
 		}
 		return nil, &stageError{initproto.ErrorInfo{Step: "start exec stage", Path: "/proc/self/exe", Msg: msg, Errno: errnoOf(err)}}
 	}
@@ -778,26 +812,12 @@ func setupTTY(conn *initproto.Conn, spec *processSpec) error {
 	if err != nil {
 		return err
 	}
-	if err := unix.IoctlSetPointerInt(master, unix.TIOCSPTLCK, 0); err != nil {
+	slave, err := ptySlave(master)
+	if err != nil {
 		unix.Close(master)
 		return err
 	}
-	slave, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(master), unix.TIOCGPTPEER, unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC)
-	if errno != 0 {
-		// Kernels before 4.13: open the slave by name.
-		n, nerr := unix.IoctlGetInt(master, unix.TIOCGPTN)
-		if nerr != nil {
-			unix.Close(master)
-			return nerr
-		}
-		fd, err := unix.Open(fmt.Sprintf("/dev/pts/%d", n), unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			unix.Close(master)
-			return err
-		}
-		slave = uintptr(fd)
-	}
-	return ttyStdio(conn, spec, master, int(slave))
+	return ttyStdio(conn, spec, master, slave)
 }
 
 func ttyStdio(conn *initproto.Conn, spec *processSpec, master, slave int) error {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -53,6 +55,10 @@ type Message struct {
 	// Rows and Cols carry a terminal size (TypeResize, TypeConfig).
 	Rows uint16 `json:"rows,omitempty"`
 	Cols uint16 `json:"cols,omitempty"`
+	// PidFD says that the last passed descriptor is a pidfd of the
+	// process the message is about (see SendAs); Recv takes it off
+	// Files and puts its pid into Cred.
+	PidFD bool `json:"pidfd,omitempty"`
 }
 
 // ErrorInfo is a setup failure reported from inside the container.
@@ -141,19 +147,31 @@ func (c *Conn) Send(m *Message, files ...*os.File) error {
 	return c.send(m, nil, files)
 }
 
-// SendAs writes one message carrying credentials that name pid (a process
-// the sender may speak for: itself, or, with CAP_SYS_ADMIN over its pid
-// namespace, any process there). Where the kernel refuses (a rootless init
-// in the host's pid namespace), the message goes without credentials: the
-// pid in m.Pid is then the same in both pid namespaces.
+// SendAs writes one message that tells the receiver pid, translated into
+// the receiver's pid namespace by the kernel. The first way is credentials
+// naming pid (a process the sender may speak for: itself, or, with
+// CAP_SYS_ADMIN over its pid namespace, any process there). Where the
+// kernel refuses (an init that gave up CAP_SYS_ADMIN, a rootless init in
+// the host's pid namespace), a pidfd of the process goes along instead;
+// the receiver reads the pid its own /proc shows for it. Without pidfds
+// (before Linux 5.3) the message carries m.Pid only, which is right when
+// both ends share the pid namespace.
 func (c *Conn) SendAs(m *Message, pid int, files ...*os.File) error {
 	cred := &unix.Ucred{Pid: int32(pid), Uid: uint32(unix.Geteuid()), Gid: uint32(unix.Getegid())}
 	err := c.send(m, cred, files)
-	if errors.Is(err, unix.EPERM) {
-		m.Pid = pid
-		return c.send(m, nil, files)
+	if !errors.Is(err, unix.EPERM) {
+		return err
 	}
-	return err
+	m.Pid = pid
+	if fd, perr := unix.PidfdOpen(pid, 0); perr == nil {
+		pf := os.NewFile(uintptr(fd), "pidfd")
+		defer pf.Close()
+		m.PidFD = true
+		err = c.send(m, nil, append(append([]*os.File(nil), files...), pf))
+		m.PidFD = false
+		return err
+	}
+	return c.send(m, nil, files)
 }
 
 // PidOf returns the pid a message names, translated into the receiver's
@@ -272,6 +290,14 @@ func (c *Conn) Recv() (*Received, error) {
 		}
 		return nil, fmt.Errorf("initproto: bad message: %w", err)
 	}
+	if r.PidFD && len(r.Files) > 0 {
+		pf := r.Files[len(r.Files)-1]
+		r.Files = r.Files[:len(r.Files)-1]
+		if pid := pidfdPid(pf); pid > 0 {
+			r.Cred = &unix.Ucred{Pid: int32(pid)}
+		}
+		pf.Close()
+	}
 	return r, nil
 }
 
@@ -314,4 +340,20 @@ func Decode(p json.RawMessage, v any) error {
 		return errors.New("initproto: empty payload")
 	}
 	return json.Unmarshal(p, v)
+}
+
+// pidfdPid reads the pid a pidfd refers to, as this process's /proc shows
+// it (the "Pid:" line of its fdinfo; -1 once the process was reaped).
+func pidfdPid(f *os.File) int {
+	b, err := os.ReadFile("/proc/self/fdinfo/" + strconv.Itoa(int(f.Fd())))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "Pid:"); ok {
+			pid, _ := strconv.Atoi(strings.TrimSpace(v))
+			return pid
+		}
+	}
+	return 0
 }

@@ -1,0 +1,265 @@
+package vessel
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/openvessel/vessel/internal/initproto"
+	"github.com/openvessel/vessel/namespaces"
+	"github.com/openvessel/vessel/security"
+)
+
+// Direct start. Most of a process's settings are inherited through fork
+// and execve: rlimits, umask and oom_score_adj are per process, and the
+// bounding set, the capability sets, no_new_privs, the Landlock domain and
+// the seccomp filter belong to the forking thread. So when the container's
+// profile is one that the init itself can live under, the init puts those
+// settings on its own main thread once, after the container is set up,
+// and then starts every process with a plain fork+exec from that thread
+// (syscall.ForkExec, which also sets the session, the controlling
+// terminal, uid, gid, groups, the working directory, the parent-death
+// signal and the descriptors). That replaces a fresh start of this
+// program per process (the exec stage) and is what makes Exec cheap.
+//
+// The exec stage remains for what a plain fork cannot express:
+//   - the created state (OCI create), which holds the process before execve;
+//   - capability sets a plain execve does not reproduce: for root, the
+//     effective and permitted sets must equal the bounding set (execve
+//     gives root exactly that); no ambient capabilities; no securebits;
+//   - a seccomp filter that would stop the init's own system calls (the
+//     Go runtime, reaping, the control socket, fork+exec itself);
+//   - rlimits that would hamper the init (CPU, AS, DATA, NPROC, a small
+//     NOFILE);
+//   - a joined pid namespace (the init is not visible there, so a
+//     parent-death signal cannot be checked).
+//
+// The init keeps CAP_KILL, CAP_SETUID and CAP_SETGID in its own effective
+// set even when the profile drops them (it signals and starts processes of
+// other users); none survives into a process: execve recomputes them from
+// the bounding set (root) or clears them (other users).
+
+// initCalls are the system calls the init makes after it applied the
+// profile to itself: the Go runtime's, the init's own (reaping, the
+// control socket, signals) and those of fork+exec in the child.
+var initCalls = func() []security.Call {
+	names := []string{
+		// Go runtime
+		"futex", "mmap", "munmap", "madvise", "mprotect", "rt_sigreturn",
+		"rt_sigprocmask", "rt_sigaction", "sigaltstack", "tgkill", "getpid",
+		"gettid", "nanosleep", "sched_yield", "epoll_pwait", "epoll_ctl",
+		"epoll_create1", "eventfd2", "exit", "exit_group", "sched_getaffinity",
+		"clock_gettime", "clock_nanosleep", "getrandom", "read", "write",
+		"close", "fcntl", "openat", "newfstatat", "fstat", "uname",
+		// the init
+		"wait4", "kill", "sendmsg", "recvmsg", "recvfrom", "accept4",
+		"setsockopt", "getsockopt", "socketpair", "pidfd_open", "ioctl",
+		"faccessat", "faccessat2", "pipe2", "prlimit64",
+		// fork+exec
+		"setsid", "prctl", "getppid", "setgroups", "setgid", "setuid",
+		"chdir", "dup3", "execve", "capset", "capget",
+	}
+	calls := make([]security.Call, 0, len(names)+2)
+	for _, n := range names {
+		calls = append(calls, security.Call{Name: n})
+	}
+	// clone for a runtime thread and for fork+exec (CLONE_VM|CLONE_VFORK).
+	const thread = unix.CLONE_VM | unix.CLONE_FS | unix.CLONE_FILES | unix.CLONE_SIGHAND | unix.CLONE_SYSVSEM | unix.CLONE_THREAD | unix.CLONE_SETTLS
+	calls = append(calls,
+		security.Call{Name: "clone", Args: [6]uint64{thread}},
+		security.Call{Name: "clone", Args: [6]uint64{unix.CLONE_VM | unix.CLONE_VFORK | uint64(unix.SIGCHLD)}})
+	return calls
+}()
+
+// Rlimits the init can carry itself without harm.
+var initSafeRlimits = map[string]bool{
+	"RLIMIT_CORE": true, "RLIMIT_FSIZE": true, "RLIMIT_LOCKS": true,
+	"RLIMIT_MEMLOCK": true, "RLIMIT_MSGQUEUE": true, "RLIMIT_NICE": true,
+	"RLIMIT_RTPRIO": true, "RLIMIT_RTTIME": true, "RLIMIT_SIGPENDING": true,
+	"RLIMIT_STACK": true, "RLIMIT_RSS": true,
+}
+
+// minInitNofile is the smallest RLIMIT_NOFILE soft limit the init accepts
+// for itself (it holds a descriptor per control connection and per
+// process it is starting).
+const minInitNofile = 256
+
+// Capabilities the init keeps for itself when it can.
+const initOwnCaps = uint64(1)<<unix.CAP_KILL | uint64(1)<<unix.CAP_SETUID | uint64(1)<<unix.CAP_SETGID
+
+// directReason says why processes of this container cannot be started
+// directly by the init, or "" when they can.
+func directReason(cfg *initConfig) string {
+	p := &cfg.Process
+	if p.WaitStart || len(cfg.StartContainerHooks) > 0 {
+		return "the process is held in the created state"
+	}
+	for _, j := range cfg.Joins {
+		if j.Kind == namespaces.PID {
+			return "the pid namespace is joined"
+		}
+	}
+	for _, rl := range p.Rlimits {
+		if rl.Type == "RLIMIT_NOFILE" && rl.Soft >= minInitNofile {
+			continue
+		}
+		if !initSafeRlimits[rl.Type] {
+			return "rlimit " + rl.Type
+		}
+	}
+	sec := p.Security
+	if sec == nil {
+		return ""
+	}
+	if sec.Securebits != nil {
+		return "securebits"
+	}
+	if c := sec.Capabilities; c != nil {
+		if c.Ambient != 0 {
+			return "ambient capabilities"
+		}
+		if c.Effective != c.Bounding || c.Permitted != c.Bounding || c.Inheritable&^c.Bounding != 0 {
+			return "capability sets other than the bounding set"
+		}
+	}
+	if s := sec.Seccomp; s != nil {
+		if s.Listener {
+			return "a seccomp notify listener"
+		}
+		if err := s.AllowsAll(initCalls); err != nil {
+			return err.Error()
+		}
+	}
+	return ""
+}
+
+// applyToInit puts the process settings of spec on the init: rlimits,
+// oom_score_adj and umask on the process, no supplementary groups, and
+// the security profile on the calling (main) thread. The init stays uid
+// and gid 0 and keeps initOwnCaps when it holds them.
+func applyToInit(spec *processSpec) error {
+	for _, rl := range spec.Rlimits {
+		if err := rl.Apply(); err != nil {
+			return &stageError{initproto.ErrorInfo{Step: "setrlimit", Path: rl.Type, Msg: err.Error(), Errno: errnoOf(err)}}
+		}
+	}
+	if spec.OOMScoreAdj != nil {
+		if err := os.WriteFile("/proc/self/oom_score_adj", []byte(fmt.Sprint(*spec.OOMScoreAdj)), 0); err != nil {
+			return &stageError{initproto.ErrorInfo{Step: "oom_score_adj", Path: "/proc/self/oom_score_adj", Msg: err.Error(), Errno: errnoOf(err)}}
+		}
+	}
+	unix.Umask(int(spec.Umask))
+	prep := spec.Security
+	if prep == nil {
+		prep = &security.Prepared{NoNewPrivileges: spec.NoNewPriv}
+	}
+	own := *prep
+	if c := prep.Capabilities; c != nil {
+		var hdr = unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+		var data [2]unix.CapUserData
+		if err := unix.Capget(&hdr, &data[0]); err != nil {
+			return &stageError{initproto.ErrorInfo{Step: "capget", Msg: err.Error(), Errno: errnoOf(err)}}
+		}
+		have := uint64(data[0].Permitted) | uint64(data[1].Permitted)<<32
+		cs := *c
+		keep := (c.Bounding | initOwnCaps) & have
+		cs.Effective, cs.Permitted = keep, keep
+		own.Capabilities = &cs
+	}
+	if _, err := security.Apply(&own, security.Credential{}); err != nil {
+		info := initproto.ErrorInfo{Step: "apply security profile", Msg: err.Error(), Errno: errnoOf(err)}
+		var se *security.StepError
+		if errors.As(err, &se) {
+			info.Step, info.Msg = se.Step, se.Err.Error()
+		}
+		return &stageError{info}
+	}
+	return nil
+}
+
+// spawnDirect starts spec's process with fork+exec from the calling
+// thread, which must be the init's main thread after applyToInit. files
+// become descriptors 0, 1, 2, 3...; with a terminal, 0-2 are its slave
+// and the master is returned.
+func spawnDirect(spec *processSpec, files []uintptr) (int, *os.File, error) {
+	fail := func(step, path string, err error) (int, *os.File, error) {
+		return 0, nil, &stageError{initproto.ErrorInfo{Step: step, Path: path, Msg: err.Error(), Errno: errnoOf(err)}}
+	}
+	path, err := lookPath(spec.Args[0], spec.Env)
+	if err != nil {
+		return fail("exec", spec.Args[0], err)
+	}
+	if spec.Dir != "" {
+		var st unix.Stat_t
+		if err := unix.Stat(spec.Dir, &st); err != nil {
+			return fail("chdir", spec.Dir, err)
+		} else if st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			return fail("chdir", spec.Dir, unix.ENOTDIR)
+		}
+	}
+	sys := &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL}
+	if spec.UID != 0 || spec.GID != 0 || (spec.SetGroups && len(spec.Groups) > 0) {
+		sys.Credential = &syscall.Credential{Uid: spec.UID, Gid: spec.GID, Groups: spec.Groups, NoSetGroups: !spec.SetGroups || len(spec.Groups) == 0}
+	}
+	var master *os.File
+	if spec.TTY {
+		m, slave, err := openPTY(spec)
+		if err != nil {
+			return fail("set up terminal", "/dev/ptmx", err)
+		}
+		defer unix.Close(slave)
+		master = m
+		files = append([]uintptr{uintptr(slave), uintptr(slave), uintptr(slave)}, files[min(3, len(files)):]...)
+		sys.Setctty, sys.Ctty = true, 0
+	}
+	pid, err := syscall.ForkExec(path, spec.Args, &syscall.ProcAttr{Dir: spec.Dir, Env: spec.Env, Files: files, Sys: sys})
+	if err != nil {
+		if master != nil {
+			master.Close()
+		}
+		msg := err.Error()
+		if timeNSPending && errors.Is(err, unix.EINVAL) {
+			msg = timeNSForkMsg
+		}
+		return 0, nil, &stageError{initproto.ErrorInfo{Step: "exec", Path: path, Msg: msg, Errno: errnoOf(err)}}
+	}
+	return pid, master, nil
+}
+
+// openPTY allocates a pseudo-terminal from the container's devpts and
+// returns its master and the slave's descriptor, sized as spec says.
+func openPTY(spec *processSpec) (*os.File, int, error) {
+	master, err := unix.Open("/dev/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, -1, err
+	}
+	slave, err := ptySlave(master)
+	if err != nil {
+		unix.Close(master)
+		return nil, -1, err
+	}
+	if spec.Rows > 0 && spec.Cols > 0 {
+		_ = unix.IoctlSetWinsize(slave, unix.TIOCSWINSZ, &unix.Winsize{Row: spec.Rows, Col: spec.Cols})
+	}
+	return os.NewFile(uintptr(master), "pty-master"), slave, nil
+}
+
+// ptySlave unlocks the master and opens its slave (close-on-exec).
+func ptySlave(master int) (int, error) {
+	if err := unix.IoctlSetPointerInt(master, unix.TIOCSPTLCK, 0); err != nil {
+		return -1, err
+	}
+	slave, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(master), unix.TIOCGPTPEER, unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC)
+	if errno == 0 {
+		return int(slave), nil
+	}
+	// Kernels before 4.13: open the slave by name.
+	n, err := unix.IoctlGetInt(master, unix.TIOCGPTN)
+	if err != nil {
+		return -1, err
+	}
+	return unix.Open(fmt.Sprintf("/dev/pts/%d", n), unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+}

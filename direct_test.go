@@ -1,0 +1,96 @@
+package vessel_test
+
+import (
+	"slices"
+	"strconv"
+	"testing"
+
+	"github.com/openvessel/vessel"
+	"github.com/openvessel/vessel/internal/testutil"
+	"github.com/openvessel/vessel/security"
+)
+
+// initOf returns the host pid of the container's init (the main process's
+// parent).
+func initOf(t *testing.T, c *vessel.Container) int {
+	t.Helper()
+	pid, err := strconv.Atoi(statusField(t, c.State().Pid, "PPid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pid
+}
+
+// TestDirectStartCarriesProfile: with a profile the init can live under,
+// the init itself runs under it (seccomp filter, no_new_privs, the
+// container's bounding set) and starts processes with a plain fork+exec.
+// The capabilities it keeps for itself (kill, setuid, setgid) must reach
+// no process: with every capability dropped, root and other users alike
+// come out with none.
+func TestDirectStartCarriesProfile(t *testing.T) {
+	c, _ := start(t, withProbe(t, newConfig().WithCapDrop("ALL")), "/probe", "sleep", "30")
+	ini := initOf(t, c)
+	for field, want := range map[string]string{"Seccomp": "2", "NoNewPrivs": "1", "CapBnd": "0000000000000000"} {
+		if got := statusField(t, ini, field); got != want {
+			t.Errorf("init %s = %s, want %s (processes are not started directly)", field, got, want)
+		}
+	}
+	if got := statusField(t, c.State().Pid, "CapEff"); got != "0000000000000000" {
+		t.Errorf("main process CapEff %s, want none", got)
+	}
+	r := execReport(t, c, "/probe")
+	caps := r.Capabilities
+	if caps.Effective.Mask()|caps.Permitted.Mask()|caps.Bounding.Mask()|caps.Inheritable.Mask()|caps.Ambient.Mask() != 0 {
+		t.Errorf("exec'd root process holds capabilities: %+v", caps)
+	}
+	if r.Seccomp != 2 || !r.NoNewPrivs || r.UID != 0 {
+		t.Errorf("exec'd process: seccomp %d nnp %v uid %d", r.Seccomp, r.NoNewPrivs, r.UID)
+	}
+	cmd := vessel.Cmd("/probe", "report")
+	cmd.User = &vessel.User{UID: 1000, GID: 1000, Groups: []uint32{5}}
+	out, errOut, err := execOut(t, c, cmd)
+	if err != nil {
+		t.Fatalf("exec as 1000: %v %s", err, errOut)
+	}
+	u := testutil.MustParseReport(t, []byte(out))
+	if u.UID != 1000 || u.GID != 1000 || !slices.Equal(u.Groups, []int{5}) || u.Capabilities.Effective.Mask()|u.Capabilities.Permitted.Mask() != 0 {
+		t.Errorf("exec'd user process: uid %d gid %d groups %v caps %+v", u.UID, u.GID, u.Groups, u.Capabilities)
+	}
+}
+
+// TestExecStageForProfilesInitCannotCarry: a profile the init cannot live
+// under (ambient capabilities; a filter that stops wait4) is applied to
+// each process by the exec stage instead, and the init stays unconfined.
+func TestExecStageForProfilesInitCannotCarry(t *testing.T) {
+	t.Run("ambient", func(t *testing.T) {
+		cfg := withProbe(t, newConfig()).WithUser(1000, 1000)
+		cfg.Security = security.DefaultProfile()
+		cfg.Security.Capabilities.Inheritable = []string{"CAP_NET_BIND_SERVICE"}
+		cfg.Security.Capabilities.Ambient = []string{"CAP_NET_BIND_SERVICE"}
+		c, _ := start(t, cfg, "/probe", "sleep", "30")
+		if got := statusField(t, initOf(t, c), "Seccomp"); got != "0" {
+			t.Errorf("init Seccomp %s, want 0 (exec stage)", got)
+		}
+		r := execReport(t, c, "/probe")
+		if !r.Capabilities.Ambient.Has("CAP_NET_BIND_SERVICE") || !r.Capabilities.Effective.Has("CAP_NET_BIND_SERVICE") || r.UID != 1000 || r.Seccomp != 2 {
+			t.Errorf("exec'd process: uid %d seccomp %d caps %+v", r.UID, r.Seccomp, r.Capabilities)
+		}
+	})
+	t.Run("filter-stops-wait4", func(t *testing.T) {
+		cfg := withProbe(t, newConfig())
+		cfg.Security = security.DefaultProfile()
+		// The default action (ENOSYS-like errno) then applies to wait4.
+		s := cfg.Security.Seccomp
+		for i := range s.Syscalls {
+			s.Syscalls[i].Names = slices.DeleteFunc(slices.Clone(s.Syscalls[i].Names), func(n string) bool { return n == "wait4" })
+		}
+		c, _ := start(t, cfg, "/probe", "sleep", "30")
+		if got := statusField(t, initOf(t, c), "Seccomp"); got != "0" {
+			t.Errorf("init Seccomp %s, want 0 (exec stage)", got)
+		}
+		r := execReport(t, c, "/probe")
+		if r.Seccomp != 2 || !r.NoNewPrivs {
+			t.Errorf("exec'd process: seccomp %d nnp %v", r.Seccomp, r.NoNewPrivs)
+		}
+	})
+}

@@ -1,13 +1,13 @@
 package checkpoint
 
 import (
+	"encoding/binary"
 	"fmt"
 	"os"
 	"path/filepath"
 
 	"google.golang.org/protobuf/proto"
 
-	"github.com/checkpoint-restore/go-criu/v7/crit"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/fdinfo"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/fown"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/mm"
@@ -69,7 +69,7 @@ func ExternalExe(dir, key string) (bool, error) {
 			if extID == 0 {
 				maxID++
 				extID = maxID
-				files.Entries = append(files.Entries, &crit.CriuEntry{Message: &fdinfo.FileEntry{
+				files.Entries = append(files.Entries, &imageEntry{Message: &fdinfo.FileEntry{
 					Type: fdinfo.FdTypes_REG.Enum(),
 					Id:   proto.Uint32(extID),
 					Reg: &regfile.RegFileEntry{
@@ -101,33 +101,68 @@ func ExternalExe(dir, key string) (bool, error) {
 	return changed, nil
 }
 
-func readImage(path string, typ proto.Message) (*crit.CriuImage, error) {
-	f, err := os.Open(path)
+// image is a CRIU image file of protobuf entries: its two magic words
+// (kept as read) and its entries. Only images without extra payload after
+// each entry are handled (files, mm, stats...); that is all vessel edits
+// or reads. A small codec here instead of go-criu's crit keeps crit's
+// registry of every CRIU image type (and its start-up cost) out of every
+// program that links vessel.
+type image struct {
+	magic   [8]byte
+	Entries []*imageEntry
+}
+
+type imageEntry struct{ Message proto.Message }
+
+// readImage decodes the image at path, each entry into a new message of
+// typ's type.
+func readImage(path string, typ proto.Message) (*image, error) {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint: %w", err)
 	}
-	defer f.Close()
-	img, err := crit.New(f, nil, "", false, false).Decode(typ)
-	if err != nil {
-		return nil, fmt.Errorf("checkpoint: decode %s: %w", path, err)
+	bad := func(why string) (*image, error) {
+		return nil, fmt.Errorf("checkpoint: decode %s: %s", path, why)
+	}
+	if len(b) < 8 {
+		return bad("shorter than its magic")
+	}
+	img := &image{}
+	copy(img.magic[:], b)
+	for off := 8; off < len(b); {
+		if len(b)-off < 4 {
+			return bad("truncated entry size")
+		}
+		n := int(binary.LittleEndian.Uint32(b[off:]))
+		off += 4
+		if n > len(b)-off {
+			return bad("truncated entry")
+		}
+		m := typ.ProtoReflect().New().Interface()
+		if err := proto.Unmarshal(b[off:off+n], m); err != nil {
+			return bad(err.Error())
+		}
+		img.Entries = append(img.Entries, &imageEntry{Message: m})
+		off += n
 	}
 	return img, nil
 }
 
-func writeImage(path string, img *crit.CriuImage) error {
+// writeImage encodes img to path through a temporary file and a rename.
+func writeImage(path string, img *image) error {
+	out := append([]byte(nil), img.magic[:]...)
+	for _, e := range img.Entries {
+		data, err := proto.Marshal(e.Message)
+		if err != nil {
+			return fmt.Errorf("checkpoint: encode %s: %w", path, err)
+		}
+		out = binary.LittleEndian.AppendUint32(out, uint32(len(data)))
+		out = append(out, data...)
+	}
 	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
+	if err := os.WriteFile(tmp, out, 0o600); err != nil {
+		os.Remove(tmp)
 		return fmt.Errorf("checkpoint: %w", err)
-	}
-	if err := crit.New(nil, f, "", false, false).Encode(img); err != nil {
-		f.Close()
-		os.Remove(tmp)
-		return fmt.Errorf("checkpoint: encode %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(tmp)
-		return err
 	}
 	return os.Rename(tmp, path)
 }

@@ -342,7 +342,7 @@ type initState struct {
 	// direct: the init carries the process settings itself and starts
 	// processes with fork+exec (direct.go), not through the exec stage.
 	direct bool
-	msgs  chan ctlMsg
+	msgs   chan ctlMsg
 }
 
 func (in *initState) follow(c *initproto.Conn) {

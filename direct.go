@@ -51,7 +51,7 @@ var initCalls = func() []security.Call {
 		"futex", "mmap", "munmap", "madvise", "mprotect", "rt_sigreturn",
 		"rt_sigprocmask", "rt_sigaction", "sigaltstack", "tgkill", "getpid",
 		"gettid", "nanosleep", "sched_yield", "epoll_pwait", "epoll_ctl",
-		"epoll_create1", "eventfd2", "exit", "exit_group", "sched_getaffinity",
+		"epoll_create1", "epoll_wait", "eventfd2", "exit", "exit_group", "sched_getaffinity",
 		"clock_gettime", "clock_nanosleep", "getrandom", "read", "write",
 		"close", "fcntl", "openat", "newfstatat", "fstat", "uname",
 		// the init

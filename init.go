@@ -12,6 +12,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -325,12 +326,6 @@ type procRef struct {
 	conn *initproto.Conn
 }
 
-// ctlMsg is one message from one control connection (r nil: it ended).
-type ctlMsg struct {
-	r    *initproto.Received
-	from *initproto.Conn
-}
-
 // initState is the running init's bookkeeping.
 type initState struct {
 	conn  *initproto.Conn // the parent's socket pair
@@ -342,25 +337,67 @@ type initState struct {
 	// direct: the init carries the process settings itself and starts
 	// processes with fork+exec (direct.go), not through the exec stage.
 	direct bool
-	msgs   chan ctlMsg
+
+	// The main thread waits in epoll for everything at once: control
+	// connections, the attach socket, pidfds of the processes it started
+	// (a process's end wakes it directly) and an eventfd through which
+	// caught signals arrive. No goroutine hand-offs on the way.
+	ep     int
+	byFD   map[int]*initproto.Conn
+	pidfd  map[int]int // pid -> pidfd
+	pidOf_ map[int]int // pidfd -> pid
+	sigEv  int
+	sigMu  sync.Mutex
+	sigBuf []syscall.Signal
+}
+
+func (in *initState) watch(fd int) error {
+	return unix.EpollCtl(in.ep, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)})
 }
 
 func (in *initState) follow(c *initproto.Conn) {
+	fd := int(c.File().Fd())
+	if err := in.watch(fd); err != nil {
+		c.Close()
+		return
+	}
 	in.conns[c] = true
-	go func() {
-		for {
-			r, err := c.Recv()
-			if err != nil {
-				in.msgs <- ctlMsg{from: c}
-				return
-			}
-			in.msgs <- ctlMsg{r: r, from: c}
-		}
-	}()
+	in.byFD[fd] = c
 }
 
-// acceptLoop serves the control socket other programs attach through.
-func (in *initState) acceptLoop(fd int) {
+func (in *initState) unfollow(c *initproto.Conn) {
+	fd := int(c.File().Fd())
+	_ = unix.EpollCtl(in.ep, unix.EPOLL_CTL_DEL, fd, nil)
+	delete(in.byFD, fd)
+	delete(in.conns, c)
+	c.Close()
+}
+
+// track watches a started process's pidfd so that its end wakes the
+// loop at once; without pidfds SIGCHLD does the same, later.
+func (in *initState) track(pid int) {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return
+	}
+	if in.watch(fd) != nil {
+		unix.Close(fd)
+		return
+	}
+	in.pidfd[pid], in.pidOf_[fd] = fd, pid
+}
+
+func (in *initState) untrack(pid int) {
+	if fd, ok := in.pidfd[pid]; ok {
+		_ = unix.EpollCtl(in.ep, unix.EPOLL_CTL_DEL, fd, nil)
+		unix.Close(fd)
+		delete(in.pidfd, pid)
+		delete(in.pidOf_, fd)
+	}
+}
+
+// accept takes every pending connection on the attach socket.
+func (in *initState) accept(fd int) {
 	for {
 		nfd, _, err := unix.Accept4(fd, unix.SOCK_CLOEXEC)
 		if err == unix.EINTR || err == unix.ECONNABORTED {
@@ -370,35 +407,89 @@ func (in *initState) acceptLoop(fd int) {
 			return
 		}
 		_ = unix.SetsockoptInt(nfd, unix.SOL_SOCKET, unix.SO_PASSCRED, 1)
-		in.msgs <- ctlMsg{r: &initproto.Received{Message: initproto.Message{Type: "attach"}}, from: initproto.New(os.NewFile(uintptr(nfd), "vessel-control"))}
+		in.follow(initproto.New(os.NewFile(uintptr(nfd), "vessel-control")))
 	}
 }
 
 func (in *initState) serve(sigs chan os.Signal) {
-	in.msgs = make(chan ctlMsg, 16)
-	in.conns = map[*initproto.Conn]bool{}
-	in.follow(in.conn)
-	if in.cfg.ListenFD > 0 {
-		unix.CloseOnExec(in.cfg.ListenFD)
-		go in.acceptLoop(in.cfg.ListenFD)
+	var err error
+	if in.ep, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err != nil {
+		os.Exit(125)
 	}
+	if in.sigEv, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK); err != nil {
+		os.Exit(125)
+	}
+	in.conns, in.byFD = map[*initproto.Conn]bool{}, map[int]*initproto.Conn{}
+	in.pidfd, in.pidOf_ = map[int]int{}, map[int]int{}
+	if err := in.watch(in.sigEv); err != nil {
+		os.Exit(125)
+	}
+	go func() {
+		one := []byte{1, 0, 0, 0, 0, 0, 0, 0}
+		for s := range sigs {
+			in.sigMu.Lock()
+			in.sigBuf = append(in.sigBuf, s.(syscall.Signal))
+			in.sigMu.Unlock()
+			_, _ = unix.Write(in.sigEv, one)
+		}
+	}()
+	in.follow(in.conn)
+	for pid := range in.procs {
+		in.track(pid)
+	}
+	listen := in.cfg.ListenFD
+	if listen > 0 {
+		unix.CloseOnExec(listen)
+		if unix.SetNonblock(listen, true) != nil || in.watch(listen) != nil {
+			listen = 0
+		}
+	}
+	events := make([]unix.EpollEvent, 32)
+	var buf [8]byte
 	for {
-		select {
-		case s := <-sigs:
-			sig := s.(syscall.Signal)
-			switch sig {
-			case syscall.SIGCHLD:
-				in.reap()
-			case syscall.SIGURG, syscall.SIGPIPE:
-				// SIGURG is the Go runtime's own preemption signal.
-			default:
-				_ = unix.Kill(in.main, sig)
+		n, err := unix.EpollWait(in.ep, events, -1)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			os.Exit(125)
+		}
+		for _, ev := range events[:n] {
+			fd := int(ev.Fd)
+			if fd == in.sigEv {
+				_, _ = unix.Read(in.sigEv, buf[:])
+				in.sigMu.Lock()
+				pending := in.sigBuf
+				in.sigBuf = nil
+				in.sigMu.Unlock()
+				for _, sig := range pending {
+					switch sig {
+					case syscall.SIGCHLD:
+						in.reap()
+					case syscall.SIGURG, syscall.SIGPIPE:
+						// SIGURG is the Go runtime's own preemption signal.
+					default:
+						_ = unix.Kill(in.main, sig)
+					}
+				}
+				continue
 			}
-		case m := <-in.msgs:
-			if m.r == nil {
-				delete(in.conns, m.from)
-				m.from.Close()
-				if m.from == in.conn && !in.cfg.Detached {
+			if listen > 0 && fd == listen {
+				in.accept(listen)
+				continue
+			}
+			if _, ok := in.pidOf_[fd]; ok {
+				in.reap()
+				continue
+			}
+			c := in.byFD[fd]
+			if c == nil {
+				continue
+			}
+			r, err := c.Recv()
+			if err != nil {
+				in.unfollow(c)
+				if c == in.conn && !in.cfg.Detached {
 					// The program that started us is gone: take
 					// everything down.
 					in.killAll()
@@ -406,11 +497,7 @@ func (in *initState) serve(sigs chan os.Signal) {
 				}
 				continue
 			}
-			if m.r.Type == "attach" {
-				in.follow(m.from)
-				continue
-			}
-			in.handle(m.r, m.from)
+			in.handle(r, c)
 		}
 	}
 }
@@ -512,6 +599,7 @@ func (in *initState) handle(r *initproto.Received, from *initproto.Conn) {
 			return
 		}
 		in.procs[pid] = procRef{id: r.ID, conn: from}
+		in.track(pid)
 		if pty != nil {
 			_ = from.Send(&initproto.Message{Type: initproto.TypePTY, ID: r.ID}, pty)
 			pty.Close()
@@ -536,6 +624,7 @@ func (in *initState) reap() {
 		if pid <= 0 || err != nil {
 			return
 		}
+		in.untrack(pid)
 		ref, ok := in.procs[pid]
 		if !ok {
 			continue

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
 )
@@ -100,6 +101,9 @@ type Conn struct {
 	fd  int
 	wmu sync.Mutex
 	rmu sync.Mutex
+	// credRefused: the kernel refused credentials naming another process
+	// once; SendAs goes straight to a pidfd from then on.
+	credRefused atomic.Bool
 }
 
 // Pair returns two connected ends. Both are close-on-exec; the caller clears
@@ -157,17 +161,20 @@ func (c *Conn) Send(m *Message, files ...*os.File) error {
 // (before Linux 5.3) the message carries m.Pid only, which is right when
 // both ends share the pid namespace.
 func (c *Conn) SendAs(m *Message, pid int, files ...*os.File) error {
-	cred := &unix.Ucred{Pid: int32(pid), Uid: uint32(unix.Geteuid()), Gid: uint32(unix.Getegid())}
-	err := c.send(m, cred, files)
-	if !errors.Is(err, unix.EPERM) {
-		return err
+	if !c.credRefused.Load() {
+		cred := &unix.Ucred{Pid: int32(pid), Uid: uint32(unix.Geteuid()), Gid: uint32(unix.Getegid())}
+		err := c.send(m, cred, files)
+		if !errors.Is(err, unix.EPERM) {
+			return err
+		}
+		c.credRefused.Store(true)
 	}
 	m.Pid = pid
 	if fd, perr := unix.PidfdOpen(pid, 0); perr == nil {
 		pf := os.NewFile(uintptr(fd), "pidfd")
 		defer pf.Close()
 		m.PidFD = true
-		err = c.send(m, nil, append(append([]*os.File(nil), files...), pf))
+		err := c.send(m, nil, append(append([]*os.File(nil), files...), pf))
 		m.PidFD = false
 		return err
 	}

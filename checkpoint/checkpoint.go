@@ -522,10 +522,13 @@ func ExternalNetns(inode uint64, key string) string {
 
 // readStats reads one of CRIU's statistics files (nil if unreadable).
 func readStats(dir, name string) *critstats.StatsEntry {
-	img, err := readImage(filepath.Join(dir, name), &critstats.StatsEntry{})
+	img, err := readImage(filepath.Join(dir, name))
 	if err != nil || len(img.Entries) == 0 {
 		return nil
 	}
-	st, _ := img.Entries[0].Message.(*critstats.StatsEntry)
+	st := &critstats.StatsEntry{}
+	if proto.Unmarshal(img.Entries[0], st) != nil {
+		return nil
+	}
 	return st
 }

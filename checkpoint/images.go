@@ -6,12 +6,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"google.golang.org/protobuf/proto"
-
-	"github.com/checkpoint-restore/go-criu/v7/crit/images/fdinfo"
-	"github.com/checkpoint-restore/go-criu/v7/crit/images/fown"
-	"github.com/checkpoint-restore/go-criu/v7/crit/images/mm"
-	"github.com/checkpoint-restore/go-criu/v7/crit/images/regfile"
+	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // ExternalExe rewrites the images in dir so that every process whose
@@ -28,25 +23,24 @@ import (
 // no-op on images it already fixed.
 func ExternalExe(dir, key string) (bool, error) {
 	filesPath := filepath.Join(dir, "files.img")
-	files, err := readImage(filesPath, &fdinfo.FileEntry{})
+	files, err := readImage(filesPath)
 	if err != nil {
 		return false, err
 	}
-	reg := map[uint32]bool{}
-	var maxID uint32
-	extID := uint32(0)
+	reg := map[uint64]bool{}
+	var maxID, extID uint64
 	for _, e := range files.Entries {
-		fe, ok := e.Message.(*fdinfo.FileEntry)
-		if !ok {
+		id, _ := varintField(e, fileEntryID)
+		maxID = max(maxID, id)
+		if typ, _ := varintField(e, fileEntryType); typ != fdTypeReg {
 			continue
 		}
-		if fe.GetId() > maxID {
-			maxID = fe.GetId()
-		}
-		if fe.GetType() == fdinfo.FdTypes_REG {
-			reg[fe.GetId()] = true
-			if fe.GetReg().GetExt() && fe.GetReg().GetName() == key {
-				extID = fe.GetId()
+		reg[id] = true
+		if r, ok := bytesField(e, fileEntryReg); ok {
+			ext, _ := varintField(r, regExt)
+			name, _ := bytesField(r, regName)
+			if ext == 1 && string(name) == key {
+				extID = id
 			}
 		}
 	}
@@ -56,34 +50,22 @@ func ExternalExe(dir, key string) (bool, error) {
 	}
 	changed := false
 	for _, p := range mms {
-		img, err := readImage(p, &mm.MmEntry{})
+		img, err := readImage(p)
 		if err != nil {
 			return false, err
 		}
 		dirty := false
-		for _, e := range img.Entries {
-			m, ok := e.Message.(*mm.MmEntry)
-			if !ok || reg[m.GetExeFileId()] {
+		for i, m := range img.Entries {
+			if exe, _ := varintField(m, mmExeFileID); reg[exe] {
 				continue
 			}
 			if extID == 0 {
 				maxID++
 				extID = maxID
-				files.Entries = append(files.Entries, &imageEntry{Message: &fdinfo.FileEntry{
-					Type: fdinfo.FdTypes_REG.Enum(),
-					Id:   proto.Uint32(extID),
-					Reg: &regfile.RegFileEntry{
-						Id:    proto.Uint32(extID),
-						Flags: proto.Uint32(uint32(os.O_RDONLY)),
-						Pos:   proto.Uint64(0),
-						Fown:  &fown.FownEntry{Uid: proto.Uint32(0), Euid: proto.Uint32(0), Signum: proto.Uint32(0), PidType: proto.Uint32(0), Pid: proto.Uint32(0)},
-						Name:  proto.String(key),
-						Ext:   proto.Bool(true),
-					},
-				}})
+				files.Entries = append(files.Entries, externalRegFile(extID, key))
 				reg[extID] = true
 			}
-			m.ExeFileId = proto.Uint32(extID)
+			img.Entries[i] = setVarintField(m, mmExeFileID, extID)
 			dirty = true
 		}
 		if dirty {
@@ -101,22 +83,120 @@ func ExternalExe(dir, key string) (bool, error) {
 	return changed, nil
 }
 
-// image is a CRIU image file of protobuf entries: its two magic words
-// (kept as read) and its entries. Only images without extra payload after
-// each entry are handled (files, mm, stats...); that is all vessel edits
-// or reads. A small codec here instead of go-criu's crit keeps crit's
-// registry of every CRIU image type (and its start-up cost) out of every
-// program that links vessel.
-type image struct {
-	magic   [8]byte
-	Entries []*imageEntry
+// Field numbers of the few CRIU image messages vessel reads or writes
+// (images/fdinfo.proto, regfile.proto, fown.proto, mm.proto). They are
+// handled as raw protobuf here, so that no generated image type (and
+// their registration at every program start) is linked in.
+const (
+	fileEntryType = 1 // file_entry.type (fd_types; REG is 1)
+	fileEntryID   = 2 // file_entry.id
+	fileEntryReg  = 3 // file_entry.reg (reg_file_entry)
+	fdTypeReg     = 1
+
+	regID    = 1 // reg_file_entry.id
+	regFlags = 2
+	regPos   = 3
+	regFown  = 5 // fown_entry: uid 1, euid 2, signum 3, pid_type 4, pid 5
+	regName  = 6
+	regExt   = 9
+
+	mmExeFileID = 12 // mm_entry.exe_file_id
+)
+
+// externalRegFile is a file_entry for an external regular file named key,
+// opened read-only.
+func externalRegFile(id uint64, key string) []byte {
+	var fown []byte
+	for n := protowire.Number(1); n <= 5; n++ {
+		fown = appendVarintField(fown, n, 0)
+	}
+	var reg []byte
+	reg = appendVarintField(reg, regID, id)
+	reg = appendVarintField(reg, regFlags, uint64(os.O_RDONLY))
+	reg = appendVarintField(reg, regPos, 0)
+	reg = appendBytesField(reg, regFown, fown)
+	reg = appendBytesField(reg, regName, []byte(key))
+	reg = appendVarintField(reg, regExt, 1)
+	var fe []byte
+	fe = appendVarintField(fe, fileEntryType, fdTypeReg)
+	fe = appendVarintField(fe, fileEntryID, id)
+	return appendBytesField(fe, fileEntryReg, reg)
 }
 
-type imageEntry struct{ Message proto.Message }
+func appendVarintField(b []byte, num protowire.Number, v uint64) []byte {
+	return protowire.AppendVarint(protowire.AppendTag(b, num, protowire.VarintType), v)
+}
 
-// readImage decodes the image at path, each entry into a new message of
-// typ's type.
-func readImage(path string, typ proto.Message) (*image, error) {
+func appendBytesField(b []byte, num protowire.Number, v []byte) []byte {
+	return protowire.AppendBytes(protowire.AppendTag(b, num, protowire.BytesType), v)
+}
+
+// eachField calls f with every field of a message; it stops at the first
+// malformed one.
+func eachField(msg []byte, f func(num protowire.Number, typ protowire.Type, val []byte, whole []byte)) {
+	for len(msg) > 0 {
+		num, typ, n := protowire.ConsumeTag(msg)
+		if n < 0 {
+			return
+		}
+		m := protowire.ConsumeFieldValue(num, typ, msg[n:])
+		if m < 0 {
+			return
+		}
+		f(num, typ, msg[n:n+m], msg[:n+m])
+		msg = msg[n+m:]
+	}
+}
+
+// varintField returns the last value of a varint field.
+func varintField(msg []byte, num protowire.Number) (v uint64, ok bool) {
+	eachField(msg, func(n protowire.Number, t protowire.Type, val, _ []byte) {
+		if n == num && t == protowire.VarintType {
+			if x, l := protowire.ConsumeVarint(val); l > 0 {
+				v, ok = x, true
+			}
+		}
+	})
+	return v, ok
+}
+
+// bytesField returns the last value of a length-delimited field.
+func bytesField(msg []byte, num protowire.Number) (v []byte, ok bool) {
+	eachField(msg, func(n protowire.Number, t protowire.Type, val, _ []byte) {
+		if n == num && t == protowire.BytesType {
+			if x, l := protowire.ConsumeBytes(val); l >= 0 {
+				v, ok = x, true
+			}
+		}
+	})
+	return v, ok
+}
+
+// setVarintField returns msg with every occurrence of field num replaced
+// by one varint field of value v.
+func setVarintField(msg []byte, num protowire.Number, v uint64) []byte {
+	var out []byte
+	eachField(msg, func(n protowire.Number, _ protowire.Type, _, whole []byte) {
+		if n != num {
+			out = append(out, whole...)
+		}
+	})
+	return appendVarintField(out, num, v)
+}
+
+// image is a CRIU image file of protobuf entries: its two magic words
+// (kept as read) and its entries, raw. Only images without extra payload
+// after each entry are handled (files, mm, stats...), which is all vessel
+// edits or reads. A small codec here instead of go-criu's crit keeps
+// crit's registry of every CRIU image type (and its start-up cost) out of
+// every program that links vessel.
+type image struct {
+	magic   [8]byte
+	Entries [][]byte
+}
+
+// readImage decodes the image at path.
+func readImage(path string) (*image, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint: %w", err)
@@ -138,11 +218,7 @@ func readImage(path string, typ proto.Message) (*image, error) {
 		if n > len(b)-off {
 			return bad("truncated entry")
 		}
-		m := typ.ProtoReflect().New().Interface()
-		if err := proto.Unmarshal(b[off:off+n], m); err != nil {
-			return bad(err.Error())
-		}
-		img.Entries = append(img.Entries, &imageEntry{Message: m})
+		img.Entries = append(img.Entries, b[off:off+n])
 		off += n
 	}
 	return img, nil
@@ -152,12 +228,8 @@ func readImage(path string, typ proto.Message) (*image, error) {
 func writeImage(path string, img *image) error {
 	out := append([]byte(nil), img.magic[:]...)
 	for _, e := range img.Entries {
-		data, err := proto.Marshal(e.Message)
-		if err != nil {
-			return fmt.Errorf("checkpoint: encode %s: %w", path, err)
-		}
-		out = binary.LittleEndian.AppendUint32(out, uint32(len(data)))
-		out = append(out, data...)
+		out = binary.LittleEndian.AppendUint32(out, uint32(len(e)))
+		out = append(out, e...)
 	}
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, out, 0o600); err != nil {

@@ -11,42 +11,66 @@ import (
 	"github.com/checkpoint-restore/go-criu/v7/crit"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/fdinfo"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/fown"
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/mm"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/regfile"
 )
 
-// TestImageCodecMatchesCrit writes a files image with go-criu's crit,
-// reads it with vessel's codec, writes it back and has crit read that:
-// both directions must agree entry by entry, magic included.
+func fownZero() *fown.FownEntry {
+	z := proto.Uint32(0)
+	return &fown.FownEntry{Uid: z, Euid: z, Signum: z, PidType: z, Pid: z}
+}
+
+func writeCrit(t *testing.T, path, magic string, msgs ...proto.Message) {
+	t.Helper()
+	img := &crit.CriuImage{Magic: magic}
+	for _, m := range msgs {
+		img.Entries = append(img.Entries, &crit.CriuEntry{Message: m})
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := crit.New(nil, f, "", false, false).Encode(img); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func readCrit(t *testing.T, path string, typ proto.Message) *crit.CriuImage {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := crit.New(f, nil, "", false, false).Decode(typ)
+	if err != nil {
+		t.Fatalf("crit cannot read %s: %v", path, err)
+	}
+	return img
+}
+
+// TestImageCodecMatchesCrit: an image written by go-criu's crit is read
+// entry for entry and written back byte for byte by vessel's codec.
 func TestImageCodecMatchesCrit(t *testing.T) {
 	dir := t.TempDir()
 	entries := []*fdinfo.FileEntry{
 		{Type: fdinfo.FdTypes_REG.Enum(), Id: proto.Uint32(1), Reg: &regfile.RegFileEntry{Id: proto.Uint32(1), Flags: proto.Uint32(2), Pos: proto.Uint64(0), Fown: fownZero(), Name: proto.String("/bin/true")}},
-		{Type: fdinfo.FdTypes_REG.Enum(), Id: proto.Uint32(7), Reg: &regfile.RegFileEntry{Id: proto.Uint32(7), Flags: proto.Uint32(0), Pos: proto.Uint64(9), Fown: fownZero(), Name: proto.String("vessel-exe"), Ext: proto.Bool(true)}},
-	}
-	img := &crit.CriuImage{Magic: "FILES"}
-	for _, e := range entries {
-		img.Entries = append(img.Entries, &crit.CriuEntry{Message: e})
+		{Type: fdinfo.FdTypes_PIPE.Enum(), Id: proto.Uint32(7)},
 	}
 	src := filepath.Join(dir, "files.img")
-	f, err := os.Create(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := crit.New(nil, f, "", false, false).Encode(img); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-
-	ours, err := readImage(src, &fdinfo.FileEntry{})
+	writeCrit(t, src, "FILES", entries[0], entries[1])
+	ours, err := readImage(src)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(ours.Entries) != len(entries) {
 		t.Fatalf("read %d entries, want %d", len(ours.Entries), len(entries))
 	}
-	for i, e := range ours.Entries {
-		if !proto.Equal(e.Message, entries[i]) {
-			t.Errorf("entry %d: got %v, want %v", i, e.Message, entries[i])
+	for i, raw := range ours.Entries {
+		got := &fdinfo.FileEntry{}
+		if err := proto.Unmarshal(raw, got); err != nil || !proto.Equal(got, entries[i]) {
+			t.Errorf("entry %d: got %v (%v), want %v", i, got, err, entries[i])
 		}
 	}
 	back := filepath.Join(dir, "back.img")
@@ -58,29 +82,53 @@ func TestImageCodecMatchesCrit(t *testing.T) {
 	if !bytes.Equal(a, b) {
 		t.Errorf("rewritten image differs from crit's (%d vs %d bytes)", len(b), len(a))
 	}
-	rf, err := os.Open(back)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rf.Close()
-	dec, err := crit.New(rf, nil, "", false, false).Decode(&fdinfo.FileEntry{})
-	if err != nil {
-		t.Fatalf("crit cannot read our image: %v", err)
-	}
-	if dec.Magic != "FILES" || len(dec.Entries) != len(entries) {
-		t.Fatalf("crit read magic %q and %d entries", dec.Magic, len(dec.Entries))
-	}
-
 	for _, bad := range [][]byte{{1, 2}, append(a[:8:8], 9, 0, 0, 0, 1)} {
 		p := filepath.Join(dir, "bad.img")
 		os.WriteFile(p, bad, 0o600)
-		if _, err := readImage(p, &fdinfo.FileEntry{}); err == nil {
+		if _, err := readImage(p); err == nil {
 			t.Errorf("damaged image %v read without error", bad)
 		}
 	}
 }
 
-func fownZero() *fown.FownEntry {
-	z := proto.Uint32(0)
-	return &fown.FownEntry{Uid: z, Euid: z, Signum: z, PidType: z, Pid: z}
+// TestExternalExeRewritesImages: a process whose executable is not a
+// regular-file entry (a memfd, id 9) gets an external file entry named by
+// the key, its mm entry points at it (the rest of the mm entry kept), a
+// process whose executable is a regular file is left alone, and a second
+// run changes nothing.
+func TestExternalExeRewritesImages(t *testing.T) {
+	dir := t.TempDir()
+	writeCrit(t, filepath.Join(dir, "files.img"), "FILES",
+		&fdinfo.FileEntry{Type: fdinfo.FdTypes_REG.Enum(), Id: proto.Uint32(3), Reg: &regfile.RegFileEntry{Id: proto.Uint32(3), Flags: proto.Uint32(0), Pos: proto.Uint64(0), Fown: fownZero(), Name: proto.String("/bin/sleep")}},
+		&fdinfo.FileEntry{Type: fdinfo.FdTypes_MEMFD.Enum(), Id: proto.Uint32(9)})
+	memfdMM := &mm.MmEntry{MmStartCode: proto.Uint64(0x400000), MmEndCode: proto.Uint64(0x500000), MmStartData: proto.Uint64(1), MmEndData: proto.Uint64(2), MmStartStack: proto.Uint64(3), MmStartBrk: proto.Uint64(4), MmBrk: proto.Uint64(5), MmArgStart: proto.Uint64(6), MmArgEnd: proto.Uint64(7), MmEnvStart: proto.Uint64(8), MmEnvEnd: proto.Uint64(9), ExeFileId: proto.Uint32(9)}
+	regMM := proto.Clone(memfdMM).(*mm.MmEntry)
+	regMM.ExeFileId = proto.Uint32(3)
+	writeCrit(t, filepath.Join(dir, "mm-1.img"), "MM", memfdMM)
+	writeCrit(t, filepath.Join(dir, "mm-2.img"), "MM", regMM)
+
+	changed, err := ExternalExe(dir, "vessel-exe")
+	if err != nil || !changed {
+		t.Fatalf("ExternalExe: changed %v, %v", changed, err)
+	}
+	files := readCrit(t, filepath.Join(dir, "files.img"), &fdinfo.FileEntry{})
+	if len(files.Entries) != 3 {
+		t.Fatalf("files.img has %d entries, want 3", len(files.Entries))
+	}
+	ext := files.Entries[2].Message.(*fdinfo.FileEntry)
+	if ext.GetType() != fdinfo.FdTypes_REG || ext.GetId() != 10 || !ext.GetReg().GetExt() || ext.GetReg().GetName() != "vessel-exe" || ext.GetReg().GetId() != 10 || ext.GetReg().GetFown() == nil {
+		t.Errorf("external entry %v", ext)
+	}
+	m1 := readCrit(t, filepath.Join(dir, "mm-1.img"), &mm.MmEntry{}).Entries[0].Message.(*mm.MmEntry)
+	want := proto.Clone(memfdMM).(*mm.MmEntry)
+	want.ExeFileId = proto.Uint32(10)
+	if !proto.Equal(m1, want) {
+		t.Errorf("mm-1: %v, want %v", m1, want)
+	}
+	if m2 := readCrit(t, filepath.Join(dir, "mm-2.img"), &mm.MmEntry{}).Entries[0].Message.(*mm.MmEntry); !proto.Equal(m2, regMM) {
+		t.Errorf("mm-2 changed: %v", m2)
+	}
+	if changed, err := ExternalExe(dir, "vessel-exe"); err != nil || changed {
+		t.Errorf("second run: changed %v, %v", changed, err)
+	}
 }

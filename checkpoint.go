@@ -116,9 +116,14 @@ type checkpointMeta struct {
 	// Mountpoints are every mount's target below the root (files end
 	// without a slash, directories with one): Restore creates those a
 	// new root directory lacks, as Start does.
-	Mountpoints []string  `json:"mountpoints,omitempty"`
-	NetnsKey    string    `json:"netnsKey,omitempty"`
-	Created     time.Time `json:"created"`
+	Mountpoints []string `json:"mountpoints,omitempty"`
+	NetnsKey    string   `json:"netnsKey,omitempty"`
+	// ExeKey is the external key of the init's executable when it ran
+	// from a read-only bind of the program (see selfExe): restore hands
+	// this program's binary under that key. Empty for a memfd copy, whose
+	// link checkpoint.ExternalExe rewrites to exeKey instead.
+	ExeKey  string    `json:"exeKey,omitempty"`
+	Created time.Time `json:"created"`
 }
 
 // stdioFile is one of the init's standard streams.
@@ -368,6 +373,12 @@ func (c *Container) describeForDump(initPid int) (*checkpointMeta, []string, err
 		return nil, nil, err
 	}
 	var external []string
+	if key, err := exeExternalKey(initPid); err != nil {
+		return nil, nil, err
+	} else if key != "" {
+		meta.ExeKey = key
+		external = append(external, key)
+	}
 	inNS := map[int]bool{}
 	fullFS := map[[2]int]bool{}
 	for _, m := range mounts {
@@ -455,6 +466,33 @@ func (c *Container) describeForDump(initPid int) (*checkpointMeta, []string, err
 		external = append(external, checkpoint.ExternalNetns(st.Ino, meta.NetnsKey))
 	}
 	return meta, external, nil
+}
+
+// exeExternalKey returns the CRIU external key of pid's executable when it
+// is not a memfd: a read-only bind of the program lives on a detached
+// mount CRIU cannot find, so it is named as an external file instead.
+func exeExternalKey(pid int) (string, error) {
+	link, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	if err != nil {
+		return "", err
+	}
+	if strings.HasPrefix(link, "/memfd:") {
+		return "", nil
+	}
+	f, err := os.OpenFile(fmt.Sprintf("/proc/%d/exe", pid), unix.O_PATH, 0)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return "", err
+	}
+	mnt, _, err := fdInfo(os.Getpid(), strconv.Itoa(int(f.Fd())))
+	if err != nil {
+		return "", err
+	}
+	return checkpoint.ExternalFile(mnt, st.Ino), nil
 }
 
 // LoadCheckpoint returns the id and a copy of the configuration of the
@@ -701,16 +739,26 @@ func (c *Container) restore(ctx context.Context, dir string, meta *checkpointMet
 		}
 	}
 
-	// The init's executable link: the checkpointed one was a memfd (see
-	// checkpoint.ExternalExe); the restored init points at this program.
-	if _, err := checkpoint.ExternalExe(dir, exeKey); err != nil {
-		return &SetupError{Step: "restore: rewrite executable link", Err: err}
+	// The init's executable link (and its mappings of the binary): the
+	// restored init points at this program, through its read-only bind
+	// when it has one. A memfd copy was rewritten into an external file
+	// at dump (checkpoint.ExternalExe; again here for older images).
+	key := meta.ExeKey
+	if key == "" {
+		key = exeKey
+		if _, err := checkpoint.ExternalExe(dir, exeKey); err != nil {
+			return &SetupError{Step: "restore: rewrite executable link", Err: err}
+		}
 	}
-	exe, err := os.Open("/proc/self/exe")
+	exePath := "/proc/self/exe"
+	if p, err := selfExe(); err == nil {
+		exePath = p
+	}
+	exe, err := os.Open(exePath)
 	if err != nil {
-		return &SetupError{Step: "restore: open executable", Path: "/proc/self/exe", Err: err}
+		return &SetupError{Step: "restore: open executable", Path: exePath, Err: err}
 	}
-	inherit(exeKey, exe)
+	inherit(key, exe)
 
 	// Files open outside the container's mounts.
 	for _, ef := range meta.Files {

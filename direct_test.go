@@ -1,9 +1,12 @@
 package vessel_test
 
 import (
+	"fmt"
 	"slices"
 	"strconv"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/openvessel/vessel"
 	"github.com/openvessel/vessel/internal/testutil"
@@ -93,4 +96,44 @@ func TestExecStageForProfilesInitCannotCarry(t *testing.T) {
 			t.Errorf("exec'd process: seccomp %d nnp %v", r.Seccomp, r.NoNewPrivs)
 		}
 	})
+}
+
+// TestInitRunsFromReadOnlyBind: the init runs this very binary (same
+// inode: no copy was made) through a read-only mount, so even a handle on
+// it cannot be opened for writing.
+func TestInitRunsFromReadOnlyBind(t *testing.T) {
+	c, _ := start(t, newConfig(), "sleep", "30")
+	exe := fmt.Sprintf("/proc/%d/exe", initOf(t, c))
+	var ours, theirs unix.Stat_t
+	if err := unix.Stat("/proc/self/exe", &ours); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Stat(exe, &theirs); err != nil {
+		t.Fatal(err)
+	}
+	if ours.Ino != theirs.Ino || ours.Dev != theirs.Dev {
+		t.Errorf("init runs inode %d on %d, this program is %d on %d (a copy?)", theirs.Ino, theirs.Dev, ours.Ino, ours.Dev)
+	}
+	fd, err := unix.Open(exe, unix.O_WRONLY, 0)
+	if err == nil {
+		unix.Close(fd)
+		t.Fatal("the init's executable opened for writing")
+	}
+	// While it runs the kernel says ETXTBSY first; the mount itself must
+	// be read-only for when nothing runs it any more.
+	if err != unix.ETXTBSY && err != unix.EROFS {
+		t.Errorf("open for writing: %v, want ETXTBSY or EROFS", err)
+	}
+	pfd, err := unix.Open(exe, unix.O_PATH, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(pfd)
+	var sfs unix.Statfs_t
+	if err := unix.Fstatfs(pfd, &sfs); err != nil {
+		t.Fatal(err)
+	}
+	if sfs.Flags&unix.ST_RDONLY == 0 {
+		t.Errorf("the init's executable is on a writable mount (statfs flags %#x)", sfs.Flags)
+	}
 }

@@ -3,9 +3,9 @@
 // and a locked-down security profile, with an API shaped like os/exec.
 //
 // A program that uses vessel calls Init first thing in main. vessel starts a
-// container by re-executing the program itself (/proc/self/exe, sealed in a
-// memfd once per program so no container can ever write to it) in new
-// namespaces; in that child Init sets the container up and never returns.
+// container by re-executing the program itself (/proc/self/exe, through a
+// read-only bind mount or a sealed memfd made once per program, so no
+// container can ever write to it) in new namespaces; in that child Init sets the container up and never returns.
 // In the parent Init returns at once.
 //
 //	func main() {
@@ -19,7 +19,8 @@
 //
 // Inside every container a small init stays as PID 1 (the same binary,
 // made non-dumpable): it reaps zombies, forwards signals, reports exits and
-// starts the processes that Exec asks for, so Exec works in any namespace
+// starts the processes that Exec asks for (with a plain fork+exec when it
+// can carry the container's profile itself, see direct.go), so Exec works in any namespace
 // combination, a user namespace included, without cgo or setns.
 //
 // The root package composes the subpackages (namespaces, rootfs, ...); none

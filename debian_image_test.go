@@ -12,11 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
-
+	"github.com/openvessel/vessel/internal/testutil"
 	"github.com/openvessel/vessel/rootfs"
 )
 
@@ -38,24 +34,13 @@ func TestDebianImageRunsApt(t *testing.T) {
 	}
 	t.Logf("debootstrap took %v", time.Since(start).Round(time.Second))
 
-	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
+	imgDir := filepath.Join(dir, "image")
+	layer := testutil.Layer{Open: func() (io.ReadCloser, error) {
 		pr, pw := io.Pipe()
 		go func() { pw.CloseWithError(tarTree(target, pw)) }()
 		return pr, nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err := mutate.AppendLayers(empty.Image, layer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	imgDir := filepath.Join(dir, "image")
-	p, err := layout.Write(imgDir, empty.Index)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.AppendImage(img); err != nil {
+	}}
+	if err := testutil.WriteOCILayout(imgDir, []testutil.Layer{layer}, testutil.ImageConfig{}, "", false); err != nil {
 		t.Fatal(err)
 	}
 	os.RemoveAll(target)

@@ -399,9 +399,23 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 			ic.WaitProceed = true
 		}
 	}
-	if err := c.setupCgroup(); err != nil {
+	// The cgroup's unified directory now, for CLONE_INTO_CGROUP; the v1
+	// hierarchies and the limits while the init starts (it waits for
+	// them at its ready/proceed step).
+	finishCgroup, err := c.setupCgroupStaged()
+	if err != nil {
 		return err
 	}
+	cgDone := make(chan error, 1)
+	cgStarted, cgWaited := false, false
+	waitCgroup := func() error {
+		if !cgStarted || cgWaited {
+			return nil
+		}
+		cgWaited = true
+		return <-cgDone
+	}
+	defer func() { _ = waitCgroup() }()
 	exe, err := selfExe()
 	if err != nil {
 		return &SetupError{Step: "prepare executable", Err: err}
@@ -441,11 +455,10 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 		if fd, ok := c.cg.FD(); ok {
 			sys.UseCgroupFD, sys.CgroupFD = true, fd
 		}
-		// Hierarchies CLONE_INTO_CGROUP cannot reach (v1 controllers) get
-		// the child's pid before it does anything.
-		if c.cg.Layout() != cgroups.V2 {
-			ic.WaitProceed = true
-		}
+		// The limits are written, and hierarchies CLONE_INTO_CGROUP
+		// cannot reach (v1 controllers) get the child's pid, before it
+		// does anything.
+		ic.WaitProceed = true
 	}
 	if c.cfg.needsNetworkSetup() || (plan != nil && plan.NeedsIDMap()) {
 		ic.WaitProceed = true
@@ -477,7 +490,7 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 		Args: []string{"vessel-init", c.id},
 		// One P is plenty for the init: fewer threads, less memory per
 		// idle container, a faster start.
-		Env:         []string{envStage + "=" + stageInit, envSync + "=3", "GOMAXPROCS=1"},
+		Env:         []string{envStage + "=" + stageInit, envSync + "=3", "GOMAXPROCS=2"},
 		Stdout:      c.Stdout,
 		Stderr:      c.Stderr,
 		ExtraFiles:  extra,
@@ -492,6 +505,8 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 	} else {
 		cmd.Stdin = c.Stdin
 	}
+	cgStarted = true
+	go func() { cgDone <- finishCgroup() }()
 	var startErr error
 	onForkThread(func() { startErr = cmd.Start() })
 	childSock.Close()
@@ -521,6 +536,9 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 		case initproto.TypeError:
 			return fail(remoteSetupError(r.Error))
 		case initproto.TypeReady:
+			if err := waitCgroup(); err != nil {
+				return fail(err)
+			}
 			if ic.ReexecAfterMap {
 				if err := writeIDMaps(cmd.Process.Pid, c.cfg.uidMappings(), c.cfg.gidMappings()); err != nil {
 					return fail(err)

@@ -312,8 +312,22 @@ func DestroyStale(id string, cc CgroupConfig) error {
 
 // setupCgroup creates the container's cgroup with its limits.
 func (c *Container) setupCgroup() error {
+	finish, err := c.setupCgroupStaged()
+	if err != nil {
+		return err
+	}
+	return finish()
+}
+
+// setupCgroupStaged creates the container's cgroup where a process can be
+// started into it (the unified hierarchy, for CLONE_INTO_CGROUP) and
+// returns finish, which creates the rest and applies the limits, to run
+// while the init starts. The init must not proceed before finish
+// returned. The cgroup's removal is registered as a cleanup at once.
+func (c *Container) setupCgroupStaged() (finish func() error, err error) {
+	done := func() error { return nil }
 	if c.cfg.Cgroup.Disabled {
-		return nil
+		return done, nil
 	}
 	unprivileged := os.Geteuid() != 0 || inUserNamespace()
 	noCgroup := func(err error) error {
@@ -341,17 +355,48 @@ func (c *Container) setupCgroup() error {
 	m, err := cgroups.New(opts)
 	if err != nil {
 		if unprivileged {
-			return noCgroup(err)
+			if err := noCgroup(err); err != nil {
+				return nil, err
+			}
+			return done, nil
 		}
-		return &ConfigError{Field: "cgroup", Reason: err.Error()}
+		return nil, &ConfigError{Field: "cgroup", Reason: err.Error()}
 	}
-	if err := m.Create(); err != nil {
+	createErr := func(err error) error {
 		if unprivileged && (errors.Is(err, fs.ErrPermission) || errors.Is(err, unix.EROFS) || errors.Is(err, fs.ErrNotExist)) {
 			return noCgroup(err)
 		}
 		return &SetupError{Step: "create cgroup", Path: c.cgroupOptions().Name, Err: err}
 	}
+	if unprivileged {
+		// All at once: a permission problem anywhere means no cgroup.
+		if err := m.Create(); err != nil {
+			if err := createErr(err); err != nil {
+				return nil, err
+			}
+			return done, nil
+		}
+		c.adoptCgroup(m)
+		return done, nil
+	}
+	rest, err := m.CreateStaged()
+	if err != nil {
+		return nil, createErr(err)
+	}
+	c.adoptCgroup(m)
+	return func() error {
+		if err := rest(); err != nil {
+			return createErr(err)
+		}
+		return nil
+	}, nil
+}
+
+// adoptCgroup makes m the container's cgroup, removed at cleanup.
+func (c *Container) adoptCgroup(m *cgroups.Manager) {
+	c.mu.Lock()
 	c.cg = m
+	c.mu.Unlock()
 	c.addCleanup(func() error {
 		err := m.Destroy()
 		c.mu.Lock()
@@ -359,7 +404,6 @@ func (c *Container) setupCgroup() error {
 		c.mu.Unlock()
 		return err
 	})
-	return nil
 }
 
 func (c *Container) addCleanup(f func() error) {

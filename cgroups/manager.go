@@ -256,34 +256,68 @@ func (m *Manager) v1Dir(ctrl string) (string, bool) {
 // Create creates the cgroup in every hierarchy and applies the resources
 // of Options. It fails, leaving nothing behind, when the cgroup exists
 // already (the error wraps fs.ErrExist) or a limit cannot be applied.
-func (m *Manager) Create() (err error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.created = map[string]bool{}
-	defer func() {
-		if err != nil {
-			m.removeDirs(false, m.created)
-		}
-	}()
-	v2Need, err := m.v2Controllers(m.res)
+func (m *Manager) Create() error {
+	finish, err := m.CreateStaged()
 	if err != nil {
 		return err
 	}
-	for _, key := range m.keys() {
-		err := m.makeDirs(key)
-		if !errors.Is(err, fs.ErrExist) {
-			m.created[key] = true
-		}
-		if err != nil {
-			return err
-		}
+	return finish()
+}
+
+// CreateStaged is Create in two steps, for a caller that wants to start
+// a process into the cgroup (CLONE_INTO_CGROUP, see FD) as early as
+// possible: it creates the cgroup's directory in the unified hierarchy
+// only, and returns finish, which creates it in the other hierarchies
+// and applies the resources. finish may run concurrently with the start
+// of that process (not with other methods); the process must not run
+// anything of its own before finish returned. On failure either step
+// removes what was created.
+func (m *Manager) CreateStaged() (finish func() error, err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.created = map[string]bool{}
+	v2Need, err := m.v2Controllers(m.res)
+	if err != nil {
+		return nil, err
 	}
 	if _, ok := m.dirs[unifiedKey]; ok {
-		if err := m.enableControllers(v2Need); err != nil {
-			return err
+		if err := m.makeKey(unifiedKey); err != nil {
+			m.removeDirs(false, m.created)
+			return nil, err
 		}
 	}
-	return m.apply(m.res)
+	return func() (err error) {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		defer func() {
+			if err != nil {
+				m.removeDirs(false, m.created)
+			}
+		}()
+		for _, key := range m.keys() {
+			if key == unifiedKey {
+				continue
+			}
+			if err := m.makeKey(key); err != nil {
+				return err
+			}
+		}
+		if _, ok := m.dirs[unifiedKey]; ok {
+			if err := m.enableControllers(v2Need); err != nil {
+				return err
+			}
+		}
+		return m.apply(m.res)
+	}, nil
+}
+
+// makeKey creates the cgroup in one hierarchy and records it as created.
+func (m *Manager) makeKey(key string) error {
+	err := m.makeDirs(key)
+	if !errors.Is(err, fs.ErrExist) {
+		m.created[key] = true
+	}
+	return err
 }
 
 // makeDirs creates the cgroup and missing intermediates in one hierarchy.

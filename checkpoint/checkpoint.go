@@ -14,9 +14,9 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
-	critstats "github.com/checkpoint-restore/go-criu/v7/crit/images/stats"
 	"github.com/checkpoint-restore/go-criu/v7/rpc"
 )
 
@@ -350,11 +350,11 @@ func dump(ctx context.Context, op string, pid int, opts *Options) (*Stats, error
 		return nil, criuFailure(op, resp, opts.logPath(op))
 	}
 	st := &Stats{Op: op, Duration: time.Since(start), Bytes: dirSize(opts.ImagesDir) - before}
-	if ds := readStats(opts.ImagesDir, "stats-dump").GetDump(); ds != nil {
-		st.FreezeTime = time.Duration(ds.GetFreezingTime()+ds.GetFrozenTime()) * time.Microsecond
-		st.MemoryDumpTime = time.Duration(ds.GetMemdumpTime()) * time.Microsecond
-		st.PagesWritten = ds.GetPagesWritten()
-		st.PagesSkipped = ds.GetPagesSkippedParent()
+	if ds, ok := readStats(opts.ImagesDir, "stats-dump", statsDump); ok {
+		st.FreezeTime = time.Duration(ds[dumpFreezingTime]+ds[dumpFrozenTime]) * time.Microsecond
+		st.MemoryDumpTime = time.Duration(ds[dumpMemdumpTime]) * time.Microsecond
+		st.PagesWritten = ds[dumpPagesWritten]
+		st.PagesSkipped = ds[dumpPagesSkippedParent]
 	}
 	return st, nil
 }
@@ -455,8 +455,8 @@ func Restore(ctx context.Context, opts *Options) (int, *Stats, error) {
 		return 0, nil, criuFailure("restore", resp, opts.logPath("restore"))
 	}
 	st := &Stats{Op: "restore", Duration: time.Since(start), Bytes: dirSize(opts.ImagesDir)}
-	if rs := readStats(opts.ImagesDir, "stats-restore").GetRestore(); rs != nil {
-		st.RestoreTime = time.Duration(rs.GetRestoreTime()+rs.GetForkingTime()) * time.Microsecond
+	if rs, ok := readStats(opts.ImagesDir, "stats-restore", statsRestore); ok {
+		st.RestoreTime = time.Duration(rs[restoreRestoreTime]+rs[restoreForkingTime]) * time.Microsecond
 	}
 	return int(resp.GetRestore().GetPid()), st, nil
 }
@@ -520,15 +520,40 @@ func ExternalNetns(inode uint64, key string) string {
 	return fmt.Sprintf("net[%d]:%s", inode, key)
 }
 
-// readStats reads one of CRIU's statistics files (nil if unreadable).
-func readStats(dir, name string) *critstats.StatsEntry {
+// Field numbers of CRIU's stats image (images/stats.proto): stats_entry
+// holds dump (1) or restore (2) statistics.
+const (
+	statsDump    = 1
+	statsRestore = 2
+
+	dumpFreezingTime       = 1
+	dumpFrozenTime         = 2
+	dumpMemdumpTime        = 3
+	dumpPagesSkippedParent = 6
+	dumpPagesWritten       = 7
+
+	restoreForkingTime = 3
+	restoreRestoreTime = 4
+)
+
+// readStats reads the dump or restore part of one of CRIU's statistics
+// files as its varint fields by number (false if unreadable).
+func readStats(dir, name string, part protowire.Number) (map[protowire.Number]uint64, bool) {
 	img, err := readImage(filepath.Join(dir, name))
 	if err != nil || len(img.Entries) == 0 {
-		return nil
+		return nil, false
 	}
-	st := &critstats.StatsEntry{}
-	if proto.Unmarshal(img.Entries[0], st) != nil {
-		return nil
+	sub, ok := bytesField(img.Entries[0], part)
+	if !ok {
+		return nil, false
 	}
-	return st
+	out := map[protowire.Number]uint64{}
+	eachField(sub, func(n protowire.Number, t protowire.Type, val, _ []byte) {
+		if t == protowire.VarintType {
+			if v, l := protowire.ConsumeVarint(val); l > 0 {
+				out[n] = v
+			}
+		}
+	})
+	return out, true
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/fown"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/mm"
 	"github.com/checkpoint-restore/go-criu/v7/crit/images/regfile"
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/stats"
 )
 
 func fownZero() *fown.FownEntry {
@@ -130,5 +131,31 @@ func TestExternalExeRewritesImages(t *testing.T) {
 	}
 	if changed, err := ExternalExe(dir, "vessel-exe"); err != nil || changed {
 		t.Errorf("second run: changed %v, %v", changed, err)
+	}
+}
+
+// TestReadStats reads the dump and restore statistics vessel reports
+// from stats images written by go-criu's own types.
+func TestReadStats(t *testing.T) {
+	dir := t.TempDir()
+	writeCrit(t, filepath.Join(dir, "stats-dump"), "STATS", &stats.StatsEntry{Dump: &stats.DumpStatsEntry{
+		FreezingTime: proto.Uint32(1500), FrozenTime: proto.Uint32(250000), MemdumpTime: proto.Uint32(900),
+		MemwriteTime: proto.Uint32(1), PagesScanned: proto.Uint64(10), PagesSkippedParent: proto.Uint64(4096),
+		PagesWritten: proto.Uint64(1 << 20), PagesLazy: proto.Uint64(0)}})
+	writeCrit(t, filepath.Join(dir, "stats-restore"), "STATS", &stats.StatsEntry{Restore: &stats.RestoreStatsEntry{
+		PagesCompared: proto.Uint64(0), PagesSkippedCow: proto.Uint64(0), ForkingTime: proto.Uint32(700), RestoreTime: proto.Uint32(42000)}})
+	d, ok := readStats(dir, "stats-dump", statsDump)
+	if !ok || d[dumpFreezingTime]+d[dumpFrozenTime] != 251500 || d[dumpMemdumpTime] != 900 || d[dumpPagesWritten] != 1<<20 || d[dumpPagesSkippedParent] != 4096 {
+		t.Errorf("dump stats %v %v", d, ok)
+	}
+	if _, ok := readStats(dir, "stats-dump", statsRestore); ok {
+		t.Error("a dump stats file read as restore stats")
+	}
+	r, ok := readStats(dir, "stats-restore", statsRestore)
+	if !ok || r[restoreRestoreTime] != 42000 || r[restoreForkingTime] != 700 {
+		t.Errorf("restore stats %v %v", r, ok)
+	}
+	if _, ok := readStats(dir, "missing", statsDump); ok {
+		t.Error("a missing file read")
 	}
 }

@@ -9,7 +9,8 @@
 // uses it for what only cgroup2 offers: cgroup.kill, cgroup.freeze,
 // pressure-stall information and CLONE_INTO_CGROUP (see [Manager.FD]).
 // Limits come from package limits; device rules become writes to the v1
-// devices controller or an eBPF program on v2.
+// devices controller or, on v2, an eBPF device program this package
+// assembles and loads with bpf(2) itself (devfilter.go).
 //
 // This package creates cgroups only below the parent it is given (by
 // default the calling process's own cgroup in each hierarchy) and writes

@@ -68,9 +68,13 @@ func runChild(mode string, args []string) int {
 		}
 		fmt.Println("never refused")
 		return 0
-	case "open": // open args[0] once per input line
+	case "open", "open-ro": // open args[0] once per input line
+		flags := os.O_RDWR
+		if mode == "open-ro" {
+			flags = os.O_RDONLY
+		}
 		for {
-			f, err := os.OpenFile(args[0], os.O_RDWR, 0)
+			f, err := os.OpenFile(args[0], flags, 0)
 			if err == nil {
 				f.Close()
 				fmt.Println("ok")
@@ -687,5 +691,72 @@ func TestV2ControllerErrors(t *testing.T) {
 	if _, err := os.Stat(fake.dirs[unifiedKey]); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("failed Create left %s", fake.dirs[unifiedKey])
 		fake.Destroy()
+	}
+}
+
+// TestDeviceFilterRuleSemantics: the v2 device program decides as the v1
+// controller does: the last matching rule wins, wildcards match any
+// number, type "a" any type, and a rule matches only requests whose
+// accesses it all lists; what no rule matches is denied.
+func TestDeviceFilterRuleSemantics(t *testing.T) {
+	m := newManager(t, nil)
+	dir, ok := m.dirs[unifiedKey]
+	if !ok {
+		return // v1 host: no cgroup2 hierarchy to attach to
+	}
+	if err := attachDeviceFilter(dir, DefaultDevices()); err != nil {
+		t.Fatal(err)
+	}
+	fd, _ := m.FD()
+	attr := func() *syscall.SysProcAttr { return &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: fd} }
+	nullRW := startChild(t, attr(), "open", "/dev/null")
+	nullRO := startChild(t, attr(), "open-ro", "/dev/null")
+	zeroRW := startChild(t, attr(), "open", "/dev/zero")
+	for _, c := range []*child{nullRW, nullRO, zeroRW} {
+		c.send(t)
+		if got := c.line(t); got != "ok" {
+			t.Fatalf("with the default rules: %q", got)
+		}
+	}
+	w := limits.Wildcard
+	cases := []struct {
+		name                   string
+		rules                  []limits.DeviceRule
+		nullRW, nullRO, zeroRW bool
+	}{
+		{"read only", []limits.DeviceRule{{Allow: true, Type: "c", Major: 1, Minor: 3, Access: "r"}}, false, true, false},
+		{"later deny wins", []limits.DeviceRule{{Allow: true, Type: "c", Major: 1, Minor: w, Access: "rwm"}, {Type: "c", Major: 1, Minor: 3, Access: "rwm"}}, false, false, true},
+		{"later allow wins", []limits.DeviceRule{{Type: "c", Major: 1, Minor: 3, Access: "rwm"}, {Allow: true, Type: "c", Major: w, Minor: w, Access: "rw"}}, true, true, true},
+		{"other type", []limits.DeviceRule{{Allow: true, Type: "b", Major: w, Minor: w, Access: "rwm"}}, false, false, false},
+		{"any type", []limits.DeviceRule{{Allow: true, Type: "a", Major: w, Minor: w, Access: "rw"}}, true, true, true},
+		{"none", nil, false, false, false},
+	}
+	for _, tc := range cases {
+		if err := attachDeviceFilter(dir, tc.rules); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		for _, x := range []struct {
+			c    *child
+			want bool
+			what string
+		}{{nullRW, tc.nullRW, "/dev/null rw"}, {nullRO, tc.nullRO, "/dev/null ro"}, {zeroRW, tc.zeroRW, "/dev/zero rw"}} {
+			x.c.send(t)
+			want := "true" // permission denied
+			if x.want {
+				want = "ok"
+			}
+			if got := x.c.line(t); got != want {
+				t.Errorf("%s: %s: %q, want %q", tc.name, x.what, got, want)
+			}
+		}
+	}
+	if n, err := deviceFilterCount(dir); err != nil || n != 1 {
+		t.Errorf("%d device programs attached, want 1 (%v)", n, err)
+	}
+	if _, err := deviceProgram([]limits.DeviceRule{{Type: "x", Access: "r"}}); err == nil {
+		t.Error("type x accepted")
+	}
+	if _, err := deviceProgram([]limits.DeviceRule{{Type: "c", Access: "q"}}); err == nil {
+		t.Error("access q accepted")
 	}
 }

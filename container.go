@@ -490,7 +490,7 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 		Args: []string{"vessel-init", c.id},
 		// One P is plenty for the init: fewer threads, less memory per
 		// idle container, a faster start.
-		Env:         []string{envStage + "=" + stageInit, envSync + "=3", "GOMAXPROCS=2"},
+		Env:         []string{envStage + "=" + stageInit, envSync + "=3", "GOMAXPROCS=1"},
 		Stdout:      c.Stdout,
 		Stderr:      c.Stderr,
 		ExtraFiles:  extra,

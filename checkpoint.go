@@ -396,7 +396,11 @@ func (c *Container) describeForDump(initPid int) (*checkpointMeta, []string, err
 			mp = m.Mountpoint
 		}
 		meta.Mountpoints = append(meta.Mountpoints, mp)
-		if internalFS[m.FSType] && fullFS[[2]int{m.Major, m.Minor}] {
+		// A cgroup mount made in the container's cgroup namespace shows,
+		// read from here, the namespace's root as its root: it is the
+		// container's own all the same, and CRIU recreates it.
+		cgroupFS := m.FSType == "cgroup2" || m.FSType == "cgroup"
+		if internalFS[m.FSType] && (fullFS[[2]int{m.Major, m.Minor}] || cgroupFS) {
 			continue
 		}
 		key := "vessel-mnt-" + strconv.Itoa(len(meta.Mounts))

@@ -103,6 +103,8 @@ set --
 [ -s /vessel/run ] && set -- "$@" "-test.run=$(cat /vessel/run)"
 [ -s /vessel/skip ] && set -- "$@" "-test.skip=$(cat /vessel/skip)"
 [ -f /vessel/short ] && set -- "$@" -test.short
+[ -s /vessel/bench ] && set -- "$@" "-test.bench=$(cat /vessel/bench)"
+[ -s /vessel/benchtime ] && set -- "$@" "-test.benchtime=$(cat /vessel/benchtime)"
 timeout=$(cat /vessel/timeout 2>/dev/null)
 [ -n "$timeout" ] || timeout=10m
 

@@ -7,6 +7,8 @@
 #   -run REGEX   only tests matching REGEX (go test -run)
 #   -skip REGEX  skip tests matching REGEX (go test -skip)
 #   -short       pass -test.short
+#   -bench REGEX run the benchmarks matching REGEX too (go test -bench)
+#   -benchtime D benchmark time or count, e.g. 3x (go test -benchtime)
 #   -timeout DUR per-package go test timeout inside the guest (default 10m)
 #   -C DIR       module directory to build from (default: this repository's root)
 #   -add SRC:DST copy host file or directory SRC to DST in the guest (repeatable)
@@ -42,7 +44,7 @@ fail() {
 	exit 2
 }
 
-run_re="" skip_re="" short=0 go_timeout="10m" moddir="$repo_root" keep=0 probe=1 leftovers_fail=0
+bench_re="" benchtime="" run_re="" skip_re="" short=0 go_timeout="10m" moddir="$repo_root" keep=0 probe=1 leftovers_fail=0
 adds=()
 envs=()
 pkgs=()
@@ -53,6 +55,8 @@ while (($#)); do
 	-skip | --skip) skip_re=${2?"-skip needs a value"}; shift 2 ;;
 	-skip=* | --skip=*) skip_re=${1#*=}; shift ;;
 	-short | --short) short=1; shift ;;
+	-bench | --bench) bench_re=${2?"-bench needs a value"}; shift 2 ;;
+	-benchtime | --benchtime) benchtime=${2?"-benchtime needs a value"}; shift 2 ;;
 	-timeout | --timeout) go_timeout=${2?"-timeout needs a value"}; shift 2 ;;
 	-timeout=* | --timeout=*) go_timeout=${1#*=}; shift ;;
 	-C) moddir=${2?"-C needs a directory"}; shift 2 ;;
@@ -314,6 +318,8 @@ fi
 [[ -n $run_re ]] && printf '%s' "$run_re" >"$root/vessel/run"
 [[ -n $skip_re ]] && printf '%s' "$skip_re" >"$root/vessel/skip"
 ((short)) && touch "$root/vessel/short"
+[[ -n $bench_re ]] && printf '%s' "$bench_re" >"$root/vessel/bench"
+[[ -n $benchtime ]] && printf '%s' "$benchtime" >"$root/vessel/benchtime"
 printf '%s' "$go_timeout" >"$root/vessel/timeout"
 # The isolation probe (see internal/probe/doc.go): tests cannot build it in
 # the guest (no Go toolchain there), so build it here and say where it is.

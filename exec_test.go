@@ -46,6 +46,23 @@ func execReport(t testing.TB, c *vessel.Container, probePath string) *probe.Repo
 	return testutil.MustParseReport(t, []byte(out))
 }
 
+// waitComm returns pid's command name once it is want, or what it is
+// after two seconds. A process is reported started when its execve is
+// past the point of no return (its close-on-exec descriptors are closed
+// then), a moment before the kernel gives the task its new name.
+func waitComm(t testing.TB, pid int, want string) string {
+	t.Helper()
+	var comm string
+	for deadline := time.Now().Add(2 * time.Second); ; {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		comm = strings.TrimSpace(string(b))
+		if comm == want || time.Now().After(deadline) {
+			return comm
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // nsInode returns the inode of /proc/PID/ns/KIND.
 func nsInode(t testing.TB, pid int, kind string) uint64 {
 	t.Helper()
@@ -421,7 +438,7 @@ func TestExecContextCancel(t *testing.T) {
 		t.Fatal(err)
 	}
 	pid := p.Pid()
-	if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); strings.TrimSpace(string(comm)) != "sleep" {
+	if comm := waitComm(t, pid, "sleep"); comm != "sleep" {
 		t.Fatalf("Pid() %d is %q, not the exec'd sleep", pid, comm)
 	}
 	cancel()

@@ -143,8 +143,7 @@ func TestStateTransitions(t *testing.T) {
 		t.Fatalf("running: %+v", st)
 	}
 	// The reported pid is the host pid of the user's process.
-	comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", st.Pid))
-	if strings.TrimSpace(string(comm)) != "sleep" {
+	if comm := waitComm(t, st.Pid, "sleep"); comm != "sleep" {
 		t.Fatalf("pid %d is %q, not sleep", st.Pid, comm)
 	}
 	if err := c.Start(context.Background(), "true"); !errors.Is(err, vessel.ErrAlreadyStarted) {

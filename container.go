@@ -506,10 +506,25 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 		cmd.Stdin = c.Stdin
 	}
 	cgStarted = true
-	go func() { cgDone <- finishCgroup() }()
+	// The init's pid goes into the v1 hierarchies as soon as they exist:
+	// each v1 move waits for an RCU grace period, better spent while the
+	// init is still starting than at its ready step.
+	initPid := make(chan int, 1)
+	go func() {
+		err := finishCgroup()
+		if pid := <-initPid; err == nil && pid > 0 {
+			err = c.beforeProceed(pid)
+		}
+		cgDone <- err
+	}()
 	var startErr error
 	onForkThread(func() { startErr = cmd.Start() })
 	childSock.Close()
+	if startErr == nil {
+		initPid <- cmd.Process.Pid
+	} else {
+		initPid <- 0
+	}
 	if startErr != nil {
 		ctl.Close()
 		return &SetupError{Step: "start container init", Path: exe, Err: startErr}
@@ -536,6 +551,7 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 		case initproto.TypeError:
 			return fail(remoteSetupError(r.Error))
 		case initproto.TypeReady:
+			// The cgroup is complete and holds the init (see above).
 			if err := waitCgroup(); err != nil {
 				return fail(err)
 			}
@@ -543,9 +559,6 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 				if err := writeIDMaps(cmd.Process.Pid, c.cfg.uidMappings(), c.cfg.gidMappings()); err != nil {
 					return fail(err)
 				}
-			}
-			if err := c.beforeProceed(cmd.Process.Pid); err != nil {
-				return fail(err)
 			}
 			if h := c.cfg.Hooks; h != nil {
 				state := c.hookState("created", cmd.Process.Pid)

@@ -169,7 +169,7 @@ func applyToInit(spec *processSpec) error {
 		cs.Effective, cs.Permitted = keep, keep
 		own.Capabilities = &cs
 	}
-	if _, err := security.Apply(&own, security.Credential{}); err != nil {
+	if _, err := security.ApplyToThread(&own); err != nil {
 		info := initproto.ErrorInfo{Step: "apply security profile", Msg: err.Error(), Errno: errnoOf(err)}
 		var se *security.StepError
 		if errors.As(err, &se) {

@@ -82,13 +82,28 @@ func stepErr(step string, err error) error {
 // SCMP_ACT_NOTIFY, or -1. It is close-on-exec; the caller hands it to the
 // supervisor (for example over its socket) before execve.
 func Apply(p *Prepared, cred Credential) (listenerFD int, err error) {
+	return apply(p, &cred)
+}
+
+// ApplyToThread is Apply for a thread that keeps its uid and gid (a
+// supervisor that starts processes with fork+exec from this thread): it
+// clears the calling thread's supplementary groups instead of changing
+// credentials, which needs no stop of the program's other threads (Go's
+// setuid family signals every thread), and then applies the profile as
+// Apply does. Threads created from this one later inherit all of it.
+func ApplyToThread(p *Prepared) (listenerFD int, err error) {
+	return apply(p, nil)
+}
+
+// apply is Apply; a nil cred keeps the thread's identity.
+func apply(p *Prepared, cred *Credential) (listenerFD int, err error) {
 	listenerFD = -1
 	if p == nil {
 		p = &Prepared{}
 	}
 	caps := p.Capabilities
 	landlockOn := p.Landlock != nil && p.Landlock.Enabled
-	finalSysAdmin := cred.UID == 0
+	finalSysAdmin := cred == nil || cred.UID == 0
 	if caps != nil {
 		finalSysAdmin = caps.Effective&defaultCapsSysAdminMask != 0
 	}
@@ -126,8 +141,12 @@ func Apply(p *Prepared, cred Credential) (listenerFD int, err error) {
 		}
 	}
 
-	if err := SetCredential(cred); err != nil {
-		return closeOnErr(err)
+	if cred != nil {
+		if err := SetCredential(*cred); err != nil {
+			return closeOnErr(err)
+		}
+	} else if _, _, errno := unix.RawSyscall(unix.SYS_SETGROUPS, 0, 0, 0); errno != 0 && !(errno == unix.EPERM && setgroupsDenied()) {
+		return closeOnErr(stepErr("setgroups []", errno))
 	}
 
 	if caps != nil {

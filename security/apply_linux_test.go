@@ -354,3 +354,20 @@ func TestApplyTSync(t *testing.T) {
 	isTrue(t, o.state.Success(), o.stderr)
 	isTrue(t, strings.Contains(o.stdout, "anon_inode:seccomp notify"), o.stdout)
 }
+
+// TestApplyToThreadKeepsIdentity: the profile applies as with Apply, the
+// uid and gid stay, and the supplementary groups the process had are gone
+// from the thread that execs.
+func TestApplyToThreadKeepsIdentity(t *testing.T) {
+	requireRoot(t)
+	res := childRun{prepared: prepare(t, DefaultProfile()), keepIdentity: true, groups: []uint32{5, 27}}.run(t)
+	for _, f := range []string{"CapBnd", "CapEff", "CapPrm"} {
+		eq(t, uint64(dockerDefaultMask), capMask(t, res, f), f)
+	}
+	eq(t, "1", res.Status["NoNewPrivs"])
+	eq(t, "2", res.Status["Seccomp"])
+	eq(t, "0\t0\t0\t0", res.Status["Uid"])
+	eq(t, "0\t0\t0\t0", res.Status["Gid"])
+	eq(t, "", res.Status["Groups"])
+	eq(t, "EPERM", res.Calls["mount"])
+}

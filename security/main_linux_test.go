@@ -33,6 +33,8 @@ type childSpec struct {
 	// ReportListener prints the seccomp listener's /proc/self/fd link
 	// before execve.
 	ReportListener bool `json:"reportListener"`
+	// KeepIdentity uses ApplyToThread instead of Apply.
+	KeepIdentity bool `json:"keepIdentity,omitempty"`
 }
 
 type probeSpec struct {
@@ -73,7 +75,11 @@ func runChild(path string) {
 	if err := json.Unmarshal(data, &spec); err != nil {
 		fail("%v", err)
 	}
-	fd, err := Apply(spec.Prepared, spec.Cred)
+	apply := func() (int, error) { return Apply(spec.Prepared, spec.Cred) }
+	if spec.KeepIdentity {
+		apply = func() (int, error) { return ApplyToThread(spec.Prepared) }
+	}
+	fd, err := apply()
 	if err != nil {
 		fail("apply: %v", err)
 	}
@@ -228,6 +234,10 @@ type childRun struct {
 	argv     []string // default: this binary in probe mode
 	exe      string   // binary to start (default os.Executable)
 	listener bool
+	// keepIdentity applies with ApplyToThread; groups are the child's
+	// supplementary groups before it applies anything.
+	keepIdentity bool
+	groups       []uint32
 }
 
 type childOutcome struct {
@@ -250,7 +260,7 @@ func (r childRun) start(t *testing.T) childOutcome {
 	if argv == nil {
 		argv = []string{exe, "-test.run=^$"}
 	}
-	spec := childSpec{Prepared: r.prepared, Cred: r.cred, Argv: argv, ReportListener: r.listener,
+	spec := childSpec{Prepared: r.prepared, Cred: r.cred, Argv: argv, ReportListener: r.listener, KeepIdentity: r.keepIdentity,
 		Env: []string{envProbe + "=" + string(probeJSON), "PATH=/usr/bin:/bin"}}
 	data, err := json.Marshal(spec)
 	noErr(t, err)
@@ -259,6 +269,9 @@ func (r childRun) start(t *testing.T) childOutcome {
 
 	cmd := exec.Command(exe, "-test.run=^$")
 	cmd.Env = []string{envChild + "=" + specPath}
+	if r.groups != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 0, Gid: 0, Groups: r.groups}}
+	}
 	var out, errb strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	_ = cmd.Run()

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strconv"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -38,8 +39,20 @@ func TestDirectStartCarriesProfile(t *testing.T) {
 			t.Errorf("init %s = %s, want %s (processes are not started directly)", field, got, want)
 		}
 	}
-	if got := statusField(t, c.State().Pid, "CapEff"); got != "0000000000000000" {
-		t.Errorf("main process CapEff %s, want none", got)
+	// The main process is reported started once its execve is past the
+	// point of no return; the kernel installs the new credentials a
+	// moment later, still inside execve. Read them once it is the probe.
+	main := c.State().Pid
+	waitComm(t, main, "probe")
+	for field, want := range map[string]string{"CapEff": "0000000000000000", "CapPrm": "0000000000000000"} {
+		got := statusField(t, main, field)
+		for deadline := time.Now().Add(2 * time.Second); got != want && time.Now().Before(deadline); {
+			time.Sleep(time.Millisecond)
+			got = statusField(t, main, field)
+		}
+		if got != want {
+			t.Errorf("main process %s %s, want none", field, got)
+		}
 	}
 	r := execReport(t, c, "/probe")
 	caps := r.Capabilities

@@ -9,8 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/openvessel/vessel/namespaces"
 	"github.com/openvessel/vessel/network"
 	"github.com/openvessel/vessel/rootfs"
@@ -139,13 +137,15 @@ func (c *Container) setupNetwork(ctx context.Context, pid int) ([]rootfs.File, e
 	return files, nil
 }
 
-// bridgeHostsPath is the shared hosts file of the containers on a bridge.
+// bridgeHostsPath is the shared hosts file of the containers on a bridge,
+// in a directory of its own next to the network state (removed with the
+// last container on the bridge).
 func bridgeHostsPath(bridge string) string {
 	dir := network.DefaultManager.StateDir
 	if dir == "" {
 		dir = network.DefaultStateDir
 	}
-	return filepath.Join(dir, "hosts", bridge)
+	return filepath.Join(filepath.Dir(dir), "hosts", bridge, "hosts")
 }
 
 // writeBridgeHosts rewrites, in place (binds follow the inode), the shared
@@ -153,17 +153,11 @@ func bridgeHostsPath(bridge string) string {
 // att's own included when self is set.
 func writeBridgeHosts(bridge string, att *network.Attachment, self bool) error {
 	path := bridgeHostsPath(bridge)
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	lock, err := os.OpenFile(path+".lock", os.O_CREATE|os.O_RDWR, 0o600)
+	unlock, err := network.LockDir(filepath.Dir(path))
 	if err != nil {
 		return err
 	}
-	defer lock.Close()
-	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
-		return err
-	}
+	defer unlock()
 	peers, err := att.Peers()
 	if err != nil {
 		return err
@@ -190,11 +184,11 @@ func writeBridgeHosts(bridge string, att *network.Attachment, self bool) error {
 		}
 	}
 	if !self && len(peers) == 0 {
-		os.Remove(path + ".lock")
+		// The last container of the bridge is gone: so is the file (and,
+		// at unlock, its directory).
 		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
-		os.Remove(filepath.Dir(path)) // the last bridge gone: nothing left
 		return nil
 	}
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY, 0o644)

@@ -71,38 +71,96 @@ type endpoint struct {
 
 // stateLock is a held flock on the state directory.
 type stateLock struct {
-	f   *os.File
-	dir string
+	f         *os.File
+	dir       string
+	exclusive bool
 }
 
+// lockState locks dir's lock file, creating both as needed. An exclusive
+// holder that leaves nothing else in dir removes the file and the
+// directory when it unlocks (see unlock), so a lock taken on a file that
+// was unlinked meanwhile is dropped and taken again on the current one.
 func lockState(dir string, exclusive bool) (*stateLock, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("network: state directory: %w", err)
-	}
-	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("network: state lock: %w", err)
-	}
 	how := unix.LOCK_SH
 	if exclusive {
 		how = unix.LOCK_EX
 	}
+	path := filepath.Join(dir, "lock")
 	for {
-		err = unix.Flock(int(f.Fd()), how)
-		if err != unix.EINTR {
-			break
+		flags := os.O_RDWR
+		if exclusive {
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				return nil, fmt.Errorf("network: state directory: %w", err)
+			}
+			flags |= os.O_CREATE
 		}
+		f, err := os.OpenFile(path, flags, 0o600)
+		if errors.Is(err, os.ErrNotExist) {
+			if !exclusive {
+				// A reader of state that does not exist reads nothing
+				// and creates nothing.
+				return &stateLock{dir: dir}, nil
+			}
+			continue // the directory went between MkdirAll and open
+		}
+		if err != nil {
+			return nil, fmt.Errorf("network: state lock: %w", err)
+		}
+		for {
+			err = unix.Flock(int(f.Fd()), how)
+			if err != unix.EINTR {
+				break
+			}
+		}
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("network: flock state: %w", err)
+		}
+		var held, now unix.Stat_t
+		if unix.Fstat(int(f.Fd()), &held) == nil && unix.Stat(path, &now) == nil && held.Ino == now.Ino && held.Dev == now.Dev {
+			return &stateLock{f: f, dir: dir, exclusive: exclusive}, nil
+		}
+		f.Close() // removed by its last holder: take the new one
 	}
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("network: flock state: %w", err)
-	}
-	return &stateLock{f: f, dir: dir}, nil
 }
 
+// unlock releases the lock. An exclusive holder whose directory holds
+// nothing but the lock file removes both, and the empty directories above
+// it up to and including /run/vessel (never above, never elsewhere), so no
+// state is left behind once nothing uses it.
 func (l *stateLock) unlock() {
+	if l.f == nil {
+		return // nothing was there to lock (a reader of no state)
+	}
+	if l.exclusive {
+		if ents, err := os.ReadDir(l.dir); err == nil && len(ents) == 1 && ents[0].Name() == "lock" {
+			if os.Remove(filepath.Join(l.dir, "lock")) == nil && os.Remove(l.dir) == nil {
+				for d := filepath.Dir(l.dir); strings.HasPrefix(d+"/", runRoot+"/"); d = filepath.Dir(d) {
+					if os.Remove(d) != nil {
+						break
+					}
+				}
+			}
+		}
+	}
 	unix.Flock(int(l.f.Fd()), unix.LOCK_UN)
 	l.f.Close()
+}
+
+// runRoot is the directory below which vessel keeps its run-time state.
+const runRoot = "/run/vessel"
+
+// LockDir takes the exclusive lock of dir (the file dir/lock, made as
+// needed) and returns its release. Releasing removes dir when nothing but
+// the lock is left in it, with its empty parents up to /run/vessel; a
+// waiter that got the lock of a removed file takes the new one instead.
+// For state kept next to the network's, such as shared hosts files.
+func LockDir(dir string) (unlock func(), err error) {
+	l, err := lockState(dir, true)
+	if err != nil {
+		return nil, err
+	}
+	return l.unlock, nil
 }
 
 func (l *stateLock) load() (*state, error) {

@@ -174,7 +174,12 @@ func loadDeviceProgram(prog []insn) (int, error) {
 		expectedAttachType: bpfCgroupDevice,
 	}
 	copy(attr.name[:], "vessel_devices")
+	// The verifier gives up with EAGAIN when a signal is pending, and the
+	// Go runtime signals its threads (preemption): try again.
 	fd, err := bpf(bpfProgLoad, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
+	for i := 0; i < 50 && err == unix.EAGAIN; i++ {
+		fd, err = bpf(bpfProgLoad, unsafe.Pointer(&attr), unsafe.Sizeof(attr))
+	}
 	runtime.KeepAlive(prog)
 	runtime.KeepAlive(license)
 	if err != nil {

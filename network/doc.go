@@ -17,8 +17,8 @@
 // state directory guarded by flock(2), so concurrent containers and
 // concurrent programs never collide, and allocations whose owners died are
 // reclaimed by [Cleanup] or by the next [Setup]. Once nothing is recorded,
-// the directory and its lock file are removed (see [LockDir]): no file is
-// left under /run/vessel by containers that are gone.
+// the directory and its lock file are removed (see [LockDir]): nothing but
+// the empty /run/vessel is left by containers that are gone.
 //
 // A container runtime uses it like this:
 //

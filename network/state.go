@@ -86,10 +86,16 @@ func lockState(dir string, exclusive bool) (*stateLock, error) {
 		how = unix.LOCK_EX
 	}
 	path := filepath.Join(dir, "lock")
-	for {
+	for attempt := 0; ; attempt++ {
+		// Another holder's unlock may remove an empty parent while we
+		// create the path: try again (a bounded number of times).
+		retry := attempt < 100
 		flags := os.O_RDWR
 		if exclusive {
 			if err := os.MkdirAll(dir, 0o700); err != nil {
+				if errors.Is(err, os.ErrNotExist) && retry {
+					continue
+				}
 				return nil, fmt.Errorf("network: state directory: %w", err)
 			}
 			flags |= os.O_CREATE
@@ -101,7 +107,9 @@ func lockState(dir string, exclusive bool) (*stateLock, error) {
 				// and creates nothing.
 				return &stateLock{dir: dir}, nil
 			}
-			continue // the directory went between MkdirAll and open
+			if retry {
+				continue // the directory went between MkdirAll and open
+			}
 		}
 		if err != nil {
 			return nil, fmt.Errorf("network: state lock: %w", err)
@@ -126,8 +134,9 @@ func lockState(dir string, exclusive bool) (*stateLock, error) {
 
 // unlock releases the lock. An exclusive holder whose directory holds
 // nothing but the lock file removes both, and the empty directories above
-// it up to and including /run/vessel (never above, never elsewhere), so no
-// state is left behind once nothing uses it.
+// it below /run/vessel (not /run/vessel itself, which the OCI state and
+// the storage code create their own directories in), so no state is left
+// behind once nothing uses it.
 func (l *stateLock) unlock() {
 	if l.f == nil {
 		return // nothing was there to lock (a reader of no state)
@@ -135,7 +144,7 @@ func (l *stateLock) unlock() {
 	if l.exclusive {
 		if ents, err := os.ReadDir(l.dir); err == nil && len(ents) == 1 && ents[0].Name() == "lock" {
 			if os.Remove(filepath.Join(l.dir, "lock")) == nil && os.Remove(l.dir) == nil {
-				for d := filepath.Dir(l.dir); strings.HasPrefix(d+"/", runRoot+"/"); d = filepath.Dir(d) {
+				for d := filepath.Dir(l.dir); strings.HasPrefix(d, runRoot+"/"); d = filepath.Dir(d) {
 					if os.Remove(d) != nil {
 						break
 					}
@@ -152,7 +161,7 @@ const runRoot = "/run/vessel"
 
 // LockDir takes the exclusive lock of dir (the file dir/lock, made as
 // needed) and returns its release. Releasing removes dir when nothing but
-// the lock is left in it, with its empty parents up to /run/vessel; a
+// the lock is left in it, with its empty parents below /run/vessel; a
 // waiter that got the lock of a removed file takes the new one instead.
 // For state kept next to the network's, such as shared hosts files.
 func LockDir(dir string) (unlock func(), err error) {

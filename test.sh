@@ -65,9 +65,14 @@ echo "== tests on a pure cgroup v2 guest (Debian kernel under qemu)"
 # debootstrap needs the network: that test stays on the host run.
 tools=$(mktemp -d /tmp/vessel-guest-tools.XXXXXX)
 trap 'rm -rf "$tools"' EXIT
-.ci/qemu/guest-tools.sh "$tools" tar ip
+.ci/qemu/guest-tools.sh "$tools" tar ip mkfs.xfs
 VESSEL_QEMU_MEM=${VESSEL_QEMU_MEM:-4096} .ci/qemu/run-v2-tests.sh -timeout 20m \
 	-add /opt/vessel-criu:/opt/vessel-criu -add "$tools:/opt/vessel-tools" \
 	-env PATH=/opt/vessel-tools/bin:/bin:/sbin:/usr/bin:/usr/sbin \
 	-skip 'TestDebianImageRunsApt' \
 	. ./cgroups ./limits ./security ./network ./checkpoint
+
+echo "== XFS project quotas on the guest (this host's kernel has no CONFIG_XFS_QUOTA)"
+.ci/qemu/run-v2-tests.sh -timeout 5m -run 'TestProjectQuotaXFS' \
+	-add "$tools:/opt/vessel-tools" -env PATH=/opt/vessel-tools/bin:/bin:/sbin:/usr/bin:/usr/sbin \
+	./rootfs

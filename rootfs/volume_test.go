@@ -97,7 +97,7 @@ func TestProjectQuotaXFS(t *testing.T) {
 	if cfg, err := exec.Command("sh", "-c", "zcat /proc/config.gz | grep -x '# CONFIG_XFS_QUOTA is not set'").Output(); err == nil && len(cfg) > 0 {
 		// This machine's kernel (6.18) has no XFS quota and no ext4 quota
 		// format (QFMT_V2): project quotas cannot exist here. Debian's
-		// kernels have both.
+		// kernels have both: test.sh runs this test in its qemu guest.
 		t.Skip("kernel built without CONFIG_XFS_QUOTA: no project quotas possible")
 	}
 	dir := tempDir(t)

@@ -693,16 +693,12 @@ func (c *Container) restore(ctx context.Context, dir string, meta *checkpointMet
 		case 2:
 			w = c.Stderr
 		}
-		if f, ok := r.(*os.File); ok && r != nil {
-			dup, err := dupFile(f)
-			if err != nil {
-				return err
-			}
-			inherit(s.Key, dup)
-			stdioDone[s.Key] = true
-			continue
+		// A file is handed over as it is (a copy of its descriptor).
+		var stream any = w
+		if r != nil {
+			stream = r
 		}
-		if f, ok := w.(*os.File); ok && w != nil {
+		if f, ok := stream.(*os.File); ok && f != nil {
 			dup, err := dupFile(f)
 			if err != nil {
 				return err
@@ -899,17 +895,7 @@ func (c *Container) adoptRestored(ctx context.Context, proc *os.Process, ctl *in
 	c.ctlDone = make(chan struct{})
 	c.sess = newSession(ctl)
 	c.mu.Unlock()
-	go c.readControl()
-	go c.waitInit()
-	if ctx != nil && ctx.Done() != nil {
-		go func() {
-			select {
-			case <-ctx.Done():
-				c.kill(false)
-			case <-c.done:
-			}
-		}()
-	}
+	c.follow(ctx)
 	if meta.Paused && c.cg != nil {
 		c.mu.Lock()
 		c.paused = true

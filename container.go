@@ -539,6 +539,7 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 		ctl.Close()
 		return err
 	}
+	ic.Direct = directReason(ic) == ""
 	if err := ctl.Send(&initproto.Message{Type: initproto.TypeConfig, Payload: initproto.Encode(ic)}); err != nil {
 		return fail(&SetupError{Step: "send config", Err: err})
 	}
@@ -620,17 +621,7 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 	}
 	c.ctlDone = make(chan struct{})
 	c.sess = newSession(ctl)
-	go c.readControl()
-	go c.waitInit()
-	if ctx != nil && ctx.Done() != nil {
-		go func() {
-			select {
-			case <-ctx.Done():
-				c.kill(false)
-			case <-c.done:
-			}
-		}()
-	}
+	c.follow(ctx)
 	if !hold {
 		c.afterStart(ctx)
 	}
@@ -965,4 +956,20 @@ func writeIDMaps(pid int, uids, gids []namespaces.IDMap) error {
 		}
 	}
 	return nil
+}
+
+// follow starts watching a running init: its control messages, its end,
+// and ctx, whose end kills the container.
+func (c *Container) follow(ctx context.Context) {
+	go c.readControl()
+	go c.waitInit()
+	if ctx != nil && ctx.Done() != nil {
+		go func() {
+			select {
+			case <-ctx.Done():
+				c.kill(false)
+			case <-c.done:
+			}
+		}()
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -91,7 +92,8 @@ const minInitNofile = 256
 const initOwnCaps = uint64(1)<<unix.CAP_KILL | uint64(1)<<unix.CAP_SETUID | uint64(1)<<unix.CAP_SETGID
 
 // directReason says why processes of this container cannot be started
-// directly by the init, or "" when they can.
+// directly by the init, or "" when they can. The parent decides, once per
+// start, and tells the init (initConfig.Direct).
 func directReason(cfg *initConfig) string {
 	p := &cfg.Process
 	if p.WaitStart || len(cfg.StartContainerHooks) > 0 {
@@ -129,11 +131,26 @@ func directReason(cfg *initConfig) string {
 		if s.Listener {
 			return "a seccomp notify listener"
 		}
-		if err := s.AllowsAll(initCalls); err != nil {
-			return err.Error()
-		}
+		return seccompStopsInit(s)
 	}
 	return ""
+}
+
+// seccompVerdicts memoises seccompStopsInit per compiled program (the
+// default profile's is compiled once per program).
+var seccompVerdicts sync.Map // *security.Program -> string
+
+// seccompStopsInit says which of the init's system calls p stops, or "".
+func seccompStopsInit(p *security.Program) string {
+	if v, ok := seccompVerdicts.Load(p); ok {
+		return v.(string)
+	}
+	why := ""
+	if err := p.AllowsAll(initCalls); err != nil {
+		why = err.Error()
+	}
+	seccompVerdicts.Store(p, why)
+	return why
 }
 
 // applyToInit puts the process settings of spec on the init: rlimits,

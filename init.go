@@ -97,6 +97,9 @@ type initConfig struct {
 	// LoopbackUp brings lo up in a new network namespace.
 	LoopbackUp bool `json:"loopbackUp,omitempty"`
 	NumExtras  int  `json:"numExtras,omitempty"`
+	// Direct: the init carries the process settings itself and starts
+	// processes with fork+exec (see directReason).
+	Direct bool `json:"direct,omitempty"`
 }
 
 // processSpec is what the exec stage needs to start one process.
@@ -263,7 +266,7 @@ func runInit() {
 		}
 	}
 	in := &initState{conn: conn, cfg: &cfg, procs: map[int]procRef{}}
-	in.direct = directReason(&cfg) == ""
+	in.direct = cfg.Direct
 	if in.direct {
 		if err := applyToInit(&cfg.Process); err != nil {
 			var se *stageError
@@ -604,7 +607,12 @@ func (in *initState) handle(r *initproto.Received, from *initproto.Conn) {
 			_ = from.Send(&initproto.Message{Type: initproto.TypePTY, ID: r.ID}, pty)
 			pty.Close()
 		}
-		_ = from.SendAs(&initproto.Message{Type: initproto.TypeStarted, ID: r.ID, Pid: pid}, pid)
+		// The pidfd track opened goes along when credentials cannot.
+		pidfd, ok := in.pidfd[pid]
+		if !ok {
+			pidfd = -1
+		}
+		_ = from.SendAsWith(&initproto.Message{Type: initproto.TypeStarted, ID: r.ID, Pid: pid}, pid, pidfd)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -148,7 +149,16 @@ func (c *Conn) Close() error { return c.f.Close() }
 
 // Send writes one message with optional descriptors.
 func (c *Conn) Send(m *Message, files ...*os.File) error {
-	return c.send(m, nil, files)
+	defer runtime.KeepAlive(files)
+	return c.send(m, nil, fdsOf(files))
+}
+
+func fdsOf(files []*os.File) []int {
+	fds := make([]int, 0, len(files)+1)
+	for _, f := range files {
+		fds = append(fds, int(f.Fd()))
+	}
+	return fds
 }
 
 // SendAs writes one message that tells the receiver pid, translated into
@@ -161,24 +171,35 @@ func (c *Conn) Send(m *Message, files ...*os.File) error {
 // (before Linux 5.3) the message carries m.Pid only, which is right when
 // both ends share the pid namespace.
 func (c *Conn) SendAs(m *Message, pid int, files ...*os.File) error {
+	return c.SendAsWith(m, pid, -1, files...)
+}
+
+// SendAsWith is SendAs for a caller that already holds a pidfd of pid
+// (pidfd >= 0), which then goes along instead of a new one.
+func (c *Conn) SendAsWith(m *Message, pid, pidfd int, files ...*os.File) error {
+	fds := fdsOf(files)
+	defer runtime.KeepAlive(files)
 	if !c.credRefused.Load() {
 		cred := &unix.Ucred{Pid: int32(pid), Uid: uint32(unix.Geteuid()), Gid: uint32(unix.Getegid())}
-		err := c.send(m, cred, files)
+		err := c.send(m, cred, fds)
 		if !errors.Is(err, unix.EPERM) {
 			return err
 		}
 		c.credRefused.Store(true)
 	}
 	m.Pid = pid
-	if fd, perr := unix.PidfdOpen(pid, 0); perr == nil {
-		pf := os.NewFile(uintptr(fd), "pidfd")
-		defer pf.Close()
-		m.PidFD = true
-		err := c.send(m, nil, append(append([]*os.File(nil), files...), pf))
-		m.PidFD = false
-		return err
+	if pidfd < 0 {
+		fd, err := unix.PidfdOpen(pid, 0)
+		if err != nil {
+			return c.send(m, nil, fds)
+		}
+		defer unix.Close(fd)
+		pidfd = fd
 	}
-	return c.send(m, nil, files)
+	m.PidFD = true
+	err := c.send(m, nil, append(fds, pidfd))
+	m.PidFD = false
+	return err
 }
 
 // PidOf returns the pid a message names, translated into the receiver's
@@ -190,7 +211,7 @@ func (r *Received) PidOf() int {
 	return r.Pid
 }
 
-func (c *Conn) send(m *Message, cred *unix.Ucred, files []*os.File) error {
+func (c *Conn) send(m *Message, cred *unix.Ucred, fds []int) error {
 	data, err := json.Marshal(m)
 	if err != nil {
 		return err
@@ -199,11 +220,7 @@ func (c *Conn) send(m *Message, cred *unix.Ucred, files []*os.File) error {
 		return fmt.Errorf("initproto: message of %d bytes is over the %d byte limit", len(data), maxMessage)
 	}
 	var oob []byte
-	if len(files) > 0 {
-		fds := make([]int, len(files))
-		for i, f := range files {
-			fds[i] = int(f.Fd())
-		}
+	if len(fds) > 0 {
 		oob = append(oob, unix.UnixRights(fds...)...)
 	}
 	if cred != nil {

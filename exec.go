@@ -178,7 +178,9 @@ func (p *Process) finish(st *ExitStatus, err error) {
 	})
 }
 
-// Pid returns the host pid of the process.
+// Pid returns the host pid of the process. Exec returns once the process's
+// execve is past its point of no return; for a moment after that, still
+// inside execve, /proc may show the name and credentials it had before.
 func (p *Process) Pid() int { return p.pid }
 
 // Wait waits for the process to end and its output to be copied. It

@@ -1,6 +1,7 @@
 package cgroups
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"runtime"
@@ -183,22 +184,16 @@ func loadDeviceProgram(prog []insn) (int, error) {
 	runtime.KeepAlive(prog)
 	runtime.KeepAlive(license)
 	if err != nil {
-		if n := indexByte(logBuf, 0); n > 0 {
+		n := bytes.IndexByte(logBuf, 0)
+		if n < 0 {
+			n = len(logBuf)
+		}
+		if n > 0 {
 			return -1, fmt.Errorf("%w: %s", err, logBuf[:n])
 		}
 		return -1, err
 	}
-	unix.CloseOnExec(fd)
 	return fd, nil
-}
-
-func indexByte(b []byte, c byte) int {
-	for i, x := range b {
-		if x == c {
-			return i
-		}
-	}
-	return len(b)
 }
 
 type progAttach struct {

@@ -17,6 +17,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/openvessel/vessel/internal/testutil"
 )
 
 // tarDir returns dir as an uncompressed layer tar, plus extra entries.
@@ -25,37 +27,7 @@ func tarDir(t testing.TB, dir string, extra map[string]string) []byte {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	if dir != "" {
-		err := filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
-			if err != nil || p == dir {
-				return err
-			}
-			link := ""
-			if fi.Mode()&os.ModeSymlink != 0 {
-				link, _ = os.Readlink(p)
-			}
-			hdr, err := tar.FileInfoHeader(fi, link)
-			if err != nil {
-				return err
-			}
-			hdr.Name, _ = filepath.Rel(dir, p)
-			if fi.IsDir() {
-				hdr.Name += "/"
-			}
-			if err := tw.WriteHeader(hdr); err != nil {
-				return err
-			}
-			if fi.Mode().IsRegular() {
-				f, err := os.Open(p)
-				if err != nil {
-					return err
-				}
-				defer f.Close()
-				_, err = io.Copy(tw, f)
-				return err
-			}
-			return nil
-		})
-		if err != nil {
+		if err := testutil.AddTree(tw, dir); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -135,7 +135,8 @@ func (c *Container) logf(msg string, a ...any) {
 	}
 }
 
-// processSpec builds the exec stage's spec from a process description.
+// processSpec builds the spec of a process (started by the init directly
+// or through the exec stage) from a process description.
 func (c *Container) processSpec(p *ProcessConfig) processSpec {
 	umask := uint32(0o022)
 	if p.Umask != nil {

@@ -24,7 +24,8 @@ var (
 	exeErr  error
 )
 
-// highFD is where the memfd lives: above anything os/exec moves descriptors
+// highFD is where the binary's descriptor (bind or memfd) lives: above
+// anything os/exec moves descriptors
 // to while arranging a child's ExtraFiles, so the child can exec it by its
 // own /proc/self/fd path even inside a new user namespace.
 const highFD = 1000

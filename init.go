@@ -102,7 +102,8 @@ type initConfig struct {
 	Direct bool `json:"direct,omitempty"`
 }
 
-// processSpec is what the exec stage needs to start one process.
+// processSpec is what the init (directly) or the exec stage needs to start
+// one process.
 type processSpec struct {
 	Args      []string `json:"args"`
 	Env       []string `json:"env"`

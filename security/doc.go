@@ -16,7 +16,10 @@
 //     runtime.LockOSThread and will call syscall.Exec next): call [Apply]
 //     with the [Prepared] value and the target [Credential]. Apply changes
 //     the credentials of the calling thread in the only safe order (see its
-//     documentation) and loads the seccomp filter last.
+//     documentation) and loads the seccomp filter last. [ApplyToThread] is
+//     the same for a supervisor thread that keeps its uid and gid and
+//     starts processes by fork+exec; [Program.AllowsAll] (a BPF evaluator)
+//     tells whether a filter lets such a thread make the calls it needs.
 //
 // The package does not mount, create namespaces or touch cgroups, and it never
 // imports the root vessel package. It also offers [CheckSysctl], which tells

@@ -83,7 +83,7 @@ func (cl *Client) Start(ctx context.Context, hookState []byte) (int, error) {
 			if !ok {
 				return 0, ErrNotRunning
 			}
-			closeFiles(r.Files)
+			initproto.CloseFiles(r.Files)
 			switch r.Type {
 			case initproto.TypeStarted:
 				return r.PidOf(), nil
@@ -119,7 +119,7 @@ func (cl *Client) Wait(ctx context.Context) (*ExitStatus, error) {
 			if !ok {
 				return nil, errors.New("vessel: the container ended without reporting its process's exit")
 			}
-			closeFiles(r.Files)
+			initproto.CloseFiles(r.Files)
 			if r.Type == initproto.TypeExit && r.Exit != nil {
 				return &ExitStatus{Code: r.Exit.Code, Signal: syscall.Signal(r.Exit.Signal), CoreDumped: r.Exit.Core}, nil
 			}

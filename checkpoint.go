@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/openvessel/vessel/checkpoint"
+	"github.com/openvessel/vessel/internal/child"
 	"github.com/openvessel/vessel/internal/initproto"
 	"github.com/openvessel/vessel/namespaces"
 	"github.com/openvessel/vessel/network"
@@ -425,7 +426,7 @@ func (c *Container) describeForDump(initPid int) (*checkpointMeta, []string, err
 			}
 			fd, _ := strconv.Atoi(e.Name())
 			switch {
-			case pid == initPid && fd == syncFD() && strings.HasPrefix(link, "socket:["):
+			case pid == initPid && fd == child.ControlFD && strings.HasPrefix(link, "socket:["):
 				ino, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimPrefix(link, "socket:["), "]"), 10, 64)
 				meta.CtlKey = link
 				external = append(external, checkpoint.ExternalUnix(ino))
@@ -904,36 +905,11 @@ func (c *Container) adoptRestored(ctx context.Context, proc *os.Process, ctl *in
 	c.afterStart(ctx)
 }
 
-// typeControl is the init's message that hands the parent a new control
-// socket (see rebindControl).
-const typeControl = "control"
-
-// rebindControl runs in the container's init once it is in its final
-// network namespace. CRIU finds unix sockets through sock_diag of the
-// dumped network namespaces, so a control socket created by the parent in
-// the host's namespace could not be checkpointed. The init makes a new
-// socket pair in its own namespace, sends one end to the parent (which
-// switches to it, swapControl) and moves the other onto its sync
-// descriptor, so conn keeps working unchanged.
-func rebindControl(conn *initproto.Conn) error {
-	mine, theirs, err := initproto.Pair()
-	if err != nil {
-		return err
-	}
-	defer mine.Close()
-	err = conn.Send(&initproto.Message{Type: typeControl}, theirs)
-	theirs.Close()
-	if err != nil {
-		return err
-	}
-	return unix.Dup3(int(mine.File().Fd()), syncFD(), unix.O_CLOEXEC)
-}
-
-// swapControl takes the new control socket from the init's typeControl
+// swapControl takes the new control socket from the init's child.TypeControl
 // message; the old one is closed.
 func swapControl(old *initproto.Conn, r *initproto.Received) (*initproto.Conn, bool) {
 	if len(r.Files) != 1 {
-		closeFiles(r.Files)
+		initproto.CloseFiles(r.Files)
 		return old, false
 	}
 	old.Close()

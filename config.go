@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/openvessel/vessel/internal/child"
 	"github.com/openvessel/vessel/limits"
 	"github.com/openvessel/vessel/namespaces"
 	"github.com/openvessel/vessel/network"
@@ -20,15 +21,11 @@ import (
 
 // DefaultPath is the PATH a container process gets when its environment
 // has none.
-const DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+const DefaultPath = child.DefaultPath
 
 // User is the identity a container process runs as, in the container's
 // user namespace (or the host's when the user namespace is shared).
-type User struct {
-	UID    uint32   `json:"uid"`
-	GID    uint32   `json:"gid"`
-	Groups []uint32 `json:"groups,omitempty"`
-}
+type User = child.User
 
 // ProcessConfig describes the container's main process.
 type ProcessConfig struct {

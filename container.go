@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/openvessel/vessel/cgroups"
+	"github.com/openvessel/vessel/internal/child"
 	"github.com/openvessel/vessel/internal/initproto"
 	"github.com/openvessel/vessel/namespaces"
 	"github.com/openvessel/vessel/network"
@@ -137,17 +138,17 @@ func (c *Container) logf(msg string, a ...any) {
 
 // processSpec builds the spec of a process (started by the init directly
 // or through the exec stage) from a process description.
-func (c *Container) processSpec(p *ProcessConfig) processSpec {
+func (c *Container) processSpec(p *ProcessConfig) child.Process {
 	umask := uint32(0o022)
 	if p.Umask != nil {
 		umask = *p.Umask
 	}
-	env := withDefaultEnv(p.Env, c.cfg.Hostname)
+	env := child.WithDefaultEnv(p.Env, c.cfg.Hostname)
 	dir := p.Dir
 	if dir == "" {
 		dir = "/"
 	}
-	return processSpec{
+	return child.Process{
 		Args: p.Args, Env: env, Dir: dir,
 		UID: p.User.UID, GID: p.User.GID, Groups: p.User.Groups,
 		SetGroups: !c.cfg.Namespaces.IsNew(namespaces.User) || len(c.cfg.GIDMappings) > 0,
@@ -159,17 +160,7 @@ func (c *Container) processSpec(p *ProcessConfig) processSpec {
 	}
 }
 
-func setEnvIfMissing(env []string, kv string) []string {
-	k, _, _ := strings.Cut(kv, "=")
-	for _, e := range env {
-		if ek, _, _ := strings.Cut(e, "="); ek == k {
-			return env
-		}
-	}
-	return append(env, kv)
-}
-
-func (c *Container) initConfig(args []string, plan *rootfs.Plan, image *rootfs.ImageConfig) (*initConfig, error) {
+func (c *Container) initConfig(args []string, plan *rootfs.Plan, image *rootfs.ImageConfig) (*child.Config, error) {
 	cfg := c.cfg
 	ns := cfg.Namespaces
 	p := cfg.Process
@@ -182,7 +173,7 @@ func (c *Container) initConfig(args []string, plan *rootfs.Plan, image *rootfs.I
 	if len(p.Args) == 0 {
 		return nil, &ConfigError{Field: "process.args", Reason: "no command to run"}
 	}
-	ic := &initConfig{
+	ic := &child.Config{
 		Process:     c.processSpec(&p),
 		NewCgroupNS: ns.IsNew(namespaces.Cgroup),
 		NewTimeNS:   ns.IsNew(namespaces.Time),
@@ -348,7 +339,7 @@ func (c *Container) release(ctx context.Context) error {
 // and the limits that count from start.
 func (c *Container) afterStart(ctx context.Context) {
 	if h := c.cfg.Hooks; h != nil && len(h.Poststart) > 0 {
-		if err := runHooks(h.Poststart, c.hookState("running", c.State().Pid)); err != nil {
+		if err := child.RunHooks(h.Poststart, c.hookState("running", c.State().Pid)); err != nil {
 			c.logf("poststart hook failed", "err", err)
 		}
 	}
@@ -491,7 +482,7 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 		Args: []string{"vessel-init", c.id},
 		// One P is plenty for the init: fewer threads, less memory per
 		// idle container, a faster start.
-		Env:         []string{envStage + "=" + stageInit, envSync + "=3", "GOMAXPROCS=1"},
+		Env:         child.InitEnv(),
 		Stdout:      c.Stdout,
 		Stderr:      c.Stderr,
 		ExtraFiles:  extra,
@@ -540,7 +531,7 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 		ctl.Close()
 		return err
 	}
-	ic.Direct = directReason(ic) == ""
+	ic.Direct = child.DirectReason(ic) == ""
 	if err := ctl.Send(&initproto.Message{Type: initproto.TypeConfig, Payload: initproto.Encode(ic)}); err != nil {
 		return fail(&SetupError{Step: "send config", Err: err})
 	}
@@ -564,12 +555,12 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 			}
 			if h := c.cfg.Hooks; h != nil {
 				state := c.hookState("created", cmd.Process.Pid)
-				if err := runHooks(append(append([]Hook{}, h.Prestart...), h.CreateRuntime...), state); err != nil {
+				if err := child.RunHooks(append(append([]Hook{}, h.Prestart...), h.CreateRuntime...), state); err != nil {
 					return fail(&SetupError{Step: "createRuntime hook", Err: err})
 				}
 			}
 			proceed := &initproto.Message{Type: initproto.TypeProceed}
-			var info proceedInfo
+			var info child.ProceedInfo
 			if c.cfg.needsNetworkSetup() {
 				files, err := c.setupNetwork(ctx, cmd.Process.Pid)
 				if err != nil {
@@ -586,12 +577,12 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 			}
 			proceed.Payload = initproto.Encode(&info)
 			err := ctl.Send(proceed, idmapped...)
-			closeFiles(idmapped)
+			initproto.CloseFiles(idmapped)
 			if err != nil {
 				return fail(&SetupError{Step: "send proceed", Err: err})
 			}
 			continue
-		case typeControl:
+		case child.TypeControl:
 			if n, ok := swapControl(ctl, r); ok {
 				ctl = n
 				c.mu.Lock()
@@ -682,7 +673,7 @@ func (c *Container) readControl() {
 				w <- r
 			}
 		}
-		closeFiles(r.Files)
+		initproto.CloseFiles(r.Files)
 	}
 }
 
@@ -836,7 +827,7 @@ func (c *Container) Destroy() error {
 	}
 	err := c.runCleanups()
 	if h := c.cfg.Hooks; h != nil && len(h.Poststop) > 0 && st != Created {
-		if herr := runHooks(h.Poststop, c.hookState("stopped", 0)); herr != nil {
+		if herr := child.RunHooks(h.Poststop, c.hookState("stopped", 0)); herr != nil {
 			c.logf("poststop hook failed", "err", herr)
 		}
 	}
@@ -917,7 +908,7 @@ func makeIDMapped(plan *rootfs.Plan, pid int) ([]*os.File, []int, error) {
 	var files []*os.File
 	var idx []int
 	fail := func(path string, err error) ([]*os.File, []int, error) {
-		closeFiles(files)
+		initproto.CloseFiles(files)
 		return nil, nil, &SetupError{Step: "idmapped mount", Path: path, Err: err}
 	}
 	if plan.Root.IDMap {

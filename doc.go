@@ -5,8 +5,10 @@
 // A program that uses vessel calls Init first thing in main. vessel starts a
 // container by re-executing the program itself (/proc/self/exe, through a
 // read-only bind mount or a sealed memfd made once per program, so no
-// container can ever write to it) in new namespaces; in that child Init sets the container up and never returns.
-// In the parent Init returns at once.
+// container can ever write to it) in new namespaces. That child runs as
+// the container (package internal/child) while the program's packages are
+// being initialised, before main, and never returns; Init in main returns
+// at once.
 //
 //	func main() {
 //		vessel.Init()
@@ -20,8 +22,8 @@
 // Inside every container a small init stays as PID 1 (the same binary,
 // made non-dumpable): it reaps zombies, forwards signals, reports exits and
 // starts the processes that Exec asks for (with a plain fork+exec when it
-// can carry the container's profile itself, see direct.go), so Exec works in any namespace
-// combination, a user namespace included, without cgo or setns.
+// can carry the container's profile itself, see internal/child/direct.go),
+// so Exec works in any namespace combination, a user namespace included, without cgo or setns.
 //
 // The root package composes the subpackages (namespaces, rootfs, ...); none
 // of them imports it. It must not be imported by them, and it must not

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/openvessel/vessel/internal/child"
 	"github.com/openvessel/vessel/internal/initproto"
 )
 
@@ -55,7 +56,7 @@ func (s *session) readLoop() {
 		p := s.procs[r.ID]
 		s.mu.Unlock()
 		if p == nil {
-			closeFiles(r.Files)
+			initproto.CloseFiles(r.Files)
 			continue
 		}
 		p.handle(r)
@@ -65,31 +66,10 @@ func (s *session) readLoop() {
 	}
 }
 
-func closeFiles(fs []*os.File) {
-	for _, f := range fs {
-		f.Close()
-	}
-}
-
 func (s *session) forget(id int) {
 	s.mu.Lock()
 	delete(s.procs, id)
 	s.mu.Unlock()
-}
-
-// execRequest is what an Exec asks of the init: the process's own
-// settings; everything else (security profile, rlimits, defaults) comes
-// from the container's main process.
-type execRequest struct {
-	Args      []string `json:"args"`
-	Env       []string `json:"env,omitempty"`
-	SetEnv    bool     `json:"setEnv,omitempty"`
-	Dir       string   `json:"cwd,omitempty"`
-	User      *User    `json:"user,omitempty"`
-	TTY       bool     `json:"tty,omitempty"`
-	Rows      uint16   `json:"rows,omitempty"`
-	Cols      uint16   `json:"cols,omitempty"`
-	NumExtras int      `json:"numExtras,omitempty"`
 }
 
 // exec asks the init to start cmd and waits until it has been execve()d.
@@ -109,7 +89,7 @@ func (s *session) exec(ctx context.Context, cmd *Command) (*Process, error) {
 	s.procs[id] = p
 	s.mu.Unlock()
 
-	req := execRequest{Args: cmd.Args, Env: cmd.Env, SetEnv: cmd.Env != nil, Dir: cmd.Dir, User: cmd.User,
+	req := child.ExecRequest{Args: cmd.Args, Env: cmd.Env, SetEnv: cmd.Env != nil, Dir: cmd.Dir, User: cmd.User,
 		TTY: cmd.TTY, Rows: cmd.Rows, Cols: cmd.Cols, NumExtras: len(cmd.ExtraFiles)}
 	files, childEnds, err := p.stdio(cmd)
 	if err != nil {
@@ -118,7 +98,7 @@ func (s *session) exec(ctx context.Context, cmd *Command) (*Process, error) {
 	}
 	files = append(files, cmd.ExtraFiles...)
 	err = s.conn.Send(&initproto.Message{Type: initproto.TypeExec, ID: id, Payload: initproto.Encode(&req)}, files...)
-	closeFiles(childEnds)
+	initproto.CloseFiles(childEnds)
 	if err != nil {
 		s.forget(id)
 		p.closeAll()

@@ -381,3 +381,10 @@ func pidfdPid(f *os.File) int {
 	}
 	return 0
 }
+
+// CloseFiles closes every file of fs (received descriptors nobody took).
+func CloseFiles(fs []*os.File) {
+	for _, f := range fs {
+		f.Close()
+	}
+}

@@ -1,4 +1,4 @@
-package vessel
+package child
 
 import (
 	"errors"
@@ -91,10 +91,10 @@ const minInitNofile = 256
 // Capabilities the init keeps for itself when it can.
 const initOwnCaps = uint64(1)<<unix.CAP_KILL | uint64(1)<<unix.CAP_SETUID | uint64(1)<<unix.CAP_SETGID
 
-// directReason says why processes of this container cannot be started
+// DirectReason says why processes of this container cannot be started
 // directly by the init, or "" when they can. The parent decides, once per
-// start, and tells the init (initConfig.Direct).
-func directReason(cfg *initConfig) string {
+// start, and tells the init (Config.Direct).
+func DirectReason(cfg *Config) string {
 	p := &cfg.Process
 	if p.WaitStart || len(cfg.StartContainerHooks) > 0 {
 		return "the process is held in the created state"
@@ -157,7 +157,7 @@ func seccompStopsInit(p *security.Program) string {
 // oom_score_adj and umask on the process, no supplementary groups, and
 // the security profile on the calling (main) thread. The init stays uid
 // and gid 0 and keeps initOwnCaps when it holds them.
-func applyToInit(spec *processSpec) error {
+func applyToInit(spec *Process) error {
 	for _, rl := range spec.Rlimits {
 		if err := rl.Apply(); err != nil {
 			return &stageError{initproto.ErrorInfo{Step: "setrlimit", Path: rl.Type, Msg: err.Error(), Errno: errnoOf(err)}}
@@ -201,7 +201,7 @@ func applyToInit(spec *processSpec) error {
 // thread, which must be the init's main thread after applyToInit. files
 // become descriptors 0, 1, 2, 3...; with a terminal, 0-2 are its slave
 // and the master is returned.
-func spawnDirect(spec *processSpec, files []uintptr) (int, *os.File, error) {
+func spawnDirect(spec *Process, files []uintptr) (int, *os.File, error) {
 	fail := func(step, path string, err error) (int, *os.File, error) {
 		return 0, nil, &stageError{initproto.ErrorInfo{Step: step, Path: path, Msg: err.Error(), Errno: errnoOf(err)}}
 	}
@@ -248,7 +248,7 @@ func spawnDirect(spec *processSpec, files []uintptr) (int, *os.File, error) {
 
 // openPTY allocates a pseudo-terminal from the container's devpts and
 // returns its master and the slave's descriptor, sized as spec says.
-func openPTY(spec *processSpec) (*os.File, int, error) {
+func openPTY(spec *Process) (*os.File, int, error) {
 	master, err := unix.Open("/dev/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, -1, err

@@ -1,0 +1,16 @@
+// Package child is the code that runs inside a container's processes: the
+// container's init (which finishes the namespaces, builds the root
+// filesystem, starts the main process and every Exec, reaps, forwards
+// signals and serves the control sockets) and the exec stage (which
+// applies one process's settings and execve()s it).
+//
+// A container child is the host program re-executed. The package runs
+// the child from its own initialisation, before the packages the child
+// does not need have been initialised, and never returns there; in any
+// other process its initialisation does nothing.
+//
+// It must not import the packages only the host side needs (network,
+// cgroups, checkpoint, the OCI and image code), and must not grow
+// package-level state that costs time to initialise: every package it
+// imports is initialised in every container start.
+package child

@@ -15,9 +15,6 @@ import (
 
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/encoding/protowire"
-	"google.golang.org/protobuf/proto"
-
-	"github.com/checkpoint-restore/go-criu/v7/rpc"
 )
 
 // CgroupMode says what CRIU does with the cgroups of the tree.
@@ -39,18 +36,18 @@ const (
 	CgroupStrict
 )
 
-func (m CgroupMode) rpc() rpc.CriuCgMode {
+func (m CgroupMode) rpc() cgMode {
 	switch m {
 	case CgroupIgnore:
-		return rpc.CriuCgMode_IGNORE
+		return cgIgnore
 	case CgroupProps:
-		return rpc.CriuCgMode_PROPS
+		return cgProps
 	case CgroupFull:
-		return rpc.CriuCgMode_FULL
+		return cgFull
 	case CgroupStrict:
-		return rpc.CriuCgMode_STRICT
+		return cgStrict
 	}
-	return rpc.CriuCgMode_SOFT
+	return cgSoft
 }
 
 // NetworkLock is how CRIU keeps a dumped tree's TCP peers from seeing
@@ -177,7 +174,7 @@ type Stats struct {
 	Bytes int64 `json:"bytes"`
 }
 
-func (o *Options) criuOpts(op string, imagesFD, workFD int) *rpc.CriuOpts {
+func (o *Options) criuOpts(op string, imagesFD, workFD int) *criuOpts {
 	lvl := o.LogLevel
 	if lvl <= 0 {
 		lvl = 4
@@ -186,35 +183,35 @@ func (o *Options) criuOpts(op string, imagesFD, workFD int) *rpc.CriuOpts {
 	if logFile == "" {
 		logFile = op + ".log"
 	}
-	co := &rpc.CriuOpts{
-		ImagesDirFd:    proto.Int32(int32(imagesFD)),
-		WorkDirFd:      proto.Int32(int32(workFD)),
-		LogLevel:       proto.Int32(int32(lvl)),
-		LogFile:        proto.String(logFile),
-		LeaveRunning:   proto.Bool(o.LeaveRunning),
-		TcpEstablished: proto.Bool(o.TCPEstablished),
-		ShellJob:       proto.Bool(o.ShellJob),
-		FileLocks:      proto.Bool(o.FileLocks),
-		LinkRemap:      proto.Bool(o.LinkRemap),
-		ExtUnixSk:      proto.Bool(o.ExtUnixSockets),
+	co := &criuOpts{
+		ImagesDirFd:    ptr[int32](int32(imagesFD)),
+		WorkDirFd:      ptr[int32](int32(workFD)),
+		LogLevel:       ptr[int32](int32(lvl)),
+		LogFile:        ptr(logFile),
+		LeaveRunning:   ptr(o.LeaveRunning),
+		TcpEstablished: ptr(o.TCPEstablished),
+		ShellJob:       ptr(o.ShellJob),
+		FileLocks:      ptr(o.FileLocks),
+		LinkRemap:      ptr(o.LinkRemap),
+		ExtUnixSk:      ptr(o.ExtUnixSockets),
 		External:       append([]string(nil), o.External...),
-		ManageCgroups:  proto.Bool(o.Cgroups != CgroupIgnore),
-		AutoDedup:      proto.Bool(o.AutoDedup),
-		TrackMem:       proto.Bool(o.TrackMemory || op == "pre-dump"),
-		NotifyScripts:  proto.Bool(true),
+		ManageCgroups:  ptr(o.Cgroups != CgroupIgnore),
+		AutoDedup:      ptr(o.AutoDedup),
+		TrackMem:       ptr(o.TrackMemory || op == "pre-dump"),
+		NotifyScripts:  ptr(true),
 	}
 	mode := o.Cgroups.rpc()
 	co.ManageCgroupsMode = &mode
 	switch o.NetworkLock {
 	case LockIptables:
-		co.NetworkLock = rpc.CriuNetworkLockMethod_IPTABLES.Enum()
+		co.NetworkLock = ptr(lockIptables)
 	case LockNftables:
-		co.NetworkLock = rpc.CriuNetworkLockMethod_NFTABLES.Enum()
+		co.NetworkLock = ptr(lockNftables)
 	case LockSkip:
-		co.NetworkLock = rpc.CriuNetworkLockMethod_SKIP.Enum()
+		co.NetworkLock = ptr(lockSkip)
 	}
 	if o.FreezeCgroup != "" {
-		co.FreezeCgroup = proto.String(o.FreezeCgroup)
+		co.FreezeCgroup = ptr(o.FreezeCgroup)
 	}
 	return co
 }
@@ -313,7 +310,7 @@ func dump(ctx context.Context, op string, pid int, opts *Options) (*Stats, error
 	defer images.Close()
 	defer work.Close()
 	co := opts.criuOpts(op, int(images.Fd()), int(work.Fd()))
-	co.Pid = proto.Int32(int32(pid))
+	co.Pid = ptr[int32](int32(pid))
 	tracking := MemoryTracking(ctx, path)
 	if !tracking && op == "pre-dump" {
 		return nil, ErrNoMemoryTracking
@@ -322,7 +319,7 @@ func dump(ctx context.Context, op string, pid int, opts *Options) (*Stats, error
 		// Without the kernel's soft-dirty bits a pre-dump still copies
 		// memory while the tree runs, but the final dump cannot tell what
 		// changed since: it writes everything, parent or not.
-		co.TrackMem = proto.Bool(false)
+		co.TrackMem = ptr(false)
 	}
 	if opts.ParentImages != "" && tracking {
 		rel, err := relParent(opts.ImagesDir, opts.ParentImages)
@@ -332,21 +329,21 @@ func dump(ctx context.Context, op string, pid int, opts *Options) (*Stats, error
 		if _, err := os.Stat(filepath.Join(opts.ImagesDir, rel)); err != nil {
 			return nil, fmt.Errorf("checkpoint: Options.ParentImages: %w", err)
 		}
-		co.ParentImg = proto.String(rel)
-		co.TrackMem = proto.Bool(true)
+		co.ParentImg = ptr(rel)
+		co.TrackMem = ptr(true)
 	}
-	typ := rpc.CriuReqType_DUMP
+	typ := reqDump
 	if op == "pre-dump" {
-		typ = rpc.CriuReqType_PRE_DUMP
+		typ = reqPreDump
 		co.LeaveRunning = nil
 	}
 	before := dirSize(opts.ImagesDir)
 	start := time.Now()
-	resp, err := swrk(ctx, path, &rpc.CriuReq{Type: typ.Enum(), Opts: co}, nil, opts.notify(), opts.StartCriu)
+	resp, err := swrk(ctx, path, &criuReq{Type: typ, Opts: co}, nil, opts.notify(), opts.StartCriu)
 	if err != nil {
 		return nil, err
 	}
-	if !resp.GetSuccess() {
+	if !resp.Success {
 		return nil, criuFailure(op, resp, opts.logPath(op))
 	}
 	st := &Stats{Op: op, Duration: time.Since(start), Bytes: dirSize(opts.ImagesDir) - before}
@@ -384,8 +381,8 @@ func MemoryTracking(ctx context.Context, criuPath string) bool {
 	if ok {
 		return v
 	}
-	resp, err := swrk(ctx, path, &rpc.CriuReq{Type: rpc.CriuReqType_FEATURE_CHECK.Enum(), Features: &rpc.CriuFeatures{MemTrack: proto.Bool(true)}}, nil, nil, nil)
-	v = err == nil && resp.GetSuccess() && resp.GetFeatures().GetMemTrack()
+	resp, err := swrk(ctx, path, &criuReq{Type: reqFeatureCheck, FeatureMemTrack: ptr(true)}, nil, nil, nil)
+	v = err == nil && resp.Success && resp.MemTrack
 	if err == nil {
 		trackMu.Lock()
 		trackCache[path] = v
@@ -428,13 +425,13 @@ func Restore(ctx context.Context, opts *Options) (int, *Stats, error) {
 	co := opts.criuOpts("restore", int(images.Fd()), int(work.Fd()))
 	co.TrackMem, co.AutoDedup, co.LeaveRunning = nil, nil, nil
 	if opts.Root != "" {
-		co.Root = proto.String(opts.Root)
+		co.Root = ptr(opts.Root)
 	}
-	co.RstSibling = proto.Bool(opts.RestoreSibling)
+	co.RstSibling = ptr(opts.RestoreSibling)
 	for ctrl, p := range opts.CgroupRoots {
-		r := &rpc.CgroupRoot{Path: proto.String(p)}
+		r := cgroupRoot{Path: p}
 		if ctrl != "" {
-			r.Ctrl = proto.String(ctrl)
+			r.Ctrl = ptr(ctrl)
 		}
 		co.CgRoot = append(co.CgRoot, r)
 	}
@@ -443,27 +440,27 @@ func Restore(ctx context.Context, opts *Options) (int, *Stats, error) {
 		if in.File == nil || in.Key == "" {
 			return 0, nil, fmt.Errorf("checkpoint: Options.InheritFDs: entry %q without key or file", in.Key)
 		}
-		co.InheritFd = append(co.InheritFd, &rpc.InheritFd{Key: proto.String(in.Key), Fd: proto.Int32(int32(4 + len(files)))})
+		co.InheritFd = append(co.InheritFd, inheritFd{Key: in.Key, Fd: int32(4 + len(files))})
 		files = append(files, in.File)
 	}
 	start := time.Now()
-	resp, err := swrk(ctx, path, &rpc.CriuReq{Type: rpc.CriuReqType_RESTORE.Enum(), Opts: co}, files, opts.notify(), opts.StartCriu)
+	resp, err := swrk(ctx, path, &criuReq{Type: reqRestore, Opts: co}, files, opts.notify(), opts.StartCriu)
 	if err != nil {
 		return 0, nil, err
 	}
-	if !resp.GetSuccess() {
+	if !resp.Success {
 		return 0, nil, criuFailure("restore", resp, opts.logPath("restore"))
 	}
 	st := &Stats{Op: "restore", Duration: time.Since(start), Bytes: dirSize(opts.ImagesDir)}
 	if rs, ok := readStats(opts.ImagesDir, "stats-restore", statsRestore); ok {
 		st.RestoreTime = time.Duration(rs[restoreRestoreTime]+rs[restoreForkingTime]) * time.Microsecond
 	}
-	return int(resp.GetRestore().GetPid()), st, nil
+	return int(resp.RestorePid), st, nil
 }
 
-func criuFailure(op string, resp *rpc.CriuResp, logPath string) error {
-	e := &CriuError{Op: op, Msg: resp.GetCrErrmsg(), Log: logErrors(logPath), LogFile: logPath}
-	if n := resp.GetCrErrno(); n != 0 {
+func criuFailure(op string, resp *criuResp, logPath string) error {
+	e := &CriuError{Op: op, Msg: resp.CrErrmsg, Log: logErrors(logPath), LogFile: logPath}
+	if n := resp.CrErrno; n != 0 {
 		e.Errno = syscall.Errno(n)
 	}
 	return e

@@ -14,9 +14,6 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/proto"
-
-	"github.com/checkpoint-restore/go-criu/v7/rpc"
 )
 
 // DefaultCriuPath is where .ci/install-criu.sh puts its criu wrapper; it
@@ -149,15 +146,14 @@ func CriuVersion(ctx context.Context, path string) (Version, error) {
 	v, ok := versionCache[p]
 	versionMu.Unlock()
 	if !ok {
-		resp, err := swrk(ctx, p, &rpc.CriuReq{Type: rpc.CriuReqType_VERSION.Enum()}, nil, nil, nil)
+		resp, err := swrk(ctx, p, &criuReq{Type: reqVersion}, nil, nil, nil)
 		if err != nil {
 			return Version{}, &VersionError{Path: p, Need: MinVersion, Err: err}
 		}
-		rv := resp.GetVersion()
-		if rv == nil {
+		if resp.Version == nil {
 			return Version{}, &VersionError{Path: p, Need: MinVersion, Err: errors.New("criu answered no version (older than 3.0?)")}
 		}
-		v = Version{Major: int(rv.GetMajorNumber()), Minor: int(rv.GetMinorNumber()), Sublevel: int(rv.GetSublevel())}
+		v = *resp.Version
 		versionMu.Lock()
 		versionCache[p] = v
 		versionMu.Unlock()
@@ -177,7 +173,7 @@ type notifyFunc func(script string, pid int, files []*os.File) error
 // swrk runs one request through a fresh `criu swrk` and returns its final
 // response. files are inherited by criu as descriptors 4, 5, ... (the RPC
 // socket is 3). Cancelling ctx kills criu.
-func swrk(ctx context.Context, criuPath string, req *rpc.CriuReq, files []*os.File, notify notifyFunc, startFn func(*exec.Cmd) error) (*rpc.CriuResp, error) {
+func swrk(ctx context.Context, criuPath string, req *criuReq, files []*os.File, notify notifyFunc, startFn func(*exec.Cmd) error) (*criuResp, error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint: socketpair: %w", err)
@@ -231,12 +227,8 @@ func swrk(ctx context.Context, criuPath string, req *rpc.CriuReq, files []*os.Fi
 	return resp, nil
 }
 
-func exchange(sk *os.File, req *rpc.CriuReq, notify notifyFunc) (*rpc.CriuResp, error) {
-	data, err := proto.Marshal(req)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := sk.Write(data); err != nil {
+func exchange(sk *os.File, req *criuReq, notify notifyFunc) (*criuResp, error) {
+	if _, err := sk.Write(req.marshal()); err != nil {
 		return nil, err
 	}
 	buf := make([]byte, 1<<16)
@@ -250,29 +242,24 @@ func exchange(sk *os.File, req *rpc.CriuReq, notify notifyFunc) (*rpc.CriuResp, 
 			return nil, errors.New("criu closed the connection")
 		}
 		files := receivedFiles(oob[:oobn])
-		resp := &rpc.CriuResp{}
-		if err := proto.Unmarshal(buf[:n], resp); err != nil {
+		resp, err := unmarshalResp(buf[:n])
+		if err != nil {
 			closeAll(files)
-			return nil, fmt.Errorf("bad response: %w", err)
+			return nil, err
 		}
-		if resp.GetType() != rpc.CriuReqType_NOTIFY {
+		if resp.Type != reqNotify || resp.Notify == nil {
 			closeAll(files)
 			return resp, nil
 		}
 		ok := true
 		if notify != nil {
-			nt := resp.GetNotify()
-			if err := notify(nt.GetScript(), int(nt.GetPid()), files); err != nil {
+			if err := notify(resp.Notify.Script, int(resp.Notify.Pid), files); err != nil {
 				ok = false
 			}
 		}
 		closeAll(files)
-		ack := &rpc.CriuReq{Type: rpc.CriuReqType_NOTIFY.Enum(), NotifySuccess: proto.Bool(ok)}
-		data, err := proto.Marshal(ack)
-		if err != nil {
-			return nil, err
-		}
-		if _, err := sk.Write(data); err != nil {
+		ack := &criuReq{Type: reqNotify, NotifySuccess: &ok}
+		if _, err := sk.Write(ack.marshal()); err != nil {
 			return nil, err
 		}
 	}

@@ -132,20 +132,21 @@ func appendBytesField(b []byte, num protowire.Number, v []byte) []byte {
 }
 
 // eachField calls f with every field of a message; it stops at the first
-// malformed one.
-func eachField(msg []byte, f func(num protowire.Number, typ protowire.Type, val []byte, whole []byte)) {
+// malformed one and then returns false.
+func eachField(msg []byte, f func(num protowire.Number, typ protowire.Type, val []byte, whole []byte)) bool {
 	for len(msg) > 0 {
 		num, typ, n := protowire.ConsumeTag(msg)
 		if n < 0 {
-			return
+			return false
 		}
 		m := protowire.ConsumeFieldValue(num, typ, msg[n:])
 		if m < 0 {
-			return
+			return false
 		}
 		f(num, typ, msg[n:n+m], msg[:n+m])
 		msg = msg[n+m:]
 	}
+	return true
 }
 
 // varintField returns the last value of a varint field.

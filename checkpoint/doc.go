@@ -1,6 +1,8 @@
 // Package checkpoint saves a running process tree to disk and brings it
 // back, with CRIU (https://criu.org) driven through its RPC interface
-// (`criu swrk`) and the message types of github.com/checkpoint-restore/go-criu.
+// (`criu swrk`), whose messages (and the image files it reads) are
+// encoded with protowire here: the generated types of go-criu would
+// register a protobuf registry in every program that links vessel.
 //
 // It knows processes, image directories and CRIU's options; it knows
 // nothing of vessel's containers (the root package maps a container onto

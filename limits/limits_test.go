@@ -13,7 +13,9 @@ func TestParseSize(t *testing.T) {
 		"1024": 1024, "512k": 512 << 10, "512K": 512 << 10, "10M": 10 << 20, "10m": 10 << 20,
 		"1G": 1 << 30, "1g": 1 << 30, "2T": 2 << 40, "10MB": 10 << 20, "10MiB": 10 << 20,
 		"1.5G": 3 << 29, "0": 0, "7b": 7, "-1": Unlimited, "max": Unlimited, "unlimited": Unlimited,
-		" 4k ": 4096,
+		" 4k ": 4096, "1.0": 1, ".5k": 512, "0.001k": 1, "2.": 2, "1.25k": 1280,
+		"8191.99999999999999999999P": 1<<63 - 1, "8191P": 8191 << 50,
+		"9223372036854775807": 1<<63 - 1,
 	}
 	for in, want := range good {
 		got, err := ParseSize(in)
@@ -21,7 +23,7 @@ func TestParseSize(t *testing.T) {
 			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
 		}
 	}
-	for _, in := range []string{"", "k", "10X", "1.5", "-5M", "1e3", "0x10", "inf", "9999999P", "1..2k", "10 M"} {
+	for _, in := range []string{"", "k", "10X", "1.5", "-5M", "1e3", "0x10", "inf", "9999999P", "1..2k", "10 M", "8192P", "9223372036854775808", "1.1"} {
 		if v, err := ParseSize(in); err == nil {
 			t.Errorf("ParseSize(%q) = %d, want an error", in, v)
 		}

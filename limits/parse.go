@@ -3,7 +3,7 @@ package limits
 import (
 	"fmt"
 	"math"
-	"math/big"
+	"math/bits"
 	"strconv"
 	"strings"
 )
@@ -44,19 +44,42 @@ func ParseSize(s string) (int64, error) {
 	if low == "" || strings.Trim(low, "0123456789.") != "" || strings.Count(low, ".") > 1 || low == "." {
 		return 0, fmt.Errorf("size %q: not a number with an optional unit k, m, g, t or p", s)
 	}
-	f, ok := new(big.Float).SetString(low)
-	if !ok {
-		return 0, fmt.Errorf("size %q: not a number with an optional unit k, m, g, t or p", s)
-	}
-	f.Mul(f, new(big.Float).SetInt64(1<<shift))
-	if f.Cmp(new(big.Float).SetInt64(math.MaxInt64)) > 0 {
-		return 0, fmt.Errorf("size %q: too large", s)
-	}
-	n, acc := f.Int64()
-	if acc != big.Exact && shift == 0 {
+	whole, frac, _ := strings.Cut(low, ".")
+	frac = strings.TrimRight(frac, "0")
+	if shift == 0 && frac != "" {
 		return 0, fmt.Errorf("size %q: a byte count must be a whole number", s)
 	}
-	return n, nil
+	tooLarge := fmt.Errorf("size %q: too large", s)
+	w := uint64(0)
+	if whole != "" {
+		var err error
+		if w, err = strconv.ParseUint(whole, 10, 64); err != nil {
+			return 0, tooLarge
+		}
+	}
+	if w > math.MaxInt64>>shift {
+		return 0, tooLarge
+	}
+	n := w << shift
+	// The fraction's share, rounded down: frac/10^len(frac) units. Digits
+	// past the 18th cannot change a result of at most 2^50 bytes per unit.
+	if len(frac) > 18 {
+		frac = frac[:18]
+	}
+	if frac != "" {
+		f, _ := strconv.ParseUint(frac, 10, 64)
+		ten := uint64(1)
+		for range frac {
+			ten *= 10
+		}
+		hi, lo := bits.Mul64(f, 1<<shift)
+		q, _ := bits.Div64(hi, lo, ten)
+		if n+q > math.MaxInt64 {
+			return 0, tooLarge
+		}
+		n += q
+	}
+	return int64(n), nil
 }
 
 // ParseCPUs parses a CPU quota in cores, like Docker's --cpus: "0.5", "2".

@@ -1,11 +1,12 @@
 package vessel
 
 import (
-	"debug/elf"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -148,19 +149,62 @@ var (
 // pivot_root, where the host's dynamic loader is not visible.
 func dynamicInterpreter() string {
 	interpOnce.Do(func() {
-		f, err := elf.Open("/proc/self/exe")
+		f, err := os.Open("/proc/self/exe")
 		if err != nil {
 			return
 		}
 		defer f.Close()
-		for _, p := range f.Progs {
-			if p.Type == elf.PT_INTERP {
-				b := make([]byte, p.Filesz)
-				if _, err := p.ReadAt(b, 0); err == nil {
-					interp = string(b[:len(b)-1])
-				}
-			}
-		}
+		interp = elfInterpreter(f)
 	})
 	return interp
+}
+
+// elfInterpreter returns the PT_INTERP path of the ELF file r, or "". A
+// few header reads instead of debug/elf, whose package initialisation
+// every vessel program would otherwise pay for at start.
+func elfInterpreter(r io.ReaderAt) string {
+	var id [64]byte
+	if _, err := r.ReadAt(id[:], 0); err != nil || string(id[:4]) != "\x7fELF" {
+		return ""
+	}
+	var bo binary.ByteOrder = binary.LittleEndian
+	if id[5] == 2 {
+		bo = binary.BigEndian
+	}
+	// Where the program headers are and how big each is: ELF64 and ELF32
+	// place these fields differently.
+	var phoff, phentsize, phnum uint64
+	is64 := id[4] == 2
+	if is64 {
+		phoff, phentsize, phnum = bo.Uint64(id[32:]), uint64(bo.Uint16(id[54:])), uint64(bo.Uint16(id[56:]))
+	} else {
+		phoff, phentsize, phnum = uint64(bo.Uint32(id[28:])), uint64(bo.Uint16(id[42:])), uint64(bo.Uint16(id[44:]))
+	}
+	if phentsize < 32 || phnum > 256 {
+		return ""
+	}
+	ph := make([]byte, phentsize)
+	for i := uint64(0); i < phnum; i++ {
+		if _, err := r.ReadAt(ph, int64(phoff+i*phentsize)); err != nil {
+			return ""
+		}
+		if bo.Uint32(ph) != 3 { // PT_INTERP
+			continue
+		}
+		var off, size uint64
+		if is64 {
+			off, size = bo.Uint64(ph[8:]), bo.Uint64(ph[32:])
+		} else {
+			off, size = uint64(bo.Uint32(ph[4:])), uint64(bo.Uint32(ph[16:]))
+		}
+		if size == 0 || size > 4096 {
+			return ""
+		}
+		b := make([]byte, size)
+		if _, err := r.ReadAt(b, int64(off)); err != nil {
+			return ""
+		}
+		return strings.TrimRight(string(b), "\x00")
+	}
+	return ""
 }

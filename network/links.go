@@ -1,7 +1,6 @@
 package network
 
 import (
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
@@ -59,7 +58,9 @@ func createBridge(host *netlink.Handle, br *bridgeRecord, mtu int) error {
 // randomMAC returns a random unicast, locally administered MAC address.
 func randomMAC() net.HardwareAddr {
 	mac := make(net.HardwareAddr, 6)
-	rand.Read(mac)
+	// getrandom(2) directly: crypto/rand would pull math/big into every
+	// vessel program's start.
+	_, _ = unix.Getrandom(mac, 0)
 	mac[0] = mac[0]&0xfe | 0x02
 	return mac
 }

@@ -384,16 +384,18 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 	}
 	ic.Process.WaitStart = hold
 	ic.Detached = c.Detached
+	// prepare: the parent has work to finish before the init may act.
+	prepare := false
 	if h := c.cfg.Hooks; h != nil {
 		ic.CreateContainerHooks = h.CreateContainer
 		ic.StartContainerHooks = h.StartContainer
 		if len(h.Prestart)+len(h.CreateRuntime) > 0 {
-			ic.WaitProceed = true
+			prepare = true
 		}
 	}
 	// The cgroup's unified directory now, for CLONE_INTO_CGROUP; the v1
-	// hierarchies and the limits while the init starts (it waits for
-	// them at its ready/proceed step).
+	// hierarchies and the limits while the init starts (its config is
+	// sent once they are done).
 	finishCgroup, err := c.setupCgroupStaged()
 	if err != nil {
 		return err
@@ -429,7 +431,7 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 		// newuidmap/newgidmap write the ranges while the init waits; it
 		// then re-executes itself to gain its capabilities in the
 		// namespace (they are computed at execve).
-		ic.WaitProceed = true
+		prepare = true
 		ic.ReexecAfterMap = true
 	} else if ns.IsNew(namespaces.User) {
 		for _, m := range c.cfg.uidMappings() {
@@ -450,10 +452,10 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 		// The limits are written, and hierarchies CLONE_INTO_CGROUP
 		// cannot reach (v1 controllers) get the child's pid, before it
 		// does anything.
-		ic.WaitProceed = true
+		prepare = true
 	}
 	if c.cfg.needsNetworkSetup() || (plan != nil && plan.NeedsIDMap()) {
-		ic.WaitProceed = true
+		prepare = true
 	}
 	extra := append([]*os.File{childSock}, c.ExtraFiles...)
 	if c.ControlSocket != "" {
@@ -474,7 +476,7 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 			return nil
 		})
 	}
-	if ic.WaitProceed || len(ic.CreateContainerHooks) > 0 || hold {
+	if prepare || len(ic.CreateContainerHooks) > 0 || hold {
 		ic.HookState = c.hookState("created", 0)
 	}
 	cmd := &exec.Cmd{
@@ -532,7 +534,46 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 		return err
 	}
 	ic.Direct = child.DirectReason(ic) == ""
-	if err := ctl.Send(&initproto.Message{Type: initproto.TypeConfig, Payload: initproto.Encode(ic)}); err != nil {
+	var cfgFiles []*os.File
+	if prepare {
+		// What the init must find done before it acts on its config: the
+		// cgroup complete and holding it, the id maps, the createRuntime
+		// hooks, the network, the idmapped mounts. Its namespaces exist
+		// already; it is still starting (a fresh Go program) meanwhile,
+		// and waits for the config that follows.
+		if err := waitCgroup(); err != nil {
+			return fail(err)
+		}
+		if ic.ReexecAfterMap {
+			if err := writeIDMaps(cmd.Process.Pid, c.cfg.uidMappings(), c.cfg.gidMappings()); err != nil {
+				return fail(err)
+			}
+		}
+		if h := c.cfg.Hooks; h != nil {
+			state := c.hookState("created", cmd.Process.Pid)
+			if err := child.RunHooks(append(append([]Hook{}, h.Prestart...), h.CreateRuntime...), state); err != nil {
+				return fail(&SetupError{Step: "createRuntime hook", Err: err})
+			}
+		}
+		if c.cfg.needsNetworkSetup() {
+			files, err := c.setupNetwork(ctx, cmd.Process.Pid)
+			if err != nil {
+				return fail(err)
+			}
+			if ic.Plan != nil {
+				ic.Plan.Files = child.MergeFiles(ic.Plan.Files, files)
+			}
+		}
+		if plan != nil && plan.NeedsIDMap() {
+			var err error
+			if cfgFiles, ic.IDMapped, err = makeIDMapped(plan, cmd.Process.Pid); err != nil {
+				return fail(err)
+			}
+		}
+	}
+	err = ctl.Send(&initproto.Message{Type: initproto.TypeConfig, Payload: initproto.Encode(ic)}, cfgFiles...)
+	initproto.CloseFiles(cfgFiles)
+	if err != nil {
 		return fail(&SetupError{Step: "send config", Err: err})
 	}
 	for {
@@ -543,45 +584,6 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 		switch r.Type {
 		case initproto.TypeError:
 			return fail(remoteSetupError(r.Error))
-		case initproto.TypeReady:
-			// The cgroup is complete and holds the init (see above).
-			if err := waitCgroup(); err != nil {
-				return fail(err)
-			}
-			if ic.ReexecAfterMap {
-				if err := writeIDMaps(cmd.Process.Pid, c.cfg.uidMappings(), c.cfg.gidMappings()); err != nil {
-					return fail(err)
-				}
-			}
-			if h := c.cfg.Hooks; h != nil {
-				state := c.hookState("created", cmd.Process.Pid)
-				if err := child.RunHooks(append(append([]Hook{}, h.Prestart...), h.CreateRuntime...), state); err != nil {
-					return fail(&SetupError{Step: "createRuntime hook", Err: err})
-				}
-			}
-			proceed := &initproto.Message{Type: initproto.TypeProceed}
-			var info child.ProceedInfo
-			if c.cfg.needsNetworkSetup() {
-				files, err := c.setupNetwork(ctx, cmd.Process.Pid)
-				if err != nil {
-					return fail(err)
-				}
-				info.Files = files
-			}
-			var idmapped []*os.File
-			if plan != nil && plan.NeedsIDMap() {
-				var err error
-				if idmapped, info.IDMapped, err = makeIDMapped(plan, cmd.Process.Pid); err != nil {
-					return fail(err)
-				}
-			}
-			proceed.Payload = initproto.Encode(&info)
-			err := ctl.Send(proceed, idmapped...)
-			initproto.CloseFiles(idmapped)
-			if err != nil {
-				return fail(&SetupError{Step: "send proceed", Err: err})
-			}
-			continue
 		case child.TypeControl:
 			if n, ok := swapControl(ctl, r); ok {
 				ctl = n

@@ -96,7 +96,6 @@ type Config struct {
 	Domainname  *string                `json:"domainname,omitempty"`
 	Sysctls     map[string]string      `json:"sysctls,omitempty"`
 	Process     Process                `json:"process"`
-	WaitProceed bool                   `json:"waitProceed,omitempty"`
 	// Detached containers outlive the program that started them (the OCI
 	// CLI); others die with it.
 	Detached bool `json:"detached,omitempty"`
@@ -119,6 +118,9 @@ type Config struct {
 	// Direct: the init carries the process settings itself and starts
 	// processes with fork+exec (see DirectReason).
 	Direct bool `json:"direct,omitempty"`
+	// IDMapped says what each descriptor sent with the config is: an
+	// idmapped clone of the root (-1) or of the i-th mount's source (i).
+	IDMapped []int `json:"idmapped,omitempty"`
 }
 
 // Process is what the init (directly) or the exec stage needs to start
@@ -180,6 +182,10 @@ func runInit() {
 	}()
 	conn := initproto.FromFD(syncFD())
 	var cfg Config
+	// The descriptors that came with the config, kept referenced (and so
+	// open) until the root filesystem is built.
+	var cfgFiles []*os.File
+	defer runtime.KeepAlive(&cfgFiles)
 	if data, ok := configFromReexec(); ok {
 		if err := json.Unmarshal(data, &cfg); err != nil {
 			exitWith(conn, "read config", "", err)
@@ -192,6 +198,7 @@ func runInit() {
 		if err := initproto.Decode(r.Payload, &cfg); err != nil {
 			exitWith(conn, "read config", "", err)
 		}
+		cfgFiles = r.Files
 	}
 	// Descriptors the host program inherited without close-on-exec must
 	// not reach the container: only stdio, the sync socket and the
@@ -199,36 +206,21 @@ func runInit() {
 	if err := unix.CloseRange(uint(syncFD()+1+cfg.NumExtras), ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
 		exitWith(conn, "close inherited descriptors", "", err)
 	}
-	if cfg.WaitProceed {
-		if err := conn.Send(&initproto.Message{Type: initproto.TypeReady}); err != nil {
-			os.Exit(125)
+	// Idmapped mounts the parent made come with the config, in the order
+	// cfg.IDMapped lists: -1 the root, i the i-th mount.
+	for i, idx := range cfg.IDMapped {
+		if i >= len(cfgFiles) || cfg.Plan == nil {
+			break
 		}
-		p, err := conn.Expect(initproto.TypeProceed)
-		if err != nil {
-			os.Exit(125)
-		}
-		if len(p.Payload) > 0 && cfg.Plan != nil {
-			var info ProceedInfo
-			if err := initproto.Decode(p.Payload, &info); err != nil {
-				exitWith(conn, "read proceed message", "", err)
-			}
-			cfg.Plan.Files = mergeFiles(cfg.Plan.Files, info.Files)
-			// Idmapped mounts the parent made, in the order it lists.
-			for i, idx := range info.IDMapped {
-				if i >= len(p.Files) {
-					break
-				}
-				fd := int(p.Files[i].Fd())
-				if idx < 0 {
-					cfg.Plan.Root.FD = fd
-				} else if idx < len(cfg.Plan.Mounts) {
-					cfg.Plan.Mounts[idx].FD = fd
-				}
-			}
+		fd := int(cfgFiles[i].Fd())
+		if idx < 0 {
+			cfg.Plan.Root.FD = fd
+		} else if idx < len(cfg.Plan.Mounts) {
+			cfg.Plan.Mounts[idx].FD = fd
 		}
 	}
 	if cfg.ReexecAfterMap {
-		cfg.ReexecAfterMap, cfg.WaitProceed = false, false
+		cfg.ReexecAfterMap = false
 		data, err := json.Marshal(&cfg)
 		if err == nil {
 			err = reexecWithConfig(data, cfg.NumExtras, cfg.ListenFD)
@@ -982,17 +974,8 @@ func loopbackUp() error {
 	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
 }
 
-// ProceedInfo is what the parent adds when it lets the init go on.
-type ProceedInfo struct {
-	// Files replace generated files (network-derived /etc/hosts...).
-	Files []rootfs.File `json:"files,omitempty"`
-	// IDMapped says what each passed descriptor is: -1 the root, i the
-	// i-th mount.
-	IDMapped []int `json:"idmapped,omitempty"`
-}
-
-// mergeFiles replaces files of the same path and appends new ones.
-func mergeFiles(base, over []rootfs.File) []rootfs.File {
+// MergeFiles replaces files of the same path and appends new ones.
+func MergeFiles(base, over []rootfs.File) []rootfs.File {
 	out := append([]rootfs.File(nil), base...)
 	for _, f := range over {
 		replaced := false

@@ -15,12 +15,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Message types. Parent->init: TypeConfig, TypeProceed, TypeExec, TypeSignal,
-// TypeStart. Init->parent: TypeReady, TypeStarted, TypeError, TypeExit,
-// TypePTY. Init<->exec stage uses TypeConfig, TypeError, TypePTY, TypeStart.
+// Message types. Parent->init: TypeConfig, TypeExec, TypeSignal, TypeStart.
+// Init->parent: TypeStarted, TypeCreated, TypeError, TypeExit, TypePTY.
+// Init<->exec stage uses TypeConfig, TypeReady, TypeError, TypePTY,
+// TypeStart.
 const (
 	TypeConfig  = "config"
-	TypeProceed = "proceed"
 	TypeReady   = "ready"
 	TypeStarted = "started"
 	TypeError   = "error"

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // CgroupMode says what CRIU does with the cgroups of the tree.
@@ -535,7 +534,7 @@ const (
 
 // readStats reads the dump or restore part of one of CRIU's statistics
 // files as its varint fields by number (false if unreadable).
-func readStats(dir, name string, part protowire.Number) (map[protowire.Number]uint64, bool) {
+func readStats(dir, name string, part number) (map[number]uint64, bool) {
 	img, err := readImage(filepath.Join(dir, name))
 	if err != nil || len(img.Entries) == 0 {
 		return nil, false
@@ -544,10 +543,10 @@ func readStats(dir, name string, part protowire.Number) (map[protowire.Number]ui
 	if !ok {
 		return nil, false
 	}
-	out := map[protowire.Number]uint64{}
-	eachField(sub, func(n protowire.Number, t protowire.Type, val, _ []byte) {
-		if t == protowire.VarintType {
-			if v, l := protowire.ConsumeVarint(val); l > 0 {
+	out := map[number]uint64{}
+	eachField(sub, func(n number, t wireType, val, _ []byte) {
+		if t == varintType {
+			if v, l := consumeVarint(val); l > 0 {
 				out[n] = v
 			}
 		}

@@ -1,8 +1,9 @@
 // Package checkpoint saves a running process tree to disk and brings it
 // back, with CRIU (https://criu.org) driven through its RPC interface
 // (`criu swrk`), whose messages (and the image files it reads) are
-// encoded with protowire here: the generated types of go-criu would
-// register a protobuf registry in every program that links vessel.
+// encoded with a small wire codec here (wire.go): the protobuf module
+// (go-criu's generated types, even protowire) would cost every program
+// that links vessel time at start.
 //
 // It knows processes, image directories and CRIU's options; it knows
 // nothing of vessel's containers (the root package maps a container onto

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-
-	"google.golang.org/protobuf/encoding/protowire"
 )
 
 // ExternalExe rewrites the images in dir so that every process whose
@@ -107,7 +105,7 @@ const (
 // opened read-only.
 func externalRegFile(id uint64, key string) []byte {
 	var fown []byte
-	for n := protowire.Number(1); n <= 5; n++ {
+	for n := number(1); n <= 5; n++ {
 		fown = appendVarintField(fown, n, 0)
 	}
 	var reg []byte
@@ -123,23 +121,23 @@ func externalRegFile(id uint64, key string) []byte {
 	return appendBytesField(fe, fileEntryReg, reg)
 }
 
-func appendVarintField(b []byte, num protowire.Number, v uint64) []byte {
-	return protowire.AppendVarint(protowire.AppendTag(b, num, protowire.VarintType), v)
+func appendVarintField(b []byte, num number, v uint64) []byte {
+	return appendVarint(appendTag(b, num, varintType), v)
 }
 
-func appendBytesField(b []byte, num protowire.Number, v []byte) []byte {
-	return protowire.AppendBytes(protowire.AppendTag(b, num, protowire.BytesType), v)
+func appendBytesField(b []byte, num number, v []byte) []byte {
+	return appendBytes(appendTag(b, num, bytesType), v)
 }
 
 // eachField calls f with every field of a message; it stops at the first
 // malformed one and then returns false.
-func eachField(msg []byte, f func(num protowire.Number, typ protowire.Type, val []byte, whole []byte)) bool {
+func eachField(msg []byte, f func(num number, typ wireType, val []byte, whole []byte)) bool {
 	for len(msg) > 0 {
-		num, typ, n := protowire.ConsumeTag(msg)
+		num, typ, n := consumeTag(msg)
 		if n < 0 {
 			return false
 		}
-		m := protowire.ConsumeFieldValue(num, typ, msg[n:])
+		m := consumeFieldValue(typ, msg[n:])
 		if m < 0 {
 			return false
 		}
@@ -150,10 +148,10 @@ func eachField(msg []byte, f func(num protowire.Number, typ protowire.Type, val 
 }
 
 // varintField returns the last value of a varint field.
-func varintField(msg []byte, num protowire.Number) (v uint64, ok bool) {
-	eachField(msg, func(n protowire.Number, t protowire.Type, val, _ []byte) {
-		if n == num && t == protowire.VarintType {
-			if x, l := protowire.ConsumeVarint(val); l > 0 {
+func varintField(msg []byte, num number) (v uint64, ok bool) {
+	eachField(msg, func(n number, t wireType, val, _ []byte) {
+		if n == num && t == varintType {
+			if x, l := consumeVarint(val); l > 0 {
 				v, ok = x, true
 			}
 		}
@@ -162,10 +160,10 @@ func varintField(msg []byte, num protowire.Number) (v uint64, ok bool) {
 }
 
 // bytesField returns the last value of a length-delimited field.
-func bytesField(msg []byte, num protowire.Number) (v []byte, ok bool) {
-	eachField(msg, func(n protowire.Number, t protowire.Type, val, _ []byte) {
-		if n == num && t == protowire.BytesType {
-			if x, l := protowire.ConsumeBytes(val); l >= 0 {
+func bytesField(msg []byte, num number) (v []byte, ok bool) {
+	eachField(msg, func(n number, t wireType, val, _ []byte) {
+		if n == num && t == bytesType {
+			if x, l := consumeBytes(val); l >= 0 {
 				v, ok = x, true
 			}
 		}
@@ -175,9 +173,9 @@ func bytesField(msg []byte, num protowire.Number) (v []byte, ok bool) {
 
 // setVarintField returns msg with every occurrence of field num replaced
 // by one varint field of value v.
-func setVarintField(msg []byte, num protowire.Number, v uint64) []byte {
+func setVarintField(msg []byte, num number, v uint64) []byte {
 	var out []byte
-	eachField(msg, func(n protowire.Number, _ protowire.Type, _, whole []byte) {
+	eachField(msg, func(n number, _ wireType, _, whole []byte) {
 		if n != num {
 			out = append(out, whole...)
 		}

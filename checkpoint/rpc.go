@@ -1,13 +1,9 @@
 package checkpoint
 
-import (
-	"errors"
-
-	"google.golang.org/protobuf/encoding/protowire"
-)
+import "errors"
 
 // CRIU's RPC messages (criu/images/rpc.proto), the part this package
-// sends and reads, encoded and decoded with protowire. The generated
+// sends and reads, encoded and decoded with wire.go. The generated
 // protobuf types would work as well, but registering them costs every
 // program that links vessel time at start (and a container's init is such
 // a program); the images codec (images.go) works the same way.
@@ -102,7 +98,7 @@ type criuNotify struct {
 
 func ptr[T any](v T) *T { return &v }
 
-func appendInt32(b []byte, num protowire.Number, v *int32) []byte {
+func appendInt32(b []byte, num number, v *int32) []byte {
 	if v == nil {
 		return b
 	}
@@ -110,14 +106,14 @@ func appendInt32(b []byte, num protowire.Number, v *int32) []byte {
 	return appendVarintField(b, num, uint64(int64(*v)))
 }
 
-func appendBool(b []byte, num protowire.Number, v *bool) []byte {
+func appendBool(b []byte, num number, v *bool) []byte {
 	if v == nil {
 		return b
 	}
-	return appendVarintField(b, num, protowire.EncodeBool(*v))
+	return appendVarintField(b, num, encodeBool(*v))
 }
 
-func appendString(b []byte, num protowire.Number, v *string) []byte {
+func appendString(b []byte, num number, v *string) []byte {
 	if v == nil {
 		return b
 	}
@@ -182,16 +178,16 @@ func (r *criuReq) marshal() []byte {
 // unmarshalResp decodes a criu_resp; fields it does not use are skipped.
 func unmarshalResp(b []byte) (*criuResp, error) {
 	r := &criuResp{}
-	u := func(num protowire.Number, m []byte) int32 {
+	u := func(num number, m []byte) int32 {
 		v, _ := varintField(m, num)
 		return int32(v)
 	}
-	ok := eachField(b, func(num protowire.Number, typ protowire.Type, val, _ []byte) {
+	ok := eachField(b, func(num number, typ wireType, val, _ []byte) {
 		var m []byte
-		if typ == protowire.BytesType {
-			m, _ = protowire.ConsumeBytes(val)
+		if typ == bytesType {
+			m, _ = consumeBytes(val)
 		}
-		v, _ := protowire.ConsumeVarint(val)
+		v, _ := consumeVarint(val)
 		switch num {
 		case 1:
 			r.Type = reqType(v)

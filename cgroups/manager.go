@@ -721,6 +721,9 @@ func (m *Manager) Destroy() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.closeFD()
+	if m.removeEmpty() {
+		return nil
+	}
 	if !m.exists() {
 		return nil
 	}
@@ -730,6 +733,35 @@ func (m *Manager) Destroy() error {
 		}
 	}
 	return m.removeDirs(true, nil)
+}
+
+// removeEmpty is Destroy's usual case: every process has ended and no
+// cgroup was made below, so one rmdir per hierarchy does (the kernel
+// refuses to remove a populated cgroup, so trying loses nothing). It
+// removes what it can, with the intermediates only this cgroup used, and
+// reports whether the cgroup is gone from every hierarchy.
+func (m *Manager) removeEmpty() bool {
+	gone := true
+	for _, key := range m.keys() {
+		if err := unix.Rmdir(m.dirs[key]); err != nil && err != unix.ENOENT {
+			gone = false
+			continue
+		}
+		m.removeIntermediates(key)
+	}
+	return gone
+}
+
+// removeIntermediates removes the now empty directories between the base
+// and the cgroup in one hierarchy; shared ones stay while other cgroups
+// use them.
+func (m *Manager) removeIntermediates(key string) {
+	chain := m.chain(key)
+	for i := len(chain) - 2; i >= 0; i-- {
+		if err := unix.Rmdir(chain[i]); err != nil {
+			break
+		}
+	}
 }
 
 // removeDirs removes the cgroup (and its sub-cgroups) bottom-up in every
@@ -746,13 +778,7 @@ func (m *Manager) removeDirs(wait bool, keys map[string]bool) error {
 			errs = append(errs, err)
 			continue
 		}
-		chain := m.chain(key)
-		for i := len(chain) - 2; i >= 0; i-- {
-			// Shared intermediates stay while other cgroups use them.
-			if err := unix.Rmdir(chain[i]); err != nil {
-				break
-			}
-		}
+		m.removeIntermediates(key)
 	}
 	return errors.Join(errs...)
 }

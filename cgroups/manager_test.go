@@ -760,3 +760,35 @@ func TestDeviceFilterRuleSemantics(t *testing.T) {
 		t.Error("access q accepted")
 	}
 }
+
+// Destroy removes a cgroup that still has processes and a sub-cgroup in
+// every hierarchy: the quick rmdir fails there, and the full path kills
+// and removes bottom-up without leaving anything.
+func TestDestroyPopulated(t *testing.T) {
+	m := newManager(t, nil)
+	cmd := exec.Command("/bin/sleep", "100")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	if err := m.Add(cmd.Process.Pid); err != nil {
+		t.Fatal(err)
+	}
+	st := m.State()
+	for _, d := range st.Dirs {
+		if err := os.Mkdir(filepath.Join(d, "sub"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := m.Destroy(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err == nil || !strings.Contains(err.Error(), "killed") {
+		t.Errorf("sleep after Destroy: %v", err)
+	}
+	for key, d := range st.Dirs {
+		if _, err := os.Stat(d); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s: %s still there after Destroy (%v)", key, d, err)
+		}
+	}
+}

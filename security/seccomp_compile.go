@@ -92,7 +92,7 @@ const x32SyscallBit = 0x40000000
 type archInfo struct {
 	name      string
 	auditArch uint32
-	table     map[string]uint32
+	table     func() map[string]uint32
 	aliases   []string // architecture names of Docker's includes/excludes.arches
 	checkX32  bool
 }
@@ -109,7 +109,7 @@ func SyscallNumber(name string) (uint32, bool) {
 	if a == nil {
 		return 0, false
 	}
-	n, ok := a.table[name]
+	n, ok := a.table()[name]
 	return n, ok
 }
 
@@ -228,7 +228,7 @@ func (s *Seccomp) CompileWith(o CompileOptions) (*Program, error) {
 	for _, r := range s.Syscalls {
 		names := r.allNames()
 		for _, n := range names {
-			if nr, ok := arch.table[n]; ok {
+			if nr, ok := arch.table()[n]; ok {
 				maxKnown = max(maxKnown, int64(nr))
 			} else if !seenUnknown[n] {
 				seenUnknown[n] = true
@@ -244,7 +244,7 @@ func (s *Seccomp) CompileWith(o CompileOptions) (*Program, error) {
 		}
 		alts := ruleAlternatives(r.Args, ret)
 		for _, n := range names {
-			nr, ok := arch.table[n]
+			nr, ok := arch.table()[n]
 			if !ok {
 				continue
 			}

@@ -1,12 +1,16 @@
 package security
 
-import "strings"
+import (
+	"strings"
+	"sync"
+)
 
 // defaultAllowed is the allow-list of the default profile: the system calls
 // an ordinary program needs that do not reach kernel state shared beyond the
 // container. Names of other architectures are listed too (the compiler skips
 // those the target does not have), so the list reads the same everywhere.
-var defaultAllowed = strings.Fields(`
+var defaultAllowed = sync.OnceValue(func() []string {
+	return strings.Fields(`
 accept accept4 access adjtimex alarm bind brk cachestat capget capset chdir chmod chown chown32
 clock_adjtime clock_adjtime64 clock_getres clock_getres_time64 clock_gettime clock_gettime64
 clock_nanosleep clock_nanosleep_time64 close close_range connect copy_file_range creat
@@ -52,6 +56,7 @@ timerfd_create timerfd_gettime timerfd_gettime64 timerfd_settime timerfd_settime
 tkill truncate truncate64 ugetrlimit umask uname unlink unlinkat utime utimensat
 utimensat_time64 utimes vfork vmsplice wait4 waitid waitpid write writev
 `)
+})
 
 // Namespace flags of clone(2): CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS,
 // CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET.
@@ -82,7 +87,7 @@ func DefaultSeccomp() *Seccomp {
 		DefaultErrnoRet: &errnoEPERM,
 		Architectures:   []string{"SCMP_ARCH_X86_64", "SCMP_ARCH_AARCH64"},
 		Syscalls: []Syscall{
-			{Names: defaultAllowed, Action: ActAllow},
+			{Names: defaultAllowed(), Action: ActAllow},
 			{Names: []string{"socket"}, Action: ActAllow,
 				Comment: "every address family but AF_VSOCK (40), which reaches the host",
 				Args:    []Arg{{Index: 0, Value: 40, Op: OpNotEqual}}},

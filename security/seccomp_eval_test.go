@@ -21,7 +21,7 @@ func TestDecideMatchesBPFVM(t *testing.T) {
 		p, err := s.CompileWith(CompileOptions{GOARCH: "amd64", Caps: DefaultCapabilities().Bounding, KernelVersion: "6.18"})
 		noErr(t, err)
 		v := newVM(t, p)
-		for name, nr := range syscallsX8664 {
+		for name, nr := range syscallsX8664() {
 			for i := 0; i < 4; i++ {
 				var args [6]uint64
 				for j := range args {

@@ -17,5 +17,9 @@
 // only to cgroups it created, with one exception the cgroup v2 model
 // forces: enabling a controller in the parent's cgroup.subtree_control when
 // a requested limit needs it. It never mounts, unmounts or moves
-// controllers, and never moves processes it was not given.
+// controllers, and never moves processes it was not given. Destroy removes
+// what it created except the parent directories in a v1 cpuset hierarchy,
+// which stay like a runtime's parent cgroup so that the kernel does not
+// re-patch its code at every container start and stop; RemoveGroup takes
+// them away when a program is done.
 package cgroups

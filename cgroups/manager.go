@@ -717,6 +717,13 @@ func (m *Manager) pids() ([]int, error) {
 // cgroup already gone, and then returns nil. Processes the caller started
 // must be reaped (Wait) for the removal to finish; Destroy retries a busy
 // cgroup for a few seconds.
+//
+// One exception: in a v1 cpuset hierarchy the intermediates stay (as a
+// runtime's parent cgroup does). The kernel patches its own code when the
+// first cpuset cgroup of the system appears and when the last goes (a
+// static key), which costs milliseconds per container on some machines;
+// a lasting parent keeps that from happening at every start and stop.
+// RemoveGroup removes such parents when they are no longer wanted.
 func (m *Manager) Destroy() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -756,6 +763,9 @@ func (m *Manager) removeEmpty() bool {
 // and the cgroup in one hierarchy; shared ones stay while other cgroups
 // use them.
 func (m *Manager) removeIntermediates(key string) {
+	if h, _ := m.hierarchy(key); h.has("cpuset") && key != unifiedKey {
+		return // see Destroy
+	}
 	chain := m.chain(key)
 	for i := len(chain) - 2; i >= 0; i-- {
 		if err := unix.Rmdir(chain[i]); err != nil {
@@ -851,4 +861,72 @@ func readPids(p string) ([]int, error) {
 		}
 	}
 	return out, nil
+}
+
+// RemoveGroup removes the directories Destroy keeps (the parents of
+// containers' cgroups in a v1 cpuset hierarchy, see Destroy) for group,
+// a path below the calling process's own cgroup such as "vessel": the
+// empty cgroups below it, then group itself and its empty parents. A
+// cgroup that holds processes stays, with everything above it. Programs
+// that want to leave no cgroup behind once done with containers call it
+// last; it does nothing on a host without a v1 cpuset hierarchy.
+func RemoveGroup(group string) error {
+	if err := checkName("group", group); err != nil {
+		return err
+	}
+	sys, err := currentSystem()
+	if err != nil {
+		return err
+	}
+	self, err := procCgroups(0)
+	if err != nil {
+		return fmt.Errorf("cgroups: reading /proc/self/cgroup: %w", err)
+	}
+	dirs, err := placement(sys, self, "", group)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, h := range sys.v1 {
+		dir, ok := dirs[h.key]
+		if !ok || !h.has("cpuset") {
+			continue
+		}
+		if err := removeEmptyTree(dir); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		// Then the group's own parents, up to the caller's cgroup.
+		for p, n := filepath.Dir(dir), strings.Count(group, "/"); n > 0; p, n = filepath.Dir(p), n-1 {
+			if unix.Rmdir(p) != nil {
+				break
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// removeEmptyTree removes dir and the cgroups below it, deepest first,
+// leaving those still in use (and so their parents).
+func removeEmptyTree(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("cgroups: %w", err)
+	}
+	for _, e := range entries {
+		if e.IsDir() {
+			if err := removeEmptyTree(filepath.Join(dir, e.Name())); err != nil {
+				return err
+			}
+		}
+	}
+	switch err := unix.Rmdir(dir); err {
+	case nil, unix.ENOENT, unix.EBUSY, unix.ENOTEMPTY:
+		return nil
+	default:
+		return fmt.Errorf("cgroups: removing %s: %w", dir, err)
+	}
 }

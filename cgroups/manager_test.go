@@ -28,7 +28,12 @@ func TestMain(m *testing.M) {
 	if mode := os.Getenv(childEnv); mode != "" {
 		os.Exit(runChild(mode, os.Args[1:]))
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	// The cpuset parents Destroy keeps.
+	if err := RemoveGroup("vessel-test"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+	}
+	os.Exit(code)
 }
 
 // runChild waits for a line on stdin (the parent has placed it in the
@@ -790,5 +795,89 @@ func TestDestroyPopulated(t *testing.T) {
 		if _, err := os.Stat(d); !errors.Is(err, fs.ErrNotExist) {
 			t.Errorf("%s: %s still there after Destroy (%v)", key, d, err)
 		}
+	}
+}
+
+// Destroy keeps the parents of a cgroup in a v1 cpuset hierarchy only
+// (see Destroy) and removes them everywhere else; RemoveGroup then removes
+// the kept ones, except above a cgroup that still holds a process.
+func TestCpusetParentsKeptUntilRemoveGroup(t *testing.T) {
+	group := fmt.Sprintf("vessel-test/kept-%d", os.Getpid())
+	m, err := New(Options{Name: group + "/leaf"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Create(); err != nil {
+		t.Fatal(err)
+	}
+	st := m.State()
+	if err := m.Destroy(); err != nil {
+		t.Fatal(err)
+	}
+	cpusetParent := ""
+	for key, d := range st.Dirs {
+		parent := filepath.Dir(d)
+		_, err := os.Stat(parent)
+		h, _ := m.hierarchy(key)
+		if key != unifiedKey && h.has("cpuset") {
+			cpusetParent = parent
+			if err != nil {
+				t.Errorf("%s: parent %s removed: %v", key, parent, err)
+			}
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s: parent %s left behind (%v)", key, parent, err)
+		}
+		if _, err := os.Stat(d); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s: %s left behind", key, d)
+		}
+	}
+	if layout, _ := Detect(); layout != V2 && cpusetParent == "" {
+		t.Fatalf("layout %s: no cpuset hierarchy among %v", layout, st.Dirs)
+	}
+
+	// A cgroup holding a process below the group keeps it.
+	busy, err := New(Options{Name: group + "/busy"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := busy.Create(); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("/bin/sleep", "100")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	if err := busy.Add(cmd.Process.Pid); err != nil {
+		t.Fatal(err)
+	}
+	if err := RemoveGroup(group); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range busy.State().Dirs {
+		if _, err := os.Stat(d); err != nil {
+			t.Errorf("RemoveGroup removed %s, which holds a process: %v", d, err)
+		}
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	if err := busy.Destroy(); err != nil {
+		t.Fatal(err)
+	}
+	if err := RemoveGroup(group); err != nil {
+		t.Fatal(err)
+	}
+	if cpusetParent != "" {
+		if _, err := os.Stat(cpusetParent); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("RemoveGroup left %s (%v)", cpusetParent, err)
+		}
+	}
+	for _, d := range busy.State().Dirs {
+		if _, err := os.Stat(filepath.Dir(d)); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s left behind", filepath.Dir(d))
+		}
+	}
+	if err := RemoveGroup("/abs"); err == nil {
+		t.Error("RemoveGroup accepted an absolute path")
 	}
 }

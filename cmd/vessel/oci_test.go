@@ -47,6 +47,7 @@ func TestMain(m *testing.M) {
 	if err := testutil.Cleanup(); err != nil {
 		fmt.Fprintf(os.Stderr, "testutil: cleanup: %v\n", err)
 	}
+	testutil.RemoveCgroupGroup()
 	os.Exit(code)
 }
 

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/openvessel/vessel/cgroups"
 )
 
 var (
@@ -59,7 +61,19 @@ func Main(m *testing.M) {
 	if err := Cleanup(); err != nil {
 		fmt.Fprintf(os.Stderr, "testutil: cleanup: %v\n", err)
 	}
+	RemoveCgroupGroup()
 	os.Exit(code)
+}
+
+// CgroupGroup is the group every test cgroup goes under.
+const CgroupGroup = "vessel-test"
+
+// RemoveCgroupGroup removes what is left of the tests' cgroup group once
+// they are done: the cpuset parents vessel keeps (see cgroups.Destroy).
+func RemoveCgroupGroup() {
+	if err := cgroups.RemoveGroup(CgroupGroup); err != nil {
+		fmt.Fprintf(os.Stderr, "testutil: %v\n", err)
+	}
 }
 
 // BuildProbe returns the path of the static probe program

@@ -10,6 +10,8 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/openvessel/vessel/cgroups"
 )
 
 // CgroupGroup is the cgroup group every example's test places its
@@ -163,7 +165,12 @@ func Main(m *testing.M, name string, bin *string) {
 			fmt.Fprintf(os.Stderr, "go build %s: %v\n%s", name, err, out)
 			return 1
 		}
-		return m.Run()
+		code := m.Run()
+		// The cpuset parent cgroups vessel keeps (see cgroups.Destroy).
+		if err := cgroups.RemoveGroup(CgroupGroup); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+		}
+		return code
 	}()
 	os.Exit(code)
 }

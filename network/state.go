@@ -93,7 +93,11 @@ func lockState(dir string, exclusive bool) (*stateLock, error) {
 		flags := os.O_RDWR
 		if exclusive {
 			if err := os.MkdirAll(dir, 0o700); err != nil {
-				if errors.Is(err, os.ErrNotExist) && retry {
+				// A concurrent unlock may remove an empty parent while
+				// MkdirAll creates below it (ENOENT), or the directory
+				// itself between MkdirAll's mkdir (EEXIST) and its check
+				// that what exists is a directory: both mean try again.
+				if (errors.Is(err, os.ErrNotExist) || errors.Is(err, os.ErrExist)) && retry {
 					continue
 				}
 				return nil, fmt.Errorf("network: state directory: %w", err)

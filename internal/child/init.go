@@ -169,16 +169,27 @@ func syncFD() int {
 	return fd
 }
 
+// firstSignals are caught before the main process starts (see runInit).
+var firstSignals = []os.Signal{
+	syscall.SIGCHLD, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP,
+	syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGWINCH,
+	syscall.SIGCONT, syscall.SIGTSTP, syscall.SIGALRM, syscall.SIGPWR,
+}
+
 // runInit is the container's init: it finishes the namespaces, builds the
 // root filesystem, starts the main process and then serves the parent.
 func runInit() {
-	// Catching every signal takes a round trip to the runtime's signal
-	// thread per signal: do it on the side while the container is built.
+	// Catching a signal takes a round trip to the runtime's signal-mask
+	// thread, one thread switch each way, for each of the 64 signals. The
+	// ones a supervisor or the container's own tools send to PID 1, and
+	// SIGCHLD, are caught before the main process starts; the rest while
+	// it runs. All of it on the side of the main goroutine.
 	sigs := make(chan os.Signal, 64)
 	sigsReady := make(chan struct{})
 	go func() {
-		signal.Notify(sigs)
+		signal.Notify(sigs, firstSignals...)
 		close(sigsReady)
+		signal.Notify(sigs)
 	}()
 	conn := initproto.FromFD(syncFD())
 	var cfg Config

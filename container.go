@@ -571,7 +571,7 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 			}
 		}
 	}
-	err = ctl.Send(&initproto.Message{Type: initproto.TypeConfig, Payload: initproto.Encode(ic)}, cfgFiles...)
+	err = ctl.SendRaw(initproto.TypeConfig, child.EncodeConfig(ic), cfgFiles...)
 	initproto.CloseFiles(cfgFiles)
 	if err != nil {
 		return fail(&SetupError{Step: "send config", Err: err})

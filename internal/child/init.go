@@ -1,7 +1,6 @@
 package child
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -198,7 +197,7 @@ func runInit() {
 	var cfgFiles []*os.File
 	defer runtime.KeepAlive(&cfgFiles)
 	if data, ok := configFromReexec(); ok {
-		if err := json.Unmarshal(data, &cfg); err != nil {
+		if err := DecodeConfig(data, &cfg); err != nil {
 			exitWith(conn, "read config", "", err)
 		}
 	} else {
@@ -206,7 +205,7 @@ func runInit() {
 		if err != nil {
 			os.Exit(125)
 		}
-		if err := initproto.Decode(r.Payload, &cfg); err != nil {
+		if err := DecodeConfig(r.Raw, &cfg); err != nil {
 			exitWith(conn, "read config", "", err)
 		}
 		cfgFiles = r.Files
@@ -232,10 +231,7 @@ func runInit() {
 	}
 	if cfg.ReexecAfterMap {
 		cfg.ReexecAfterMap = false
-		data, err := json.Marshal(&cfg)
-		if err == nil {
-			err = reexecWithConfig(data, cfg.NumExtras, cfg.ListenFD)
-		}
+		err := reexecWithConfig(EncodeConfig(&cfg), cfg.NumExtras, cfg.ListenFD)
 		exitWith(conn, "re-exec after id mapping", "/proc/self/exe", err)
 	}
 	for _, j := range cfg.Joins {
@@ -724,7 +720,7 @@ func startStage(spec *Process, files []uintptr) (*stageProc, error) {
 		}
 		return nil, &stageError{initproto.ErrorInfo{Step: "start exec stage", Path: "/proc/self/exe", Msg: msg, Errno: errnoOf(err)}}
 	}
-	if err := parent.Send(&initproto.Message{Type: initproto.TypeConfig, Payload: initproto.Encode(spec)}); err != nil {
+	if err := parent.SendRaw(initproto.TypeConfig, encodeProcess(spec)); err != nil {
 		unix.Kill(pid, unix.SIGKILL)
 		var ws unix.WaitStatus
 		unix.Wait4(pid, &ws, 0, nil)
@@ -820,7 +816,7 @@ func runExecStage() {
 		os.Exit(125)
 	}
 	var spec Process
-	if err := initproto.Decode(r.Payload, &spec); err != nil {
+	if err := decodeProcess(r.Raw, &spec); err != nil {
 		exitWith(conn, "read process config", "", err)
 	}
 	if spec.TTY {

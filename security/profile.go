@@ -46,7 +46,8 @@ func Privileged() *Profile {
 
 // Prepared is a [Profile] after validation and compilation: capability masks
 // and a BPF program. It is plain data, meant to travel to the container
-// child as JSON and be applied there with [Apply].
+// child (in the init's binary config codec) and be applied there with
+// [Apply].
 type Prepared struct {
 	// Capabilities are the capability masks; nil leaves them as they are.
 	Capabilities *CapSets `json:"capabilities,omitempty"`

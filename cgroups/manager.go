@@ -784,7 +784,7 @@ func (m *Manager) removeDirs(wait bool, keys map[string]bool) error {
 		if keys != nil && !keys[key] {
 			continue
 		}
-		if err := removeTree(m.dirs[key], wait, deadline); err != nil {
+		if err := removeTree(m.dirs[key], wait, deadline, false); err != nil {
 			errs = append(errs, err)
 			continue
 		}
@@ -793,8 +793,10 @@ func (m *Manager) removeDirs(wait bool, keys map[string]bool) error {
 	return errors.Join(errs...)
 }
 
-// removeTree removes dir and every cgroup below it, deepest first.
-func removeTree(dir string, wait bool, deadline time.Time) error {
+// removeTree removes dir and every cgroup below it, deepest first. With
+// keepBusy, cgroups still in use (and so their parents) stay without an
+// error, and the others go.
+func removeTree(dir string, wait bool, deadline time.Time, keepBusy bool) error {
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
@@ -804,7 +806,7 @@ func removeTree(dir string, wait bool, deadline time.Time) error {
 	}
 	for _, e := range entries {
 		if e.IsDir() {
-			if err := removeTree(filepath.Join(dir, e.Name()), wait, deadline); err != nil {
+			if err := removeTree(filepath.Join(dir, e.Name()), wait, deadline, keepBusy); err != nil {
 				return err
 			}
 		}
@@ -812,7 +814,7 @@ func removeTree(dir string, wait bool, deadline time.Time) error {
 	delay := time.Millisecond
 	for {
 		err := unix.Rmdir(dir)
-		if err == nil || err == unix.ENOENT {
+		if err == nil || err == unix.ENOENT || keepBusy && (err == unix.EBUSY || err == unix.ENOTEMPTY) {
 			return nil
 		}
 		if !wait || err != unix.EBUSY || time.Now().After(deadline) {
@@ -892,7 +894,7 @@ func RemoveGroup(group string) error {
 		if !ok || !h.has("cpuset") {
 			continue
 		}
-		if err := removeEmptyTree(dir); err != nil {
+		if err := removeTree(dir, false, time.Time{}, true); err != nil {
 			errs = append(errs, err)
 			continue
 		}
@@ -904,29 +906,4 @@ func RemoveGroup(group string) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// removeEmptyTree removes dir and the cgroups below it, deepest first,
-// leaving those still in use (and so their parents).
-func removeEmptyTree(dir string) error {
-	entries, err := os.ReadDir(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("cgroups: %w", err)
-	}
-	for _, e := range entries {
-		if e.IsDir() {
-			if err := removeEmptyTree(filepath.Join(dir, e.Name())); err != nil {
-				return err
-			}
-		}
-	}
-	switch err := unix.Rmdir(dir); err {
-	case nil, unix.ENOENT, unix.EBUSY, unix.ENOTEMPTY:
-		return nil
-	default:
-		return fmt.Errorf("cgroups: removing %s: %w", dir, err)
-	}
 }

@@ -88,13 +88,25 @@ func (p *Process) stdio(cmd *Command) (files, childEnds []*os.File, err error) {
 		return []*os.File{null, null, null}, []*os.File{null}, nil
 	}
 	in, out := cmd.Stdin, []io.Writer{cmd.Stdout, cmd.Stderr}
+	// One /dev/null serves every stream left unset.
+	var null *os.File
+	devNull := func() (*os.File, error) {
+		if null == nil {
+			f, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+			if err != nil {
+				return nil, err
+			}
+			null, childEnds = f, append(childEnds, f)
+		}
+		return null, nil
+	}
 	switch r := in.(type) {
 	case nil:
-		f, err := os.Open(os.DevNull)
+		f, err := devNull()
 		if err != nil {
 			return nil, nil, err
 		}
-		files, childEnds = append(files, f), append(childEnds, f)
+		files = append(files, f)
 	case *os.File:
 		files = append(files, r)
 	default:
@@ -118,11 +130,11 @@ func (p *Process) stdio(cmd *Command) (files, childEnds []*os.File, err error) {
 		}
 		switch w := w.(type) {
 		case nil:
-			f, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+			f, err := devNull()
 			if err != nil {
 				return nil, nil, err
 			}
-			files, childEnds = append(files, f), append(childEnds, f)
+			files = append(files, f)
 		case *os.File:
 			files = append(files, w)
 		default:

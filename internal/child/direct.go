@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"syscall"
 
@@ -205,11 +206,17 @@ func spawnDirect(spec *Process, files []uintptr) (int, *os.File, error) {
 	fail := func(step, path string, err error) (int, *os.File, error) {
 		return 0, nil, &stageError{initproto.ErrorInfo{Step: step, Path: path, Msg: err.Error(), Errno: errnoOf(err)}}
 	}
-	path, err := lookPath(spec.Args[0], spec.Env)
-	if err != nil {
-		return fail("exec", spec.Args[0], err)
+	// A path is left to execve, which reports what a check here would
+	// (ENOENT, EACCES for a directory or a file without x), as the
+	// errno of ForkExec's error; a bare name is looked up in PATH.
+	path := spec.Args[0]
+	if !strings.Contains(path, "/") {
+		var err error
+		if path, err = lookPath(path, spec.Env); err != nil {
+			return fail("exec", spec.Args[0], err)
+		}
 	}
-	if spec.Dir != "" {
+	if spec.Dir != "" && spec.Dir != "/" {
 		var st unix.Stat_t
 		if err := unix.Stat(spec.Dir, &st); err != nil {
 			return fail("chdir", spec.Dir, err)

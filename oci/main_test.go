@@ -1,6 +1,7 @@
 package oci
 
 import (
+	"os"
 	"testing"
 
 	"github.com/openvessel/vessel"
@@ -12,5 +13,7 @@ import (
 // inits.
 func TestMain(m *testing.M) {
 	vessel.Init()
+	// Every cgroup the tests make goes under vessel-test.
+	os.Setenv("VESSEL_CGROUP_GROUP", testutil.CgroupGroup)
 	testutil.Main(m)
 }

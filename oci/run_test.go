@@ -35,7 +35,8 @@ func TestDefaultSpecRuns(t *testing.T) {
 	s.Process.Terminal = false
 	s.Process.Args = []string{testutil.RootfsProbePath, "report"}
 	s.Hostname = "oci-spec"
-	s.Linux.CgroupsPath = fmt.Sprintf("vessel-test/oci-%d", os.Getpid())
+	// Relative: below the test group (VESSEL_CGROUP_GROUP, see TestMain).
+	s.Linux.CgroupsPath = fmt.Sprintf("oci-%d", os.Getpid())
 	if err := WriteSpec(bundle, s); err != nil {
 		t.Fatal(err)
 	}

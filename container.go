@@ -476,7 +476,9 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 			return nil
 		})
 	}
-	if prepare || len(ic.CreateContainerHooks) > 0 || hold {
+	if len(ic.CreateContainerHooks) > 0 {
+		// The state createContainer hooks read in the init (startContainer
+		// hooks get theirs with the start message).
 		ic.HookState = c.hookState("created", 0)
 	}
 	cmd := &exec.Cmd{
@@ -502,12 +504,12 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 	cgStarted = true
 	// The init's pid goes into the v1 hierarchies as soon as they exist:
 	// each v1 move waits for an RCU grace period, better spent while the
-	// init is still starting than at its ready step.
+	// init is still starting than before its config is sent.
 	initPid := make(chan int, 1)
 	go func() {
 		err := finishCgroup()
 		if pid := <-initPid; err == nil && pid > 0 {
-			err = c.beforeProceed(pid)
+			err = c.joinCgroup(pid)
 		}
 		cgDone <- err
 	}()

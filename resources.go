@@ -322,7 +322,7 @@ func (c *Container) setupCgroup() error {
 // setupCgroupStaged creates the container's cgroup where a process can be
 // started into it (the unified hierarchy, for CLONE_INTO_CGROUP) and
 // returns finish, which creates the rest and applies the limits, to run
-// while the init starts. The init must not proceed before finish
+// while the init starts. The init's config goes only once finish
 // returned. The cgroup's removal is registered as a cleanup at once.
 func (c *Container) setupCgroupStaged() (finish func() error, err error) {
 	done := func() error { return nil }
@@ -412,9 +412,9 @@ func (c *Container) addCleanup(f func() error) {
 	c.mu.Unlock()
 }
 
-// beforeProceed runs in the parent while the child waits: it puts the
-// child in the v1 hierarchies of its cgroup.
-func (c *Container) beforeProceed(pid int) error {
+// joinCgroup runs in the parent while the child waits for its config: it
+// puts the child in the v1 hierarchies of its cgroup.
+func (c *Container) joinCgroup(pid int) error {
 	if c.cg != nil {
 		if err := c.cg.Add(pid); err != nil {
 			return &SetupError{Step: "join cgroup", Err: err}

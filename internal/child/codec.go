@@ -30,8 +30,8 @@ func EncodeConfig(cfg *Config) []byte {
 	return e.b
 }
 
-// DecodeConfig reads what EncodeConfig wrote.
-func DecodeConfig(b []byte, cfg *Config) error {
+// decodeConfig reads what EncodeConfig wrote.
+func decodeConfig(b []byte, cfg *Config) error {
 	d := dec{b: b}
 	d.config(cfg)
 	return d.done()

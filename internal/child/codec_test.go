@@ -83,7 +83,7 @@ func TestConfigCodecRoundTrip(t *testing.T) {
 		fill(reflect.ValueOf(&in).Elem(), r, i%4)
 		var out Config
 		b := EncodeConfig(&in)
-		if err := DecodeConfig(b, &out); err != nil {
+		if err := decodeConfig(b, &out); err != nil {
 			t.Fatalf("round %d: %v", i, err)
 		}
 		if !reflect.DeepEqual(in, out) {
@@ -100,18 +100,18 @@ func TestConfigCodecRoundTrip(t *testing.T) {
 			// a panic or a silently partial config.
 			for n := 0; n < len(b); n++ {
 				var c Config
-				if err := DecodeConfig(b[:n], &c); err == nil {
+				if err := decodeConfig(b[:n], &c); err == nil {
 					t.Fatalf("round %d: first %d of %d bytes accepted", i, n, len(b))
 				}
 			}
-			if err := DecodeConfig(append(bytes.Clone(b), 0), &Config{}); err == nil {
+			if err := decodeConfig(append(bytes.Clone(b), 0), &Config{}); err == nil {
 				t.Fatalf("round %d: trailing byte accepted", i)
 			}
 		}
 	}
 	// A count that promises more than the message holds fails without
 	// allocating it.
-	if err := DecodeConfig([]byte{0, 0xff, 0xff, 0xff, 0xff, 0x0f}, &Config{}); err == nil {
+	if err := decodeConfig([]byte{0, 0xff, 0xff, 0xff, 0xff, 0x0f}, &Config{}); err == nil {
 		t.Fatal("huge count accepted")
 	}
 }

@@ -46,8 +46,10 @@ import (
 
 // initCalls are the system calls the init makes after it applied the
 // profile to itself: the Go runtime's, the init's own (reaping, the
-// control socket, signals) and those of fork+exec in the child.
-var initCalls = func() []security.Call {
+// control socket, signals) and those of fork+exec in the child. Only the
+// parent needs them (DirectReason): built on first use, not in every
+// init's start.
+var initCalls = sync.OnceValue(func() []security.Call {
 	names := []string{
 		// Go runtime
 		"futex", "mmap", "munmap", "madvise", "mprotect", "rt_sigreturn",
@@ -72,16 +74,19 @@ var initCalls = func() []security.Call {
 	const thread = unix.CLONE_VM | unix.CLONE_FS | unix.CLONE_FILES | unix.CLONE_SIGHAND | unix.CLONE_SYSVSEM | unix.CLONE_THREAD | unix.CLONE_SETTLS
 	calls = append(calls,
 		security.Call{Name: "clone", Args: [6]uint64{thread}},
-		security.Call{Name: "clone", Args: [6]uint64{unix.CLONE_VM | unix.CLONE_VFORK | uint64(unix.SIGCHLD)}})
+		security.Call{Name: "clone", Args: [6]uint64{unix.CLONE_VM | unix.CLONE_VFORK | unix.CLONE_PIDFD | uint64(unix.SIGCHLD)}})
 	return calls
-}()
+})
 
-// Rlimits the init can carry itself without harm.
-var initSafeRlimits = map[string]bool{
-	"RLIMIT_CORE": true, "RLIMIT_FSIZE": true, "RLIMIT_LOCKS": true,
-	"RLIMIT_MEMLOCK": true, "RLIMIT_MSGQUEUE": true, "RLIMIT_NICE": true,
-	"RLIMIT_RTPRIO": true, "RLIMIT_RTTIME": true, "RLIMIT_SIGPENDING": true,
-	"RLIMIT_STACK": true, "RLIMIT_RSS": true,
+// initSafeRlimit says whether the init can carry an rlimit itself without
+// harm.
+func initSafeRlimit(typ string) bool {
+	switch typ {
+	case "RLIMIT_CORE", "RLIMIT_FSIZE", "RLIMIT_LOCKS", "RLIMIT_MEMLOCK", "RLIMIT_MSGQUEUE",
+		"RLIMIT_NICE", "RLIMIT_RTPRIO", "RLIMIT_RTTIME", "RLIMIT_SIGPENDING", "RLIMIT_STACK", "RLIMIT_RSS":
+		return true
+	}
+	return false
 }
 
 // minInitNofile is the smallest RLIMIT_NOFILE soft limit the init accepts
@@ -109,7 +114,7 @@ func DirectReason(cfg *Config) string {
 		if rl.Type == "RLIMIT_NOFILE" && rl.Soft >= minInitNofile {
 			continue
 		}
-		if !initSafeRlimits[rl.Type] {
+		if !initSafeRlimit(rl.Type) {
 			return "rlimit " + rl.Type
 		}
 	}
@@ -147,7 +152,7 @@ func seccompStopsInit(p *security.Program) string {
 		return v.(string)
 	}
 	why := ""
-	if err := p.AllowsAll(initCalls); err != nil {
+	if err := p.AllowsAll(initCalls()); err != nil {
 		why = err.Error()
 	}
 	seccompVerdicts.Store(p, why)
@@ -201,10 +206,11 @@ func applyToInit(spec *Process) error {
 // spawnDirect starts spec's process with fork+exec from the calling
 // thread, which must be the init's main thread after applyToInit. files
 // become descriptors 0, 1, 2, 3...; with a terminal, 0-2 are its slave
-// and the master is returned.
-func spawnDirect(spec *Process, files []uintptr) (int, *os.File, error) {
-	fail := func(step, path string, err error) (int, *os.File, error) {
-		return 0, nil, &stageError{initproto.ErrorInfo{Step: step, Path: path, Msg: err.Error(), Errno: errnoOf(err)}}
+// and the master is returned. The pidfd comes from the clone itself
+// (CLONE_PIDFD).
+func spawnDirect(spec *Process, files []uintptr) (pid, pidfd int, pty *os.File, err error) {
+	fail := func(step, path string, err error) (int, int, *os.File, error) {
+		return 0, -1, nil, &stageError{initproto.ErrorInfo{Step: step, Path: path, Msg: err.Error(), Errno: errnoOf(err)}}
 	}
 	// A path is left to execve, which reports what a check here would
 	// (ENOENT, EACCES for a directory or a file without x), as the
@@ -224,7 +230,8 @@ func spawnDirect(spec *Process, files []uintptr) (int, *os.File, error) {
 			return fail("chdir", spec.Dir, unix.ENOTDIR)
 		}
 	}
-	sys := &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL}
+	pidfd = -1
+	sys := &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL, PidFD: &pidfd}
 	if spec.UID != 0 || spec.GID != 0 || (spec.SetGroups && len(spec.Groups) > 0) {
 		sys.Credential = &syscall.Credential{Uid: spec.UID, Gid: spec.GID, Groups: spec.Groups, NoSetGroups: !spec.SetGroups || len(spec.Groups) == 0}
 	}
@@ -239,7 +246,7 @@ func spawnDirect(spec *Process, files []uintptr) (int, *os.File, error) {
 		files = append([]uintptr{uintptr(slave), uintptr(slave), uintptr(slave)}, files[min(3, len(files)):]...)
 		sys.Setctty, sys.Ctty = true, 0
 	}
-	pid, err := syscall.ForkExec(path, spec.Args, &syscall.ProcAttr{Dir: spec.Dir, Env: spec.Env, Files: files, Sys: sys})
+	pid, err = syscall.ForkExec(path, spec.Args, &syscall.ProcAttr{Dir: spec.Dir, Env: spec.Env, Files: files, Sys: sys})
 	if err != nil {
 		if master != nil {
 			master.Close()
@@ -248,9 +255,9 @@ func spawnDirect(spec *Process, files []uintptr) (int, *os.File, error) {
 		if timeNSPending && errors.Is(err, unix.EINVAL) {
 			msg = timeNSForkMsg
 		}
-		return 0, nil, &stageError{initproto.ErrorInfo{Step: "exec", Path: path, Msg: msg, Errno: errnoOf(err)}}
+		return 0, -1, nil, &stageError{initproto.ErrorInfo{Step: "exec", Path: path, Msg: msg, Errno: errnoOf(err)}}
 	}
-	return pid, master, nil
+	return pid, pidfd, master, nil
 }
 
 // openPTY allocates a pseudo-terminal from the container's devpts and

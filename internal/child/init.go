@@ -53,8 +53,7 @@ func InitEnv() []string {
 // container's init does not need: skipping it roughly halves the time
 // from execve to a running init.
 func init() {
-	stage := os.Getenv(envStage)
-	if stage == "" {
+	if !IsChild() {
 		return
 	}
 	// From here on every namespace change, mount and fork happens on the
@@ -192,12 +191,11 @@ func runInit() {
 	}()
 	conn := initproto.FromFD(syncFD())
 	var cfg Config
-	// The descriptors that came with the config, kept referenced (and so
-	// open) until the root filesystem is built.
+	// The descriptors that came with the config (idmapped mounts), closed
+	// once the root filesystem is built.
 	var cfgFiles []*os.File
-	defer runtime.KeepAlive(&cfgFiles)
 	if data, ok := configFromReexec(); ok {
-		if err := DecodeConfig(data, &cfg); err != nil {
+		if err := decodeConfig(data, &cfg); err != nil {
 			exitWith(conn, "read config", "", err)
 		}
 	} else {
@@ -205,7 +203,7 @@ func runInit() {
 		if err != nil {
 			os.Exit(125)
 		}
-		if err := DecodeConfig(r.Raw, &cfg); err != nil {
+		if err := decodeConfig(r.Raw, &cfg); err != nil {
 			exitWith(conn, "read config", "", err)
 		}
 		cfgFiles = r.Files
@@ -274,6 +272,7 @@ func runInit() {
 			exitWith(conn, "rootfs", "", err)
 		}
 	}
+	initproto.CloseFiles(cfgFiles)
 	if cfg.Hostname != nil {
 		if err := unix.Sethostname([]byte(*cfg.Hostname)); err != nil {
 			exitWith(conn, "sethostname", *cfg.Hostname, err)
@@ -302,13 +301,14 @@ func runInit() {
 	// Signals must be watched before the first child can exit.
 	<-sigsReady
 	var (
-		pid int
-		pty *os.File
-		sp  *stageProc
-		err error
+		pid   int
+		pidfd = -1
+		pty   *os.File
+		sp    *stageProc
+		err   error
 	)
 	if in.direct {
-		pid, pty, err = spawnDirect(&cfg.Process, files)
+		pid, pidfd, pty, err = spawnDirect(&cfg.Process, files)
 	} else if sp, err = startStage(&cfg.Process, files); err == nil {
 		if err = sp.await(cfg.Process.WaitStart); err == nil {
 			pid, pty, sp.pty = sp.pid, sp.pty, nil
@@ -325,7 +325,7 @@ func runInit() {
 		}
 		exitWith(conn, "start process", cfg.Process.Args[0], err)
 	}
-	in.main = pid
+	in.main, in.mainFD = pid, pidfd
 	in.procs[pid] = procRef{id: 0, conn: conn}
 	if pty != nil {
 		_ = conn.Send(&initproto.Message{Type: initproto.TypePTY}, pty)
@@ -354,8 +354,10 @@ type initState struct {
 	conns map[*initproto.Conn]bool
 	cfg   *Config
 	main  int
-	procs map[int]procRef // pid -> who started it
-	held  *stageProc      // the main process's stage while it waits for start
+	// mainFD is the main process's pidfd from its clone, or -1.
+	mainFD int
+	procs  map[int]procRef // pid -> who started it
+	held   *stageProc      // the main process's stage while it waits for start
 	// direct: the init carries the process settings itself and starts
 	// processes with fork+exec (direct.go), not through the exec stage.
 	direct bool
@@ -395,12 +397,15 @@ func (in *initState) unfollow(c *initproto.Conn) {
 	c.Close()
 }
 
-// track watches a started process's pidfd so that its end wakes the
-// loop at once; without pidfds SIGCHLD does the same, later.
-func (in *initState) track(pid int) {
-	fd, err := unix.PidfdOpen(pid, 0)
-	if err != nil {
-		return
+// track watches a started process's pidfd (fd, or one opened here when
+// fd < 0) so that its end wakes the loop at once; without pidfds SIGCHLD
+// does the same, later.
+func (in *initState) track(pid, fd int) {
+	if fd < 0 {
+		var err error
+		if fd, err = unix.PidfdOpen(pid, 0); err != nil {
+			return
+		}
 	}
 	if in.watch(fd) != nil {
 		unix.Close(fd)
@@ -456,9 +461,7 @@ func (in *initState) serve(sigs chan os.Signal) {
 		}
 	}()
 	in.follow(in.conn)
-	for pid := range in.procs {
-		in.track(pid)
-	}
+	in.track(in.main, in.mainFD)
 	listen := in.cfg.ListenFD
 	if listen > 0 {
 		unix.CloseOnExec(listen)
@@ -610,7 +613,7 @@ func (in *initState) handle(r *initproto.Received, from *initproto.Conn) {
 		if in.direct {
 			spawnFn = spawnDirect
 		}
-		pid, pty, err := spawnFn(&spec, fds)
+		pid, pidfd, pty, err := spawnFn(&spec, fds)
 		if err != nil {
 			var se *stageError
 			if errors.As(err, &se) {
@@ -621,12 +624,12 @@ func (in *initState) handle(r *initproto.Received, from *initproto.Conn) {
 			return
 		}
 		in.procs[pid] = procRef{id: r.ID, conn: from}
-		in.track(pid)
+		in.track(pid, pidfd)
 		if pty != nil {
 			_ = from.Send(&initproto.Message{Type: initproto.TypePTY, ID: r.ID}, pty)
 			pty.Close()
 		}
-		// The pidfd track opened goes along when credentials cannot.
+		// The tracked pidfd goes along when credentials cannot.
 		pidfd, ok := in.pidfd[pid]
 		if !ok {
 			pidfd = -1
@@ -784,16 +787,17 @@ func (sp *stageProc) release() error {
 	return sp.await(false)
 }
 
-// spawn starts a process and returns once it has been execve()d.
-func spawn(spec *Process, files []uintptr) (int, *os.File, error) {
+// spawn starts a process through the exec stage and returns once it has
+// been execve()d (without a pidfd: -1).
+func spawn(spec *Process, files []uintptr) (int, int, *os.File, error) {
 	sp, err := startStage(spec, files)
 	if err != nil {
-		return 0, nil, err
+		return 0, -1, nil, err
 	}
 	if err := sp.await(false); err != nil {
-		return 0, nil, err
+		return 0, -1, nil, err
 	}
-	return sp.pid, sp.pty, nil
+	return sp.pid, -1, sp.pty, nil
 }
 
 func errnoOf(err error) int {
@@ -1018,9 +1022,9 @@ func (p Process) forExec(req *ExecRequest) Process {
 
 // WithDefaultEnv adds PATH (and HOSTNAME) when env lacks them.
 func WithDefaultEnv(env []string, hostname string) []string {
-	env = SetEnvIfMissing(append([]string(nil), env...), "PATH="+DefaultPath)
+	env = setEnvIfMissing(append([]string(nil), env...), "PATH="+DefaultPath)
 	if hostname != "" {
-		env = SetEnvIfMissing(env, "HOSTNAME="+hostname)
+		env = setEnvIfMissing(env, "HOSTNAME="+hostname)
 	}
 	return env
 }

@@ -35,8 +35,8 @@ type ExecRequest struct {
 	NumExtras int      `json:"numExtras,omitempty"`
 }
 
-// SetEnvIfMissing appends kv to env unless env sets its key already.
-func SetEnvIfMissing(env []string, kv string) []string {
+// setEnvIfMissing appends kv to env unless env sets its key already.
+func setEnvIfMissing(env []string, kv string) []string {
 	k, _, _ := strings.Cut(kv, "=")
 	for _, e := range env {
 		if ek, _, _ := strings.Cut(e, "="); ek == k {

@@ -241,9 +241,7 @@ func (c *Conn) send(m *Message, cred *unix.Ucred, fds []int) error {
 func (m *Message) appendJSON(b []byte) []byte {
 	b = append(b, `{"type":`...)
 	b = appendJSONString(b, m.Type)
-	if m.ID != 0 {
-		b = strconv.AppendInt(append(b, `,"id":`...), int64(m.ID), 10)
-	}
+	b = appendIntField(b, `,"id":`, int64(m.ID))
 	if len(m.Payload) > 0 {
 		b = append(append(b, `,"payload":`...), m.Payload...)
 	}
@@ -252,9 +250,7 @@ func (m *Message) appendJSON(b []byte) []byte {
 		if e.Path != "" {
 			b = appendJSONString(append(b, `,"path":`...), e.Path)
 		}
-		if e.Errno != 0 {
-			b = strconv.AppendInt(append(b, `,"errno":`...), int64(e.Errno), 10)
-		}
+		b = appendIntField(b, `,"errno":`, int64(e.Errno))
 		if e.Msg != "" {
 			b = appendJSONString(append(b, `,"msg":`...), e.Msg)
 		}
@@ -262,26 +258,29 @@ func (m *Message) appendJSON(b []byte) []byte {
 	}
 	if x := m.Exit; x != nil {
 		b = strconv.AppendInt(append(b, `,"exit":{"code":`...), int64(x.Code), 10)
-		if x.Signal != 0 {
-			b = strconv.AppendInt(append(b, `,"signal":`...), int64(x.Signal), 10)
-		}
+		b = appendIntField(b, `,"signal":`, int64(x.Signal))
 		if x.Core {
 			b = append(b, `,"core":true`...)
 		}
 		b = append(b, '}')
 	}
-	for _, f := range []struct {
-		name string
-		v    int64
-	}{{"signal", int64(m.Signal)}, {"pid", int64(m.Pid)}, {"rows", int64(m.Rows)}, {"cols", int64(m.Cols)}} {
-		if f.v != 0 {
-			b = strconv.AppendInt(append(append(append(b, `,"`...), f.name...), `":`...), f.v, 10)
-		}
-	}
+	b = appendIntField(b, `,"signal":`, int64(m.Signal))
+	b = appendIntField(b, `,"pid":`, int64(m.Pid))
+	b = appendIntField(b, `,"rows":`, int64(m.Rows))
+	b = appendIntField(b, `,"cols":`, int64(m.Cols))
 	if m.PidFD {
 		b = append(b, `,"pidfd":true`...)
 	}
 	return append(b, '}')
+}
+
+// appendIntField appends key (with its comma and colon) and v unless v is
+// zero (omitempty).
+func appendIntField(b []byte, key string, v int64) []byte {
+	if v == 0 {
+		return b
+	}
+	return strconv.AppendInt(append(b, key...), v, 10)
 }
 
 // appendJSONString appends s as a JSON string.

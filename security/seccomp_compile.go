@@ -196,6 +196,7 @@ func (s *Seccomp) CompileWith(o CompileOptions) (*Program, error) {
 	if arch == nil {
 		return nil, fmt.Errorf("seccomp: architecture %q is not supported (amd64 and arm64 are)", goarch)
 	}
+	table := arch.table()
 	kver := o.KernelVersion
 	if kver == "" {
 		kver = runningKernel()
@@ -228,7 +229,7 @@ func (s *Seccomp) CompileWith(o CompileOptions) (*Program, error) {
 	for _, r := range s.Syscalls {
 		names := r.allNames()
 		for _, n := range names {
-			if nr, ok := arch.table()[n]; ok {
+			if nr, ok := table[n]; ok {
 				maxKnown = max(maxKnown, int64(nr))
 			} else if !seenUnknown[n] {
 				seenUnknown[n] = true
@@ -244,7 +245,7 @@ func (s *Seccomp) CompileWith(o CompileOptions) (*Program, error) {
 		}
 		alts := ruleAlternatives(r.Args, ret)
 		for _, n := range names {
-			nr, ok := arch.table()[n]
+			nr, ok := table[n]
 			if !ok {
 				continue
 			}

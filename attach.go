@@ -62,7 +62,11 @@ func Attach(socketPath string) (*Client, error) {
 		return nil, fmt.Errorf("vessel: attach %s: %w", socketPath, err)
 	}
 	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PASSCRED, 1)
-	s := newSession(initproto.New(os.NewFile(uintptr(fd), "vessel-control")))
+	conn, err := initproto.NewPolled(fd)
+	if err != nil {
+		return nil, fmt.Errorf("vessel: attach %s: %w", socketPath, err)
+	}
+	s := newSession(conn)
 	go s.readLoop()
 	return &Client{sess: s}, nil
 }

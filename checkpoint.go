@@ -657,7 +657,7 @@ func (c *Container) restore(ctx context.Context, dir string, meta *checkpointMet
 	}
 
 	// The control socket.
-	ctl, childSock, err := initproto.Pair()
+	ctl, childSock, err := initproto.ParentPair()
 	if err != nil {
 		return &SetupError{Step: "socketpair", Err: err}
 	}
@@ -912,8 +912,12 @@ func swapControl(old *initproto.Conn, r *initproto.Received) (*initproto.Conn, b
 		initproto.CloseFiles(r.Files)
 		return old, false
 	}
+	n, err := initproto.Polled(r.Files[0])
+	if err != nil {
+		return old, false
+	}
 	old.Close()
-	return initproto.New(r.Files[0]), true
+	return n, true
 }
 
 func fileExists(p string) bool {

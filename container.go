@@ -418,7 +418,7 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 		return &SetupError{Step: "check executable", Path: "/proc/self/exe", Err: fmt.Errorf(
 			"this program is dynamically linked (interpreter %s), so it cannot start inside a root filesystem other than the host's: build it with CGO_ENABLED=0", interp)}
 	}
-	ctl, childSock, err := initproto.Pair()
+	ctl, childSock, err := initproto.ParentPair()
 	if err != nil {
 		return &SetupError{Step: "socketpair", Err: err}
 	}

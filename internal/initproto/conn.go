@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
@@ -102,8 +103,13 @@ type Received struct {
 
 // Conn is one end of a SOCK_SEQPACKET socket pair.
 type Conn struct {
-	f   *os.File
-	fd  int
+	f  *os.File
+	fd int
+	// rc is set for a polled connection (NewPolled): its descriptor is
+	// non-blocking, and a goroutine that waits for it is parked in the
+	// runtime's network poller instead of blocking a thread in the
+	// kernel.
+	rc  syscall.RawConn
 	wmu sync.Mutex
 	rmu sync.Mutex
 	// credRefused: the kernel refused credentials naming another process
@@ -114,9 +120,33 @@ type Conn struct {
 // Pair returns two connected ends. Both are close-on-exec; the caller clears
 // that on the end it hands to a child (os/exec ExtraFiles does).
 func Pair() (*Conn, *os.File, error) {
+	fds, err := socketPair()
+	if err != nil {
+		return nil, nil, err
+	}
+	return New(os.NewFile(uintptr(fds[0]), "vessel-sync")), os.NewFile(uintptr(fds[1]), "vessel-sync-child"), nil
+}
+
+// ParentPair is Pair with a polled end (NewPolled) for the caller's side
+// of a container.
+func ParentPair() (*Conn, *os.File, error) {
+	fds, err := socketPair()
+	if err != nil {
+		return nil, nil, err
+	}
+	child := os.NewFile(uintptr(fds[1]), "vessel-sync-child")
+	c, err := NewPolled(fds[0])
+	if err != nil {
+		child.Close()
+		return nil, nil, err
+	}
+	return c, child, nil
+}
+
+func socketPair() ([2]int, error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return nil, nil, fmt.Errorf("socketpair: %w", err)
+		return fds, fmt.Errorf("socketpair: %w", err)
 	}
 	for _, fd := range fds {
 		// Large buffers: the config datagram must fit in one send.
@@ -130,12 +160,81 @@ func Pair() (*Conn, *os.File, error) {
 		}
 		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PASSCRED, 1)
 	}
-	return New(os.NewFile(uintptr(fds[0]), "vessel-sync")), os.NewFile(uintptr(fds[1]), "vessel-sync-child"), nil
+	return fds, nil
 }
 
 // New wraps an existing socket.
 func New(f *os.File) *Conn {
 	return &Conn{f: f, fd: int(f.Fd())}
+}
+
+// NewPolled wraps socket fd, which it takes over, as a polled connection.
+// A caller's goroutine waiting for a message then costs no blocked thread:
+// when one arrives, the thread that polls runs the reader and whoever the
+// reader hands the message to, where a thread blocked in recvmsg would
+// first have to win back a P and then wake another thread for the
+// receiver. The container's side keeps blocking sockets (its main thread
+// waits in epoll itself).
+func NewPolled(fd int) (*Conn, error) {
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("initproto: %w", err)
+	}
+	f := os.NewFile(uintptr(fd), "vessel-control")
+	rc, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("initproto: %w", err)
+	}
+	return &Conn{f: f, fd: fd, rc: rc}, nil
+}
+
+// Polled turns a received socket into a polled connection (NewPolled).
+func Polled(f *os.File) (*Conn, error) {
+	fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("initproto: %w", err)
+	}
+	return NewPolled(fd)
+}
+
+// io runs op on the socket until it is not interrupted; on a polled
+// connection a would-block result waits in the poller and tries again.
+func (c *Conn) io(write bool, op func(fd int) error) error {
+	if c.rc == nil {
+		for {
+			if err := op(c.fd); err != unix.EINTR {
+				return err
+			}
+		}
+	}
+	var err error
+	f := func(fd uintptr) bool {
+		for {
+			if err = op(int(fd)); err != unix.EINTR {
+				return err != unix.EAGAIN
+			}
+		}
+	}
+	var perr error
+	if write {
+		perr = c.rc.Write(f)
+	} else {
+		perr = c.rc.Read(f)
+	}
+	if perr != nil {
+		return perr
+	}
+	return err
+}
+
+// dontWait is MSG_DONTWAIT for a polled connection.
+func (c *Conn) dontWait() int {
+	if c.rc != nil {
+		return unix.MSG_DONTWAIT
+	}
+	return 0
 }
 
 // FromFD wraps an inherited descriptor number.
@@ -325,12 +424,7 @@ func (c *Conn) sendData(typ string, data []byte, cred *unix.Ucred, fds []int) (e
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	for {
-		err = unix.Sendmsg(c.fd, data, oob, nil, 0)
-		if err != unix.EINTR {
-			break
-		}
-	}
+	err = c.io(true, func(fd int) error { return unix.Sendmsg(fd, data, oob, nil, c.dontWait()) })
 	if err != nil {
 		return fmt.Errorf("initproto: send %s: %w", typ, err)
 	}
@@ -347,31 +441,23 @@ func (c *Conn) Recv() (*Received, error) {
 	var buf []byte
 	var peek [1]byte
 	oob := make([]byte, unix.CmsgSpace(4*64)+unix.CmsgSpace(unix.SizeofUcred))
-	for {
-		// Peek the size first: the buffer is exactly one datagram.
-		n, _, err := unix.Recvfrom(c.fd, peek[:], unix.MSG_PEEK|unix.MSG_TRUNC)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("initproto: recv: %w", err)
-		}
-		if n == 0 {
-			return nil, ErrClosed
-		}
-		buf = make([]byte, n)
-		break
+	// Peek the size first: the buffer is exactly one datagram.
+	var n, oobn int
+	err := c.io(false, func(fd int) (err error) {
+		n, _, err = unix.Recvfrom(fd, peek[:], unix.MSG_PEEK|unix.MSG_TRUNC|c.dontWait())
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("initproto: recv: %w", err)
 	}
-	var (
-		n, oobn int
-		err     error
-	)
-	for {
-		n, oobn, _, _, err = unix.Recvmsg(c.fd, buf, oob, unix.MSG_CMSG_CLOEXEC)
-		if err != unix.EINTR {
-			break
-		}
+	if n == 0 {
+		return nil, ErrClosed
 	}
+	buf = make([]byte, n)
+	err = c.io(false, func(fd int) (err error) {
+		n, oobn, _, _, err = unix.Recvmsg(fd, buf, oob, unix.MSG_CMSG_CLOEXEC|c.dontWait())
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("initproto: recv: %w", err)
 	}

@@ -38,6 +38,7 @@ var (
 //     /bin/busybox) and a symlink in /bin for each of its applets (sh, ls,
 //     cat, echo, sleep, true, false, id, hostname, mount, ps, ...);
 //   - /bin/probe (RootfsProbePath), the probe from BuildProbe;
+//   - /bin/nop (RootfsNopPath), NopELF, a program that only exits 0;
 //   - /etc/passwd and /etc/group with root (0), user (UserUID/UserGID,
 //     home /home/user) and nobody (65534);
 //   - empty /proc, /dev, /sys, /tmp (1777), /mnt, /run, /root, /var/tmp.
@@ -134,6 +135,13 @@ func buildBusyboxRootfs(probe string) (string, error) {
 		return "", err
 	}
 	if err := copyFile(probe, filepath.Join(root, RootfsProbePath), 0o755); err != nil {
+		return "", err
+	}
+	nop, err := NopELF()
+	if err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(filepath.Join(root, RootfsNopPath), nop, 0o755); err != nil {
 		return "", err
 	}
 	for _, a := range applets {

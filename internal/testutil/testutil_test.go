@@ -1,6 +1,7 @@
 package testutil
 
 import (
+	"bytes"
 	"debug/elf"
 	"fmt"
 	"os"
@@ -357,4 +358,39 @@ func exitCode(err error) int {
 		return 0
 	}
 	return -1
+}
+
+// The nop program is a valid static executable that exits 0 and touches
+// nothing else: run on the host, it reports success and prints nothing.
+func TestNopELFRunsAndExitsZero(t *testing.T) {
+	b, err := NopELF()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := elf.NewFile(bytes.NewReader(b))
+	if err != nil {
+		t.Fatalf("not an ELF file: %v", err)
+	}
+	if f.Type != elf.ET_EXEC || len(f.Progs) != 1 || f.Progs[0].Type != elf.PT_LOAD {
+		t.Fatalf("want one PT_LOAD in an ET_EXEC, got type %v, %d program headers", f.Type, len(f.Progs))
+	}
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			t.Fatal("nop has an interpreter")
+		}
+	}
+	p := filepath.Join(t.TempDir(), "nop")
+	if err := os.WriteFile(p, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(p).CombinedOutput()
+	if err != nil || len(out) != 0 {
+		t.Fatalf("nop: err %v, output %q", err, out)
+	}
+	// And in the rootfs, where the benchmarks run it.
+	root := BusyboxRootfs(t)
+	got, err := os.ReadFile(filepath.Join(root, RootfsNopPath))
+	if err != nil || string(got) != string(b) {
+		t.Fatalf("rootfs %s: %v (%d bytes, want %d)", RootfsNopPath, err, len(got), len(b))
+	}
 }

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/openvessel/vessel"
+	"github.com/openvessel/vessel/cgroups"
 	"github.com/openvessel/vessel/rootfs"
 )
 
@@ -98,9 +99,11 @@ func cmdBench(args []string) int {
 		if _, ok := <-sigs; ok {
 			closeAll()
 			os.RemoveAll(dir)
+			removeBenchGroup()
 			os.Exit(130)
 		}
 	}()
+	defer removeBenchGroup()
 	for _, sc := range scenarios {
 		var tools []*benchTool
 		switch sc {
@@ -116,6 +119,20 @@ func cmdBench(args []string) int {
 		closeAll()
 	}
 	return 0
+}
+
+// removeBenchGroup removes the empty parent cgroups that the containers'
+// cgroups keep in a v1 cpuset hierarchy (cgroups.RemoveGroup), so that a
+// benchmark leaves no cgroup behind; a group still holding processes
+// (another program's containers) stays.
+func removeBenchGroup() {
+	group := os.Getenv("VESSEL_CGROUP_GROUP")
+	if group == "" {
+		group = "vessel"
+	}
+	if err := cgroups.RemoveGroup(group); err != nil {
+		fmt.Fprintf(os.Stderr, "vessel bench: %v\n", err)
+	}
 }
 
 // buildBenchRootfs makes a minimal busybox root filesystem.

@@ -12,6 +12,10 @@
 // pid into the receiver's pid namespace, which is how the parent learns the
 // host pid of a process started inside a container's pid namespace.
 //
+// The parent's ends are polled (NewPolled): non-blocking, waiting in the Go
+// runtime's network poller, so a message wakes one thread. The init's and
+// the exec stage's ends block; the init waits in its own epoll loop.
+//
 // This package must not know what a container is: it carries opaque
 // payloads (JSON or raw) and a small fixed envelope. It must not start processes, change
 // namespaces or touch the filesystem.

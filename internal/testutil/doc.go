@@ -1,5 +1,6 @@
 // Package testutil holds what vessel's tests share: building the static
-// probe program (BuildProbe), a busybox root filesystem (BusyboxRootfs),
+// probe program (BuildProbe), a busybox root filesystem (BusyboxRootfs,
+// with the probe and NopELF's program that only exits),
 // decoding and asserting on the probe's JSON output (ParseReport, ParseTry,
 // AssertDenied), a snapshot of host state for leak tests (SnapshotHost,
 // AssertUnchanged) and RequireRoot.

@@ -272,16 +272,29 @@ func (c *Container) cgroupOptions() cgroups.Options {
 	return cgroupOptions(c.id, c.cfg.Cgroup, c.cfg.Resources)
 }
 
+// DefaultCgroupGroup is the group a container's cgroup goes under when its
+// CgroupConfig names none: $VESSEL_CGROUP_GROUP, else "vessel".
+func DefaultCgroupGroup() string {
+	if g := os.Getenv("VESSEL_CGROUP_GROUP"); g != "" {
+		return g
+	}
+	return "vessel"
+}
+
+// CgroupOptions says where the cgroup of container id placed by cc goes,
+// without limits: for a program that must find or make it on its own (the
+// OCI CLI records it before the container exists).
+func CgroupOptions(id string, cc CgroupConfig) cgroups.Options {
+	return cgroupOptions(id, cc, nil)
+}
+
 func cgroupOptions(id string, cc CgroupConfig, r *limits.Resources) cgroups.Options {
 	if p := strings.Trim(path.Clean("/"+cc.Path), "/"); cc.Path != "" && p != "" {
 		return cgroups.Options{Name: p, Parent: "/", Resources: r}
 	}
 	group, name := cc.Group, cc.Name
 	if group == "" {
-		group = os.Getenv("VESSEL_CGROUP_GROUP")
-	}
-	if group == "" {
-		group = "vessel"
+		group = DefaultCgroupGroup()
 	}
 	if name == "" {
 		name = id

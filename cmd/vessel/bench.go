@@ -126,11 +126,7 @@ func cmdBench(args []string) int {
 // benchmark leaves no cgroup behind; a group still holding processes
 // (another program's containers) stays.
 func removeBenchGroup() {
-	group := os.Getenv("VESSEL_CGROUP_GROUP")
-	if group == "" {
-		group = "vessel"
-	}
-	if err := cgroups.RemoveGroup(group); err != nil {
+	if err := cgroups.RemoveGroup(vessel.DefaultCgroupGroup()); err != nil {
 		fmt.Fprintf(os.Stderr, "vessel bench: %v\n", err)
 	}
 }

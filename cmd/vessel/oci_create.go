@@ -160,7 +160,8 @@ func systemdCgroupPath(p string) (string, error) {
 
 // cgroupPlacement puts the cgroup exactly at linux.cgroupsPath, as runc
 // does, where the library's CgroupConfig can say so (two components or
-// more); a single component keeps the library's default group ("vessel").
+// more); a single component keeps the library's default group
+// (vessel.DefaultCgroupGroup).
 func cgroupPlacement(p string, cc vessel.CgroupConfig) vessel.CgroupConfig {
 	clean := path.Clean(p)
 	rel := strings.TrimPrefix(clean, "/")
@@ -177,22 +178,6 @@ func cgroupPlacement(p string, cc vessel.CgroupConfig) vessel.CgroupConfig {
 		out.Parent = "/"
 	}
 	return out
-}
-
-// cgroupName is the library's cgroup name for a placement (see
-// vessel.CgroupConfig): GROUP/NAME below the parent.
-func cgroupName(id string, cc vessel.CgroupConfig) string {
-	if cc.Path != "" {
-		return strings.Trim(path.Clean(cc.Path), "/")
-	}
-	group, name := cc.Group, cc.Name
-	if group == "" {
-		group = "vessel"
-	}
-	if name == "" {
-		name = id
-	}
-	return group + "/" + name
 }
 
 func vesselHooks(h *specs.Hooks) *vessel.Hooks {
@@ -267,11 +252,7 @@ func (g *globalOpts) createContainer(id string, o *createOpts, start bool) (int,
 	if !cfg.Cgroup.Disabled {
 		// Where the cgroup goes depends on this process's own cgroups when
 		// the path is relative: work it out here, for delete to find it.
-		parent := cfg.Cgroup.Parent
-		if cfg.Cgroup.Path != "" {
-			parent = "/"
-		}
-		m, err := cgroups.New(cgroups.Options{Name: cgroupName(id, cfg.Cgroup), Parent: parent})
+		m, err := cgroups.New(vessel.CgroupOptions(id, cfg.Cgroup))
 		if err != nil {
 			return discard("linux.cgroupsPath: %v", err), false
 		}

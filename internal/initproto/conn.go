@@ -200,7 +200,8 @@ func Polled(f *os.File) (*Conn, error) {
 }
 
 // io runs op on the socket until it is not interrupted; on a polled
-// connection a would-block result waits in the poller and tries again.
+// connection (whose descriptor is non-blocking) a would-block result waits
+// in the poller and tries again.
 func (c *Conn) io(write bool, op func(fd int) error) error {
 	if c.rc == nil {
 		for {
@@ -227,14 +228,6 @@ func (c *Conn) io(write bool, op func(fd int) error) error {
 		return perr
 	}
 	return err
-}
-
-// dontWait is MSG_DONTWAIT for a polled connection.
-func (c *Conn) dontWait() int {
-	if c.rc != nil {
-		return unix.MSG_DONTWAIT
-	}
-	return 0
 }
 
 // FromFD wraps an inherited descriptor number.
@@ -424,7 +417,7 @@ func (c *Conn) sendData(typ string, data []byte, cred *unix.Ucred, fds []int) (e
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	err = c.io(true, func(fd int) error { return unix.Sendmsg(fd, data, oob, nil, c.dontWait()) })
+	err = c.io(true, func(fd int) error { return unix.Sendmsg(fd, data, oob, nil, 0) })
 	if err != nil {
 		return fmt.Errorf("initproto: send %s: %w", typ, err)
 	}
@@ -444,7 +437,7 @@ func (c *Conn) Recv() (*Received, error) {
 	// Peek the size first: the buffer is exactly one datagram.
 	var n, oobn int
 	err := c.io(false, func(fd int) (err error) {
-		n, _, err = unix.Recvfrom(fd, peek[:], unix.MSG_PEEK|unix.MSG_TRUNC|c.dontWait())
+		n, _, err = unix.Recvfrom(fd, peek[:], unix.MSG_PEEK|unix.MSG_TRUNC)
 		return err
 	})
 	if err != nil {
@@ -455,7 +448,7 @@ func (c *Conn) Recv() (*Received, error) {
 	}
 	buf = make([]byte, n)
 	err = c.io(false, func(fd int) (err error) {
-		n, oobn, _, _, err = unix.Recvmsg(fd, buf, oob, unix.MSG_CMSG_CLOEXEC|c.dontWait())
+		n, oobn, _, _, err = unix.Recvmsg(fd, buf, oob, unix.MSG_CMSG_CLOEXEC)
 		return err
 	})
 	if err != nil {

@@ -42,7 +42,8 @@ func cmdBench(args []string) int {
 		fmt.Fprintln(os.Stderr, "usage: vessel bench [-n RUNS] [-scenario start|exec|all]\n\n"+
 			"Compares vessel with runc and bubblewrap (bwrap) when they are installed, running\n"+
 			"each tool in turn (alternating) on the same busybox root filesystem, and prints\n"+
-			"the median and 95th percentile per tool and their ratios.")
+			"the median and 95th percentile per tool and their ratios. When done it removes\n"+
+			"the empty parent cgroups its containers kept (cgroups.RemoveGroup).")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {

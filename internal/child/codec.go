@@ -228,6 +228,7 @@ func (e *enc) config(c *Config) {
 	for _, v := range c.IDMapped {
 		e.i(int64(v))
 	}
+	e.bool(c.Stdio)
 }
 
 func (d *dec) config(c *Config) {
@@ -277,6 +278,7 @@ func (d *dec) config(c *Config) {
 			c.IDMapped[i] = int(d.i())
 		}
 	}
+	c.Stdio = d.bool()
 }
 
 func (e *enc) hooks(hs []Hook) {

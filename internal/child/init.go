@@ -80,6 +80,9 @@ func Main() {
 	os.Exit(125)
 }
 
+// SpareArg0 is the argv[0] of an init started ahead of its container.
+const SpareArg0 = "vessel-spare"
+
 // IsChild reports whether this process is a vessel container child.
 func IsChild() bool { return os.Getenv(envStage) != "" }
 
@@ -119,6 +122,10 @@ type Config struct {
 	// IDMapped says what each descriptor sent with the config is: an
 	// idmapped clone of the root (-1) or of the i-th mount's source (i).
 	IDMapped []int `json:"idmapped,omitempty"`
+	// Stdio: the first three descriptors sent with the config are the
+	// main process's stdin, stdout and stderr (an init started ahead of
+	// its container, see vessel.Spares).
+	Stdio bool `json:"stdio,omitempty"`
 }
 
 // Process is what the init (directly) or the exec stage needs to start
@@ -174,6 +181,21 @@ var firstSignals = []os.Signal{
 	syscall.SIGCONT, syscall.SIGTSTP, syscall.SIGALRM, syscall.SIGPWR,
 }
 
+// takeStdio makes the first three files descriptors 0, 1 and 2 (inherited
+// by the processes the init starts) and closes them.
+func takeStdio(files []*os.File) error {
+	if len(files) < 3 {
+		return fmt.Errorf("%d stdio descriptors sent, want 3", len(files))
+	}
+	for i, f := range files[:3] {
+		if err := unix.Dup3(int(f.Fd()), i, 0); err != nil {
+			return fmt.Errorf("descriptor %d: %w", i, err)
+		}
+		f.Close()
+	}
+	return nil
+}
+
 // runInit is the container's init: it finishes the namespaces, builds the
 // root filesystem, starts the main process and then serves the parent.
 func runInit() {
@@ -183,13 +205,22 @@ func runInit() {
 	// SIGCHLD, are caught before the main process starts; the rest while
 	// it runs. All of it on the side of the main goroutine.
 	sigs := make(chan os.Signal, 64)
-	sigsReady := make(chan struct{})
+	sigsReady, allSigs := make(chan struct{}), make(chan struct{})
 	go func() {
 		signal.Notify(sigs, firstSignals...)
 		close(sigsReady)
 		signal.Notify(sigs)
+		close(allSigs)
 	}()
 	conn := initproto.FromFD(syncFD())
+	if os.Args[0] == SpareArg0 {
+		// A spare (vessel.Spares) says when it is done starting, signals
+		// included, and waits for a container.
+		<-allSigs
+		if err := conn.Send(&initproto.Message{Type: initproto.TypeReady}); err != nil {
+			os.Exit(125)
+		}
+	}
 	var cfg Config
 	// The descriptors that came with the config (idmapped mounts), closed
 	// once the root filesystem is built.
@@ -207,6 +238,12 @@ func runInit() {
 			exitWith(conn, "read config", "", err)
 		}
 		cfgFiles = r.Files
+		if cfg.Stdio {
+			if err := takeStdio(cfgFiles); err != nil {
+				exitWith(conn, "stdio", "", err)
+			}
+			cfgFiles = cfgFiles[3:]
+		}
 	}
 	// Descriptors the host program inherited without close-on-exec must
 	// not reach the container: only stdio, the sync socket and the

@@ -71,33 +71,38 @@ type Container struct {
 	// ControlSocket, when set, is the path of a unix socket through which
 	// other programs can Attach to the container (start, signal, exec).
 	ControlSocket string
+	// Spares, when set, supplies an init started ahead of time, if one of
+	// this container's shape is ready (see Spares).
+	Spares *Spares
 
 	id  string
 	cfg *Config
 
-	mu        sync.Mutex
-	status    Status
-	cmd       *exec.Cmd
-	ctl       *initproto.Conn
-	initPid   int
-	mainPid   int
-	startedAt time.Time
-	exit      *ExitStatus
-	done      chan struct{}
-	reason    struct{ killed, timedOut, cpuTime bool }
-	sess      *session
-	startWait chan *initproto.Received
-	pty       *os.File
-	ptyWG     sync.WaitGroup
-	timer     *time.Timer
-	cleanups  []func() error
-	ctlDone   chan struct{}
-	cg        *cgroups.Manager
-	storage   *rootfs.Prepared
-	warnings  []string
-	net       *network.Attachment
-	secPrep   *security.Prepared
-	paused    bool
+	mu          sync.Mutex
+	status      Status
+	cmd         *exec.Cmd
+	ctl         *initproto.Conn
+	initPid     int
+	mainPid     int
+	startedAt   time.Time
+	exit        *ExitStatus
+	done        chan struct{}
+	reason      struct{ killed, timedOut, cpuTime bool }
+	sess        *session
+	startWait   chan *initproto.Received
+	pty         *os.File
+	ptyWG       sync.WaitGroup
+	timer       *time.Timer
+	cleanups    []func() error
+	ctlDone     chan struct{}
+	cg          *cgroups.Manager
+	storage     *rootfs.Prepared
+	warnings    []string
+	net         *network.Attachment
+	secPrep     *security.Prepared
+	spareIO     *spareStdio
+	spareRefill *time.Timer
+	paused      bool
 }
 
 // New validates cfg and returns a container that has not started. Nothing
@@ -418,10 +423,6 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 		return &SetupError{Step: "check executable", Path: "/proc/self/exe", Err: fmt.Errorf(
 			"this program is dynamically linked (interpreter %s), so it cannot start inside a root filesystem other than the host's: build it with CGO_ENABLED=0", interp)}
 	}
-	ctl, childSock, err := initproto.ParentPair()
-	if err != nil {
-		return &SetupError{Step: "socketpair", Err: err}
-	}
 	ns := c.cfg.Namespaces
 	sys := &syscall.SysProcAttr{Cloneflags: ns.CloneFlags(), Setsid: true}
 	if !c.Detached {
@@ -457,49 +458,65 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 	if c.cfg.needsNetworkSetup() || (plan != nil && plan.NeedsIDMap()) {
 		prepare = true
 	}
-	extra := append([]*os.File{childSock}, c.ExtraFiles...)
-	if c.ControlSocket != "" {
-		l, err := listenControl(c.ControlSocket)
-		if err != nil {
-			childSock.Close()
-			ctl.Close()
-			return &SetupError{Step: "control socket", Path: c.ControlSocket, Err: err}
-		}
-		defer l.Close()
-		ic.ListenFD = 3 + len(extra)
-		extra = append(extra, l)
-		path := c.ControlSocket
-		c.addCleanup(func() error {
-			if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-				return err
-			}
-			return nil
-		})
-	}
 	if len(ic.CreateContainerHooks) > 0 {
 		// The state createContainer hooks read in the init (startContainer
 		// hooks get theirs with the start message).
 		ic.HookState = c.hookState("created", 0)
 	}
-	cmd := &exec.Cmd{
-		Path: exe,
-		Args: []string{"vessel-init", c.id},
-		// One P is plenty for the init: fewer threads, less memory per
-		// idle container, a faster start.
-		Env:         child.InitEnv(),
-		Stdout:      c.Stdout,
-		Stderr:      c.Stderr,
-		ExtraFiles:  extra,
-		SysProcAttr: sys,
-		WaitDelay:   2 * time.Second,
+	// An init started ahead (Spares) has its namespaces and is past its
+	// own start; it gets the main process's stdio with its config.
+	shape, useSpare := c.spareShape(exe, sys, ic)
+	var spare *spareInit
+	if useSpare {
+		spare = c.Spares.take(shape)
+		if spare == nil {
+			// None was ready: the next start may find one.
+			defer c.Spares.fill(shape)
+		}
 	}
-	if c.cfg.Process.TTY {
-		// The terminal carries all of the process's stdio; the init itself
-		// writes nothing, and must not share the caller's writers with the
-		// terminal's copier.
-		cmd.Stdout, cmd.Stderr = nil, nil
+	var (
+		ctl       *initproto.Conn
+		childSock *os.File
+		cmd       *exec.Cmd
+		stdio     *spareStdio
+	)
+	if spare != nil {
+		if stdio, err = c.newSpareStdio(); err != nil {
+			_ = spare.discard()
+			return &SetupError{Step: "stdio", Err: err}
+		}
+		ctl, cmd = spare.ctl, spare.cmd
+		ic.Stdio = true
 	} else {
-		cmd.Stdin = c.Stdin
+		if ctl, childSock, err = initproto.ParentPair(); err != nil {
+			return &SetupError{Step: "socketpair", Err: err}
+		}
+		extra := append([]*os.File{childSock}, c.ExtraFiles...)
+		if c.ControlSocket != "" {
+			l, err := listenControl(c.ControlSocket)
+			if err != nil {
+				childSock.Close()
+				ctl.Close()
+				return &SetupError{Step: "control socket", Path: c.ControlSocket, Err: err}
+			}
+			defer l.Close()
+			ic.ListenFD = 3 + len(extra)
+			extra = append(extra, l)
+			path := c.ControlSocket
+			c.addCleanup(func() error {
+				if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+					return err
+				}
+				return nil
+			})
+		}
+		cmd = initCmd(exe, []string{"vessel-init", c.id}, extra, sys)
+		// With a terminal, it carries all of the process's stdio; the init
+		// itself writes nothing, and must not share the caller's writers
+		// with the terminal's copier.
+		if !c.cfg.Process.TTY {
+			cmd.Stdin, cmd.Stdout, cmd.Stderr = c.Stdin, c.Stdout, c.Stderr
+		}
 	}
 	cgStarted = true
 	// The init's pid goes into the v1 hierarchies as soon as they exist:
@@ -513,26 +530,41 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 		}
 		cgDone <- err
 	}()
-	var startErr error
-	onForkThread(func() { startErr = cmd.Start() })
-	childSock.Close()
-	if startErr == nil {
-		initPid <- cmd.Process.Pid
+	if spare == nil {
+		var startErr error
+		onForkThread(func() { startErr = cmd.Start() })
+		childSock.Close()
+		if startErr == nil {
+			initPid <- cmd.Process.Pid
+		} else {
+			initPid <- 0
+		}
+		if startErr != nil {
+			ctl.Close()
+			return &SetupError{Step: "start container init", Path: exe, Err: startErr}
+		}
+		c.logf("init started", "pid", cmd.Process.Pid)
 	} else {
-		initPid <- 0
+		initPid <- cmd.Process.Pid
+		c.logf("init taken from spares", "pid", cmd.Process.Pid)
 	}
-	if startErr != nil {
-		ctl.Close()
-		return &SetupError{Step: "start container init", Path: exe, Err: startErr}
-	}
-	c.logf("init started", "pid", cmd.Process.Pid)
 	c.mu.Lock()
-	c.cmd, c.ctl, c.initPid = cmd, ctl, cmd.Process.Pid
+	c.cmd, c.ctl, c.initPid, c.spareIO = cmd, ctl, cmd.Process.Pid, stdio
+	if spare != nil {
+		// Its replacement starts when this container ends, or once it
+		// has run a while: not beside a short job's start and end.
+		spares := c.Spares
+		c.spareRefill = time.AfterFunc(spareRefillDelay, func() { spares.fill(shape) })
+	}
 	c.mu.Unlock()
 	fail := func(err error) error {
 		_ = cmd.Process.Signal(syscall.SIGKILL)
 		_ = cmd.Wait()
 		ctl.Close()
+		if stdio != nil {
+			stdio.closeSent()
+			stdio.wait()
+		}
 		return err
 	}
 	ic.Direct = child.DirectReason(ic) == ""
@@ -572,6 +604,10 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 				return fail(err)
 			}
 		}
+	}
+	if stdio != nil {
+		cfgFiles = append(append([]*os.File(nil), stdio.send...), cfgFiles...)
+		stdio.send = nil
 	}
 	err = ctl.SendRaw(initproto.TypeConfig, child.EncodeConfig(ic), cfgFiles...)
 	initproto.CloseFiles(cfgFiles)
@@ -684,6 +720,12 @@ func (c *Container) readControl() {
 // waitInit reaps the init and settles the final status.
 func (c *Container) waitInit() {
 	err := c.cmd.Wait()
+	if c.spareRefill != nil && c.spareRefill.Stop() {
+		c.spareRefill.Reset(0)
+	}
+	if c.spareIO != nil {
+		c.spareIO.wait()
+	}
 	// The init's last messages (the main process's exit) may still be in
 	// the socket: read to its end before settling the status.
 	<-c.ctlDone

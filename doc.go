@@ -25,6 +25,10 @@
 // can carry the container's profile itself, see internal/child/direct.go),
 // so Exec works in any namespace combination, a user namespace included, without cgo or setns.
 //
+// Programs that start many containers can keep inits started ahead of time
+// (Spares: each container still gets fresh namespaces of its own) or reuse
+// warm containers for short jobs (Pool).
+//
 // The root package composes the subpackages (namespaces, rootfs, ...); none
 // of them imports it. It must not be imported by them, and it must not
 // leave anything behind on the host when a container is destroyed or fails

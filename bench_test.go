@@ -74,34 +74,45 @@ func benchFull(b testing.TB) *vessel.Config {
 
 // benchStartVariants are the start-to-exit configurations.
 func benchStartVariants(b testing.TB) []struct {
-	name string
-	cfg  func() *vessel.Config
+	name           string
+	cfg            func() *vessel.Config
+	spares, settle bool
 } {
 	return []struct {
-		name string
-		cfg  func() *vessel.Config
+		name           string
+		cfg            func() *vessel.Config
+		spares, settle bool
 	}{
-		{"full", func() *vessel.Config { return benchFull(b) }},
+		{"full", func() *vessel.Config { return benchFull(b) }, false, false},
 		{"hostrootfs", func() *vessel.Config {
 			return newConfig().WithMemoryLimit(64 << 20).WithPids(64)
-		}},
+		}, false, false},
 		{"nocgroup", func() *vessel.Config {
 			c := benchFull(b)
 			c.Resources = nil
 			c.Cgroup.Disabled = true
 			return c
-		}},
+		}, false, false},
+		{"spare", func() *vessel.Config { return benchFull(b) }, true, true},
+		{"spare-back-to-back", func() *vessel.Config { return benchFull(b) }, true, false},
 	}
 }
 
 // runOnce creates, runs to the end, and destroys one container. It returns
 // the time from Start to the end of Wait and the whole time.
 func runOnce(b testing.TB, cfg *vessel.Config, args ...string) (startToExit, total time.Duration) {
+	return runOnceWith(b, cfg, nil, args...)
+}
+
+// runOnceWith is runOnce with the container's init taken from spares
+// when one is ready.
+func runOnceWith(b testing.TB, cfg *vessel.Config, spares *vessel.Spares, args ...string) (startToExit, total time.Duration) {
 	t0 := time.Now()
 	c, err := vessel.New(benchID("b"), cfg)
 	if err != nil {
 		b.Fatalf("New: %v", err)
 	}
+	c.Spares = spares
 	t1 := time.Now()
 	err = c.Run(context.Background(), args...)
 	t2 := time.Now()
@@ -117,21 +128,48 @@ func runOnce(b testing.TB, cfg *vessel.Config, args ...string) (startToExit, tot
 
 // BenchmarkStartToExit measures New + Run(/bin/true) + Destroy. The
 // reported start-to-exit quantiles cover Start to the end of Wait; ns/op
-// includes creating and removing the cgroup.
+// includes creating and removing the cgroup. The "spare" variants are
+// "full" with vessel.Spares keeping one init: "spare" lets it finish its
+// start between containers (outside the timings), as a program that starts
+// containers now and then would; "spare-back-to-back" starts the next
+// container at once, so the spare's start competes with the containers
+// for the CPUs.
 func BenchmarkStartToExit(b *testing.B) {
 	for _, v := range benchStartVariants(b) {
 		b.Run(v.name, func(b *testing.B) {
 			cfg := v.cfg()
-			runOnce(b, cfg, "/bin/true") // warm: sealed exe, seccomp program
+			var spares *vessel.Spares
+			if v.spares {
+				var err error
+				if spares, err = vessel.NewSpares(1); err != nil {
+					b.Fatal(err)
+				}
+				defer spares.Close()
+			}
+			runOnceWith(b, cfg, spares, "/bin/true") // warm: sealed exe, seccomp program
 			var exit, total latencies
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				e, t := runOnce(b, cfg, "/bin/true")
+				if v.spares && v.settle {
+					b.StopTimer()
+					if !spares.WaitReady(5 * time.Second) {
+						b.Fatalf("no spare init ready after 5 s: %+v", spares.Stats())
+					}
+					b.StartTimer()
+				}
+				e, t := runOnceWith(b, cfg, spares, "/bin/true")
 				exit, total = append(exit, e), append(total, t)
 			}
 			b.StopTimer()
 			exit.report(b, "start-to-exit")
 			total.report(b, "total")
+			if spares != nil {
+				st := spares.Stats()
+				if v.settle && st.Used < b.N {
+					b.Fatalf("only %d of %d starts took a spare init (%+v)", st.Used, b.N, st)
+				}
+				b.ReportMetric(100*float64(st.Used)/float64(b.N+1), "%spare")
+			}
 		})
 	}
 }

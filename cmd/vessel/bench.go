@@ -42,8 +42,11 @@ func cmdBench(args []string) int {
 		fmt.Fprintln(os.Stderr, "usage: vessel bench [-n RUNS] [-scenario start|exec|all]\n\n"+
 			"Compares vessel with runc and bubblewrap (bwrap) when they are installed, running\n"+
 			"each tool in turn (alternating) on the same busybox root filesystem, and prints\n"+
-			"the median and 95th percentile per tool and their ratios. When done it removes\n"+
-			"the empty parent cgroups its containers kept (cgroups.RemoveGroup).")
+			"the median and 95th percentile per tool and their ratios. \"vessel\" is the CLI\n"+
+			"as a whole process, like the peers; vessel-lib the same container started by\n"+
+			"this process through the library; vessel-spare that with an init started ahead\n"+
+			"of time (vessel.Spares). When done it removes the empty parent cgroups its\n"+
+			"containers kept (cgroups.RemoveGroup).")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -240,13 +243,59 @@ func startTools(dir, root string) []*benchTool {
 	rc.run = func(i int) (time.Duration, error) {
 		return runCmd(runc, "--root", state, "run", "--bundle", bundle, fmt.Sprintf("vbench-%d-%d", os.Getpid(), i))
 	}
-	return []*benchTool{vt, bw, rc}
+	return []*benchTool{vt, libTool("vessel-lib", root, nil), libTool("vessel-spare", root, spares()), bw, rc}
+}
+
+// spares is a vessel.Spares for the vessel-spare runner, or nil.
+func spares() *vessel.Spares {
+	sp, err := vessel.NewSpares(1)
+	if err != nil {
+		return nil
+	}
+	return sp
+}
+
+// libTool runs the same container as "vessel run" through the library, in
+// this process (New, Run, Destroy): a program that embeds vessel pays
+// neither the CLI's own start nor its exit. With sp, each container takes
+// an init started ahead of time (vessel.Spares); the next spare's start is
+// waited for after each run, outside the timing and before the next tool.
+func libTool(name, root string, sp *vessel.Spares) *benchTool {
+	cfg := vessel.NewConfig().WithRootfs(rootfs.Dir(root)).WithReadonlyRootfs(true).
+		WithMemoryLimit(64 << 20).WithPids(64)
+	t := &benchTool{name: name}
+	if name == "vessel-spare" {
+		if sp == nil {
+			t.absent = "unusable: no spares"
+		}
+		t.close = func() { sp.Close() }
+	}
+	t.run = func(i int) (time.Duration, error) {
+		c, err := vessel.New(fmt.Sprintf("%s-%d-%d", name, os.Getpid(), i), cfg)
+		if err != nil {
+			return 0, err
+		}
+		c.Spares = sp
+		t0 := time.Now()
+		err = c.Run(context.Background(), "/bin/true")
+		d := time.Since(t0)
+		if derr := c.Destroy(); err == nil {
+			err = derr
+		}
+		if sp != nil {
+			// The next spare starts now; done before the next tool runs,
+			// so that it does not run beside that tool.
+			sp.WaitReady(5 * time.Second)
+		}
+		return d, err
+	}
+	return t
 }
 
 // runcBundle writes a runc bundle over root running args, made equivalent
 // to vessel's: read-only root, a cgroup with memory and pids limits, no
 // terminal, the namespaces of `runc spec` (mount, pid, uts, ipc, net,
-// cgroup).
+// cgroup), a cgroup next to vessel's.
 func runcBundle(runc, bundle, root string, args []string) error {
 	if err := os.MkdirAll(bundle, 0o755); err != nil {
 		return err
@@ -278,7 +327,9 @@ func runcBundle(runc, bundle, root string, args []string) error {
 		"memory": map[string]any{"limit": 64 << 20},
 		"pids":   map[string]any{"limit": 64},
 	}
-	linux["cgroupsPath"] = "/vessel-bench-runc"
+	// Relative: below runc's own cgroup, in vessel's group, where vessel
+	// puts its containers (removeBenchGroup removes the group at the end).
+	linux["cgroupsPath"] = vessel.DefaultCgroupGroup() + "/bench-runc"
 	out, err := json.MarshalIndent(spec, "", "  ")
 	if err != nil {
 		return err
@@ -390,29 +441,33 @@ func runBench(scenario string, tools []*benchTool, n int) {
 		"start": "start to exit of /bin/true in a new container (whole process: namespaces, cgroup, pivot_root)",
 		"exec":  "/bin/true in a running container, to its end",
 	}[scenario])
-	fmt.Printf("%-12s %10s %10s %5s\n", "tool", "median", "p95", "runs")
+	fmt.Printf("%-14s %10s %10s %5s\n", "tool", "median", "p95", "runs")
 	med := map[string]time.Duration{}
 	for _, t := range tools {
 		switch {
 		case t.absent != "":
-			fmt.Printf("%-12s %s\n", t.name, t.absent)
+			fmt.Printf("%-14s %s\n", t.name, t.absent)
 		case failed[t] != nil:
-			fmt.Printf("%-12s failed: %v\n", t.name, failed[t])
+			fmt.Printf("%-14s failed: %v\n", t.name, failed[t])
 		default:
 			m, p := quantile(t.times, 0.5), quantile(t.times, 0.95)
 			med[t.name] = m
-			fmt.Printf("%-12s %10s %10s %5d\n", t.name, fmtDur(m), fmtDur(p), len(t.times))
+			fmt.Printf("%-14s %10s %10s %5d\n", t.name, fmtDur(m), fmtDur(p), len(t.times))
 		}
 	}
 	ratio := func(label, a, b string) {
 		if med[a] > 0 && med[b] > 0 {
-			fmt.Printf("%-18s %.2f\n", label, float64(med[a])/float64(med[b]))
+			fmt.Printf("%-20s %.2f\n", label, float64(med[a])/float64(med[b]))
 		} else {
-			fmt.Printf("%-18s n/a (%s or %s not measured)\n", label, a, b)
+			fmt.Printf("%-20s n/a (%s or %s not measured)\n", label, a, b)
 		}
 	}
 	if scenario == "start" {
 		ratio("vessel/bwrap", "vessel", "bwrap")
+		ratio("vessel-lib/bwrap", "vessel-lib", "bwrap")
+		ratio("vessel-spare/bwrap", "vessel-spare", "bwrap")
+		ratio("runc/vessel-lib", "runc", "vessel-lib")
+		ratio("runc/vessel-spare", "runc", "vessel-spare")
 	}
 	ratio("runc/vessel", "runc", "vessel")
 	if scenario == "exec" {

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/openvessel/vessel/internal/testutil"
+)
+
+// vessel bench measures every tool (bwrap and runc are installed by the
+// test script), prints a median for each and the ratios, and leaves
+// nothing behind: no container, spare init, cgroup or mount.
+func TestBenchCommand(t *testing.T) {
+	for _, tool := range []string{"bwrap", "runc"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s is not installed (test.sh installs it): %v", tool, err)
+		}
+	}
+	before := testutil.SnapshotHost(t)
+	cmd := exec.Command(vesselBin, "bench", "-n", "3")
+	cmd.Env = append(os.Environ(), "VESSEL_CGROUP_GROUP="+testutil.CgroupGroup)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("vessel bench: %v\n%s", err, out)
+	}
+	text := string(out)
+	for _, tool := range []string{"vessel", "vessel-lib", "vessel-spare", "bwrap", "runc", "vessel-pool"} {
+		row := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(tool) + ` +([0-9.]+)ms +([0-9.]+)ms +3$`)
+		if !row.MatchString(text) {
+			t.Errorf("no measured row for %s in:\n%s", tool, text)
+		}
+	}
+	for _, ratio := range []string{"vessel/bwrap", "vessel-spare/bwrap", "runc/vessel", "runc/vessel-spare", "runc/vessel-pool"} {
+		if !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(ratio) + ` +[0-9]+\.[0-9]{2}$`).MatchString(text) {
+			t.Errorf("no ratio %s in:\n%s", ratio, text)
+		}
+	}
+	if strings.Contains(text, "failed") || strings.Contains(text, "absent") || strings.Contains(text, "unusable") {
+		t.Errorf("a tool was not measured:\n%s", text)
+	}
+	testutil.AssertUnchanged(t, before, testutil.SnapshotHost(t))
+	if left := groupChildren(t, testutil.CgroupGroup); len(left) > 0 {
+		t.Errorf("cgroups left behind: %v", left)
+	}
+}
+
+// groupChildren lists the cgroups below group (placed, as vessel and the
+// benchmark's runc place it, below this process's own cgroup) in every
+// hierarchy.
+func groupChildren(t *testing.T, group string) []string {
+	t.Helper()
+	own, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	for _, l := range strings.Split(strings.TrimSpace(string(own)), "\n") {
+		f := strings.SplitN(l, ":", 3)
+		if len(f) != 3 {
+			continue
+		}
+		var mounts []string
+		if f[0] == "0" {
+			mounts = []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified"}
+		} else {
+			for _, c := range strings.Split(f[1], ",") {
+				mounts = append(mounts, filepath.Join("/sys/fs/cgroup", strings.TrimPrefix(c, "name=")))
+			}
+		}
+		for _, m := range mounts {
+			dir := filepath.Join(m, f[2], group)
+			ents, err := os.ReadDir(dir)
+			if err != nil {
+				continue
+			}
+			for _, e := range ents {
+				if e.IsDir() {
+					left = append(left, filepath.Join(dir, e.Name()))
+				}
+			}
+		}
+	}
+	return left
+}

@@ -329,6 +329,38 @@ func TestSparesDeadSpare(t *testing.T) {
 	}
 }
 
+// Create (the OCI created state) works from a spare: the process waits
+// before execve until Start, with the caller's stdio.
+func TestSparesCreateThenStart(t *testing.T) {
+	sp := newSpares(t, 1)
+	cfg := newConfig()
+	runOnceWith(t, cfg, sp, "/bin/true")
+	waitSpares(t, sp)
+	c, err := vessel.New(newID(t), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Destroy()
+	c.Spares = sp
+	var out bytes.Buffer
+	c.Stdout = &out
+	if err := c.Create(context.Background(), "/bin/echo", "created-then-started"); err != nil {
+		t.Fatal(err)
+	}
+	if st := c.State(); st.Status != vessel.Waiting || out.Len() != 0 {
+		t.Fatalf("after Create: %s, output %q", st.Status, out.String())
+	}
+	if err := c.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Wait(); err != nil || out.String() != "created-then-started\n" {
+		t.Fatalf("after Start: %v %q", err, out.String())
+	}
+	if got := sp.Stats(); got.Used != 1 {
+		t.Fatalf("Create did not take the spare: %+v", got)
+	}
+}
+
 func TestNewSparesInvalid(t *testing.T) {
 	for _, n := range []int{0, -1, 65} {
 		_, err := vessel.NewSpares(n)

@@ -59,54 +59,11 @@ func cgroupGone(t testing.TB, id string) bool {
 	return true
 }
 
-// testCgroupDirs lists the directories of the vessel-test group's
-// children in every hierarchy the host has: the cgroup2 hierarchy and, on
-// v1 and hybrid hosts, the v1 controllers (below this process's own cgroup
-// in each, where vessel puts them by default).
+// testCgroupDirs lists the cgroups of the vessel-test group's children
+// in every hierarchy the host has (below this process's own cgroup in
+// each, where vessel puts them by default).
 func testCgroupDirs(t testing.TB) []string {
-	t.Helper()
-	layout, err := cgroups.Detect()
-	if err != nil {
-		t.Fatal(err)
-	}
-	own, err := os.ReadFile("/proc/self/cgroup")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var parents []string
-	for _, l := range strings.Split(strings.TrimSpace(string(own)), "\n") {
-		f := strings.SplitN(l, ":", 3)
-		if len(f) != 3 {
-			continue
-		}
-		switch {
-		case f[0] == "0" && layout == cgroups.V2:
-			parents = append(parents, filepath.Join("/sys/fs/cgroup", f[2]))
-		case f[0] == "0":
-			parents = append(parents, filepath.Join("/sys/fs/cgroup/unified", f[2]))
-		default:
-			for _, ctl := range strings.Split(f[1], ",") {
-				if ctl == "" {
-					continue
-				}
-				ctl = strings.TrimPrefix(ctl, "name=")
-				parents = append(parents, filepath.Join("/sys/fs/cgroup", ctl, f[2]))
-			}
-		}
-	}
-	var dirs []string
-	for _, p := range parents {
-		ents, err := os.ReadDir(filepath.Join(p, newConfig().Cgroup.Group))
-		if err != nil {
-			continue
-		}
-		for _, e := range ents {
-			if e.IsDir() {
-				dirs = append(dirs, filepath.Join(p, newConfig().Cgroup.Group, e.Name()))
-			}
-		}
-	}
-	return dirs
+	return testutil.GroupChildren(t, newConfig().Cgroup.Group)
 }
 
 func TestMemoryLimitOOMKilled(t *testing.T) {

@@ -58,6 +58,29 @@ func newSpares(t testing.TB, n int) *vessel.Spares {
 	return sp
 }
 
+// readySpares returns a Spares with n spare inits of cfg's shape ready
+// (a first container, which finds none, asks for them).
+func readySpares(t testing.TB, n int, cfg *vessel.Config) *vessel.Spares {
+	t.Helper()
+	sp := newSpares(t, n)
+	runOnceWith(t, cfg, sp, "/bin/true")
+	waitSpares(t, sp)
+	return sp
+}
+
+// newFromSpares is a container that takes its init from sp, destroyed at
+// the end of the test.
+func newFromSpares(t testing.TB, cfg *vessel.Config, sp *vessel.Spares) *vessel.Container {
+	t.Helper()
+	c, err := vessel.New(newID(t), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Destroy() })
+	c.Spares = sp
+	return c
+}
+
 func waitSpares(t testing.TB, sp *vessel.Spares) {
 	t.Helper()
 	if !sp.WaitReady(20 * time.Second) {
@@ -91,12 +114,7 @@ func TestSparesStartFromSpare(t *testing.T) {
 	sp := newSpares(t, 1)
 
 	// None ready: the first start forks its own init, and asks for a spare.
-	c1, err := vessel.New(newID(t), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c1.Destroy()
-	c1.Spares = sp
+	c1 := newFromSpares(t, cfg, sp)
 	var out1 bytes.Buffer
 	c1.Stdout = &out1
 	if err := c1.Run(context.Background(), "/probe", "report"); err != nil {
@@ -113,12 +131,7 @@ func TestSparesStartFromSpare(t *testing.T) {
 	}
 
 	// The second takes it, and gets its stdio through the config.
-	c2, err := vessel.New(newID(t), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c2.Destroy()
-	c2.Spares = sp
+	c2 := newFromSpares(t, cfg, sp)
 	var out2, err2 bytes.Buffer
 	c2.Stdin = strings.NewReader("hello\n")
 	c2.Stdout, c2.Stderr = &out2, &err2
@@ -192,18 +205,11 @@ func TestSparesStartFromSpare(t *testing.T) {
 
 // Containers running at the same time from spares share no namespace.
 func TestSparesDistinctNamespaces(t *testing.T) {
-	sp := newSpares(t, 2)
 	cfg := newConfig()
-	runOnceWith(t, cfg, sp, "/bin/true")
-	waitSpares(t, sp)
+	sp := readySpares(t, 2, cfg)
 	var inos []map[string]string
 	for i := 0; i < 2; i++ {
-		c, err := vessel.New(newID(t), cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Destroy()
-		c.Spares = sp
+		c := newFromSpares(t, cfg, sp)
 		if err := c.Start(context.Background(), "/bin/sleep", "30"); err != nil {
 			t.Fatal(err)
 		}
@@ -230,19 +236,12 @@ func TestSparesDistinctNamespaces(t *testing.T) {
 // The container's limits hold for an init that waited in the caller's
 // cgroup: it is moved before it starts anything.
 func TestSparesLimits(t *testing.T) {
-	sp := newSpares(t, 1)
 	cfg := withProbe(t, newConfig().WithMemoryLimit(64<<20))
-	runOnceWith(t, cfg, sp, "/bin/true")
-	waitSpares(t, sp)
-	c, err := vessel.New(newID(t), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Destroy()
-	c.Spares = sp
+	sp := readySpares(t, 1, cfg)
+	c := newFromSpares(t, cfg, sp)
 	var out bytes.Buffer
 	c.Stdout, c.Stderr = &out, &out
-	err = c.Run(context.Background(), "/probe", "alloc", "200")
+	err := c.Run(context.Background(), "/probe", "alloc", "200")
 	if !errors.Is(err, vessel.ErrOOMKilled) {
 		t.Fatalf("got %v, want ErrOOMKilled\n%s", err, out.String())
 	}
@@ -253,10 +252,8 @@ func TestSparesLimits(t *testing.T) {
 
 // Only containers of the spare's shape take it; others start as usual.
 func TestSparesShapes(t *testing.T) {
-	sp := newSpares(t, 1)
 	full := newConfig()
-	runOnceWith(t, full, sp, "/bin/true")
-	waitSpares(t, sp)
+	sp := readySpares(t, 1, full)
 	pids := spareInits(t)
 	// Different namespaces: not this shape; it gets a spare of its own
 	// shape for next time.
@@ -265,12 +262,7 @@ func TestSparesShapes(t *testing.T) {
 		t.Fatalf("shared net: %v %q", err, out)
 	}
 	// Extra files are placed when the init forks: never from a spare.
-	c, err := vessel.New(newID(t), full)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Destroy()
-	c.Spares = sp
+	c := newFromSpares(t, full, sp)
 	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
@@ -298,10 +290,8 @@ func TestSparesShapes(t *testing.T) {
 // A spare that died while waiting is noticed and thrown away; the
 // container starts anyway.
 func TestSparesDeadSpare(t *testing.T) {
-	sp := newSpares(t, 1)
 	cfg := newConfig()
-	runOnceWith(t, cfg, sp, "/bin/true")
-	waitSpares(t, sp)
+	sp := readySpares(t, 1, cfg)
 	pids := spareInits(t)
 	if len(pids) != 1 {
 		t.Fatalf("spare inits: %v", pids)
@@ -332,16 +322,9 @@ func TestSparesDeadSpare(t *testing.T) {
 // Create (the OCI created state) works from a spare: the process waits
 // before execve until Start, with the caller's stdio.
 func TestSparesCreateThenStart(t *testing.T) {
-	sp := newSpares(t, 1)
 	cfg := newConfig()
-	runOnceWith(t, cfg, sp, "/bin/true")
-	waitSpares(t, sp)
-	c, err := vessel.New(newID(t), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Destroy()
-	c.Spares = sp
+	sp := readySpares(t, 1, cfg)
+	c := newFromSpares(t, cfg, sp)
 	var out bytes.Buffer
 	c.Stdout = &out
 	if err := c.Create(context.Background(), "/bin/echo", "created-then-started"); err != nil {
@@ -373,15 +356,10 @@ func TestNewSparesInvalid(t *testing.T) {
 
 func runWithSpares(t testing.TB, cfg *vessel.Config, sp *vessel.Spares, args ...string) (string, error) {
 	t.Helper()
-	c, err := vessel.New(newID(t), cfg)
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	defer c.Destroy()
-	c.Spares = sp
+	c := newFromSpares(t, cfg, sp)
 	var out bytes.Buffer
 	c.Stdout, c.Stderr = &out, &out
-	err = c.Run(context.Background(), args...)
+	err := c.Run(context.Background(), args...)
 	return out.String(), err
 }
 

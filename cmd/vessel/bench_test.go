@@ -3,7 +3,6 @@ package main
 import (
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -43,46 +42,7 @@ func TestBenchCommand(t *testing.T) {
 		t.Errorf("a tool was not measured:\n%s", text)
 	}
 	testutil.AssertUnchanged(t, before, testutil.SnapshotHost(t))
-	if left := groupChildren(t, testutil.CgroupGroup); len(left) > 0 {
+	if left := testutil.GroupChildren(t, testutil.CgroupGroup); len(left) > 0 {
 		t.Errorf("cgroups left behind: %v", left)
 	}
-}
-
-// groupChildren lists the cgroups below group (placed, as vessel and the
-// benchmark's runc place it, below this process's own cgroup) in every
-// hierarchy.
-func groupChildren(t *testing.T, group string) []string {
-	t.Helper()
-	own, err := os.ReadFile("/proc/self/cgroup")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var left []string
-	for _, l := range strings.Split(strings.TrimSpace(string(own)), "\n") {
-		f := strings.SplitN(l, ":", 3)
-		if len(f) != 3 {
-			continue
-		}
-		var mounts []string
-		if f[0] == "0" {
-			mounts = []string{"/sys/fs/cgroup", "/sys/fs/cgroup/unified"}
-		} else {
-			for _, c := range strings.Split(f[1], ",") {
-				mounts = append(mounts, filepath.Join("/sys/fs/cgroup", strings.TrimPrefix(c, "name=")))
-			}
-		}
-		for _, m := range mounts {
-			dir := filepath.Join(m, f[2], group)
-			ents, err := os.ReadDir(dir)
-			if err != nil {
-				continue
-			}
-			for _, e := range ents {
-				if e.IsDir() {
-					left = append(left, filepath.Join(dir, e.Name()))
-				}
-			}
-		}
-	}
-	return left
 }

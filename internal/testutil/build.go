@@ -76,6 +76,63 @@ func RemoveCgroupGroup() {
 	}
 }
 
+// GroupDirs returns the directory of group under this process's own
+// cgroup in every mounted hierarchy (whether or not it exists): where
+// vessel puts a group's containers by default.
+func GroupDirs(t testing.TB, group string) []string {
+	t.Helper()
+	data, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	exists := func(p string) bool { _, err := os.Stat(p); return err == nil }
+	var dirs []string
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		var mnt string
+		switch {
+		case parts[0] == "0" && parts[1] == "":
+			for _, m := range []string{"/sys/fs/cgroup/unified", "/sys/fs/cgroup"} {
+				if exists(filepath.Join(m, "cgroup.controllers")) {
+					mnt = m
+					break
+				}
+			}
+		case strings.HasPrefix(parts[1], "name="):
+			mnt = filepath.Join("/sys/fs/cgroup", strings.TrimPrefix(parts[1], "name="))
+		default:
+			mnt = filepath.Join("/sys/fs/cgroup", strings.Split(parts[1], ",")[0])
+		}
+		if mnt == "" || !exists(mnt) {
+			continue
+		}
+		dirs = append(dirs, filepath.Join(mnt, parts[2], group))
+	}
+	return dirs
+}
+
+// GroupChildren lists the cgroups inside group (GroupDirs) in every
+// hierarchy.
+func GroupChildren(t testing.TB, group string) []string {
+	t.Helper()
+	var cgs []string
+	for _, dir := range GroupDirs(t, group) {
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			continue // no such group in this hierarchy
+		}
+		for _, e := range ents {
+			if e.IsDir() {
+				cgs = append(cgs, filepath.Join(dir, e.Name()))
+			}
+		}
+	}
+	return cgs
+}
+
 // BuildProbe returns the path of the static probe program
 // (internal/probe/cmd/probe built with CGO_ENABLED=0), building it on first
 // use; later calls from any test of the same test binary reuse that build.

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/openvessel/vessel/cgroups"
+	"github.com/openvessel/vessel/internal/testutil"
 )
 
 // CgroupGroup is the cgroup group every example's test places its
@@ -77,39 +78,7 @@ func AssertNoLeftovers(t testing.TB, prefixes ...string) {
 
 // GroupDirs returns the vessel-test directory under this process's own
 // cgroup in every mounted hierarchy (whether or not it exists).
-func GroupDirs(t testing.TB) []string {
-	t.Helper()
-	data, err := os.ReadFile("/proc/self/cgroup")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var dirs []string
-	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
-		parts := strings.SplitN(line, ":", 3)
-		if len(parts) != 3 {
-			continue
-		}
-		var mnt string
-		switch {
-		case parts[0] == "0" && parts[1] == "":
-			for _, m := range []string{"/sys/fs/cgroup/unified", "/sys/fs/cgroup"} {
-				if fileExists(filepath.Join(m, "cgroup.controllers")) {
-					mnt = m
-					break
-				}
-			}
-		case strings.HasPrefix(parts[1], "name="):
-			mnt = filepath.Join("/sys/fs/cgroup", strings.TrimPrefix(parts[1], "name="))
-		default:
-			mnt = filepath.Join("/sys/fs/cgroup", strings.Split(parts[1], ",")[0])
-		}
-		if mnt == "" || !fileExists(mnt) {
-			continue
-		}
-		dirs = append(dirs, filepath.Join(mnt, parts[2], CgroupGroup))
-	}
-	return dirs
-}
+func GroupDirs(t testing.TB) []string { return testutil.GroupDirs(t, CgroupGroup) }
 
 // Run runs bin with args and returns its stdout, stderr and exit code;
 // a failure to start it at all fails the test.

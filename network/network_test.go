@@ -1,6 +1,7 @@
 package network
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -443,10 +444,11 @@ func startController(t *testing.T, e *testEnv, id string) (*exec.Cmd, int) {
 	stdin, _ := cmd.StdinPipe()
 	must(t, cmd.Start())
 	t.Cleanup(func() { stdin.Close(); cmd.Process.Kill(); cmd.Wait() })
-	var word string
+	// "ready PID", or "error WHY".
+	line, err := bufio.NewReader(stdout).ReadString('\n')
 	var pid int
-	if _, err := fmt.Fscan(stdout, &word, &pid); err != nil || word != "ready" {
-		t.Fatalf("controller: %s %d %v", word, pid, err)
+	if n, _ := fmt.Sscanf(line, "ready %d", &pid); n != 1 {
+		t.Fatalf("controller: %q %v", line, err)
 	}
 	return cmd, pid
 }

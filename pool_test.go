@@ -157,45 +157,65 @@ func TestPoolReplacesBrokenContainer(t *testing.T) {
 	waitFor(t, func() bool { return first.State().Status == vessel.Destroyed })
 }
 
-// TestPoolClearsSysVIPC creates a shared memory segment in a pooled
-// container's IPC namespace and checks the reset removed it.
+// TestPoolClearsSysVIPC creates a shared memory segment, a message queue
+// and a semaphore set, each alone, in a pooled container's IPC namespace
+// and checks the reset removed it.
 func TestPoolClearsSysVIPC(t *testing.T) {
 	p := newPool(t, poolConfig(t), 1)
-	pc, err := p.Get(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	initPid := pc.Container().State().InitPid
-	count := func() int {
-		n, err := inIPCNamespace(initPid, func() (int, error) {
-			b, err := os.ReadFile("/proc/sysvipc/shm")
-			return strings.Count(strings.TrimSpace(string(b)), "\n"), err
-		})
+	for _, kind := range []struct {
+		table  string
+		create func() (int, error)
+	}{
+		{"shm", func() (int, error) { return unix.SysvShmGet(unix.IPC_PRIVATE, 4096, unix.IPC_CREAT|0o600) }},
+		{"msg", func() (int, error) {
+			id, _, e := unix.Syscall(unix.SYS_MSGGET, unix.IPC_PRIVATE, unix.IPC_CREAT|0o600, 0)
+			return int(id), errnoOrNil(e)
+		}},
+		{"sem", func() (int, error) {
+			id, _, e := unix.Syscall(unix.SYS_SEMGET, unix.IPC_PRIVATE, 2, unix.IPC_CREAT|0o600)
+			return int(id), errnoOrNil(e)
+		}},
+	} {
+		pc, err := p.Get(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}
-		return n
+		initPid := pc.Container().State().InitPid
+		count := func() int {
+			n, err := inIPCNamespace(initPid, func() (int, error) {
+				b, err := os.ReadFile("/proc/sysvipc/" + kind.table)
+				return strings.Count(strings.TrimSpace(string(b)), "\n"), err
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+		if _, err := inIPCNamespace(initPid, kind.create); err != nil {
+			t.Fatal(err)
+		}
+		if n := count(); n != 1 {
+			t.Fatalf("%s: %d after creating one", kind.table, n)
+		}
+		pc.Release()
+		if pc, err = p.Get(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if pc.Container().State().InitPid != initPid {
+			t.Fatal("container was replaced, not reset")
+		}
+		if n := count(); n != 0 {
+			t.Fatalf("%d of %s survived the reset", n, kind.table)
+		}
+		pc.Release()
 	}
-	if _, err := inIPCNamespace(initPid, func() (int, error) {
-		return unix.SysvShmGet(unix.IPC_PRIVATE, 4096, unix.IPC_CREAT|0o600)
-	}); err != nil {
-		t.Fatal(err)
+}
+
+func errnoOrNil(e unix.Errno) error {
+	if e == 0 {
+		return nil
 	}
-	if n := count(); n != 1 {
-		t.Fatalf("%d segments after creating one", n)
-	}
-	pc.Release()
-	pc, err = p.Get(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Release()
-	if pc.Container().State().InitPid != initPid {
-		t.Fatal("container was replaced, not reset")
-	}
-	if n := count(); n != 0 {
-		t.Fatalf("%d shared memory segments survived the reset", n)
-	}
+	return e
 }
 
 // inIPCNamespace runs f on a thread in the IPC namespace of pid.

@@ -81,8 +81,9 @@ type spareInit struct {
 	cmd   *exec.Cmd
 	ctl   *initproto.Conn
 
-	mu     sync.Mutex
-	wanted bool // taken: no lowering of its priority any more
+	mu      sync.Mutex
+	wanted  bool // taken: no lowering of its priority any more
+	dropped bool // discarded: killed as soon as it is forked
 }
 
 // NewSpares returns a Spares that keeps up to n inits ready per shape of
@@ -242,7 +243,9 @@ func (sp *spareInit) start(key spareKey) (err error) {
 	}
 	sp.mu.Lock()
 	sp.cmd, sp.ctl = cmd, ctl
-	if !sp.wanted {
+	if sp.dropped {
+		_ = cmd.Process.Kill()
+	} else if !sp.wanted {
 		// The lowest priority while it starts and waits: it takes only
 		// the CPU that running containers leave.
 		_ = sp.renice(spareNice)
@@ -314,7 +317,7 @@ const spareRefillDelay = 50 * time.Millisecond
 
 func (sp *spareInit) discard() error {
 	sp.mu.Lock()
-	sp.wanted = true
+	sp.dropped = true
 	if sp.cmd != nil {
 		_ = sp.cmd.Process.Kill() // not waiting for it to finish starting
 	}

@@ -99,6 +99,34 @@ func TestSignalForwarded(t *testing.T) {
 	}
 }
 
+// The init passes on what is sent to its own pid: the usual signals at
+// once (ABRT included, which would otherwise kill the Go runtime), a
+// real-time one once the container has run for a moment.
+func TestInitForwardsSignals(t *testing.T) {
+	c, out := start(t, newConfig(), "/bin/sh", "-c",
+		"trap 'echo got-usr1' USR1; trap 'echo got-abrt' ABRT; trap 'echo got-35' 35; echo ready; while :; do sleep 0.01; done")
+	waitFor(t, func() bool { return strings.Contains(out.String(), "ready") })
+	initPid := c.State().InitPid
+	for _, tc := range []struct {
+		sig  syscall.Signal
+		want string
+	}{{syscall.SIGUSR1, "got-usr1"}, {syscall.SIGABRT, "got-abrt"}, {syscall.Signal(35), "got-35"}} {
+		deadline := time.Now().Add(5 * time.Second)
+		for !strings.Contains(out.String(), tc.want) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%v sent to the init (pid %d) never reached the main process: %q", tc.sig, initPid, out.String())
+			}
+			if err := syscall.Kill(initPid, tc.sig); err != nil {
+				t.Fatalf("kill %d %v: %v", initPid, tc.sig, err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if st := c.State(); st.Status != vessel.Running {
+		t.Fatalf("container %s after the signals", st.Status)
+	}
+}
+
 func TestExecErrorsAreTyped(t *testing.T) {
 	for _, tc := range []struct {
 		args  []string

@@ -7,7 +7,10 @@
 // A container child is the host program re-executed. The package runs
 // the child from its own initialisation, before the packages the child
 // does not need have been initialised, and never returns there; in any
-// other process its initialisation does nothing.
+// other process its initialisation does nothing. An init started ahead of
+// its container (argv[0] SpareArg0, vessel.Spares) says when it is ready
+// and then waits for its config like any other; the main process's stdio
+// then come with the config (Config.Stdio).
 //
 // It must not import the packages only the host side needs (network,
 // cgroups, checkpoint, the OCI and image code), and must not grow

@@ -327,14 +327,31 @@ func runcBundle(runc, bundle, root string, args []string) error {
 		"memory": map[string]any{"limit": 64 << 20},
 		"pids":   map[string]any{"limit": 64},
 	}
-	// Relative: below runc's own cgroup, in vessel's group, where vessel
-	// puts its containers (removeBenchGroup removes the group at the end).
-	linux["cgroupsPath"] = vessel.DefaultCgroupGroup() + "/bench-runc"
+	linux["cgroupsPath"] = runcCgroupsPath()
 	out, err := json.MarshalIndent(spec, "", "  ")
 	if err != nil {
 		return err
 	}
 	return os.WriteFile(p, out, 0o644)
+}
+
+// runcCgroupsPath places the benchmark's runc container where vessel puts
+// its own: below this process's cgroup, in vessel's group (which
+// removeBenchGroup removes at the end). runc reads a relative path against
+// its own cgroup on v1 and hybrid hosts but against that cgroup's parent
+// on cgroup v2, so there the path is made absolute.
+func runcCgroupsPath() string {
+	rel := vessel.DefaultCgroupGroup() + "/bench-runc"
+	if l, err := cgroups.Detect(); err == nil && l == cgroups.V2 {
+		if b, err := os.ReadFile("/proc/self/cgroup"); err == nil {
+			for _, line := range strings.Split(string(b), "\n") {
+				if own, ok := strings.CutPrefix(line, "0::"); ok {
+					return filepath.Join(own, rel)
+				}
+			}
+		}
+	}
+	return rel
 }
 
 // execTools are the exec runners: a process (/bin/true) started in an

@@ -475,13 +475,15 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 		}
 	}
 	var (
-		ctl       *initproto.Conn
-		childSock *os.File
-		cmd       *exec.Cmd
-		stdio     *spareStdio
+		ctl                  *initproto.Conn
+		childSock            *os.File
+		cmd                  *exec.Cmd
+		stdio                *spareStdio
+		stdioFiles, stdioEnd []*os.File
 	)
 	if spare != nil {
-		if stdio, err = c.newSpareStdio(); err != nil {
+		stdio = &spareStdio{}
+		if stdioFiles, stdioEnd, err = pipeStdio(c.Stdin, c.Stdout, c.Stderr, &stdio.copies, &stdio.closers); err != nil {
 			_ = spare.discard()
 			return &SetupError{Step: "stdio", Err: err}
 		}
@@ -562,7 +564,7 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 		_ = cmd.Wait()
 		ctl.Close()
 		if stdio != nil {
-			stdio.closeSent()
+			initproto.CloseFiles(stdioEnd)
 			stdio.wait()
 		}
 		return err
@@ -605,12 +607,10 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 			}
 		}
 	}
-	if stdio != nil {
-		cfgFiles = append(append([]*os.File(nil), stdio.send...), cfgFiles...)
-		stdio.send = nil
-	}
-	err = ctl.SendRaw(initproto.TypeConfig, child.EncodeConfig(ic), cfgFiles...)
+	err = ctl.SendRaw(initproto.TypeConfig, child.EncodeConfig(ic), append(stdioFiles, cfgFiles...)...)
 	initproto.CloseFiles(cfgFiles)
+	initproto.CloseFiles(stdioEnd)
+	stdioEnd = nil
 	if err != nil {
 		return fail(&SetupError{Step: "send config", Err: err})
 	}

@@ -87,7 +87,17 @@ func (p *Process) stdio(cmd *Command) (files, childEnds []*os.File, err error) {
 		}
 		return []*os.File{null, null, null}, []*os.File{null}, nil
 	}
-	in, out := cmd.Stdin, []io.Writer{cmd.Stdout, cmd.Stderr}
+	return pipeStdio(cmd.Stdin, cmd.Stdout, cmd.Stderr, &p.copies, &p.closers)
+}
+
+// pipeStdio prepares descriptors 0-2 for a process the init starts, as
+// os/exec would: files are used as they are, other readers and writers
+// through pipes copied by goroutines (the output copiers count in copies,
+// the write ends of stdin pipes go to closers), and unset streams get
+// /dev/null. files are what to send; childEnds this side's copies of them,
+// to close once sent.
+func pipeStdio(in io.Reader, stdout, stderr io.Writer, copies *sync.WaitGroup, closers *[]io.Closer) (files, childEnds []*os.File, err error) {
+	out := []io.Writer{stdout, stderr}
 	// One /dev/null serves every stream left unset.
 	var null *os.File
 	devNull := func() (*os.File, error) {
@@ -115,7 +125,7 @@ func (p *Process) stdio(cmd *Command) (files, childEnds []*os.File, err error) {
 			return nil, nil, err
 		}
 		files, childEnds = append(files, pr), append(childEnds, pr)
-		p.closers = append(p.closers, pw)
+		*closers = append(*closers, pw)
 		go func() {
 			_, _ = io.Copy(pw, r)
 			pw.Close()
@@ -143,9 +153,9 @@ func (p *Process) stdio(cmd *Command) (files, childEnds []*os.File, err error) {
 				return nil, nil, err
 			}
 			files, childEnds = append(files, pw), append(childEnds, pw)
-			p.copies.Add(1)
+			copies.Add(1)
 			go func() {
-				defer p.copies.Done()
+				defer copies.Done()
 				_, _ = io.Copy(w, pr)
 				pr.Close()
 			}()

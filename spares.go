@@ -346,128 +346,25 @@ func (c *Container) spareShape(exe string, sys *syscall.SysProcAttr, ic *child.C
 	return spareKey{exe: exe, cloneflags: sys.Cloneflags}, true
 }
 
-// spareStdio makes the main process's stdio for an init that was forked
-// before they were known, as os/exec would have: files pass as they are,
-// other readers and writers through pipes copied here, nil as /dev/null.
-// send are the init's 0, 1 and 2 (closed here once sent); wait, after the
-// init has exited, waits for the copies (at most 2 s, as WaitDelay).
+// spareStdio is the copying of the main process's stdio for a container
+// whose init was forked before they were known (pipeStdio made them; they
+// went with the config).
 type spareStdio struct {
-	send   []*os.File
-	closeP []*os.File // parent ends, closed when the copies end or give up
-	wg     sync.WaitGroup
+	copies  sync.WaitGroup
+	closers []io.Closer
 }
 
-func (c *Container) newSpareStdio() (*spareStdio, error) {
-	st := &spareStdio{}
-	fail := func(err error) (*spareStdio, error) {
-		st.closeSent()
-		for _, f := range st.closeP {
-			f.Close()
-		}
-		return nil, err
-	}
-	// stdin
-	switch r := c.Stdin.(type) {
-	case nil:
-		f, err := os.Open(os.DevNull)
-		if err != nil {
-			return fail(err)
-		}
-		st.send = append(st.send, f)
-	case *os.File:
-		f, err := dupFile(r)
-		if err != nil {
-			return fail(err)
-		}
-		st.send = append(st.send, f)
-	default:
-		pr, pw, err := os.Pipe()
-		if err != nil {
-			return fail(err)
-		}
-		st.send = append(st.send, pr)
-		st.closeP = append(st.closeP, pw)
-		st.wg.Add(1)
-		go func() {
-			defer st.wg.Done()
-			_, _ = io.Copy(pw, r)
-			pw.Close()
-		}()
-	}
-	out, err := st.writer(c.Stdout)
-	if err != nil {
-		return fail(err)
-	}
-	st.send = append(st.send, out)
-	if sameWriter(c.Stdout, c.Stderr) && c.Stdout != nil {
-		f, err := dupFile(out)
-		if err != nil {
-			return fail(err)
-		}
-		st.send = append(st.send, f)
-	} else {
-		errF, err := st.writer(c.Stderr)
-		if err != nil {
-			return fail(err)
-		}
-		st.send = append(st.send, errF)
-	}
-	return st, nil
-}
-
-// writer returns the descriptor the init gets for w.
-func (st *spareStdio) writer(w io.Writer) (*os.File, error) {
-	switch w := w.(type) {
-	case nil:
-		return os.OpenFile(os.DevNull, os.O_WRONLY, 0)
-	case *os.File:
-		return dupFile(w)
-	default:
-		pr, pw, err := os.Pipe()
-		if err != nil {
-			return nil, err
-		}
-		st.closeP = append(st.closeP, pr)
-		st.wg.Add(1)
-		go func() {
-			defer st.wg.Done()
-			_, _ = io.Copy(w, pr)
-		}()
-		return pw, nil
-	}
-}
-
-// closeSent closes this process's copies of what the init got.
-func (st *spareStdio) closeSent() {
-	for _, f := range st.send {
-		if f != nil {
-			f.Close()
-		}
-	}
-	st.send = nil
-}
-
-// wait waits for the copies once the init has exited, then releases the
-// parent's ends.
+// wait waits, once the init has exited, for the output to be copied (at
+// most 2 s, as the os/exec WaitDelay of a usual start), then closes the
+// stdin pipes.
 func (st *spareStdio) wait() {
 	done := make(chan struct{})
-	go func() { st.wg.Wait(); close(done) }()
+	go func() { st.copies.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(2 * time.Second):
 	}
-	for _, f := range st.closeP {
-		f.Close()
+	for _, c := range st.closers {
+		c.Close()
 	}
-}
-
-// sameWriter compares two writers as os/exec does (uncomparable dynamic
-// types are different).
-func sameWriter(a, b io.Writer) (same bool) {
-	defer func() {
-		if recover() != nil {
-			same = false
-		}
-	}()
-	return a == b
 }

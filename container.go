@@ -521,9 +521,10 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 		}
 	}
 	cgStarted = true
-	// The init's pid goes into the v1 hierarchies as soon as they exist:
-	// each v1 move waits for an RCU grace period, better spent while the
-	// init is still starting than before its config is sent.
+	// The init's pid goes into the cgroup's other hierarchies (the v1 ones;
+	// all of them for a spare) as soon as they exist: each move waits for
+	// an RCU grace period, better spent while the init is still starting
+	// than before its config is sent.
 	initPid := make(chan int, 1)
 	go func() {
 		err := finishCgroup()

@@ -426,7 +426,8 @@ func (c *Container) addCleanup(f func() error) {
 }
 
 // joinCgroup runs in the parent while the child waits for its config: it
-// puts the child in the v1 hierarchies of its cgroup.
+// puts the child in every hierarchy of its cgroup it is not in yet (the v1
+// ones after CLONE_INTO_CGROUP; all of them for a spare init).
 func (c *Container) joinCgroup(pid int) error {
 	if c.cg != nil {
 		if err := c.cg.Add(pid); err != nil {

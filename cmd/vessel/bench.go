@@ -243,32 +243,34 @@ func startTools(dir, root string) []*benchTool {
 	rc.run = func(i int) (time.Duration, error) {
 		return runCmd(runc, "--root", state, "run", "--bundle", bundle, fmt.Sprintf("vbench-%d-%d", os.Getpid(), i))
 	}
-	return []*benchTool{vt, libTool("vessel-lib", root, nil), libTool("vessel-spare", root, spares()), bw, rc}
+	return []*benchTool{vt, libTool("vessel-lib", root, false), libTool("vessel-spare", root, true), bw, rc}
 }
 
-// spares is a vessel.Spares for the vessel-spare runner, or nil.
-func spares() *vessel.Spares {
-	sp, err := vessel.NewSpares(1)
-	if err != nil {
-		return nil
-	}
-	return sp
+// benchConfig is the library's side of what every tool runs: the
+// read-only busybox root, a cgroup with memory and pids limits, and
+// vessel's default namespaces and security profile.
+func benchConfig(root string) *vessel.Config {
+	return vessel.NewConfig().WithRootfs(rootfs.Dir(root)).WithReadonlyRootfs(true).
+		WithMemoryLimit(64 << 20).WithPids(64)
 }
 
 // libTool runs the same container as "vessel run" through the library, in
 // this process (New, Run, Destroy): a program that embeds vessel pays
-// neither the CLI's own start nor its exit. With sp, each container takes
-// an init started ahead of time (vessel.Spares); the next spare's start is
-// waited for after each run, outside the timing and before the next tool.
-func libTool(name, root string, sp *vessel.Spares) *benchTool {
-	cfg := vessel.NewConfig().WithRootfs(rootfs.Dir(root)).WithReadonlyRootfs(true).
-		WithMemoryLimit(64 << 20).WithPids(64)
+// neither the CLI's own start nor its exit. withSpares, each container
+// takes an init started ahead of time (vessel.Spares); the next spare's
+// start is waited for after each run, outside the timing and before the
+// next tool.
+func libTool(name, root string, withSpares bool) *benchTool {
+	cfg := benchConfig(root)
 	t := &benchTool{name: name}
-	if name == "vessel-spare" {
-		if sp == nil {
-			t.absent = "unusable: no spares"
+	var sp *vessel.Spares
+	if withSpares {
+		var err error
+		if sp, err = vessel.NewSpares(1); err != nil {
+			t.absent = "unusable: " + err.Error()
+		} else {
+			t.close = func() { sp.Close() }
 		}
-		t.close = func() { sp.Close() }
 	}
 	t.run = func(i int) (time.Duration, error) {
 		c, err := vessel.New(fmt.Sprintf("%s-%d-%d", name, os.Getpid(), i), cfg)
@@ -359,8 +361,7 @@ func runcCgroupsPath() string {
 // running sandbox.
 func execTools(dir, root string) []*benchTool {
 	var tools []*benchTool
-	cfg := vessel.NewConfig().WithRootfs(rootfs.Dir(root)).WithReadonlyRootfs(true).
-		WithMemoryLimit(64 << 20).WithPids(64)
+	cfg := benchConfig(root)
 	vt := &benchTool{name: "vessel"}
 	c, err := vessel.New(fmt.Sprintf("bench-exec-%d", os.Getpid()), cfg)
 	if err == nil {
@@ -383,8 +384,7 @@ func execTools(dir, root string) []*benchTool {
 	tools = append(tools, vt)
 
 	pt := &benchTool{name: "vessel-pool"}
-	pcfg := vessel.NewConfig().WithRootfs(rootfs.Dir(root)).WithReadonlyRootfs(true).
-		WithMemoryLimit(64<<20).WithPids(64).WithTmpfs("/tmp", 16<<20)
+	pcfg := benchConfig(root).WithTmpfs("/tmp", 16<<20)
 	pool, err := vessel.NewPool(pcfg, 2)
 	if err != nil {
 		pt.absent = "unusable: " + err.Error()

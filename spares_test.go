@@ -22,24 +22,12 @@ import (
 // "vessel-spare").
 func spareInits(t testing.TB) []int {
 	t.Helper()
-	ents, err := os.ReadDir("/proc")
+	kids, err := testutil.Children(os.Getpid())
 	if err != nil {
 		t.Fatal(err)
 	}
 	var pids []int
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			continue
-		}
-		f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
-		if len(f) < 2 || f[1] != strconv.Itoa(os.Getpid()) {
-			continue
-		}
+	for pid := range kids {
 		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 		if strings.HasPrefix(string(cmdline), "vessel-spare\x00") {
 			pids = append(pids, pid)
@@ -302,10 +290,8 @@ func TestSparesDeadSpare(t *testing.T) {
 	// Wait until every thread has exited (so its socket is closed): the
 	// leader a zombie until the Spares reaps it, the others gone.
 	for i := 0; i < 400; i++ {
-		dir := filepath.Join("/proc", strconv.Itoa(pids[0]))
-		stat, err := os.ReadFile(filepath.Join(dir, "stat"))
-		tasks, _ := os.ReadDir(filepath.Join(dir, "task"))
-		if err != nil || strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))[0] == "Z" && len(tasks) <= 1 {
+		tasks, _ := os.ReadDir(filepath.Join("/proc", strconv.Itoa(pids[0]), "task"))
+		if st := testutil.ProcState(pids[0]); st == "" || st == "Z" && len(tasks) <= 1 {
 			break
 		}
 		time.Sleep(5 * time.Millisecond)

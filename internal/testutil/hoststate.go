@@ -74,7 +74,7 @@ func snapshotHost() (HostState, error) {
 	if s.FDs, err = openFDs(); err != nil {
 		return s, err
 	}
-	if s.Children, err = children(os.Getpid()); err != nil {
+	if s.Children, err = Children(os.Getpid()); err != nil {
 		return s, err
 	}
 	if s.Links, err = dirNames("/sys/class/net"); err != nil {
@@ -116,8 +116,9 @@ func openFDs() (map[int]string, error) {
 	return out, nil
 }
 
-// children scans /proc for processes whose parent is pid.
-func children(pid int) (map[int]string, error) {
+// Children scans /proc for the processes whose parent is pid and returns
+// each one's "comm (state)".
+func Children(pid int) (map[int]string, error) {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil, err
@@ -138,6 +139,17 @@ func children(pid int) (map[int]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// ProcState returns the state letter /proc/PID/stat shows (R, S, Z, ...),
+// or "" when pid is gone.
+func ProcState(pid int) string {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return ""
+	}
+	_, state, _, _ := parseStat(string(b))
+	return state
 }
 
 // parseStat extracts comm, state and ppid from /proc/PID/stat.

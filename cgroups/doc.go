@@ -21,5 +21,6 @@
 // what it created except the parent directories in a v1 cpuset hierarchy,
 // which stay like a runtime's parent cgroup so that the kernel does not
 // re-patch its code at every container start and stop; RemoveGroup takes
-// them away when a program is done.
+// them (and any other empty cgroup of the group) away when a program is
+// done.
 package cgroups

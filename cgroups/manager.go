@@ -865,13 +865,15 @@ func readPids(p string) ([]int, error) {
 	return out, nil
 }
 
-// RemoveGroup removes the directories Destroy keeps (the parents of
-// containers' cgroups in a v1 cpuset hierarchy, see Destroy) for group,
-// a path below the calling process's own cgroup such as "vessel": the
-// empty cgroups below it, then group itself and its empty parents. A
-// cgroup that holds processes stays, with everything above it. Programs
-// that want to leave no cgroup behind once done with containers call it
-// last; it does nothing on a host without a v1 cpuset hierarchy.
+// RemoveGroup removes what is left of group, a path below the calling
+// process's own cgroup such as "vessel", in every hierarchy: the
+// directories Destroy keeps (the parents of containers' cgroups in a v1
+// cpuset hierarchy, see Destroy) and any other empty cgroup in it, such
+// as one another runtime placed there and removed only its own cgroup
+// from. The empty cgroups below group go, then group itself and its empty
+// parents. A cgroup that holds processes stays, with everything above it.
+// Programs that want to leave no cgroup behind once done with containers
+// call it last.
 func RemoveGroup(group string) error {
 	if err := checkName("group", group); err != nil {
 		return err
@@ -889,9 +891,9 @@ func RemoveGroup(group string) error {
 		return err
 	}
 	var errs []error
-	for _, h := range sys.v1 {
+	for _, h := range sys.hierarchies() {
 		dir, ok := dirs[h.key]
-		if !ok || !h.has("cpuset") {
+		if !ok {
 			continue
 		}
 		if err := removeTree(dir, false, time.Time{}, true); err != nil {

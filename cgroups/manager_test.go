@@ -800,7 +800,8 @@ func TestDestroyPopulated(t *testing.T) {
 
 // Destroy keeps the parents of a cgroup in a v1 cpuset hierarchy only
 // (see Destroy) and removes them everywhere else; RemoveGroup then removes
-// the kept ones, except above a cgroup that still holds a process.
+// the kept ones and any other empty cgroup of the group, except above a
+// cgroup that still holds a process.
 func TestCpusetParentsKeptUntilRemoveGroup(t *testing.T) {
 	group := fmt.Sprintf("vessel-test/kept-%d", os.Getpid())
 	m, err := New(Options{Name: group + "/leaf"})
@@ -835,6 +836,17 @@ func TestCpusetParentsKeptUntilRemoveGroup(t *testing.T) {
 		t.Fatalf("layout %s: no cpuset hierarchy among %v", layout, st.Dirs)
 	}
 
+	// An empty cgroup another runtime left in the group (it removed only
+	// its own cgroup, not the group it made for it), in every hierarchy.
+	var foreign []string
+	for _, d := range st.Dirs {
+		f := filepath.Join(filepath.Dir(d), "foreign")
+		if err := os.MkdirAll(f, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		foreign = append(foreign, f)
+	}
+
 	// A cgroup holding a process below the group keeps it.
 	busy, err := New(Options{Name: group + "/busy"})
 	if err != nil {
@@ -857,6 +869,11 @@ func TestCpusetParentsKeptUntilRemoveGroup(t *testing.T) {
 	for _, d := range busy.State().Dirs {
 		if _, err := os.Stat(d); err != nil {
 			t.Errorf("RemoveGroup removed %s, which holds a process: %v", d, err)
+		}
+	}
+	for _, f := range foreign {
+		if _, err := os.Stat(f); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("RemoveGroup left the empty %s (%v)", f, err)
 		}
 	}
 	cmd.Process.Kill()

@@ -45,8 +45,8 @@ func cmdBench(args []string) int {
 			"the median and 95th percentile per tool and their ratios. \"vessel\" is the CLI\n"+
 			"as a whole process, like the peers; vessel-lib the same container started by\n"+
 			"this process through the library; vessel-spare that with an init started ahead\n"+
-			"of time (vessel.Spares). When done it removes the empty parent cgroups its\n"+
-			"containers kept (cgroups.RemoveGroup).")
+			"of time (vessel.Spares). When done it removes the empty cgroups the\n"+
+			"containers left in vessel's group (cgroups.RemoveGroup).")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -125,10 +125,12 @@ func cmdBench(args []string) int {
 	return 0
 }
 
-// removeBenchGroup removes the empty parent cgroups that the containers'
-// cgroups keep in a v1 cpuset hierarchy (cgroups.RemoveGroup), so that a
-// benchmark leaves no cgroup behind; a group still holding processes
-// (another program's containers) stays.
+// removeBenchGroup removes what is left of vessel's cgroup group
+// (cgroups.RemoveGroup): the parents the containers' cgroups keep in a v1
+// cpuset hierarchy, and the group runc's containers were placed in (runc
+// removes only their own cgroups), so that a benchmark leaves no cgroup
+// behind; a group still holding processes (another program's containers)
+// stays.
 func removeBenchGroup() {
 	if err := cgroups.RemoveGroup(vessel.DefaultCgroupGroup()); err != nil {
 		fmt.Fprintf(os.Stderr, "vessel bench: %v\n", err)

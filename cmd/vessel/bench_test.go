@@ -45,4 +45,11 @@ func TestBenchCommand(t *testing.T) {
 	if left := testutil.GroupChildren(t, testutil.CgroupGroup); len(left) > 0 {
 		t.Errorf("cgroups left behind: %v", left)
 	}
+	// Nor the group itself, in any hierarchy: runc's container sits in
+	// it too, and runc removes only its own cgroup.
+	for _, dir := range testutil.GroupDirs(t, testutil.CgroupGroup) {
+		if _, err := os.Stat(dir); err == nil {
+			t.Errorf("cgroup group left behind: %s", dir)
+		}
+	}
 }

@@ -34,6 +34,9 @@ type benchTool struct {
 }
 
 func cmdBench(args []string) int {
+	if len(args) > 0 && args[0] == "floor" {
+		return benchFloor(args[1:])
+	}
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	n := fs.Int("n", 20, "runs per tool")
 	scenario := fs.String("scenario", "all", "start (start to exit of /bin/true), exec (a process in a running container), or all")
@@ -45,7 +48,11 @@ func cmdBench(args []string) int {
 			"the median and 95th percentile per tool and their ratios. \"vessel\" is the CLI\n"+
 			"as a whole process, like the peers; vessel-lib the same container started by\n"+
 			"this process through the library; vessel-spare that with an init started ahead\n"+
-			"of time (vessel.Spares). When done it removes the empty cgroups the\n"+
+			"of time (vessel.Spares). \"floor\" is not a container: in the start scenario\n"+
+			"this command (vessel bench floor ROOT CMD...) starting the command chrooted\n"+
+			"in new namespaces and nothing else, no cgroup, mount or security profile, the\n"+
+			"least a Go command can take; in the exec scenario the command started by\n"+
+			"this process on the host. When done it removes the empty cgroups the\n"+
 			"containers left in vessel's group (cgroups.RemoveGroup).")
 		fs.PrintDefaults()
 	}
@@ -245,7 +252,40 @@ func startTools(dir, root string) []*benchTool {
 	rc.run = func(i int) (time.Duration, error) {
 		return runCmd(runc, "--root", state, "run", "--bundle", bundle, fmt.Sprintf("vbench-%d-%d", os.Getpid(), i))
 	}
-	return []*benchTool{vt, libTool("vessel-lib", root, false), libTool("vessel-spare", root, true), bw, rc}
+	fl := &benchTool{name: "floor", absent: vt.absent}
+	fl.run = func(int) (time.Duration, error) {
+		return runCmd(self, "bench", "floor", root, "/bin/true")
+	}
+	return []*benchTool{vt, libTool("vessel-lib", root, false), libTool("vessel-spare", root, true), bw, rc, fl}
+}
+
+// floorFlags are the namespaces every tool of the start scenario gives
+// its container.
+const floorFlags = syscall.CLONE_NEWNS | syscall.CLONE_NEWPID | syscall.CLONE_NEWUTS |
+	syscall.CLONE_NEWIPC | syscall.CLONE_NEWNET | syscall.CLONE_NEWCGROUP
+
+// benchFloor is "vessel bench floor ROOT CMD...": CMD started in new
+// mount, pid, uts, ipc, net and cgroup namespaces, chrooted into ROOT,
+// with nothing else (no cgroup, mount, pivot_root or security profile).
+// Whatever a Go command does to start a container costs at least this;
+// the bench's start scenario measures it as the "floor" row. It changes
+// nothing on the host: the new mount namespace only changes its root.
+func benchFloor(args []string) int {
+	if len(args) < 2 || args[0] == "" || args[0][0] != '/' {
+		return fail("bench floor: usage: vessel bench floor ROOT CMD ARGS... (ROOT an absolute directory)")
+	}
+	cmd := exec.Command(args[1], args[2:]...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: floorFlags, Chroot: args[0], Pdeathsig: syscall.SIGKILL}
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		return ee.ExitCode()
+	case err != nil:
+		return fail("bench floor: %v", err)
+	}
+	return 0
 }
 
 // benchConfig is the library's side of what every tool runs: the
@@ -423,6 +463,14 @@ func execTools(dir, root string) []*benchTool {
 	}
 	tools = append(tools, rc)
 	tools = append(tools, &benchTool{name: "bwrap", absent: "n/a (bwrap cannot enter a running sandbox)"})
+	// The same program started by this process on the host: what an exec
+	// costs before any container is involved.
+	hostTrue := filepath.Join(root, "bin/true")
+	tools = append(tools, &benchTool{name: "floor", run: func(int) (time.Duration, error) {
+		t0 := time.Now()
+		err := exec.Command(hostTrue).Run()
+		return time.Since(t0), err
+	}})
 	return tools
 }
 
@@ -482,6 +530,8 @@ func runBench(scenario string, tools []*benchTool, n int) {
 		}
 	}
 	if scenario == "start" {
+		ratio("bwrap/floor", "bwrap", "floor")
+		ratio("vessel/floor", "vessel", "floor")
 		ratio("vessel/bwrap", "vessel", "bwrap")
 		ratio("vessel-lib/bwrap", "vessel-lib", "bwrap")
 		ratio("vessel-spare/bwrap", "vessel-spare", "bwrap")
@@ -491,6 +541,8 @@ func runBench(scenario string, tools []*benchTool, n int) {
 	ratio("runc/vessel", "runc", "vessel")
 	if scenario == "exec" {
 		ratio("runc/vessel-pool", "runc", "vessel-pool")
+		ratio("vessel/floor", "vessel", "floor")
+		ratio("vessel-pool/floor", "vessel-pool", "floor")
 	}
 }
 

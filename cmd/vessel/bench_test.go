@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"regexp"
@@ -27,13 +28,14 @@ func TestBenchCommand(t *testing.T) {
 		t.Fatalf("vessel bench: %v\n%s", err, out)
 	}
 	text := string(out)
-	for _, tool := range []string{"vessel", "vessel-lib", "vessel-spare", "bwrap", "runc", "vessel-pool"} {
+	for _, tool := range []string{"vessel", "vessel-lib", "vessel-spare", "bwrap", "runc", "vessel-pool", "floor"} {
 		row := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(tool) + ` +([0-9.]+)ms +([0-9.]+)ms +3$`)
 		if !row.MatchString(text) {
 			t.Errorf("no measured row for %s in:\n%s", tool, text)
 		}
 	}
-	for _, ratio := range []string{"vessel/bwrap", "vessel-spare/bwrap", "runc/vessel", "runc/vessel-spare", "runc/vessel-pool"} {
+	for _, ratio := range []string{"vessel/bwrap", "vessel-spare/bwrap", "runc/vessel", "runc/vessel-spare", "runc/vessel-pool",
+		"bwrap/floor", "vessel/floor", "vessel-pool/floor"} {
 		if !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(ratio) + ` +[0-9]+\.[0-9]{2}$`).MatchString(text) {
 			t.Errorf("no ratio %s in:\n%s", ratio, text)
 		}
@@ -52,4 +54,27 @@ func TestBenchCommand(t *testing.T) {
 			t.Errorf("cgroup group left behind: %s", dir)
 		}
 	}
+}
+
+// vessel bench floor (the benchmark's "floor" row) starts its command
+// chrooted in a new pid namespace (the shell is pid 1 and sees the
+// root filesystem's probe), passes its exit status on, refuses a relative
+// root with the usage, and leaves nothing behind.
+func TestBenchFloor(t *testing.T) {
+	root := testutil.BusyboxRootfs(t)
+	before := testutil.SnapshotHost(t)
+	out, err := exec.Command(vesselBin, "bench", "floor", root, "/bin/sh", "-c",
+		"echo pid=$$; test -x "+testutil.RootfsProbePath+" && echo chrooted; exit 3").CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 3 {
+		t.Fatalf("got %v, want exit status 3; output:\n%s", err, out)
+	}
+	if got := string(out); got != "pid=1\nchrooted\n" {
+		t.Errorf("output %q, want pid 1 in the chroot", got)
+	}
+	out, err = exec.Command(vesselBin, "bench", "floor", "relative/root", "/bin/true").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "ROOT an absolute directory") {
+		t.Errorf("relative root: %v, %s", err, out)
+	}
+	testutil.AssertUnchanged(t, before, testutil.SnapshotHost(t))
 }

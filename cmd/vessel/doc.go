@@ -12,7 +12,9 @@
 // with --root, --log, --log-format and --systemd-cgroup), so podman,
 // containerd and Kubernetes can use it as their OCI runtime; has
 // checkpoint, restore, migrate and receive verbs over CRIU; and bench,
-// which times vessel against runc and bubblewrap on this machine.
+// which times vessel against runc and bubblewrap on this machine, next to
+// a floor: what this command takes to start a program chrooted in new
+// namespaces with nothing else.
 //
 // This command must stay a thin layer: every behaviour it offers lives in
 // the library, where Go programs can use it too.

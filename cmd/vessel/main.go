@@ -28,7 +28,9 @@ commands:
                                CRIU checkpoint, restore and live migration of a
                                container this command runs (see -h of each)
   bench [-n N] [-scenario start|exec|all]
-                               start and exec times against runc and bubblewrap
+                               start and exec times against runc, bubblewrap
+                               and a floor (bench floor ROOT CMD...: CMD
+                               chrooted in new namespaces, nothing else)
   version                      print the version
 
 Run 'vessel COMMAND -h' for a command's flags.

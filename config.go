@@ -393,6 +393,12 @@ func (c *Config) Validate() error {
 			bad("sysctl", "%v", err)
 		}
 	}
+	// The profile's names and rules (Start compiles it).
+	if prof := c.securityProfile(); prof != nil {
+		if err := prof.Validate(); err != nil {
+			bad("security", "%v", err)
+		}
+	}
 	return errors.Join(errs...)
 }
 

@@ -20,6 +20,7 @@ import (
 	"github.com/openvessel/vessel"
 	"github.com/openvessel/vessel/namespaces"
 	"github.com/openvessel/vessel/rootfs"
+	"github.com/openvessel/vessel/security"
 )
 
 var idSeq int
@@ -294,6 +295,9 @@ func TestBadConfigs(t *testing.T) {
 			c.TimeOffsets.Monotonic = time.Hour
 			return c
 		}(), "timeOffsets"},
+		{"unknown capability", newConfig().WithCapAdd("CAP_NOPE"), "security"},
+		{"seccomp rule without syscalls", newConfig().WithSeccomp(&security.Seccomp{DefaultAction: security.ActAllow,
+			Syscalls: []security.Syscall{{Action: security.ActErrno}}}), "security"},
 		{"overlapping id maps", newConfig().WithUserNamespace([]namespaces.IDMap{{ContainerID: 0, HostID: 1000, Size: 10}, {ContainerID: 5, HostID: 2000, Size: 10}}, nil), "uidMappings[1]"},
 	}
 	before := snapshot(t)

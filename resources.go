@@ -171,23 +171,17 @@ var (
 	defaultPrepErr  error
 )
 
-// preparedSecurity validates and compiles the profile (once per program
-// for the default profile).
-func (c *Config) preparedSecurity() (*security.Prepared, error) {
-	return c.prepareSecurity()
-}
-
-func (c *Config) prepareSecurity() (*security.Prepared, error) {
+// securityProfile is the profile the container runs under: nil for the
+// default one, Privileged's for a privileged container without one, and
+// an enabled Landlock ruleset without paths filled in with the
+// container's own filesystem.
+func (c *Config) securityProfile() *security.Profile {
 	prof := c.Security
 	if c.Privileged && prof == nil {
 		prof = security.Privileged()
 	}
 	if prof == nil {
-		defaultPrepOnce.Do(func() { defaultPrep, defaultPrepErr = security.DefaultProfile().Prepare() })
-		if defaultPrepErr != nil {
-			return nil, &ConfigError{Field: "security", Reason: defaultPrepErr.Error()}
-		}
-		return defaultPrep, nil
+		return nil
 	}
 	if l := prof.Landlock; l != nil && l.Enabled && len(l.ReadOnly)+len(l.ReadExec)+len(l.ReadWrite) == 0 {
 		// An enabled ruleset without paths means: the container's own
@@ -196,6 +190,20 @@ func (c *Config) prepareSecurity() (*security.Prepared, error) {
 		ll := c.landlockPaths(*l)
 		cp.Landlock = &ll
 		prof = &cp
+	}
+	return prof
+}
+
+// preparedSecurity compiles the profile (Validate has checked it), once
+// per program for the default profile.
+func (c *Config) preparedSecurity() (*security.Prepared, error) {
+	prof := c.securityProfile()
+	if prof == nil {
+		defaultPrepOnce.Do(func() { defaultPrep, defaultPrepErr = security.DefaultProfile().Prepare() })
+		if defaultPrepErr != nil {
+			return nil, &ConfigError{Field: "security", Reason: defaultPrepErr.Error()}
+		}
+		return defaultPrep, nil
 	}
 	p, err := prof.Prepare()
 	if err != nil {

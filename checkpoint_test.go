@@ -554,3 +554,53 @@ func isMountPoint(p string) bool {
 	}
 	return false
 }
+
+// A container whose init came from a spare (vessel.Spares: its control
+// socket moved into its network namespace while it waited) checkpoints
+// and restores like any other.
+func TestCheckpointFromSpare(t *testing.T) {
+	needCRIU(t)
+	root := testutil.BusyboxRootfsCopy(t)
+	data := t.TempDir()
+	cfg := newConfig().WithRootfs(rootfs.Dir(root)).WithBind(data, "/data", false)
+	sp := readySpares(t, 1, cfg)
+	c := newFromSpares(t, cfg, sp)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := c.Start(ctx, "/bin/probe", "count", "/data/counter"); err != nil {
+		t.Fatal(err)
+	}
+	if got := sp.Stats(); got.Used != 1 {
+		t.Fatalf("the container did not take the spare: %+v", got)
+	}
+	counter := filepath.Join(data, "counter")
+	waitCounter(t, counter, 5)
+	dir := ckptDir(t)
+	if _, err := c.Checkpoint(ctx, dir, nil); err != nil {
+		t.Fatalf("Checkpoint: %v", err)
+	}
+	select {
+	case <-c.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("container still running after a checkpoint without LeaveRunning")
+	}
+	at := readCounter(t, counter)
+	if err := c.Destroy(); err != nil {
+		t.Fatalf("Destroy: %v", err)
+	}
+	r, err := vessel.Restore(ctx, dir, cfg, c.ID()+"-r", nil)
+	if err != nil {
+		t.Fatalf("Restore: %v", err)
+	}
+	t.Cleanup(func() { r.Destroy() })
+	if n := waitCounter(t, counter, at); n > at+50 {
+		t.Fatalf("counter jumped from %d to %d: restarted or not the same process", at, n)
+	}
+	if err := r.Kill(); err != nil {
+		t.Fatalf("Kill: %v", err)
+	}
+	r.Wait()
+	if err := r.Destroy(); err != nil {
+		t.Fatalf("Destroy: %v", err)
+	}
+}

@@ -22,7 +22,9 @@ import (
 // request). A container's init is a fresh process of this program: the
 // clone of its namespaces, its execve, the Go runtime's start and its
 // signal set-up are most of a container's start. A spare has done all of
-// that and waits for its configuration. A Container whose Spares field is
+// that, and the work of its network namespace that no configuration
+// changes (its control socket moved there, its loopback up when its shape
+// says so), and waits for its configuration. A Container whose Spares field is
 // set takes one of its shape (waiting for it if it is still starting: it
 // is ahead of a new fork), and its replacement starts when that container
 // ends or has run for 50 ms, so that it does not compete with a short
@@ -34,7 +36,8 @@ import (
 // into it in every hierarchy before it is told anything), its own root
 // filesystem and security profile, and the caller's stdio, passed with the
 // configuration as os/exec would have set it up. The shape is the set of
-// new namespaces and the executable; a container that needs something
+// new namespaces, the executable and whether the loopback is up (network
+// "none" keeps it down); a container that needs something
 // decided when its init forks (a new user namespace, a terminal, extra
 // files, a control socket, or Detached) starts the usual way.
 //
@@ -64,10 +67,14 @@ type SpareStats struct {
 	Ready int
 }
 
-// spareKey is what the fork of an init depends on.
+// spareKey is what the fork of an init depends on, and what it does in
+// its namespaces while it waits.
 type spareKey struct {
 	exe        string
 	cloneflags uintptr
+	// loopback: it brings its loopback up (all configs but network
+	// "none" with a network namespace of their own).
+	loopback bool
 }
 
 // A spareInit is listed as soon as its fork is decided, so a start that
@@ -233,7 +240,11 @@ func (sp *spareInit) start(key spareKey) (err error) {
 		return err
 	}
 	sys := &syscall.SysProcAttr{Cloneflags: key.cloneflags, Setsid: true, Pdeathsig: syscall.SIGKILL}
-	cmd := initCmd(key.exe, []string{child.SpareArg0}, []*os.File{childSock}, sys)
+	args := []string{child.SpareArg0}
+	if key.loopback {
+		args = append(args, child.SpareLoopback)
+	}
+	cmd := initCmd(key.exe, args, []*os.File{childSock}, sys)
 	var startErr error
 	onForkThread(func() { startErr = cmd.Start() })
 	childSock.Close()
@@ -251,11 +262,29 @@ func (sp *spareInit) start(key spareKey) (err error) {
 		_ = sp.renice(spareNice)
 	}
 	sp.mu.Unlock()
-	r, err := ctl.Recv()
-	if err == nil && r.Type != initproto.TypeReady {
-		err = fmt.Errorf("spare init: unexpected message %q", r.Type)
+	// It hands over a control socket made in its network namespace
+	// (swapControl), then says it is ready.
+	for {
+		r, err := ctl.Recv()
+		if err != nil {
+			return err
+		}
+		switch r.Type {
+		case child.TypeControl:
+			n, ok := swapControl(ctl, r)
+			if !ok {
+				return errors.New("spare init: bad control socket message")
+			}
+			ctl = n
+			sp.mu.Lock()
+			sp.ctl = ctl
+			sp.mu.Unlock()
+		case initproto.TypeReady:
+			return nil
+		default:
+			return fmt.Errorf("spare init: unexpected message %q", r.Type)
+		}
 	}
-	return err
 }
 
 // renice sets the priority of every thread of the spare (a thread the
@@ -343,7 +372,7 @@ func (c *Container) spareShape(exe string, sys *syscall.SysProcAttr, ic *child.C
 		sys.UidMappings != nil || sys.GidMappings != nil || sys.Credential != nil || ic.ReexecAfterMap {
 		return spareKey{}, false
 	}
-	return spareKey{exe: exe, cloneflags: sys.Cloneflags}, true
+	return spareKey{exe: exe, cloneflags: sys.Cloneflags, loopback: ic.LoopbackUp}, true
 }
 
 // spareStdio is the copying of the main process's stdio for a container

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -14,8 +15,11 @@ import (
 	"time"
 
 	"github.com/openvessel/vessel"
+	"github.com/openvessel/vessel/internal/child"
+	"github.com/openvessel/vessel/internal/probe"
 	"github.com/openvessel/vessel/internal/testutil"
 	"github.com/openvessel/vessel/namespaces"
+	"github.com/openvessel/vessel/network"
 )
 
 // spareInits lists this process's children that are spare inits (argv[0]
@@ -356,4 +360,120 @@ func containsInt(l []int, v int) bool {
 		}
 	}
 	return false
+}
+
+// ctlSocketInNetns fails the test unless the init's control socket is a
+// unix socket of the init's own network namespace (CRIU finds the init's
+// sockets through the namespaces it dumps).
+func ctlSocketInNetns(t *testing.T, what string, initPid int) {
+	t.Helper()
+	link, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%d", initPid, child.ControlFD))
+	if err != nil {
+		t.Fatal(err)
+	}
+	inode, ok := strings.CutPrefix(link, "socket:[")
+	if !ok {
+		t.Fatalf("%s: the init's fd %d is %q, not a socket", what, child.ControlFD, link)
+	}
+	inode = strings.TrimSuffix(inode, "]")
+	table, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/unix", initPid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(table), "\n") {
+		if f := strings.Fields(l); len(f) >= 7 && f[6] == inode {
+			return
+		}
+	}
+	t.Errorf("%s: the init's control socket (inode %s) is not in its network namespace", what, inode)
+}
+
+// sleeper starts cfg's container running sleep, from sp when not nil.
+func sleeper(t *testing.T, cfg *vessel.Config, sp *vessel.Spares) *vessel.Container {
+	t.Helper()
+	c := newFromSpares(t, cfg, sp)
+	if err := c.Start(context.Background(), "/bin/sleep", "1000"); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// execProbe runs "probe report" in c.
+func execProbe(t *testing.T, c *vessel.Container) *probe.Report {
+	t.Helper()
+	var out bytes.Buffer
+	cmd := vessel.Cmd("/probe", "report")
+	cmd.Stdout, cmd.Stderr = &out, &out
+	p, err := c.Exec(context.Background(), cmd)
+	if err == nil {
+		err = p.Wait()
+	}
+	if err != nil {
+		t.Fatalf("probe report: %v\n%s", err, out.String())
+	}
+	return testutil.MustParseReport(t, out.Bytes())
+}
+
+// loopback returns the report's lo.
+func loopback(t *testing.T, r *probe.Report) probe.Interface {
+	t.Helper()
+	for _, ifc := range r.Interfaces {
+		if ifc.Name == "lo" {
+			return ifc
+		}
+	}
+	t.Fatalf("no lo among %+v", r.Interfaces)
+	return probe.Interface{}
+}
+
+// A spare does its network namespace's work while it waits: its control
+// socket moves into it, and its loopback comes up when its shape says so
+// (network "none" keeps it down). A container joining another network
+// namespace moves the socket again once there. Each is checked against a
+// container started the usual way.
+func TestSparesNetworkNamespaceWork(t *testing.T) {
+	cfg := withProbe(t, newConfig())
+	usual := sleeper(t, cfg, nil)
+	ctlSocketInNetns(t, "usual start", usual.State().InitPid)
+	if lo := loopback(t, execProbe(t, usual)); !lo.Up || !slices.Contains(lo.Addrs, "127.0.0.1/8") {
+		t.Errorf("usual start: lo %+v, want up with 127.0.0.1/8", lo)
+	}
+
+	sp := readySpares(t, 1, cfg)
+	c := sleeper(t, cfg, sp)
+	ctlSocketInNetns(t, "from a spare", c.State().InitPid)
+	if lo := loopback(t, execProbe(t, c)); !lo.Up || !slices.Contains(lo.Addrs, "127.0.0.1/8") {
+		t.Errorf("from a spare: lo %+v, want up with 127.0.0.1/8", lo)
+	}
+
+	none := withProbe(t, newConfig().WithNetwork(network.None()))
+	spNone := readySpares(t, 1, none)
+	c = sleeper(t, none, spNone)
+	ctlSocketInNetns(t, "network none, from a spare", c.State().InitPid)
+	if lo := loopback(t, execProbe(t, c)); lo.Up {
+		t.Errorf("network none, from a spare: lo %+v, want down", lo)
+	}
+
+	joined := withProbe(t, newConfig().WithNetwork(network.Netns(fmt.Sprintf("/proc/%d/ns/net", usual.State().Pid))))
+	spJoined := readySpares(t, 1, joined)
+	c = sleeper(t, joined, spJoined)
+	st := c.State()
+	ctlSocketInNetns(t, "joined network namespace, from a spare", st.InitPid)
+	if a, b := nsOf(t, st.InitPid, "net"), nsOf(t, usual.State().Pid, "net"); a != b {
+		t.Errorf("joined network namespace: the init is in %s, not %s", a, b)
+	}
+	for what, s := range map[string]*vessel.Spares{"default": sp, "none": spNone, "joined": spJoined} {
+		if got := s.Stats(); got.Used != 1 {
+			t.Errorf("%s shape: the container did not take the spare: %+v", what, got)
+		}
+	}
+}
+
+func nsOf(t *testing.T, pid int, kind string) string {
+	t.Helper()
+	l, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", pid, kind))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
 }

@@ -5,12 +5,16 @@
 // applies one process's settings and execve()s it).
 //
 // A container child is the host program re-executed. The package runs
-// the child from its own initialisation, before the packages the child
-// does not need have been initialised, and never returns there; in any
-// other process its initialisation does nothing. An init started ahead of
-// its container (argv[0] SpareArg0, vessel.Spares) says when it is ready
-// and then waits for its config like any other; the main process's stdio
-// then come with the config (Config.Stdio).
+// the child from its own initialisation, before most of the packages the
+// child does not need have been initialised (Go initialises, among the
+// packages whose imports are done, the first by import path, so a few
+// that sort before this one still come first), and never returns there;
+// in any other process its initialisation does nothing. An init started
+// ahead of its container (argv[0] SpareArg0, vessel.Spares) moves its
+// control socket into its network namespace, brings its loopback up when
+// argv[1] is SpareLoopback, says when it is ready and then waits for its
+// config like any other; the main process's stdio then come with the
+// config (Config.Stdio).
 //
 // It must not import the packages only the host side needs (network,
 // cgroups, checkpoint, the OCI and image code), and must not grow

@@ -84,6 +84,11 @@ func Main() {
 // SpareArg0 is the argv[0] of an init started ahead of its container.
 const SpareArg0 = "vessel-spare"
 
+// SpareLoopback, as a spare init's argv[1], has it bring its loopback up
+// while it waits: its containers' configs all ask for it (Config.LoopbackUp
+// is part of a spare's shape).
+const SpareLoopback = "lo"
+
 // IsChild reports whether this process is a vessel container child.
 func IsChild() bool { return os.Getenv(envStage) != "" }
 
@@ -227,7 +232,20 @@ func runInit() {
 		}
 	}()
 	conn := initproto.FromFD(syncFD())
+	// The network namespace work a spare does while it waits, its
+	// namespaces being those of its container already.
+	rebound, loUp := false, false
 	if spare {
+		if err := rebindControl(conn); err != nil {
+			os.Exit(125)
+		}
+		rebound = true
+		if len(os.Args) > 1 && os.Args[1] == SpareLoopback {
+			if err := loopbackUp(); err != nil {
+				os.Exit(125)
+			}
+			loUp = true
+		}
 		// A spare (vessel.Spares) says when it is done starting, all
 		// signals caught, and waits for a container.
 		<-allSigs
@@ -293,8 +311,10 @@ func runInit() {
 			exitWith(conn, "unshare cgroup namespace", "", err)
 		}
 	}
-	if err := rebindControl(conn); err != nil {
-		exitWith(conn, "control socket", "", err)
+	if !rebound || joinsNet(cfg.Joins) {
+		if err := rebindControl(conn); err != nil {
+			exitWith(conn, "control socket", "", err)
+		}
 	}
 	if cfg.NewTimeNS {
 		if err := namespaces.UnshareTime(cfg.TimeOffsets); err != nil {
@@ -302,7 +322,7 @@ func runInit() {
 		}
 		timeNSPending = true
 	}
-	if cfg.LoopbackUp {
+	if cfg.LoopbackUp && !loUp {
 		if err := loopbackUp(); err != nil {
 			exitWith(conn, "bring lo up", "lo", err)
 		}
@@ -1022,6 +1042,16 @@ func ttyStdio(conn *initproto.Conn, spec *Process, master, slave int) error {
 }
 
 // loopbackUp sets IFF_UP on lo in the calling thread's network namespace.
+// joinsNet reports whether the init joins a network namespace.
+func joinsNet(joins []namespaces.Namespace) bool {
+	for _, j := range joins {
+		if j.Kind == namespaces.Net {
+			return true
+		}
+	}
+	return false
+}
+
 func loopbackUp() error {
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {

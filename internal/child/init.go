@@ -1041,7 +1041,6 @@ func ttyStdio(conn *initproto.Conn, spec *Process, master, slave int) error {
 	return nil
 }
 
-// loopbackUp sets IFF_UP on lo in the calling thread's network namespace.
 // joinsNet reports whether the init joins a network namespace.
 func joinsNet(joins []namespaces.Namespace) bool {
 	for _, j := range joins {
@@ -1052,6 +1051,7 @@ func joinsNet(joins []namespaces.Namespace) bool {
 	return false
 }
 
+// loopbackUp sets IFF_UP on lo in the calling thread's network namespace.
 func loopbackUp() error {
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {

@@ -68,22 +68,47 @@ func waitCounter(t testing.TB, file string, min int64) int64 {
 // copy with a host directory bound at /data.
 func counterContainer(t *testing.T) (*vessel.Container, *vessel.Config, string) {
 	t.Helper()
+	return counterContainerFrom(t, false)
+}
+
+// counterContainerFrom is counterContainer; fromSpare, the container takes
+// its init from a spare (vessel.Spares) ready for it.
+func counterContainerFrom(t *testing.T, fromSpare bool) (*vessel.Container, *vessel.Config, string) {
+	t.Helper()
 	needCRIU(t)
 	root := testutil.BusyboxRootfsCopy(t)
 	data := t.TempDir()
 	cfg := newConfig().WithRootfs(rootfs.Dir(root)).WithBind(data, "/data", false)
-	c, _ := start(t, cfg, "/bin/probe", "count", "/data/counter")
+	args := []string{"/bin/probe", "count", "/data/counter"}
+	var c *vessel.Container
+	if fromSpare {
+		sp := readySpares(t, 1, cfg)
+		c = newFromSpares(t, cfg, sp)
+		if err := c.Start(context.Background(), args...); err != nil {
+			t.Fatal(err)
+		}
+		if got := sp.Stats(); got.Used != 1 {
+			t.Fatalf("the container did not take the spare: %+v", got)
+		}
+	} else {
+		c, _ = start(t, cfg, args...)
+	}
 	waitCounter(t, filepath.Join(data, "counter"), 5)
 	return c, cfg, filepath.Join(data, "counter")
 }
 
-func TestCheckpointRestoreCounter(t *testing.T) {
-	c, cfg, counter := counterContainer(t)
-	dir := filepath.Join(t.TempDir(), "ckpt")
-	if d := os.Getenv("VESSEL_TEST_KEEP"); d != "" {
-		dir = filepath.Join(d, t.Name())
-		os.RemoveAll(dir)
-	}
+func TestCheckpointRestoreCounter(t *testing.T) { checkpointRestoreCounter(t, false) }
+
+// A container whose init came from a spare (vessel.Spares: its control
+// socket moved into its network namespace while it waited) checkpoints
+// and restores like any other.
+func TestCheckpointFromSpare(t *testing.T) { checkpointRestoreCounter(t, true) }
+
+// checkpointRestoreCounter checkpoints a counter's container, which stops
+// it, and restores it: the counter goes on from where it stood.
+func checkpointRestoreCounter(t *testing.T, fromSpare bool) {
+	c, cfg, counter := counterContainerFrom(t, fromSpare)
+	dir := ckptDir(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	res, err := c.Checkpoint(ctx, dir, nil)
@@ -553,54 +578,4 @@ func isMountPoint(p string) bool {
 		}
 	}
 	return false
-}
-
-// A container whose init came from a spare (vessel.Spares: its control
-// socket moved into its network namespace while it waited) checkpoints
-// and restores like any other.
-func TestCheckpointFromSpare(t *testing.T) {
-	needCRIU(t)
-	root := testutil.BusyboxRootfsCopy(t)
-	data := t.TempDir()
-	cfg := newConfig().WithRootfs(rootfs.Dir(root)).WithBind(data, "/data", false)
-	sp := readySpares(t, 1, cfg)
-	c := newFromSpares(t, cfg, sp)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := c.Start(ctx, "/bin/probe", "count", "/data/counter"); err != nil {
-		t.Fatal(err)
-	}
-	if got := sp.Stats(); got.Used != 1 {
-		t.Fatalf("the container did not take the spare: %+v", got)
-	}
-	counter := filepath.Join(data, "counter")
-	waitCounter(t, counter, 5)
-	dir := ckptDir(t)
-	if _, err := c.Checkpoint(ctx, dir, nil); err != nil {
-		t.Fatalf("Checkpoint: %v", err)
-	}
-	select {
-	case <-c.Done():
-	case <-time.After(5 * time.Second):
-		t.Fatal("container still running after a checkpoint without LeaveRunning")
-	}
-	at := readCounter(t, counter)
-	if err := c.Destroy(); err != nil {
-		t.Fatalf("Destroy: %v", err)
-	}
-	r, err := vessel.Restore(ctx, dir, cfg, c.ID()+"-r", nil)
-	if err != nil {
-		t.Fatalf("Restore: %v", err)
-	}
-	t.Cleanup(func() { r.Destroy() })
-	if n := waitCounter(t, counter, at); n > at+50 {
-		t.Fatalf("counter jumped from %d to %d: restarted or not the same process", at, n)
-	}
-	if err := r.Kill(); err != nil {
-		t.Fatalf("Kill: %v", err)
-	}
-	r.Wait()
-	if err := r.Destroy(); err != nil {
-		t.Fatalf("Destroy: %v", err)
-	}
 }

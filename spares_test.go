@@ -199,28 +199,21 @@ func TestSparesStartFromSpare(t *testing.T) {
 func TestSparesDistinctNamespaces(t *testing.T) {
 	cfg := newConfig()
 	sp := readySpares(t, 2, cfg)
-	var inos []map[string]string
+	var inos []map[string]uint64
 	for i := 0; i < 2; i++ {
-		c := newFromSpares(t, cfg, sp)
-		if err := c.Start(context.Background(), "/bin/sleep", "30"); err != nil {
-			t.Fatal(err)
-		}
-		m := map[string]string{}
+		c := sleeper(t, cfg, sp)
+		m := map[string]uint64{}
 		for _, kind := range []string{"pid", "net", "mnt", "uts", "ipc", "cgroup"} {
-			l, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", c.State().Pid, kind))
-			if err != nil {
-				t.Fatal(err)
-			}
-			m[kind] = l
+			m[kind] = nsInode(t, c.State().Pid, kind)
 		}
 		inos = append(inos, m)
 	}
 	if got := sp.Stats(); got.Used != 2 {
 		t.Fatalf("both should have taken spares: %+v", got)
 	}
-	for kind, l := range inos[0] {
-		if inos[1][kind] == l {
-			t.Errorf("two containers share %s", l)
+	for kind, ino := range inos[0] {
+		if inos[1][kind] == ino {
+			t.Errorf("two containers share %s:[%d]", kind, ino)
 		}
 	}
 }
@@ -398,32 +391,14 @@ func sleeper(t *testing.T, cfg *vessel.Config, sp *vessel.Spares) *vessel.Contai
 	return c
 }
 
-// execProbe runs "probe report" in c.
-func execProbe(t *testing.T, c *vessel.Container) *probe.Report {
-	t.Helper()
-	var out bytes.Buffer
-	cmd := vessel.Cmd("/probe", "report")
-	cmd.Stdout, cmd.Stderr = &out, &out
-	p, err := c.Exec(context.Background(), cmd)
-	if err == nil {
-		err = p.Wait()
-	}
-	if err != nil {
-		t.Fatalf("probe report: %v\n%s", err, out.String())
-	}
-	return testutil.MustParseReport(t, out.Bytes())
-}
-
 // loopback returns the report's lo.
 func loopback(t *testing.T, r *probe.Report) probe.Interface {
 	t.Helper()
-	for _, ifc := range r.Interfaces {
-		if ifc.Name == "lo" {
-			return ifc
-		}
+	lo, ok := r.Interface("lo")
+	if !ok {
+		t.Fatalf("no lo among %+v", r.Interfaces)
 	}
-	t.Fatalf("no lo among %+v", r.Interfaces)
-	return probe.Interface{}
+	return lo
 }
 
 // A spare does its network namespace's work while it waits: its control
@@ -435,14 +410,14 @@ func TestSparesNetworkNamespaceWork(t *testing.T) {
 	cfg := withProbe(t, newConfig())
 	usual := sleeper(t, cfg, nil)
 	ctlSocketInNetns(t, "usual start", usual.State().InitPid)
-	if lo := loopback(t, execProbe(t, usual)); !lo.Up || !slices.Contains(lo.Addrs, "127.0.0.1/8") {
+	if lo := loopback(t, execReport(t, usual, "/probe")); !lo.Up || !slices.Contains(lo.Addrs, "127.0.0.1/8") {
 		t.Errorf("usual start: lo %+v, want up with 127.0.0.1/8", lo)
 	}
 
 	sp := readySpares(t, 1, cfg)
 	c := sleeper(t, cfg, sp)
 	ctlSocketInNetns(t, "from a spare", c.State().InitPid)
-	if lo := loopback(t, execProbe(t, c)); !lo.Up || !slices.Contains(lo.Addrs, "127.0.0.1/8") {
+	if lo := loopback(t, execReport(t, c, "/probe")); !lo.Up || !slices.Contains(lo.Addrs, "127.0.0.1/8") {
 		t.Errorf("from a spare: lo %+v, want up with 127.0.0.1/8", lo)
 	}
 
@@ -450,7 +425,7 @@ func TestSparesNetworkNamespaceWork(t *testing.T) {
 	spNone := readySpares(t, 1, none)
 	c = sleeper(t, none, spNone)
 	ctlSocketInNetns(t, "network none, from a spare", c.State().InitPid)
-	if lo := loopback(t, execProbe(t, c)); lo.Up {
+	if lo := loopback(t, execReport(t, c, "/probe")); lo.Up {
 		t.Errorf("network none, from a spare: lo %+v, want down", lo)
 	}
 
@@ -459,21 +434,12 @@ func TestSparesNetworkNamespaceWork(t *testing.T) {
 	c = sleeper(t, joined, spJoined)
 	st := c.State()
 	ctlSocketInNetns(t, "joined network namespace, from a spare", st.InitPid)
-	if a, b := nsOf(t, st.InitPid, "net"), nsOf(t, usual.State().Pid, "net"); a != b {
-		t.Errorf("joined network namespace: the init is in %s, not %s", a, b)
+	if a, b := nsInode(t, st.InitPid, "net"), nsInode(t, usual.State().Pid, "net"); a != b {
+		t.Errorf("joined network namespace: the init is in net:[%d], not net:[%d]", a, b)
 	}
 	for what, s := range map[string]*vessel.Spares{"default": sp, "none": spNone, "joined": spJoined} {
 		if got := s.Stats(); got.Used != 1 {
 			t.Errorf("%s shape: the container did not take the spare: %+v", what, got)
 		}
 	}
-}
-
-func nsOf(t *testing.T, pid int, kind string) string {
-	t.Helper()
-	l, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", pid, kind))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return l
 }

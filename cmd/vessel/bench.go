@@ -20,6 +20,7 @@ import (
 
 	"github.com/openvessel/vessel"
 	"github.com/openvessel/vessel/cgroups"
+	"github.com/openvessel/vessel/namespaces"
 	"github.com/openvessel/vessel/rootfs"
 )
 
@@ -259,13 +260,9 @@ func startTools(dir, root string) []*benchTool {
 	return []*benchTool{vt, libTool("vessel-lib", root, false), libTool("vessel-spare", root, true), bw, rc, fl}
 }
 
-// floorFlags are the namespaces every tool of the start scenario gives
-// its container.
-const floorFlags = syscall.CLONE_NEWNS | syscall.CLONE_NEWPID | syscall.CLONE_NEWUTS |
-	syscall.CLONE_NEWIPC | syscall.CLONE_NEWNET | syscall.CLONE_NEWCGROUP
-
-// benchFloor is "vessel bench floor ROOT CMD...": CMD started in new
-// mount, pid, uts, ipc, net and cgroup namespaces, chrooted into ROOT,
+// benchFloor is "vessel bench floor ROOT CMD...": CMD started in the new
+// namespaces a container gets by default (mount, pid, uts, ipc, net and
+// cgroup: those of every tool of the start scenario), chrooted into ROOT,
 // with nothing else (no cgroup, mount, pivot_root or security profile).
 // Whatever a Go command does to start a container costs at least this;
 // the bench's start scenario measures it as the "floor" row. It changes
@@ -276,7 +273,7 @@ func benchFloor(args []string) int {
 	}
 	cmd := exec.Command(args[1], args[2:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: floorFlags, Chroot: args[0], Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: namespaces.Default().CloneFlags(), Chroot: args[0], Pdeathsig: syscall.SIGKILL}
 	err := cmd.Run()
 	var ee *exec.ExitError
 	switch {

@@ -424,7 +424,9 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 			"this program is dynamically linked (interpreter %s), so it cannot start inside a root filesystem other than the host's: build it with CGO_ENABLED=0", interp)}
 	}
 	ns := c.cfg.Namespaces
-	sys := &syscall.SysProcAttr{Cloneflags: ns.CloneFlags(), Setsid: true}
+	// Not the pid namespace: the init makes it for the workload, whose
+	// main process is its PID 1, and stays outside it.
+	sys := &syscall.SysProcAttr{Cloneflags: ns.CloneFlags() &^ unix.CLONE_NEWPID, Setsid: true}
 	if !c.Detached {
 		sys.Pdeathsig = syscall.SIGKILL
 	}
@@ -447,14 +449,19 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 		sys.Credential = &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: os.Geteuid() != 0}
 	}
 	if c.cg != nil {
-		if fd, ok := c.cg.FD(); ok {
-			sys.UseCgroupFD, sys.CgroupFD = true, fd
+		// The init stays in this program's cgroups; every process it
+		// starts joins the container's, complete with its limits by the
+		// time the config is sent.
+		places, err := c.cg.Places()
+		if err != nil {
+			return &SetupError{Step: "cgroup", Err: err}
 		}
-		// The limits are written, and hierarchies CLONE_INTO_CGROUP
-		// cannot reach (v1 controllers) get the child's pid, before it
-		// does anything.
+		for _, p := range places {
+			ic.Cgroups = append(ic.Cgroups, child.CgroupPlace{Dir: p.Dir, Home: p.Own, V2: p.V2})
+		}
 		prepare = true
 	}
+	ic.CloneParent = c.Detached
 	if c.cfg.needsNetworkSetup() || (plan != nil && plan.NeedsIDMap()) {
 		prepare = true
 	}
@@ -521,34 +528,19 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 		}
 	}
 	cgStarted = true
-	// The init's pid goes into the cgroup's other hierarchies (the v1 ones;
-	// all of them for a spare) as soon as they exist: each move waits for
-	// an RCU grace period, better spent while the init is still starting
-	// than before its config is sent.
-	initPid := make(chan int, 1)
-	go func() {
-		err := finishCgroup()
-		if pid := <-initPid; err == nil && pid > 0 {
-			err = c.joinCgroup(pid)
-		}
-		cgDone <- err
-	}()
+	// The cgroup's limits are written while the init starts; its config
+	// is sent once they are.
+	go func() { cgDone <- finishCgroup() }()
 	if spare == nil {
 		var startErr error
 		onForkThread(func() { startErr = cmd.Start() })
 		childSock.Close()
-		if startErr == nil {
-			initPid <- cmd.Process.Pid
-		} else {
-			initPid <- 0
-		}
 		if startErr != nil {
 			ctl.Close()
 			return &SetupError{Step: "start container init", Path: exe, Err: startErr}
 		}
 		c.logf("init started", "pid", cmd.Process.Pid)
 	} else {
-		initPid <- cmd.Process.Pid
 		c.logf("init taken from spares", "pid", cmd.Process.Pid)
 	}
 	c.mu.Lock()

@@ -433,18 +433,6 @@ func (c *Container) addCleanup(f func() error) {
 	c.mu.Unlock()
 }
 
-// joinCgroup runs in the parent while the child waits for its config: it
-// puts the child in every hierarchy of its cgroup it is not in yet (the v1
-// ones after CLONE_INTO_CGROUP; all of them for a spare init).
-func (c *Container) joinCgroup(pid int) error {
-	if c.cg != nil {
-		if err := c.cg.Add(pid); err != nil {
-			return &SetupError{Step: "join cgroup", Err: err}
-		}
-	}
-	return nil
-}
-
 // Stats returns the container's resource use.
 func (c *Container) Stats() (*Stats, error) {
 	c.mu.Lock()

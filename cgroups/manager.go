@@ -909,3 +909,40 @@ func RemoveGroup(group string) error {
 	}
 	return errors.Join(errs...)
 }
+
+// Place is the cgroup's directory in one hierarchy, beside the directory
+// of the calling process's own cgroup there.
+type Place struct {
+	// Hierarchy is the hierarchy's key ("memory", "cpu,cpuacct", "unified").
+	Hierarchy string
+	Dir       string
+	// Own is the calling process's cgroup directory ("" when it is not
+	// attached to the hierarchy or its cgroup is not visible).
+	Own string
+	// V2 marks the cgroup2 hierarchy.
+	V2 bool
+}
+
+// Places returns the cgroup's directory in every hierarchy with the
+// caller's own, for a process that starts outside the cgroup and puts
+// others in it (a container's init).
+func (m *Manager) Places() ([]Place, error) {
+	self, err := procCgroups(0)
+	if err != nil {
+		return nil, fmt.Errorf("cgroups: reading /proc/self/cgroup: %w", err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []Place
+	for _, key := range m.keys() {
+		h, _ := m.hierarchy(key)
+		p := Place{Hierarchy: key, Dir: m.dirs[key], V2: key == unifiedKey}
+		if cg, ok := self[key]; ok {
+			if dir, err := h.dirOf(cg); err == nil {
+				p.Own = dir
+			}
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}

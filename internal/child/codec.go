@@ -229,6 +229,13 @@ func (e *enc) config(c *Config) {
 		e.i(int64(v))
 	}
 	e.bool(c.Stdio)
+	e.count(len(c.Cgroups), c.Cgroups == nil)
+	for _, g := range c.Cgroups {
+		e.str(g.Dir)
+		e.str(g.Home)
+		e.bool(g.V2)
+	}
+	e.bool(c.CloneParent)
 }
 
 func (d *dec) config(c *Config) {
@@ -279,6 +286,13 @@ func (d *dec) config(c *Config) {
 		}
 	}
 	c.Stdio = d.bool()
+	if n, ok := d.count(); ok {
+		c.Cgroups = make([]CgroupPlace, n)
+		for i := range c.Cgroups {
+			c.Cgroups[i] = CgroupPlace{Dir: d.str(), Home: d.str(), V2: d.bool()}
+		}
+	}
+	c.CloneParent = d.bool()
 }
 
 func (e *enc) hooks(hs []Hook) {
@@ -332,6 +346,16 @@ func (e *enc) process(p *Process) {
 	if e.count(0, p.OOMScoreAdj == nil) {
 		e.i(int64(*p.OOMScoreAdj))
 	}
+	if e.count(0, p.Proc == nil) {
+		e.strs(p.Proc.Dests)
+		e.strs(p.Proc.Masked)
+		e.strs(p.Proc.Readonly)
+	}
+	e.count(len(p.CgroupFDs), p.CgroupFDs == nil)
+	for _, fd := range p.CgroupFDs {
+		e.i(int64(fd))
+	}
+	e.bool(p.Sibling)
 }
 
 func (d *dec) process(p *Process) {
@@ -367,6 +391,16 @@ func (d *dec) process(p *Process) {
 		v := int(d.i())
 		p.OOMScoreAdj = &v
 	}
+	if _, ok := d.count(); ok {
+		p.Proc = &rootfs.ProcSwap{Dests: d.strs(), Masked: d.strs(), Readonly: d.strs()}
+	}
+	if n, ok := d.count(); ok {
+		p.CgroupFDs = make([]int, n)
+		for i := range p.CgroupFDs {
+			p.CgroupFDs[i] = int(d.i())
+		}
+	}
+	p.Sibling = d.bool()
 }
 
 func (e *enc) prepared(p *security.Prepared) {

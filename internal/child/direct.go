@@ -12,6 +12,7 @@ import (
 
 	"github.com/openvessel/vessel/internal/initproto"
 	"github.com/openvessel/vessel/namespaces"
+	"github.com/openvessel/vessel/rootfs"
 	"github.com/openvessel/vessel/security"
 )
 
@@ -78,6 +79,9 @@ var initCalls = sync.OnceValue(func() []security.Call {
 	return calls
 })
 
+// procPidns caches rootfs.ProcPidnsSupported (parent side).
+var procPidns = sync.OnceValue(rootfs.ProcPidnsSupported)
+
 // initSafeRlimit says whether the init can carry an rlimit itself without
 // harm.
 func initSafeRlimit(typ string) bool {
@@ -106,9 +110,16 @@ func DirectReason(cfg *Config) string {
 		return "the process is held in the created state"
 	}
 	for _, j := range cfg.Joins {
-		if j.Kind == namespaces.PID {
+		switch j.Kind {
+		case namespaces.PID:
 			return "the pid namespace is joined"
+		case namespaces.Mount:
+			return "the mount namespace is joined"
 		}
+	}
+	if cfg.Plan != nil && cfg.NewPIDNS && !procPidns() {
+		// The exec stage, PID 1 of the new namespace, mounts its /proc.
+		return "this kernel's proc has no pidns= option: the init cannot mount the /proc of a pid namespace it is not in"
 	}
 	for _, rl := range p.Rlimits {
 		if rl.Type == "RLIMIT_NOFILE" && rl.Soft >= minInitNofile {
@@ -203,18 +214,29 @@ func applyToInit(spec *Process) error {
 	return nil
 }
 
+// spawnOpts is how the init starts one process beyond its spec.
+type spawnOpts struct {
+	// cgroups: the container's cgroup.procs files the process joins
+	// before it runs anything.
+	cgroups []int
+	// held: the process waits before execve until released (spawned.release).
+	held bool
+	// parent: the process becomes the init's sibling (CLONE_PARENT).
+	parent bool
+}
+
 // spawnDirect starts spec's process with fork+exec from the calling
 // thread, which must be the init's main thread after applyToInit. files
 // become descriptors 0, 1, 2, 3...; with a terminal, 0-2 are its slave
-// and the master is returned. The pidfd comes from the clone itself
-// (CLONE_PIDFD).
-func spawnDirect(spec *Process, files []uintptr) (pid, pidfd int, pty *os.File, err error) {
-	fail := func(step, path string, err error) (int, int, *os.File, error) {
-		return 0, -1, nil, &stageError{initproto.ErrorInfo{Step: step, Path: path, Msg: err.Error(), Errno: errnoOf(err)}}
+// and the master is returned. Unless held, it returns once the process
+// has exec'd.
+func spawnDirect(spec *Process, files []uintptr, o spawnOpts) (sp *spawned, pty *os.File, err error) {
+	fail := func(step, path string, err error) (*spawned, *os.File, error) {
+		return nil, nil, &stageError{initproto.ErrorInfo{Step: step, Path: path, Msg: err.Error(), Errno: errnoOf(err)}}
 	}
 	// A path is left to execve, which reports what a check here would
-	// (ENOENT, EACCES for a directory or a file without x), as the
-	// errno of ForkExec's error; a bare name is looked up in PATH.
+	// (ENOENT, EACCES for a directory or a file without x); a bare name
+	// is looked up in PATH.
 	path := spec.Args[0]
 	if !strings.Contains(path, "/") {
 		var err error
@@ -222,6 +244,7 @@ func spawnDirect(spec *Process, files []uintptr) (pid, pidfd int, pty *os.File, 
 			return fail("exec", spec.Args[0], err)
 		}
 	}
+	a := &spawnAttr{setsid: true, pdeathsig: !o.parent, parent: o.parent, cgroups: o.cgroups}
 	if spec.Dir != "" && spec.Dir != "/" {
 		var st unix.Stat_t
 		if err := unix.Stat(spec.Dir, &st); err != nil {
@@ -230,10 +253,16 @@ func spawnDirect(spec *Process, files []uintptr) (pid, pidfd int, pty *os.File, 
 			return fail("chdir", spec.Dir, unix.ENOTDIR)
 		}
 	}
-	pidfd = -1
-	sys := &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL, PidFD: &pidfd}
+	if spec.Dir != "" {
+		d, err := syscall.BytePtrFromString(spec.Dir)
+		if err != nil {
+			return fail("chdir", spec.Dir, err)
+		}
+		a.dir = d
+	}
 	if spec.UID != 0 || spec.GID != 0 || (spec.SetGroups && len(spec.Groups) > 0) {
-		sys.Credential = &syscall.Credential{Uid: spec.UID, Gid: spec.GID, Groups: spec.Groups, NoSetGroups: !spec.SetGroups || len(spec.Groups) == 0}
+		a.cred, a.uid, a.gid = true, spec.UID, spec.GID
+		a.setgroups, a.groups = spec.SetGroups && len(spec.Groups) > 0, spec.Groups
 	}
 	var master *os.File
 	if spec.TTY {
@@ -244,9 +273,13 @@ func spawnDirect(spec *Process, files []uintptr) (pid, pidfd int, pty *os.File, 
 		defer unix.Close(slave)
 		master = m
 		files = append([]uintptr{uintptr(slave), uintptr(slave), uintptr(slave)}, files[min(3, len(files)):]...)
-		sys.Setctty, sys.Ctty = true, 0
+		a.setctty = true
 	}
-	pid, err = syscall.ForkExec(path, spec.Args, &syscall.ProcAttr{Dir: spec.Dir, Env: spec.Env, Files: files, Sys: sys})
+	a.fds = make([]int, len(files))
+	for i, f := range files {
+		a.fds[i] = int(f)
+	}
+	sp, err = spawnRaw(path, spec.Args, spec.Env, a, o.held)
 	if err != nil {
 		if master != nil {
 			master.Close()
@@ -255,9 +288,9 @@ func spawnDirect(spec *Process, files []uintptr) (pid, pidfd int, pty *os.File, 
 		if timeNSPending && errors.Is(err, unix.EINVAL) {
 			msg = timeNSForkMsg
 		}
-		return 0, -1, nil, &stageError{initproto.ErrorInfo{Step: "exec", Path: path, Msg: msg, Errno: errnoOf(err)}}
+		return nil, nil, &stageError{initproto.ErrorInfo{Step: "exec", Path: path, Msg: msg, Errno: errnoOf(err)}}
 	}
-	return pid, pidfd, master, nil
+	return sp, master, nil
 }
 
 // openPTY allocates a pseudo-terminal from the container's devpts and

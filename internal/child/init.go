@@ -132,6 +132,22 @@ type Config struct {
 	// main process's stdin, stdout and stderr (an init started ahead of
 	// its container, see vessel.Spares).
 	Stdio bool `json:"stdio,omitempty"`
+	// Cgroups is the container's cgroup in each hierarchy. The init stays
+	// out of it (in Home); every process it starts joins it before it
+	// runs anything.
+	Cgroups []CgroupPlace `json:"cgroups,omitempty"`
+	// CloneParent: the main process becomes the init's sibling, the
+	// child of whoever started the init (an OCI supervisor reaps it).
+	CloneParent bool `json:"cloneParent,omitempty"`
+}
+
+// CgroupPlace is the container's cgroup directory in one hierarchy and
+// the init's own there.
+type CgroupPlace struct {
+	Dir  string `json:"dir"`
+	Home string `json:"home,omitempty"`
+	// V2: a cgroup2 hierarchy (processes move whole; in v1 one thread can).
+	V2 bool `json:"v2,omitempty"`
 }
 
 // Process is what the init (directly) or the exec stage needs to start
@@ -155,6 +171,15 @@ type Process struct {
 	Security    *security.Prepared `json:"security,omitempty"`
 	Rlimits     []limits.Rlimit    `json:"rlimits,omitempty"`
 	OOMScoreAdj *int               `json:"oomScoreAdj,omitempty"`
+	// Proc, for an exec stage that is PID 1 of the container's pid
+	// namespace: the /proc mounts it replaces with its namespace's.
+	Proc *rootfs.ProcSwap `json:"proc,omitempty"`
+	// CgroupFDs are the exec stage's descriptors of the container's
+	// cgroup.procs files; it joins them right before execve.
+	CgroupFDs []int `json:"cgroupFDs,omitempty"`
+	// Sibling: the process is not the init's child (CloneParent), so no
+	// parent-death signal.
+	Sibling bool `json:"sibling,omitempty"`
 }
 
 // exitWith reports a setup failure to the parent and exits.
@@ -232,6 +257,9 @@ func runInit() {
 		}
 	}()
 	conn := initproto.FromFD(syncFD())
+	if err := openSelfExe(); err != nil {
+		os.Exit(125)
+	}
 	// The network namespace work a spare does while it waits, its
 	// namespaces being those of its container already.
 	rebound, loUp := false, false
@@ -306,8 +334,15 @@ func runInit() {
 			exitWith(conn, "join "+string(j.Kind)+" namespace", j.Path, err)
 		}
 	}
+	// The container's cgroup, opened while the host's cgroup tree is in
+	// view: each process joins it from these, and the cgroup namespace
+	// is rooted there.
+	cg, err := openCgroups(cfg.Cgroups)
+	if err != nil {
+		exitWith(conn, "open container cgroup", "", err)
+	}
 	if cfg.NewCgroupNS {
-		if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
+		if err := unshareCgroupNS(cfg.Cgroups); err != nil {
 			exitWith(conn, "unshare cgroup namespace", "", err)
 		}
 	}
@@ -354,8 +389,21 @@ func runInit() {
 			exitWith(conn, "setdomainname", *cfg.Domainname, err)
 		}
 	}
-	in := &initState{conn: conn, cfg: &cfg, procs: map[int]procRef{}}
+	in := &initState{conn: conn, cfg: &cfg, procs: map[int]procRef{}, cg: cg}
 	in.direct = cfg.Direct
+	// The workload's own pid namespace: the next process this thread
+	// forks is its PID 1, those after it join it. The init stays where it
+	// is, invisible from inside.
+	if cfg.NewPIDNS {
+		if err := unix.Unshare(unix.CLONE_NEWPID); err != nil {
+			exitWith(conn, "unshare pid namespace", "", err)
+		}
+	}
+	// Its /proc: the one Setup mounted shows the init's namespace.
+	var swap *rootfs.ProcSwap
+	if cfg.Plan != nil && (cfg.NewPIDNS || joinsPID(cfg.Joins)) {
+		swap = cfg.Plan.ProcSwap()
+	}
 	if in.direct {
 		if err := applyToInit(&cfg.Process); err != nil {
 			var se *stageError
@@ -376,13 +424,29 @@ func runInit() {
 		pidfd = -1
 		pty   *os.File
 		sp    *stageProc
-		err   error
 	)
 	if in.direct {
-		pid, pidfd, pty, err = spawnDirect(&cfg.Process, files)
-	} else if sp, err = startStage(&cfg.Process, files); err == nil {
-		if err = sp.await(cfg.Process.WaitStart); err == nil {
-			pid, pty, sp.pty = sp.pid, sp.pty, nil
+		var ds *spawned
+		ds, pty, err = spawnDirect(&cfg.Process, files, spawnOpts{cgroups: cg.procs, held: swap != nil, parent: cfg.CloneParent})
+		if err == nil && swap != nil {
+			if err = swapProcOf(swap, ds.pidfd); err != nil {
+				ds.abort()
+				exitWith(conn, "mount /proc", "/proc", err)
+			}
+			if err = ds.release(); err != nil {
+				err = &stageError{initproto.ErrorInfo{Step: "exec", Path: cfg.Process.Args[0], Msg: err.Error(), Errno: errnoOf(err)}}
+			}
+		}
+		if err == nil {
+			pid, pidfd = ds.pid, ds.pidfd
+		}
+	} else {
+		spec := cfg.Process
+		spec.Proc = swap
+		if sp, err = startStage(&spec, files, cg.procs, cfg.CloneParent); err == nil {
+			if err = sp.await(cfg.Process.WaitStart); err == nil {
+				pid, pty, sp.pty = sp.pid, sp.pty, nil
+			}
 		}
 	}
 	for i := 0; i < cfg.NumExtras; i++ {
@@ -435,6 +499,8 @@ type initState struct {
 	// direct: the init carries the process settings itself and starts
 	// processes with fork+exec (direct.go), not through the exec stage.
 	direct bool
+	// cg is the container's cgroup, which every process joins.
+	cg *cgroupSet
 
 	// The main thread waits in epoll for everything at once: control
 	// connections, the attach socket, pidfds of the processes it started
@@ -577,7 +643,14 @@ func (in *initState) serve(sigs chan os.Signal) {
 				in.accept(listen)
 				continue
 			}
-			if _, ok := in.pidOf_[fd]; ok {
+			if pid, ok := in.pidOf_[fd]; ok {
+				if pid == in.main && in.cfg.CloneParent {
+					// Not our child: its parent reaps it and has its
+					// status. The container is over.
+					in.broadcast(&initproto.Message{Type: initproto.TypeExit, Exit: &initproto.ExitInfo{}}, 0)
+					in.killAll()
+					os.Exit(0)
+				}
 				in.reap()
 				continue
 			}
@@ -601,13 +674,25 @@ func (in *initState) serve(sigs chan os.Signal) {
 	}
 }
 
-func (in *initState) killAll() {
-	if in.cfg.NewPIDNS {
-		// Exiting as PID 1 kills every process in the namespace.
+func (in *initState) killAll() { in.signalAll(unix.SIGKILL) }
+
+// signalAll sends sig to every process of the container: to each in its
+// cgroup when it has one, else to each the init started. SIGKILL to the
+// main process, PID 1 of the container's own pid namespace, ends every
+// process in that namespace too. The init never signals anything of its
+// own namespace beyond what it started.
+func (in *initState) signalAll(sig syscall.Signal) {
+	if in.cfg.NewPIDNS && sig == unix.SIGKILL && in.main > 0 {
+		_ = unix.Kill(in.main, sig)
+	}
+	if pids := in.cg.pids(); pids != nil {
+		for _, pid := range pids {
+			_ = unix.Kill(pid, sig)
+		}
 		return
 	}
 	for pid := range in.procs {
-		_ = unix.Kill(pid, unix.SIGKILL)
+		_ = unix.Kill(pid, sig)
 	}
 }
 
@@ -636,14 +721,7 @@ func (in *initState) handle(r *initproto.Received, from *initproto.Conn) {
 	switch r.Type {
 	case initproto.TypeSignal:
 		if r.ID == -1 {
-			// Every process of the container.
-			if in.cfg.NewPIDNS {
-				_ = unix.Kill(-1, syscall.Signal(r.Signal))
-			} else {
-				for pid := range in.procs {
-					_ = unix.Kill(pid, syscall.Signal(r.Signal))
-				}
-			}
+			in.signalAll(syscall.Signal(r.Signal))
 			return
 		}
 		if pid, ok := in.pidOf(r.ID, from); ok {
@@ -683,11 +761,19 @@ func (in *initState) handle(r *initproto.Received, from *initproto.Conn) {
 		for i, f := range r.Files {
 			fds[i] = f.Fd()
 		}
-		spawnFn := spawn
+		var (
+			pid, pidfd int
+			pty        *os.File
+			err        error
+		)
 		if in.direct {
-			spawnFn = spawnDirect
+			var ds *spawned
+			if ds, pty, err = spawnDirect(&spec, fds, spawnOpts{cgroups: in.cg.procs}); err == nil {
+				pid, pidfd = ds.pid, ds.pidfd
+			}
+		} else {
+			pid, pidfd, pty, err = spawn(&spec, fds, in.cg.procs)
 		}
-		pid, pidfd, pty, err := spawnFn(&spec, fds)
 		if err != nil {
 			var se *stageError
 			if errors.As(err, &se) {
@@ -771,21 +857,38 @@ type stageProc struct {
 
 // startStage starts the exec stage for spec; files become the process's
 // descriptors 0, 1, 2, 3...
-func startStage(spec *Process, files []uintptr) (*stageProc, error) {
-	parent, child, err := initproto.Pair()
+func startStage(spec *Process, files []uintptr, cgroups []int, sibling bool) (*stageProc, error) {
+	parentEnd, child, err := initproto.Pair()
 	if err != nil {
 		return nil, err
 	}
 	all := append(append([]uintptr{}, files...), child.Fd())
-	env := []string{envStage + "=" + stageExec, envSync + "=" + strconv.Itoa(len(all)-1), "GOMAXPROCS=1"}
-	pid, err := syscall.ForkExec("/proc/self/exe", []string{"vessel-exec"}, &syscall.ProcAttr{
-		Env:   env,
-		Files: all,
-		// No Pdeathsig here: os/exec's check of it compares getppid()
-		// with our pid, which fails when the child sits in a joined pid
-		// namespace where we are invisible. The stage sets it itself.
-	})
+	sync := len(all) - 1
+	s := *spec
+	s.CgroupFDs, s.Sibling = nil, sibling
+	for _, fd := range cgroups {
+		s.CgroupFDs = append(s.CgroupFDs, len(all))
+		all = append(all, uintptr(fd))
+	}
+	spec = &s
+	env := []string{envStage + "=" + stageExec, envSync + "=" + strconv.Itoa(sync), "GOMAXPROCS=1"}
+	// The stage is this program, executed from the descriptor the init
+	// opened before the container's /proc replaced its own. No
+	// parent-death signal here: the stage sets it itself.
+	a := &spawnAttr{parent: sibling, execFD: selfExeFD, useExecFD: true}
+	for _, fd := range all {
+		a.fds = append(a.fds, int(fd))
+	}
+	var pid int
+	ds, err := spawnRaw("", []string{"vessel-exec"}, env, a, false)
+	if err == nil {
+		pid = ds.pid
+		if ds.pidfd >= 0 {
+			unix.Close(ds.pidfd)
+		}
+	}
 	child.Close()
+	parent := parentEnd
 	if err != nil {
 		parent.Close()
 		msg := err.Error()
@@ -863,8 +966,8 @@ func (sp *stageProc) release() error {
 
 // spawn starts a process through the exec stage and returns once it has
 // been execve()d (without a pidfd: -1).
-func spawn(spec *Process, files []uintptr) (int, int, *os.File, error) {
-	sp, err := startStage(spec, files)
+func spawn(spec *Process, files []uintptr, cgroups []int) (int, int, *os.File, error) {
+	sp, err := startStage(spec, files, cgroups, false)
 	if err != nil {
 		return 0, -1, nil, err
 	}
@@ -885,9 +988,6 @@ func errnoOf(err error) int {
 // runExecStage applies one process's settings and execve()s it. Its sync
 // socket is close-on-exec: the parent sees end-of-file once execve worked.
 func runExecStage() {
-	// Die with the init: with a shared or joined pid namespace the init's
-	// death does not end us otherwise.
-	_ = unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0)
 	conn := initproto.FromFD(syncFD())
 	r, err := conn.Expect(initproto.TypeConfig)
 	if err != nil {
@@ -896,6 +996,17 @@ func runExecStage() {
 	var spec Process
 	if err := decodeProcess(r.Raw, &spec); err != nil {
 		exitWith(conn, "read process config", "", err)
+	}
+	if !spec.Sibling {
+		// Die with the init: its death would not end us otherwise.
+		_ = unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0)
+	}
+	if spec.Proc != nil {
+		// PID 1 of the container's pid namespace: its /proc, mounted
+		// from here (the init is not in that namespace).
+		if err := rootfs.SwapProc(spec.Proc, -1); err != nil {
+			exitWith(conn, "mount /proc", "/proc", err)
+		}
 	}
 	if spec.TTY {
 		if err := setupTTY(conn, &spec); err != nil {
@@ -947,6 +1058,14 @@ func runExecStage() {
 	cred := security.Credential{UID: spec.UID, GID: spec.GID, Groups: spec.Groups}
 	if !spec.SetGroups {
 		cred.Groups = nil
+	}
+	// Into the container's cgroup last, so that this Go program's own
+	// threads count there as briefly as can be (execve ends them).
+	for _, fd := range spec.CgroupFDs {
+		if _, err := unix.Write(fd, []byte("0")); err != nil {
+			exitWith(conn, "join container cgroup", "", err)
+		}
+		unix.Close(fd)
 	}
 	if _, err := security.Apply(prep, cred); err != nil {
 		var se *security.StepError

@@ -600,6 +600,16 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 			}
 		}
 	}
+	if len(ic.Cgroups) > 0 {
+		// Opened here, where the kernel will check the opener's
+		// credentials (an init in a user namespace could not open them).
+		cgFiles, err := child.CgroupFiles(ic.Cgroups)
+		if err != nil {
+			initproto.CloseFiles(cfgFiles)
+			return fail(&SetupError{Step: "open container cgroup", Err: err})
+		}
+		cfgFiles = append(cfgFiles, cgFiles...)
+	}
 	err = ctl.SendRaw(initproto.TypeConfig, child.EncodeConfig(ic), append(stdioFiles, cfgFiles...)...)
 	initproto.CloseFiles(cfgFiles)
 	initproto.CloseFiles(stdioEnd)

@@ -280,9 +280,11 @@ func TestExecSameNamespaces(t *testing.T) {
 					t.Errorf("%s: exec'd process in %d, main process in %d", kind, ino, want)
 				}
 			}
-			// The exec'd process is a child of the container's init, in
-			// the container's cgroup (its namespace root when it has one).
-			if tc.name != "sharedpid" && (r.PPID != 1 || len(r.NSPID) != 1) {
+			// The exec'd process joins the main process's pid namespace
+			// (PID 1 there is the main process; its parent, the init, is
+			// outside: ppid 0), in the container's cgroup (its namespace
+			// root when it has one).
+			if tc.name != "sharedpid" && (r.PPID != 0 || len(r.NSPID) != 1 || r.NSPID[0] < 2) {
 				t.Errorf("exec'd process: ppid %d nspid %v", r.PPID, r.NSPID)
 			}
 			for _, cg := range r.Cgroups {

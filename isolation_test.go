@@ -53,9 +53,9 @@ func hostNS(t testing.TB, kind string) uint64 {
 
 func TestPIDNamespace(t *testing.T) {
 	r := report(t, newConfig())
-	// PID 1 is the container's init; the probe is its child, with a small
-	// pid of the container's own numbering.
-	if r.PPID != 1 || r.PID > 64 || len(r.NSPID) != 1 {
+	// The probe, the main process, is PID 1 of its own pid namespace;
+	// its parent (vessel's init) is outside it, so ppid 0.
+	if r.PID != 1 || r.PPID != 0 || len(r.NSPID) != 1 || r.NSPID[0] != 1 {
 		t.Fatalf("new pid ns: pid %d ppid %d nspid %v", r.PID, r.PPID, r.NSPID)
 	}
 	if r.Namespaces["pid"] == hostNS(t, "pid") {
@@ -239,8 +239,8 @@ func TestJoinNamespaces(t *testing.T) {
 		t.Errorf("hostname in joined uts %q", r.Hostname)
 	}
 	// In the joined pid namespace the probe sees the first container's
-	// processes (its init and sleep).
-	if r.ProcCount < 3 {
+	// sleep (PID 1 there) and itself, and nothing of vessel.
+	if r.ProcCount != 2 {
 		t.Errorf("joined pid ns shows %d processes", r.ProcCount)
 	}
 }

@@ -52,7 +52,9 @@ func TestNestedContainer(t *testing.T) {
 			}
 		}
 	}
-	if inner.Hostname != "inner" || inner.PPID != 1 {
+	// The inner probe is PID 1 of its own pid namespace: its parent (the
+	// inner container's init) is outside it.
+	if inner.Hostname != "inner" || inner.PPID != 0 || inner.PID != 1 {
 		t.Fatalf("inner container: hostname %q ppid %d", inner.Hostname, inner.PPID)
 	}
 	for _, k := range []string{"pid", "mnt", "uts", "ipc", "net"} {

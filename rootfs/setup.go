@@ -97,7 +97,11 @@ func Setup(p *Plan) error {
 		return err
 	}
 	procClone, sysClone := -1, -1
-	if p.UserNS && !p.NewPID && !p.has("/proc") {
+	// In a user namespace a new proc instance can only be one of a pid
+	// namespace of that user namespace: the host's is cloned instead
+	// (with a pid namespace of the container's own, SwapProc replaces it
+	// once that namespace has its first process).
+	if p.UserNS && !p.has("/proc") {
 		if procClone, err = cloneTree("/proc", true); err != nil {
 			return stepErr("clone host /proc", "/proc", err)
 		}

@@ -311,6 +311,12 @@ func runInit() {
 	if err := unix.CloseRange(uint(syncFD()+1+cfg.NumExtras), ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err != nil {
 		exitWith(conn, "close inherited descriptors", "", err)
 	}
+	// The container's cgroup files come last (cgroupFiles).
+	var cgFiles []*os.File
+	if n := len(cfgFiles) - len(cfg.IDMapped); n > 0 {
+		cgFiles = cfgFiles[len(cfg.IDMapped):]
+		cfgFiles = cfgFiles[:len(cfg.IDMapped)]
+	}
 	// Idmapped mounts the parent made come with the config, in the order
 	// cfg.IDMapped lists: -1 the root, i the i-th mount.
 	for i, idx := range cfg.IDMapped {
@@ -334,15 +340,14 @@ func runInit() {
 			exitWith(conn, "join "+string(j.Kind)+" namespace", j.Path, err)
 		}
 	}
-	// The container's cgroup, opened while the host's cgroup tree is in
-	// view: each process joins it from these, and the cgroup namespace
-	// is rooted there.
-	cg, err := openCgroups(cfg.Cgroups)
+	// The container's cgroup, opened by the parent: each process joins
+	// it from these, and the cgroup namespace is rooted there.
+	cg, err := takeCgroups(cfg.Cgroups, cgFiles)
 	if err != nil {
-		exitWith(conn, "open container cgroup", "", err)
+		exitWith(conn, "container cgroup", "", err)
 	}
 	if cfg.NewCgroupNS {
-		if err := unshareCgroupNS(cfg.Cgroups); err != nil {
+		if err := cg.unshareNS(); err != nil {
 			exitWith(conn, "unshare cgroup namespace", "", err)
 		}
 	}

@@ -22,30 +22,105 @@ import (
 // CPU limits count the workload alone, nothing it does can starve or
 // signal the init, and it sees nothing of vessel.
 
-// cgroupSet is the container's cgroup as the init holds it.
+// cgroupSet is the container's cgroup as the init holds it: files the
+// parent opened (so that an init in a user namespace, which could not
+// open them, can use them: the kernel checks the opener's credentials).
 type cgroupSet struct {
 	// procs are its cgroup.procs files, open for writing.
 	procs []int
-	// list is one of them open for reading (the container's processes).
+	// join and home, per hierarchy where the init's own cgroup is known:
+	// the files that move the init's main thread into the container's
+	// cgroup (v1 tasks, v2 cgroup.procs) and back into its own.
+	join, home []int
+	v2         []bool
+	// list is a cgroup.procs open for reading (the container's processes).
 	list int
 }
 
-// openCgroups opens the container's cgroup.procs files while the host's
-// cgroup tree is in view (before the root filesystem and the cgroup
-// namespace change it). The init holds them for its life.
-func openCgroups(places []CgroupPlace) (*cgroupSet, error) {
-	cg := &cgroupSet{list: -1}
-	for _, p := range places {
-		fd, err := unix.Open(p.Dir+"/cgroup.procs", unix.O_WRONLY|unix.O_CLOEXEC, 0)
+// CgroupFiles opens what the init of a container with these places
+// needs, in the order it takes them (takeCgroups): per place its
+// cgroup.procs, then, when the place has a Home, the file that moves a
+// thread into it (tasks in v1) and the one that moves it home; last, a
+// cgroup.procs to read. The caller closes them once sent.
+func CgroupFiles(places []CgroupPlace) ([]*os.File, error) {
+	var files []*os.File
+	open := func(p string, flag int) error {
+		f, err := os.OpenFile(p, flag|unix.O_CLOEXEC, 0)
 		if err != nil {
-			return nil, &os.PathError{Op: "open", Path: p.Dir + "/cgroup.procs", Err: err}
+			return err
 		}
-		cg.procs = append(cg.procs, fd)
+		files = append(files, f)
+		return nil
+	}
+	fail := func(err error) ([]*os.File, error) {
+		for _, f := range files {
+			f.Close()
+		}
+		return nil, err
+	}
+	for _, p := range places {
+		if err := open(p.Dir+"/cgroup.procs", os.O_WRONLY); err != nil {
+			return fail(err)
+		}
+		if p.Home == "" {
+			continue
+		}
+		thread := "/tasks"
+		if p.V2 {
+			thread = "/cgroup.procs"
+		}
+		if err := open(p.Dir+thread, os.O_WRONLY); err != nil {
+			return fail(err)
+		}
+		if err := open(p.Home+thread, os.O_WRONLY); err != nil {
+			return fail(err)
+		}
 	}
 	if len(places) > 0 {
-		fd, err := unix.Open(places[0].Dir+"/cgroup.procs", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err := open(places[0].Dir+"/cgroup.procs", os.O_RDONLY); err != nil {
+			return fail(err)
+		}
+	}
+	return files, nil
+}
+
+// takeCgroups takes the files CgroupFiles opened (they stay open for the
+// init's life).
+func takeCgroups(places []CgroupPlace, files []*os.File) (*cgroupSet, error) {
+	cg := &cgroupSet{list: -1}
+	take := func() (int, error) {
+		if len(files) == 0 {
+			return -1, errors.New("fewer cgroup files than the config's cgroups need")
+		}
+		f := files[0]
+		files = files[1:]
+		nfd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 3)
+		f.Close()
+		return nfd, err
+	}
+	for _, p := range places {
+		fd, err := take()
 		if err != nil {
-			return nil, &os.PathError{Op: "open", Path: places[0].Dir + "/cgroup.procs", Err: err}
+			return nil, err
+		}
+		cg.procs = append(cg.procs, fd)
+		if p.Home == "" {
+			continue
+		}
+		j, err := take()
+		if err != nil {
+			return nil, err
+		}
+		h, err := take()
+		if err != nil {
+			return nil, err
+		}
+		cg.join, cg.home, cg.v2 = append(cg.join, j), append(cg.home, h), append(cg.v2, p.V2)
+	}
+	if len(places) > 0 {
+		fd, err := take()
+		if err != nil {
+			return nil, err
 		}
 		cg.list = fd
 	}
@@ -81,43 +156,34 @@ func (cg *cgroupSet) pids() []int {
 	return pids
 }
 
-// unshareCgroupNS makes the init's main thread a cgroup namespace rooted
-// at the container's cgroup: the namespace's root is the cgroup the
-// thread is in when it unshares, so the thread goes there for that moment
-// and back home after (in v1 one thread moves; in v2 the whole init,
-// whose own threads are then briefly counted there, before any workload
+// unshareNS makes the init's main thread a cgroup namespace rooted at
+// the container's cgroup: the namespace's root is the cgroup the thread
+// is in when it unshares, so the thread goes there for that moment and
+// back home after (in v1 one thread moves; in v2 the whole init, whose
+// own threads are then briefly counted there, before any workload
 // process exists).
-func unshareCgroupNS(places []CgroupPlace) error {
-	tid := strconv.Itoa(unix.Gettid())
-	move := func(dir string, v2 bool) error {
-		file, who := "/tasks", tid
-		if v2 {
-			file, who = "/cgroup.procs", "0"
+func (cg *cgroupSet) unshareNS() error {
+	tid := []byte(strconv.Itoa(unix.Gettid()))
+	move := func(fds []int) error {
+		for i, fd := range fds {
+			who := tid
+			if cg.v2[i] {
+				who = []byte("0")
+			}
+			if _, err := unix.Write(fd, who); err != nil {
+				return err
+			}
 		}
-		return os.WriteFile(dir+file, []byte(who), 0)
+		return nil
 	}
-	for _, p := range places {
-		if p.Home == "" {
-			continue
-		}
-		if err := move(p.Dir, p.V2); err != nil {
-			return err
-		}
+	err := move(cg.join)
+	if err == nil {
+		err = unix.Unshare(unix.CLONE_NEWCGROUP)
 	}
-	uerr := unix.Unshare(unix.CLONE_NEWCGROUP)
-	var errs []error
-	for _, p := range places {
-		if p.Home == "" {
-			continue
-		}
-		if err := move(p.Home, p.V2); err != nil {
-			errs = append(errs, err)
-		}
+	if herr := move(cg.home); err == nil {
+		err = herr
 	}
-	if uerr != nil {
-		return uerr
-	}
-	return errors.Join(errs...)
+	return err
 }
 
 // joinsPID reports whether the init joins a pid namespace.

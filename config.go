@@ -41,6 +41,8 @@ type ProcessConfig struct {
 	// Rows and Cols are the terminal's initial size.
 	Rows uint16 `json:"rows,omitempty"`
 	Cols uint16 `json:"cols,omitempty"`
+	// idle: the main process is vessel's idle PID 1 (Pool), not Args.
+	idle bool
 }
 
 // Config is what a container is. Build it with NewConfig and the With

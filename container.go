@@ -162,6 +162,7 @@ func (c *Container) processSpec(p *ProcessConfig) child.Process {
 		Security:    c.secPrep,
 		Rlimits:     c.cfg.Rlimits,
 		OOMScoreAdj: c.cfg.OOMScoreAdj,
+		Idle:        p.idle,
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/openvessel/vessel/cgroups"
+	"github.com/openvessel/vessel/internal/child"
 	"github.com/openvessel/vessel/namespaces"
 	"github.com/openvessel/vessel/rootfs"
 
@@ -29,7 +30,9 @@ var ErrPoolClosed = errors.New("vessel: pool closed")
 // Pool keeps containers started and idle, so that callers running many
 // short jobs (judges, test runners) pay an Exec instead of a whole
 // container start per job. Each pooled container runs an idle main process
-// (the config's command, or "sleep infinity") as an unprivileged user the
+// (the config's command, or vessel's own idle process, which reaps what
+// jobs leave, as PID 1 of the container's pid namespace must) as an
+// unprivileged user the
 // jobs cannot trace; a job runs in it through Exec, and when the job is
 // done the container is reset before it serves the next one: every process
 // the job left is killed, every writable mount (the tmpfs mounts, /dev,
@@ -99,7 +102,9 @@ func NewPool(cfg *Config, size int) (*Pool, error) {
 		live:    map[*PooledContainer]bool{},
 	}
 	if len(pc.Process.Args) == 0 {
-		pc.Process.Args = []string{"sleep", "infinity"}
+		// PID 1 of the container's pid namespace inherits what a job
+		// leaves behind: vessel's idle process reaps it.
+		pc.Process.Args, pc.Process.idle = []string{child.IdleArg0}, true
 	}
 	uid := uint32(idleUID)
 	if p.jobUser.UID == uid {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -107,12 +108,16 @@ func TestPoolJobsDoNotSeeEachOther(t *testing.T) {
 	if !strings.Contains(out, "1777") {
 		t.Errorf("/tmp mode not restored to 1777:\n%s", out)
 	}
-	// Processes: the init (the vessel binary), the idle sleep, and this
-	// job's shell and its pipeline; no sleep of the first job.
+	// Processes: the idle PID 1 (the vessel binary: the test binary
+	// here), and this job's shell and its pipeline; no sleep of the first
+	// job, not even a zombie.
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	procs := lines[len(lines)-1]
-	if n := strings.Count(procs, "sleep"); n != 1 {
-		t.Errorf("second job sees %d sleep processes, want only the idle one: %s", n, procs)
+	if n := strings.Count(procs, "sleep"); n != 0 {
+		t.Errorf("second job sees %d sleep processes of the first: %s", n, procs)
+	}
+	if n := strings.Count(procs, filepath.Base(os.Args[0])[:min(15, len(filepath.Base(os.Args[0])))]); n != 1 {
+		t.Errorf("second job sees %d idle processes, want 1: %s", n, procs)
 	}
 	pc, err = p.Get(context.Background())
 	if err != nil {
@@ -124,7 +129,7 @@ func TestPoolJobsDoNotSeeEachOther(t *testing.T) {
 	}
 }
 
-// TestPoolReplacesBrokenContainer kills the idle process from a job: the
+// TestPoolReplacesBrokenContainer kills the idle process (from the host): the
 // container cannot be reused and a fresh one takes its place.
 func TestPoolReplacesBrokenContainer(t *testing.T) {
 	p := newPool(t, poolConfig(t), 1)
@@ -139,6 +144,14 @@ func TestPoolReplacesBrokenContainer(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = proc.Wait()
+	// The job's kill -9 -1 spares PID 1 of the container's pid namespace,
+	// as any init: break the container from the host instead.
+	if err := unix.Kill(idle, 0); err != nil {
+		t.Fatalf("a job's kill -9 -1 killed the container's PID 1: %v", err)
+	}
+	if err := unix.Kill(idle, unix.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
 	pc.Release()
 	waitGone(t, idle)
 	out, st := poolSh(t, p, "echo alive")

@@ -356,6 +356,7 @@ func (e *enc) process(p *Process) {
 		e.i(int64(fd))
 	}
 	e.bool(p.Sibling)
+	e.bool(p.Idle)
 }
 
 func (d *dec) process(p *Process) {
@@ -401,6 +402,7 @@ func (d *dec) process(p *Process) {
 		}
 	}
 	p.Sibling = d.bool()
+	p.Idle = d.bool()
 }
 
 func (e *enc) prepared(p *security.Prepared) {

@@ -238,13 +238,17 @@ func spawnDirect(spec *Process, files []uintptr, o spawnOpts) (sp *spawned, pty 
 	// (ENOENT, EACCES for a directory or a file without x); a bare name
 	// is looked up in PATH.
 	path := spec.Args[0]
-	if !strings.Contains(path, "/") {
+	args, env := spec.Args, spec.Env
+	a := &spawnAttr{setsid: true, pdeathsig: !o.parent, parent: o.parent, cgroups: o.cgroups}
+	if spec.Idle {
+		path, args, env = "", []string{IdleArg0}, []string{envStage + "=" + stageIdle}
+		a.execFD, a.useExecFD = selfExeFD, true
+	} else if !strings.Contains(path, "/") {
 		var err error
 		if path, err = lookPath(path, spec.Env); err != nil {
 			return fail("exec", spec.Args[0], err)
 		}
 	}
-	a := &spawnAttr{setsid: true, pdeathsig: !o.parent, parent: o.parent, cgroups: o.cgroups}
 	if spec.Dir != "" && spec.Dir != "/" {
 		var st unix.Stat_t
 		if err := unix.Stat(spec.Dir, &st); err != nil {
@@ -279,7 +283,7 @@ func spawnDirect(spec *Process, files []uintptr, o spawnOpts) (sp *spawned, pty 
 	for i, f := range files {
 		a.fds[i] = int(f)
 	}
-	sp, err = spawnRaw(path, spec.Args, spec.Env, a, o.held)
+	sp, err = spawnRaw(path, args, env, a, o.held)
 	if err != nil {
 		if master != nil {
 			master.Close()

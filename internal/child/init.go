@@ -33,6 +33,7 @@ const (
 
 	stageInit = "init"
 	stageExec = "exec"
+	stageIdle = "idle"
 )
 
 // ControlFD is the descriptor the init finds its control socket on.
@@ -77,6 +78,8 @@ func Main() {
 		runInit()
 	case stageExec:
 		runExecStage()
+	case stageIdle:
+		runIdle()
 	}
 	os.Exit(125)
 }
@@ -180,6 +183,9 @@ type Process struct {
 	// Sibling: the process is not the init's child (CloneParent), so no
 	// parent-death signal.
 	Sibling bool `json:"sibling,omitempty"`
+	// Idle: instead of Args, this program runs as an idle PID 1 that
+	// reaps what other processes leave (runIdle; vessel.Pool's).
+	Idle bool `json:"idle,omitempty"`
 }
 
 // exitWith reports a setup failure to the parent and exits.
@@ -1037,6 +1043,10 @@ func runExecStage() {
 		}
 	}
 	path, err := lookPath(spec.Args[0], spec.Env)
+	if spec.Idle {
+		path, err = "/proc/self/exe", nil
+		spec.Args, spec.Env = []string{IdleArg0}, []string{envStage + "=" + stageIdle}
+	}
 	if err != nil {
 		exitWith(conn, "exec", spec.Args[0], err)
 	}
@@ -1224,7 +1234,7 @@ func (p Process) forExec(req *ExecRequest) Process {
 		out.UID, out.GID, out.Groups = req.User.UID, req.User.GID, req.User.Groups
 	}
 	out.TTY, out.Rows, out.Cols = req.TTY, req.Rows, req.Cols
-	out.WaitStart = false
+	out.WaitStart, out.Idle, out.Sibling, out.Proc = false, false, false, nil
 	return out
 }
 

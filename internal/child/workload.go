@@ -3,8 +3,10 @@ package child
 import (
 	"errors"
 	"os"
+	"os/signal"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 
@@ -231,4 +233,27 @@ func openSelfExe() error {
 	}
 	selfExeFD = fd
 	return nil
+}
+
+// IdleArg0 is the argv[0] of an idle PID 1 (Process.Idle).
+const IdleArg0 = "vessel-idle"
+
+// runIdle is an idle PID 1: it only reaps the processes its namespace's
+// other processes leave behind (orphans are re-parented to it), so that
+// they neither stay zombies nor hold pids of the container's limit.
+func runIdle() {
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGCHLD)
+	for {
+		for {
+			pid, err := unix.Wait4(-1, nil, unix.WNOHANG, nil)
+			if err == unix.EINTR {
+				continue
+			}
+			if pid <= 0 || err != nil {
+				break
+			}
+		}
+		<-sigs
+	}
 }

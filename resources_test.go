@@ -292,8 +292,10 @@ func TestStatsFields(t *testing.T) {
 	if st.Memory.Current < 20<<20 || st.Memory.Peak < st.Memory.Current || st.Memory.PeakSource == "" || st.Memory.Limit != 128<<20 {
 		t.Errorf("memory %+v after touching 20 MiB", st.Memory)
 	}
-	if st.Pids.Current < 2 || (st.Pids.PeakKnown && st.Pids.Peak < st.Pids.Current) {
-		t.Errorf("pids %+v with an init and a probe running", st.Pids)
+	// The workload alone: the probe (a Go program: its threads count).
+	// vessel's init is outside the container's cgroup.
+	if st.Pids.Current < 1 || (st.Pids.PeakKnown && st.Pids.Peak < st.Pids.Current) {
+		t.Errorf("pids %+v with a probe running", st.Pids)
 	}
 	if st.CPU.Total <= 0 {
 		t.Errorf("cpu %+v", st.CPU)

@@ -134,13 +134,17 @@ func TestSparesStartFromSpare(t *testing.T) {
 	if st.InitPid != pids[0] {
 		t.Fatalf("init %d, want the spare %d", st.InitPid, pids[0])
 	}
-	// From the host: the init and the main process are in the
-	// container's cgroup in every hierarchy.
-	for _, pid := range []int{st.InitPid, st.Pid} {
-		for h, p := range hostCgroups(t, pid) {
-			if !strings.HasSuffix(p, "/vessel-test/"+c2.ID()) {
-				t.Errorf("pid %d in %s cgroup %q, not the container's", pid, h, p)
-			}
+	// From the host: the main process is in the container's cgroup in
+	// every hierarchy, the init in none of them (it stays outside the
+	// workload's limits).
+	for h, p := range hostCgroups(t, st.Pid) {
+		if !strings.HasSuffix(p, "/vessel-test/"+c2.ID()) {
+			t.Errorf("main process %d in %s cgroup %q, not the container's", st.Pid, h, p)
+		}
+	}
+	for h, p := range hostCgroups(t, st.InitPid) {
+		if strings.HasSuffix(p, "/vessel-test/"+c2.ID()) {
+			t.Errorf("init %d in the container's %s cgroup %q", st.InitPid, h, p)
 		}
 	}
 	if err := c2.Wait(); err != nil {
@@ -153,9 +157,10 @@ func TestSparesStartFromSpare(t *testing.T) {
 	if got := sp.Stats(); got.Used != 1 {
 		t.Fatalf("stats after the second start: %+v", got)
 	}
-	// From inside: pid 1 is its init, its hostname, the root of its own
-	// cgroup namespace, seccomp filtering, and namespaces of its own.
-	if r2.PPID != 1 || len(r2.NSPID) != 1 || r2.Hostname != "spare-box" {
+	// From inside: the main process (exec'd by the shell) is PID 1, its
+	// hostname, the root of its own cgroup namespace, seccomp filtering,
+	// and namespaces of its own.
+	if r2.PID != 1 || r2.PPID != 0 || len(r2.NSPID) != 1 || r2.Hostname != "spare-box" {
 		t.Fatalf("inside: ppid %d nspid %v hostname %q", r2.PPID, r2.NSPID, r2.Hostname)
 	}
 	if r2.Seccomp != 2 || !r2.NoNewPrivs {

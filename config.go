@@ -425,6 +425,7 @@ func (c *Config) plan() *rootfs.Plan {
 		NewIPC:        ns.IsNew(namespaces.IPC),
 		NewCgroup:     ns.IsNew(namespaces.Cgroup),
 		CgroupV2:      cgroupV2Host(),
+		CgroupV1:      cgroupV1View(),
 		TTYGid:        ttyGid,
 		Privileged:    c.Privileged,
 	}

@@ -154,6 +154,10 @@ type Plan struct {
 	NewCgroup bool `json:"newCgroup,omitempty"`
 	// CgroupV2 mounts a read-only cgroup2 at /sys/fs/cgroup (with NewCgroup).
 	CgroupV2 bool `json:"cgroupV2,omitempty"`
+	// CgroupV1 are the host's hierarchies of a v1 or hybrid layout, shown
+	// read-only below /sys/fs/cgroup as the container's cgroup namespace
+	// sees them (with NewCgroup, without CgroupV2 and a user namespace).
+	CgroupV1 []CgroupMount `json:"cgroupV1,omitempty"`
 	// TTYGid is the group that owns pty slaves (5 on Debian); -1 leaves it.
 	TTYGid int `json:"ttyGid"`
 	// Privileged binds the host's /dev instead of a minimal one.
@@ -161,6 +165,18 @@ type Plan struct {
 	// BeforePivot, when set, runs once every mount is in place, before
 	// pivot_root (OCI createContainer hooks run here).
 	BeforePivot func() error `json:"-"`
+}
+
+// CgroupMount is one cgroup hierarchy mounted below /sys/fs/cgroup.
+type CgroupMount struct {
+	// Name is its directory there ("memory", "cpu,cpuacct", "unified").
+	Name string `json:"name"`
+	// V2: a cgroup2 hierarchy (a hybrid layout's unified one).
+	V2 bool `json:"v2,omitempty"`
+	// Options are its v1 mount options ("memory"; "none", "name=systemd").
+	Options []string `json:"options,omitempty"`
+	// Links are other names there that point to it ("cpu", "cpuacct").
+	Links []string `json:"links,omitempty"`
 }
 
 // DefaultMaskedPaths are hidden from every container (runc's defaults).

@@ -537,6 +537,13 @@ func (e *enc) plan(p *rootfs.Plan) {
 	}
 	e.i(int64(p.TTYGid))
 	e.bool(p.Privileged)
+	e.count(len(p.CgroupV1), p.CgroupV1 == nil)
+	for _, h := range p.CgroupV1 {
+		e.str(h.Name)
+		e.bool(h.V2)
+		e.strs(h.Options)
+		e.strs(h.Links)
+	}
 }
 
 func (d *dec) plan(p *rootfs.Plan) {
@@ -576,4 +583,10 @@ func (d *dec) plan(p *rootfs.Plan) {
 	}
 	p.TTYGid = int(d.i())
 	p.Privileged = d.bool()
+	if n, ok := d.count(); ok {
+		p.CgroupV1 = make([]rootfs.CgroupMount, n)
+		for i := range p.CgroupV1 {
+			p.CgroupV1[i] = rootfs.CgroupMount{Name: d.str(), V2: d.bool(), Options: d.strs(), Links: d.strs()}
+		}
+	}
 }

@@ -105,6 +105,16 @@ type Config struct {
 	// CPUTime, when positive, kills the container once its processes
 	// together have used that much CPU time.
 	CPUTime time.Duration `json:"cpuTime,omitempty"`
+	// Ptys limits the pseudo-terminals of the container's devpts (its
+	// max= option); 0 is the kernel's default (Usage: numpty).
+	Ptys int64 `json:"ptys,omitempty"`
+	// ShmSize is the size of the container's /dev/shm in bytes; 0 is 64
+	// MiB (Usage: devshm).
+	ShmSize int64 `json:"shmSize,omitempty"`
+	// UsageSampling, when positive, reads the container's Usage that often
+	// while it runs, so that MaxHeld also covers peaks between calls for
+	// the resources whose peak the kernel does not keep.
+	UsageSampling time.Duration `json:"usageSampling,omitempty"`
 
 	// Hooks run at points of the container's life (OCI hooks).
 	Hooks *Hooks `json:"hooks,omitempty"`
@@ -319,6 +329,7 @@ func (c *Config) Validate() error {
 	bad := func(field, format string, a ...any) {
 		errs = append(errs, &ConfigError{Field: field, Reason: fmt.Sprintf(format, a...)})
 	}
+	errs = append(errs, c.validateAccounting()...)
 	ns := c.Namespaces
 	if err := ns.Validate(); err != nil {
 		f, r, _ := strings.Cut(err.Error(), ": ")
@@ -427,6 +438,8 @@ func (c *Config) plan() *rootfs.Plan {
 		CgroupV2:      cgroupV2Host(),
 		CgroupV1:      cgroupV1View(),
 		TTYGid:        ttyGid,
+		PtyMax:        c.Ptys,
+		ShmSize:       c.ShmSize,
 		Privileged:    c.Privileged,
 	}
 }

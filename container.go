@@ -357,6 +357,9 @@ func (c *Container) afterStart(ctx context.Context) {
 	if c.cfg.CPUTime > 0 && c.cg != nil {
 		go c.watchCPUTime(c.cfg.CPUTime)
 	}
+	if c.cfg.UsageSampling > 0 && c.cg != nil {
+		go c.sampleUsage(c.cfg.UsageSampling)
+	}
 }
 
 func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr error) {

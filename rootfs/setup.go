@@ -631,10 +631,17 @@ func (b *builder) dev(clones map[string]int) error {
 	if b.p.TTYGid >= 0 {
 		pts = append(pts, fmt.Sprintf("gid=%d", b.p.TTYGid))
 	}
+	if b.p.PtyMax > 0 {
+		pts = append(pts, fmt.Sprintf("max=%d", b.p.PtyMax))
+	}
+	shm := "size=65536k"
+	if b.p.ShmSize > 0 {
+		shm = fmt.Sprintf("size=%d", b.p.ShmSize)
+	}
 	if err := b.mountFS("devpts", "devpts", "/dev/pts", pts, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NOEXEC); err != nil {
 		return err
 	}
-	if err := b.mountFS("tmpfs", "shm", "/dev/shm", []string{"mode=1777", "size=65536k"}, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOEXEC); err != nil {
+	if err := b.mountFS("tmpfs", "shm", "/dev/shm", []string{"mode=1777", shm}, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOEXEC); err != nil {
 		return err
 	}
 	if b.p.NewIPC || !b.p.UserNS {

@@ -46,6 +46,12 @@ type Root struct {
 	// Quota limits, in bytes, what the container can write to its root
 	// (0: no limit). Prepared.QuotaMethod says how it is enforced.
 	Quota int64 `json:"quota,omitempty"`
+	// QuotaInodes limits how many files and directories the container can
+	// create in its root's writable layer (0: the filesystem's default).
+	// It needs Quota: the writable layer is then a tmpfs (nr_inodes), an
+	// ext4 image made with that many inodes, or an XFS/ext4 project quota
+	// with an inode hard limit.
+	QuotaInodes int64 `json:"quotaInodes,omitempty"`
 	// Store is the layer store of image roots (default DefaultLayerStore).
 	Store string `json:"store,omitempty"`
 	// Ref picks one image of a layout or tarball holding several, by its
@@ -160,6 +166,13 @@ type Plan struct {
 	CgroupV1 []CgroupMount `json:"cgroupV1,omitempty"`
 	// TTYGid is the group that owns pty slaves (5 on Debian); -1 leaves it.
 	TTYGid int `json:"ttyGid"`
+	// PtyMax limits the pseudo-terminals of the container's devpts (its
+	// max= option; 0: the kernel's default). Opening /dev/ptmx beyond it
+	// fails with ENOSPC.
+	PtyMax int64 `json:"ptyMax,omitempty"`
+	// ShmSize is the size of the container's /dev/shm tmpfs in bytes
+	// (0: 64 MiB).
+	ShmSize int64 `json:"shmSize,omitempty"`
 	// Privileged binds the host's /dev instead of a minimal one.
 	Privileged bool `json:"privileged,omitempty"`
 	// BeforePivot, when set, runs once every mount is in place, before

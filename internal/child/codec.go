@@ -494,6 +494,7 @@ func (e *enc) plan(p *rootfs.Plan) {
 	e.str(r.Layer)
 	e.bool(r.Writable)
 	e.i(r.Quota)
+	e.i(r.QuotaInodes)
 	e.str(r.Store)
 	e.str(r.Ref)
 	if s := r.Storage; e.count(0, s == nil) {
@@ -503,6 +504,7 @@ func (e *enc) plan(p *rootfs.Plan) {
 		}
 		e.bool(s.UpperTmpfs)
 		e.i(s.UpperSize)
+		e.i(s.UpperInodes)
 	}
 	e.bool(r.IDMap)
 	e.bool(p.Readonly)
@@ -536,6 +538,8 @@ func (e *enc) plan(p *rootfs.Plan) {
 		e.bool(v)
 	}
 	e.i(int64(p.TTYGid))
+	e.i(p.PtyMax)
+	e.i(p.ShmSize)
 	e.bool(p.Privileged)
 	e.count(len(p.CgroupV1), p.CgroupV1 == nil)
 	for _, h := range p.CgroupV1 {
@@ -554,11 +558,12 @@ func (d *dec) plan(p *rootfs.Plan) {
 	r.Layer = d.str()
 	r.Writable = d.bool()
 	r.Quota = d.i()
+	r.QuotaInodes = d.i()
 	r.Store = d.str()
 	r.Ref = d.str()
 	if _, ok := d.count(); ok {
 		r.Storage = &rootfs.Storage{Lower: d.strs(), Device: d.str(), DeviceFS: d.str(), UpperDir: d.str(), WorkDir: d.str(),
-			UpperDevice: d.str(), UpperTmpfs: d.bool(), UpperSize: d.i()}
+			UpperDevice: d.str(), UpperTmpfs: d.bool(), UpperSize: d.i(), UpperInodes: d.i()}
 	}
 	r.IDMap = d.bool()
 	p.Readonly = d.bool()
@@ -582,6 +587,8 @@ func (d *dec) plan(p *rootfs.Plan) {
 		*v = d.bool()
 	}
 	p.TTYGid = int(d.i())
+	p.PtyMax = d.i()
+	p.ShmSize = d.i()
 	p.Privileged = d.bool()
 	if n, ok := d.count(); ok {
 		p.CgroupV1 = make([]rootfs.CgroupMount, n)

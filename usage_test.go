@@ -46,7 +46,7 @@ func TestUsageLimitsHitFromInside(t *testing.T) {
 	cfg := newConfig().WithRootfs(root).
 		WithPids(48).WithMemoryLimit(256<<20).
 		WithPtys(4).WithShmSize(1<<20).WithSysVShm(2<<20, 1<<20).
-		WithOpenFiles(64).WithLockedMemory(256<<10).WithPendingSignals(8)
+		WithOpenFiles(64).WithLockedMemory(256 << 10).WithPendingSignals(8)
 	layout, err := cgroups.Detect()
 	require.NoError(t, err)
 	v2 := layout == cgroups.V2

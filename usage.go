@@ -1,6 +1,7 @@
 package vessel
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -38,8 +39,8 @@ const (
 	// traffic); Limit is per second and Failcnt counts the times the rate
 	// held something back.
 	EnforcedRate Enforcement = "rate"
-	// AccountedOnly: counted, with no limit of its own in the kernel
-	// (README says which limit bounds it instead).
+	// AccountedOnly: counted, with no limit set (or none the kernel can
+	// put on it: README says which limit bounds it instead).
 	AccountedOnly Enforcement = "accounted"
 )
 
@@ -186,7 +187,9 @@ func (c *Config) WithPendingSignals(n uint64) *Config {
 // memory, open files and locks, ptys, pending signals, sockets by kind,
 // firewall rules, disk space and inodes, traffic, I/O, CPU, OOM kills),
 // each with held, maxheld, limit and failcnt where the kernel gives them.
-// The container must be running.
+// The container must be running. MaxHeld of the resources whose peak the
+// kernel does not keep is the most seen by this Container's Usage calls
+// (see Config.UsageSampling).
 func (c *Container) Usage() (*Usage, error) {
 	c.mu.Lock()
 	cg, pid, status, att, storage := c.cg, c.mainPid, c.status, c.net, c.storage
@@ -197,7 +200,14 @@ func (c *Container) Usage() (*Usage, error) {
 	if status != Running || pid <= 0 {
 		return nil, ErrNotRunning
 	}
-	u, err := c.readUsage(cg, pid, att, storage)
+	src := UsageSource{Cgroup: cg, Pid: pid, Config: c.cfg}
+	if storage != nil {
+		src.QuotaMethod = storage.QuotaMethod
+	}
+	if att != nil {
+		src.HostInterface = att.HostInterface()
+	}
+	u, err := ReadUsage(src)
 	if err != nil {
 		return nil, err
 	}
@@ -205,8 +215,31 @@ func (c *Container) Usage() (*Usage, error) {
 	return u, nil
 }
 
-func (c *Container) readUsage(cg *cgroups.Manager, pid int, att *network.Attachment, storage *rootfs.Prepared) (*Usage, error) {
-	cfg := c.cfg
+// UsageSource is what ReadUsage needs to account a running container,
+// also one that another program started (a CLI finds these in the
+// container's recorded state).
+type UsageSource struct {
+	// Cgroup is the container's cgroup.
+	Cgroup *cgroups.Manager
+	// Pid is a process inside the container (its main process), through
+	// which its namespaces and files are read.
+	Pid int
+	// Config is the container's configuration (namespaces, limits).
+	Config *Config
+	// QuotaMethod is how its root's quota is enforced
+	// (Container.Storage().QuotaMethod); "" when it has none.
+	QuotaMethod string
+	// HostInterface is the host end of its veth, if it has one.
+	HostInterface string
+}
+
+// ReadUsage reads what Container.Usage reads, for src. MaxHeld of the
+// resources whose peak the kernel does not keep is the current value.
+func ReadUsage(src UsageSource) (*Usage, error) {
+	cg, pid, cfg := src.Cgroup, src.Pid, src.Config
+	if cg == nil || pid <= 0 || cfg == nil {
+		return nil, errors.New("vessel: ReadUsage needs the container's cgroup, a pid inside it and its config")
+	}
 	acc, err := cg.Accounting()
 	if err != nil {
 		return nil, err
@@ -223,15 +256,15 @@ func (c *Container) readUsage(cg *cgroups.Manager, pid int, att *network.Attachm
 	if err != nil {
 		return nil, err
 	}
-	fsu, err := rootfs.ReadUsage(pid, storage != nil && storage.QuotaMethod != "", cfg.Ptys)
+	fsu, err := rootfs.ReadUsage(pid, src.QuotaMethod != "", cfg.Ptys)
 	if err != nil {
 		return nil, err
 	}
 	var nu *network.Usage
 	if cfg.Namespaces.IsNew(namespaces.Net) {
 		var host []string
-		if att != nil && att.HostInterface() != "" && cfg.Network != nil && cfg.Network.IngressRate > 0 {
-			host = append(host, att.HostInterface())
+		if src.HostInterface != "" && cfg.Network != nil && cfg.Network.IngressRate > 0 {
+			host = append(host, src.HostInterface)
 		}
 		if nu, err = network.ReadUsage(pid, host...); err != nil {
 			return nil, err
@@ -331,7 +364,7 @@ func (c *Container) readUsage(cg *cgroups.Manager, pid int, att *network.Attachm
 	disk := Beancounter{Resource: "diskspace", Unit: "bytes", Limit: NoLimit, Enforcement: AccountedOnly}
 	inodes := Beancounter{Resource: "diskinodes", Unit: "inodes", Limit: NoLimit, Enforcement: AccountedOnly}
 	if fsu.DiskKnown {
-		disk.Held, disk.Limit, disk.Enforcement, disk.Source = fsu.DiskBytes, fsu.DiskBytesLimit, EnforcedContainer, "statfs / ("+storage.QuotaMethod+")"
+		disk.Held, disk.Limit, disk.Enforcement, disk.Source = fsu.DiskBytes, fsu.DiskBytesLimit, EnforcedContainer, "statfs / ("+src.QuotaMethod+")"
 		inodes.Held, inodes.Limit, inodes.Enforcement, inodes.Source = fsu.DiskInodes, fsu.DiskInodesLimit, EnforcedContainer, disk.Source
 	}
 	add(disk)
@@ -372,6 +405,20 @@ func (c *Container) readUsage(cg *cgroups.Manager, pid int, att *network.Attachm
 	}
 	add(cpu)
 	add(Beancounter{Resource: "oomkills", Unit: "kills", Held: acc.OOMKills, Limit: NoLimit, Enforcement: AccountedOnly, Source: "memory oom_kill"})
+	for i := range u.Resources {
+		b := &u.Resources[i]
+		if b.MaxHeldBy == "vessel" {
+			b.MaxHeld = b.Held
+		}
+		if b.Limit >= 1<<62 {
+			// The kernels' "unlimited" values (2^63 rounded to pages,
+			// shmall's default) are no limit.
+			b.Limit = NoLimit
+		}
+		if b.Limit == NoLimit {
+			b.Enforcement = AccountedOnly
+		}
+	}
 	return u, nil
 }
 

@@ -2,6 +2,7 @@ package namespaces
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -15,7 +16,8 @@ type IPCUsage struct {
 	ShmSegments uint64 `json:"shmSegments"`
 	ShmBytes    uint64 `json:"shmBytes"`
 	// ShmAllBytes is kernel.shmall in bytes: the most all segments may
-	// hold (shmget fails with ENOSPC beyond it); ShmMaxBytes is
+	// hold (shmget fails with ENOSPC beyond it), math.MaxUint64 when it
+	// is too large to say in bytes (the default); ShmMaxBytes is
 	// kernel.shmmax, the largest segment; ShmMni is kernel.shmmni, the
 	// most segments.
 	ShmAllBytes uint64 `json:"shmAllBytes"`
@@ -54,7 +56,12 @@ func ReadIPCUsage(path string) (*IPCUsage, error) {
 				return fmt.Errorf("kernel.%s: %w", file, err)
 			}
 		}
-		u.ShmAllBytes *= uint64(os.Getpagesize())
+		page := uint64(os.Getpagesize())
+		if u.ShmAllBytes > math.MaxUint64/page {
+			u.ShmAllBytes = math.MaxUint64 // the default: no limit
+		} else {
+			u.ShmAllBytes *= page
+		}
 		return nil
 	})
 	if err != nil {

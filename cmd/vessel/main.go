@@ -31,6 +31,8 @@ commands:
                                start and exec times against runc, bubblewrap
                                and a floor (bench floor ROOT CMD...: CMD
                                chrooted in new namespaces, nothing else)
+  beancounters [--json] ID     a running container's finite resources: held,
+                               maxheld, limit, failcnt (OpenVZ's table)
   version                      print the version
 
 Run 'vessel COMMAND -h' for a command's flags.
@@ -57,7 +59,7 @@ func dispatch(args []string) int {
 		}
 		return cmdRun(args[1:])
 	case "spec", "create", "start", "state", "kill", "delete", "exec", "ps", "list",
-		"pause", "resume", "update", "events", "features":
+		"pause", "resume", "update", "events", "features", "beancounters":
 		return ociDispatch(g, args[0], args[1:])
 	case "checkpoint", "restore", "migrate", "receive":
 		return map[string]func([]string) int{"checkpoint": cmdCheckpoint, "restore": cmdRestore,

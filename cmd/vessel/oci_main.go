@@ -159,6 +159,8 @@ var ociVerbs = map[string]func(*globalOpts, []string) int{
 	"update":   ociUpdate,
 	"events":   ociEvents,
 	"features": ociFeatures,
+
+	"beancounters": ociBeancounters,
 }
 
 // ociDispatch runs a runc verb.

@@ -1,0 +1,67 @@
+package main
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/openvessel/vessel"
+	"github.com/openvessel/vessel/internal/testutil"
+	"github.com/openvessel/vessel/oci"
+)
+
+// TestBeancounters runs a container through the OCI verbs with the pty
+// limit and the /dev/shm size set by annotations, has the probe hit both
+// from inside, and reads them back with "vessel beancounters".
+func TestBeancounters(t *testing.T) {
+	testutil.RequireRoot(t)
+	root := testRoot(t)
+	const id = "beancounters"
+	b := bundle(t, id, []string{testutil.RootfsProbePath, "hold", "ptys=5", "devshm=4194304"}, func(s *specs.Spec) {
+		s.Annotations = map[string]string{oci.AnnotationPtys: "2", oci.AnnotationShmSize: "1M"}
+		s.Linux.Resources = &specs.LinuxResources{Pids: &specs.LinuxPids{Limit: ptrTo(int64(32))}}
+	})
+	cli(t, root, "run", "-d", "-b", b, id).ok(t, "run -d")
+	defer cli(t, root, "delete", "--force", id)
+	rec := record(t, root, id)
+
+	var u vessel.Usage
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r := cli(t, root, "beancounters", "--json", id).ok(t, "beancounters --json")
+		require.NoError(t, json.Unmarshal([]byte(r.stdout), &u))
+		if b, _ := u.Get("devshm"); b.Held >= 1<<20 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	pty, ok := u.Get("numpty")
+	require.True(t, ok)
+	assert.Equal(t, uint64(2), pty.Held)
+	assert.Equal(t, uint64(2), pty.Limit)
+	shm, _ := u.Get("devshm")
+	assert.Equal(t, uint64(1<<20), shm.Held)
+	assert.Equal(t, uint64(1<<20), shm.Limit)
+	tasks, _ := u.Get("numproc")
+	assert.Equal(t, uint64(32), tasks.Limit)
+	assert.Positive(t, tasks.Held)
+
+	table := cli(t, root, "beancounters", id).ok(t, "beancounters").stdout
+	t.Logf("\n%s", table)
+	lines := strings.Split(strings.TrimSpace(table), "\n")
+	assert.Equal(t, len(u.Resources)+1, len(lines))
+	assert.Contains(t, lines[0], "failcnt")
+	assert.Regexp(t, `^\s*`+id+`\s+numproc\s+\d+\s+\d+\s+32\s+\d+`, lines[1])
+
+	r := cli(t, root, "beancounters", "nosuch")
+	assert.NotZero(t, r.code)
+	cli(t, root, "delete", "--force", id).ok(t, "delete --force")
+	assertGone(t, root, rec)
+}
+
+func ptrTo[T any](v T) *T { return &v }

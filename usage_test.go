@@ -3,11 +3,14 @@ package vessel_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -209,4 +212,62 @@ func TestUsageConfigErrors(t *testing.T) {
 	}
 	_, err := vessel.New(newID(t), newConfig().WithRootfs(rootfs.EphemeralOverlay("/").WithInodeQuota(10)))
 	require.ErrorContains(t, err, "quotaInodes")
+}
+
+// TestUsageNetwork: on a bridge with an egress rate, a UDP flood from
+// inside is held back by the rate (nettxbytes' failcnt: the qdisc's
+// overlimits; most of the flood is dropped there and never counted as
+// sent), traffic is counted, and nftables rules put in the
+// container's namespace are counted by numiptent.
+func TestUsageNetwork(t *testing.T) {
+	testutil.RequireRoot(t)
+	nc := testBridge(t)
+	nc.EgressRate = 1 << 20 // 1 Mbit/s
+	cfg := newConfig().WithRootfs(rootfs.Dir(testutil.BusyboxRootfs(t))).WithReadonlyRootfs(true).WithNetwork(nc)
+	c, out := newContainer(t, cfg)
+	require.NoError(t, c.Start(context.Background(), testutil.RootfsProbePath, "hold", "udp=1"))
+	jsonLine(t, out, &map[string]probe.HoldResult{})
+	gw, ok := c.Network().Gateway()
+	require.True(t, ok)
+
+	// A rule in the container's own network namespace, added from here.
+	ns, err := os.Open(fmt.Sprintf("/proc/%d/ns/net", c.State().Pid))
+	require.NoError(t, err)
+	defer ns.Close()
+	conn, err := nftables.New(nftables.WithNetNSFd(int(ns.Fd())))
+	require.NoError(t, err)
+	tbl := conn.AddTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: "vps_test"})
+	ch := conn.AddChain(&nftables.Chain{Table: tbl, Name: "out", Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityFilter})
+	conn.AddRule(&nftables.Rule{Table: tbl, Chain: ch, Exprs: []expr.Any{&expr.Counter{}}})
+	conn.AddRule(&nftables.Rule{Table: tbl, Chain: ch, Exprs: []expr.Any{&expr.Counter{}}})
+	require.NoError(t, conn.Flush())
+
+	p, err := c.Exec(context.Background(), vessel.Cmd(testutil.RootfsProbePath, "hold", "udpflood="+gw.String()+":9,3000"))
+	require.NoError(t, err)
+	deadline := time.Now().Add(30 * time.Second)
+	var u *vessel.Usage
+	for {
+		u, err = c.Usage()
+		require.NoError(t, err)
+		if tx := counter(t, u, "nettxbytes"); (tx.Failcnt > 0 && tx.Held > 20*1400) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	p.Signal(9)
+	p.Wait()
+	var table bytes.Buffer
+	require.NoError(t, u.WriteTable(&table, c.ID()))
+	t.Logf("\n%s", table.String())
+
+	tx := counter(t, u, "nettxbytes")
+	assert.Equal(t, uint64(nc.EgressRate/8), tx.Limit)
+	assert.Equal(t, vessel.EnforcedRate, tx.Enforcement)
+	assert.True(t, tx.FailcntKnown)
+	assert.Positive(t, tx.Failcnt, "the tbf qdisc held packets back")
+	assert.Greater(t, tx.Held, uint64(20*1400))
+	assert.Greater(t, counter(t, u, "nettxpackets").Held, uint64(20))
+	assert.Equal(t, uint64(2), counter(t, u, "numiptent").Held)
+	assert.GreaterOrEqual(t, counter(t, u, "numudpsock").Held, uint64(1))
 }

@@ -65,3 +65,23 @@ func TestBeancounters(t *testing.T) {
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+// TestRunAccountFlags: run's flags for the limits without a Docker flag
+// reach the container: the inode quota, /dev/shm's size, the System V
+// limits, the devpts max and (through --ulimit) the pending signals.
+func TestRunAccountFlags(t *testing.T) {
+	testutil.RequireRoot(t)
+	r := cliWith(t, []string{"run", "--rootfs", testutil.BusyboxRootfs(t), "--overlay", "--disk-quota", "4M",
+		"--disk-inodes", "50", "--ptys", "2", "--shm-size", "1M", "--sysv-shm", "2M:1M", "--ulimit", "sigpending=5",
+		"--", "/bin/sh", "-c", "df -i / | tail -1; df /dev/shm | tail -1; cat /proc/sys/kernel/shmall /proc/sys/kernel/shmmax; ulimit -i; grep -o 'max=[0-9]*' /proc/mounts"}, nil)
+	r.ok(t, "run")
+	f := strings.Fields(r.stdout)
+	require.Len(t, f, 16, r.stdout)
+	assert.Equal(t, "50", f[1], "inodes of /")
+	assert.Equal(t, "1024", f[7], "1K blocks of /dev/shm")
+	assert.Equal(t, []string{"512", "1048576", "5", "max=2"}, f[12:16])
+
+	r = cliWith(t, []string{"run", "--disk-inodes", "5", "--", "/bin/true"}, nil)
+	assert.Equal(t, 125, r.code)
+	assert.Contains(t, r.stderr, "--disk-inodes needs --disk-quota")
+}

@@ -43,6 +43,7 @@ func cmdRun(args []string) int {
 		timeout  = fs.Duration("timeout", 0, "kill the container after this long (e.g. 30s)")
 		userns   = fs.Bool("userns", false, "run in a new user namespace (container root = the calling user unless --uidmap/--gidmap)")
 		res      resourceFlags
+		acct     accountFlags
 		sec      securityFlags
 		netf     networkFlags
 		uidmaps  listFlag
@@ -61,6 +62,7 @@ func cmdRun(args []string) int {
 	fs.Var(&uidmaps, "uidmap", "CONTAINER:HOST:SIZE uid mapping for --userns (repeatable)")
 	fs.Var(&gidmaps, "gidmap", "CONTAINER:HOST:SIZE gid mapping for --userns (repeatable)")
 	res.register(fs)
+	acct.register(fs)
 	sec.register(fs)
 	netf.register(fs)
 	fs.Usage = func() {
@@ -150,6 +152,9 @@ func cmdRun(args []string) int {
 		return fail("%v", err)
 	}
 	if err := res.apply(cfg, set); err != nil {
+		return fail("%v", err)
+	}
+	if err := acct.apply(cfg, *quota != ""); err != nil {
 		return fail("%v", err)
 	}
 	if err := sec.apply(cfg, set); err != nil {

@@ -9,6 +9,7 @@
 //	vps start -n 2          start a server in the background with 2 VPSes
 //	vps list                id, hostname, address, published port, pid, status
 //	vps stats               CPU, memory, processes and disk use of each
+//	vps beancounters        every finite resource of each: held, maxheld, limit, failcnt
 //	vps stop                stop every VPS and the server, removing everything
 //	vps serve -n 2          run the server in the foreground instead
 //
@@ -49,6 +50,8 @@ commands:
   serve   run the server in the foreground
   list    list the VPSes
   stats   show each VPS's resource use
+  beancounters
+          show each VPS's finite resources as OpenVZ's user_beancounters
   stop    stop the VPSes and the server
 
 run "vps COMMAND -h" for the flags of a command.`
@@ -80,7 +83,7 @@ func main() {
 		err = serveCommand(args)
 	case "start":
 		err = startCommand(args)
-	case "list", "stats", "stop":
+	case "list", "stats", "beancounters", "stop":
 		err = clientCommand(cmd, args)
 	default:
 		fmt.Fprintln(os.Stderr, usage)
@@ -224,8 +227,10 @@ type Response struct {
 	ServerPid int        `json:"serverPid"`
 	VPS       []VPSInfo  `json:"vps,omitempty"`
 	Stats     []VPSStats `json:"stats,omitempty"`
-	Stopped   []string   `json:"stopped,omitempty"`
-	Error     string     `json:"error,omitempty"`
+	// Beancounters is each VPS's vessel.Usage.
+	Beancounters []VPSUsage `json:"beancounters,omitempty"`
+	Stopped      []string   `json:"stopped,omitempty"`
+	Error        string     `json:"error,omitempty"`
 }
 
 // request sends one command to the server and returns its answer.
@@ -275,6 +280,19 @@ func clientCommand(cmd string, args []string) error {
 		printList(os.Stdout, r.VPS)
 	case "stats":
 		printStats(os.Stdout, r.Stats)
+	case "beancounters":
+		for i, b := range r.Beancounters {
+			if i > 0 {
+				fmt.Println()
+			}
+			if b.Error != "" {
+				fmt.Printf("%s: error: %s\n", b.ID, b.Error)
+				continue
+			}
+			if err := b.Usage.WriteTable(os.Stdout, b.ID); err != nil {
+				return err
+			}
+		}
 	case "stop":
 		fmt.Printf("stopped %s and the server (pid %d)\n", strings.Join(r.Stopped, ", "), r.ServerPid)
 	}
@@ -414,7 +432,15 @@ func (s *server) startVPS(ctx context.Context, inst *instance) (*vessel.Containe
 		WithNetwork(nc).
 		WithMemoryLimit(s.o.mem).
 		WithCPUs(s.o.cpus).
-		WithPids(128)
+		WithPids(128).
+		// The limits of a hosting plan beyond CPU, memory and disk (see
+		// "vps beancounters"): ptys, /dev/shm, System V shared memory,
+		// open files per process, files on the disk.
+		WithPtys(16).WithShmSize(16<<20).WithSysVShm(32<<20, 16<<20).
+		WithOpenFiles(4096)
+	cfg.Rootfs = cfg.Rootfs.WithInodeQuota(4096)
+	// Peaks of what the kernel keeps no peak of, sampled every second.
+	cfg.UsageSampling = time.Second
 	if s.o.cgroup != "" {
 		cfg.Cgroup.Group = s.o.cgroup
 	}
@@ -455,6 +481,8 @@ func (s *server) handle(conn net.Conn) bool {
 		r.VPS = s.list()
 	case "stats":
 		r.Stats = s.stats()
+	case "beancounters":
+		r.Beancounters = s.beancounters()
 	case "stop":
 		for _, v := range s.list() {
 			r.Stopped = append(r.Stopped, v.ID)
@@ -515,6 +543,29 @@ func (s *server) stats() []VPSStats {
 			vs.Error = err.Error()
 		}
 		out = append(out, vs)
+	}
+	return out
+}
+
+// VPSUsage is one VPS's beancounters.
+type VPSUsage struct {
+	ID    string        `json:"id"`
+	Usage *vessel.Usage `json:"usage,omitempty"`
+	Error string        `json:"error,omitempty"`
+}
+
+func (s *server) beancounters() []VPSUsage {
+	s.mu.Lock()
+	vps := append([]*instance(nil), s.vps...)
+	s.mu.Unlock()
+	var out []VPSUsage
+	for _, v := range vps {
+		u, err := v.c.Usage()
+		vu := VPSUsage{ID: v.id, Usage: u}
+		if err != nil {
+			vu.Error = err.Error()
+		}
+		out = append(out, vu)
 	}
 	return out
 }

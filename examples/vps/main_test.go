@@ -181,6 +181,41 @@ func TestVPS(t *testing.T) {
 		t.Errorf("vps stats (table): exit %d: %s", code, stderr)
 	}
 
+	// Beancounters: each VPS's finite resources, with the limits of its
+	// plan, and the table.
+	var bc Response
+	query(t, bin, state, "beancounters", &bc)
+	if len(bc.Beancounters) != 2 {
+		t.Fatalf("beancounters: %+v", bc)
+	}
+	for _, b := range bc.Beancounters {
+		if b.Error != "" || b.Usage == nil {
+			t.Errorf("beancounters of %s: %s", b.ID, b.Error)
+			continue
+		}
+		if len(b.Usage.Resources) < 20 {
+			t.Errorf("beancounters of %s: %d resources, want 20 or more", b.ID, len(b.Usage.Resources))
+		}
+		for name, limit := range map[string]uint64{"numproc": 128, "physpages": 64 << 20, "numpty": 16, "devshm": 16 << 20,
+			"sysvshm": 32 << 20, "numfile": 4096, "diskspace": 16 << 20, "diskinodes": 4096} {
+			r, ok := b.Usage.Get(name)
+			if !ok || r.Limit != limit {
+				t.Errorf("%s of %s: %+v, want limit %d", name, b.ID, r, limit)
+			}
+		}
+		if r, _ := b.Usage.Get("numtcpsock"); r.Held == 0 {
+			t.Errorf("numtcpsock of %s: %+v, want httpd's listening socket", b.ID, r)
+		}
+		if r, _ := b.Usage.Get("netrxbytes"); r.Held == 0 {
+			t.Errorf("netrxbytes of %s: %+v, want the page's request", b.ID, r)
+		}
+	}
+	out, stderr, code := exampletest.Run(t, bin, "beancounters", "-state", state)
+	if code != 0 || !strings.Contains(out, "numiptent") || !strings.Contains(out, "failcnt") {
+		t.Errorf("vps beancounters (table): exit %d: %s\n%s", code, stderr, out)
+	}
+	t.Logf("vps beancounters:\n%s", out)
+
 	var stop Response
 	query(t, bin, state, "stop", &stop)
 	stopped = true

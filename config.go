@@ -9,6 +9,7 @@ import (
 	"os/user"
 	"path"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/openvessel/vessel/internal/child"
@@ -115,6 +116,10 @@ type Config struct {
 	// while it runs, so that MaxHeld also covers peaks between calls for
 	// the resources whose peak the kernel does not keep.
 	UsageSampling time.Duration `json:"usageSampling,omitempty"`
+	// Boot says the main process is the image's own init (WithBoot).
+	Boot bool `json:"boot,omitempty"`
+	// StopSignal is what Stop sends first (0: SIGTERM).
+	StopSignal syscall.Signal `json:"stopSignal,omitempty"`
 
 	// Hooks run at points of the container's life (OCI hooks).
 	Hooks *Hooks `json:"hooks,omitempty"`

@@ -1,0 +1,123 @@
+package vessel_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/openvessel/vessel"
+	"github.com/openvessel/vessel/network"
+	"github.com/openvessel/vessel/rootfs"
+)
+
+// debianSystemRoot returns a Debian bookworm tree with systemd and sshd,
+// built with debootstrap from Debian's archive the first time and kept
+// in /var/tmp/vessel-test-debian-systemd (a marker file says it is
+// complete) for later runs: the containers use it as a read-only base.
+func debianSystemRoot(t *testing.T) string {
+	t.Helper()
+	dir := "/var/tmp/vessel-test-debian-systemd"
+	root := filepath.Join(dir, "rootfs")
+	done := filepath.Join(dir, "complete")
+	if _, err := os.Stat(done); err == nil {
+		return root
+	}
+	if _, err := exec.LookPath("debootstrap"); err != nil {
+		t.Fatal("debootstrap is not installed (test.sh installs it: apt-get install debootstrap)")
+	}
+	require.NoError(t, os.RemoveAll(dir))
+	require.NoError(t, os.MkdirAll(dir, 0o755))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	start := time.Now()
+	out, err := exec.CommandContext(ctx, "debootstrap", "--variant=minbase",
+		"--include=systemd,systemd-sysv,dbus,openssh-server,iproute2", "bookworm", root,
+		"http://deb.debian.org/debian").CombinedOutput()
+	if err != nil {
+		os.RemoveAll(dir)
+		t.Fatalf("debootstrap: %v\n%s", err, lastLines(string(out), 20))
+	}
+	t.Logf("debootstrap took %v", time.Since(start).Round(time.Second))
+	require.NoError(t, os.WriteFile(done, nil, 0o644))
+	return root
+}
+
+// TestBootSystemd boots Debian's systemd as the container's PID 1, waits
+// for it to be running, checks systemctl inside, reaches the sshd
+// systemd started through a published port, and stops it with its stop
+// signal.
+func TestBootSystemd(t *testing.T) {
+	base := debianSystemRoot(t)
+	nc := testBridge(t)
+	port := 20000 + os.Getpid()%20000
+	nc.Publish = []network.Port{{HostIP: "127.0.0.1", HostPort: uint16(port), ContainerPort: 22}}
+	cfg := newConfig().WithRootfs(rootfs.EphemeralOverlay(base).WithQuota(256 << 20)).
+		WithHostname("vps-debian").WithNetwork(nc).WithMemoryLimit(512 << 20).WithBoot()
+	c, out := newContainer(t, cfg)
+	start := time.Now()
+	require.NoError(t, c.Start(context.Background()))
+	exec := func(args ...string) (string, error) {
+		var b strings.Builder
+		cmd := vessel.Cmd(args[0], args[1:]...)
+		cmd.Stdout, cmd.Stderr = &b, &b
+		p, err := c.Exec(context.Background(), cmd)
+		if err != nil {
+			return "", err
+		}
+		err = p.Wait()
+		return b.String(), err
+	}
+	var state string
+	deadline := time.Now().Add(90 * time.Second)
+	for time.Now().Before(deadline) {
+		s, _ := exec("systemctl", "is-system-running")
+		state = strings.TrimSpace(s)
+		if state == "running" || state == "degraded" {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	booted := time.Since(start)
+	failed, _ := exec("systemctl", "--failed", "--no-legend", "--plain")
+	t.Logf("system state %q after %v; failed units: %s", state, booted.Round(time.Millisecond), strings.TrimSpace(failed))
+	if state != "running" && state != "degraded" {
+		t.Fatalf("systemd did not come up: %q\nconsole:\n%s", state, out.String())
+	}
+
+	st, err := exec("systemctl", "status")
+	require.NoError(t, err, st)
+	assert.Contains(t, st, "vps-debian")
+	assert.Contains(t, st, "State:")
+
+	// sshd, started by systemd, answers through the published port.
+	conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 5*time.Second)
+	require.NoError(t, err)
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	banner, err := bufio.NewReader(conn).ReadString('\n')
+	conn.Close()
+	require.NoError(t, err)
+	assert.True(t, strings.HasPrefix(banner, "SSH-2.0-OpenSSH"), banner)
+
+	u, err := c.Usage()
+	require.NoError(t, err)
+	mem, _ := u.Get("physpages")
+	tasks, _ := u.Get("numproc")
+	t.Logf("idle: memory %.1f MiB, %d tasks", float64(mem.Held)/(1<<20), tasks.Held)
+
+	stopStart := time.Now()
+	err = c.Stop(context.Background(), 10*time.Second)
+	stopped := time.Since(stopStart)
+	t.Logf("stop took %v: %v", stopped.Round(time.Millisecond), err)
+	assert.Less(t, stopped, 10*time.Second)
+	require.NoError(t, err, "systemd halts and exits 0\nconsole:\n%s", lastLines(out.String(), 20))
+}

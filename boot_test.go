@@ -62,10 +62,24 @@ func TestBootSystemd(t *testing.T) {
 	port := 20000 + os.Getpid()%20000
 	nc.Publish = []network.Port{{HostIP: "127.0.0.1", HostPort: uint16(port), ContainerPort: 22}}
 	cfg := newConfig().WithRootfs(rootfs.EphemeralOverlay(base).WithQuota(256 << 20)).
-		WithHostname("vps-debian").WithNetwork(nc).WithMemoryLimit(512 << 20).WithBoot()
-	c, out := newContainer(t, cfg)
+		WithHostname("vps-debian").WithNetwork(nc).WithMemoryLimit(512 << 20).WithBoot().WithTTY(true)
+	c, _ := newContainer(t, cfg)
 	start := time.Now()
 	require.NoError(t, c.Start(context.Background()))
+	// systemd writes to /dev/console, the pty: drain it.
+	out := &syncBuffer{}
+	consoleDone := make(chan struct{})
+	go func() {
+		defer close(consoleDone)
+		buf := make([]byte, 4096)
+		for {
+			n, err := c.Console().Read(buf)
+			out.Write(buf[:n])
+			if err != nil {
+				return
+			}
+		}
+	}()
 	exec := func(args ...string) (string, error) {
 		var b strings.Builder
 		cmd := vessel.Cmd(args[0], args[1:]...)
@@ -93,6 +107,11 @@ func TestBootSystemd(t *testing.T) {
 	if state != "running" && state != "degraded" {
 		t.Fatalf("systemd did not come up: %q\nconsole:\n%s", state, out.String())
 	}
+
+	console, err := exec("readlink", "/dev/console")
+	require.NoError(t, err)
+	assert.Equal(t, "pts/0", strings.TrimSpace(console))
+	assert.Contains(t, out.String(), "Welcome to", "systemd's greeting on the console")
 
 	st, err := exec("systemctl", "status")
 	require.NoError(t, err, st)

@@ -445,6 +445,7 @@ func (c *Config) plan() *rootfs.Plan {
 		TTYGid:        ttyGid,
 		PtyMax:        c.Ptys,
 		ShmSize:       c.ShmSize,
+		Console:       c.Boot && c.Process.TTY,
 		Privileged:    c.Privileged,
 	}
 }

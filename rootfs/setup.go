@@ -616,8 +616,11 @@ func (b *builder) dev(clones map[string]int) error {
 	}
 	for _, l := range [][2]string{
 		{"/proc/self/fd", "fd"}, {"/proc/self/fd/0", "stdin"}, {"/proc/self/fd/1", "stdout"},
-		{"/proc/self/fd/2", "stderr"}, {"pts/ptmx", "ptmx"},
+		{"/proc/self/fd/2", "stderr"}, {"pts/ptmx", "ptmx"}, {"pts/0", "console"},
 	} {
+		if l[1] == "console" && !b.p.Console {
+			continue
+		}
 		if err := unix.Symlinkat(l[0], dir, l[1]); err != nil {
 			return stepErr("symlink", "/dev/"+l[1], err)
 		}

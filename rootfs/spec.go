@@ -170,6 +170,10 @@ type Plan struct {
 	// max= option; 0: the kernel's default). Opening /dev/ptmx beyond it
 	// fails with ENOSPC.
 	PtyMax int64 `json:"ptyMax,omitempty"`
+	// Console makes /dev/console the main process's pseudo-terminal (the
+	// first of the container's devpts, pts/0), for an init that writes to
+	// its console.
+	Console bool `json:"console,omitempty"`
 	// ShmSize is the size of the container's /dev/shm tmpfs in bytes
 	// (0: 64 MiB).
 	ShmSize int64 `json:"shmSize,omitempty"`

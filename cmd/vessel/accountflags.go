@@ -11,11 +11,13 @@ import (
 	"github.com/openvessel/vessel/limits"
 )
 
-// accountFlags are `run`'s limits of the resources `vessel beancounters`
-// reports that have no Docker flag: ptys, shared memory, TCP buffers,
-// inodes, and usage sampling. Open files, locked memory and pending
-// signals are --ulimit nofile=, memlock=, sigpending=.
+// accountFlags are `run`'s flags for system containers: --boot, and the
+// limits of the resources `vessel beancounters` reports that have no
+// Docker flag (ptys, shared memory, TCP buffers, inodes) and usage
+// sampling. Open files, locked memory and pending signals are --ulimit
+// nofile=, memlock=, sigpending=.
 type accountFlags struct {
+	boot          bool
 	ptys          int64
 	shmSize       string
 	sysvShm       string
@@ -25,6 +27,7 @@ type accountFlags struct {
 }
 
 func (f *accountFlags) register(fs *flag.FlagSet) {
+	fs.BoolVar(&f.boot, "boot", false, "boot the image's own init (CMD, default /sbin/init) as a system container; SIGTERM and SIGINT halt it")
 	fs.Int64Var(&f.ptys, "ptys", 0, "most pseudo-terminals the container may open (devpts max=)")
 	fs.StringVar(&f.shmSize, "shm-size", "", "size of /dev/shm (e.g. 64M)")
 	fs.StringVar(&f.sysvShm, "sysv-shm", "", "TOTAL[:SEGMENT] System V shared memory limits (kernel.shmall, kernel.shmmax; e.g. 256M:64M)")
@@ -35,7 +38,10 @@ func (f *accountFlags) register(fs *flag.FlagSet) {
 
 // apply adds the flags' limits to cfg, after its root filesystem is set;
 // quota says whether --disk-quota was given.
-func (f *accountFlags) apply(cfg *vessel.Config, quota bool) error {
+func (f *accountFlags) apply(cfg *vessel.Config, quota bool, argv []string) error {
+	if f.boot {
+		cfg.WithBoot(argv...)
+	}
 	if f.ptys != 0 {
 		cfg.WithPtys(f.ptys)
 	}

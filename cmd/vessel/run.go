@@ -76,7 +76,7 @@ func cmdRun(args []string) int {
 		return 2
 	}
 	argv := fs.Args()
-	if len(argv) == 0 {
+	if len(argv) == 0 && !acct.boot {
 		return fail("run: no command given (usage: vessel run [flags] -- CMD ARGS...)")
 	}
 
@@ -154,8 +154,11 @@ func cmdRun(args []string) int {
 	if err := res.apply(cfg, set); err != nil {
 		return fail("%v", err)
 	}
-	if err := acct.apply(cfg, *quota != ""); err != nil {
+	if err := acct.apply(cfg, *quota != "", argv); err != nil {
 		return fail("%v", err)
+	}
+	if acct.boot {
+		argv = nil // the init is the configured process
 	}
 	if err := sec.apply(cfg, set); err != nil {
 		return fail("%v", err)
@@ -248,6 +251,9 @@ func cmdRun(args []string) int {
 					_ = c.Resize(ws.Row, ws.Col)
 				}
 				continue
+			}
+			if acct.boot && (s == syscall.SIGTERM || s == syscall.SIGINT) {
+				s = cfg.StopSignal // halt the booted init
 			}
 			_ = c.Signal(s.(syscall.Signal))
 		}

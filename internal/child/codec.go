@@ -540,6 +540,7 @@ func (e *enc) plan(p *rootfs.Plan) {
 	e.i(int64(p.TTYGid))
 	e.i(p.PtyMax)
 	e.i(p.ShmSize)
+	e.bool(p.Console)
 	e.bool(p.Privileged)
 	e.count(len(p.CgroupV1), p.CgroupV1 == nil)
 	for _, h := range p.CgroupV1 {
@@ -589,6 +590,7 @@ func (d *dec) plan(p *rootfs.Plan) {
 	p.TTYGid = int(d.i())
 	p.PtyMax = d.i()
 	p.ShmSize = d.i()
+	p.Console = d.bool()
 	p.Privileged = d.bool()
 	if n, ok := d.count(); ok {
 		p.CgroupV1 = make([]rootfs.CgroupMount, n)

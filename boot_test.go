@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,48 +14,17 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/openvessel/vessel"
+	"github.com/openvessel/vessel/internal/testutil"
 	"github.com/openvessel/vessel/network"
 	"github.com/openvessel/vessel/rootfs"
 )
-
-// debianSystemRoot returns a Debian bookworm tree with systemd and sshd,
-// built with debootstrap from Debian's archive the first time and kept
-// in /var/tmp/vessel-test-debian-systemd (a marker file says it is
-// complete) for later runs: the containers use it as a read-only base.
-func debianSystemRoot(t *testing.T) string {
-	t.Helper()
-	dir := "/var/tmp/vessel-test-debian-systemd"
-	root := filepath.Join(dir, "rootfs")
-	done := filepath.Join(dir, "complete")
-	if _, err := os.Stat(done); err == nil {
-		return root
-	}
-	if _, err := exec.LookPath("debootstrap"); err != nil {
-		t.Fatal("debootstrap is not installed (test.sh installs it: apt-get install debootstrap)")
-	}
-	require.NoError(t, os.RemoveAll(dir))
-	require.NoError(t, os.MkdirAll(dir, 0o755))
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
-	defer cancel()
-	start := time.Now()
-	out, err := exec.CommandContext(ctx, "debootstrap", "--variant=minbase",
-		"--include=systemd,systemd-sysv,dbus,openssh-server,iproute2", "bookworm", root,
-		"http://deb.debian.org/debian").CombinedOutput()
-	if err != nil {
-		os.RemoveAll(dir)
-		t.Fatalf("debootstrap: %v\n%s", err, lastLines(string(out), 20))
-	}
-	t.Logf("debootstrap took %v", time.Since(start).Round(time.Second))
-	require.NoError(t, os.WriteFile(done, nil, 0o644))
-	return root
-}
 
 // TestBootSystemd boots Debian's systemd as the container's PID 1, waits
 // for it to be running, checks systemctl inside, reaches the sshd
 // systemd started through a published port, and stops it with its stop
 // signal.
 func TestBootSystemd(t *testing.T) {
-	base := debianSystemRoot(t)
+	base := testutil.DebianSystemRoot(t)
 	nc := testBridge(t)
 	port := 20000 + os.Getpid()%20000
 	nc.Publish = []network.Port{{HostIP: "127.0.0.1", HostPort: uint16(port), ContainerPort: 22}}

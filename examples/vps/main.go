@@ -69,6 +69,10 @@ type serverOptions struct {
 	cpus     float64
 	cgroup   string
 	netTable string
+	// boot is a root filesystem with its own init (a Debian tree made by
+	// debootstrap): the VPSes boot it as system containers instead of
+	// running busybox httpd.
+	boot string
 }
 
 func main() {
@@ -109,6 +113,7 @@ func serverFlags(name string, args []string) (*serverOptions, error) {
 	fs.StringVar(&mem, "mem", "64M", "memory limit of each VPS")
 	fs.StringVar(&cpus, "cpus", "0.5", "CPU quota of each VPS, in cores")
 	fs.StringVar(&o.cgroup, "cgroup", "", "cgroup group the VPSes go under (default $VESSEL_CGROUP_GROUP, else vessel)")
+	fs.StringVar(&o.boot, "boot", "", "root filesystem DIR with its own init (e.g. debootstrap with systemd and openssh-server): boot it in each VPS, port PORT+i-1 going to its sshd, instead of busybox httpd")
 	fs.StringVar(&o.netTable, "nft-table", "vessel_vps", "nftables table (and network state) of the server's own, apart from other vessel programs")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -137,6 +142,14 @@ func serverFlags(name string, args []string) (*serverOptions, error) {
 	}
 	if o.state, err = filepath.Abs(o.state); err != nil {
 		return nil, err
+	}
+	if o.boot != "" {
+		if o.boot, err = filepath.Abs(o.boot); err != nil {
+			return nil, err
+		}
+		if _, err := os.Stat(filepath.Join(o.boot, "sbin", "init")); err != nil {
+			return nil, fmt.Errorf("-boot %s: no /sbin/init in it: %w", o.boot, err)
+		}
 	}
 	return o, nil
 }
@@ -401,7 +414,9 @@ func serveCommand(args []string) error {
 
 // startAll builds the shared root filesystem and starts the VPSes.
 func (s *server) startAll(ctx context.Context) error {
-	if err := buildBusyboxRoot(s.rootfs); err != nil {
+	if s.o.boot != "" {
+		s.rootfs = s.o.boot // shared read-only under each VPS's own layer
+	} else if err := buildBusyboxRoot(s.rootfs); err != nil {
 		return fmt.Errorf("build the VPS root filesystem: %w", err)
 	}
 	for i := 1; i <= s.o.n; i++ {
@@ -425,7 +440,11 @@ const webServer = `mkdir -p /www && printf '<h1>hello from %s</h1>\n' "$(hostnam
 func (s *server) startVPS(ctx context.Context, inst *instance) (*vessel.Container, error) {
 	nc := network.Bridge(s.o.bridge)
 	nc.Subnet = s.o.subnet
-	nc.Publish = []network.Port{{HostIP: "127.0.0.1", HostPort: uint16(inst.port), ContainerPort: 80}}
+	inner := uint16(80)
+	if s.o.boot != "" {
+		inner = 22 // the booted system's sshd
+	}
+	nc.Publish = []network.Port{{HostIP: "127.0.0.1", HostPort: uint16(inst.port), ContainerPort: inner}}
 	cfg := vessel.NewConfig().
 		WithRootfs(rootfs.EphemeralOverlay(s.rootfs).WithQuota(s.o.quota)).
 		WithHostname(inst.id).
@@ -441,6 +460,11 @@ func (s *server) startVPS(ctx context.Context, inst *instance) (*vessel.Containe
 	cfg.Rootfs = cfg.Rootfs.WithInodeQuota(4096)
 	// Peaks of what the kernel keeps no peak of, sampled every second.
 	cfg.UsageSampling = time.Second
+	args := []string{"/bin/sh", "-c", webServer}
+	if s.o.boot != "" {
+		cfg.WithBoot() // /sbin/init as PID 1, halted by SIGRTMIN+3 at stop
+		args = nil
+	}
 	if s.o.cgroup != "" {
 		cfg.Cgroup.Group = s.o.cgroup
 	}
@@ -454,7 +478,7 @@ func (s *server) startVPS(ctx context.Context, inst *instance) (*vessel.Containe
 	}
 	c.Stdout, c.Stderr = logf, logf
 	// The VPS lives until stop: ctx only bounds the start.
-	if err := c.Start(context.WithoutCancel(ctx), "/bin/sh", "-c", webServer); err != nil {
+	if err := c.Start(context.WithoutCancel(ctx), args...); err != nil {
 		logf.Close()
 		c.Destroy()
 		return nil, err
@@ -608,6 +632,11 @@ func (s *server) stopAll(keepLog bool) error {
 	s.mu.Unlock()
 	var errs []error
 	for _, v := range vps {
+		// A booted system shuts its services down first (its stop
+		// signal); httpd just goes.
+		if s.o.boot != "" {
+			_ = v.c.Stop(context.Background(), 10*time.Second)
+		}
 		if err := v.c.Destroy(); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", v.id, err))
 		}

@@ -12,6 +12,7 @@
 //	vps beancounters        every finite resource of each: held, maxheld, limit, failcnt
 //	vps stop                stop every VPS and the server, removing everything
 //	vps serve -n 2          run the server in the foreground instead
+//	vps start -boot DIR     boot DIR's own init (systemd) in each VPS instead of httpd
 //
 // See README.md.
 package main

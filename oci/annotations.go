@@ -53,3 +53,22 @@ func (c *converter) annotations(ann map[string]string, cfg *vessel.Config) {
 		}
 	}
 }
+
+// specAnnotations renders the fields of cfg that the annotations above
+// carry (nil when none is set).
+func specAnnotations(cfg *vessel.Config) map[string]string {
+	ann := map[string]string{}
+	if cfg.Ptys > 0 {
+		ann[AnnotationPtys] = strconv.FormatInt(cfg.Ptys, 10)
+	}
+	if cfg.ShmSize > 0 {
+		ann[AnnotationShmSize] = strconv.FormatInt(cfg.ShmSize, 10)
+	}
+	if cfg.UsageSampling > 0 {
+		ann[AnnotationUsageSampling] = cfg.UsageSampling.String()
+	}
+	if len(ann) == 0 {
+		return nil
+	}
+	return ann
+}

@@ -588,4 +588,18 @@ func TestFromSpecBeancounterLimits(t *testing.T) {
 	if cfg.Ptys != 8 || cfg.ShmSize != 2<<20 || cfg.UsageSampling != 500*time.Millisecond {
 		t.Errorf("Ptys %d ShmSize %d UsageSampling %v, want 8, 2 MiB, 500ms", cfg.Ptys, cfg.ShmSize, cfg.UsageSampling)
 	}
+	// And back.
+	back, err := ToSpec(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := back.Linux.Resources.Memory.KernelTCP; got == nil || *got != 1<<20 {
+		t.Errorf("ToSpec: kernelTCP %v", got)
+	}
+	want := map[string]string{AnnotationPtys: "8", AnnotationShmSize: "2097152", AnnotationUsageSampling: "500ms"}
+	for k, v := range want {
+		if back.Annotations[k] != v {
+			t.Errorf("ToSpec: annotation %s = %q, want %q", k, back.Annotations[k], v)
+		}
+	}
 }

@@ -169,7 +169,8 @@ func (t *problems) specResources(r *limits.Resources) *specs.LinuxResources {
 	const f = "resources."
 	out := &specs.LinuxResources{}
 	if m := r.Memory; m != nil {
-		out.Memory = &specs.LinuxMemory{Limit: clonePtr(m.Limit), Reservation: clonePtr(m.Reservation), Swap: clonePtr(m.Swap)}
+		out.Memory = &specs.LinuxMemory{Limit: clonePtr(m.Limit), Reservation: clonePtr(m.Reservation), Swap: clonePtr(m.Swap),
+			KernelTCP: clonePtr(m.KernelTCP)}
 	}
 	if c := r.CPU; c != nil {
 		o := &specs.LinuxCPU{Period: clonePtr(c.Period), Cpus: c.Cpuset, Mems: c.Mems}

@@ -26,7 +26,18 @@ type accountFlags struct {
 	usageSampling time.Duration
 }
 
-func (f *accountFlags) register(fs *flag.FlagSet) {
+// flagAdder is what register needs of a flag set: the standard library's
+// and pflag's both have these methods.
+type flagAdder interface {
+	BoolVar(p *bool, name string, value bool, usage string)
+	Int64Var(p *int64, name string, value int64, usage string)
+	StringVar(p *string, name string, value string, usage string)
+	DurationVar(p *time.Duration, name string, value time.Duration, usage string)
+}
+
+var _ flagAdder = (*flag.FlagSet)(nil)
+
+func (f *accountFlags) register(fs flagAdder) {
 	fs.BoolVar(&f.boot, "boot", false, "boot the image's own init (CMD, default /sbin/init) as a system container; SIGTERM and SIGINT halt it")
 	fs.Int64Var(&f.ptys, "ptys", 0, "most pseudo-terminals the container may open (devpts max=)")
 	fs.StringVar(&f.shmSize, "shm-size", "", "size of /dev/shm (e.g. 64M)")

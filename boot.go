@@ -3,9 +3,12 @@ package vessel
 import (
 	"context"
 	"errors"
+	"fmt"
 	"syscall"
 	"time"
 
+	"github.com/openvessel/vessel/cgroups"
+	"github.com/openvessel/vessel/namespaces"
 	"github.com/openvessel/vessel/rootfs"
 )
 
@@ -39,6 +42,28 @@ func (c *Config) WithBoot(args ...string) *Config {
 	cg := rootfs.Mount{Type: "cgroup2", Source: "cgroup2", Destination: "/sys/fs/cgroup", NoSuid: true, NoDev: true, NoExec: true}
 	c.WithMount(run, lock, cg)
 	return c.WithCapAdd("CAP_SYS_ADMIN")
+}
+
+// validateBoot checks the stop signal and what booting an init needs.
+func (c *Config) validateBoot() []error {
+	var errs []error
+	if c.StopSignal < 0 || c.StopSignal > 64 {
+		errs = append(errs, &ConfigError{Field: "stopSignal", Reason: fmt.Sprintf("%d is not a signal number (1-64)", int(c.StopSignal))})
+	}
+	if c.Boot {
+		// The init gets a cgroup2 hierarchy rooted at the container's
+		// cgroup: only a v2 or hybrid host puts the container in one.
+		if l, err := cgroups.Detect(); err == nil && l == cgroups.V1 {
+			errs = append(errs, &ConfigError{Field: "boot", Reason: "booting an init needs a cgroup2 hierarchy for it (a unified or hybrid host); this host has cgroup v1 only"})
+		}
+		if !c.Namespaces.IsNew(namespaces.PID) || !c.Namespaces.IsNew(namespaces.Cgroup) {
+			errs = append(errs, &ConfigError{Field: "boot", Reason: "booting an init needs new pid and cgroup namespaces"})
+		}
+		if c.Cgroup.Disabled {
+			errs = append(errs, &ConfigError{Field: "boot", Reason: "booting an init needs a cgroup of the container's own"})
+		}
+	}
+	return errs
 }
 
 // Stop asks the container to end with its stop signal (Config.StopSignal,

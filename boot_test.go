@@ -15,6 +15,7 @@ import (
 
 	"github.com/openvessel/vessel"
 	"github.com/openvessel/vessel/internal/testutil"
+	"github.com/openvessel/vessel/namespaces"
 	"github.com/openvessel/vessel/network"
 	"github.com/openvessel/vessel/rootfs"
 )
@@ -30,23 +31,9 @@ func TestBootSystemd(t *testing.T) {
 	nc.Publish = []network.Port{{HostIP: "127.0.0.1", HostPort: uint16(port), ContainerPort: 22}}
 	cfg := newConfig().WithRootfs(rootfs.EphemeralOverlay(base).WithQuota(256 << 20)).
 		WithHostname("vps-debian").WithNetwork(nc).WithMemoryLimit(512 << 20).WithBoot().WithTTY(true)
-	c, _ := newContainer(t, cfg)
+	c, out := newContainer(t, cfg) // with a terminal, out gets the console
 	start := time.Now()
 	require.NoError(t, c.Start(context.Background()))
-	// systemd writes to /dev/console, the pty: drain it.
-	out := &syncBuffer{}
-	consoleDone := make(chan struct{})
-	go func() {
-		defer close(consoleDone)
-		buf := make([]byte, 4096)
-		for {
-			n, err := c.Console().Read(buf)
-			out.Write(buf[:n])
-			if err != nil {
-				return
-			}
-		}
-	}()
 	exec := func(args ...string) (string, error) {
 		var b strings.Builder
 		cmd := vessel.Cmd(args[0], args[1:]...)
@@ -78,6 +65,9 @@ func TestBootSystemd(t *testing.T) {
 	console, err := exec("readlink", "/dev/console")
 	require.NoError(t, err)
 	assert.Equal(t, "pts/0", strings.TrimSpace(console))
+	for end := time.Now().Add(5 * time.Second); !strings.Contains(out.String(), "Welcome to") && time.Now().Before(end); {
+		time.Sleep(20 * time.Millisecond) // the copy may be behind
+	}
 	assert.Contains(t, out.String(), "Welcome to", "systemd's greeting on the console")
 
 	st, err := exec("systemctl", "status")
@@ -106,4 +96,21 @@ func TestBootSystemd(t *testing.T) {
 	t.Logf("stop took %v: %v", stopped.Round(time.Millisecond), err)
 	assert.Less(t, stopped, 10*time.Second)
 	require.NoError(t, err, "systemd halts and exits 0\nconsole:\n%s", lastLines(out.String(), 20))
+}
+
+// TestBootConfigErrors: a boot without the namespaces or the cgroup it
+// needs, and a stop signal that is none, are refused naming the field.
+func TestBootConfigErrors(t *testing.T) {
+	noPID := newConfig().WithBoot()
+	noPID.Namespaces = noPID.Namespaces.Without(namespaces.PID)
+	noCgroup := newConfig().WithBoot()
+	noCgroup.Cgroup.Disabled = true
+	badSignal := newConfig()
+	badSignal.StopSignal = 99
+	for field, cfg := range map[string]*vessel.Config{"boot": noPID, "boot ": noCgroup, "stopSignal": badSignal} {
+		_, err := vessel.New(newID(t), cfg)
+		var ce *vessel.ConfigError
+		require.ErrorAs(t, err, &ce, field)
+		assert.Equal(t, strings.TrimSpace(field), ce.Field)
+	}
 }

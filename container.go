@@ -92,6 +92,7 @@ type Container struct {
 	startWait   chan *initproto.Received
 	pty         *os.File
 	ptyWG       sync.WaitGroup
+	ptyEnded    chan struct{}
 	timer       *time.Timer
 	cleanups    []func() error
 	ctlDone     chan struct{}
@@ -656,7 +657,8 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 		break
 	}
 	if c.pty != nil {
-		startPTYCopy(c.pty, c.Stdin, c.Stdout, &c.ptyWG)
+		c.ptyEnded = make(chan struct{})
+		startPTYCopy(c.pty, c.Stdin, c.Stdout, &c.ptyWG, c.ptyEnded)
 	}
 	c.ctlDone = make(chan struct{})
 	c.sess = newSession(ctl)
@@ -737,6 +739,9 @@ func (c *Container) waitInit() {
 	// the socket: read to its end before settling the status.
 	<-c.ctlDone
 	if c.pty != nil {
+		if c.ptyEnded != nil {
+			close(c.ptyEnded)
+		}
 		c.ptyWG.Wait()
 		c.pty.Close()
 	}

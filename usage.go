@@ -114,6 +114,7 @@ func (c *Config) validateAccounting() []error {
 	if c.ShmSize < 0 || (c.ShmSize > 0 && c.ShmSize < 4096) {
 		errs = append(errs, &ConfigError{Field: "shmSize", Reason: fmt.Sprintf("%d bytes: must be 0 (64 MiB) or at least one page", c.ShmSize)})
 	}
+	errs = append(errs, c.validateBoot()...)
 	if c.UsageSampling < 0 || (c.UsageSampling > 0 && c.UsageSampling < 10*time.Millisecond) {
 		errs = append(errs, &ConfigError{Field: "usageSampling", Reason: fmt.Sprintf("%v: must be 0 (off) or at least 10ms", c.UsageSampling)})
 	}

@@ -2,7 +2,12 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -71,6 +76,7 @@ func ptrTo[T any](v T) *T { return &v }
 // limits, the devpts max and (through --ulimit) the pending signals.
 func TestRunAccountFlags(t *testing.T) {
 	testutil.RequireRoot(t)
+	t.Setenv("VESSEL_CGROUP_GROUP", testutil.CgroupGroup)
 	r := cliWith(t, []string{"run", "--rootfs", testutil.BusyboxRootfs(t), "--overlay", "--disk-quota", "4M",
 		"--disk-inodes", "50", "--ptys", "2", "--shm-size", "1M", "--sysv-shm", "2M:1M", "--ulimit", "sigpending=5",
 		"--", "/bin/sh", "-c", "df -i / | tail -1; df /dev/shm | tail -1; cat /proc/sys/kernel/shmall /proc/sys/kernel/shmmax; ulimit -i; grep -o 'max=[0-9]*' /proc/mounts"}, nil)
@@ -84,4 +90,52 @@ func TestRunAccountFlags(t *testing.T) {
 	r = cliWith(t, []string{"run", "--disk-inodes", "5", "--", "/bin/true"}, nil)
 	assert.Equal(t, 125, r.code)
 	assert.Contains(t, r.stderr, "--disk-inodes needs --disk-quota")
+}
+
+// TestRunBoot boots Debian's systemd with "vessel run --boot", waits for
+// the sshd it starts to be in the container's cgroup, and has SIGTERM to
+// the command halt the system cleanly (exit 0) within 10 seconds.
+func TestRunBoot(t *testing.T) {
+	testutil.RequireRoot(t)
+	root := testutil.DebianSystemRoot(t)
+	t.Setenv("VESSEL_CGROUP_GROUP", testutil.CgroupGroup)
+	name := fmt.Sprintf("boot%d", os.Getpid())
+	cmd := exec.Command(vesselBin, "run", "--boot", "--name", name, "--rootfs", root, "--overlay", "--memory", "256M")
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	require.NoError(t, cmd.Start())
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	defer func() {
+		cmd.Process.Kill()
+		<-done
+	}()
+
+	// The container's cgroup, and below it those systemd made.
+	cg := filepath.Join(testutil.GroupDirs(t, testutil.CgroupGroup)[0], name)
+	sshd := false
+	for end := time.Now().Add(60 * time.Second); !sshd && time.Now().Before(end); time.Sleep(50 * time.Millisecond) {
+		filepath.WalkDir(cg, func(p string, d os.DirEntry, err error) error {
+			if err != nil || d.Name() != "cgroup.procs" {
+				return nil
+			}
+			b, _ := os.ReadFile(p)
+			for _, pid := range strings.Fields(string(b)) {
+				if comm, _ := os.ReadFile("/proc/" + pid + "/comm"); strings.TrimSpace(string(comm)) == "sshd" {
+					sshd = true
+				}
+			}
+			return nil
+		})
+	}
+	require.True(t, sshd, "no sshd in %s\n%s", cg, out.String())
+
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	select {
+	case err := <-done:
+		done <- err
+		require.NoError(t, err, "vessel run --boot after SIGTERM\n%s", out.String())
+	case <-time.After(10 * time.Second):
+		t.Fatalf("systemd did not halt within 10 s of SIGTERM\n%s", out.String())
+	}
 }

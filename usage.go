@@ -339,17 +339,18 @@ func ReadUsage(src UsageSource) (*Usage, error) {
 	add(Beancounter{Resource: "numsiginfo", Unit: "signals", Held: pu.PendingSignals, Limit: rlimit("RLIMIT_SIGPENDING"),
 		Enforcement: EnforcedUser, Source: "/proc/PID/status SigPnd+ShdPnd"})
 
+	// Without a network namespace of its own, the sockets and traffic
+	// are the host's: not the container's to account.
+	ownNet := nu != nil
+	if !ownNet {
+		nu = &network.Usage{}
+	}
 	sock := func(name string, held uint64) {
 		b := Beancounter{Resource: name, Unit: "sockets", Held: held, Limit: NoLimit, Enforcement: AccountedOnly}
-		if nu != nil {
+		if ownNet {
 			b.Source = "/proc/PID/net/sockstat"
-		} else {
-			b.Held = 0
 		}
 		add(b)
-	}
-	if nu == nil {
-		nu = &network.Usage{}
 	}
 	sock("numsock", nu.Sockets)
 	sock("numtcpsock", nu.TCP+nu.TCPTimeWait)
@@ -357,7 +358,7 @@ func ReadUsage(src UsageSource) (*Usage, error) {
 	sock("numunixsock", nu.Unix)
 	sock("numothersock", nu.Raw+nu.Other)
 	ipt := Beancounter{Resource: "numiptent", Unit: "rules", Held: nu.FirewallRules, Limit: NoLimit, Enforcement: AccountedOnly}
-	if cfg.Namespaces.IsNew(namespaces.Net) {
+	if ownNet {
 		ipt.Source = "nftables"
 	}
 	add(ipt)
@@ -373,7 +374,7 @@ func ReadUsage(src UsageSource) (*Usage, error) {
 
 	traffic := func(name, unit string, held, rateBits, overlimits uint64, shaped bool) {
 		b := Beancounter{Resource: name, Unit: unit, Held: held, Limit: NoLimit, Enforcement: AccountedOnly}
-		if cfg.Namespaces.IsNew(namespaces.Net) {
+		if ownNet {
 			b.Source = "/proc/PID/net/dev"
 		}
 		if rateBits > 0 && shaped {

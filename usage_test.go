@@ -18,6 +18,7 @@ import (
 	"github.com/openvessel/vessel/cgroups"
 	"github.com/openvessel/vessel/internal/probe"
 	"github.com/openvessel/vessel/internal/testutil"
+	"github.com/openvessel/vessel/network"
 	"github.com/openvessel/vessel/rootfs"
 )
 
@@ -270,4 +271,26 @@ func TestUsageNetwork(t *testing.T) {
 	assert.Greater(t, counter(t, u, "nettxpackets").Held, uint64(20))
 	assert.Equal(t, uint64(2), counter(t, u, "numiptent").Held)
 	assert.GreaterOrEqual(t, counter(t, u, "numudpsock").Held, uint64(1))
+}
+
+// TestUsageHostNetworkUnavailable: with the host's network the sockets,
+// rules and traffic are the host's, and Usage says it does not account
+// them instead of reporting the host's as the container's.
+func TestUsageHostNetworkUnavailable(t *testing.T) {
+	testutil.RequireRoot(t)
+	cfg := newConfig().WithRootfs(rootfs.Dir(testutil.BusyboxRootfs(t))).WithReadonlyRootfs(true).WithNetwork(network.Host())
+	c, out := newContainer(t, cfg)
+	require.NoError(t, c.Start(context.Background(), testutil.RootfsProbePath, "hold", "files=1"))
+	jsonLine(t, out, &map[string]probe.HoldResult{})
+	u, err := c.Usage()
+	require.NoError(t, err)
+	for _, name := range []string{"numsock", "numtcpsock", "numiptent", "netrxbytes", "nettxpackets"} {
+		b := counter(t, u, name)
+		assert.Empty(t, b.Source, "%s: %+v", name, b)
+		assert.Zero(t, b.Held, name)
+	}
+	assert.NotEmpty(t, counter(t, u, "numfile").Source)
+	var table bytes.Buffer
+	require.NoError(t, u.WriteTable(&table, c.ID()))
+	assert.Regexp(t, `numtcpsock\s+-\s+-\s+-\s+-\s+sockets\s+unavailable`, table.String())
 }

@@ -46,10 +46,11 @@ func TestBootSystemd(t *testing.T) {
 		return b.String(), err
 	}
 	var state string
+	var execErr error
 	deadline := time.Now().Add(90 * time.Second)
 	for time.Now().Before(deadline) {
-		s, _ := exec("systemctl", "is-system-running")
-		state = strings.TrimSpace(s)
+		s, err := exec("systemctl", "is-system-running")
+		state, execErr = strings.TrimSpace(s), err
 		if state == "running" || state == "degraded" {
 			break
 		}
@@ -59,7 +60,7 @@ func TestBootSystemd(t *testing.T) {
 	failed, _ := exec("systemctl", "--failed", "--no-legend", "--plain")
 	t.Logf("system state %q after %v; failed units: %s", state, booted.Round(time.Millisecond), strings.TrimSpace(failed))
 	if state != "running" && state != "degraded" {
-		t.Fatalf("systemd did not come up: %q\nconsole:\n%s", state, out.String())
+		t.Fatalf("systemd did not come up: %q (last exec: %v)\nconsole:\n%s", state, execErr, out.String())
 	}
 
 	console, err := exec("readlink", "/dev/console")

@@ -467,6 +467,7 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 		prepare = true
 	}
 	ic.CloneParent = c.Detached
+	ic.ProcPidns = child.ProcPidns()
 	if c.cfg.needsNetworkSetup() || (plan != nil && plan.NeedsIDMap()) {
 		prepare = true
 	}

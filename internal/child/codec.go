@@ -236,6 +236,7 @@ func (e *enc) config(c *Config) {
 		e.bool(g.V2)
 	}
 	e.bool(c.CloneParent)
+	e.bool(c.ProcPidns)
 }
 
 func (d *dec) config(c *Config) {
@@ -293,6 +294,7 @@ func (d *dec) config(c *Config) {
 		}
 	}
 	c.CloneParent = d.bool()
+	c.ProcPidns = d.bool()
 }
 
 func (e *enc) hooks(hs []Hook) {

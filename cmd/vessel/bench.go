@@ -239,7 +239,7 @@ func startTools(dir, root string) []*benchTool {
 		vt.absent = "absent (cannot find this executable: " + err.Error() + ")"
 	}
 	vt.run = func(i int) (time.Duration, error) {
-		return runCmd(self, "run", "--name", fmt.Sprintf("bench-%d-%d", os.Getpid(), i), "--rootfs", root,
+		return runCmd(self, "run", "--rm", "--name", fmt.Sprintf("bench-%d-%d", os.Getpid(), i), "--rootfs", root,
 			"--readonly", "--memory", "64M", "--pids", "64", "--", "/bin/true")
 	}
 	bw := &benchTool{name: "bwrap"}

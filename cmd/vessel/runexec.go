@@ -171,6 +171,9 @@ func controlRun(cfg *vessel.Config, o *runOpts, id string, argv []string) int {
 		return discard(err)
 	}
 	info := &runInfo{Controller: self, Command: argv, Detached: ready != nil, AutoRemove: o.autoRm}
+	// Until Start says what it set up, assume a network attachment and
+	// prepared storage, for a clean-up after a crash midway to look for.
+	rec.Network, rec.Storage = true, true
 	// Saved before anything exists on the host: if this process dies from
 	// here on, the record tells rm -f and system prune what to clean.
 	if err := st.Save(rec); err != nil {

@@ -39,7 +39,11 @@ func openInRoot(root, name string, flags int) (*os.File, error) {
 		return nil, &os.PathError{Op: "open", Path: root, Err: err}
 	}
 	defer unix.Close(dir)
-	fd, err := unix.Openat2(dir, strings.TrimPrefix(name, "/"), &unix.OpenHow{
+	rel := strings.TrimLeft(name, "/")
+	if rel == "" {
+		rel = "."
+	}
+	fd, err := unix.Openat2(dir, rel, &unix.OpenHow{
 		Flags: uint64(flags | unix.O_CLOEXEC), Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS})
 	if err != nil {
 		return nil, &os.PathError{Op: "open", Path: filepath.Join(root, name), Err: err}
@@ -194,11 +198,12 @@ func hasEnv(env []string, key string) bool {
 	return false
 }
 
-// makeWorkdir creates --workdir in a --rootfs directory, as docker does,
-// owned by the process's user (other roots are checked at start).
+// makeWorkdir creates --workdir in a --rootfs directory, as docker does
+// (also with --read-only: vessel writes it before the container starts),
+// owned by the process's user. Other roots are checked at start.
 func makeWorkdir(cfg *vessel.Config) error {
 	dir := cfg.Process.Dir
-	if dir == "" || cfg.Rootfs.Kind != rootfs.KindDir || cfg.Readonly {
+	if dir == "" || cfg.Rootfs.Kind != rootfs.KindDir {
 		return nil
 	}
 	if !filepath.IsAbs(dir) {

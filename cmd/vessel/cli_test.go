@@ -17,7 +17,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -301,11 +300,22 @@ func TestRunPublish(t *testing.T) {
 	testutil.AssertUnchanged(t, before, testutil.SnapshotHost(t))
 }
 
+// removeOnFailure removes the containers named if the test fails
+// midway (before testRoot's check of the store).
+func removeOnFailure(t *testing.T, root string, names ...string) {
+	t.Cleanup(func() {
+		if t.Failed() {
+			vcli(t, root, nil, append([]string{"rm", "-f"}, names...)...)
+		}
+	})
+}
+
 // TestVerbsOnRunAndOCI runs each docker verb on a container `run -d`
 // started and on one runc's create and start made.
 func TestVerbsOnRunAndOCI(t *testing.T) {
 	testutil.RequireRoot(t)
 	root := testRoot(t)
+	removeOnFailure(t, root, "bg", "bg2", "ocibox", "live")
 	rfs := testutil.BusyboxRootfsCopy(t)
 	vcli(t, root, nil, "run", "-d", "--name", "bg", "--rootfs", rfs, "sh", "-c",
 		"echo to-stdout; echo to-stderr >&2; trap 'echo got-term; exit 7' TERM; while :; do sleep 0.1; done").must(t, "run -d")
@@ -374,11 +384,13 @@ func TestVerbsOnRunAndOCI(t *testing.T) {
 	assertNoDirs(t, bgDirs)
 
 	// kill: docker's form on the run container, runc's on the OCI one.
-	vcli(t, root, nil, "run", "-d", "--name", "bg2", "--rootfs", rfs, "sleep", "1000").must(t, "run -d")
+	// (The command is PID 1 of its pid namespace: only signals it handles
+	// reach it, as under docker.)
+	vcli(t, root, nil, "run", "-d", "--name", "bg2", "--rootfs", rfs, "sh", "-c", "trap 'exit 9' USR1; while :; do sleep 0.1; done").must(t, "run -d")
 	vcli(t, root, nil, "kill", "-s", "USR1", "bg2").must(t, "kill -s USR1")
 	waitPs(t, root, "bg2", statusExited)
-	assert.Equal(t, 128+int(syscall.SIGUSR1), *psRows(t, root)["bg2"].Exit)
-	vcli(t, root, nil, "kill", "ocibox", "TERM").must(t, "kill ID TERM")
+	assert.Equal(t, 9, *psRows(t, root)["bg2"].Exit)
+	vcli(t, root, nil, "kill", "ocibox", "KILL").must(t, "kill ID KILL")
 	waitPs(t, root, "ocibox", statusStopped)
 
 	// rm refuses a live container without -f.
@@ -458,6 +470,7 @@ func TestRunSameNameInParallel(t *testing.T) {
 	testutil.RequireRoot(t)
 	root := testRoot(t)
 	rfs := testutil.BusyboxRootfsCopy(t)
+	removeOnFailure(t, root, "same")
 	const n = 20
 	results := make([]result, n)
 	var wg sync.WaitGroup
@@ -490,4 +503,59 @@ func TestRunSameNameInParallel(t *testing.T) {
 	require.NoError(t, err)
 	ids, _ := st.List()
 	assert.Empty(t, ids)
+}
+
+func TestVolumes(t *testing.T) {
+	testutil.RequireRoot(t)
+	root := testRoot(t)
+	rfs := testutil.BusyboxRootfsCopy(t)
+	// The volume directory is the library's; leave it as it was.
+	var made []string
+	for _, d := range []string{filepath.Dir(volumeDir), volumeDir} {
+		if _, err := os.Stat(d); errors.Is(err, fs.ErrNotExist) {
+			made = append([]string{d}, made...)
+		}
+	}
+	removeOnFailure(t, root, "vuser")
+	name := fmt.Sprintf("clitest-%d", os.Getpid())
+	t.Cleanup(func() {
+		os.RemoveAll(filepath.Join(volumeDir, name))
+		os.RemoveAll(filepath.Join(volumeDir, name+"-b"))
+		for _, d := range made {
+			os.Remove(d)
+		}
+	})
+	vcli(t, root, nil, "run", "-d", "--name", "vuser", "-v", name+":/v", "--rootfs", rfs, "sh", "-c", "echo kept > /v/f; sleep 1000").must(t, "run -v NAME:/v")
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, err := os.Stat(filepath.Join(volumeDir, name, "data/f")); err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	assert.Contains(t, vcli(t, root, nil, "volume", "ls", "-q").must(t, "volume ls").stdout, name+"\n")
+	var docs []volumeDoc
+	r := vcli(t, root, nil, "volume", "inspect", name).must(t, "volume inspect")
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &docs))
+	require.Len(t, docs, 1)
+	assert.Equal(t, []string{"vuser"}, docs[0].InUseBy)
+	assert.Equal(t, int64(5), docs[0].Size)
+	data, err := os.ReadFile(filepath.Join(docs[0].Path, "f"))
+	require.NoError(t, err)
+	assert.Equal(t, "kept\n", string(data))
+
+	r = vcli(t, root, nil, "volume", "rm", "-f", name)
+	assert.Equal(t, 1, r.code)
+	assert.Contains(t, r.stderr, "in use by [vuser]")
+	vcli(t, root, nil, "rm", "-f", "vuser").must(t, "rm -f")
+	vcli(t, root, nil, "volume", "create", name+"-b").must(t, "volume create")
+	r = vcli(t, root, nil, "volume", "prune").must(t, "volume prune")
+	assert.Contains(t, r.stdout, name+"\n")
+	assert.Contains(t, r.stdout, name+"-b\n")
+	for _, n := range []string{name, name + "-b"} {
+		_, err := os.Stat(filepath.Join(volumeDir, n))
+		assert.True(t, errors.Is(err, fs.ErrNotExist), "volume %s left", n)
+	}
+	assert.Equal(t, 1, vcli(t, root, nil, "volume", "inspect", name).code)
+	assert.Equal(t, exitVessel, vcli(t, root, nil, "volume", "create", "../x").code)
 }

@@ -732,7 +732,3 @@ func dirTime(p string) time.Time {
 	}
 	return fi.ModTime()
 }
-
-func volumeCommand() *cobra.Command {
-	return &cobra.Command{Use: "volume", Short: "Manage named volumes"}
-}

@@ -559,3 +559,28 @@ func TestVolumes(t *testing.T) {
 	assert.Equal(t, 1, vcli(t, root, nil, "volume", "inspect", name).code)
 	assert.Equal(t, exitVessel, vcli(t, root, nil, "volume", "create", "../x").code)
 }
+
+func TestCompletion(t *testing.T) {
+	testutil.RequireRoot(t)
+	root := testRoot(t)
+	rfs := testutil.BusyboxRootfsCopy(t)
+	removeOnFailure(t, root, "compme")
+	for _, sh := range []string{"bash", "zsh", "fish"} {
+		r := vcli(t, root, nil, "completion", sh).must(t, "completion "+sh)
+		assert.Contains(t, r.stdout, "vessel", sh)
+	}
+	bash := vcli(t, root, nil, "completion", "bash").stdout
+	out, err := exec.Command("bash", "-n", "-c", bash).CombinedOutput()
+	require.NoError(t, err, "the bash script does not parse: %s", out)
+
+	vcli(t, root, nil, "run", "-d", "--name", "compme", "--rootfs", rfs, "sleep", "1000").must(t, "run -d")
+	for _, verb := range []string{"rm", "exec", "logs", "kill", "stop"} {
+		r := vcli(t, root, nil, "__complete", verb, "comp")
+		assert.Contains(t, r.stdout, "compme\n", verb)
+	}
+	r := vcli(t, root, nil, "__complete", "run", "--pids")
+	assert.Contains(t, r.stdout, "--pids-limit")
+	r = vcli(t, root, nil, "__complete", "ru")
+	assert.Contains(t, r.stdout, "run")
+	vcli(t, root, nil, "rm", "-f", "compme").must(t, "rm -f")
+}

@@ -3,11 +3,13 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/openvessel/vessel"
 	"github.com/openvessel/vessel/oci"
@@ -159,7 +161,15 @@ func rawCommand(use, short string, run func(args []string) int) *cobra.Command {
 		RunE: func(_ *cobra.Command, args []string) error {
 			return codeErr(run(args))
 		},
-		ValidArgsFunction: completeContainers,
+		ValidArgsFunction: func(cmd *cobra.Command, args []string, prefix string) ([]string, cobra.ShellCompDirective) {
+			// Flags are the verb's own here: only --root matters.
+			fs := pflag.NewFlagSet(use, pflag.ContinueOnError)
+			fs.SetOutput(io.Discard)
+			fs.ParseErrorsAllowlist.UnknownFlags = true
+			addGlobals(fs)
+			_ = fs.Parse(args)
+			return completeContainers(cmd, args, prefix)
+		},
 	}
 }
 

@@ -5,6 +5,7 @@ package main
 // recovery and names claimed in parallel.
 
 import (
+	"archive/tar"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -583,4 +584,56 @@ func TestCompletion(t *testing.T) {
 	r = vcli(t, root, nil, "__complete", "ru")
 	assert.Contains(t, r.stdout, "run")
 	vcli(t, root, nil, "rm", "-f", "compme").must(t, "rm -f")
+}
+
+func TestImages(t *testing.T) {
+	testutil.RequireRoot(t)
+	root := testRoot(t)
+	removeOnFailure(t, root, "imguser")
+	// The layer store is the library's: leave it as it was.
+	var made []string
+	for _, d := range []string{filepath.Dir(layerStore), layerStore, filepath.Join(layerStore, "sha256")} {
+		if _, err := os.Stat(d); errors.Is(err, fs.ErrNotExist) {
+			made = append([]string{d}, made...)
+		}
+	}
+	// A layer of its own (a marker file makes its digest unique).
+	rfs := testutil.BusyboxRootfsCopy(t)
+	require.NoError(t, os.WriteFile(filepath.Join(rfs, "marker"), []byte(fmt.Sprintf("%s %d", t.Name(), time.Now().UnixNano())), 0o644))
+	var tb bytes.Buffer
+	tw := tar.NewWriter(&tb)
+	require.NoError(t, testutil.AddTree(tw, rfs))
+	require.NoError(t, tw.Close())
+	img := filepath.Join(t.TempDir(), "image")
+	require.NoError(t, testutil.WriteOCILayout(img, []testutil.Layer{testutil.TarLayer(tb.Bytes(), true)}, testutil.ImageConfig{}, "", false))
+	digests, err := imageLayers(img)
+	require.NoError(t, err)
+	require.Len(t, digests, 1)
+	digest := digests[0]
+	layerPath := filepath.Join(layerStore, "sha256", strings.TrimPrefix(digest, "sha256:"))
+	t.Cleanup(func() {
+		os.RemoveAll(layerPath)
+		for _, d := range made {
+			os.Remove(d)
+		}
+	})
+
+	vcli(t, root, nil, "run", "-d", "--name", "imguser", "--image", img, "sleep", "1000").must(t, "run --image")
+	assert.Contains(t, vcli(t, root, nil, "image", "ls", "-q").must(t, "image ls -q").stdout, digest+"\n")
+	ls := vcli(t, root, nil, "image", "ls").must(t, "image ls").stdout
+	assert.Regexp(t, `(?m)^`+digest[:19]+`\s+\S+\s+\S+ ago\s+imguser$`, ls)
+	r := vcli(t, root, nil, "image", "rm", digest[7:20])
+	assert.Equal(t, 1, r.code)
+	assert.Contains(t, r.stderr, "in use by imguser")
+	_, err = os.Stat(layerPath)
+	require.NoError(t, err, "a layer in use was removed")
+
+	vcli(t, root, nil, "rm", "-f", "imguser").must(t, "rm -f")
+	r = vcli(t, root, nil, "image", "rm", digest)
+	r.must(t, "image rm")
+	assert.Equal(t, digest+"\n", r.stdout)
+	_, err = os.Stat(layerPath)
+	assert.True(t, errors.Is(err, fs.ErrNotExist), "image rm left the layer")
+	assert.Equal(t, 1, vcli(t, root, nil, "image", "rm", digest).code, "rm of a removed layer")
+	assert.Equal(t, 1, vcli(t, root, nil, "image", "rm", "xyz").code)
 }

@@ -29,7 +29,7 @@ import (
 func dockerCommands() []*cobra.Command {
 	return []*cobra.Command{psCommand(), logsCommand(), stopCommand(), killCommand(), rmCommand(),
 		inspectCommand(), statsCommand(), topCommand(), waitCommand(), systemCommand(),
-		volumeCommand()}
+		volumeCommand(), imageCommand()}
 }
 
 // psCommand is docker's ps, and runc's "ps ID" when given a container.

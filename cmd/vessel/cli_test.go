@@ -218,6 +218,7 @@ func TestRunUsageErrors(t *testing.T) {
 		{[]string{"run", "--rmm", "true"}, []string{"--rmm", "did you mean --rm?"}},
 		{[]string{"run", "-rm", "true"}, []string{"did you mean --rm?"}},
 		{[]string{"run", "--memory", "lots", "true"}, []string{"--memory"}},
+		{[]string{"run", "--memory", "1", "true"}, []string{"--memory", "below 6 MiB"}},
 		{[]string{"run", "--tmpfs", "/run:size=big", "true"}, []string{"--tmpfs", "size"}},
 		{[]string{"run", "--mount", "type=nfs,target=/x", "true"}, []string{"--mount", "type"}},
 		{[]string{"run", "-e", "=x", "true"}, []string{"--env"}},
@@ -274,6 +275,32 @@ func TestRunTTY(t *testing.T) {
 	assert.Contains(t, got, "T=xterm")
 	assert.Regexp(t, `/dev/pts/\d+`, got)
 	assert.Contains(t, got, "33 77")
+
+	// exec -it into a running container, through a pty too.
+	removeOnFailure(t, root, "ttybox")
+	vcli(t, root, nil, "run", "-d", "--name", "ttybox", "--rootfs", rfs, "sleep", "1000").must(t, "run -d")
+	cmd = exec.Command(vesselBin, "--root", root, "exec", "-it", "ttybox", "sh")
+	ptmx2, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 21, Cols: 55})
+	require.NoError(t, err)
+	defer ptmx2.Close()
+	var out2 bytes.Buffer
+	done2 := make(chan struct{})
+	go func() {
+		_, _ = io.Copy(&out2, ptmx2)
+		close(done2)
+	}()
+	_, err = ptmx2.Write([]byte("tty; stty size; exit 6\n"))
+	require.NoError(t, err)
+	err = cmd.Wait()
+	require.True(t, errors.As(err, &ee), "exec -it: %v; output %q", err, out2.String())
+	assert.Equal(t, 6, ee.ExitCode())
+	select {
+	case <-done2:
+	case <-time.After(5 * time.Second):
+	}
+	assert.Regexp(t, `/dev/pts/\d+`, out2.String())
+	assert.Contains(t, out2.String(), "21 55")
+	vcli(t, root, nil, "rm", "-f", "ttybox").must(t, "rm -f")
 }
 
 func TestRunPublish(t *testing.T) {
@@ -393,6 +420,19 @@ func TestVerbsOnRunAndOCI(t *testing.T) {
 	assert.Equal(t, 9, *psRows(t, root)["bg2"].Exit)
 	vcli(t, root, nil, "kill", "ocibox", "KILL").must(t, "kill ID KILL")
 	waitPs(t, root, "ocibox", statusStopped)
+
+	// stop on an OCI container: its sleep, PID 1, ignores SIGTERM, so
+	// SIGKILL after the timeout.
+	b2 := bundle(t, "ocistop", []string{"sleep", "1000"}, nil)
+	removeOnFailure(t, root, "ocistop")
+	vcli(t, root, nil, "create", "--bundle", b2, "ocistop").must(t, "create")
+	vcli(t, root, nil, "start", "ocistop").must(t, "start")
+	vcli(t, root, nil, "stop", "--time", "1", "ocistop").must(t, "stop")
+	assert.Equal(t, statusStopped, psRows(t, root)["ocistop"].Status)
+	r = vcli(t, root, nil, "wait", "ocistop")
+	assert.Equal(t, 1, r.code)
+	assert.Contains(t, r.stderr, "runc's create")
+	vcli(t, root, nil, "rm", "ocistop").must(t, "rm of a stopped OCI container")
 
 	// rm refuses a live container without -f.
 	vcli(t, root, nil, "run", "-d", "--name", "live", "--rootfs", rfs, "sleep", "1000").must(t, "run -d")

@@ -16,6 +16,10 @@ import (
 	"github.com/openvessel/vessel/security"
 )
 
+// minMemory is the smallest --memory accepted: below it the container's
+// first processes cannot start, and docker refuses it too.
+const minMemory = 6 << 20
+
 // resourceFlags are the limits shared by `run` (and later `update`).
 type resourceFlags struct {
 	memory, memorySwap, memoryReservation  string
@@ -64,6 +68,9 @@ func (f *resourceFlags) apply(cfg *vessel.Config, set map[string]bool) error {
 		n, err := size("memory", f.memory)
 		if err != nil {
 			return err
+		}
+		if n > 0 && n < minMemory {
+			return fmt.Errorf("--memory: %s is below %d MiB, the least a container starts in (as docker)", f.memory, minMemory>>20)
 		}
 		cfg.WithMemoryLimit(n)
 	}

@@ -258,8 +258,8 @@ func signalMain(rec *oci.Record, sig syscall.Signal) error {
 			}
 		}
 	}
-	if !rec.Main.Alive() {
-		return nil
+	if rec.Main.Pid <= 1 || !rec.Main.Alive() {
+		return nil // never kill(0), kill(-1) or init
 	}
 	return unix.Kill(rec.Main.Pid, sig)
 }

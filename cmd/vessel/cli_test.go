@@ -234,6 +234,8 @@ func TestRunUsageErrors(t *testing.T) {
 		{[]string{"kill", "-s", "NOSIG", "a"}, []string{"--signal", "NOSIG"}},
 		{[]string{"create", "--bundel", "x", "id"}, []string{"--bundel", "did you mean --bundle?"}},
 		{[]string{"logs"}, []string{"want one container name"}},
+		{[]string{"checkpoint", "--dri", "x"}, []string{"checkpoint", "-dri"}},
+		{[]string{"migrate", "--after", "soon"}, []string{"migrate", "-after", "soon"}},
 	} {
 		r := vcli(t, root, nil, c.args...)
 		assert.Equal(t, exitVessel, r.code, "%q: exit code (stderr %q)", c.args, r.stderr)

@@ -5,7 +5,10 @@ package main
 // suggestion.
 
 import (
+	"errors"
+	"flag"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"sync"
@@ -160,3 +163,23 @@ func completeContainers(_ *cobra.Command, _ []string, prefix string) ([]string, 
 
 // stderrf prints one line on stderr.
 func stderrf(format string, a ...any) { fmt.Fprintf(os.Stderr, format+"\n", a...) }
+
+// ckptFlagSet is the checkpoint verbs' flag set (the standard package's,
+// kept for now): quiet, its errors reported by ckptFlagErr.
+func ckptFlagSet(verb string) *flag.FlagSet {
+	fs := flag.NewFlagSet(verb, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	return fs
+}
+
+// ckptFlagErr reports a checkpoint verb's flag error on one line, exit
+// 125, or prints its flags for -h.
+func ckptFlagErr(fs *flag.FlagSet, err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		fs.SetOutput(os.Stdout)
+		fmt.Printf("usage: vessel %s [flags] (see the README's checkpoint section)\n\nflags:\n", fs.Name())
+		fs.PrintDefaults()
+		return 0
+	}
+	return fail("%s: %v", fs.Name(), err)
+}

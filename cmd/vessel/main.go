@@ -176,11 +176,41 @@ func rawCommand(use, short string, run func(args []string) int) *cobra.Command {
 // otherCommands are the checkpoint and benchmark verbs.
 func otherCommands() []*cobra.Command {
 	return []*cobra.Command{
-		rawCommand("checkpoint --dir D [--after 10s] [--leave-running] -- CMD...", "Run CMD and checkpoint it with CRIU", cmdCheckpoint),
-		rawCommand("restore --dir D [--rootfs R] [--name ID]", "Restore a checkpointed container and wait for it", cmdRestore),
-		rawCommand("migrate --to HOST:PORT [--after 10s] [--pre-dumps N] -- CMD...", "Run CMD and live-migrate it to a receiver", cmdMigrate),
-		rawCommand("receive --listen ADDR --dir D [--rootfs R]", "Receive a migrating container and run it", cmdReceive),
+		rawCommand("checkpoint --dir D [--after 10s] [--leave-running] -- CMD...", "Run CMD and checkpoint it with CRIU", withoutGlobals(cmdCheckpoint)),
+		rawCommand("restore --dir D [--rootfs R] [--name ID]", "Restore a checkpointed container and wait for it", withoutGlobals(cmdRestore)),
+		rawCommand("migrate --to HOST:PORT [--after 10s] [--pre-dumps N] -- CMD...", "Run CMD and live-migrate it to a receiver", withoutGlobals(cmdMigrate)),
+		rawCommand("receive --listen ADDR --dir D [--rootfs R]", "Receive a migrating container and run it", withoutGlobals(cmdReceive)),
 		benchCommand(),
+	}
+}
+
+// withoutGlobals hands a verb that knows no global flags its arguments
+// without the global flags typed before it (cobra passes those on to
+// verbs that parse their own flags).
+func withoutGlobals(run func([]string) int) func([]string) int {
+	return func(args []string) int {
+		for len(args) > 0 && strings.HasPrefix(args[0], "--") {
+			name, val, hasVal := strings.Cut(args[0][2:], "=")
+			f := globalFlags().Lookup(name)
+			if f == nil {
+				break
+			}
+			n := 1
+			switch {
+			case hasVal:
+			case f.NoOptDefVal != "":
+				val = f.NoOptDefVal
+			case len(args) > 1:
+				val, n = args[1], 2
+			default:
+				return fail("--%s: needs a value", name)
+			}
+			if err := f.Value.Set(val); err != nil {
+				return fail("--%s: %v", name, err)
+			}
+			args = args[n:]
+		}
+		return run(args)
 	}
 }
 

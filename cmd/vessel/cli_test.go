@@ -660,6 +660,29 @@ func TestImages(t *testing.T) {
 		}
 	})
 
+	// On a terminal, the unpacking shows a progress bar (at once here:
+	// VESSEL_PROGRESS_DELAY=0; one second by default).
+	cmd := exec.Command(vesselBin, "--root", root, "run", "--rm", "--image", img, "true")
+	cmd.Env = append(os.Environ(), "VESSEL_CGROUP_GROUP="+testutil.CgroupGroup, "VESSEL_PROGRESS_DELAY=0")
+	ptmx, err := pty.Start(cmd)
+	require.NoError(t, err)
+	defer ptmx.Close()
+	var out bytes.Buffer
+	copied := make(chan struct{})
+	go func() {
+		_, _ = io.Copy(&out, ptmx)
+		close(copied)
+	}()
+	require.NoError(t, cmd.Wait(), "run --image on a terminal: %q", out.String())
+	select {
+	case <-copied:
+	case <-time.After(5 * time.Second):
+	}
+	assert.Contains(t, out.String(), "unpacking image image")
+	assert.Regexp(t, `\d+(\.\d+)? ?[kMG]?B`, out.String())
+	// Not on a terminal: no bar.
+	assert.NotContains(t, vcli(t, root, nil, "run", "--rm", "--image", img, "true").must(t, "run --image").stderr, "unpacking")
+
 	vcli(t, root, nil, "run", "-d", "--name", "imguser", "--image", img, "sleep", "1000").must(t, "run --image")
 	assert.Contains(t, vcli(t, root, nil, "image", "ls", "-q").must(t, "image ls -q").stdout, digest+"\n")
 	ls := vcli(t, root, nil, "image", "ls").must(t, "image ls").stdout

@@ -214,7 +214,10 @@ func controlRun(cfg *vessel.Config, o *runOpts, id string, argv []string) int {
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGWINCH)
 	defer signal.Stop(sigs)
-	if err := c.Start(ctx, argv...); err != nil {
+	stopProgress := importProgress(cfg)
+	err = c.Start(ctx, argv...)
+	stopProgress()
+	if err != nil {
 		if restore != nil {
 			restore()
 		}

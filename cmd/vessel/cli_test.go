@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -701,4 +702,23 @@ func TestImages(t *testing.T) {
 	assert.True(t, errors.Is(err, fs.ErrNotExist), "image rm left the layer")
 	assert.Equal(t, 1, vcli(t, root, nil, "image", "rm", digest).code, "rm of a removed layer")
 	assert.Equal(t, 1, vcli(t, root, nil, "image", "rm", "xyz").code)
+}
+
+// TestStoreLocation: root's store is /run/vessel (tests pass --root);
+// another user's is $XDG_RUNTIME_DIR/vessel.
+func TestStoreLocation(t *testing.T) {
+	testutil.RequireRoot(t)
+	xdg := t.TempDir()
+	require.NoError(t, os.Chown(xdg, 65534, 65534))
+	require.NoError(t, os.Chmod(filepath.Dir(xdg), 0o755))
+	cmd := exec.Command(vesselBin, "ps", "-a")
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "XDG_RUNTIME_DIR=" + xdg}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	assert.Contains(t, string(out), "NAME")
+	fi, err := os.Stat(filepath.Join(xdg, "vessel"))
+	require.NoError(t, err, "the store was not made in $XDG_RUNTIME_DIR")
+	assert.True(t, fi.IsDir())
+	assert.Equal(t, "/run/vessel", defaultRoot())
 }

@@ -684,11 +684,19 @@ func TestImages(t *testing.T) {
 	// Not on a terminal: no bar.
 	assert.NotContains(t, vcli(t, root, nil, "run", "--rm", "--image", img, "true").must(t, "run --image").stderr, "unpacking")
 
+	// --user NAME:GROUP from the image's own /etc/passwd and /etc/group.
+	r := vcli(t, root, nil, "run", "--rm", "--image", img, "-u", "nobody:nogroup", "sh", "-c", "id -u; id -g; echo $HOME")
+	r.must(t, "run --image -u nobody:nogroup")
+	assert.Equal(t, "65534\n65534\n/nonexistent\n", r.stdout)
+	r = vcli(t, root, nil, "run", "--rm", "--image", img, "-u", "nosuch", "true")
+	assert.Equal(t, exitVessel, r.code)
+	assert.Contains(t, r.stderr, "no such user in /etc/passwd of the image")
+
 	vcli(t, root, nil, "run", "-d", "--name", "imguser", "--image", img, "sleep", "1000").must(t, "run --image")
 	assert.Contains(t, vcli(t, root, nil, "image", "ls", "-q").must(t, "image ls -q").stdout, digest+"\n")
 	ls := vcli(t, root, nil, "image", "ls").must(t, "image ls").stdout
 	assert.Regexp(t, `(?m)^`+digest[:19]+`\s+\S+\s+\S+ ago\s+imguser$`, ls)
-	r := vcli(t, root, nil, "image", "rm", digest[7:20])
+	r = vcli(t, root, nil, "image", "rm", digest[7:20])
 	assert.Equal(t, 1, r.code)
 	assert.Contains(t, r.stderr, "in use by imguser")
 	_, err = os.Stat(layerPath)

@@ -6,11 +6,13 @@ package main
 // container of that image; these verbs list and remove those layers.
 
 import (
+	"archive/tar"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -20,6 +22,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/spf13/cobra"
 
@@ -294,4 +297,52 @@ func findLayer(layers []*layerInfo, s string) (*layerInfo, error) {
 		return nil, fmt.Errorf("no such layer: %s", s)
 	}
 	return found, nil
+}
+
+// imageFiles reads /etc/passwd and /etc/group from the (first) image of
+// an OCI layout or docker-save tarball, through its layers and whiteouts,
+// without unpacking it (for --user NAME).
+func imageFiles(p string) (map[string][]byte, error) {
+	fi, err := os.Stat(p)
+	if err != nil {
+		return nil, err
+	}
+	var img v1.Image
+	if fi.IsDir() {
+		idx, err := layout.ImageIndexFromPath(p)
+		if err != nil {
+			return nil, err
+		}
+		imgs, err := indexImages(idx)
+		if err != nil {
+			return nil, err
+		}
+		if len(imgs) == 0 {
+			return nil, fmt.Errorf("%s holds no image", p)
+		}
+		img = imgs[0]
+	} else if img, err = tarball.ImageFromPath(p, nil); err != nil {
+		return nil, err
+	}
+	rc := mutate.Extract(img)
+	defer rc.Close()
+	out := map[string][]byte{}
+	tr := tar.NewReader(rc)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return out, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		name := strings.TrimPrefix(path.Clean("/"+h.Name), "/")
+		if (name == "etc/passwd" || name == "etc/group") && h.Typeflag == tar.TypeReg {
+			data, err := io.ReadAll(io.LimitReader(tr, 16<<20))
+			if err != nil {
+				return nil, err
+			}
+			out[name] = data
+		}
+	}
 }

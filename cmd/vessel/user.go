@@ -18,15 +18,17 @@ import (
 	"github.com/openvessel/vessel/rootfs"
 )
 
-// rootDir is the directory the container's files are read from before it
-// starts: the host's / or --rootfs DIR ("" for roots prepared at start:
-// images and overlays).
+// rootDir is where the container's /etc/passwd and /etc/group are read
+// from before it starts: the host's /, --rootfs DIR, or "image:PATH" for
+// an --image ("" for other roots: overlays and image files).
 func rootDir(cfg *vessel.Config) string {
 	switch cfg.Rootfs.Kind {
 	case rootfs.KindHost:
 		return "/"
 	case rootfs.KindDir:
 		return cfg.Rootfs.Path
+	case rootfs.KindImage:
+		return "image:" + cfg.Rootfs.Path
 	}
 	return ""
 }
@@ -51,16 +53,29 @@ func openInRoot(root, name string, flags int) (*os.File, error) {
 	return os.NewFile(uintptr(fd), filepath.Join(root, name)), nil
 }
 
-// colonFile reads the lines of a passwd or group file as fields.
+// colonFile reads the lines of a passwd or group file as fields. root is
+// a directory, or "image:PATH" for the files of an --image.
 func colonFile(root, name string) ([][]string, error) {
-	f, err := openInRoot(root, name, unix.O_RDONLY)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, 16<<20))
-	if err != nil {
-		return nil, err
+	var data []byte
+	if img, ok := strings.CutPrefix(root, "image:"); ok {
+		files, err := imageFiles(img)
+		if err != nil {
+			return nil, err
+		}
+		d, ok := files[strings.TrimLeft(name, "/")]
+		if !ok {
+			return nil, &os.PathError{Op: "open", Path: img + ":" + name, Err: os.ErrNotExist}
+		}
+		data = d
+	} else {
+		f, err := openInRoot(root, name, unix.O_RDONLY)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		if data, err = io.ReadAll(io.LimitReader(f, 16<<20)); err != nil {
+			return nil, err
+		}
 	}
 	var out [][]string
 	for _, line := range strings.Split(string(data), "\n") {
@@ -153,9 +168,9 @@ func (o *runOpts) applyUser(cfg *vessel.Config) error {
 		case uerr == nil:
 			uid, gid = uint32(uidNum), uint32(uidNum)
 		case root == "":
-			return usagef("run: --user %q: user names are resolved in --rootfs DIR or the host's files; give a number with --image or --overlay", o.user)
+			return usagef("run: --user %q: user names are resolved in --rootfs DIR, an --image or the host's files; give a number with --overlay or an image file", o.user)
 		default:
-			return usagef("run: --user %q: no such user in %s", us, filepath.Join(root, "etc/passwd"))
+			return usagef("run: --user %q: no such user in %s", us, passwdPath(root, "etc/passwd"))
 		}
 		if hasG {
 			if n, err := strconv.ParseUint(gs, 10, 32); err == nil {
@@ -165,14 +180,16 @@ func (o *runOpts) applyUser(cfg *vessel.Config) error {
 			} else if g, ok, _, _ := groupsOf(root, gs, ""); ok {
 				gid = g
 			} else {
-				return usagef("run: --user %q: no such group in %s", gs, filepath.Join(root, "etc/group"))
+				return usagef("run: --user %q: no such group in %s", gs, passwdPath(root, "etc/group"))
 			}
 		}
 		cfg.WithUser(uid, gid)
 		if len(groups) > 0 {
 			cfg.WithGroups(groups...)
 		}
-	} else if root != "" {
+	} else if root != "" && !strings.HasPrefix(root, "image:") {
+		// (An image's /etc/passwd is read only for --user: it costs a
+		// read of every layer.)
 		if ent, err := lookupPasswd(root, "0"); err == nil {
 			home = ent.home
 		}
@@ -187,6 +204,14 @@ func (o *runOpts) applyUser(cfg *vessel.Config) error {
 		cfg.WithEnv("HOME=" + home)
 	}
 	return nil
+}
+
+// passwdPath names a file of the container's root in a message.
+func passwdPath(root, name string) string {
+	if img, ok := strings.CutPrefix(root, "image:"); ok {
+		return "/" + name + " of the image " + img
+	}
+	return filepath.Join(root, name)
 }
 
 func hasEnv(env []string, key string) bool {

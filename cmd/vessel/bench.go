@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -17,6 +16,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/openvessel/vessel"
 	"github.com/openvessel/vessel/cgroups"
@@ -34,35 +35,42 @@ type benchTool struct {
 	times  []time.Duration
 }
 
-func cmdBench(args []string) int {
-	if len(args) > 0 && args[0] == "floor" {
-		return benchFloor(args[1:])
+func benchCommand() *cobra.Command {
+	var n int
+	var scenario, busybox string
+	cmd := &cobra.Command{
+		Use:   "bench [-n RUNS] [--scenario start|exec|all] | bench floor ROOT CMD...",
+		Short: "Time container start and exec against runc, bubblewrap and a floor",
+		Long: "Compares vessel with runc and bubblewrap (bwrap) when they are installed, running\n" +
+			"each tool in turn (alternating) on the same busybox root filesystem, and prints\n" +
+			"the median and 95th percentile per tool and their ratios. \"vessel\" is the CLI\n" +
+			"as a whole process, like the peers; vessel-lib the same container started by\n" +
+			"this process through the library; vessel-spare that with an init started ahead\n" +
+			"of time (vessel.Spares). \"floor\" is not a container: in the start scenario\n" +
+			"this command (vessel bench floor ROOT CMD...) starting the command chrooted\n" +
+			"in new namespaces and nothing else, no cgroup, mount or security profile, the\n" +
+			"least a Go command can take; in the exec scenario the command started by\n" +
+			"this process on the host. When done it removes the empty cgroups the\n" +
+			"containers left in vessel's group (cgroups.RemoveGroup).",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 && args[0] == "floor" {
+				return codeErr(benchFloor(args[1:]))
+			}
+			if len(args) > 0 {
+				return usagef("bench: unexpected argument %q", args[0])
+			}
+			return codeErr(runBenchCmd(n, scenario, busybox))
+		},
 	}
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	n := fs.Int("n", 20, "runs per tool")
-	scenario := fs.String("scenario", "all", "start (start to exit of /bin/true), exec (a process in a running container), or all")
-	busybox := fs.String("busybox", "/bin/busybox", "static busybox to build the benchmark's root filesystem from")
-	fs.Usage = func() {
-		fmt.Fprintln(os.Stderr, "usage: vessel bench [-n RUNS] [-scenario start|exec|all]\n\n"+
-			"Compares vessel with runc and bubblewrap (bwrap) when they are installed, running\n"+
-			"each tool in turn (alternating) on the same busybox root filesystem, and prints\n"+
-			"the median and 95th percentile per tool and their ratios. \"vessel\" is the CLI\n"+
-			"as a whole process, like the peers; vessel-lib the same container started by\n"+
-			"this process through the library; vessel-spare that with an init started ahead\n"+
-			"of time (vessel.Spares). \"floor\" is not a container: in the start scenario\n"+
-			"this command (vessel bench floor ROOT CMD...) starting the command chrooted\n"+
-			"in new namespaces and nothing else, no cgroup, mount or security profile, the\n"+
-			"least a Go command can take; in the exec scenario the command started by\n"+
-			"this process on the host. When done it removes the empty cgroups the\n"+
-			"containers left in vessel's group (cgroups.RemoveGroup).")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
+	cmd.Flags().SetInterspersed(false)
+	cmd.Flags().IntVarP(&n, "n", "n", 20, "runs per tool")
+	cmd.Flags().StringVar(&scenario, "scenario", "all", "start (start to exit of /bin/true), exec (a process in a running container), or all")
+	cmd.Flags().StringVar(&busybox, "busybox", "/bin/busybox", "static busybox to build the benchmark's root filesystem from")
+	return cmd
+}
+
+func runBenchCmd(nRuns int, scenarioName, busyboxPath string) int {
+	n, scenario, busybox := &nRuns, &scenarioName, &busyboxPath
 	if *n < 1 {
 		return fail("bench: -n %d: need at least one run", *n)
 	}
@@ -231,7 +239,7 @@ func startTools(dir, root string) []*benchTool {
 		vt.absent = "absent (cannot find this executable: " + err.Error() + ")"
 	}
 	vt.run = func(i int) (time.Duration, error) {
-		return runCmd(self, "run", "--name", fmt.Sprintf("bench-%d-%d", os.Getpid(), i), "--rootfs", root,
+		return runCmd(self, "run", "--rm", "--name", fmt.Sprintf("bench-%d-%d", os.Getpid(), i), "--rootfs", root,
 			"--readonly", "--memory", "64M", "--pids", "64", "--", "/bin/true")
 	}
 	bw := &benchTool{name: "bwrap"}

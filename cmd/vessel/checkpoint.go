@@ -138,7 +138,7 @@ func printCkptJSON(label string, v any) {
 }
 
 func cmdCheckpoint(args []string) int {
-	fs := flag.NewFlagSet("checkpoint", flag.ContinueOnError)
+	fs := ckptFlagSet("checkpoint")
 	var (
 		f    ckptFlags
 		act  ckptAction
@@ -151,7 +151,7 @@ func cmdCheckpoint(args []string) int {
 	fs.BoolVar(&opts.TCPEstablished, "tcp-established", false, "save established TCP connections")
 	fs.IntVar(&opts.PreDumps, "pre-dumps", 0, "pre-dump rounds before the final dump")
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return ckptFlagErr(fs, err)
 	}
 	if *dir == "" {
 		return fail("checkpoint: --dir is required")
@@ -177,12 +177,12 @@ func cmdCheckpoint(args []string) int {
 }
 
 func cmdRestore(args []string) int {
-	fs := flag.NewFlagSet("restore", flag.ContinueOnError)
+	fs := ckptFlagSet("restore")
 	var f ckptFlags
 	dir := fs.String("dir", "", "checkpoint directory (required)")
 	f.register(fs)
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return ckptFlagErr(fs, err)
 	}
 	if *dir == "" {
 		return fail("restore: --dir is required")
@@ -211,7 +211,7 @@ func restoreFrom(ctx context.Context, dir string, f *ckptFlags) (*vessel.Contain
 }
 
 func cmdMigrate(args []string) int {
-	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
+	fs := ckptFlagSet("migrate")
 	var (
 		f    ckptFlags
 		act  ckptAction
@@ -223,7 +223,7 @@ func cmdMigrate(args []string) int {
 	fs.DurationVar(&act.after, "after", 0, "migrate after this long (default: on SIGUSR1 only)")
 	fs.BoolVar(&opts.TCPEstablished, "tcp-established", true, "move established TCP connections")
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return ckptFlagErr(fs, err)
 	}
 	if *to == "" {
 		return fail("migrate: --to is required")
@@ -249,13 +249,13 @@ func cmdMigrate(args []string) int {
 }
 
 func cmdReceive(args []string) int {
-	fs := flag.NewFlagSet("receive", flag.ContinueOnError)
+	fs := ckptFlagSet("receive")
 	var f ckptFlags
 	listen := fs.String("listen", "", "ADDR to accept one migration on (required)")
 	dir := fs.String("dir", "", "directory for the received images (required)")
 	f.register(fs)
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return ckptFlagErr(fs, err)
 	}
 	if *listen == "" || *dir == "" {
 		return fail("receive: --listen and --dir are required")

@@ -6,12 +6,13 @@ package main
 import (
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
-	"strings"
+	"os/exec"
 	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/openvessel/vessel/oci"
 )
@@ -23,58 +24,7 @@ type globalOpts struct {
 	logFormat     string
 	systemdCgroup bool
 	debug         bool
-	// set records that any global flag was given (the OCI command line is
-	// then meant, also for "run").
-	set bool
-	log *cliLog
-}
-
-// parseGlobal takes the global flags off the front of args. It stops at the
-// first argument that is not one of them (the verb, or --version/--help).
-func parseGlobal(args []string) (*globalOpts, []string, error) {
-	g := &globalOpts{root: oci.DefaultRoot, logFormat: "text"}
-	for len(args) > 0 {
-		a := args[0]
-		name, val, hasVal := strings.Cut(strings.TrimLeft(a, "-"), "=")
-		if !strings.HasPrefix(a, "-") || a == "-" || a == "--" {
-			break
-		}
-		takesValue := map[string]bool{"root": true, "log": true, "log-format": true, "criu": true, "rootless": true}
-		boolean := map[string]bool{"systemd-cgroup": true, "debug": true}
-		switch {
-		case takesValue[name]:
-			if !hasVal {
-				if len(args) < 2 {
-					return nil, nil, fmt.Errorf("flag --%s needs a value", name)
-				}
-				val, args = args[1], args[1:]
-			}
-			switch name {
-			case "root":
-				g.root = val
-			case "log":
-				g.logFile = val
-			case "log-format":
-				if val != "text" && val != "json" {
-					return nil, nil, fmt.Errorf("--log-format: %q is neither text nor json", val)
-				}
-				g.logFormat = val
-			}
-			// --criu and --rootless are accepted for compatibility.
-		case boolean[name]:
-			on := !hasVal || val == "true" || val == "1"
-			if name == "debug" {
-				g.debug = on
-			} else {
-				g.systemdCgroup = on
-			}
-		default:
-			return g, args, nil
-		}
-		g.set = true
-		args = args[1:]
-	}
-	return g, args, nil
+	log           *cliLog
 }
 
 // cliLog writes the command's log: to --log (text or JSON lines), and
@@ -138,9 +88,11 @@ func (g *globalOpts) errorf(format string, a ...any) int {
 	return 1
 }
 
-// usageErr is a command-line mistake (runc exits 1 for those too).
+// usageErr is a command-line mistake: one line, exit 125 (as every
+// usage error of vessel's).
 func (g *globalOpts) usageErr(verb, usage, format string, a ...any) int {
-	return g.errorf("%s: %s (usage: vessel %s %s)", verb, fmt.Sprintf(format, a...), verb, usage)
+	g.errorf("%s: %s (usage: vessel %s %s)", verb, fmt.Sprintf(format, a...), verb, usage)
+	return exitVessel
 }
 
 // ociVerbs are the runc verbs this file set serves.
@@ -163,78 +115,65 @@ var ociVerbs = map[string]func(*globalOpts, []string) int{
 	"beancounters": ociBeancounters,
 }
 
-// ociDispatch runs a runc verb.
-func ociDispatch(g *globalOpts, verb string, args []string) int {
-	f, ok := ociVerbs[verb]
-	if !ok {
-		return g.errorf("vessel: %q is not a command", verb)
-	}
-	return f(g, args)
-}
+// ociOnlyRunFlags are flags of runc's run that docker's run has not.
+var ociOnlyRunFlags = []string{"bundle", "pid-file", "console-socket", "preserve-fds", "no-pivot", "no-new-keyring", "keep", "no-subreaper"}
 
-// isOCIRun tells runc's "run ID --bundle DIR" from vessel's own
-// "run [flags] -- CMD": global flags before the verb, a runc-only flag
-// among the leading flags, or a single argument in a bundle directory.
-func isOCIRun(g *globalOpts, args []string) bool {
-	if g.set {
-		return true
-	}
-	for _, a := range args {
-		if a == "--" || !strings.HasPrefix(a, "-") {
-			break
-		}
-		name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
-		switch name {
-		case "b", "bundle", "d", "detach", "pid-file", "console-socket", "preserve-fds", "no-pivot", "no-new-keyring", "keep", "no-subreaper":
+// isOCIRun tells runc's "run [--bundle DIR] ID" from vessel's own "run
+// [flags] CMD ARGS...", once fs has parsed the flags: a runc-only flag was
+// given, or the one argument names no program and the current directory
+// is a bundle (runc's "run ID" there) while no flag of docker's was given.
+func isOCIRun(fs *pflag.FlagSet, args []string) bool {
+	for _, n := range ociOnlyRunFlags {
+		if fs.Changed(n) {
 			return true
 		}
 	}
-	if len(args) == 1 && !strings.HasPrefix(args[0], "-") {
-		if _, err := os.Stat(oci.ConfigFile); err == nil {
-			return true
-		}
+	if len(args) != 1 {
+		return false
 	}
-	return false
+	if _, err := os.Stat(oci.ConfigFile); err != nil {
+		return false
+	}
+	if _, err := exec.LookPath(args[0]); err == nil {
+		return false
+	}
+	docker := false
+	fs.Visit(func(f *pflag.Flag) {
+		if f.Name != "detach" && globalFlags().Lookup(f.Name) == nil {
+			docker = true
+		}
+	})
+	return !docker
 }
 
 // parseFlags parses flags that may come before and after the positional
 // arguments (runc's "delete ID --force" and "delete --force ID" both
 // work); "--" ends the flags. It returns the positional arguments.
-func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		rest := fs.Args()
-		if len(rest) == 0 {
-			return pos, nil
-		}
-		if rest[0] == "--" {
-			return append(pos, rest[1:]...), nil
-		}
-		pos = append(pos, rest[0])
-		args = rest[1:]
+func parseFlags(fs *pflag.FlagSet, args []string) ([]string, error) {
+	fs.SetInterspersed(true)
+	addGlobals(fs)
+	if err := fs.Parse(singleDashLong(fs, args)); err != nil {
+		return nil, err
 	}
+	return fs.Args(), nil
 }
 
 // newFlags makes a quiet flag set for verb (errors are reported once, by
-// the caller).
-func newFlags(verb string) *flag.FlagSet {
-	fs := flag.NewFlagSet(verb, flag.ContinueOnError)
+// the caller). Parsing adds runc's global flags (addGlobals).
+func newFlags(verb string) *pflag.FlagSet {
+	fs := pflag.NewFlagSet(verb, pflag.ContinueOnError)
 	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	return fs
 }
 
 // helpOrErr turns a parse error into the verb's exit code.
-func (g *globalOpts) helpOrErr(fs *flag.FlagSet, usage string, err error) int {
-	if errors.Is(err, flag.ErrHelp) {
-		fmt.Fprintf(os.Stdout, "usage: vessel %s %s\n\nflags:\n", fs.Name(), usage)
-		fs.SetOutput(os.Stdout)
-		fs.PrintDefaults()
+func (g *globalOpts) helpOrErr(fs *pflag.FlagSet, usage string, err error) int {
+	if errors.Is(err, pflag.ErrHelp) {
+		fmt.Fprintf(os.Stdout, "usage: vessel %s %s\n\nflags:\n%s", fs.Name(), usage, fs.FlagUsages())
 		return 0
 	}
-	return g.usageErr(fs.Name(), usage, "%v", err)
+	return g.usageErr(fs.Name(), usage, "%v%s", err, suggestFlag(fs, err))
 }
 
 // oneID checks that exactly one container id was given.
@@ -249,7 +188,7 @@ func (g *globalOpts) store() (*oci.Store, error) { return oci.NewStore(g.root) }
 
 // parseOneID parses a verb's flags and its single container ID; on
 // failure it has reported why and code is the exit code.
-func (g *globalOpts) parseOneID(fs *flag.FlagSet, verb, usage string, args []string) (id string, code int, ok bool) {
+func (g *globalOpts) parseOneID(fs *pflag.FlagSet, verb, usage string, args []string) (id string, code int, ok bool) {
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return "", g.helpOrErr(fs, usage, err), false

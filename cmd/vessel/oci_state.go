@@ -6,7 +6,6 @@ package main
 import (
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -19,6 +18,7 @@ import (
 	"time"
 
 	"github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/spf13/pflag"
 	"golang.org/x/sys/unix"
 
 	"github.com/openvessel/vessel"
@@ -32,27 +32,66 @@ import (
 const statePaused specs.ContainerState = "paused"
 
 // flagSetAlias is a flag set whose flags may have several names (runc's
-// "--bundle, -b").
-type flagSetAlias struct{ *flag.FlagSet }
+// "--bundle, -b"): one-letter names become the shorthand, further long
+// names hidden aliases.
+type flagSetAlias struct{ *pflag.FlagSet }
 
 func newAliasFlags(verb string) *flagSetAlias { return &flagSetAlias{newFlags(verb)} }
 
-func (f *flagSetAlias) str(p *string, usage string, names ...string) {
+// Parse parses flags up to the first positional argument (exec's and ps's
+// command and its own flags follow the id).
+func (f *flagSetAlias) Parse(args []string) error {
+	f.SetInterspersed(false)
+	addGlobals(f.FlagSet)
+	return f.FlagSet.Parse(singleDashLong(f.FlagSet, args))
+}
+
+// names splits names into the flag's name, its shorthand and aliases.
+func aliasNames(names []string) (long, short string, aliases []string) {
 	for _, n := range names {
+		switch {
+		case len(n) == 1 && short == "":
+			short = n
+		case long == "":
+			long = n
+		default:
+			aliases = append(aliases, n)
+		}
+	}
+	return long, short, aliases
+}
+
+func (f *flagSetAlias) hide(aliases []string) {
+	for _, a := range aliases {
+		_ = f.MarkHidden(a)
+	}
+}
+
+func (f *flagSetAlias) str(p *string, usage string, names ...string) {
+	long, short, aliases := aliasNames(names)
+	f.StringVarP(p, long, short, *p, usage)
+	for _, n := range aliases {
 		f.StringVar(p, n, *p, usage)
 	}
+	f.hide(aliases)
 }
 
 func (f *flagSetAlias) boolean(p *bool, usage string, names ...string) {
-	for _, n := range names {
+	long, short, aliases := aliasNames(names)
+	f.BoolVarP(p, long, short, *p, usage)
+	for _, n := range aliases {
 		f.BoolVar(p, n, *p, usage)
 	}
+	f.hide(aliases)
 }
 
 func (f *flagSetAlias) list(p *listFlag, usage string, names ...string) {
-	for _, n := range names {
+	long, short, aliases := aliasNames(names)
+	f.VarP(p, long, short, usage)
+	for _, n := range aliases {
 		f.Var(p, n, usage)
 	}
+	f.hide(aliases)
 }
 
 // slogLogger is the library's logger type.

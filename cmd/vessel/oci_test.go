@@ -342,7 +342,7 @@ func TestOCILifecycle(t *testing.T) {
 		t.Errorf("events --stats: %+v", ev)
 	}
 
-	if r := cli(t, root, "kill", id, "NOSUCHSIGNAL"); r.code != 1 {
+	if r := cli(t, root, "kill", id, "NOSUCHSIGNAL"); r.code != exitVessel {
 		t.Errorf("kill with a bad signal: exit %d", r.code)
 	}
 	cli(t, root, "kill", id, "9").ok(t, "kill")
@@ -638,7 +638,7 @@ func TestOCIErrorsAndLog(t *testing.T) {
 	if r := cli(t, root, "create", "-b", b, "tty"); r.code != 1 || !strings.Contains(r.stderr, "console-socket") {
 		t.Errorf("create of a terminal container without --console-socket: exit %d, %q", r.code, r.stderr)
 	}
-	if r := cliWith(t, []string{"--log-format", "xml", "list"}, nil); r.code != 1 {
+	if r := cliWith(t, []string{"--log-format", "xml", "list"}, nil); r.code != exitVessel {
 		t.Errorf("--log-format xml: exit %d", r.code)
 	}
 }
@@ -701,22 +701,25 @@ func TestCgroupPlacementAndRunDetection(t *testing.T) {
 	if got := cgroupPlacement("single", vesselCgroupDefault()); got != vesselCgroupDefault() {
 		t.Errorf("single component: %+v", got)
 	}
-	g := &globalOpts{}
 	for _, c := range []struct {
 		args []string
 		oci  bool
 	}{
 		{[]string{"--bundle", "x", "id"}, true},
-		{[]string{"-d", "id"}, true},
+		{[]string{"-b", "x", "-d", "id"}, true},
+		{[]string{"--pid-file", "p", "id"}, true},
+		{[]string{"-d", "id"}, false}, // docker's run -d of the program id (no config.json here)
 		{[]string{"--rootfs", "/x", "--", "ls", "-d"}, false},
 		{[]string{"--", "sh", "--bundle"}, false},
+		{[]string{"sh", "--bundle"}, false},
 	} {
-		if got := isOCIRun(g, c.args); got != c.oci {
+		cmd := runCommand()
+		if err := cmd.Flags().Parse(c.args); err != nil {
+			t.Fatalf("%q: %v", c.args, err)
+		}
+		if got := isOCIRun(cmd.Flags(), cmd.Flags().Args()); got != c.oci {
 			t.Errorf("isOCIRun(%q) = %v", c.args, got)
 		}
-	}
-	if !isOCIRun(&globalOpts{set: true}, []string{"ls"}) {
-		t.Error("global flags do not select the OCI run")
 	}
 }
 

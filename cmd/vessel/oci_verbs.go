@@ -88,7 +88,7 @@ func ociExec(g *globalOpts, args []string) int {
 		env, gids, caps                                                            listFlag
 	)
 	fs.str(&process, "path to a runtime-spec process.json", "process", "p")
-	fs.str(&cwd, "working directory in the container", "cwd")
+	fs.str(&cwd, "working directory in the container", "cwd", "w", "workdir")
 	fs.str(&user, "UID[:GID] to run as", "user", "u")
 	fs.str(&pidFile, "file to write the process's pid to", "pid-file")
 	fs.str(&consoleSocket, "AF_UNIX socket that receives the terminal's master", "console-socket")
@@ -99,6 +99,8 @@ func ociExec(g *globalOpts, args []string) int {
 	fs.boolean(&detach, "detach from the process", "detach", "d")
 	fs.boolean(&noNewPrivs, "accepted (vessel's processes always have no_new_privs unless privileged)", "no-new-privs")
 	fs.boolean(&ignorePaused, "allow exec in a paused container", "ignore-paused")
+	var interactive bool
+	fs.boolean(&interactive, "docker's -i: accepted (standard input is always connected)", "interactive", "i")
 	fs.FlagSet.IntVar(&preserveFDs, "preserve-fds", 0, "pass N additional file descriptors (3...)")
 	fs.list(&env, "KEY=VALUE to set (repeatable)", "env", "e")
 	fs.list(&gids, "additional group id (repeatable)", "additional-gids", "g")

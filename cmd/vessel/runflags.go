@@ -1,12 +1,13 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"os"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/openvessel/vessel"
 	"github.com/openvessel/vessel/limits"
@@ -14,6 +15,10 @@ import (
 	"github.com/openvessel/vessel/network"
 	"github.com/openvessel/vessel/security"
 )
+
+// minMemory is the smallest --memory accepted: below it the container's
+// first processes cannot start, and docker refuses it too.
+const minMemory = 6 << 20
 
 // resourceFlags are the limits shared by `run` (and later `update`).
 type resourceFlags struct {
@@ -30,15 +35,15 @@ type resourceFlags struct {
 	cgroupParent                           string
 }
 
-func (f *resourceFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.memory, "memory", "", "memory limit (e.g. 256M, 1G)")
+func (f *resourceFlags) register(fs *pflag.FlagSet) {
+	fs.StringVarP(&f.memory, "memory", "m", "", "memory limit (e.g. 256M, 1G)")
 	fs.StringVar(&f.memorySwap, "memory-swap", "", "memory plus swap limit (-1: unlimited swap)")
 	fs.StringVar(&f.memoryReservation, "memory-reservation", "", "soft memory limit")
 	fs.StringVar(&f.cpus, "cpus", "", "CPU quota in cores (e.g. 0.5)")
 	fs.Uint64Var(&f.cpuWeight, "cpu-weight", 0, "relative CPU weight 1-10000 (default 100)")
 	fs.StringVar(&f.cpusetCPUs, "cpuset-cpus", "", "CPUs the container may use (e.g. 0-1)")
 	fs.StringVar(&f.cpusetMems, "cpuset-mems", "", "memory nodes the container may use")
-	fs.Int64Var(&f.pids, "pids", 0, "maximum number of tasks")
+	fs.Int64Var(&f.pids, "pids-limit", 0, "maximum number of tasks")
 	fs.UintVar(&f.blkioWeight, "blkio-weight", 0, "block I/O weight 10-1000")
 	fs.Var(&f.readBps, "device-read-bps", "DEVICE:RATE read limit (e.g. /dev/vda:10M; repeatable)")
 	fs.Var(&f.writeBps, "device-write-bps", "DEVICE:RATE write limit (repeatable)")
@@ -63,6 +68,9 @@ func (f *resourceFlags) apply(cfg *vessel.Config, set map[string]bool) error {
 		n, err := size("memory", f.memory)
 		if err != nil {
 			return err
+		}
+		if n > 0 && n < minMemory {
+			return fmt.Errorf("--memory: %s is below %d MiB, the least a container starts in (as docker)", f.memory, minMemory>>20)
 		}
 		cfg.WithMemoryLimit(n)
 	}
@@ -93,7 +101,7 @@ func (f *resourceFlags) apply(cfg *vessel.Config, set map[string]bool) error {
 	if f.cpusetCPUs != "" || f.cpusetMems != "" {
 		cfg.WithCpuset(f.cpusetCPUs, f.cpusetMems)
 	}
-	if set["pids"] {
+	if set["pids-limit"] {
 		cfg.WithPids(f.pids)
 	}
 	if set["blkio-weight"] || len(f.readBps)+len(f.writeBps)+len(f.readIOPS)+len(f.writeIOPS) > 0 {
@@ -151,17 +159,42 @@ type securityFlags struct {
 	seccomp         string
 	privileged      bool
 	noNewPrivs      bool
+	securityOpts    listFlag
 }
 
-func (f *securityFlags) register(fs *flag.FlagSet) {
+func (f *securityFlags) register(fs *pflag.FlagSet) {
 	fs.Var(&f.capAdd, "cap-add", "capability to add (e.g. NET_ADMIN, ALL; repeatable)")
 	fs.Var(&f.capDrop, "cap-drop", "capability to drop (e.g. CHOWN, ALL; repeatable)")
 	fs.StringVar(&f.seccomp, "seccomp", "", "seccomp profile: a Docker/OCI JSON file, or 'unconfined'")
 	fs.BoolVar(&f.privileged, "privileged", false, "all capabilities, no seccomp, the host's devices")
 	fs.BoolVar(&f.noNewPrivs, "no-new-privileges", true, "set no_new_privs (false to allow setuid gains)")
+	fs.Var(&f.securityOpts, "security-opt", "docker's no-new-privileges[=true|false] or seccomp=FILE|unconfined (repeatable)")
 }
 
 func (f *securityFlags) apply(cfg *vessel.Config, set map[string]bool) error {
+	for _, o := range f.securityOpts {
+		k, v, hasV := strings.Cut(o, "=")
+		if !hasV {
+			k, v, hasV = strings.Cut(o, ":")
+		}
+		switch k {
+		case "no-new-privileges":
+			on, err := strconv.ParseBool(v)
+			if !hasV {
+				on, err = true, nil
+			}
+			if err != nil {
+				return fmt.Errorf("--security-opt %s: %q is not true or false", o, v)
+			}
+			f.noNewPrivs, set["no-new-privileges"] = on, true
+		case "seccomp":
+			f.seccomp = v
+		case "label", "apparmor":
+			return fmt.Errorf("--security-opt %s: %s is not supported by vessel", o, k)
+		default:
+			return fmt.Errorf("--security-opt %q: want no-new-privileges[=BOOL] or seccomp=FILE|unconfined", o)
+		}
+	}
 	if f.privileged {
 		cfg.WithPrivileged(true)
 		cfg.WithSecurity(security.Privileged())
@@ -205,9 +238,9 @@ type networkFlags struct {
 	ipv6                  bool
 }
 
-func (f *networkFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.net, "net", "loopback", "network: none, loopback, host, bridge[=NAME], macvlan=PARENT, ipvlan=PARENT, netns=PATH")
-	fs.Var(&f.publish, "publish", "[HOSTIP:]HOSTPORT:PORT[/tcp|udp] published port (bridge; repeatable)")
+func (f *networkFlags) register(fs *pflag.FlagSet) {
+	fs.StringVar(&f.net, "network", "loopback", "network: none, loopback, host, bridge[=NAME], macvlan=PARENT, ipvlan=PARENT, netns=PATH (--net)")
+	fs.VarP(&f.publish, "publish", "p", "[HOSTIP:]HOSTPORT:PORT[/tcp|udp] published port (a bridge network unless --network says otherwise; repeatable)")
 	fs.Var(&f.firewall, "firewall", "allow|deny:CIDR[:PORT][/tcp|udp] egress rule, in order (repeatable)")
 	fs.Var(&f.dns, "dns", "nameserver for /etc/resolv.conf (repeatable)")
 	fs.StringVar(&f.egressRate, "egress-rate", "", "egress bandwidth limit in bits/s (e.g. 10M)")
@@ -215,10 +248,14 @@ func (f *networkFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.ipv6, "ipv6", false, "give a bridge container an IPv6 address too")
 }
 
-func (f *networkFlags) apply(cfg *vessel.Config) error {
-	n, err := network.Parse(f.net)
+func (f *networkFlags) apply(cfg *vessel.Config, set map[string]bool) error {
+	mode := f.net
+	if len(f.publish) > 0 && !set["network"] {
+		mode = "bridge" // as docker: a published port needs a network to forward to
+	}
+	n, err := network.Parse(mode)
 	if err != nil {
-		return fmt.Errorf("--net: %v", err)
+		return fmt.Errorf("--network: %v", err)
 	}
 	for _, p := range f.publish {
 		port, err := network.ParsePort(p)

@@ -352,6 +352,9 @@ func runInit() {
 	}
 	// The container's cgroup, opened by the parent: each process joins
 	// it from these, and the cgroup namespace is rooted there.
+	if cfg.Plan != nil && cfg.Plan.UserNS {
+		security.SetgroupsDenied() // while /proc/self is this process
+	}
 	cg, err := takeCgroups(cfg.Cgroups, cgFiles)
 	if err != nil {
 		exitWith(conn, "container cgroup", "", err)

@@ -9,6 +9,7 @@ import (
 	"os/user"
 	"path"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/openvessel/vessel/internal/child"
@@ -105,6 +106,20 @@ type Config struct {
 	// CPUTime, when positive, kills the container once its processes
 	// together have used that much CPU time.
 	CPUTime time.Duration `json:"cpuTime,omitempty"`
+	// Ptys limits the pseudo-terminals of the container's devpts (its
+	// max= option); 0 is the kernel's default (Usage: numpty).
+	Ptys int64 `json:"ptys,omitempty"`
+	// ShmSize is the size of the container's /dev/shm in bytes; 0 is 64
+	// MiB (Usage: devshm).
+	ShmSize int64 `json:"shmSize,omitempty"`
+	// UsageSampling, when positive, reads the container's Usage that often
+	// while it runs, so that MaxHeld also covers peaks between calls for
+	// the resources whose peak the kernel does not keep.
+	UsageSampling time.Duration `json:"usageSampling,omitempty"`
+	// Boot says the main process is the image's own init (WithBoot).
+	Boot bool `json:"boot,omitempty"`
+	// StopSignal is what Stop sends first (0: SIGTERM).
+	StopSignal syscall.Signal `json:"stopSignal,omitempty"`
 
 	// Hooks run at points of the container's life (OCI hooks).
 	Hooks *Hooks `json:"hooks,omitempty"`
@@ -319,6 +334,7 @@ func (c *Config) Validate() error {
 	bad := func(field, format string, a ...any) {
 		errs = append(errs, &ConfigError{Field: field, Reason: fmt.Sprintf(format, a...)})
 	}
+	errs = append(errs, c.validateAccounting()...)
 	ns := c.Namespaces
 	if err := ns.Validate(); err != nil {
 		f, r, _ := strings.Cut(err.Error(), ": ")
@@ -425,7 +441,11 @@ func (c *Config) plan() *rootfs.Plan {
 		NewIPC:        ns.IsNew(namespaces.IPC),
 		NewCgroup:     ns.IsNew(namespaces.Cgroup),
 		CgroupV2:      cgroupV2Host(),
+		CgroupV1:      cgroupV1View(),
 		TTYGid:        ttyGid,
+		PtyMax:        c.Ptys,
+		ShmSize:       c.ShmSize,
+		Console:       c.Boot && c.Process.TTY,
 		Privileged:    c.Privileged,
 	}
 }

@@ -92,6 +92,7 @@ type Container struct {
 	startWait   chan *initproto.Received
 	pty         *os.File
 	ptyWG       sync.WaitGroup
+	ptyEnded    chan struct{}
 	timer       *time.Timer
 	cleanups    []func() error
 	ctlDone     chan struct{}
@@ -357,6 +358,9 @@ func (c *Container) afterStart(ctx context.Context) {
 	if c.cfg.CPUTime > 0 && c.cg != nil {
 		go c.watchCPUTime(c.cfg.CPUTime)
 	}
+	if c.cfg.UsageSampling > 0 && c.cg != nil {
+		go c.sampleUsage(c.cfg.UsageSampling)
+	}
 }
 
 func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr error) {
@@ -463,6 +467,7 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 		prepare = true
 	}
 	ic.CloneParent = c.Detached
+	ic.ProcPidns = child.ProcPidns()
 	if c.cfg.needsNetworkSetup() || (plan != nil && plan.NeedsIDMap()) {
 		prepare = true
 	}
@@ -653,7 +658,8 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 		break
 	}
 	if c.pty != nil {
-		startPTYCopy(c.pty, c.Stdin, c.Stdout, &c.ptyWG)
+		c.ptyEnded = make(chan struct{})
+		startPTYCopy(c.pty, c.Stdin, c.Stdout, &c.ptyWG, c.ptyEnded)
 	}
 	c.ctlDone = make(chan struct{})
 	c.sess = newSession(ctl)
@@ -734,6 +740,9 @@ func (c *Container) waitInit() {
 	// the socket: read to its end before settling the status.
 	<-c.ctlDone
 	if c.pty != nil {
+		if c.ptyEnded != nil {
+			close(c.ptyEnded)
+		}
 		c.ptyWG.Wait()
 		c.pty.Close()
 	}

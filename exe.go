@@ -10,6 +10,9 @@ import (
 	"sync"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/openvessel/vessel/cgroups"
+	"github.com/openvessel/vessel/rootfs"
 )
 
 // The binary a container child is started from: a handle on
@@ -208,3 +211,24 @@ func elfInterpreter(r io.ReaderAt) string {
 	}
 	return ""
 }
+
+// cgroupV1View is the host's v1 or hybrid cgroup layout as a container's
+// /sys/fs/cgroup shows it (nil on a unified host), worked out once.
+var cgroupV1View = sync.OnceValue(func() []rootfs.CgroupMount {
+	hs, err := cgroups.V1Hierarchies()
+	if err != nil {
+		return nil
+	}
+	var out []rootfs.CgroupMount
+	for _, h := range hs {
+		m := rootfs.CgroupMount{Name: h.Name, V2: h.V2, Links: h.Links}
+		for _, c := range h.Controllers {
+			if strings.HasPrefix(c, "name=") {
+				m.Options = append(m.Options, "none")
+			}
+			m.Options = append(m.Options, c)
+		}
+		out = append(out, m)
+	}
+	return out
+})

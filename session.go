@@ -7,6 +7,7 @@ import (
 	"os"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/openvessel/vessel/internal/child"
 	"github.com/openvessel/vessel/internal/initproto"
@@ -137,7 +138,7 @@ func (s *session) exec(ctx context.Context, cmd *Command) (*Process, error) {
 		return nil, startErr
 	}
 	if p.pty != nil {
-		startPTYCopy(p.pty, cmd.Stdin, cmd.Stdout, &p.copies)
+		startPTYCopy(p.pty, cmd.Stdin, cmd.Stdout, &p.copies, nil)
 	}
 	if ctx != nil && ctx.Done() != nil {
 		go func() {
@@ -152,8 +153,10 @@ func (s *session) exec(ctx context.Context, cmd *Command) (*Process, error) {
 	return p, nil
 }
 
-// startPTYCopy copies between a pty master and the caller's stdio.
-func startPTYCopy(master *os.File, in io.Reader, out io.Writer, wg *sync.WaitGroup) {
+// startPTYCopy copies between a pty master and the caller's stdio. The
+// output copy ends at the first EIO when ended is nil, else once ended
+// is closed (see copyPTY).
+func startPTYCopy(master *os.File, in io.Reader, out io.Writer, wg *sync.WaitGroup, ended <-chan struct{}) {
 	if in != nil {
 		go func() { _, _ = io.Copy(master, in) }()
 	}
@@ -161,7 +164,35 @@ func startPTYCopy(master *os.File, in io.Reader, out io.Writer, wg *sync.WaitGro
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, _ = io.Copy(out, master) // ends with EIO when the slave side closes
+			copyPTY(out, master, ended)
 		}()
+	}
+}
+
+// copyPTY copies a pty's output to out. Reading the master fails with EIO
+// while no process has the terminal open: at the end, but also for a
+// moment when the process closes and reopens its terminal, as systemd
+// does with /dev/console as it boots. With ended set, an EIO is retried
+// until ended is closed (the container's processes are gone).
+func copyPTY(out io.Writer, master *os.File, ended <-chan struct{}) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := master.Read(buf)
+		if n > 0 {
+			if _, werr := out.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err == nil {
+			continue
+		}
+		if ended == nil || !errors.Is(err, syscall.EIO) {
+			return
+		}
+		select {
+		case <-ended:
+			return
+		case <-time.After(10 * time.Millisecond):
+		}
 	}
 }

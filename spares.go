@@ -32,8 +32,9 @@ import (
 // the normal one back when taken.
 //
 // Every container still gets its own namespaces (created with its spare,
-// never shared with another container), its own cgroup (the spare is moved
-// into it in every hierarchy before it is told anything), its own root
+// never shared with another container; the pid namespace when its main
+// process starts), its own cgroup (which its processes join; the init,
+// spare or not, stays in the caller's), its own root
 // filesystem and security profile, and the caller's stdio, passed with the
 // configuration as os/exec would have set it up. The shape is the set of
 // new namespaces, the executable and whether the loopback is up (network
@@ -44,9 +45,8 @@ import (
 // What it buys depends on idle CPU: with a spare ready, the start-to-exit
 // of /bin/true here drops by half; containers started back to back on a
 // busy 2-CPU machine gain nothing, the spare's start competing with theirs.
-// A spare waits in the caller's own cgroup, so the init's own memory (about
-// 1 MiB) stays charged there after the move (cgroup v2 never moves
-// charges). Spares die with the program (parent-death signal); Close kills
+// A spare waits, and stays, in the caller's own cgroup, as every init
+// does. Spares die with the program (parent-death signal); Close kills
 // them earlier.
 type Spares struct {
 	n int

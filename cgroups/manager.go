@@ -512,6 +512,11 @@ func (m *Manager) apply(res *limits.Resources) error {
 	if err != nil {
 		return err
 	}
+	if mem := res.Memory; mem != nil && mem.KernelTCP != nil && *mem.KernelTCP != limits.Unlimited {
+		if _, ok := m.v1Dir("memory"); !ok {
+			return errors.New("cgroups: memory.kernelTCP: cgroup v2 has no separate TCP buffer limit (socket buffers count towards memory.max)")
+		}
+	}
 	for _, ctrl := range controllerOrder {
 		if dir, ok := m.v1Dir(v1Name(ctrl)); ok {
 			ws := only(w1, ctrl)

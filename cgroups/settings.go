@@ -122,6 +122,9 @@ func v1Writes(r *limits.Resources) ([]write, error) {
 		if m.Reservation != nil {
 			add("memory", "memory.soft_limit_in_bytes", signed(*m.Reservation))
 		}
+		if m.KernelTCP != nil {
+			add("memory", "memory.kmem.tcp.limit_in_bytes", signed(*m.KernelTCP))
+		}
 	}
 	if p := r.Pids; p != nil && p.Max != nil {
 		add("pids", "pids.max", maxOr(*p.Max))

@@ -8,7 +8,12 @@
 // child applies them to itself with [Rlimit.Apply] before it executes the
 // user's command.
 //
+// [ReadProcessUsage] reads what a set of processes hold of the resources
+// rlimits bound (open files, locked memory, pending signals) and their file
+// locks, from /proc, for a container's accounting.
+//
 // This package must not touch cgroups, mounts or any other process: apart
-// from [Rlimit.Apply] (which changes only the calling process) and the stat(2)
-// calls that resolve device paths, everything here is pure computation.
+// from [Rlimit.Apply] (which changes only the calling process), the stat(2)
+// calls that resolve device paths and the read-only /proc reads of
+// [ReadProcessUsage], everything here is pure computation.
 package limits

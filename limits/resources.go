@@ -46,6 +46,13 @@ type Memory struct {
 	// Reservation is the soft limit (memory.low on v2, the soft limit on v1):
 	// the kernel reclaims other cgroups first while usage stays below it.
 	Reservation *int64 `json:"reservation,omitempty"`
+	// KernelTCP limits the memory of the container's TCP socket buffers
+	// (send and receive queues), in bytes: beyond it the kernel shrinks
+	// windows and refuses to grow buffers (the memory.kmem.tcp.* files of
+	// cgroup v1, which count the refusals in memory.kmem.tcp.failcnt).
+	// Unlimited (-1) removes it. cgroup v2 has no such limit: socket
+	// buffers count towards Limit there, and setting it is an error.
+	KernelTCP *int64 `json:"kernelTCP,omitempty"`
 }
 
 // CPU limits.
@@ -179,6 +186,9 @@ func (r *Resources) Validate() error {
 			case m.Limit != nil && *m.Limit != Unlimited && *m.Reservation > *m.Limit:
 				add("memory.reservation", "%d is more than memory.limit %d", *m.Reservation, *m.Limit)
 			}
+		}
+		if m.KernelTCP != nil && *m.KernelTCP <= 0 && *m.KernelTCP != Unlimited {
+			add("memory.kernelTCP", "must be > 0 or -1 (unlimited), got %d", *m.KernelTCP)
 		}
 	}
 	if c := r.CPU; c != nil {

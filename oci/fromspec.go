@@ -67,6 +67,7 @@ func FromSpec(spec *specs.Spec, bundleDir string) (*vessel.Config, error) {
 	cfg.Hostname = spec.Hostname
 	cfg.Domainname = spec.Domainname
 	c.linux(spec.Linux, cfg)
+	c.annotations(spec.Annotations, cfg)
 	cfg.Mounts = c.mounts(spec.Mounts)
 	if _, err := HooksOf(spec); err != nil {
 		p.errs = append(p.errs, err)

@@ -469,7 +469,9 @@ func TestFromSpecErrors(t *testing.T) {
 		{"memory policy", func(s *specs.Spec) { s.Linux.MemoryPolicy = &specs.LinuxMemoryPolicy{Mode: specs.MpolBind, Nodes: "0"} }, "linux.memoryPolicy", true},
 		{"personality", func(s *specs.Spec) { s.Linux.Personality = &specs.LinuxPersonality{Domain: specs.PerLinux32} }, "linux.personality", true},
 		{"kernel memory", func(s *specs.Spec) { s.Linux.Resources.Memory = &specs.LinuxMemory{Kernel: ptr(int64(1))} }, "linux.resources.memory.kernel", true},
-		{"kernel tcp memory", func(s *specs.Spec) { s.Linux.Resources.Memory = &specs.LinuxMemory{KernelTCP: ptr(int64(1))} }, "linux.resources.memory.kernelTCP", true},
+		{"ptys annotation", func(s *specs.Spec) { s.Annotations = map[string]string{AnnotationPtys: "0"} }, "annotations." + AnnotationPtys, false},
+		{"shm annotation", func(s *specs.Spec) { s.Annotations = map[string]string{AnnotationShmSize: "1k"} }, "annotations." + AnnotationShmSize, false},
+		{"usage sampling annotation", func(s *specs.Spec) { s.Annotations = map[string]string{AnnotationUsageSampling: "1ms"} }, "annotations." + AnnotationUsageSampling, false},
 		{"swappiness", func(s *specs.Spec) { s.Linux.Resources.Memory = &specs.LinuxMemory{Swappiness: ptr(uint64(10))} }, "linux.resources.memory.swappiness", true},
 		{"disable oom killer", func(s *specs.Spec) { s.Linux.Resources.Memory = &specs.LinuxMemory{DisableOOMKiller: ptr(true)} }, "linux.resources.memory.disableOOMKiller", true},
 		{"no hierarchy", func(s *specs.Spec) { s.Linux.Resources.Memory = &specs.LinuxMemory{UseHierarchy: ptr(false)} }, "linux.resources.memory.useHierarchy", true},
@@ -567,5 +569,37 @@ func TestFromSpecRelativeBundle(t *testing.T) {
 	}
 	if cfg.Rootfs.Path != dir+"/rootfs" {
 		t.Errorf("root path = %q, want %q", cfg.Rootfs.Path, dir+"/rootfs")
+	}
+}
+
+// TestFromSpecBeancounterLimits: the TCP buffer limit and vessel's
+// annotations for the limits the runtime spec has no field for.
+func TestFromSpecBeancounterLimits(t *testing.T) {
+	s := baseSpec()
+	s.Linux.Resources.Memory = &specs.LinuxMemory{Limit: ptr(int64(64 << 20)), KernelTCP: ptr(int64(1 << 20))}
+	s.Annotations = map[string]string{AnnotationPtys: "8", AnnotationShmSize: "2M", AnnotationUsageSampling: "500ms"}
+	cfg, err := FromSpec(s, "/bundle")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Resources.Memory.KernelTCP; got == nil || *got != 1<<20 {
+		t.Errorf("KernelTCP %v, want 1 MiB", got)
+	}
+	if cfg.Ptys != 8 || cfg.ShmSize != 2<<20 || cfg.UsageSampling != 500*time.Millisecond {
+		t.Errorf("Ptys %d ShmSize %d UsageSampling %v, want 8, 2 MiB, 500ms", cfg.Ptys, cfg.ShmSize, cfg.UsageSampling)
+	}
+	// And back.
+	back, err := ToSpec(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := back.Linux.Resources.Memory.KernelTCP; got == nil || *got != 1<<20 {
+		t.Errorf("ToSpec: kernelTCP %v", got)
+	}
+	want := map[string]string{AnnotationPtys: "8", AnnotationShmSize: "2097152", AnnotationUsageSampling: "500ms"}
+	for k, v := range want {
+		if back.Annotations[k] != v {
+			t.Errorf("ToSpec: annotation %s = %q, want %q", k, back.Annotations[k], v)
+		}
 	}
 }

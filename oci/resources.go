@@ -45,12 +45,10 @@ func (c *converter) resources(r *specs.LinuxResources) *limits.Resources {
 	const f = "linux.resources."
 	out := &limits.Resources{}
 	if m := r.Memory; m != nil {
-		out.Memory = &limits.Memory{Limit: clonePtr(m.Limit), Reservation: clonePtr(m.Reservation), Swap: clonePtr(m.Swap)}
+		out.Memory = &limits.Memory{Limit: clonePtr(m.Limit), Reservation: clonePtr(m.Reservation), Swap: clonePtr(m.Swap),
+			KernelTCP: clonePtr(m.KernelTCP)}
 		if m.Kernel != nil {
 			c.unsupported(f+"memory.kernel", "kernel memory limits are not supported (the kernel removed them)")
-		}
-		if m.KernelTCP != nil {
-			c.unsupported(f+"memory.kernelTCP", "kernel TCP memory limits are not supported yet")
 		}
 		if m.Swappiness != nil {
 			c.unsupported(f+"memory.swappiness", "not supported yet")
@@ -171,7 +169,8 @@ func (t *problems) specResources(r *limits.Resources) *specs.LinuxResources {
 	const f = "resources."
 	out := &specs.LinuxResources{}
 	if m := r.Memory; m != nil {
-		out.Memory = &specs.LinuxMemory{Limit: clonePtr(m.Limit), Reservation: clonePtr(m.Reservation), Swap: clonePtr(m.Swap)}
+		out.Memory = &specs.LinuxMemory{Limit: clonePtr(m.Limit), Reservation: clonePtr(m.Reservation), Swap: clonePtr(m.Swap),
+			KernelTCP: clonePtr(m.KernelTCP)}
 	}
 	if c := r.CPU; c != nil {
 		o := &specs.LinuxCPU{Period: clonePtr(c.Period), Cpus: c.Cpuset, Mems: c.Mems}

@@ -147,6 +147,7 @@ func ToSpec(cfg *vessel.Config) (*specs.Spec, error) {
 	}
 	s.Linux = l
 	s.Mounts = specMounts(cfg)
+	s.Annotations = specAnnotations(cfg)
 	if err := p.err(); err != nil {
 		return nil, err
 	}

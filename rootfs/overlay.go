@@ -104,6 +104,9 @@ func (b *builder) storageRoot() error {
 			if st.UpperSize > 0 {
 				opts = append(opts, fmt.Sprintf("size=%d", st.UpperSize))
 			}
+			if st.UpperInodes > 0 {
+				opts = append(opts, fmt.Sprintf("nr_inodes=%d", st.UpperInodes))
+			}
 			fd, err = fsMount("tmpfs", "vessel-layer", opts, 0)
 			if err == nil {
 				for _, d := range []string{"diff", "work"} {

@@ -168,7 +168,7 @@ func (pr *Prepared) prepareRoot(ctx context.Context, r *Root, opts *PrepareOptio
 			return nil, err
 		}
 		img := filepath.Join(dir, "layer.ext4")
-		if err := makeExt4Image(ctx, img, r.Quota, "diff", "work"); err != nil {
+		if err := makeExt4Image(ctx, img, r.Quota, r.QuotaInodes, "diff", "work"); err != nil {
 			return nil, fmt.Errorf("rootfs.quota: %w", err)
 		}
 		l, err := attachLoop(img, false)
@@ -180,7 +180,7 @@ func (pr *Prepared) prepareRoot(ctx context.Context, r *Root, opts *PrepareOptio
 		pr.QuotaMethod = QuotaLoopExt4
 		return st, nil
 	}
-	st.UpperTmpfs, st.UpperSize = true, r.Quota
+	st.UpperTmpfs, st.UpperSize, st.UpperInodes = true, r.Quota, r.QuotaInodes
 	if r.Quota > 0 {
 		pr.QuotaMethod = QuotaTmpfs
 	}
@@ -205,7 +205,7 @@ func (pr *Prepared) persistentLayer(ctx context.Context, r *Root, st *Storage) e
 		}
 		if !project {
 			if imgErr != nil {
-				if err := makeExt4Image(ctx, img, r.Quota, "diff", "work"); err != nil {
+				if err := makeExt4Image(ctx, img, r.Quota, r.QuotaInodes, "diff", "work"); err != nil {
 					return fmt.Errorf("rootfs.quota: %w", err)
 				}
 			}
@@ -237,7 +237,7 @@ func (pr *Prepared) persistentLayer(ctx context.Context, r *Root, st *Storage) e
 	if pr.QuotaMethod != "" {
 		// The whole layer, work/ included: overlay renames copied-up files
 		// from work/ into diff/, which fails across projects.
-		if _, err := setProjectQuota(r.Layer, r.Quota); err != nil {
+		if _, err := setProjectQuota(r.Layer, r.Quota, r.QuotaInodes); err != nil {
 			return fmt.Errorf("rootfs.quota: %w", err)
 		}
 	}
@@ -264,7 +264,7 @@ func (pr *Prepared) prepareVolume(ctx context.Context, m *Mount, opts *PrepareOp
 			if err := os.Mkdir(data, 0o755); err != nil && !os.IsExist(err) {
 				return err
 			}
-			if _, err := setProjectQuota(data, m.Size); err != nil {
+			if _, err := setProjectQuota(data, m.Size, 0); err != nil {
 				return err
 			}
 			if pr.VolumeQuota == nil {
@@ -274,7 +274,7 @@ func (pr *Prepared) prepareVolume(ctx context.Context, m *Mount, opts *PrepareOp
 		case dataErr == nil:
 			return fmt.Errorf("size: the volume already holds files without a limit and its filesystem enforces no project quotas")
 		default:
-			if err := makeExt4Image(ctx, img, m.Size); err != nil {
+			if err := makeExt4Image(ctx, img, m.Size, 0); err != nil {
 				return err
 			}
 			useImage = true

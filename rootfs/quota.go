@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -138,7 +139,7 @@ func setProjid(fd int, id uint32) error {
 
 // setProjectQuota tags dir and everything in it with a project and limits
 // the project to bytes (0 removes the limit).
-func setProjectQuota(dir string, bytes int64) (uint32, error) {
+func setProjectQuota(dir string, bytes, inodes int64) (uint32, error) {
 	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return 0, err
@@ -176,6 +177,10 @@ func setProjectQuota(dir string, bytes int64) (uint32, error) {
 		BlkHardlimit: uint64(bytes) / 512,
 		BlkSoftlimit: uint64(bytes) / 512,
 	}
+	if inodes > 0 {
+		q.Fieldmask |= fsDqIHard
+		q.InoHardlimit = uint64(inodes)
+	}
 	if err := quotactlFd(fd, qXSetQLim<<8|prjQuota, id, unsafe.Pointer(&q)); err != nil {
 		return 0, fmt.Errorf("set project quota %d on %s: %w", id, dir, err)
 	}
@@ -184,7 +189,7 @@ func setProjectQuota(dir string, bytes int64) (uint32, error) {
 
 // makeExt4Image creates a sparse file of size bytes at path holding an
 // ext4 filesystem with the given empty directories at its root.
-func makeExt4Image(ctx context.Context, path string, size int64, dirs ...string) error {
+func makeExt4Image(ctx context.Context, path string, size, inodes int64, dirs ...string) error {
 	seed, err := os.MkdirTemp(filepath.Dir(path), ".seed-")
 	if err != nil {
 		return err
@@ -213,7 +218,12 @@ func makeExt4Image(ctx context.Context, path string, size int64, dirs ...string)
 		return fmt.Errorf("mkfs.ext4 not found (install Debian's e2fsprogs): %w", err)
 	}
 	// -m 0: no blocks reserved for root, the quota is the container's.
-	cmd := exec.CommandContext(ctx, mkfs, "-q", "-F", "-m", "0", "-E", "root_owner=0:0,nodiscard", "-d", seed, path)
+	args := []string{"-q", "-F", "-m", "0", "-E", "root_owner=0:0,nodiscard", "-d", seed}
+	if inodes > 0 {
+		// At least ext4's own reserved inodes and the seed's entries.
+		args = append(args, "-N", strconv.FormatInt(max(inodes, 16), 10))
+	}
+	cmd := exec.CommandContext(ctx, mkfs, append(args, path)...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		os.Remove(path)
 		return fmt.Errorf("mkfs.ext4 %s: %v: %s", path, err, out)

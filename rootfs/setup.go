@@ -164,6 +164,10 @@ func Setup(p *Plan) error {
 			if err := b.mountFS("cgroup2", "cgroup", "/sys/fs/cgroup", nil, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOEXEC|unix.MOUNT_ATTR_RDONLY); err != nil {
 				return err
 			}
+		} else if p.NewCgroup && len(p.CgroupV1) > 0 && sysClone < 0 && !p.UserNS {
+			if err := b.cgroupV1(); err != nil {
+				return err
+			}
 		}
 	}
 	if p.Root.Kind == KindHost {
@@ -612,8 +616,11 @@ func (b *builder) dev(clones map[string]int) error {
 	}
 	for _, l := range [][2]string{
 		{"/proc/self/fd", "fd"}, {"/proc/self/fd/0", "stdin"}, {"/proc/self/fd/1", "stdout"},
-		{"/proc/self/fd/2", "stderr"}, {"pts/ptmx", "ptmx"},
+		{"/proc/self/fd/2", "stderr"}, {"pts/ptmx", "ptmx"}, {"pts/0", "console"},
 	} {
+		if l[1] == "console" && !b.p.Console {
+			continue
+		}
 		if err := unix.Symlinkat(l[0], dir, l[1]); err != nil {
 			return stepErr("symlink", "/dev/"+l[1], err)
 		}
@@ -627,10 +634,17 @@ func (b *builder) dev(clones map[string]int) error {
 	if b.p.TTYGid >= 0 {
 		pts = append(pts, fmt.Sprintf("gid=%d", b.p.TTYGid))
 	}
+	if b.p.PtyMax > 0 {
+		pts = append(pts, fmt.Sprintf("max=%d", b.p.PtyMax))
+	}
+	shm := "size=65536k"
+	if b.p.ShmSize > 0 {
+		shm = fmt.Sprintf("size=%d", b.p.ShmSize)
+	}
 	if err := b.mountFS("devpts", "devpts", "/dev/pts", pts, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NOEXEC); err != nil {
 		return err
 	}
-	if err := b.mountFS("tmpfs", "shm", "/dev/shm", []string{"mode=1777", "size=65536k"}, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOEXEC); err != nil {
+	if err := b.mountFS("tmpfs", "shm", "/dev/shm", []string{"mode=1777", shm}, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOEXEC); err != nil {
 		return err
 	}
 	if b.p.NewIPC || !b.p.UserNS {
@@ -816,6 +830,56 @@ func readonlyPath(p string) error {
 	}
 	if err := unix.MoveMount(fd, "", unix.AT_FDCWD, p, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
 		return stepErr("read-only path", p, err)
+	}
+	return nil
+}
+
+// cgroupV1 shows the container's own cgroups at /sys/fs/cgroup on a v1 or
+// hybrid host as runtimes do there: a read-only tmpfs holding each
+// hierarchy, mounted read-only from inside the container's cgroup
+// namespace (so each shows the container's cgroup as its root), and the
+// links between controller names.
+func (b *builder) cgroupV1() error {
+	const ro = unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV | unix.MOUNT_ATTR_NOEXEC | unix.MOUNT_ATTR_RDONLY
+	tmp, err := fsMount("tmpfs", "cgroup", []string{"mode=755", "size=64k"}, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOEXEC)
+	if err != nil {
+		return stepErr("mount cgroup tmpfs", "/sys/fs/cgroup", err)
+	}
+	b.track(tmp)
+	if err := b.attach(tmp, "/sys/fs/cgroup", true); err != nil {
+		return err
+	}
+	for _, h := range b.p.CgroupV1 {
+		if h.Name == "" || strings.ContainsAny(h.Name, "/\x00") || h.Name == "." || h.Name == ".." {
+			return stepErr("cgroup hierarchy", h.Name, unix.EINVAL)
+		}
+		if err := unix.Mkdirat(tmp, h.Name, 0o755); err != nil {
+			return stepErr("mkdir cgroup hierarchy", "/sys/fs/cgroup/"+h.Name, err)
+		}
+		fstype, opts := "cgroup", h.Options
+		if h.V2 {
+			fstype, opts = "cgroup2", nil
+		}
+		fd, err := fsMount(fstype, "cgroup", opts, ro)
+		if err != nil {
+			return stepErr("mount "+fstype, "/sys/fs/cgroup/"+h.Name, err)
+		}
+		err = b.attach(fd, "/sys/fs/cgroup/"+h.Name, true)
+		unix.Close(fd)
+		if err != nil {
+			return err
+		}
+		for _, l := range h.Links {
+			if l == "" || strings.ContainsAny(l, "/\x00") || l == "." || l == ".." {
+				continue
+			}
+			if err := unix.Symlinkat(h.Name, tmp, l); err != nil {
+				return stepErr("symlink", "/sys/fs/cgroup/"+l, err)
+			}
+		}
+	}
+	if err := setAttr(tmp, unix.MOUNT_ATTR_RDONLY, false); err != nil {
+		return stepErr("make /sys/fs/cgroup read-only", "/sys/fs/cgroup", err)
 	}
 	return nil
 }

@@ -46,6 +46,12 @@ type Root struct {
 	// Quota limits, in bytes, what the container can write to its root
 	// (0: no limit). Prepared.QuotaMethod says how it is enforced.
 	Quota int64 `json:"quota,omitempty"`
+	// QuotaInodes limits how many files and directories the container can
+	// create in its root's writable layer (0: the filesystem's default).
+	// It needs Quota: the writable layer is then a tmpfs (nr_inodes), an
+	// ext4 image made with that many inodes, or an XFS/ext4 project quota
+	// with an inode hard limit.
+	QuotaInodes int64 `json:"quotaInodes,omitempty"`
 	// Store is the layer store of image roots (default DefaultLayerStore).
 	Store string `json:"store,omitempty"`
 	// Ref picks one image of a layout or tarball holding several, by its
@@ -154,13 +160,40 @@ type Plan struct {
 	NewCgroup bool `json:"newCgroup,omitempty"`
 	// CgroupV2 mounts a read-only cgroup2 at /sys/fs/cgroup (with NewCgroup).
 	CgroupV2 bool `json:"cgroupV2,omitempty"`
+	// CgroupV1 are the host's hierarchies of a v1 or hybrid layout, shown
+	// read-only below /sys/fs/cgroup as the container's cgroup namespace
+	// sees them (with NewCgroup, without CgroupV2 and a user namespace).
+	CgroupV1 []CgroupMount `json:"cgroupV1,omitempty"`
 	// TTYGid is the group that owns pty slaves (5 on Debian); -1 leaves it.
 	TTYGid int `json:"ttyGid"`
+	// PtyMax limits the pseudo-terminals of the container's devpts (its
+	// max= option; 0: the kernel's default). Opening /dev/ptmx beyond it
+	// fails with ENOSPC.
+	PtyMax int64 `json:"ptyMax,omitempty"`
+	// Console makes /dev/console the main process's pseudo-terminal (the
+	// first of the container's devpts, pts/0), for an init that writes to
+	// its console.
+	Console bool `json:"console,omitempty"`
+	// ShmSize is the size of the container's /dev/shm tmpfs in bytes
+	// (0: 64 MiB).
+	ShmSize int64 `json:"shmSize,omitempty"`
 	// Privileged binds the host's /dev instead of a minimal one.
 	Privileged bool `json:"privileged,omitempty"`
 	// BeforePivot, when set, runs once every mount is in place, before
 	// pivot_root (OCI createContainer hooks run here).
 	BeforePivot func() error `json:"-"`
+}
+
+// CgroupMount is one cgroup hierarchy mounted below /sys/fs/cgroup.
+type CgroupMount struct {
+	// Name is its directory there ("memory", "cpu,cpuacct", "unified").
+	Name string `json:"name"`
+	// V2: a cgroup2 hierarchy (a hybrid layout's unified one).
+	V2 bool `json:"v2,omitempty"`
+	// Options are its v1 mount options ("memory"; "none", "name=systemd").
+	Options []string `json:"options,omitempty"`
+	// Links are other names there that point to it ("cpu", "cpuacct").
+	Links []string `json:"links,omitempty"`
 }
 
 // DefaultMaskedPaths are hidden from every container (runc's defaults).

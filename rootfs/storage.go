@@ -52,6 +52,8 @@ type Storage struct {
 	// (0: the kernel default) in the container's mount namespace.
 	UpperTmpfs bool  `json:"upperTmpfs,omitempty"`
 	UpperSize  int64 `json:"upperSize,omitempty"`
+	// UpperInodes is the tmpfs layer's nr_inodes (0: the default).
+	UpperInodes int64 `json:"upperInodes,omitempty"`
 }
 
 // readOnly reports whether the root has no writable layer.
@@ -95,6 +97,10 @@ func Erofs(path string) Root { return ImageFile(path) }
 
 // WithQuota limits what the container can write to its root, in bytes.
 func (r Root) WithQuota(bytes int64) Root { r.Quota = bytes; return r }
+
+// WithInodeQuota limits how many files the container can create in its
+// root (with WithQuota; see Root.QuotaInodes).
+func (r Root) WithInodeQuota(inodes int64) Root { r.QuotaInodes = inodes; return r }
 
 // WithLayer keeps the writable layer in the directory layer, across
 // containers (see Overlay).
@@ -149,6 +155,12 @@ func (r *Root) validateStorage() error {
 	}
 	if r.Quota > 0 && r.Quota < 1<<20 {
 		return fmt.Errorf("rootfs.quota: %d bytes is below the minimum of 1 MiB", r.Quota)
+	}
+	if r.QuotaInodes < 0 {
+		return fmt.Errorf("rootfs.quotaInodes: negative (%d)", r.QuotaInodes)
+	}
+	if r.QuotaInodes > 0 && r.Quota == 0 {
+		return fmt.Errorf("rootfs.quotaInodes: needs a disk quota (rootfs.quota) to be enforced")
 	}
 	if r.Layer != "" && !filepath.IsAbs(r.Layer) {
 		return fmt.Errorf("rootfs.layer: %q is not absolute", r.Layer)

@@ -111,6 +111,8 @@ var ociVerbs = map[string]func(*globalOpts, []string) int{
 	"update":   ociUpdate,
 	"events":   ociEvents,
 	"features": ociFeatures,
+
+	"beancounters": ociBeancounters,
 }
 
 // ociOnlyRunFlags are flags of runc's run that docker's run has not.

@@ -29,6 +29,7 @@ type runOpts struct {
 	tty, interactive, detach, autoRm bool
 	timeout                          time.Duration
 	res                              resourceFlags
+	acct                             accountFlags
 	sec                              securityFlags
 	netf                             networkFlags
 	uidmaps, gidmaps, env, envFiles  listFlag
@@ -80,6 +81,7 @@ func (o *runOpts) register(fs *pflag.FlagSet) {
 	fs.Var(&o.uidmaps, "uidmap", "CONTAINER:HOST:SIZE uid mapping for --userns (repeatable)")
 	fs.Var(&o.gidmaps, "gidmap", "CONTAINER:HOST:SIZE gid mapping for --userns (repeatable)")
 	o.res.register(fs)
+	o.acct.register(fs)
 	o.sec.register(fs)
 	o.netf.register(fs)
 	// runc's run: vessel run --bundle DIR ID (see isOCIRun).
@@ -133,7 +135,7 @@ func (o *runOpts) buildConfig(fs *pflag.FlagSet, args []string) (*vessel.Config,
 	if o.entrypoint != "" {
 		argv = append([]string{o.entrypoint}, args...)
 	}
-	if len(argv) == 0 && o.image == "" {
+	if len(argv) == 0 && o.image == "" && !o.acct.boot {
 		return nil, nil, usagef("run: no command given (usage: vessel run [flags] CMD [ARGS...])")
 	}
 	cfg := vessel.NewConfig()
@@ -202,6 +204,12 @@ func (o *runOpts) buildConfig(fs *pflag.FlagSet, args []string) (*vessel.Config,
 	}
 	if err := o.res.apply(cfg, set); err != nil {
 		return nil, nil, usagef("run: %v", err)
+	}
+	if err := o.acct.apply(cfg, o.quota != "", argv); err != nil {
+		return nil, nil, usagef("run: %v", err)
+	}
+	if o.acct.boot {
+		argv = nil // the init is the configured process
 	}
 	if err := o.sec.apply(cfg, set); err != nil {
 		return nil, nil, usagef("run: %v", err)

@@ -255,6 +255,9 @@ func controlRun(cfg *vessel.Config, o *runOpts, id string, argv []string) int {
 				}
 				continue
 			}
+			if o.acct.boot && (s == syscall.SIGTERM || s == syscall.SIGINT) {
+				s = cfg.StopSignal // halt the booted init
+			}
 			_ = c.Signal(s.(syscall.Signal))
 		}
 	}()

@@ -9,8 +9,10 @@
 //	vps start -n 2          start a server in the background with 2 VPSes
 //	vps list                id, hostname, address, published port, pid, status
 //	vps stats               CPU, memory, processes and disk use of each
+//	vps beancounters        every finite resource of each: held, maxheld, limit, failcnt
 //	vps stop                stop every VPS and the server, removing everything
 //	vps serve -n 2          run the server in the foreground instead
+//	vps start -boot DIR     boot DIR's own init (systemd) in each VPS instead of httpd
 //
 // See README.md.
 package main
@@ -49,6 +51,8 @@ commands:
   serve   run the server in the foreground
   list    list the VPSes
   stats   show each VPS's resource use
+  beancounters
+          show each VPS's finite resources as OpenVZ's user_beancounters
   stop    stop the VPSes and the server
 
 run "vps COMMAND -h" for the flags of a command.`
@@ -66,6 +70,10 @@ type serverOptions struct {
 	cpus     float64
 	cgroup   string
 	netTable string
+	// boot is a root filesystem with its own init (a Debian tree made by
+	// debootstrap): the VPSes boot it as system containers instead of
+	// running busybox httpd.
+	boot string
 }
 
 func main() {
@@ -80,7 +88,7 @@ func main() {
 		err = serveCommand(args)
 	case "start":
 		err = startCommand(args)
-	case "list", "stats", "stop":
+	case "list", "stats", "beancounters", "stop":
 		err = clientCommand(cmd, args)
 	default:
 		fmt.Fprintln(os.Stderr, usage)
@@ -106,6 +114,7 @@ func serverFlags(name string, args []string) (*serverOptions, error) {
 	fs.StringVar(&mem, "mem", "64M", "memory limit of each VPS")
 	fs.StringVar(&cpus, "cpus", "0.5", "CPU quota of each VPS, in cores")
 	fs.StringVar(&o.cgroup, "cgroup", "", "cgroup group the VPSes go under (default $VESSEL_CGROUP_GROUP, else vessel)")
+	fs.StringVar(&o.boot, "boot", "", "root filesystem DIR with its own init (e.g. debootstrap with systemd and openssh-server): boot it in each VPS, port PORT+i-1 going to its sshd, instead of busybox httpd")
 	fs.StringVar(&o.netTable, "nft-table", "vessel_vps", "nftables table (and network state) of the server's own, apart from other vessel programs")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -134,6 +143,14 @@ func serverFlags(name string, args []string) (*serverOptions, error) {
 	}
 	if o.state, err = filepath.Abs(o.state); err != nil {
 		return nil, err
+	}
+	if o.boot != "" {
+		if o.boot, err = filepath.Abs(o.boot); err != nil {
+			return nil, err
+		}
+		if _, err := os.Stat(filepath.Join(o.boot, "sbin", "init")); err != nil {
+			return nil, fmt.Errorf("-boot %s: no /sbin/init in it: %w", o.boot, err)
+		}
 	}
 	return o, nil
 }
@@ -224,8 +241,10 @@ type Response struct {
 	ServerPid int        `json:"serverPid"`
 	VPS       []VPSInfo  `json:"vps,omitempty"`
 	Stats     []VPSStats `json:"stats,omitempty"`
-	Stopped   []string   `json:"stopped,omitempty"`
-	Error     string     `json:"error,omitempty"`
+	// Beancounters is each VPS's vessel.Usage.
+	Beancounters []VPSUsage `json:"beancounters,omitempty"`
+	Stopped      []string   `json:"stopped,omitempty"`
+	Error        string     `json:"error,omitempty"`
 }
 
 // request sends one command to the server and returns its answer.
@@ -275,6 +294,19 @@ func clientCommand(cmd string, args []string) error {
 		printList(os.Stdout, r.VPS)
 	case "stats":
 		printStats(os.Stdout, r.Stats)
+	case "beancounters":
+		for i, b := range r.Beancounters {
+			if i > 0 {
+				fmt.Println()
+			}
+			if b.Error != "" {
+				fmt.Printf("%s: error: %s\n", b.ID, b.Error)
+				continue
+			}
+			if err := b.Usage.WriteTable(os.Stdout, b.ID); err != nil {
+				return err
+			}
+		}
 	case "stop":
 		fmt.Printf("stopped %s and the server (pid %d)\n", strings.Join(r.Stopped, ", "), r.ServerPid)
 	}
@@ -383,7 +415,9 @@ func serveCommand(args []string) error {
 
 // startAll builds the shared root filesystem and starts the VPSes.
 func (s *server) startAll(ctx context.Context) error {
-	if err := buildBusyboxRoot(s.rootfs); err != nil {
+	if s.o.boot != "" {
+		s.rootfs = s.o.boot // shared read-only under each VPS's own layer
+	} else if err := buildBusyboxRoot(s.rootfs); err != nil {
 		return fmt.Errorf("build the VPS root filesystem: %w", err)
 	}
 	for i := 1; i <= s.o.n; i++ {
@@ -407,14 +441,31 @@ const webServer = `mkdir -p /www && printf '<h1>hello from %s</h1>\n' "$(hostnam
 func (s *server) startVPS(ctx context.Context, inst *instance) (*vessel.Container, error) {
 	nc := network.Bridge(s.o.bridge)
 	nc.Subnet = s.o.subnet
-	nc.Publish = []network.Port{{HostIP: "127.0.0.1", HostPort: uint16(inst.port), ContainerPort: 80}}
+	inner := uint16(80)
+	if s.o.boot != "" {
+		inner = 22 // the booted system's sshd
+	}
+	nc.Publish = []network.Port{{HostIP: "127.0.0.1", HostPort: uint16(inst.port), ContainerPort: inner}}
 	cfg := vessel.NewConfig().
 		WithRootfs(rootfs.EphemeralOverlay(s.rootfs).WithQuota(s.o.quota)).
 		WithHostname(inst.id).
 		WithNetwork(nc).
 		WithMemoryLimit(s.o.mem).
 		WithCPUs(s.o.cpus).
-		WithPids(128)
+		WithPids(128).
+		// The limits of a hosting plan beyond CPU, memory and disk (see
+		// "vps beancounters"): ptys, /dev/shm, System V shared memory,
+		// open files per process, files on the disk.
+		WithPtys(16).WithShmSize(16<<20).WithSysVShm(32<<20, 16<<20).
+		WithOpenFiles(4096)
+	cfg.Rootfs = cfg.Rootfs.WithInodeQuota(4096)
+	// Peaks of what the kernel keeps no peak of, sampled every second.
+	cfg.UsageSampling = time.Second
+	args := []string{"/bin/sh", "-c", webServer}
+	if s.o.boot != "" {
+		cfg.WithBoot() // /sbin/init as PID 1, halted by SIGRTMIN+3 at stop
+		args = nil
+	}
 	if s.o.cgroup != "" {
 		cfg.Cgroup.Group = s.o.cgroup
 	}
@@ -428,7 +479,7 @@ func (s *server) startVPS(ctx context.Context, inst *instance) (*vessel.Containe
 	}
 	c.Stdout, c.Stderr = logf, logf
 	// The VPS lives until stop: ctx only bounds the start.
-	if err := c.Start(context.WithoutCancel(ctx), "/bin/sh", "-c", webServer); err != nil {
+	if err := c.Start(context.WithoutCancel(ctx), args...); err != nil {
 		logf.Close()
 		c.Destroy()
 		return nil, err
@@ -455,6 +506,8 @@ func (s *server) handle(conn net.Conn) bool {
 		r.VPS = s.list()
 	case "stats":
 		r.Stats = s.stats()
+	case "beancounters":
+		r.Beancounters = s.beancounters()
 	case "stop":
 		for _, v := range s.list() {
 			r.Stopped = append(r.Stopped, v.ID)
@@ -519,6 +572,29 @@ func (s *server) stats() []VPSStats {
 	return out
 }
 
+// VPSUsage is one VPS's beancounters.
+type VPSUsage struct {
+	ID    string        `json:"id"`
+	Usage *vessel.Usage `json:"usage,omitempty"`
+	Error string        `json:"error,omitempty"`
+}
+
+func (s *server) beancounters() []VPSUsage {
+	s.mu.Lock()
+	vps := append([]*instance(nil), s.vps...)
+	s.mu.Unlock()
+	var out []VPSUsage
+	for _, v := range vps {
+		u, err := v.c.Usage()
+		vu := VPSUsage{ID: v.id, Usage: u}
+		if err != nil {
+			vu.Error = err.Error()
+		}
+		out = append(out, vu)
+	}
+	return out
+}
+
 // diskUse asks df inside the VPS how full its root is (an overlay reports
 // its writable layer, the size-limited part).
 func diskUse(c *vessel.Container) (used, size uint64, err error) {
@@ -557,6 +633,11 @@ func (s *server) stopAll(keepLog bool) error {
 	s.mu.Unlock()
 	var errs []error
 	for _, v := range vps {
+		// A booted system shuts its services down first (its stop
+		// signal); httpd just goes.
+		if s.o.boot != "" {
+			_ = v.c.Stop(context.Background(), 10*time.Second)
+		}
 		if err := v.c.Destroy(); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", v.id, err))
 		}

@@ -18,6 +18,7 @@ import (
 	"github.com/google/nftables"
 
 	"github.com/openvessel/vessel/examples/internal/exampletest"
+	"github.com/openvessel/vessel/internal/testutil"
 )
 
 var vpsBin string // the built example
@@ -181,6 +182,41 @@ func TestVPS(t *testing.T) {
 		t.Errorf("vps stats (table): exit %d: %s", code, stderr)
 	}
 
+	// Beancounters: each VPS's finite resources, with the limits of its
+	// plan, and the table.
+	var bc Response
+	query(t, bin, state, "beancounters", &bc)
+	if len(bc.Beancounters) != 2 {
+		t.Fatalf("beancounters: %+v", bc)
+	}
+	for _, b := range bc.Beancounters {
+		if b.Error != "" || b.Usage == nil {
+			t.Errorf("beancounters of %s: %s", b.ID, b.Error)
+			continue
+		}
+		if len(b.Usage.Resources) < 20 {
+			t.Errorf("beancounters of %s: %d resources, want 20 or more", b.ID, len(b.Usage.Resources))
+		}
+		for name, limit := range map[string]uint64{"numproc": 128, "physpages": 64 << 20, "numpty": 16, "devshm": 16 << 20,
+			"sysvshm": 32 << 20, "numfile": 4096, "diskspace": 16 << 20, "diskinodes": 4096} {
+			r, ok := b.Usage.Get(name)
+			if !ok || r.Limit != limit {
+				t.Errorf("%s of %s: %+v, want limit %d", name, b.ID, r, limit)
+			}
+		}
+		if r, _ := b.Usage.Get("numtcpsock"); r.Held == 0 {
+			t.Errorf("numtcpsock of %s: %+v, want httpd's listening socket", b.ID, r)
+		}
+		if r, _ := b.Usage.Get("netrxbytes"); r.Held == 0 {
+			t.Errorf("netrxbytes of %s: %+v, want the page's request", b.ID, r)
+		}
+	}
+	out, stderr, code := exampletest.Run(t, bin, "beancounters", "-state", state)
+	if code != 0 || !strings.Contains(out, "numiptent") || !strings.Contains(out, "failcnt") {
+		t.Errorf("vps beancounters (table): exit %d: %s\n%s", code, stderr, out)
+	}
+	t.Logf("vps beancounters:\n%s", out)
+
 	var stop Response
 	query(t, bin, state, "stop", &stop)
 	stopped = true
@@ -243,5 +279,109 @@ func TestBadFlags(t *testing.T) {
 	}
 	if _, stderr, code := exampletest.Run(t, bin, "list", "-state", tmp+"/none"); code == 0 || !strings.Contains(stderr, "no server") {
 		t.Errorf("list without a server: exit %d, %q", code, stderr)
+	}
+}
+
+// TestVPSBoot boots two Debian system containers (systemd as PID 1, a
+// debootstrap tree shared read-only under a layer of each one's own),
+// each with its own address, quota and beancounters; reaches the sshd
+// systemd started in each through its published port; reads stats and
+// the beancounters table; and stops them (systemd halts on its stop
+// signal) leaving nothing behind.
+func TestVPSBoot(t *testing.T) {
+	root := testutil.DebianSystemRoot(t)
+	tmp := t.TempDir()
+	bin := vpsBin
+	pid := os.Getpid()
+	prefix := fmt.Sprintf("vpsb%d", pid)
+	bridge := fmt.Sprintf("vpb%d", pid%1000000)
+	table := fmt.Sprintf("vessel_vpsb%d", pid)
+	subnet := netip.MustParsePrefix(fmt.Sprintf("10.213.%d.0/24", 20+(pid+100)%200))
+	state := filepath.Join(tmp, "state")
+	port := freePorts(t, 2)
+
+	start := time.Now()
+	stdout, stderr, code := exampletest.Run(t, bin, "start", "-n", "2", "-boot", root, "-state", state, "-prefix", prefix,
+		"-port", fmt.Sprint(port), "-bridge", bridge, "-subnet", subnet.String(), "-nft-table", table,
+		"-disk", "64M", "-mem", "256M", "-cpus", "1", "-cgroup", exampletest.CgroupGroup)
+	if code != 0 {
+		t.Fatalf("vps start -boot: exit %d\n%s%s", code, stdout, stderr)
+	}
+	stopped := false
+	defer func() {
+		if !stopped {
+			exampletest.Run(t, bin, "stop", "-state", state)
+		}
+	}()
+	var list Response
+	query(t, bin, state, "list", &list)
+	if len(list.VPS) != 2 {
+		t.Fatalf("list: %+v", list)
+	}
+	for i, v := range list.VPS {
+		addr, err := netip.ParsePrefix(v.Address)
+		if v.Status != "running" || err != nil || !subnet.Contains(addr.Addr()) || v.QuotaMethod == "" {
+			t.Errorf("list entry %d: %+v", i, v)
+		}
+		// sshd, started by systemd, answers on the VPS's published port.
+		var banner string
+		for try := 0; try < 100 && !strings.HasPrefix(banner, "SSH-2.0-"); try++ {
+			banner = ""
+			if conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port+i), 2*time.Second); err == nil {
+				conn.SetDeadline(time.Now().Add(2 * time.Second))
+				b := make([]byte, 64)
+				n, _ := conn.Read(b)
+				banner = string(b[:n])
+				conn.Close()
+			}
+			if !strings.HasPrefix(banner, "SSH-2.0-") {
+				time.Sleep(100 * time.Millisecond)
+			}
+		}
+		if !strings.HasPrefix(banner, "SSH-2.0-OpenSSH") {
+			t.Errorf("%s: no sshd banner on port %d: %q", v.ID, port+i, banner)
+		}
+	}
+	t.Logf("two Debian VPSes answering on ssh %v after start", time.Since(start).Round(time.Millisecond))
+
+	var bc Response
+	query(t, bin, state, "beancounters", &bc)
+	for _, b := range bc.Beancounters {
+		if b.Usage == nil {
+			t.Fatalf("beancounters of %s: %s", b.ID, b.Error)
+		}
+		tasks, _ := b.Usage.Get("numproc")
+		mem, _ := b.Usage.Get("physpages")
+		disk, _ := b.Usage.Get("diskspace")
+		tcp, _ := b.Usage.Get("numtcpsock")
+		if tasks.Held < 3 || tasks.Limit != 128 || mem.Limit != 256<<20 || disk.Limit != 64<<20 || tcp.Held == 0 {
+			t.Errorf("beancounters of %s: tasks %+v memory %+v disk %+v tcp %+v", b.ID, tasks, mem, disk, tcp)
+		}
+		t.Logf("%s idle: %.1f MiB, %d tasks", b.ID, float64(mem.Held)/(1<<20), tasks.Held)
+	}
+	out, _, code := exampletest.Run(t, bin, "beancounters", "-state", state)
+	if code != 0 || !strings.Contains(out, prefix+"-2") {
+		t.Errorf("vps beancounters: exit %d\n%s", code, out)
+	}
+	if _, stderr, code := exampletest.Run(t, bin, "stats", "-state", state); code != 0 {
+		t.Errorf("vps stats: exit %d: %s", code, stderr)
+	}
+
+	stopAt := time.Now()
+	var stop Response
+	query(t, bin, state, "stop", &stop)
+	stopped = true
+	t.Logf("stop took %v", time.Since(stopAt).Round(time.Millisecond))
+	if time.Since(stopAt) > 20*time.Second || len(stop.Stopped) != 2 {
+		t.Errorf("stop: %+v after %v", stop, time.Since(stopAt))
+	}
+	for _, v := range list.VPS {
+		if linkExists(v.HostInterface) {
+			t.Errorf("veth %s left", v.HostInterface)
+		}
+		exampletest.AssertNoLeftovers(t, v.ID)
+	}
+	if linkExists(bridge) || nftTableExists(t, table) {
+		t.Errorf("bridge %s or nftables table %s left", bridge, table)
 	}
 }

@@ -236,6 +236,7 @@ func (e *enc) config(c *Config) {
 		e.bool(g.V2)
 	}
 	e.bool(c.CloneParent)
+	e.bool(c.ProcPidns)
 }
 
 func (d *dec) config(c *Config) {
@@ -293,6 +294,7 @@ func (d *dec) config(c *Config) {
 		}
 	}
 	c.CloneParent = d.bool()
+	c.ProcPidns = d.bool()
 }
 
 func (e *enc) hooks(hs []Hook) {
@@ -494,6 +496,7 @@ func (e *enc) plan(p *rootfs.Plan) {
 	e.str(r.Layer)
 	e.bool(r.Writable)
 	e.i(r.Quota)
+	e.i(r.QuotaInodes)
 	e.str(r.Store)
 	e.str(r.Ref)
 	if s := r.Storage; e.count(0, s == nil) {
@@ -503,6 +506,7 @@ func (e *enc) plan(p *rootfs.Plan) {
 		}
 		e.bool(s.UpperTmpfs)
 		e.i(s.UpperSize)
+		e.i(s.UpperInodes)
 	}
 	e.bool(r.IDMap)
 	e.bool(p.Readonly)
@@ -536,7 +540,17 @@ func (e *enc) plan(p *rootfs.Plan) {
 		e.bool(v)
 	}
 	e.i(int64(p.TTYGid))
+	e.i(p.PtyMax)
+	e.i(p.ShmSize)
+	e.bool(p.Console)
 	e.bool(p.Privileged)
+	e.count(len(p.CgroupV1), p.CgroupV1 == nil)
+	for _, h := range p.CgroupV1 {
+		e.str(h.Name)
+		e.bool(h.V2)
+		e.strs(h.Options)
+		e.strs(h.Links)
+	}
 }
 
 func (d *dec) plan(p *rootfs.Plan) {
@@ -547,11 +561,12 @@ func (d *dec) plan(p *rootfs.Plan) {
 	r.Layer = d.str()
 	r.Writable = d.bool()
 	r.Quota = d.i()
+	r.QuotaInodes = d.i()
 	r.Store = d.str()
 	r.Ref = d.str()
 	if _, ok := d.count(); ok {
 		r.Storage = &rootfs.Storage{Lower: d.strs(), Device: d.str(), DeviceFS: d.str(), UpperDir: d.str(), WorkDir: d.str(),
-			UpperDevice: d.str(), UpperTmpfs: d.bool(), UpperSize: d.i()}
+			UpperDevice: d.str(), UpperTmpfs: d.bool(), UpperSize: d.i(), UpperInodes: d.i()}
 	}
 	r.IDMap = d.bool()
 	p.Readonly = d.bool()
@@ -575,5 +590,14 @@ func (d *dec) plan(p *rootfs.Plan) {
 		*v = d.bool()
 	}
 	p.TTYGid = int(d.i())
+	p.PtyMax = d.i()
+	p.ShmSize = d.i()
+	p.Console = d.bool()
 	p.Privileged = d.bool()
+	if n, ok := d.count(); ok {
+		p.CgroupV1 = make([]rootfs.CgroupMount, n)
+		for i := range p.CgroupV1 {
+			p.CgroupV1[i] = rootfs.CgroupMount{Name: d.str(), V2: d.bool(), Options: d.strs(), Links: d.strs()}
+		}
+	}
 }

@@ -79,8 +79,10 @@ var initCalls = sync.OnceValue(func() []security.Call {
 	return calls
 })
 
-// procPidns caches rootfs.ProcPidnsSupported (parent side).
-var procPidns = sync.OnceValue(rootfs.ProcPidnsSupported)
+// ProcPidns reports, once per program, whether the init can mount the
+// /proc of its workload's pid namespace itself (rootfs.ProcPidnsSupported);
+// the parent tells the init (Config.ProcPidns).
+var ProcPidns = sync.OnceValue(rootfs.ProcPidnsSupported)
 
 // initSafeRlimit says whether the init can carry an rlimit itself without
 // harm.
@@ -116,10 +118,6 @@ func DirectReason(cfg *Config) string {
 		case namespaces.Mount:
 			return "the mount namespace is joined"
 		}
-	}
-	if cfg.Plan != nil && cfg.NewPIDNS && !procPidns() {
-		// The exec stage, PID 1 of the new namespace, mounts its /proc.
-		return "this kernel's proc has no pidns= option: the init cannot mount the /proc of a pid namespace it is not in"
 	}
 	for _, rl := range p.Rlimits {
 		if rl.Type == "RLIMIT_NOFILE" && rl.Soft >= minInitNofile {
@@ -288,11 +286,7 @@ func spawnDirect(spec *Process, files []uintptr, o spawnOpts) (sp *spawned, pty 
 		if master != nil {
 			master.Close()
 		}
-		msg := err.Error()
-		if timeNSPending && errors.Is(err, unix.EINVAL) {
-			msg = timeNSForkMsg
-		}
-		return nil, nil, &stageError{initproto.ErrorInfo{Step: "exec", Path: path, Msg: msg, Errno: errnoOf(err)}}
+		return nil, nil, &stageError{initproto.ErrorInfo{Step: "exec", Path: path, Msg: err.Error(), Errno: errnoOf(err)}}
 	}
 	return sp, master, nil
 }

@@ -1,8 +1,15 @@
 // Package child is the code that runs inside a container's processes: the
 // container's init (which finishes the namespaces, builds the root
 // filesystem, starts the main process and every Exec, reaps, forwards
-// signals and serves the control sockets) and the exec stage (which
-// applies one process's settings and execve()s it).
+// signals and serves the control sockets), the exec stage (which applies
+// one process's settings and execve()s it) and the idle PID 1 of pooled
+// containers (which only reaps).
+//
+// The init stays outside the workload: in its starter's pid namespace and
+// cgroups. The main process is PID 1 of a pid namespace the init unshares
+// for it; each process the init starts (spawn.go: its own fork, raw
+// system calls up to execve) joins the container's cgroup before it runs
+// anything, from files the parent opened (workload.go).
 //
 // A container child is the host program re-executed. The package runs
 // the child from its own initialisation, before most of the packages the

@@ -142,6 +142,10 @@ type Config struct {
 	// CloneParent: the main process becomes the init's sibling, the
 	// child of whoever started the init (an OCI supervisor reaps it).
 	CloneParent bool `json:"cloneParent,omitempty"`
+	// ProcPidns: the kernel lets the init mount its workload's /proc
+	// (ProcPidns). Without it a main process that is PID 1 of a new pid
+	// namespace starts through the exec stage, which mounts it.
+	ProcPidns bool `json:"procPidns,omitempty"`
 }
 
 // CgroupPlace is the container's cgroup directory in one hierarchy and
@@ -366,7 +370,6 @@ func runInit() {
 		if err := namespaces.UnshareTime(cfg.TimeOffsets); err != nil {
 			exitWith(conn, "create time namespace", "/proc/self/timens_offsets", err)
 		}
-		timeNSPending = true
 	}
 	if cfg.LoopbackUp && !loUp {
 		if err := loopbackUp(); err != nil {
@@ -415,13 +418,21 @@ func runInit() {
 	if cfg.Plan != nil && (cfg.NewPIDNS || joinsPID(cfg.Joins)) {
 		swap = cfg.Plan.ProcSwap()
 	}
-	if in.direct {
+	// Without proc's pidns= option only a process of the new namespace
+	// can mount its /proc: the main process then starts through the exec
+	// stage (forked while the init still holds its privileges, it mounts
+	// /proc as PID 1 and applies its own profile); Execs stay direct.
+	mainStage := !in.direct || (swap != nil && !cfg.ProcPidns)
+	carry := func() {
 		if err := applyToInit(&cfg.Process); err != nil {
 			var se *stageError
 			errors.As(err, &se)
 			_ = conn.Send(&initproto.Message{Type: initproto.TypeError, Error: &se.info})
 			os.Exit(125)
 		}
+	}
+	if in.direct && !mainStage {
+		carry()
 	}
 	// fds 0-2 are the main process's stdio; 4.. its extra files.
 	files := []uintptr{0, 1, 2}
@@ -436,7 +447,7 @@ func runInit() {
 		pty   *os.File
 		sp    *stageProc
 	)
-	if in.direct {
+	if !mainStage {
 		var ds *spawned
 		ds, pty, err = spawnDirect(&cfg.Process, files, spawnOpts{cgroups: cg.procs, held: swap != nil, parent: cfg.CloneParent})
 		if err == nil && swap != nil {
@@ -458,6 +469,9 @@ func runInit() {
 			if err = sp.await(cfg.Process.WaitStart); err == nil {
 				pid, pty, sp.pty = sp.pid, sp.pty, nil
 			}
+		}
+		if err == nil && in.direct {
+			carry()
 		}
 	}
 	for i := 0; i < cfg.NumExtras; i++ {
@@ -850,13 +864,6 @@ type stageError struct{ info initproto.ErrorInfo }
 
 func (e *stageError) Error() string { return e.info.Step + ": " + e.info.Msg }
 
-// timeNSPending is set once the init created a time namespace for the
-// processes it starts.
-var timeNSPending bool
-
-// timeNSForkMsg explains EINVAL from a fork into a new time namespace.
-const timeNSForkMsg = "this kernel refuses to start a process in a new time namespace from a multi-threaded program (clone with CLONE_VM gives EINVAL); time namespaces need a newer kernel (Linux 6.3 or later)"
-
 // stageProc is an exec stage: a fresh exec of this binary that applies one
 // process's settings and execve()s it.
 type stageProc struct {
@@ -902,14 +909,7 @@ func startStage(spec *Process, files []uintptr, cgroups []int, sibling bool) (*s
 	parent := parentEnd
 	if err != nil {
 		parent.Close()
-		msg := err.Error()
-		if timeNSPending && errors.Is(err, unix.EINVAL) {
-			// Kernels before the vfork/time-namespace fix refuse a
-			// CLONE_VM child into a new time namespace, and Go forks
-			// only that way.
-			msg = timeNSForkMsg
-		}
-		return nil, &stageError{initproto.ErrorInfo{Step: "start exec stage", Path: "/proc/self/exe", Msg: msg, Errno: errnoOf(err)}}
+		return nil, &stageError{initproto.ErrorInfo{Step: "start exec stage", Path: "/proc/self/exe", Msg: err.Error(), Errno: errnoOf(err)}}
 	}
 	if err := parent.SendRaw(initproto.TypeConfig, encodeProcess(spec)); err != nil {
 		unix.Kill(pid, unix.SIGKILL)

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -242,6 +243,9 @@ const IdleArg0 = "vessel-idle"
 // other processes leave behind (orphans are re-parented to it), so that
 // they neither stay zombies nor hold pids of the container's limit.
 func runIdle() {
+	// Its name in ps, whatever the executable is called.
+	name := []byte(IdleArg0 + "\x00")
+	_ = unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&name[0])), 0, 0, 0)
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGCHLD)
 	for {

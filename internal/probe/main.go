@@ -49,6 +49,7 @@ func init() {
 		"trap":     {"SIG...  print \"ready\", wait for one of the signals, print its name, exit 0", cmdTrap},
 		"stderr":   {"TEXT  write TEXT and a newline to stderr", cmdStderr},
 		"exec":     {"PATH [ARGS...]  execve PATH, replacing the probe", cmdExec},
+		"hold":     {"KIND=N...  take N of each resource (files, ptys, flocks, mlock, sysvshm, devshm, disk, inodes, signals, tcp, udp, unix, tcpbuf, threads, memory, sockets; udpflood=ADDR:PORT,COUNT), print {KIND: HoldResult}, hold them", cmdHold},
 		"help":     {"[try]  print this text", cmdHelp},
 	}
 }

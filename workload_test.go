@@ -1,0 +1,218 @@
+package vessel_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/openvessel/vessel"
+	"github.com/openvessel/vessel/cgroups"
+)
+
+// The workload owns its container: vessel's init is outside its pid
+// namespace and its cgroup, so the workload's limits are its own and
+// nothing it does can break the init.
+
+// goCrash reports whether out holds a Go runtime crash dump (the init's).
+func goCrash(out string) bool {
+	for _, s := range []string{"runtime: ", "fatal error:", "goroutine ", "newosproc"} {
+		if strings.Contains(out, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// TestPidsLimitIsTheWorkloads: --pids 1 runs one process; --pids 20 lets
+// the workload have exactly 20 tasks: its shell and 19 more, not one more.
+func TestPidsLimitIsTheWorkloads(t *testing.T) {
+	out, err := run(t, newConfig().WithPids(1), "/bin/echo", "ok")
+	if err != nil || out != "ok\n" {
+		t.Fatalf("pids 1: %q, %v", out, err)
+	}
+	// The shell and 19 sleeps fill 20 tasks: the 20th sleep cannot be
+	// forked (the shell then gives up: "Cannot fork", "can't fork").
+	out, err = run(t, newConfig().WithPids(20), "/bin/sh", "-c", `for i in $(seq 25); do sleep 30 & echo "started $i"; done`)
+	if !strings.Contains(out, "started 19\n") || strings.Contains(out, "started 20\n") || !strings.Contains(strings.ToLower(out), "fork") || err == nil {
+		t.Errorf("pids 20: the workload started other than 19 children: %v\n%s", err, out)
+	}
+	c, _ := start(t, newConfig().WithPids(20), "sleep", "30")
+	st, err := c.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Pids.Current != 1 || st.Pids.Limit != 20 {
+		t.Errorf("pids %+v: want the workload's one task of 20", st.Pids)
+	}
+	// The init is in none of the container's cgroups.
+	for h, p := range hostCgroups(t, c.State().InitPid) {
+		if strings.HasSuffix(p, "/"+c.ID()) {
+			t.Errorf("init in the container's %s cgroup %q", h, p)
+		}
+	}
+}
+
+// TestForkBombsAndOOMNeverBreakTheInit runs 50 fork bombs under a pids
+// limit of 10 and 10 memory hogs under 8 and 48 MiB: each ends as the
+// workload's failure (its timeout, the OOM killer), never as a crash of
+// vessel's init; and an Exec into a container whose workload filled its
+// pids limit still works once it has room.
+func TestForkBombsAndOOMNeverBreakTheInit(t *testing.T) {
+	var wg sync.WaitGroup
+	errs := make(chan error, 60)
+	sem := make(chan struct{}, 4)
+	for i := 0; i < 50; i++ {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(i int) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			out, err := run(t, newConfig().WithPids(10).WithTimeout(400*time.Millisecond), "/bin/sh", "-c", "b() { b | b & }; b; sleep 10")
+			// It ends by its timeout, or earlier when its shell gives up
+			// on a fork: the workload's failure either way.
+			var ee *vessel.ExitError
+			if (!errors.Is(err, vessel.ErrTimeout) && !errors.As(err, &ee)) || goCrash(out) {
+				errs <- fmt.Errorf("fork bomb %d: %v\n%.400s", i, err, out)
+			}
+		}(i)
+	}
+	for i := 0; i < 10; i++ {
+		mem := int64(8 << 20)
+		if i%2 == 1 {
+			mem = 48 << 20
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(i int, mem int64) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			cfg := withProbe(t, newConfig().WithMemoryLimit(mem).WithTimeout(20*time.Second))
+			out, err := run(t, cfg, "/bin/sh", "-c", "/probe alloc 200 & /probe alloc 200 & /probe alloc 200; wait; exit 0")
+			if goCrash(out) || (err != nil && !errors.Is(err, vessel.ErrOOMKilled) && !errors.Is(err, vessel.ErrTimeout)) {
+				errs <- fmt.Errorf("memory hog %d (%d MiB): %v\n%.400s", i, mem>>20, err, out)
+			}
+			if strings.Contains(out, `"allocated_mb":200`) {
+				errs <- fmt.Errorf("memory hog %d allocated 200 MiB under %d MiB", i, mem>>20)
+			}
+		}(i, mem)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+
+	// A long-lived container: a fork bomb exec'd into it fills its pids
+	// limit; once its processes are gone, the init still serves an Exec.
+	c, buf := newContainer(t, newConfig().WithPids(10))
+	if err := c.Start(context.Background(), "sleep", "1000"); err != nil {
+		t.Fatal(err)
+	}
+	bomb, err := c.Exec(context.Background(), vessel.Cmd("/bin/sh", "-c", "b() { b | b & }; b; sleep 1000"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { st, err := c.Stats(); return err == nil && st.Pids.Current >= 10 })
+	time.Sleep(300 * time.Millisecond)
+	main := c.State().Pid
+	waitFor(t, func() bool {
+		left := 0
+		for _, pid := range cgroupPids(t, c) {
+			if pid > 1 && pid != main {
+				left++
+				_ = unix.Kill(pid, unix.SIGKILL)
+			}
+		}
+		return left == 0
+	})
+	_ = bomb.Wait()
+	out, errOut, err := execOut(t, c, vessel.Cmd("/bin/echo", "still served"))
+	if err != nil || out != "still served\n" || goCrash(errOut+buf.String()) {
+		t.Fatalf("exec after the limit was full: %q %q %v\n%s", out, errOut, err, buf.String())
+	}
+	if err := unix.Kill(c.State().InitPid, 0); err != nil {
+		t.Fatalf("init: %v", err)
+	}
+}
+
+// cgroupPids lists the processes of c's cgroup, read on the host.
+func cgroupPids(t testing.TB, c *vessel.Container) []int {
+	t.Helper()
+	file := ""
+	for h, p := range hostCgroups(t, c.State().Pid) {
+		switch {
+		case strings.HasSuffix(h, ":pids"):
+			file = "/sys/fs/cgroup/pids" + p + "/cgroup.procs"
+		case h == "0:" && file == "":
+			file = "/sys/fs/cgroup" + p + "/cgroup.procs"
+		}
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pids []int
+	for _, f := range strings.Fields(string(b)) {
+		var pid int
+		fmt.Sscan(f, &pid)
+		pids = append(pids, pid)
+	}
+	return pids
+}
+
+// TestPID1SemanticsAsUnderRunc: the main process is PID 1; a kill -9 1
+// from an exec'd process is ignored (the kernel protects a pid
+// namespace's init from its own namespace), as under runc and Docker.
+func TestPID1SemanticsAsUnderRunc(t *testing.T) {
+	c, _ := start(t, newConfig(), "sleep", "30")
+	out, errOut, err := execOut(t, c, vessel.Cmd("/bin/sh", "-c", "kill -9 1; echo rc=$?; cat /proc/1/comm"))
+	if err != nil || !strings.Contains(out, "sleep") {
+		t.Fatalf("exec: %q %q %v", out, errOut, err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if err := unix.Kill(c.State().Pid, 0); err != nil {
+		t.Fatalf("the main process died of a kill -9 1 from inside: %v", err)
+	}
+	if c.State().Status != vessel.Running {
+		t.Fatalf("status %v", c.State().Status)
+	}
+}
+
+// TestCgroupViewInside: the container sees its own cgroups, read-only, at
+// /sys/fs/cgroup on every layout (on v1 and hybrid hosts one directory a
+// hierarchy, as runtimes mount them).
+func TestCgroupViewInside(t *testing.T) {
+	layout, err := cgroups.Detect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := "/sys/fs/cgroup/memory/memory.limit_in_bytes"
+	if layout == cgroups.V2 {
+		file = "/sys/fs/cgroup/memory.max"
+	}
+	out, err := run(t, newConfig().WithMemoryLimit(64<<20), "/bin/sh", "-c", "cat "+file+"; touch /sys/fs/cgroup/x 2>&1; cat /proc/self/cgroup")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if !strings.HasPrefix(out, fmt.Sprint(64<<20)+"\n") {
+		t.Errorf("limit inside: %q, want %d", out, 64<<20)
+	}
+	if !strings.Contains(out, "Read-only file system") {
+		t.Errorf("/sys/fs/cgroup writable inside: %q", out)
+	}
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		if f := strings.SplitN(l, ":", 3); len(f) == 3 && strings.HasPrefix(f[2], "/") && f[2] != "/" {
+			t.Errorf("cgroup %q inside, want the namespace's root", l)
+		}
+	}
+	if _, err := os.Stat("/sys/fs/cgroup"); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -184,6 +184,16 @@ echo x > /dev/mynull && echo device-ok
 		vcli(t, root, nil, "rm", "-f", "lim").must(t, "rm -f")
 	}
 
+	// In a bundle directory, "run PROGRAM" is still docker's run.
+	bundleDir := t.TempDir()
+	vcli(t, root, nil, "spec", "--bundle", bundleDir).must(t, "spec")
+	cmd := exec.Command(vesselBin, "--root", root, "run", "--rm", "--rootfs", rfs, "echo", "not-oci")
+	cmd.Dir = bundleDir
+	cmd.Env = append(os.Environ(), "VESSEL_CGROUP_GROUP="+testutil.CgroupGroup)
+	got, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", got)
+	assert.Equal(t, "not-oci\n", string(got))
+
 	// Without -i the command reads /dev/null; with -i the caller's stdin.
 	r = vcli(t, root, strings.NewReader("typed\n"), "run", "--rm", "--rootfs", rfs, "cat")
 	r.must(t, "run without -i")
@@ -477,6 +487,16 @@ func TestCrashRecovery(t *testing.T) {
 	crash(c)
 	waitPs(t, root, "crash", statusDead)
 	vcli(t, root, nil, "rm", "-f", "crash").must(t, "rm -f")
+	assertNoDirs(t, dirs)
+	assertGone(t, root, rec)
+
+	// runc's delete --force does the same.
+	c = start("crash2")
+	waitPs(t, root, "crash2", statusRunning)
+	dirs = cgroupDirsOf(t, root, "crash2")
+	rec = record(t, root, "crash2")
+	crash(c)
+	vcli(t, root, nil, "delete", "--force", "crash2").must(t, "delete --force")
 	assertNoDirs(t, dirs)
 	assertGone(t, root, rec)
 

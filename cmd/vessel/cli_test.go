@@ -390,7 +390,7 @@ func TestVerbsOnRunAndOCI(t *testing.T) {
 		assert.Contains(t, top, "sleep")
 
 		stats := vcli(t, root, nil, "stats", "--no-stream", id).must(t, "stats").stdout
-		assert.Regexp(t, `(?m)^`+id+`\s+\d+\.\d+%\s+\S+ / \S+\s+\S+\s+\d+$`, stats)
+		assert.Regexp(t, `(?m)^`+id+`\s+\d+\.\d+%\s+\S+ / \S+\s+\S+\s+\S+ / \S+\s+\d+$`, stats)
 
 		var docs []inspectDoc
 		r = vcli(t, root, nil, "inspect", id).must(t, "inspect")

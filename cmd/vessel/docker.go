@@ -611,11 +611,11 @@ func showStats(names []string, noStream bool) int {
 			fmt.Print("\033[2J\033[H")
 		}
 		w := tabwriter.NewWriter(os.Stdout, 8, 1, 3, ' ', 0)
-		fmt.Fprint(w, "NAME\tCPU %\tMEM USAGE / LIMIT\tMEM %\tPIDS\n")
+		fmt.Fprint(w, "NAME\tCPU %\tMEM USAGE / LIMIT\tMEM %\tBLOCK I/O\tPIDS\n")
 		for _, e := range list {
 			s, ok := stats[e.rec.ID]
 			if !ok {
-				fmt.Fprintf(w, "%s\t--\t-- / --\t--\t--\n", e.rec.ID)
+				fmt.Fprintf(w, "%s\t--\t-- / --\t--\t--\t--\n", e.rec.ID)
 				continue
 			}
 			cpu := 0.0
@@ -628,7 +628,8 @@ func showStats(names []string, noStream bool) int {
 				limit = humanBytes(s.Memory.Limit)
 				memPct = fmt.Sprintf("%.2f%%", 100*float64(s.Memory.Current)/float64(s.Memory.Limit))
 			}
-			fmt.Fprintf(w, "%s\t%.2f%%\t%s / %s\t%s\t%d\n", e.rec.ID, cpu, humanBytes(s.Memory.Current), limit, memPct, s.Pids.Current)
+			fmt.Fprintf(w, "%s\t%.2f%%\t%s / %s\t%s\t%s / %s\t%d\n", e.rec.ID, cpu, humanBytes(s.Memory.Current), limit, memPct,
+				humanBytes(s.IO.ReadBytes), humanBytes(s.IO.WriteBytes), s.Pids.Current)
 		}
 		w.Flush()
 		if noStream {

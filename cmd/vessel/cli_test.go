@@ -337,6 +337,10 @@ func TestRunPublish(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	assert.Equal(t, "served by vessel\n", string(body))
+	row := psRows(t, root)["web"]
+	assert.Equal(t, []string{"18080:80/tcp"}, row.Ports)
+	assert.Equal(t, rfs, row.Root)
+	assert.Regexp(t, `(?m)^web\s+running\s+\d+\s+\d+s ago\s+\S+\s+18080:80/tcp\s+httpd -f -p 80 -h /www$`, vcli(t, root, nil, "ps").must(t, "ps").stdout)
 	vcli(t, root, nil, "rm", "-f", "web").must(t, "rm -f")
 	testutil.AssertUnchanged(t, before, testutil.SnapshotHost(t))
 }

@@ -68,6 +68,8 @@ type psRow struct {
 	Command string    `json:"command"`
 	Created time.Time `json:"created"`
 	Origin  string    `json:"origin"`
+	Root    string    `json:"root"`
+	Ports   []string  `json:"ports,omitempty"`
 }
 
 func rowOf(e *entry) psRow {
@@ -84,6 +86,17 @@ func rowOf(e *entry) psRow {
 		}
 	} else if e.rec.Config != nil {
 		r.Command = strings.Join(e.rec.Config.Process.Args, " ")
+	}
+	if cfg := e.rec.Config; cfg != nil {
+		r.Root = cfg.Rootfs.Path
+		if cfg.Rootfs.Kind == rootfs.KindHost {
+			r.Root = "host"
+		}
+		if cfg.Network != nil {
+			for _, p := range cfg.Network.Publish {
+				r.Ports = append(r.Ports, p.String())
+			}
+		}
 	}
 	return r
 }
@@ -113,7 +126,7 @@ func dockerPs(all, quiet, noTrunc bool, format string) int {
 		fmt.Printf("%s\n", b)
 	default:
 		w := tabwriter.NewWriter(os.Stdout, 8, 1, 3, ' ', 0)
-		fmt.Fprint(w, "NAME\tSTATUS\tPID\tCREATED\tCOMMAND\n")
+		fmt.Fprint(w, "NAME\tSTATUS\tPID\tCREATED\tROOT\tPORTS\tCOMMAND\n")
 		for _, r := range rows {
 			status := r.Status
 			if r.Exit != nil {
@@ -123,7 +136,11 @@ func dockerPs(all, quiet, noTrunc bool, format string) int {
 			if !noTrunc && len(cmd) > 40 {
 				cmd = cmd[:39] + "…"
 			}
-			fmt.Fprintf(w, "%s\t%s\t%d\t%s ago\t%s\n", r.Name, status, r.Pid, since(r.Created), cmd)
+			root := r.Root
+			if !noTrunc && len(root) > 30 {
+				root = "…" + root[len(root)-29:]
+			}
+			fmt.Fprintf(w, "%s\t%s\t%d\t%s ago\t%s\t%s\t%s\n", r.Name, status, r.Pid, since(r.Created), root, strings.Join(r.Ports, ","), cmd)
 		}
 		w.Flush()
 	}

@@ -130,6 +130,7 @@ touch /data/new 2>/dev/null && echo data-writable || echo data-readonly
 cat /mnt2/f >/dev/null && echo mount-ok
 touch /mnt2/x 2>/dev/null && echo mnt2-writable || echo mnt2-readonly
 grep ' /run ' /proc/mounts
+grep ' /scratch ' /proc/mounts
 touch /rootfile 2>/dev/null && echo root-writable || echo root-readonly
 ls /sys/class/net
 echo x > /dev/mynull && echo device-ok
@@ -138,6 +139,7 @@ echo x > /dev/mynull && echo device-ok
 		"-e", "A=1", "-e", "PASSME", "-e", "UNSETVAR", "--env-file", envFile,
 		"-w", "/work/dir", "-u", "nobody:nogroup", "-h", "boxname",
 		"-v", data+":/data:ro,z", "--mount", "type=bind,source="+data+",target=/mnt2,readonly",
+		"--mount", "type=tmpfs,target=/scratch,tmpfs-size=1m,tmpfs-mode=0700",
 		"--tmpfs", "/run:size=64m,mode=1770", "--read-only", "--network", "none",
 		"--device", "/dev/null:/dev/mynull:rw",
 		"--entrypoint", "/bin/sh", "--", "-c", script)
@@ -153,6 +155,7 @@ echo x > /dev/mynull && echo device-ok
 		assert.Contains(t, out, want)
 	}
 	assert.Regexp(t, `tmpfs /run tmpfs [^ ]*size=65536k,mode=1770`, out)
+	assert.Regexp(t, `tmpfs /scratch tmpfs [^ ]*size=1024k,mode=700`, out)
 	assert.Regexp(t, `(?m)^lo\n`, out, "--network none: only lo")
 	assert.NotContains(t, out, "eth0")
 	fi, err := os.Stat(filepath.Join(rfs, "work/dir"))
@@ -594,6 +597,11 @@ func TestVolumes(t *testing.T) {
 		}
 	})
 	vcli(t, root, nil, "run", "-d", "--name", "vuser", "-v", name+":/v", "--rootfs", rfs, "sh", "-c", "echo kept > /v/f; sleep 1000").must(t, "run -v NAME:/v")
+	// --mount type=volume names the same volume.
+	r := vcli(t, root, nil, "run", "--rm", "--mount", "type=volume,source="+name+",target=/w,readonly", "--rootfs", rfs,
+		"sh", "-c", "until [ -e /w/f ]; do sleep 0.05; done; cat /w/f; touch /w/g 2>/dev/null || echo ro")
+	r.must(t, "run --mount type=volume")
+	assert.Equal(t, "kept\nro\n", r.stdout)
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		if _, err := os.Stat(filepath.Join(volumeDir, name, "data/f")); err == nil || time.Now().After(deadline) {
@@ -603,7 +611,7 @@ func TestVolumes(t *testing.T) {
 	}
 	assert.Contains(t, vcli(t, root, nil, "volume", "ls", "-q").must(t, "volume ls").stdout, name+"\n")
 	var docs []volumeDoc
-	r := vcli(t, root, nil, "volume", "inspect", name).must(t, "volume inspect")
+	r = vcli(t, root, nil, "volume", "inspect", name).must(t, "volume inspect")
 	require.NoError(t, json.Unmarshal([]byte(r.stdout), &docs))
 	require.Len(t, docs, 1)
 	assert.Equal(t, []string{"vuser"}, docs[0].InUseBy)

@@ -101,7 +101,7 @@ func Setup(p *Plan) error {
 	// namespace of that user namespace: the host's is cloned instead
 	// (with a pid namespace of the container's own, SwapProc replaces it
 	// once that namespace has its first process).
-	if p.UserNS && !p.has("/proc") {
+	if p.UserNS && !p.has("/proc") && (p.PidnsFD == 0 || !p.NewPID) {
 		if procClone, err = cloneTree("/proc", true); err != nil {
 			return stepErr("clone host /proc", "/proc", err)
 		}
@@ -469,11 +469,22 @@ func (b *builder) attach(fd int, dst string, dir bool) error {
 
 // fsMount creates a detached mount of a new filesystem instance.
 func fsMount(fstype, source string, data []string, attrs uint64) (int, error) {
+	return fsMountNS(fstype, source, data, attrs, -1)
+}
+
+// fsMountNS is fsMount with, for proc when pidns >= 0, the pid namespace
+// the instance shows (its pidns= option) instead of the caller's.
+func fsMountNS(fstype, source string, data []string, attrs uint64, pidns int) (int, error) {
 	fs, err := unix.Fsopen(fstype, unix.FSOPEN_CLOEXEC)
 	if err != nil {
 		return -1, fmt.Errorf("fsopen %s: %w", fstype, err)
 	}
 	defer unix.Close(fs)
+	if fstype == "proc" && pidns >= 0 {
+		if err := unix.FsconfigSetFd(fs, "pidns", pidns); err != nil {
+			return -1, fmt.Errorf("pidns option: %w", err)
+		}
+	}
 	if source != "" {
 		if err := unix.FsconfigSetString(fs, "source", source); err != nil {
 			return -1, fmt.Errorf("source=%s: %w", source, err)
@@ -497,7 +508,7 @@ func fsMount(fstype, source string, data []string, attrs uint64) (int, error) {
 }
 
 func (b *builder) mountFS(fstype, source, dst string, data []string, attrs uint64) error {
-	fd, err := fsMount(fstype, source, data, attrs)
+	fd, err := fsMountNS(fstype, source, data, attrs, b.p.PidnsFD-1)
 	if err != nil {
 		return stepErr("mount "+fstype, dst, err)
 	}
@@ -527,7 +538,7 @@ func (b *builder) mountUser(m *Mount) error {
 	if src == "" {
 		src = m.Type
 	}
-	fd, err := fsMount(m.Type, src, data, attrs)
+	fd, err := fsMountNS(m.Type, src, data, attrs, b.p.PidnsFD-1)
 	if err != nil {
 		return stepErr("mount "+m.Type, m.Destination, err)
 	}

@@ -160,6 +160,11 @@ type Plan struct {
 	NewCgroup bool `json:"newCgroup,omitempty"`
 	// CgroupV2 mounts a read-only cgroup2 at /sys/fs/cgroup (with NewCgroup).
 	CgroupV2 bool `json:"cgroupV2,omitempty"`
+	// PidnsFD, when positive, is 1 + a descriptor of the pid namespace
+	// the container's processes live in (made before Setup): its proc
+	// mounts show that namespace (proc's pidns= option). Set by the
+	// process that runs Setup, never serialised.
+	PidnsFD int `json:"-"`
 	// CgroupV1 are the host's hierarchies of a v1 or hybrid layout, shown
 	// read-only below /sys/fs/cgroup as the container's cgroup namespace
 	// sees them (with NewCgroup, without CgroupV2 and a user namespace).

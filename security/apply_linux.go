@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"syscall"
 	"unsafe"
 
@@ -145,7 +146,7 @@ func apply(p *Prepared, cred *Credential) (listenerFD int, err error) {
 		if err := SetCredential(*cred); err != nil {
 			return closeOnErr(err)
 		}
-	} else if _, _, errno := unix.RawSyscall(unix.SYS_SETGROUPS, 0, 0, 0); errno != 0 && !(errno == unix.EPERM && setgroupsDenied()) {
+	} else if _, _, errno := unix.RawSyscall(unix.SYS_SETGROUPS, 0, 0, 0); errno != 0 && !(errno == unix.EPERM && SetgroupsDenied()) {
 		return closeOnErr(stepErr("setgroups []", errno))
 	}
 
@@ -201,7 +202,7 @@ func SetCredential(cred Credential) error {
 		groups[i] = int(g)
 	}
 	if err := syscall.Setgroups(groups); err != nil {
-		if !(len(groups) == 0 && errors.Is(err, syscall.EPERM) && setgroupsDenied()) {
+		if !(len(groups) == 0 && errors.Is(err, syscall.EPERM) && SetgroupsDenied()) {
 			return stepErr(fmt.Sprintf("setgroups %v", cred.Groups), err)
 		}
 	}
@@ -214,10 +215,15 @@ func SetCredential(cred Credential) error {
 	return nil
 }
 
-func setgroupsDenied() bool {
+// SetgroupsDenied reports whether setgroups(2) is denied in the calling
+// process's user namespace (/proc/self/setgroups says "deny"), read once:
+// a process that will lose sight of its own /proc entries (a container's
+// init, once the container's /proc replaces the one it is in) calls it
+// before.
+var SetgroupsDenied = sync.OnceValue(func() bool {
 	b, err := os.ReadFile("/proc/self/setgroups")
 	return err == nil && bytes.Equal(bytes.TrimSpace(b), []byte("deny"))
-}
+})
 
 // SetCapabilities sets the effective, permitted and inheritable sets of the
 // calling thread, then its ambient set.

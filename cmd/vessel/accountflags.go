@@ -2,8 +2,8 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
+	"github.com/spf13/pflag"
 	"strings"
 	"time"
 
@@ -35,7 +35,7 @@ type flagAdder interface {
 	DurationVar(p *time.Duration, name string, value time.Duration, usage string)
 }
 
-var _ flagAdder = (*flag.FlagSet)(nil)
+var _ flagAdder = (*pflag.FlagSet)(nil)
 
 func (f *accountFlags) register(fs flagAdder) {
 	fs.BoolVar(&f.boot, "boot", false, "boot the image's own init (CMD, default /sbin/init) as a system container; SIGTERM and SIGINT halt it")

@@ -26,6 +26,7 @@ func ociCommands() []*cobra.Command {
 		{"features", "Print what this runtime supports as JSON (runc)", ociFeatures},
 		{"beancounters [--json] ID", "A running container's finite resources: held, maxheld, limit, failcnt (OpenVZ's table)", ociBeancounters},
 		{"exec [flags] ID CMD [ARGS...]", "Run a process in a running container (runc's and docker's flags: -it, -e, -u, -w, -d)", ociExec},
+		{"beancounters [--json] ID", "Print a running container's finite resources: held, maxheld, limit, failcnt (OpenVZ's table)", ociBeancounters},
 	}
 	var out []*cobra.Command
 	for _, v := range verbs {

@@ -82,9 +82,9 @@ func (o *runOpts) register(fs *pflag.FlagSet) {
 	fs.Var(&o.uidmaps, "uidmap", "CONTAINER:HOST:SIZE uid mapping for --userns (repeatable)")
 	fs.Var(&o.gidmaps, "gidmap", "CONTAINER:HOST:SIZE gid mapping for --userns (repeatable)")
 	o.res.register(fs)
-	o.acct.register(fs)
 	o.sec.register(fs)
 	o.netf.register(fs)
+	o.acct.register(fs)
 	// runc's run: vessel run --bundle DIR ID (see isOCIRun).
 	fs.StringVarP(&o.oci.bundle, "bundle", "b", "", "runc's run: the bundle directory")
 	fs.StringVar(&o.oci.pidFile, "pid-file", "", "runc's run: file to write the container's pid to")
@@ -206,12 +206,6 @@ func (o *runOpts) buildConfig(fs *pflag.FlagSet, args []string) (*vessel.Config,
 	if err := o.res.apply(cfg, set); err != nil {
 		return nil, nil, usagef("run: %v", err)
 	}
-	if err := o.acct.apply(cfg, o.quota != "", argv); err != nil {
-		return nil, nil, usagef("run: %v", err)
-	}
-	if o.acct.boot {
-		argv = nil // the init is the configured process
-	}
 	if err := o.sec.apply(cfg, set); err != nil {
 		return nil, nil, usagef("run: %v", err)
 	}
@@ -277,6 +271,12 @@ func (o *runOpts) buildConfig(fs *pflag.FlagSet, args []string) (*vessel.Config,
 	}
 	if err := o.applyUser(cfg); err != nil {
 		return nil, nil, err
+	}
+	if err := o.acct.apply(cfg, o.quota != "", argv); err != nil {
+		return nil, nil, err
+	}
+	if o.acct.boot {
+		argv = nil // the init is the configured process
 	}
 	return cfg, argv, nil
 }

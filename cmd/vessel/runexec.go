@@ -255,10 +255,11 @@ func controlRun(cfg *vessel.Config, o *runOpts, id string, argv []string) int {
 				}
 				continue
 			}
-			if o.acct.boot && (s == syscall.SIGTERM || s == syscall.SIGINT) {
-				s = cfg.StopSignal // halt the booted init
+			sig := s.(syscall.Signal)
+			if o.acct.boot && (sig == syscall.SIGTERM || sig == syscall.SIGINT) {
+				sig = cfg.StopSignal // halt the booted init
 			}
-			_ = c.Signal(s.(syscall.Signal))
+			_ = c.Signal(sig)
 		}
 	}()
 	waitErr := c.Wait()

@@ -352,6 +352,9 @@ func runInit() {
 	}
 	// The container's cgroup, opened by the parent: each process joins
 	// it from these, and the cgroup namespace is rooted there.
+	if cfg.Plan != nil && cfg.Plan.UserNS {
+		security.SetgroupsDenied() // while /proc/self is this process
+	}
 	cg, err := takeCgroups(cfg.Cgroups, cgFiles)
 	if err != nil {
 		exitWith(conn, "container cgroup", "", err)
@@ -384,12 +387,57 @@ func runInit() {
 			exitWith(conn, "sysctl", k, err)
 		}
 	}
+	// fds 0-2 are the main process's stdio; 4.. its extra files.
+	files := []uintptr{0, 1, 2}
+	for i := 0; i < cfg.NumExtras; i++ {
+		files = append(files, uintptr(syncFD()+1+i))
+	}
+	// Without proc's pidns= option only a process of the workload's new
+	// pid namespace can mount its /proc: the main process then starts
+	// through the exec stage (forked while the init still holds its
+	// privileges, it mounts /proc as PID 1 and applies its own profile);
+	// Execs stay direct.
+	swapNeeded := cfg.Plan != nil && (cfg.NewPIDNS || joinsPID(cfg.Joins))
+	mainStage := !cfg.Direct || (swapNeeded && !cfg.ProcPidns)
+	// A main process started by the stage is forked now, PID 1 of the
+	// new namespace before the root filesystem is built: its Go start
+	// overlaps with that work, and /proc is mounted for its namespace in
+	// its place among the mounts (pidns=).
+	var early *stageProc
+	if mainStage {
+		if cfg.NewPIDNS {
+			if err := unix.Unshare(unix.CLONE_NEWPID); err != nil {
+				exitWith(conn, "unshare pid namespace", "", err)
+			}
+		}
+		<-sigsReady
+		if early, err = forkStage(files, cg.procs, cfg.CloneParent); err != nil {
+			var se *stageError
+			errors.As(err, &se)
+			_ = conn.Send(&initproto.Message{Type: initproto.TypeError, Error: &se.info})
+			os.Exit(125)
+		}
+		if swapNeeded && cfg.ProcPidns {
+			ns, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(early.pidfd), pidfdGetPidNamespace, 0)
+			if e != 0 {
+				exitWith(conn, "pid namespace of the main process", "", e)
+			}
+			cfg.Plan.PidnsFD = int(ns) + 1
+			swapNeeded = false
+		}
+	}
 	if cfg.Plan != nil {
 		if len(cfg.CreateContainerHooks) > 0 {
 			cfg.Plan.BeforePivot = func() error { return RunHooks(cfg.CreateContainerHooks, cfg.HookState) }
 		}
 		if err := rootfs.Setup(cfg.Plan); err != nil {
+			if early != nil {
+				unix.Kill(early.pid, unix.SIGKILL)
+			}
 			exitWith(conn, "rootfs", "", err)
+		}
+		if cfg.Plan.PidnsFD > 0 {
+			unix.Close(cfg.Plan.PidnsFD - 1)
 		}
 	}
 	initproto.CloseFiles(cfgFiles)
@@ -408,21 +456,16 @@ func runInit() {
 	// The workload's own pid namespace: the next process this thread
 	// forks is its PID 1, those after it join it. The init stays where it
 	// is, invisible from inside.
-	if cfg.NewPIDNS {
+	if cfg.NewPIDNS && early == nil {
 		if err := unix.Unshare(unix.CLONE_NEWPID); err != nil {
 			exitWith(conn, "unshare pid namespace", "", err)
 		}
 	}
-	// Its /proc: the one Setup mounted shows the init's namespace.
+	// Its /proc, where Setup mounted one for the init's namespace.
 	var swap *rootfs.ProcSwap
-	if cfg.Plan != nil && (cfg.NewPIDNS || joinsPID(cfg.Joins)) {
+	if swapNeeded {
 		swap = cfg.Plan.ProcSwap()
 	}
-	// Without proc's pidns= option only a process of the new namespace
-	// can mount its /proc: the main process then starts through the exec
-	// stage (forked while the init still holds its privileges, it mounts
-	// /proc as PID 1 and applies its own profile); Execs stay direct.
-	mainStage := !in.direct || (swap != nil && !cfg.ProcPidns)
 	carry := func() {
 		if err := applyToInit(&cfg.Process); err != nil {
 			var se *stageError
@@ -434,13 +477,10 @@ func runInit() {
 	if in.direct && !mainStage {
 		carry()
 	}
-	// fds 0-2 are the main process's stdio; 4.. its extra files.
-	files := []uintptr{0, 1, 2}
-	for i := 0; i < cfg.NumExtras; i++ {
-		files = append(files, uintptr(syncFD()+1+i))
-	}
 	// Signals must be watched before the first child can exit.
-	<-sigsReady
+	if early == nil {
+		<-sigsReady
+	}
 	var (
 		pid   int
 		pidfd = -1
@@ -452,6 +492,12 @@ func runInit() {
 		ds, pty, err = spawnDirect(&cfg.Process, files, spawnOpts{cgroups: cg.procs, held: swap != nil, parent: cfg.CloneParent})
 		if err == nil && swap != nil {
 			if err = swapProcOf(swap, ds.pidfd); err != nil {
+				// A child that failed before its hold says why.
+				unix.Close(ds.hold)
+				ds.hold = -1
+				if cerr := ds.result(); cerr != nil {
+					exitWith(conn, "start process", cfg.Process.Args[0], cerr)
+				}
 				ds.abort()
 				exitWith(conn, "mount /proc", "/proc", err)
 			}
@@ -465,7 +511,8 @@ func runInit() {
 	} else {
 		spec := cfg.Process
 		spec.Proc = swap
-		if sp, err = startStage(&spec, files, cg.procs, cfg.CloneParent); err == nil {
+		sp = early
+		if err = sp.send(&spec); err == nil {
 			if err = sp.await(cfg.Process.WaitStart); err == nil {
 				pid, pty, sp.pty = sp.pid, sp.pty, nil
 			}
@@ -871,24 +918,40 @@ type stageProc struct {
 	conn    *initproto.Conn
 	pty     *os.File
 	execing bool
+	// From its fork until its spec is sent: its pidfd, where its
+	// cgroup files are, and whether it is the init's sibling.
+	pidfd     int
+	cgroupFDs []int
+	sibling   bool
 }
 
 // startStage starts the exec stage for spec; files become the process's
 // descriptors 0, 1, 2, 3...
 func startStage(spec *Process, files []uintptr, cgroups []int, sibling bool) (*stageProc, error) {
+	sp, err := forkStage(files, cgroups, sibling)
+	if err != nil {
+		return nil, err
+	}
+	if err := sp.send(spec); err != nil {
+		return nil, err
+	}
+	return sp, nil
+}
+
+// forkStage starts an exec stage that waits for its process's spec
+// (send): its Go start can overlap with the init's own work.
+func forkStage(files []uintptr, cgroups []int, sibling bool) (*stageProc, error) {
 	parentEnd, child, err := initproto.Pair()
 	if err != nil {
 		return nil, err
 	}
 	all := append(append([]uintptr{}, files...), child.Fd())
 	sync := len(all) - 1
-	s := *spec
-	s.CgroupFDs, s.Sibling = nil, sibling
+	sp := &stageProc{sibling: sibling, pidfd: -1}
 	for _, fd := range cgroups {
-		s.CgroupFDs = append(s.CgroupFDs, len(all))
+		sp.cgroupFDs = append(sp.cgroupFDs, len(all))
 		all = append(all, uintptr(fd))
 	}
-	spec = &s
 	env := []string{envStage + "=" + stageExec, envSync + "=" + strconv.Itoa(sync), "GOMAXPROCS=1"}
 	// The stage is this program, executed from the descriptor the init
 	// opened before the container's /proc replaced its own. No
@@ -897,28 +960,32 @@ func startStage(spec *Process, files []uintptr, cgroups []int, sibling bool) (*s
 	for _, fd := range all {
 		a.fds = append(a.fds, int(fd))
 	}
-	var pid int
 	ds, err := spawnRaw("", []string{"vessel-exec"}, env, a, false)
-	if err == nil {
-		pid = ds.pid
-		if ds.pidfd >= 0 {
-			unix.Close(ds.pidfd)
-		}
-	}
 	child.Close()
-	parent := parentEnd
 	if err != nil {
-		parent.Close()
+		parentEnd.Close()
 		return nil, &stageError{initproto.ErrorInfo{Step: "start exec stage", Path: "/proc/self/exe", Msg: err.Error(), Errno: errnoOf(err)}}
 	}
-	if err := parent.SendRaw(initproto.TypeConfig, encodeProcess(spec)); err != nil {
-		unix.Kill(pid, unix.SIGKILL)
-		var ws unix.WaitStatus
-		unix.Wait4(pid, &ws, 0, nil)
-		parent.Close()
-		return nil, err
+	sp.pid, sp.pidfd, sp.conn = ds.pid, ds.pidfd, parentEnd
+	return sp, nil
+}
+
+// send gives the stage its process's spec.
+func (sp *stageProc) send(spec *Process) error {
+	s := *spec
+	s.CgroupFDs, s.Sibling = sp.cgroupFDs, sp.sibling
+	if sp.pidfd >= 0 {
+		unix.Close(sp.pidfd)
+		sp.pidfd = -1
 	}
-	return &stageProc{pid: pid, conn: parent}, nil
+	if err := sp.conn.SendRaw(initproto.TypeConfig, encodeProcess(&s)); err != nil {
+		unix.Kill(sp.pid, unix.SIGKILL)
+		var ws unix.WaitStatus
+		unix.Wait4(sp.pid, &ws, 0, nil)
+		sp.conn.Close()
+		return err
+	}
+	return nil
 }
 
 // await follows the stage until it has execve()d (its socket, close-on-exec,

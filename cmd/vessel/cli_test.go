@@ -248,6 +248,8 @@ func TestRunUsageErrors(t *testing.T) {
 		{[]string{"kill", "-s", "NOSIG", "a"}, []string{"--signal", "NOSIG"}},
 		{[]string{"create", "--bundel", "x", "id"}, []string{"--bundel", "did you mean --bundle?"}},
 		{[]string{"logs"}, []string{"want one container name"}},
+		{[]string{"update", "--memory", "lots", "x"}, []string{"--memory", "lots"}},
+		{[]string{"events", "--interval", "-1s", "x"}, []string{"--interval"}},
 		{[]string{"checkpoint", "--dri", "x"}, []string{"checkpoint", "-dri"}},
 		{[]string{"migrate", "--after", "soon"}, []string{"migrate", "-after", "soon"}},
 	} {

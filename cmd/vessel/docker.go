@@ -685,6 +685,11 @@ func systemCommand() *cobra.Command {
 	return sys
 }
 
+// recordGrace is how old a state directory without a record must be for
+// prune to take it for one a crash left (younger, its creator may be
+// between making it and locking it).
+const recordGrace = 2 * time.Second
+
 // systemPrune removes the containers that no longer run (exited, dead,
 // stopped OCI ones, records a crash left half-written), then storage that
 // no live container uses.
@@ -720,7 +725,7 @@ func systemPrune() int {
 				lock.Unlock()
 				continue
 			}
-		} else if time.Since(dirTime(st.Dir(id))) < 10*time.Second {
+		} else if time.Since(dirTime(st.Dir(id))) < recordGrace {
 			lock.Unlock() // being created right now
 			continue
 		}

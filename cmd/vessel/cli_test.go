@@ -382,6 +382,9 @@ func TestVerbsOnRunAndOCI(t *testing.T) {
 	assert.Equal(t, "run", rows["bg"].Origin)
 	assert.Equal(t, statusRunning, rows["ocibox"].Status)
 	assert.Equal(t, "oci", rows["ocibox"].Origin)
+	// runc's verbs see the run container too.
+	assert.Equal(t, "running", state(t, root, "bg").Status)
+	assert.Equal(t, "bg\nocibox\n", vcli(t, root, nil, "list", "-q").must(t, "list -q").stdout)
 	plain := vcli(t, root, nil, "ps").must(t, "ps").stdout
 	assert.Contains(t, plain, "bg")
 	assert.Contains(t, plain, "ocibox")

@@ -187,6 +187,13 @@ echo x > /dev/mynull && echo device-ok
 		vcli(t, root, nil, "rm", "-f", "lim").must(t, "rm -f")
 	}
 
+	// A command that does not exist: 127; one that cannot run: 126 (as docker).
+	r = vcli(t, root, nil, "run", "--rm", "--rootfs", rfs, "/no/such/program")
+	assert.Equal(t, 127, r.code, r.stderr)
+	assert.Contains(t, r.stderr, "/no/such/program")
+	r = vcli(t, root, nil, "run", "--rm", "--rootfs", rfs, "/etc/passwd")
+	assert.Equal(t, 126, r.code, r.stderr)
+
 	// In a bundle directory, "run PROGRAM" is still docker's run.
 	bundleDir := t.TempDir()
 	vcli(t, root, nil, "spec", "--bundle", bundleDir).must(t, "spec")

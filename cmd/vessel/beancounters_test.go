@@ -77,7 +77,7 @@ func ptrTo[T any](v T) *T { return &v }
 func TestRunAccountFlags(t *testing.T) {
 	testutil.RequireRoot(t)
 	t.Setenv("VESSEL_CGROUP_GROUP", testutil.CgroupGroup)
-	r := cliWith(t, []string{"run", "--rootfs", testutil.BusyboxRootfs(t), "--overlay", "--disk-quota", "4M",
+	r := cliWith(t, []string{"run", "--rm", "--rootfs", testutil.BusyboxRootfs(t), "--overlay", "--disk-quota", "4M",
 		"--disk-inodes", "50", "--ptys", "2", "--shm-size", "1M", "--sysv-shm", "2M:1M", "--ulimit", "sigpending=5",
 		"--", "/bin/sh", "-c", "df -i / | tail -1; df /dev/shm | tail -1; cat /proc/sys/kernel/shmall /proc/sys/kernel/shmmax; ulimit -i; grep -o 'max=[0-9]*' /proc/mounts"}, nil)
 	r.ok(t, "run")
@@ -87,7 +87,7 @@ func TestRunAccountFlags(t *testing.T) {
 	assert.Equal(t, "1024", f[7], "1K blocks of /dev/shm")
 	assert.Equal(t, []string{"512", "1048576", "5", "max=2"}, f[12:16])
 
-	r = cliWith(t, []string{"run", "--disk-inodes", "5", "--", "/bin/true"}, nil)
+	r = cliWith(t, []string{"run", "--rm", "--disk-inodes", "5", "--", "/bin/true"}, nil)
 	assert.Equal(t, 125, r.code)
 	assert.Contains(t, r.stderr, "--disk-inodes needs --disk-quota")
 }
@@ -100,7 +100,7 @@ func TestRunBoot(t *testing.T) {
 	root := testutil.DebianSystemRoot(t)
 	t.Setenv("VESSEL_CGROUP_GROUP", testutil.CgroupGroup)
 	name := fmt.Sprintf("boot%d", os.Getpid())
-	cmd := exec.Command(vesselBin, "run", "--boot", "--name", name, "--rootfs", root, "--overlay", "--memory", "256M")
+	cmd := exec.Command(vesselBin, "run", "--rm", "--boot", "--name", name, "--rootfs", root, "--overlay", "--memory", "256M")
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
 	require.NoError(t, cmd.Start())

@@ -130,6 +130,7 @@ touch /data/new 2>/dev/null && echo data-writable || echo data-readonly
 cat /mnt2/f >/dev/null && echo mount-ok
 touch /mnt2/x 2>/dev/null && echo mnt2-writable || echo mnt2-readonly
 grep ' /run ' /proc/mounts
+grep ' /scratch ' /proc/mounts
 touch /rootfile 2>/dev/null && echo root-writable || echo root-readonly
 ls /sys/class/net
 echo x > /dev/mynull && echo device-ok
@@ -138,6 +139,7 @@ echo x > /dev/mynull && echo device-ok
 		"-e", "A=1", "-e", "PASSME", "-e", "UNSETVAR", "--env-file", envFile,
 		"-w", "/work/dir", "-u", "nobody:nogroup", "-h", "boxname",
 		"-v", data+":/data:ro,z", "--mount", "type=bind,source="+data+",target=/mnt2,readonly",
+		"--mount", "type=tmpfs,target=/scratch,tmpfs-size=1m,tmpfs-mode=0700",
 		"--tmpfs", "/run:size=64m,mode=1770", "--read-only", "--network", "none",
 		"--device", "/dev/null:/dev/mynull:rw",
 		"--entrypoint", "/bin/sh", "--", "-c", script)
@@ -153,6 +155,7 @@ echo x > /dev/mynull && echo device-ok
 		assert.Contains(t, out, want)
 	}
 	assert.Regexp(t, `tmpfs /run tmpfs [^ ]*size=65536k,mode=1770`, out)
+	assert.Regexp(t, `tmpfs /scratch tmpfs [^ ]*size=1024k,mode=700`, out)
 	assert.Regexp(t, `(?m)^lo\n`, out, "--network none: only lo")
 	assert.NotContains(t, out, "eth0")
 	fi, err := os.Stat(filepath.Join(rfs, "work/dir"))
@@ -183,6 +186,23 @@ echo x > /dev/mynull && echo device-ok
 		}
 		vcli(t, root, nil, "rm", "-f", "lim").must(t, "rm -f")
 	}
+
+	// A command that does not exist: 127; one that cannot run: 126 (as docker).
+	r = vcli(t, root, nil, "run", "--rm", "--rootfs", rfs, "/no/such/program")
+	assert.Equal(t, 127, r.code, r.stderr)
+	assert.Contains(t, r.stderr, "/no/such/program")
+	r = vcli(t, root, nil, "run", "--rm", "--rootfs", rfs, "/etc/passwd")
+	assert.Equal(t, 126, r.code, r.stderr)
+
+	// In a bundle directory, "run PROGRAM" is still docker's run.
+	bundleDir := t.TempDir()
+	vcli(t, root, nil, "spec", "--bundle", bundleDir).must(t, "spec")
+	cmd := exec.Command(vesselBin, "--root", root, "run", "--rm", "--rootfs", rfs, "echo", "not-oci")
+	cmd.Dir = bundleDir
+	cmd.Env = append(os.Environ(), "VESSEL_CGROUP_GROUP="+testutil.CgroupGroup)
+	got, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", got)
+	assert.Equal(t, "not-oci\n", string(got))
 
 	// Without -i the command reads /dev/null; with -i the caller's stdin.
 	r = vcli(t, root, strings.NewReader("typed\n"), "run", "--rm", "--rootfs", rfs, "cat")
@@ -235,6 +255,8 @@ func TestRunUsageErrors(t *testing.T) {
 		{[]string{"kill", "-s", "NOSIG", "a"}, []string{"--signal", "NOSIG"}},
 		{[]string{"create", "--bundel", "x", "id"}, []string{"--bundel", "did you mean --bundle?"}},
 		{[]string{"logs"}, []string{"want one container name"}},
+		{[]string{"update", "--memory", "lots", "x"}, []string{"--memory", "lots"}},
+		{[]string{"events", "--interval", "-1s", "x"}, []string{"--interval"}},
 		{[]string{"checkpoint", "--dri", "x"}, []string{"checkpoint", "-dri"}},
 		{[]string{"migrate", "--after", "soon"}, []string{"migrate", "-after", "soon"}},
 	} {
@@ -327,6 +349,10 @@ func TestRunPublish(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	assert.Equal(t, "served by vessel\n", string(body))
+	row := psRows(t, root)["web"]
+	assert.Equal(t, []string{"18080:80/tcp"}, row.Ports)
+	assert.Equal(t, rfs, row.Root)
+	assert.Regexp(t, `(?m)^web\s+running\s+\d+\s+\d+s ago\s+\S+\s+18080:80/tcp\s+httpd -f -p 80 -h /www$`, vcli(t, root, nil, "ps").must(t, "ps").stdout)
 	vcli(t, root, nil, "rm", "-f", "web").must(t, "rm -f")
 	testutil.AssertUnchanged(t, before, testutil.SnapshotHost(t))
 }
@@ -363,6 +389,9 @@ func TestVerbsOnRunAndOCI(t *testing.T) {
 	assert.Equal(t, "run", rows["bg"].Origin)
 	assert.Equal(t, statusRunning, rows["ocibox"].Status)
 	assert.Equal(t, "oci", rows["ocibox"].Origin)
+	// runc's verbs see the run container too.
+	assert.Equal(t, "running", state(t, root, "bg").Status)
+	assert.Equal(t, "bg\nocibox\n", vcli(t, root, nil, "list", "-q").must(t, "list -q").stdout)
 	plain := vcli(t, root, nil, "ps").must(t, "ps").stdout
 	assert.Contains(t, plain, "bg")
 	assert.Contains(t, plain, "ocibox")
@@ -380,7 +409,7 @@ func TestVerbsOnRunAndOCI(t *testing.T) {
 		assert.Contains(t, top, "sleep")
 
 		stats := vcli(t, root, nil, "stats", "--no-stream", id).must(t, "stats").stdout
-		assert.Regexp(t, `(?m)^`+id+`\s+\d+\.\d+%\s+\S+ / \S+\s+\S+\s+\d+$`, stats)
+		assert.Regexp(t, `(?m)^`+id+`\s+\d+\.\d+%\s+\S+ / \S+\s+\S+\s+\S+ / \S+\s+\d+$`, stats)
 
 		var docs []inspectDoc
 		r = vcli(t, root, nil, "inspect", id).must(t, "inspect")
@@ -480,6 +509,16 @@ func TestCrashRecovery(t *testing.T) {
 	assertNoDirs(t, dirs)
 	assertGone(t, root, rec)
 
+	// runc's delete --force does the same.
+	c = start("crash2")
+	waitPs(t, root, "crash2", statusRunning)
+	dirs = cgroupDirsOf(t, root, "crash2")
+	rec = record(t, root, "crash2")
+	crash(c)
+	vcli(t, root, nil, "delete", "--force", "crash2").must(t, "delete --force")
+	assertNoDirs(t, dirs)
+	assertGone(t, root, rec)
+
 	// A new run of a dead controller's name cleans up first.
 	c = start("crash")
 	waitPs(t, root, "crash", statusRunning)
@@ -503,6 +542,13 @@ func TestCrashRecovery(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	vcli(t, root, nil, "system", "prune").must(t, "system prune")
 	assert.Empty(t, psRows(t, root))
+	if entries, _ := os.ReadDir(root); len(entries) > 0 {
+		// A controller killed between making its state directory and
+		// writing its record: prune takes that directory once it is
+		// recordGrace old.
+		time.Sleep(recordGrace)
+		vcli(t, root, nil, "system", "prune").must(t, "system prune")
+	}
 	entries, _ := os.ReadDir(root)
 	assert.Empty(t, entries, "system prune left state in the store")
 	testutil.AssertUnchanged(t, before, testutil.SnapshotHost(t))
@@ -570,6 +616,11 @@ func TestVolumes(t *testing.T) {
 		}
 	})
 	vcli(t, root, nil, "run", "-d", "--name", "vuser", "-v", name+":/v", "--rootfs", rfs, "sh", "-c", "echo kept > /v/f; sleep 1000").must(t, "run -v NAME:/v")
+	// --mount type=volume names the same volume.
+	r := vcli(t, root, nil, "run", "--rm", "--mount", "type=volume,source="+name+",target=/w,readonly", "--rootfs", rfs,
+		"sh", "-c", "until [ -e /w/f ]; do sleep 0.05; done; cat /w/f; touch /w/g 2>/dev/null || echo ro")
+	r.must(t, "run --mount type=volume")
+	assert.Equal(t, "kept\nro\n", r.stdout)
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		if _, err := os.Stat(filepath.Join(volumeDir, name, "data/f")); err == nil || time.Now().After(deadline) {
@@ -579,7 +630,7 @@ func TestVolumes(t *testing.T) {
 	}
 	assert.Contains(t, vcli(t, root, nil, "volume", "ls", "-q").must(t, "volume ls").stdout, name+"\n")
 	var docs []volumeDoc
-	r := vcli(t, root, nil, "volume", "inspect", name).must(t, "volume inspect")
+	r = vcli(t, root, nil, "volume", "inspect", name).must(t, "volume inspect")
 	require.NoError(t, json.Unmarshal([]byte(r.stdout), &docs))
 	require.Len(t, docs, 1)
 	assert.Equal(t, []string{"vuser"}, docs[0].InUseBy)

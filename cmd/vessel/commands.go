@@ -24,6 +24,7 @@ func ociCommands() []*cobra.Command {
 		{"update [flags] ID", "Change a running container's resource limits (runc)", ociUpdate},
 		{"events [--stats] [--interval D] ID", "Print a container's statistics and OOM events as JSON (runc)", ociEvents},
 		{"features", "Print what this runtime supports as JSON (runc)", ociFeatures},
+		{"beancounters [--json] ID", "A running container's finite resources: held, maxheld, limit, failcnt (OpenVZ's table)", ociBeancounters},
 		{"exec [flags] ID CMD [ARGS...]", "Run a process in a running container (runc's and docker's flags: -it, -e, -u, -w, -d)", ociExec},
 		{"beancounters [--json] ID", "Print a running container's finite resources: held, maxheld, limit, failcnt (OpenVZ's table)", ociBeancounters},
 	}

@@ -68,6 +68,8 @@ type psRow struct {
 	Command string    `json:"command"`
 	Created time.Time `json:"created"`
 	Origin  string    `json:"origin"`
+	Root    string    `json:"root"`
+	Ports   []string  `json:"ports,omitempty"`
 }
 
 func rowOf(e *entry) psRow {
@@ -84,6 +86,17 @@ func rowOf(e *entry) psRow {
 		}
 	} else if e.rec.Config != nil {
 		r.Command = strings.Join(e.rec.Config.Process.Args, " ")
+	}
+	if cfg := e.rec.Config; cfg != nil {
+		r.Root = cfg.Rootfs.Path
+		if cfg.Rootfs.Kind == rootfs.KindHost {
+			r.Root = "host"
+		}
+		if cfg.Network != nil {
+			for _, p := range cfg.Network.Publish {
+				r.Ports = append(r.Ports, p.String())
+			}
+		}
 	}
 	return r
 }
@@ -113,7 +126,7 @@ func dockerPs(all, quiet, noTrunc bool, format string) int {
 		fmt.Printf("%s\n", b)
 	default:
 		w := tabwriter.NewWriter(os.Stdout, 8, 1, 3, ' ', 0)
-		fmt.Fprint(w, "NAME\tSTATUS\tPID\tCREATED\tCOMMAND\n")
+		fmt.Fprint(w, "NAME\tSTATUS\tPID\tCREATED\tROOT\tPORTS\tCOMMAND\n")
 		for _, r := range rows {
 			status := r.Status
 			if r.Exit != nil {
@@ -123,7 +136,11 @@ func dockerPs(all, quiet, noTrunc bool, format string) int {
 			if !noTrunc && len(cmd) > 40 {
 				cmd = cmd[:39] + "…"
 			}
-			fmt.Fprintf(w, "%s\t%s\t%d\t%s ago\t%s\n", r.Name, status, r.Pid, since(r.Created), cmd)
+			root := r.Root
+			if !noTrunc && len(root) > 30 {
+				root = "…" + root[len(root)-29:]
+			}
+			fmt.Fprintf(w, "%s\t%s\t%d\t%s ago\t%s\t%s\t%s\n", r.Name, status, r.Pid, since(r.Created), root, strings.Join(r.Ports, ","), cmd)
 		}
 		w.Flush()
 	}
@@ -611,11 +628,11 @@ func showStats(names []string, noStream bool) int {
 			fmt.Print("\033[2J\033[H")
 		}
 		w := tabwriter.NewWriter(os.Stdout, 8, 1, 3, ' ', 0)
-		fmt.Fprint(w, "NAME\tCPU %\tMEM USAGE / LIMIT\tMEM %\tPIDS\n")
+		fmt.Fprint(w, "NAME\tCPU %\tMEM USAGE / LIMIT\tMEM %\tBLOCK I/O\tPIDS\n")
 		for _, e := range list {
 			s, ok := stats[e.rec.ID]
 			if !ok {
-				fmt.Fprintf(w, "%s\t--\t-- / --\t--\t--\n", e.rec.ID)
+				fmt.Fprintf(w, "%s\t--\t-- / --\t--\t--\t--\n", e.rec.ID)
 				continue
 			}
 			cpu := 0.0
@@ -628,7 +645,8 @@ func showStats(names []string, noStream bool) int {
 				limit = humanBytes(s.Memory.Limit)
 				memPct = fmt.Sprintf("%.2f%%", 100*float64(s.Memory.Current)/float64(s.Memory.Limit))
 			}
-			fmt.Fprintf(w, "%s\t%.2f%%\t%s / %s\t%s\t%d\n", e.rec.ID, cpu, humanBytes(s.Memory.Current), limit, memPct, s.Pids.Current)
+			fmt.Fprintf(w, "%s\t%.2f%%\t%s / %s\t%s\t%s / %s\t%d\n", e.rec.ID, cpu, humanBytes(s.Memory.Current), limit, memPct,
+				humanBytes(s.IO.ReadBytes), humanBytes(s.IO.WriteBytes), s.Pids.Current)
 		}
 		w.Flush()
 		if noStream {
@@ -667,6 +685,11 @@ func systemCommand() *cobra.Command {
 	return sys
 }
 
+// recordGrace is how old a state directory without a record must be for
+// prune to take it for one a crash left (younger, its creator may be
+// between making it and locking it).
+const recordGrace = 2 * time.Second
+
 // systemPrune removes the containers that no longer run (exited, dead,
 // stopped OCI ones, records a crash left half-written), then storage that
 // no live container uses.
@@ -702,7 +725,7 @@ func systemPrune() int {
 				lock.Unlock()
 				continue
 			}
-		} else if time.Since(dirTime(st.Dir(id))) < 10*time.Second {
+		} else if time.Since(dirTime(st.Dir(id))) < recordGrace {
 			lock.Unlock() // being created right now
 			continue
 		}

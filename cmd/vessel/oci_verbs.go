@@ -426,7 +426,7 @@ func ociUpdate(g *globalOpts, args []string) int {
 		for n := range ints {
 			v, err := num(n)
 			if err != nil {
-				return g.errorf("update: %v", err)
+				return g.usageErr("update", updateUsage, "%v", err)
 			}
 			vals[n] = v
 		}

@@ -221,7 +221,8 @@ func controlRun(cfg *vessel.Config, o *runOpts, id string, argv []string) int {
 		if restore != nil {
 			restore()
 		}
-		return discard(err)
+		code := discard(err)
+		return startExitCode(err, code)
 	}
 	state := c.State()
 	rec.Init, _ = oci.ProcessOf(state.InitPid)
@@ -301,6 +302,23 @@ func controlRun(cfg *vessel.Config, o *runOpts, id string, argv []string) int {
 		fmt.Fprintf(os.Stderr, "vessel: container used up its CPU time (%v) and was killed\n", o.res.cpuTime)
 	}
 	return ex.Code
+}
+
+// startExitCode is docker's exit code for a command that could not be
+// started: 127 when it does not exist, 126 when it cannot be executed,
+// else code (125).
+func startExitCode(err error, code int) int {
+	var se *vessel.SetupError
+	if !errors.As(err, &se) || !strings.HasPrefix(se.Step, "exec") {
+		return code
+	}
+	switch {
+	case errors.Is(err, unix.ENOENT), errors.Is(err, unix.ENOTDIR):
+		return 127
+	case errors.Is(err, unix.EACCES), errors.Is(err, unix.ENOEXEC), errors.Is(err, unix.EISDIR):
+		return 126
+	}
+	return code
 }
 
 // reportErr prints err on one line and returns 125.

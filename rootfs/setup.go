@@ -461,6 +461,9 @@ func (b *builder) attach(fd int, dst string, dir bool) error {
 		return stepErr("create mount point", dst, err)
 	}
 	defer unix.Close(t)
+	if err := checkKernelFSTarget(t, dst); err != nil {
+		return stepErr("mount", dst, err)
+	}
 	if err := unix.MoveMount(fd, "", t, "", unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_EMPTY_PATH); err != nil {
 		return stepErr("mount", dst, err)
 	}

@@ -287,6 +287,9 @@ func (p *Plan) Validate() error {
 			return fmt.Errorf("%s.destination: %s is already the destination of mounts[%d] (overlapping mounts)", field, d, j)
 		}
 		seen[d] = i
+		if err := checkKernelFSDestination(d, m.Type); err != nil {
+			return fmt.Errorf("%s.destination: %w", field, err)
+		}
 		switch m.Type {
 		case TypeBind:
 			if m.Source == "" || !filepath.IsAbs(m.Source) {

@@ -1,0 +1,92 @@
+package vessel_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/openvessel/vessel"
+	"github.com/openvessel/vessel/internal/testutil"
+	"github.com/openvessel/vessel/rootfs"
+)
+
+// Escape battery, second part: the hardening of issue #24. Each test
+// checks what the host (or a probe inside) sees.
+
+// configError returns the *ConfigError of field in err, failing when
+// there is none.
+func configError(t *testing.T, err error, field string) *vessel.ConfigError {
+	t.Helper()
+	require.Error(t, err)
+	for _, e := range unjoinErr(err) {
+		var ce *vessel.ConfigError
+		if errors.As(e, &ce) && ce.Field == field {
+			return ce
+		}
+	}
+	t.Fatalf("no ConfigError for %s in %v", field, err)
+	return nil
+}
+
+func unjoinErr(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
+// TestHostnameInjectionRefused: a host or domain name that is not an RFC
+// 1123 name is refused by New, naming the field, so that nothing can be
+// injected into /etc/hostname or /etc/hosts; a valid name reaches both.
+func TestHostnameInjectionRefused(t *testing.T) {
+	for _, h := range []string{"a/b\nc", "a b", "evil\n1.2.3.4 bank", "-x", "x..y", strings.Repeat("a", 65)} {
+		_, err := vessel.New(newID(t), newConfig().WithHostname(h))
+		ce := configError(t, err, "hostname")
+		assert.NotEmpty(t, ce.Reason)
+		_, err = vessel.New(newID(t), newConfig().WithDomainname(h))
+		configError(t, err, "domainname")
+	}
+	out, err := run(t, newConfig().WithHostname("good-name.example"), "/bin/sh", "-c", "hostname; cat /etc/hostname; grep -c good-name.example /etc/hosts")
+	require.NoError(t, err, out)
+	assert.Equal(t, "good-name.example\ngood-name.example\n1\n", out)
+}
+
+// TestTinyMemoryLimitRefused: a memory limit a container cannot start in
+// is refused by New naming the field and the minimum, instead of a start
+// that dies with a protocol error.
+func TestTinyMemoryLimitRefused(t *testing.T) {
+	for _, v := range []int64{1, 1 << 20} {
+		_, err := vessel.New(newID(t), newConfig().WithMemoryLimit(v))
+		ce := configError(t, err, "resources.memory.limit")
+		assert.Contains(t, ce.Reason, "6291456")
+	}
+	out, err := run(t, newConfig().WithMemoryLimit(16<<20), "/bin/true")
+	require.NoError(t, err, out)
+}
+
+// TestMountInsideProcRefused: a volume inside /proc or /sys is refused at
+// New, and a bind whose destination reaches /proc through a symlink in the
+// root filesystem fails the start; the host's /proc/sys is untouched.
+func TestMountInsideProcRefused(t *testing.T) {
+	src := t.TempDir()
+	for _, dst := range []string{"/proc/sys/kernel", "/proc/sys", "/sys/kernel/mm"} {
+		_, err := vessel.New(newID(t), newConfig().WithBind(src, dst, true))
+		ce := configError(t, err, "mounts[0].destination")
+		assert.Contains(t, ce.Reason, "inside")
+	}
+	root := testutil.BusyboxRootfsCopy(t)
+	require.NoError(t, os.Symlink("/proc/sys/kernel", filepath.Join(root, "kern")))
+	require.NoError(t, os.WriteFile(filepath.Join(src, "hostname"), []byte("pwned\n"), 0o644))
+	out, err := run(t, newConfig().WithRootfs(rootfs.Dir(root)).WithBind(src, "/kern", false), "/bin/sh", "-c", "cat /proc/sys/kernel/hostname")
+	require.Error(t, err, "a bind through a symlink into /proc was mounted: %s", out)
+	t.Logf("start refused: %v", err)
+	var se *vessel.SetupError
+	if assert.ErrorAs(t, err, &se) {
+		assert.Contains(t, se.Error(), "inside /proc or /sys")
+	}
+}

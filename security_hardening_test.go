@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 
 	"github.com/openvessel/vessel"
 	"github.com/openvessel/vessel/internal/testutil"
@@ -89,4 +90,23 @@ func TestMountInsideProcRefused(t *testing.T) {
 	if assert.ErrorAs(t, err, &se) {
 		assert.Contains(t, se.Error(), "inside /proc or /sys")
 	}
+}
+
+// TestTIOCSTIAndTIOCLINUXRefused: the default profile refuses TIOCSTI
+// (also with bits above the 32 the kernel reads) and TIOCLINUX with
+// EPERM, on a terminal the kernel would let the caller use (a pty that
+// is the probe child's controlling terminal); without a filter the same
+// TIOCSTI succeeds, so the refusal is the profile's.
+func TestTIOCSTIAndTIOCLINUXRefused(t *testing.T) {
+	steps := []probeStep{tryStep("tiocsti", "tiocsti"), tryStep("tiocsti-high", "tiocsti", "high"), tryStep("tioclinux", "tioclinux")}
+	for _, cfg := range []*vessel.Config{newConfig(), newConfig().WithTTY(true)} {
+		res := runSteps(t, withProbe(t, cfg), "/probe", steps)
+		for _, s := range steps {
+			r := tryOf(t, res, s.name)
+			t.Logf("%s: %s", s.name, describeTry(r))
+			testutil.AssertDenied(t, r, unix.EPERM)
+		}
+	}
+	res := runSteps(t, withProbe(t, newConfig().WithSeccomp(nil)), "/probe", steps[:1])
+	testutil.AssertAllowed(t, tryOf(t, res, "tiocsti"))
 }

@@ -1,6 +1,8 @@
 package vessel_test
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/openvessel/vessel"
 	"github.com/openvessel/vessel/internal/testutil"
+	"github.com/openvessel/vessel/limits"
 	"github.com/openvessel/vessel/rootfs"
 )
 
@@ -109,4 +112,61 @@ func TestTIOCSTIAndTIOCLINUXRefused(t *testing.T) {
 	}
 	res := runSteps(t, withProbe(t, newConfig().WithSeccomp(nil)), "/probe", steps[:1])
 	testutil.AssertAllowed(t, tryOf(t, res, "tiocsti"))
+}
+
+// TestProcSelfExeInterpreterRefused: a script whose interpreter is
+// #!/proc/self/exe, and /proc/self/exe itself, run as the main process or
+// by Exec (both the direct start and the exec stage, which the created
+// state of an OCI container uses), never run the vessel binary inside
+// the container: the binary refuses to run (exit 126, non-dumpable) before
+// doing anything, or the execve fails with EACCES.
+func TestProcSelfExeInterpreterRefused(t *testing.T) {
+	root := testutil.BusyboxRootfsCopy(t)
+	require.NoError(t, os.WriteFile(filepath.Join(root, "selfexe.sh"), []byte("#!/proc/self/exe\n"), 0o755))
+	refused := func(t *testing.T, what string, err error, out string) {
+		t.Helper()
+		require.Error(t, err, "%s ran: %s", what, out)
+		var se *vessel.SetupError
+		var ee *vessel.ExitError
+		switch {
+		case errors.As(err, &se):
+			assert.ErrorIs(t, se, unix.EACCES, "%s: %v", what, err)
+		case errors.As(err, &ee):
+			assert.Equal(t, 126, ee.Status.Code, "%s: %v: %s", what, err, out)
+			assert.Contains(t, out, "refusing to run", what)
+		default:
+			t.Errorf("%s: %v", what, err)
+		}
+		t.Logf("%s: %v %s", what, err, strings.TrimSpace(out))
+	}
+	// An rlimit the init cannot carry itself makes every start go
+	// through the exec stage.
+	stage := limits.Rlimit{Type: "RLIMIT_CPU", Soft: 1000, Hard: 1000}
+	for _, mode := range []string{"direct", "stage"} {
+		cfg := func() *vessel.Config {
+			cfg := newConfig().WithRootfs(rootfs.Dir(root))
+			if mode == "stage" {
+				cfg.WithRlimit(stage)
+			}
+			return cfg
+		}
+		for _, argv := range [][]string{{"/selfexe.sh"}, {"/proc/self/exe"}} {
+			out, err := run(t, cfg(), argv...)
+			refused(t, mode+": main "+argv[0], err, out)
+		}
+		c, err := vessel.New(newID(t), cfg())
+		require.NoError(t, err)
+		t.Cleanup(func() { c.Destroy() })
+		require.NoError(t, c.Start(context.Background(), "/bin/sleep", "100"))
+		for _, argv := range [][]string{{"/selfexe.sh"}, {"/proc/self/exe"}} {
+			var out bytes.Buffer
+			cmd := vessel.Cmd(argv[0])
+			cmd.Stdout, cmd.Stderr = &out, &out
+			p, err := c.Exec(context.Background(), cmd)
+			if err == nil {
+				err = p.Wait()
+			}
+			refused(t, mode+": exec "+argv[0], err, out.String())
+		}
+	}
 }

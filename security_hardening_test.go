@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -169,4 +172,89 @@ func TestProcSelfExeInterpreterRefused(t *testing.T) {
 			refused(t, mode+": exec "+argv[0], err, out.String())
 		}
 	}
+}
+
+// hostEndpoints makes, in a new directory under parent, a listening unix
+// socket and a FIFO (held open for reading and writing by the test, so an
+// open for writing from a container would not block). It returns their
+// paths and a function giving how many connections the socket accepted.
+func hostEndpoints(t *testing.T, parent string) (sock, fifo string, accepted func() int) {
+	t.Helper()
+	dir, err := os.MkdirTemp(parent, "vessel-sec-")
+	require.NoError(t, err)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	sock, fifo = filepath.Join(dir, "sock"), filepath.Join(dir, "fifo")
+	l, err := net.Listen("unix", sock)
+	require.NoError(t, err)
+	t.Cleanup(func() { l.Close() })
+	var n atomic.Int32
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			n.Add(1)
+			c.Close()
+		}
+	}()
+	require.NoError(t, unix.Mkfifo(fifo, 0o644))
+	f, err := os.OpenFile(fifo, os.O_RDWR, 0)
+	require.NoError(t, err)
+	t.Cleanup(func() { f.Close() })
+	return sock, fifo, func() int { return int(n.Load()) }
+}
+
+// TestHostRootHidesSocketsFIFOsSecrets: a container on the default root
+// (the host's files) reaches no host unix socket or FIFO under /tmp or
+// /var/tmp, and reads nothing of /etc/shadow; the host sees no
+// connection. As a control, the same socket and FIFO bound into the
+// container explicitly are reachable, so the probe's checks can succeed.
+func TestHostRootHidesSocketsFIFOsSecrets(t *testing.T) {
+	shadow, err := os.ReadFile("/etc/shadow")
+	require.NoError(t, err)
+	require.Contains(t, string(shadow), "root:", "the host's /etc/shadow has no root entry to look for")
+	var steps []probeStep
+	type endpoint struct {
+		sock, fifo string
+		accepted   func() int
+	}
+	var eps []endpoint
+	for _, parent := range []string{"/tmp", "/var/tmp"} {
+		sock, fifo, accepted := hostEndpoints(t, parent)
+		eps = append(eps, endpoint{sock, fifo, accepted})
+		steps = append(steps, tryStep("connect "+sock, "connect-unix", sock), tryStep("fifo "+fifo, "open", fifo, "w"))
+	}
+	steps = append(steps, tryStep("shadow", "read-root", "/etc/shadow"), tryStep("gshadow", "read-root", "/etc/gshadow"),
+		tryStep("var", "read-root", "/var"), tryStep("home", "read-root", "/home"), tryStep("root", "read-root", "/root"))
+	res := runSteps(t, withProbe(t, newConfig()), "/probe", steps)
+	for _, ep := range eps {
+		for _, name := range []string{"connect " + ep.sock, "fifo " + ep.fifo} {
+			r := tryOf(t, res, name)
+			t.Logf("%s: %s", name, describeTry(r))
+			testutil.AssertDenied(t, r, unix.ENOENT, unix.EACCES, unix.EPERM)
+		}
+		assert.Zero(t, ep.accepted(), "the host socket %s accepted a connection from the container", ep.sock)
+	}
+	for _, name := range []string{"shadow", "gshadow"} {
+		r := tryOf(t, res, name)
+		t.Logf("%s: %s", name, describeTry(r))
+		assert.NotContains(t, r.Data, "root:", "the host's /etc/%s is readable", name)
+		assert.Empty(t, r.Data)
+	}
+	for _, name := range []string{"var", "home", "root"} {
+		r := tryOf(t, res, name)
+		assert.NotContains(t, r.Data, "vessel-sec-", "/%s shows the host's", name)
+		if name != "var" {
+			assert.Empty(t, r.Data, "/%s is not empty", name)
+		}
+	}
+
+	// Control: bound explicitly, the same endpoints are reachable.
+	ep := eps[1]
+	cfg := withProbe(t, newConfig()).WithBind(filepath.Dir(ep.sock), "/ep", false)
+	res = runSteps(t, cfg, "/probe", []probeStep{tryStep("connect", "connect-unix", "/ep/sock"), tryStep("fifo", "open", "/ep/fifo", "w")})
+	testutil.AssertAllowed(t, tryOf(t, res, "connect"))
+	testutil.AssertAllowed(t, tryOf(t, res, "fifo"))
+	assert.Eventually(t, func() bool { return ep.accepted() == 1 }, 5*time.Second, 10*time.Millisecond)
 }

@@ -62,3 +62,19 @@ func TestRunDoesNotHandOverTheTerminal(t *testing.T) {
 	out = runOnTerminal(t, "", "run", "-i", "--tty", "--", "/bin/sh", "-c", "readlink /proc/self/fd/0; tty")
 	assert.Regexp(t, `/dev/pts/\d+\n/dev/pts/\d+`, out)
 }
+
+// TestExecDoesNotHandOverTheTerminal: `vessel exec` without -t, started
+// on a terminal, gives the process pipes too, and typed input reaches it.
+func TestExecDoesNotHandOverTheTerminal(t *testing.T) {
+	testutil.RequireRoot(t)
+	root := testRoot(t)
+	removeOnFailure(t, root, "stdiobox")
+	vcli(t, root, nil, "run", "-d", "--name", "stdiobox", "--", "/bin/sleep", "1000").must(t, "run -d")
+	out := runOnTerminal(t, "typed\n", "--root", root, "exec", "-i", "stdiobox", "/bin/sh", "-c", "for f in 0 1 2; do echo fd$f=$(readlink /proc/self/fd/$f); done; read x; echo got=$x")
+	for _, fd := range []string{"fd0", "fd1", "fd2"} {
+		assert.Regexp(t, fd+`=pipe:\[\d+\]`, out, "%s is not a pipe", fd)
+	}
+	assert.NotContains(t, out, "/dev/pts", "the process holds a terminal")
+	assert.Contains(t, out, "got=typed\n")
+	vcli(t, root, nil, "rm", "-f", "stdiobox").must(t, "rm -f")
+}

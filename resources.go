@@ -455,7 +455,7 @@ func (c *Container) Stats() (*Stats, error) {
 // Update changes the limits of a running container. Only the parts of r
 // that are set change.
 func (c *Container) Update(r *limits.Resources) error {
-	if err := r.Validate(); err != nil {
+	if err := errors.Join(r.Validate(), r.CheckContainer()); err != nil {
 		return &ConfigError{Field: "resources", Reason: strings.TrimPrefix(err.Error(), "limits: ")}
 	}
 	c.mu.Lock()

@@ -56,6 +56,7 @@ func InitEnv() []string {
 // from execve to a running init.
 func init() {
 	if !IsChild() {
+		refuseStrayStart()
 		return
 	}
 	// From here on every namespace change, mount and fork happens on the

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path"
+	"slices"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -136,7 +137,14 @@ func Setup(p *Plan) error {
 	}
 
 	// 3. System mounts, unless the caller mounts the same destination.
-	if !p.has("/proc") {
+	if !p.has("/proc") && p.DeferProc {
+		// SwapProc mounts it; only its mount point is made here.
+		fd, err := b.target("/proc", true)
+		if err != nil {
+			return stepErr("mount point", "/proc", err)
+		}
+		unix.Close(fd)
+	} else if !p.has("/proc") {
 		if procClone >= 0 {
 			err = b.attach(procClone, "/proc", true)
 		} else {
@@ -205,6 +213,14 @@ func Setup(p *Plan) error {
 			}
 			continue
 		}
+		if m.Type == TypeProc && p.DeferProc {
+			fd, err := b.target(m.Destination, true)
+			if err != nil {
+				return stepErr("mount point", m.Destination, err)
+			}
+			unix.Close(fd)
+			continue
+		}
 		if err := b.mountUser(m); err != nil {
 			return err
 		}
@@ -230,7 +246,14 @@ func Setup(p *Plan) error {
 	if masked == nil {
 		masked = DefaultMaskedPaths
 	}
+	var later *ProcSwap
+	if p.DeferProc {
+		later = p.ProcSwap()
+	}
 	for _, m := range masked {
+		if later != nil && slices.Contains(later.Masked, m) {
+			continue
+		}
 		if err := maskPath(m); err != nil {
 			return err
 		}
@@ -245,6 +268,9 @@ func Setup(p *Plan) error {
 		ro = DefaultReadonlyPaths
 	}
 	for _, r := range ro {
+		if later != nil && slices.Contains(later.Readonly, r) {
+			continue
+		}
 		if err := readonlyPath(r); err != nil {
 			return err
 		}

@@ -7,9 +7,14 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/openvessel/vessel/internal/testutil"
 )
 
-// hostSnapshot is what a container must not change on the host.
+// hostSnapshot is what a container must not change on the host: the
+// mounts vessel and the tests could have made (testutil.IsVesselMount: other
+// programs such as podman mount elsewhere on the host meanwhile, and must
+// not fail these tests), the test process's descriptors and its children.
 type hostSnapshot struct {
 	mounts   []string
 	fds      int
@@ -25,7 +30,7 @@ func snapshot(t testing.TB) hostSnapshot {
 	var mounts []string
 	for _, l := range strings.Split(strings.TrimSpace(string(mi)), "\n") {
 		f := strings.Fields(l)
-		if len(f) > 4 {
+		if len(f) > 4 && testutil.IsVesselMount(f[4]) {
 			mounts = append(mounts, f[4])
 		}
 	}

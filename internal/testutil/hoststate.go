@@ -3,6 +3,7 @@ package testutil
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -252,12 +253,66 @@ func (s HostState) Diff(after HostState, opts ...DiffOption) []string {
 }
 
 // AssertUnchanged fails the test if after differs from before, listing
-// every difference.
+// every difference. Unless opts say otherwise (IgnoreMounts, IgnoreLinks),
+// it compares only what vessel and its tests make: mounts for which
+// IsVesselMount is true and links and named network namespaces for which
+// IsVesselName is true. Other programs on the host (podman, another test
+// binary) mount and create links at the same time; a leak check that
+// compared the whole host would fail because of them.
 func AssertUnchanged(t testing.TB, before, after HostState, opts ...DiffOption) {
 	t.Helper()
-	if d := before.Diff(after, opts...); len(d) > 0 {
+	scoped := append([]DiffOption{onlyVessel}, opts...)
+	if d := before.Diff(after, scoped...); len(d) > 0 {
 		t.Errorf("host state changed (leak?):\n  %s", strings.Join(d, "\n  "))
 	}
+}
+
+// onlyVessel is AssertUnchanged's default scope; options given after it
+// replace either half.
+func onlyVessel(c *diffConfig) {
+	c.ignoreMount = func(mp string) bool { return !IsVesselMount(mp) }
+	c.ignoreLink = func(name string) bool { return !IsVesselName(name) }
+}
+
+// VesselMountRoots are the host directories under which vessel and its
+// tests mount: the temporary directory (t.TempDir, vessel's staging
+// directories), vessel's state directories, and /run/netns (for names
+// IsVesselName accepts).
+func VesselMountRoots() []string {
+	return []string{os.TempDir(), "/run/vessel", "/var/lib/vessel", "/run/netns"}
+}
+
+// IsVesselMount reports whether a host mount point is one vessel or its
+// tests could have made: below one of VesselMountRoots, and for
+// /run/netns, a namespace with a vessel name. /run/netns itself (which
+// `ip netns add` mounts over itself once per boot) is not.
+func IsVesselMount(mountPoint string) bool {
+	if dir, name := filepath.Split(mountPoint); filepath.Clean(dir) == "/run/netns" {
+		return IsVesselName(name)
+	}
+	for _, root := range VesselMountRoots() {
+		if root != "/run/netns" && strings.HasPrefix(mountPoint, filepath.Clean(root)+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// VesselNamePrefixes start the names vessel gives links and network
+// namespaces ("vessel0", "vessel-...", veths "vx...") and those its tests
+// give theirs ("vt...", "vn...", "vck..."). Tests that make links or named network
+// namespaces must use one of them, so that leak checks see them.
+var VesselNamePrefixes = []string{"vessel", "vx", "vt", "vn", "vck"}
+
+// IsVesselName reports whether a link or named network namespace name
+// starts with one of VesselNamePrefixes.
+func IsVesselName(name string) bool {
+	for _, p := range VesselNamePrefixes {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	return false
 }
 
 func diffNames(kind string, before, after []string, ignore func(string) bool) []string {

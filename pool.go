@@ -557,7 +557,12 @@ type mountEntry struct {
 // readMounts reads /proc/PID/mountinfo (with moby/sys/mountinfo, the
 // project's one mount-table parser).
 func readMounts(pid int) ([]mountEntry, error) {
-	infos, err := mountinfo.PidMountInfo(pid)
+	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	infos, err := mountinfo.GetMountsFromReader(f, nil)
 	if err != nil {
 		return nil, err
 	}

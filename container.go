@@ -22,6 +22,7 @@ import (
 	"github.com/openvessel/vessel/network"
 	"github.com/openvessel/vessel/rootfs"
 	"github.com/openvessel/vessel/security"
+	"github.com/openvessel/vessel/storage"
 )
 
 // Status is where a container is in its life.
@@ -97,7 +98,7 @@ type Container struct {
 	cleanups    []func() error
 	ctlDone     chan struct{}
 	cg          *cgroups.Manager
-	storage     *rootfs.Prepared
+	storage     *storage.Prepared
 	warnings    []string
 	net         *network.Attachment
 	secPrep     *security.Prepared
@@ -377,7 +378,7 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 	if c.cfg.Namespaces.IsNew(namespaces.Mount) {
 		plan = c.cfg.plan()
 		if plan.NeedsPrepare() {
-			sp, err := rootfs.Prepare(ctx, c.id, plan, rootfs.PrepareOptions{})
+			sp, err := storage.Prepare(ctx, c.id, plan, storage.PrepareOptions{})
 			if err != nil {
 				return &SetupError{Step: "prepare storage", Err: err}
 			}
@@ -958,7 +959,7 @@ func applyImageDefaults(p *ProcessConfig, img *rootfs.ImageConfig) {
 
 // Storage describes the container's prepared storage (image, overlay
 // layers, quotas, loop devices), or nil for plain roots.
-func (c *Container) Storage() *rootfs.Prepared {
+func (c *Container) Storage() *storage.Prepared {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.storage

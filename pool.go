@@ -16,12 +16,13 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/moby/sys/mountinfo"
+
 	"github.com/openvessel/vessel/cgroups"
 	"github.com/openvessel/vessel/internal/child"
+	"github.com/openvessel/vessel/internal/pathrs"
 	"github.com/openvessel/vessel/namespaces"
 	"github.com/openvessel/vessel/rootfs"
-
-	"github.com/moby/sys/mountinfo"
 )
 
 // ErrPoolClosed is returned by a Pool's methods after Close.
@@ -638,14 +639,7 @@ func openContainerRoot(pid int) (int, error) {
 // openIn opens p (absolute, inside the container) below root without
 // following any symlink.
 func openIn(root int, p string, flags uint64) (int, error) {
-	rel := strings.TrimPrefix(path.Clean(p), "/")
-	if rel == "" {
-		rel = "."
-	}
-	return unix.Openat2(root, rel, &unix.OpenHow{
-		Flags:   flags | unix.O_CLOEXEC | unix.O_NOFOLLOW,
-		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
-	})
+	return pathrs.OpenInRoot(root, p, flags|unix.O_NOFOLLOW, unix.RESOLVE_NO_SYMLINKS)
 }
 
 func statEntry(dirfd int, name string) (snapEntry, error) {

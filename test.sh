@@ -93,7 +93,7 @@ fi
 echo "== XFS project quotas on the guest (this host's kernel has no CONFIG_XFS_QUOTA)"
 if ! .ci/qemu/run-v2-tests.sh -timeout 5m -run 'TestProjectQuotaXFS' \
 	-add "$tools:/opt/vessel-tools" -env PATH=/opt/vessel-tools/bin:/bin:/sbin:/usr/bin:/usr/sbin \
-	./rootfs; then
+	./storage; then
 	failed+=("XFS quota guest")
 fi
 

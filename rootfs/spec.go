@@ -58,7 +58,7 @@ type Root struct {
 	// Ref picks one image of a layout or tarball holding several, by its
 	// org.opencontainers.image.ref.name annotation or repo:tag.
 	Ref string `json:"ref,omitempty"`
-	// Storage is what Prepare resolved on the host for the child's Setup.
+	// Storage is what storage.Prepare resolved on the host for the child's Setup.
 	Storage *Storage `json:"storage,omitempty"`
 	// IDMap mounts a directory root idmapped through the container's user
 	// namespace, so files owned by host root appear owned by container

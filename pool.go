@@ -20,6 +20,7 @@ import (
 	"github.com/openvessel/vessel/internal/child"
 	"github.com/openvessel/vessel/internal/filesnap"
 	"github.com/openvessel/vessel/internal/pathrs"
+	"github.com/openvessel/vessel/internal/procfs"
 	"github.com/openvessel/vessel/internal/sysvipc"
 	"github.com/openvessel/vessel/namespaces"
 	"github.com/openvessel/vessel/rootfs"
@@ -434,7 +435,7 @@ func (pc *PooledContainer) reset() error {
 	if err := killLeftovers(procsFile(cg), initPid, mainPid); err != nil {
 		return err
 	}
-	if !pc.alive() || !processAlive(mainPid) {
+	if !pc.alive() || !procfs.Alive(mainPid) {
 		return errors.New("idle process ended")
 	}
 	if err := restoreFiles(pc.snap, initPid); err != nil {
@@ -446,34 +447,6 @@ func (pc *PooledContainer) reset() error {
 		}
 	}
 	return nil
-}
-
-// processAlive reports whether pid runs and is not about to die: a
-// SIGKILL sent by a job may still be pending when the reset looks.
-func processAlive(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		return false
-	}
-	const sigkillBit = 1 << (unix.SIGKILL - 1)
-	for _, l := range strings.Split(string(b), "\n") {
-		k, v, ok := strings.Cut(l, ":")
-		if !ok {
-			continue
-		}
-		v = strings.TrimSpace(v)
-		switch k {
-		case "State":
-			if strings.HasPrefix(v, "Z") || strings.HasPrefix(v, "X") {
-				return false
-			}
-		case "SigPnd", "ShdPnd":
-			if m, err := strconv.ParseUint(v, 16, 64); err == nil && m&sigkillBit != 0 {
-				return false
-			}
-		}
-	}
-	return true
 }
 
 // procsFile returns the cgroup.procs file of one hierarchy of the

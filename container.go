@@ -692,28 +692,8 @@ func (c *Container) initDeath(err error) error {
 	return errors.New("the container init died before reporting")
 }
 
-func remoteSetupError(info *initproto.ErrorInfo) *SetupError {
-	var e error = errors.New(info.Msg)
-	if info.Errno != 0 {
-		e = &errnoError{msg: info.Msg, errno: syscall.Errno(info.Errno)}
-	}
-	return &SetupError{Step: info.Step, Path: info.Path, Err: e}
-}
-
-// errnoError keeps the child's explanation and its errno (for errors.Is).
-type errnoError struct {
-	msg   string
-	errno syscall.Errno
-}
-
-func (e *errnoError) Error() string {
-	if e.msg == "" {
-		return e.errno.Error()
-	}
-	return e.msg
-}
-
-func (e *errnoError) Unwrap() error { return e.errno }
+// remoteSetupError is the failure the init reported, as a SetupError.
+func remoteSetupError(info *initproto.ErrorInfo) *SetupError { return info.StepError() }
 
 // readControl follows the main process's messages from the init after
 // start; Exec'd processes are dispatched by the session.

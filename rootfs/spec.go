@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/openvessel/vessel/steperr"
 )
 
 // Kind is the kind of root filesystem.
@@ -216,34 +218,12 @@ var DefaultReadonlyPaths = []string{
 	"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
 }
 
-// Error is a failed setup step.
-type Error struct {
-	Step string
-	Path string
-	Err  error
-}
+// Error is a failed setup step: vessel's one step-error type
+// (steperr.Error).
+type Error = steperr.Error
 
-// Error describes the failed step.
-func (e *Error) Error() string {
-	if e.Path != "" {
-		return fmt.Sprintf("%s %s: %v", e.Step, e.Path, e.Err)
-	}
-	return fmt.Sprintf("%s: %v", e.Step, e.Err)
-}
-
-// Unwrap returns the cause.
-func (e *Error) Unwrap() error { return e.Err }
-
-func stepErr(step, p string, err error) error {
-	if err == nil {
-		return nil
-	}
-	var re *Error
-	if errors.As(err, &re) {
-		return err
-	}
-	return &Error{Step: step, Path: p, Err: err}
-}
+// stepErr names the step that failed, unless err already does.
+func stepErr(step, p string, err error) error { return steperr.Wrap(step, p, err) }
 
 // Validate checks the plan on the parent side, naming the field at fault.
 func (p *Plan) Validate() error {

@@ -41,6 +41,13 @@ func TestDestroyStale(t *testing.T) {
 	if err := DestroyStale(opts); err != nil {
 		t.Fatalf("nothing there: %v", err)
 	}
+	// The process first: an empty cgroup may be removed by another test
+	// binary's RemoveGroup("vessel-test") between Create and Add.
+	sleeper := exec.Command("/bin/sleep", "60")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { sleeper.Process.Kill(); sleeper.Wait() }()
 	m, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
@@ -48,12 +55,6 @@ func TestDestroyStale(t *testing.T) {
 	if err := m.Create(); err != nil {
 		t.Fatal(err)
 	}
-	sleeper := exec.Command("/bin/sleep", "60")
-	if err := sleeper.Start(); err != nil {
-		m.Destroy()
-		t.Fatal(err)
-	}
-	defer func() { sleeper.Process.Kill(); sleeper.Wait() }()
 	if err := m.Add(sleeper.Process.Pid); err != nil {
 		m.Destroy()
 		t.Fatal(err)

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/openvessel/vessel/internal/probe"
 )
@@ -254,48 +256,72 @@ func (s HostState) Diff(after HostState, opts ...DiffOption) []string {
 
 // AssertUnchanged fails the test if after differs from before, listing
 // every difference. Unless opts say otherwise (IgnoreMounts, IgnoreLinks),
-// it compares only what vessel and its tests make: mounts for which
-// IsVesselMount is true and links and named network namespaces for which
+// it compares only what vessel and this test make: mounts for which
+// OwnMount(t) is true, and links and named network namespaces for which
 // IsVesselName is true. Other programs on the host (podman, another test
 // binary) mount and create links at the same time; a leak check that
 // compared the whole host would fail because of them.
 func AssertUnchanged(t testing.TB, before, after HostState, opts ...DiffOption) {
 	t.Helper()
-	scoped := append([]DiffOption{onlyVessel}, opts...)
+	own := OwnMount(t)
+	scoped := append([]DiffOption{
+		IgnoreMounts(func(mp string) bool { return !own(mp) }),
+		IgnoreLinks(func(name string) bool { return !IsVesselName(name) }),
+	}, opts...)
 	if d := before.Diff(after, scoped...); len(d) > 0 {
 		t.Errorf("host state changed (leak?):\n  %s", strings.Join(d, "\n  "))
 	}
 }
 
-// onlyVessel is AssertUnchanged's default scope; options given after it
-// replace either half.
-func onlyVessel(c *diffConfig) {
-	c.ignoreMount = func(mp string) bool { return !IsVesselMount(mp) }
-	c.ignoreLink = func(name string) bool { return !IsVesselName(name) }
-}
+// VesselStateDirs are the host directories where vessel keeps state that
+// may hold mounts (network namespaces, storage).
+var VesselStateDirs = []string{"/run/vessel", "/var/lib/vessel"}
 
-// VesselMountRoots are the host directories under which vessel and its
-// tests mount: the temporary directory (t.TempDir, vessel's staging
-// directories), vessel's state directories, and /run/netns (for names
-// IsVesselName accepts).
-func VesselMountRoots() []string {
-	return []string{os.TempDir(), "/run/vessel", "/var/lib/vessel", "/run/netns"}
-}
-
-// IsVesselMount reports whether a host mount point is one vessel or its
-// tests could have made: below one of VesselMountRoots, and for
-// /run/netns, a namespace with a vessel name. /run/netns itself (which
-// `ip netns add` mounts over itself once per boot) is not.
-func IsVesselMount(mountPoint string) bool {
-	if dir, name := filepath.Split(mountPoint); filepath.Clean(dir) == "/run/netns" {
-		return IsVesselName(name)
-	}
-	for _, root := range VesselMountRoots() {
-		if root != "/run/netns" && strings.HasPrefix(mountPoint, filepath.Clean(root)+"/") {
-			return true
+// OwnMount returns the leak-check scope of test t: whether a host mount
+// point is one vessel or t could have made. That is a mount below
+// VesselStateDirs; below the temporary directory, one in a directory
+// named like t's own t.TempDir directories (the top-level test's name,
+// as the testing package spells it) or starting with "vessel" (vessel's
+// own scratch directories); and in /run/netns, a namespace with a name
+// IsVesselName accepts (not /run/netns itself, which `ip netns add`
+// mounts over itself once per boot). Another program's test, whose
+// temporary directories bear its own test's name, is out of scope.
+func OwnMount(t testing.TB) func(mountPoint string) bool {
+	name, _, _ := strings.Cut(t.Name(), "/")
+	prefix := strings.Map(tempDirRune, name)
+	tmp := filepath.Clean(os.TempDir()) + "/"
+	return func(mp string) bool {
+		if dir, base := filepath.Split(mp); filepath.Clean(dir) == "/run/netns" {
+			return IsVesselName(base)
 		}
+		for _, d := range VesselStateDirs {
+			if strings.HasPrefix(mp, d+"/") {
+				return true
+			}
+		}
+		rest, ok := strings.CutPrefix(mp, tmp)
+		if !ok {
+			return false
+		}
+		top, _, _ := strings.Cut(rest, "/")
+		return strings.HasPrefix(top, "vessel") || (prefix != "" && strings.HasPrefix(top, prefix))
 	}
-	return false
+}
+
+// tempDirRune keeps the characters the testing package keeps in a
+// t.TempDir directory's name and drops the others.
+func tempDirRune(r rune) rune {
+	if r < utf8.RuneSelf {
+		const allowed = "!#$%&()+,-.=@^_{}~ "
+		if '0' <= r && r <= '9' || 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || strings.ContainsRune(allowed, r) {
+			return r
+		}
+		return -1
+	}
+	if unicode.IsLetter(r) || unicode.IsNumber(r) {
+		return r
+	}
+	return -1
 }
 
 // VesselNamePrefixes start the names vessel gives links and network

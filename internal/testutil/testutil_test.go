@@ -396,10 +396,13 @@ func TestNopELFRunsAndExitsZero(t *testing.T) {
 }
 
 // TestAssertUnchangedScopesToVessel: by default the leak check sees mounts
-// under vessel's and the tests' own directories and vessel-named links and
-// network namespaces, and nothing else on the host.
+// under vessel's directories and this test's own temporary directories,
+// and vessel-named links and network namespaces, and nothing else on the
+// host: not another test binary's temporary directories either.
 func TestAssertUnchangedScopesToVessel(t *testing.T) {
-	tmp := filepath.Join(os.TempDir(), "TestX123", "001")
+	tmp := os.TempDir()
+	mine := filepath.Join(tmp, "TestAssertUnchangedScopesToVessel123", "001")
+	sub := filepath.Join(tmp, "TestAssertUnchangedScopesToVesselsub456", "001", "m")
 	before := HostState{
 		MountCount:  2,
 		MountPoints: map[string]int{"/": 1, "/proc": 1},
@@ -408,11 +411,12 @@ func TestAssertUnchangedScopesToVessel(t *testing.T) {
 		NetNS:       []string{},
 	}
 	foreign := HostState{
-		MountCount:  5,
-		MountPoints: map[string]int{"/": 1, "/proc": 1, "/var/lib/containers/storage/overlay/x/merged": 1, "/run/netns/netns-1234": 1, "/run/netns": 1},
-		MountTypes:  map[string]string{},
-		Links:       []string{"eth0", "lo", "podman0", "veth1234"},
-		NetNS:       []string{"netns-1234"},
+		MountCount: 7,
+		MountPoints: map[string]int{"/": 1, "/proc": 1, "/var/lib/containers/storage/overlay/x/merged": 1, "/run/netns/netns-1234": 1, "/run/netns": 1,
+			filepath.Join(tmp, "BenchmarkCheckpointVsRunc851413761", "007", "criu-root"): 1, filepath.Join(tmp, "TestOther99", "001"): 1},
+		MountTypes: map[string]string{},
+		Links:      []string{"eth0", "lo", "podman0", "veth1234"},
+		NetNS:      []string{"netns-1234"},
 	}
 	tb := &fakeTB{TB: t}
 	AssertUnchanged(tb, before, foreign)
@@ -421,18 +425,20 @@ func TestAssertUnchangedScopesToVessel(t *testing.T) {
 	}
 
 	ours := HostState{
-		MountCount:  6,
-		MountPoints: map[string]int{"/": 1, "/proc": 1, tmp: 1, "/run/vessel/network/ns/a": 1, "/var/lib/vessel/layers/x": 1, "/run/netns/vck-a-1": 1},
-		MountTypes:  map[string]string{},
-		Links:       []string{"eth0", "lo", "vessel0", "vx12ab", "vt-br"},
-		NetNS:       []string{"vessel-1"},
+		MountCount: 8,
+		MountPoints: map[string]int{"/": 1, "/proc": 1, mine: 1, sub: 1, filepath.Join(tmp, "vessel-bench-42", "root"): 1,
+			"/run/vessel/network/ns/a": 1, "/var/lib/vessel/layers/x": 1, "/run/netns/vck-a-1": 1},
+		MountTypes: map[string]string{},
+		Links:      []string{"eth0", "lo", "vessel0", "vx12ab", "vt-br"},
+		NetNS:      []string{"vessel-1"},
 	}
 	tb = &fakeTB{TB: t}
 	AssertUnchanged(tb, before, ours)
 	if len(tb.errors) != 1 {
 		t.Fatalf("vessel's own mounts and links did not fail the leak check: %v", tb.errors)
 	}
-	for _, want := range []string{"+ mount " + tmp, "+ mount /run/vessel/network/ns/a", "+ mount /var/lib/vessel/layers/x",
+	for _, want := range []string{"+ mount " + mine, "+ mount " + sub, "+ mount " + filepath.Join(tmp, "vessel-bench-42", "root"),
+		"+ mount /run/vessel/network/ns/a", "+ mount /var/lib/vessel/layers/x",
 		"+ mount /run/netns/vck-a-1", "+ link vessel0", "+ link vx12ab", "+ link vt-br", "+ netns vessel-1"} {
 		if !strings.Contains(tb.errors[0], want) {
 			t.Errorf("leak report lacks %q:\n%s", want, tb.errors[0])

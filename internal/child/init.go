@@ -349,6 +349,12 @@ func runInit() {
 		err := reexecWithConfig(EncodeConfig(&cfg), cfg.NumExtras, cfg.ListenFD)
 		exitWith(conn, "re-exec after id mapping", "/proc/self/exe", err)
 	}
+	// The workload's stdio, kept apart from the init's own from here: the
+	// init writes nothing there, not even a crash of its own (its caller
+	// learns of that from its control socket).
+	if err := keepStdioApart(); err != nil {
+		exitWith(conn, "stdio", "", err)
+	}
 	for _, j := range cfg.Joins {
 		if err := namespaces.Join(j.Kind, j.Path); err != nil {
 			exitWith(conn, "join "+string(j.Kind)+" namespace", j.Path, err)
@@ -392,7 +398,7 @@ func runInit() {
 		}
 	}
 	// fds 0-2 are the main process's stdio; 4.. its extra files.
-	files := []uintptr{0, 1, 2}
+	files := []uintptr{uintptr(workloadStdio[0]), uintptr(workloadStdio[1]), uintptr(workloadStdio[2])}
 	for i := 0; i < cfg.NumExtras; i++ {
 		files = append(files, uintptr(syncFD()+1+i))
 	}

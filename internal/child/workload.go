@@ -299,3 +299,30 @@ func runIdle() {
 		<-sigs
 	}
 }
+
+// workloadStdio are the descriptors of the main process's stdin, stdout
+// and stderr once keepStdioApart moved them off 0, 1 and 2.
+var workloadStdio = [3]int{0, 1, 2}
+
+// keepStdioApart moves the main process's stdio (the init's 0, 1 and 2)
+// to descriptors of their own and puts /dev/null on 0, 1 and 2, so that
+// nothing the init or its Go runtime writes reaches the container's
+// output.
+func keepStdioApart() error {
+	null, err := unix.Open("/dev/null", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(null)
+	for i := 0; i < 3; i++ {
+		fd, err := unix.FcntlInt(uintptr(i), unix.F_DUPFD_CLOEXEC, 3)
+		if err != nil {
+			return err
+		}
+		workloadStdio[i] = fd
+		if err := unix.Dup3(null, i, 0); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -58,8 +58,8 @@ func TestNested(t *testing.T) {
 	if outer.umap != "0 100000 65536" || inner.umap != outer.umap {
 		t.Errorf("uid maps %q and %q, want container root as host uid 100000", outer.umap, inner.umap)
 	}
-	if inner.ppid != 1 {
-		t.Errorf("inner process's parent is pid %d, want its container's init (1)", inner.ppid)
+	if inner.ppid != 0 {
+		t.Errorf("inner process's parent is pid %d, want 0: it is PID 1 of its pid namespace, its container's init outside it", inner.ppid)
 	}
 	// Each level saw the next one's process under a pid of its own.
 	for _, lv := range []int{0, 1} {

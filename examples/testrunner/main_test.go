@@ -126,7 +126,10 @@ func TestCPUTime(t *testing.T) {
 }
 
 func TestSignal(t *testing.T) {
-	r, _, _ := runExample(t, "-src", t.TempDir(), "--", "sh", "-c", "kill -SEGV $$")
+	// A real fault (unbounded recursion on a small stack): the test's
+	// process is PID 1 of its pid namespace, which ignores a SIGSEGV
+	// sent to it (kill -SEGV $$), as under runc.
+	r, _, _ := runExample(t, "-src", t.TempDir(), "--", "sh", "-c", "ulimit -s 64; f() { f; }; f")
 	expectVerdict(t, r, "signal")
 	if r.Signal != "SIGSEGV" {
 		t.Errorf("signal %q, want SIGSEGV", r.Signal)

@@ -404,6 +404,13 @@ func TestVerbsOnRunAndOCI(t *testing.T) {
 		r.must(t, "exec -i -e -w in "+id)
 		assert.Equal(t, "piped 1 /tmp\n", r.stdout)
 
+		r = vcli(t, root, nil, "exec", "-u", "nobody:nogroup", id, "sh", "-c", "id -u; id -g")
+		r.must(t, "exec -u nobody:nogroup in "+id)
+		assert.Equal(t, "65534\n65534\n", r.stdout)
+		r = vcli(t, root, nil, "exec", "-u", "nosuch", id, "true")
+		assert.NotEqual(t, 0, r.code)
+		assert.Contains(t, r.stderr, "no such user")
+
 		top := vcli(t, root, nil, "top", id).must(t, "top").stdout
 		assert.Contains(t, top, "PID")
 		assert.Contains(t, top, "sleep")

@@ -188,7 +188,7 @@ func ociExec(g *globalOpts, args []string) int {
 		}
 		cmd.Dir = cwd
 		if user != "" {
-			uid, gid, err := parseUser(user)
+			uid, gid, err := execUser(rec, user)
 			if err != nil {
 				return g.errorf("exec: --user: %v", err)
 			}

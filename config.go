@@ -374,8 +374,21 @@ func (c *Config) Validate() error {
 	if (c.Hostname != "" || c.Domainname != "") && !ns.Has(namespaces.UTS) {
 		bad("hostname", "needs a UTS namespace (it would change the host's)")
 	}
-	if len(c.Hostname) > 64 {
-		bad("hostname", "longer than 64 bytes")
+	if c.Hostname != "" {
+		if err := namespaces.CheckUTSName(c.Hostname); err != nil {
+			bad("hostname", "%v", err)
+		}
+	}
+	if c.Domainname != "" {
+		if err := namespaces.CheckUTSName(c.Domainname); err != nil {
+			bad("domainname", "%v", err)
+		}
+	}
+	for _, err := range []error{c.Resources.Validate(), c.Resources.CheckContainer()} {
+		for _, e := range unjoin(err) {
+			f, r, _ := strings.Cut(strings.TrimPrefix(e.Error(), "limits: "), ": ")
+			bad("resources."+f, "%s", r)
+		}
 	}
 	if ns.Has(namespaces.Mount) && !ns.IsNew(namespaces.Mount) && (len(c.Mounts) > 0 || c.Rootfs.Kind == rootfs.KindDir) {
 		bad("rootfs", "cannot build a root filesystem in a joined mount namespace")
@@ -546,4 +559,16 @@ func SubIDMappings() (uids, gids []namespaces.IDMap, err error) {
 		return nil, nil, err
 	}
 	return uids, gids, nil
+}
+
+// unjoin returns the errors joined in err (one if it is not a join; none
+// if it is nil).
+func unjoin(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
 }

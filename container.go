@@ -454,16 +454,7 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 		sys.Credential = &syscall.Credential{Uid: 0, Gid: 0, NoSetGroups: os.Geteuid() != 0}
 	}
 	if c.cg != nil {
-		// The init stays in this program's cgroups; every process it
-		// starts joins the container's, complete with its limits by the
-		// time the config is sent.
-		places, err := c.cg.Places()
-		if err != nil {
-			return &SetupError{Step: "cgroup", Err: err}
-		}
-		for _, p := range places {
-			ic.Cgroups = append(ic.Cgroups, child.CgroupPlace{Dir: p.Dir, Home: p.Own, V2: p.V2})
-		}
+		// The cgroup's limits are complete by the time the config is sent.
 		prepare = true
 	}
 	ic.CloneParent = c.Detached
@@ -486,6 +477,16 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 			// None was ready: the next start may find one.
 			defer c.Spares.fill(shape)
 		}
+	}
+	// The init stays out of the container's cgroup (see cgroupPlaces);
+	// initMove, if set, moves it where it belongs in the cgroup2
+	// hierarchy before the limits are written.
+	initMove, err := c.cgroupPlaces(ic, sys, spare != nil)
+	if err != nil {
+		if spare != nil {
+			_ = spare.discard()
+		}
+		return err
 	}
 	var (
 		ctl                  *initproto.Conn
@@ -536,12 +537,23 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 	cgStarted = true
 	// The cgroup's limits are written while the init starts; its config
 	// is sent once they are.
-	go func() { cgDone <- finishCgroup() }()
+	initPid := make(chan int, 1)
+	go func() {
+		var err error
+		if pid := <-initPid; initMove != nil && pid > 0 {
+			err = initMove(pid)
+		}
+		if err == nil {
+			err = finishCgroup()
+		}
+		cgDone <- err
+	}()
 	if spare == nil {
 		var startErr error
 		onForkThread(func() { startErr = cmd.Start() })
 		childSock.Close()
 		if startErr != nil {
+			initPid <- 0
 			ctl.Close()
 			return &SetupError{Step: "start container init", Path: exe, Err: startErr}
 		}
@@ -549,6 +561,7 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 	} else {
 		c.logf("init taken from spares", "pid", cmd.Process.Pid)
 	}
+	initPid <- cmd.Process.Pid
 	c.mu.Lock()
 	c.cmd, c.ctl, c.initPid, c.spareIO = cmd, ctl, cmd.Process.Pid, stdio
 	if spare != nil {

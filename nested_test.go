@@ -86,7 +86,9 @@ func runNestedHelper() int {
 		fmt.Fprintf(&b, "%s=%d ", k, v)
 	}
 	fmt.Fprintln(os.Stderr, "outer-ns "+b.String())
-	cfg := vessel.NewConfig().WithHostname("inner")
+	// The probe is a file the outer container got at its top level, which
+	// a host root shows only when bound explicitly.
+	cfg := vessel.NewConfig().WithHostname("inner").WithBind("/probe", "/probe", true)
 	c, err := vessel.New("inner", cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

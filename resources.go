@@ -6,13 +6,17 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/openvessel/vessel/cgroups"
+	"github.com/openvessel/vessel/internal/child"
 	"github.com/openvessel/vessel/limits"
 	"github.com/openvessel/vessel/namespaces"
 	"github.com/openvessel/vessel/rootfs"
@@ -451,7 +455,7 @@ func (c *Container) Stats() (*Stats, error) {
 // Update changes the limits of a running container. Only the parts of r
 // that are set change.
 func (c *Container) Update(r *limits.Resources) error {
-	if err := r.Validate(); err != nil {
+	if err := errors.Join(r.Validate(), r.CheckContainer()); err != nil {
 		return &ConfigError{Field: "resources", Reason: strings.TrimPrefix(err.Error(), "limits: ")}
 	}
 	c.mu.Lock()
@@ -582,4 +586,72 @@ func (c *Config) WithNesting() *Config {
 		}
 	}
 	return c.WithCapAdd("ALL")
+}
+
+// cgroupPlaces tells the init where the container's cgroup is, and places
+// the init itself: never in the container's cgroup where it holds limits.
+// On a hybrid host the init lives in the container's cgroup of the unified
+// hierarchy, which holds none (the v1 controllers do): it is cloned there,
+// or, a spare, moved there before its config (the returned move). On a
+// v2 host it is cloned into the container's cgroup with a new cgroup
+// namespace (rooted there) and moved back to the caller's cgroup before
+// the limits are written (the returned move); a spare instead roots its
+// namespace there itself, moving for that moment. In v1 hierarchies the
+// init's main thread alone moves for that moment (cheap: see
+// internal/child's cgroupSet).
+func (c *Container) cgroupPlaces(ic *child.Config, sys *syscall.SysProcAttr, spare bool) (move func(pid int) error, err error) {
+	if c.cg == nil {
+		return nil, nil
+	}
+	places, err := c.cg.Places()
+	if err != nil {
+		return nil, &SetupError{Step: "cgroup", Err: err}
+	}
+	hybrid := c.cg.Layout() == cgroups.Hybrid
+	var v2Dir, v2Own string
+	for _, p := range places {
+		if p.V2 {
+			v2Dir, v2Own = p.Dir, p.Own
+			if hybrid {
+				continue
+			}
+			if !spare {
+				p.Own = "" // the namespace is made at the clone
+			}
+		}
+		ic.Cgroups = append(ic.Cgroups, child.CgroupPlace{Dir: p.Dir, Home: p.Own, V2: p.V2})
+	}
+	if v2Dir == "" {
+		return nil, nil
+	}
+	writePid := func(dir string) func(int) error {
+		return func(pid int) error {
+			if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0); err != nil {
+				return &SetupError{Step: "place init", Path: dir, Err: err}
+			}
+			return nil
+		}
+	}
+	if spare {
+		if hybrid {
+			return writePid(v2Dir), nil
+		}
+		return nil, nil
+	}
+	fd, ok := c.cg.FD()
+	if !ok {
+		return nil, nil
+	}
+	sys.UseCgroupFD, sys.CgroupFD = true, fd
+	if hybrid {
+		return nil, nil
+	}
+	if ic.NewCgroupNS {
+		sys.Cloneflags |= unix.CLONE_NEWCGROUP
+		ic.CgroupNSMade = true
+	}
+	if v2Own == "" {
+		return nil, &SetupError{Step: "cgroup", Err: errors.New("this program's own cgroup2 cgroup is not visible: the container's init would stay inside its limits")}
+	}
+	return writePid(v2Own), nil
 }

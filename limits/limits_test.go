@@ -243,3 +243,21 @@ func TestJSONRoundTrip(t *testing.T) {
 		t.Error("HugePageSizeName")
 	}
 }
+
+func TestCheckContainerMinimumMemory(t *testing.T) {
+	for _, v := range []int64{1, 4096, MinContainerMemory - 1} {
+		err := (&Resources{Memory: &Memory{Limit: Ptr(v)}}).CheckContainer()
+		if err == nil || !strings.Contains(err.Error(), "memory.limit") || !strings.Contains(err.Error(), "6291456") {
+			t.Errorf("memory limit %d: %v, want an error naming memory.limit and the minimum", v, err)
+		}
+	}
+	err := (&Resources{Memory: &Memory{Limit: Ptr[int64](64 << 20), Swap: Ptr[int64](1 << 20)}}).CheckContainer()
+	if err == nil || !strings.Contains(err.Error(), "memory.swap") {
+		t.Errorf("swap of 1 MiB: %v", err)
+	}
+	for _, r := range []*Resources{nil, {}, {Memory: &Memory{Limit: Ptr[int64](MinContainerMemory)}}, {Memory: &Memory{Limit: Ptr(Unlimited), Swap: Ptr(Unlimited)}}} {
+		if err := r.CheckContainer(); err != nil {
+			t.Errorf("%+v: %v", r, err)
+		}
+	}
+}

@@ -8,7 +8,8 @@
 // Config. Whatever vessel cannot honour is an error naming the spec field by
 // its JSON path ("linux.intelRdt", "mounts[3].options"), wrapping
 // ErrNotSupported when vessel lacks the feature; nothing is silently
-// dropped. Hooks are not part of a Config: HooksOf returns them for the
+// dropped. Every string of the spec is checked for NUL bytes, and the host
+// and domain names are RFC 1123 names (validate.go). Hooks are not part of a Config: HooksOf returns them for the
 // command line to run at the points the specification requires.
 //
 // vessel provides /proc, /dev (with its default device nodes, /dev/pts,

@@ -51,6 +51,8 @@ func FromSpec(spec *specs.Spec, bundleDir string) (*vessel.Config, error) {
 		ReadonlyPaths: []string{},
 	}
 	c.version(spec.Version)
+	c.validateStrings(spec)
+	c.validateUTSNames(spec)
 	for _, o := range []struct {
 		field string
 		set   bool

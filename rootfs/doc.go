@@ -8,7 +8,9 @@
 // works on file descriptors with the new mount API (open_tree, move_mount,
 // fsmount, mount_setattr) and resolves every mount target with
 // openat2(RESOLVE_IN_ROOT), so a symlink inside a root filesystem can never
-// send a mount outside it.
+// send a mount outside it, nor into /proc or /sys. A root of the host's
+// own files shows only its program directories (HostVisible), with its
+// secrets masked (HostSecrets).
 //
 // Storage that outlives a mount namespace is prepared on the parent side
 // by Prepare: image layers unpacked once into a content-addressed store,

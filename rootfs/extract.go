@@ -97,16 +97,44 @@ func (u *unpacker) openDir(rel string, create bool) (int, error) {
 	return unix.Openat2(u.root, rel, how)
 }
 
-// remove deletes name in dir, whatever it is.
+// remove deletes name in dir, whatever it is. name must be one plain
+// component: every step, the recursive one included, works on file
+// descriptors below dir, so nothing above dir can be reached.
 func remove(dir int, name string) error {
+	if !plainName(name) {
+		return fmt.Errorf("remove %q: not a plain file name", name)
+	}
 	err := unix.Unlinkat(dir, name, 0)
 	if err == nil || errors.Is(err, unix.ENOENT) {
 		return nil
 	}
-	if errors.Is(err, unix.EISDIR) || errors.Is(err, unix.EPERM) {
-		return os.RemoveAll(fmt.Sprintf("/proc/self/fd/%d/%s", dir, name))
+	if !errors.Is(err, unix.EISDIR) && !errors.Is(err, unix.EPERM) {
+		return err
 	}
-	return err
+	sub, err := unix.Openat(dir, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	f := os.NewFile(uintptr(sub), name)
+	names, err := f.Readdirnames(-1)
+	if err == nil {
+		for _, n := range names {
+			if err = remove(sub, n); err != nil {
+				break
+			}
+		}
+	}
+	f.Close()
+	if err != nil {
+		return err
+	}
+	return unix.Unlinkat(dir, name, unix.AT_REMOVEDIR)
+}
+
+// plainName reports whether name is a single path component that names
+// an entry of a directory: not empty, not . or .., no slash, no NUL.
+func plainName(name string) bool {
+	return name != "" && name != "." && name != ".." && !strings.ContainsAny(name, "/\x00")
 }
 
 func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
@@ -115,6 +143,14 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 		return nil // the layer's root: its metadata is not ours to take
 	}
 	dirRel, base := path.Split(rel)
+	for _, c := range strings.Split(strings.TrimSuffix(dirRel, "/"), "/") {
+		if strings.HasPrefix(c, whiteoutPrefix+whiteoutPrefix) {
+			return nil // inside a .wh..wh. meta directory (aufs's): no file of the image
+		}
+		if strings.HasPrefix(c, whiteoutPrefix) {
+			return fmt.Errorf("invalid layer: whiteout %q used as a directory", c)
+		}
+	}
 	create := hdr.Typeflag != tar.TypeLink
 	d, err := u.openDir(dirRel, create)
 	if err != nil {
@@ -131,6 +167,12 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 	}
 	if strings.HasPrefix(base, whiteoutPrefix) {
 		name := strings.TrimPrefix(base, whiteoutPrefix)
+		if strings.HasPrefix(name, whiteoutPrefix) && plainName(name) {
+			return nil // other .wh..wh. meta entries (aufs's) carry no file
+		}
+		if !plainName(name) {
+			return fmt.Errorf("invalid layer: whiteout %q names no file (want %s<name>, name not empty, . or .., without a slash)", base, whiteoutPrefix)
+		}
 		if err := remove(d, name); err != nil {
 			return err
 		}

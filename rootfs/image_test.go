@@ -18,6 +18,10 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+
 	"github.com/openvessel/vessel/internal/testutil"
 )
 
@@ -243,4 +247,59 @@ func TestSquashfsAndErofsImages(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestWhiteoutHostileNames unpacks layers whose whiteout entries name no
+// file of the layer (".wh." alone, "." or ".." after the prefix, a
+// whiteout used as a directory): each is an invalid layer, and neither the
+// directory being unpacked nor anything beside or above it loses a file.
+func TestWhiteoutHostileNames(t *testing.T) {
+	for _, hostile := range []string{".wh.", ".wh..", ".wh...", "sub/.wh..", "sub/.wh...", ".wh.../x", "sub/.wh.x/y"} {
+		t.Run(strings.ReplaceAll(hostile, "/", "|"), func(t *testing.T) {
+			dir := tempDir(t)
+			// A sibling layer stands for the rest of the store.
+			sibling := filepath.Join(dir, "sibling")
+			require.NoError(t, os.MkdirAll(filepath.Join(sibling, "keep"), 0o755))
+			require.NoError(t, os.WriteFile(filepath.Join(sibling, "keep", "f"), []byte("x"), 0o644))
+			layer := filepath.Join(dir, "layer")
+			require.NoError(t, os.Mkdir(layer, 0o755))
+			require.NoError(t, os.WriteFile(filepath.Join(layer, "before"), []byte("x"), 0o644))
+
+			var buf bytes.Buffer
+			tw := tar.NewWriter(&buf)
+			require.NoError(t, tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: "sub/", Mode: 0o755}))
+			require.NoError(t, tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: "sub/file", Mode: 0o644}))
+			require.NoError(t, tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: hostile, Mode: 0o644}))
+			require.NoError(t, tw.Close())
+
+			err := unpackLayer(bytes.NewReader(buf.Bytes()), layer)
+			require.Error(t, err, "a layer with the entry %q was accepted", hostile)
+			assert.Contains(t, err.Error(), "invalid layer")
+			for _, p := range []string{filepath.Join(layer, "before"), filepath.Join(layer, "sub", "file"), filepath.Join(sibling, "keep", "f")} {
+				_, err := os.Stat(p)
+				assert.NoError(t, err, "the entry %q removed %s", hostile, p)
+			}
+		})
+	}
+}
+
+// TestWhiteoutRemovesDirectoryInside checks that a whiteout over a
+// directory still removes that directory and its contents, and only it.
+func TestWhiteoutRemovesDirectoryInside(t *testing.T) {
+	dir := tempDir(t)
+	layer := filepath.Join(dir, "layer")
+	require.NoError(t, os.MkdirAll(filepath.Join(layer, "a", "victim", "deep"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(layer, "a", "victim", "deep", "f"), []byte("x"), 0o644))
+	require.NoError(t, os.Symlink(dir, filepath.Join(layer, "a", "victim", "up")))
+	require.NoError(t, os.WriteFile(filepath.Join(layer, "a", "keep"), []byte("x"), 0o644))
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	require.NoError(t, tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: "a/.wh.victim", Mode: 0o644}))
+	require.NoError(t, tw.Close())
+	require.NoError(t, unpackLayer(bytes.NewReader(buf.Bytes()), layer))
+	var st unix.Stat_t
+	require.NoError(t, unix.Lstat(filepath.Join(layer, "a", "victim"), &st))
+	assert.Equal(t, uint32(unix.S_IFCHR), st.Mode&unix.S_IFMT, "the whiteout is not an overlay whiteout")
+	assert.FileExists(t, filepath.Join(layer, "a", "keep"))
+	assert.DirExists(t, layer)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -191,7 +192,8 @@ func (pr *Prepared) prepareRoot(ctx context.Context, r *Root, opts *PrepareOptio
 // the host filesystem (with a project quota when one is asked for and the
 // filesystem enforces them), or an ext4 image layer.ext4 holding both.
 func (pr *Prepared) persistentLayer(ctx context.Context, r *Root, st *Storage) error {
-	if err := os.MkdirAll(r.Layer, 0o700); err != nil {
+	// Mkdir, not MkdirAll: nothing above the layer is created on the host.
+	if err := os.Mkdir(r.Layer, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("rootfs.layer: %w", err)
 	}
 	img := filepath.Join(r.Layer, "layer.ext4")

@@ -171,15 +171,20 @@ func Setup(p *Plan) error {
 		}
 	}
 	if p.Root.Kind == KindHost {
-		for _, d := range []string{"/tmp", "/run"} {
+		for _, d := range []string{"/tmp", "/run", "/var"} {
 			if p.has(d) {
 				continue
 			}
 			mode := "1777"
-			if d == "/run" {
+			if d != "/tmp" {
 				mode = "755"
 			}
 			if err := b.mountFS("tmpfs", "tmpfs", d, []string{"mode=" + mode}, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV); err != nil {
+				return err
+			}
+		}
+		if !p.has("/var") {
+			if err := b.privateVar(); err != nil {
 				return err
 			}
 		}
@@ -227,6 +232,11 @@ func Setup(p *Plan) error {
 	}
 	for _, m := range masked {
 		if err := maskPath(m); err != nil {
+			return err
+		}
+	}
+	if p.Root.Kind == KindHost {
+		if err := p.maskHostSecrets(); err != nil {
 			return err
 		}
 	}
@@ -346,6 +356,8 @@ func (b *builder) hostRoot() error {
 		}
 		full := "/" + name
 		switch {
+		case e.Type()&os.ModeSymlink == 0 && !hostVisible(name):
+			continue // hidden: see HostVisible
 		case e.Type()&os.ModeSymlink != 0:
 			l, err := os.Readlink(full)
 			if err != nil {
@@ -380,7 +392,7 @@ func (b *builder) hostRoot() error {
 	if err := unix.MoveMount(mfd, "", unix.AT_FDCWD, stage, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
 		return stepErr("attach root tmpfs", stage, err)
 	}
-	for _, d := range []string{"proc", "sys", "dev", "tmp", "run"} {
+	for _, d := range append([]string{"proc", "sys", "dev", "tmp", "run"}, hostPrivateDirs...) {
 		if err := unix.Mkdirat(b.rootfd, d, 0o755); err != nil && err != unix.EEXIST {
 			return stepErr("create mount point", "/"+d, err)
 		}
@@ -461,6 +473,9 @@ func (b *builder) attach(fd int, dst string, dir bool) error {
 		return stepErr("create mount point", dst, err)
 	}
 	defer unix.Close(t)
+	if err := checkKernelFSTarget(t, dst); err != nil {
+		return stepErr("mount", dst, err)
+	}
 	if err := unix.MoveMount(fd, "", t, "", unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_EMPTY_PATH); err != nil {
 		return stepErr("mount", dst, err)
 	}

@@ -16,8 +16,9 @@ type Kind string
 
 // Root filesystem kinds.
 const (
-	// KindHost is the host's own files, read-only, on a private tmpfs root
-	// with fresh /dev, /proc, /sys, /tmp and /run.
+	// KindHost is the host's program directories (HostVisible), read-only,
+	// on a private tmpfs root with fresh /dev, /proc, /sys, /tmp, /run and
+	// /var; HostSecrets are masked.
 	KindHost Kind = "host"
 	// KindDir is a directory holding a complete root filesystem.
 	KindDir Kind = "dir"
@@ -69,8 +70,10 @@ type Root struct {
 }
 
 // Host returns the host's own files, read-only, as the root filesystem (the
-// common use of bubblewrap). /tmp and /run are private tmpfs mounts and
-// /dev, /proc and /sys are the container's own.
+// common use of bubblewrap): the directories in HostVisible, with the
+// files in HostSecrets masked; the rest of the host's top level is not
+// visible. /tmp, /run and /var are private tmpfs mounts and /dev, /proc
+// and /sys are the container's own.
 func Host() Root { return Root{Kind: KindHost} }
 
 // Dir returns a directory holding a complete root filesystem. Missing mount
@@ -292,6 +295,9 @@ func (p *Plan) Validate() error {
 			return fmt.Errorf("%s.destination: %s is already the destination of mounts[%d] (overlapping mounts)", field, d, j)
 		}
 		seen[d] = i
+		if err := checkKernelFSDestination(d, m.Type); err != nil {
+			return fmt.Errorf("%s.destination: %w", field, err)
+		}
 		switch m.Type {
 		case TypeBind:
 			if m.Source == "" || !filepath.IsAbs(m.Source) {

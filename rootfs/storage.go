@@ -165,6 +165,12 @@ func (r *Root) validateStorage() error {
 	if r.Layer != "" && !filepath.IsAbs(r.Layer) {
 		return fmt.Errorf("rootfs.layer: %q is not absolute", r.Layer)
 	}
+	if r.Layer != "" {
+		// Only the layer directory itself is created, never its parents.
+		if fi, err := os.Stat(filepath.Dir(filepath.Clean(r.Layer))); err != nil || !fi.IsDir() {
+			return fmt.Errorf("rootfs.layer: the parent of %q must be an existing directory", r.Layer)
+		}
+	}
 	if r.Store != "" && !filepath.IsAbs(r.Store) {
 		return fmt.Errorf("rootfs.store: %q is not absolute", r.Store)
 	}

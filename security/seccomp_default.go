@@ -5,6 +5,13 @@ import (
 	"sync"
 )
 
+// Terminal ioctl requests the default profile refuses (the same numbers
+// on x86_64 and aarch64, both asm-generic).
+const (
+	ioctlTIOCSTI   = 0x5412
+	ioctlTIOCLINUX = 0x541c
+)
+
 // defaultAllowed is the allow-list of the default profile: the system calls
 // an ordinary program needs that do not reach kernel state shared beyond the
 // container. Names of other architectures are listed too (the compiler skips
@@ -76,7 +83,9 @@ var safePersonalities = []uint64{0x0, 0x0008, 0x20000, 0x20008, 0xffffffff}
 // open_by_handle_at, *_module, ptrace, ...) allowed only when the container
 // holds the capability that makes them meaningful.
 //
-// Unlike Docker's, ptrace, process_vm_readv/writev need CAP_SYS_PTRACE, and
+// ioctl is allowed except TIOCSTI and TIOCLINUX (EPERM whatever the
+// capabilities, compared on the 32 bits the kernel reads). Unlike
+// Docker's, ptrace, process_vm_readv/writev need CAP_SYS_PTRACE, and
 // keyctl, add_key, request_key, kexec_load, kexec_file_load, userfaultfd,
 // uselib, ustat, sysfs, vm86, nfsservctl, lookup_dcookie stay denied.
 func DefaultSeccomp() *Seccomp {
@@ -88,6 +97,12 @@ func DefaultSeccomp() *Seccomp {
 		Architectures:   []string{"SCMP_ARCH_X86_64", "SCMP_ARCH_AARCH64"},
 		Syscalls: []Syscall{
 			{Names: defaultAllowed(), Action: ActAllow},
+			{Names: []string{"ioctl"}, Action: ActErrno, ErrnoRet: &errnoEPERM,
+				Comment: "TIOCSTI pushes input into a terminal, which runs as whoever reads it next (the host's shell if the container holds it)",
+				Args:    []Arg{{Index: 1, Value: 0xffffffff, ValueTwo: ioctlTIOCSTI, Op: OpMaskedEqual}}},
+			{Names: []string{"ioctl"}, Action: ActErrno, ErrnoRet: &errnoEPERM,
+				Comment: "TIOCLINUX reads and fakes the virtual console (selection paste)",
+				Args:    []Arg{{Index: 1, Value: 0xffffffff, ValueTwo: ioctlTIOCLINUX, Op: OpMaskedEqual}}},
 			{Names: []string{"socket"}, Action: ActAllow,
 				Comment: "every address family but AF_VSOCK (40), which reaches the host",
 				Args:    []Arg{{Index: 0, Value: 40, Op: OpNotEqual}}},

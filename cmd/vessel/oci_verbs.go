@@ -207,6 +207,10 @@ func ociExec(g *globalOpts, args []string) int {
 		}
 	}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	if !tty && !detach {
+		// As with run: the caller's terminal reaches the process as pipes.
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = containerStdio(false, true)
+	}
 	for i := 0; i < preserveFDs; i++ {
 		cmd.ExtraFiles = append(cmd.ExtraFiles, os.NewFile(uintptr(3+i), fmt.Sprintf("fd%d", 3+i)))
 	}

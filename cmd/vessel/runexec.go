@@ -201,10 +201,7 @@ func controlRun(cfg *vessel.Config, o *runOpts, id string, argv []string) int {
 		defer se.Close()
 		c.Stdout, c.Stderr = so, se
 	} else {
-		c.Stdout, c.Stderr = os.Stdout, os.Stderr
-		if o.interactive {
-			c.Stdin = os.Stdin
-		}
+		c.Stdin, c.Stdout, c.Stderr = containerStdio(o.tty, o.interactive)
 		if o.tty && isTerminal(0) {
 			restore = rawTerminal(0)
 		}

@@ -189,6 +189,15 @@ func config(o *options) (*vessel.Config, error) {
 			return nil, err
 		}
 		cfg.WithEnv(goEnv...)
+		// The host's module cache is under a home directory, which a
+		// container on the host's files does not see: bind it, read-only.
+		for _, kv := range goEnv {
+			if dir, ok := strings.CutPrefix(kv, "GOMODCACHE="); ok {
+				if _, err := os.Stat(dir); err == nil {
+					cfg.WithBind(dir, dir, true)
+				}
+			}
+		}
 	}
 	cfg.WithEnv(o.env...)
 	return cfg, cfg.Validate()

@@ -237,6 +237,7 @@ func (e *enc) config(c *Config) {
 	}
 	e.bool(c.CloneParent)
 	e.bool(c.ProcPidns)
+	e.bool(c.CgroupNSMade)
 }
 
 func (d *dec) config(c *Config) {
@@ -295,6 +296,7 @@ func (d *dec) config(c *Config) {
 	}
 	c.CloneParent = d.bool()
 	c.ProcPidns = d.bool()
+	c.CgroupNSMade = d.bool()
 }
 
 func (e *enc) hooks(hs []Hook) {

@@ -214,9 +214,9 @@ func applyToInit(spec *Process) error {
 
 // spawnOpts is how the init starts one process beyond its spec.
 type spawnOpts struct {
-	// cgroups: the container's cgroup.procs files the process joins
-	// before it runs anything.
-	cgroups []int
+	// cg: the container's cgroup, which the process joins before it
+	// runs anything.
+	cg *cgroupSet
 	// held: the process waits before execve until released (spawned.release).
 	held bool
 	// parent: the process becomes the init's sibling (CLONE_PARENT).
@@ -237,7 +237,10 @@ func spawnDirect(spec *Process, files []uintptr, o spawnOpts) (sp *spawned, pty 
 	// is looked up in PATH.
 	path := spec.Args[0]
 	args, env := spec.Args, spec.Env
-	a := &spawnAttr{setsid: true, pdeathsig: !o.parent, parent: o.parent, cgroups: o.cgroups}
+	a := &spawnAttr{setsid: true, pdeathsig: !o.parent, parent: o.parent, cgroupDir: -1}
+	if o.cg != nil {
+		a.cgroups, a.cgroupDir = o.cg.v1, o.cg.v2Dir
+	}
 	if spec.Idle {
 		path, args, env = "", []string{IdleArg0}, []string{envStage + "=" + stageIdle}
 		a.execFD, a.useExecFD = selfExeFD, true

@@ -56,6 +56,7 @@ func InitEnv() []string {
 // from execve to a running init.
 func init() {
 	if !IsChild() {
+		refuseStrayStart()
 		return
 	}
 	// From here on every namespace change, mount and fork happens on the
@@ -142,6 +143,9 @@ type Config struct {
 	// CloneParent: the main process becomes the init's sibling, the
 	// child of whoever started the init (an OCI supervisor reaps it).
 	CloneParent bool `json:"cloneParent,omitempty"`
+	// CgroupNSMade: the init was cloned into the container's cgroup2
+	// cgroup with a new cgroup namespace (a pure v2 host), rooted there.
+	CgroupNSMade bool `json:"cgroupNSMade,omitempty"`
 	// ProcPidns: the kernel lets the init mount its workload's /proc
 	// (ProcPidns). Without it a main process that is PID 1 of a new pid
 	// namespace starts through the exec stage, which mounts it.
@@ -359,7 +363,7 @@ func runInit() {
 	if err != nil {
 		exitWith(conn, "container cgroup", "", err)
 	}
-	if cfg.NewCgroupNS {
+	if cfg.NewCgroupNS && !cfg.CgroupNSMade {
 		if err := cg.unshareNS(); err != nil {
 			exitWith(conn, "unshare cgroup namespace", "", err)
 		}
@@ -411,7 +415,7 @@ func runInit() {
 			}
 		}
 		<-sigsReady
-		if early, err = forkStage(files, cg.procs, cfg.CloneParent); err != nil {
+		if early, err = forkStage(files, cg.joinFDs(), cfg.CloneParent); err != nil {
 			var se *stageError
 			errors.As(err, &se)
 			_ = conn.Send(&initproto.Message{Type: initproto.TypeError, Error: &se.info})
@@ -489,7 +493,7 @@ func runInit() {
 	)
 	if !mainStage {
 		var ds *spawned
-		ds, pty, err = spawnDirect(&cfg.Process, files, spawnOpts{cgroups: cg.procs, held: swap != nil, parent: cfg.CloneParent})
+		ds, pty, err = spawnDirect(&cfg.Process, files, spawnOpts{cg: cg, held: swap != nil, parent: cfg.CloneParent})
 		if err == nil && swap != nil {
 			if err = swapProcOf(swap, ds.pidfd); err != nil {
 				// A child that failed before its hold says why.
@@ -840,11 +844,11 @@ func (in *initState) handle(r *initproto.Received, from *initproto.Conn) {
 		)
 		if in.direct {
 			var ds *spawned
-			if ds, pty, err = spawnDirect(&spec, fds, spawnOpts{cgroups: in.cg.procs}); err == nil {
+			if ds, pty, err = spawnDirect(&spec, fds, spawnOpts{cg: in.cg}); err == nil {
 				pid, pidfd = ds.pid, ds.pidfd
 			}
 		} else {
-			pid, pidfd, pty, err = spawn(&spec, fds, in.cg.procs)
+			pid, pidfd, pty, err = spawn(&spec, fds, in.cg.joinFDs())
 		}
 		if err != nil {
 			var se *stageError
@@ -956,7 +960,7 @@ func forkStage(files []uintptr, cgroups []int, sibling bool) (*stageProc, error)
 	// The stage is this program, executed from the descriptor the init
 	// opened before the container's /proc replaced its own. No
 	// parent-death signal here: the stage sets it itself.
-	a := &spawnAttr{parent: sibling, execFD: selfExeFD, useExecFD: true}
+	a := &spawnAttr{parent: sibling, execFD: selfExeFD, useExecFD: true, cgroupDir: -1}
 	for _, fd := range all {
 		a.fds = append(a.fds, int(fd))
 	}

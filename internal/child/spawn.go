@@ -30,6 +30,11 @@ func runtimeAfterFork()
 //go:linkname runtimeAfterForkInChild syscall.runtime_AfterForkInChild
 func runtimeAfterForkInChild()
 
+// cloneArgs is the kernel's struct clone_args (clone3), up to cgroup.
+type cloneArgs struct {
+	flags, pidfd, childTID, parentTID, exitSignal, stack, stackSize, tls, setTID, setTIDSize, cgroup uint64
+}
+
 // spawnAttr is everything the forked child does, prepared in the parent:
 // the child may only make raw system calls.
 type spawnAttr struct {
@@ -39,9 +44,12 @@ type spawnAttr struct {
 	dir  *byte   // nil: stay
 	// fds[i] becomes the child's descriptor i; -1 closes i.
 	fds []int
-	// cgroups are open cgroup.procs files of the container's cgroup: the
-	// child writes "0" (itself) to each first.
+	// cgroups are open v1 tasks files of the container's cgroup: the
+	// child, single-threaded, writes "0" (itself) to each first.
 	cgroups []int
+	// cgroupDir, when >= 0, is the container's cgroup2 directory: the
+	// child is forked into it (clone3 CLONE_INTO_CGROUP).
+	cgroupDir int
 	// hold, when >= 0, is read before anything else but the cgroup move:
 	// one byte lets the child go on; end-of-file makes it exit.
 	hold     int
@@ -64,6 +72,7 @@ type spawnAttr struct {
 	// errPipe is the write end of a close-on-exec pipe: a failing child
 	// writes its errno there.
 	errPipe int
+	clone3  cloneArgs
 }
 
 // forkChild forks; the child does what a says and execs. It returns the
@@ -102,8 +111,21 @@ func forkChild(a *spawnAttr) (pid int, pidfd int32, err1 syscall.Errno) {
 		next = a.execFD + 1
 	}
 
+	if a.cgroupDir >= 0 {
+		a.clone3 = cloneArgs{
+			flags:      uint64(flags&^0xff) | unix.CLONE_INTO_CGROUP,
+			pidfd:      uint64(uintptr(unsafe.Pointer(&pidfd))),
+			exitSignal: uint64(unix.SIGCHLD),
+			cgroup:     uint64(a.cgroupDir),
+		}
+	}
+
 	runtimeBeforeFork()
-	r1, _, err1 = syscall.RawSyscall6(unix.SYS_CLONE, flags, 0, uintptr(unsafe.Pointer(&pidfd)), 0, 0, 0)
+	if a.cgroupDir >= 0 {
+		r1, _, err1 = syscall.RawSyscall(unix.SYS_CLONE3, uintptr(unsafe.Pointer(&a.clone3)), unsafe.Sizeof(a.clone3), 0)
+	} else {
+		r1, _, err1 = syscall.RawSyscall6(unix.SYS_CLONE, flags, 0, uintptr(unsafe.Pointer(&pidfd)), 0, 0, 0)
+	}
 	if err1 != 0 || r1 != 0 {
 		runtimeAfterFork()
 		return int(r1), pidfd, err1

@@ -28,23 +28,46 @@ import (
 // cgroupSet is the container's cgroup as the init holds it: files the
 // parent opened (so that an init in a user namespace, which could not
 // open them, can use them: the kernel checks the opener's credentials).
+//
+// Moving a whole process between cgroups takes a global lock whose
+// release waits for an RCU grace period (milliseconds here); moving the
+// calling thread alone (v1's tasks file, "0") does not. So in v1 every
+// process the init starts moves itself, single-threaded, through tasks;
+// in v2, where only whole processes move, it is forked into the cgroup
+// (clone3 CLONE_INTO_CGROUP) instead. On a hybrid host the init lives in
+// the container's cgroup of the unified hierarchy (it holds no limits:
+// the v1 controllers do), so nothing moves there.
 type cgroupSet struct {
-	// procs are its cgroup.procs files, open for writing.
-	procs []int
-	// join and home, per hierarchy where the init's own cgroup is known:
-	// the files that move the init's main thread into the container's
-	// cgroup (v1 tasks, v2 cgroup.procs) and back into its own.
-	join, home []int
-	v2         []bool
+	// v1 are the container's tasks files, v1Home the init's own.
+	v1, v1Home []int
+	// v2Dir is the container's cgroup2 directory (CLONE_INTO_CGROUP),
+	// v2Procs its cgroup.procs (the exec stage, a Go program, moves
+	// itself late: its threads must not count there), v2Home the init's
+	// own cgroup.procs (for the cgroup namespace of a spare), or -1.
+	v2Dir, v2Procs, v2Home int
 	// list is a cgroup.procs open for reading (the container's processes).
 	list int
 }
 
+// joinFDs are the files a process writes "0" to, to join the container's
+// cgroup (the exec stage: v1's tasks and v2's cgroup.procs).
+func (cg *cgroupSet) joinFDs() []int {
+	if cg == nil {
+		return nil
+	}
+	fds := append([]int(nil), cg.v1...)
+	if cg.v2Procs >= 0 {
+		fds = append(fds, cg.v2Procs)
+	}
+	return fds
+}
+
 // CgroupFiles opens what the init of a container with these places
-// needs, in the order it takes them (takeCgroups): per place its
-// cgroup.procs, then, when the place has a Home, the file that moves a
-// thread into it (tasks in v1) and the one that moves it home; last, a
-// cgroup.procs to read. The caller closes them once sent.
+// needs, in the order it takes them (takeCgroups). Per v1 place: its
+// tasks, then, with a Home, the home's tasks. Per v2 place: its
+// directory and its cgroup.procs, then, with a Home, the home's
+// cgroup.procs. Last, a cgroup.procs to read. The caller closes them once
+// sent.
 func CgroupFiles(places []CgroupPlace) ([]*os.File, error) {
 	var files []*os.File
 	open := func(p string, flag int) error {
@@ -62,21 +85,27 @@ func CgroupFiles(places []CgroupPlace) ([]*os.File, error) {
 		return nil, err
 	}
 	for _, p := range places {
-		if err := open(p.Dir+"/cgroup.procs", os.O_WRONLY); err != nil {
-			return fail(err)
-		}
-		if p.Home == "" {
+		if p.V2 {
+			if err := open(p.Dir, os.O_RDONLY|unix.O_DIRECTORY); err != nil {
+				return fail(err)
+			}
+			if err := open(p.Dir+"/cgroup.procs", os.O_WRONLY); err != nil {
+				return fail(err)
+			}
+			if p.Home != "" {
+				if err := open(p.Home+"/cgroup.procs", os.O_WRONLY); err != nil {
+					return fail(err)
+				}
+			}
 			continue
 		}
-		thread := "/tasks"
-		if p.V2 {
-			thread = "/cgroup.procs"
-		}
-		if err := open(p.Dir+thread, os.O_WRONLY); err != nil {
+		if err := open(p.Dir+"/tasks", os.O_WRONLY); err != nil {
 			return fail(err)
 		}
-		if err := open(p.Home+thread, os.O_WRONLY); err != nil {
-			return fail(err)
+		if p.Home != "" {
+			if err := open(p.Home+"/tasks", os.O_WRONLY); err != nil {
+				return fail(err)
+			}
 		}
 	}
 	if len(places) > 0 {
@@ -90,7 +119,7 @@ func CgroupFiles(places []CgroupPlace) ([]*os.File, error) {
 // takeCgroups takes the files CgroupFiles opened (they stay open for the
 // init's life).
 func takeCgroups(places []CgroupPlace, files []*os.File) (*cgroupSet, error) {
-	cg := &cgroupSet{list: -1}
+	cg := &cgroupSet{v2Dir: -1, v2Procs: -1, v2Home: -1, list: -1}
 	take := func() (int, error) {
 		if len(files) == 0 {
 			return -1, errors.New("fewer cgroup files than the config's cgroups need")
@@ -106,19 +135,26 @@ func takeCgroups(places []CgroupPlace, files []*os.File) (*cgroupSet, error) {
 		if err != nil {
 			return nil, err
 		}
-		cg.procs = append(cg.procs, fd)
-		if p.Home == "" {
+		if p.V2 {
+			cg.v2Dir = fd
+			if cg.v2Procs, err = take(); err != nil {
+				return nil, err
+			}
+			if p.Home != "" {
+				if cg.v2Home, err = take(); err != nil {
+					return nil, err
+				}
+			}
 			continue
 		}
-		j, err := take()
-		if err != nil {
-			return nil, err
+		cg.v1 = append(cg.v1, fd)
+		if p.Home != "" {
+			h, err := take()
+			if err != nil {
+				return nil, err
+			}
+			cg.v1Home = append(cg.v1Home, h)
 		}
-		h, err := take()
-		if err != nil {
-			return nil, err
-		}
-		cg.join, cg.home, cg.v2 = append(cg.join, j), append(cg.home, h), append(cg.v2, p.V2)
 	}
 	if len(places) > 0 {
 		fd, err := take()
@@ -162,28 +198,30 @@ func (cg *cgroupSet) pids() []int {
 // unshareNS makes the init's main thread a cgroup namespace rooted at
 // the container's cgroup: the namespace's root is the cgroup the thread
 // is in when it unshares, so the thread goes there for that moment and
-// back home after (in v1 one thread moves; in v2 the whole init, whose
-// own threads are then briefly counted there, before any workload
-// process exists).
+// back home after (in v1 that thread alone; in v2, for a spare only, the
+// whole init, before any workload process exists).
 func (cg *cgroupSet) unshareNS() error {
-	tid := []byte(strconv.Itoa(unix.Gettid()))
+	self := []byte("0")
 	move := func(fds []int) error {
-		for i, fd := range fds {
-			who := tid
-			if cg.v2[i] {
-				who = []byte("0")
-			}
-			if _, err := unix.Write(fd, who); err != nil {
+		for _, fd := range fds {
+			if _, err := unix.Write(fd, self); err != nil {
 				return err
 			}
 		}
 		return nil
 	}
-	err := move(cg.join)
+	var there, home []int
+	if len(cg.v1Home) == len(cg.v1) {
+		there, home = cg.v1, cg.v1Home
+	}
+	if cg.v2Home >= 0 {
+		there, home = append(append([]int(nil), there...), cg.v2Procs), append(append([]int(nil), home...), cg.v2Home)
+	}
+	err := move(there)
 	if err == nil {
 		err = unix.Unshare(unix.CLONE_NEWCGROUP)
 	}
-	if herr := move(cg.home); err == nil {
+	if herr := move(home); err == nil {
 		err = herr
 	}
 	return err

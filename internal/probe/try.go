@@ -63,6 +63,10 @@ func init() {
 		"setgroups":         {"[GID,...]  setgroups(GIDs) (empty list by default)", trySetgroups},
 		"dmesg":             {"  syslog(SYSLOG_ACTION_READ_ALL)", tryDmesg},
 		"raw-socket":        {"  socket(AF_INET, SOCK_RAW, IPPROTO_ICMP)", tryRawSocket},
+		"tiocsti":           {"[high]  TIOCSTI into a new pty made a child's controlling terminal (high: bits above 32 set in the request)", tryTIOCSTI},
+		"tiocsti-ctty":      {"[high]  TIOCSTI on fd 0, the controlling terminal (run by tiocsti)", tryTIOCSTICtty},
+		"tioclinux":         {"  TIOCLINUX (get shift state) on a new pty", tryTIOCLINUX},
+		"connect-unix":      {"PATH  connect to the unix stream socket at PATH", tryConnectUnix},
 	}
 }
 

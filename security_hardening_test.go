@@ -1,0 +1,260 @@
+package vessel_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+
+	"github.com/openvessel/vessel"
+	"github.com/openvessel/vessel/internal/testutil"
+	"github.com/openvessel/vessel/limits"
+	"github.com/openvessel/vessel/rootfs"
+)
+
+// Escape battery, second part: the hardening of issue #24. Each test
+// checks what the host (or a probe inside) sees.
+
+// configError returns the *ConfigError of field in err, failing when
+// there is none.
+func configError(t *testing.T, err error, field string) *vessel.ConfigError {
+	t.Helper()
+	require.Error(t, err)
+	for _, e := range unjoinErr(err) {
+		var ce *vessel.ConfigError
+		if errors.As(e, &ce) && ce.Field == field {
+			return ce
+		}
+	}
+	t.Fatalf("no ConfigError for %s in %v", field, err)
+	return nil
+}
+
+func unjoinErr(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
+// TestHostnameInjectionRefused: a host or domain name that is not an RFC
+// 1123 name is refused by New, naming the field, so that nothing can be
+// injected into /etc/hostname or /etc/hosts; a valid name reaches both.
+func TestHostnameInjectionRefused(t *testing.T) {
+	for _, h := range []string{"a/b\nc", "a b", "evil\n1.2.3.4 bank", "-x", "x..y", strings.Repeat("a", 65)} {
+		_, err := vessel.New(newID(t), newConfig().WithHostname(h))
+		ce := configError(t, err, "hostname")
+		assert.NotEmpty(t, ce.Reason)
+		_, err = vessel.New(newID(t), newConfig().WithDomainname(h))
+		configError(t, err, "domainname")
+	}
+	out, err := run(t, newConfig().WithHostname("good-name.example"), "/bin/sh", "-c", "hostname; cat /etc/hostname; grep -c good-name.example /etc/hosts")
+	require.NoError(t, err, out)
+	assert.Equal(t, "good-name.example\ngood-name.example\n1\n", out)
+}
+
+// TestTinyMemoryLimitRefused: a memory limit a container cannot start in
+// is refused by New naming the field and the minimum, instead of a start
+// that dies with a protocol error.
+func TestTinyMemoryLimitRefused(t *testing.T) {
+	for _, v := range []int64{1, 1 << 20} {
+		_, err := vessel.New(newID(t), newConfig().WithMemoryLimit(v))
+		ce := configError(t, err, "resources.memory.limit")
+		assert.Contains(t, ce.Reason, "6291456")
+	}
+	out, err := run(t, newConfig().WithMemoryLimit(16<<20), "/bin/true")
+	require.NoError(t, err, out)
+}
+
+// TestMountInsideProcRefused: a volume inside /proc or /sys is refused at
+// New, and a bind whose destination reaches /proc through a symlink in the
+// root filesystem fails the start; the host's /proc/sys is untouched.
+func TestMountInsideProcRefused(t *testing.T) {
+	src := t.TempDir()
+	for _, dst := range []string{"/proc/sys/kernel", "/proc/sys", "/sys/kernel/mm"} {
+		_, err := vessel.New(newID(t), newConfig().WithBind(src, dst, true))
+		ce := configError(t, err, "mounts[0].destination")
+		assert.Contains(t, ce.Reason, "inside")
+	}
+	root := testutil.BusyboxRootfsCopy(t)
+	require.NoError(t, os.Symlink("/proc/sys/kernel", filepath.Join(root, "kern")))
+	require.NoError(t, os.WriteFile(filepath.Join(src, "hostname"), []byte("pwned\n"), 0o644))
+	out, err := run(t, newConfig().WithRootfs(rootfs.Dir(root)).WithBind(src, "/kern", false), "/bin/sh", "-c", "cat /proc/sys/kernel/hostname")
+	require.Error(t, err, "a bind through a symlink into /proc was mounted: %s", out)
+	t.Logf("start refused: %v", err)
+	var se *vessel.SetupError
+	if assert.ErrorAs(t, err, &se) {
+		assert.Contains(t, se.Error(), "inside /proc or /sys")
+	}
+}
+
+// TestTIOCSTIAndTIOCLINUXRefused: the default profile refuses TIOCSTI
+// (also with bits above the 32 the kernel reads) and TIOCLINUX with
+// EPERM, on a terminal the kernel would let the caller use (a pty that
+// is the probe child's controlling terminal); without a filter the same
+// TIOCSTI succeeds, so the refusal is the profile's.
+func TestTIOCSTIAndTIOCLINUXRefused(t *testing.T) {
+	steps := []probeStep{tryStep("tiocsti", "tiocsti"), tryStep("tiocsti-high", "tiocsti", "high"), tryStep("tioclinux", "tioclinux")}
+	for _, cfg := range []*vessel.Config{newConfig(), newConfig().WithTTY(true)} {
+		res := runSteps(t, withProbe(t, cfg), "/probe", steps)
+		for _, s := range steps {
+			r := tryOf(t, res, s.name)
+			t.Logf("%s: %s", s.name, describeTry(r))
+			testutil.AssertDenied(t, r, unix.EPERM)
+		}
+	}
+	res := runSteps(t, withProbe(t, newConfig().WithSeccomp(nil)), "/probe", steps[:1])
+	testutil.AssertAllowed(t, tryOf(t, res, "tiocsti"))
+}
+
+// TestProcSelfExeInterpreterRefused: a script whose interpreter is
+// #!/proc/self/exe, and /proc/self/exe itself, run as the main process or
+// by Exec (both the direct start and the exec stage, which the created
+// state of an OCI container uses), never run the vessel binary inside
+// the container: the binary refuses to run (exit 126, non-dumpable) before
+// doing anything, or the execve fails with EACCES.
+func TestProcSelfExeInterpreterRefused(t *testing.T) {
+	root := testutil.BusyboxRootfsCopy(t)
+	require.NoError(t, os.WriteFile(filepath.Join(root, "selfexe.sh"), []byte("#!/proc/self/exe\n"), 0o755))
+	refused := func(t *testing.T, what string, err error, out string) {
+		t.Helper()
+		require.Error(t, err, "%s ran: %s", what, out)
+		var se *vessel.SetupError
+		var ee *vessel.ExitError
+		switch {
+		case errors.As(err, &se):
+			assert.ErrorIs(t, se, unix.EACCES, "%s: %v", what, err)
+		case errors.As(err, &ee):
+			assert.Equal(t, 126, ee.Status.Code, "%s: %v: %s", what, err, out)
+			assert.Contains(t, out, "refusing to run", what)
+		default:
+			t.Errorf("%s: %v", what, err)
+		}
+		t.Logf("%s: %v %s", what, err, strings.TrimSpace(out))
+	}
+	// An rlimit the init cannot carry itself makes every start go
+	// through the exec stage.
+	stage := limits.Rlimit{Type: "RLIMIT_CPU", Soft: 1000, Hard: 1000}
+	for _, mode := range []string{"direct", "stage"} {
+		cfg := func() *vessel.Config {
+			cfg := newConfig().WithRootfs(rootfs.Dir(root))
+			if mode == "stage" {
+				cfg.WithRlimit(stage)
+			}
+			return cfg
+		}
+		for _, argv := range [][]string{{"/selfexe.sh"}, {"/proc/self/exe"}} {
+			out, err := run(t, cfg(), argv...)
+			refused(t, mode+": main "+argv[0], err, out)
+		}
+		c, err := vessel.New(newID(t), cfg())
+		require.NoError(t, err)
+		t.Cleanup(func() { c.Destroy() })
+		require.NoError(t, c.Start(context.Background(), "/bin/sleep", "100"))
+		for _, argv := range [][]string{{"/selfexe.sh"}, {"/proc/self/exe"}} {
+			var out bytes.Buffer
+			cmd := vessel.Cmd(argv[0])
+			cmd.Stdout, cmd.Stderr = &out, &out
+			p, err := c.Exec(context.Background(), cmd)
+			if err == nil {
+				err = p.Wait()
+			}
+			refused(t, mode+": exec "+argv[0], err, out.String())
+		}
+	}
+}
+
+// hostEndpoints makes, in a new directory under parent, a listening unix
+// socket and a FIFO (held open for reading and writing by the test, so an
+// open for writing from a container would not block). It returns their
+// paths and a function giving how many connections the socket accepted.
+func hostEndpoints(t *testing.T, parent string) (sock, fifo string, accepted func() int) {
+	t.Helper()
+	dir, err := os.MkdirTemp(parent, "vessel-sec-")
+	require.NoError(t, err)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	sock, fifo = filepath.Join(dir, "sock"), filepath.Join(dir, "fifo")
+	l, err := net.Listen("unix", sock)
+	require.NoError(t, err)
+	t.Cleanup(func() { l.Close() })
+	var n atomic.Int32
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			n.Add(1)
+			c.Close()
+		}
+	}()
+	require.NoError(t, unix.Mkfifo(fifo, 0o644))
+	f, err := os.OpenFile(fifo, os.O_RDWR, 0)
+	require.NoError(t, err)
+	t.Cleanup(func() { f.Close() })
+	return sock, fifo, func() int { return int(n.Load()) }
+}
+
+// TestHostRootHidesSocketsFIFOsSecrets: a container on the default root
+// (the host's files) reaches no host unix socket or FIFO under /tmp or
+// /var/tmp, and reads nothing of /etc/shadow; the host sees no
+// connection. As a control, the same socket and FIFO bound into the
+// container explicitly are reachable, so the probe's checks can succeed.
+func TestHostRootHidesSocketsFIFOsSecrets(t *testing.T) {
+	shadow, err := os.ReadFile("/etc/shadow")
+	require.NoError(t, err)
+	require.Contains(t, string(shadow), "root:", "the host's /etc/shadow has no root entry to look for")
+	var steps []probeStep
+	type endpoint struct {
+		sock, fifo string
+		accepted   func() int
+	}
+	var eps []endpoint
+	for _, parent := range []string{"/tmp", "/var/tmp"} {
+		sock, fifo, accepted := hostEndpoints(t, parent)
+		eps = append(eps, endpoint{sock, fifo, accepted})
+		steps = append(steps, tryStep("connect "+sock, "connect-unix", sock), tryStep("fifo "+fifo, "open", fifo, "w"))
+	}
+	steps = append(steps, tryStep("shadow", "read-root", "/etc/shadow"), tryStep("gshadow", "read-root", "/etc/gshadow"),
+		tryStep("var", "read-root", "/var"), tryStep("home", "read-root", "/home"), tryStep("root", "read-root", "/root"))
+	res := runSteps(t, withProbe(t, newConfig()), "/probe", steps)
+	for _, ep := range eps {
+		for _, name := range []string{"connect " + ep.sock, "fifo " + ep.fifo} {
+			r := tryOf(t, res, name)
+			t.Logf("%s: %s", name, describeTry(r))
+			testutil.AssertDenied(t, r, unix.ENOENT, unix.EACCES, unix.EPERM)
+		}
+		assert.Zero(t, ep.accepted(), "the host socket %s accepted a connection from the container", ep.sock)
+	}
+	for _, name := range []string{"shadow", "gshadow"} {
+		r := tryOf(t, res, name)
+		t.Logf("%s: %s", name, describeTry(r))
+		assert.NotContains(t, r.Data, "root:", "the host's /etc/%s is readable", name)
+		assert.Empty(t, r.Data)
+	}
+	for _, name := range []string{"var", "home", "root"} {
+		r := tryOf(t, res, name)
+		assert.NotContains(t, r.Data, "vessel-sec-", "/%s shows the host's", name)
+		if name != "var" {
+			assert.Empty(t, r.Data, "/%s is not empty", name)
+		}
+	}
+
+	// Control: bound explicitly, the same endpoints are reachable.
+	ep := eps[1]
+	cfg := withProbe(t, newConfig()).WithBind(filepath.Dir(ep.sock), "/ep", false)
+	res = runSteps(t, cfg, "/probe", []probeStep{tryStep("connect", "connect-unix", "/ep/sock"), tryStep("fifo", "open", "/ep/fifo", "w")})
+	testutil.AssertAllowed(t, tryOf(t, res, "connect"))
+	testutil.AssertAllowed(t, tryOf(t, res, "fifo"))
+	assert.Eventually(t, func() bool { return ep.accepted() == 1 }, 5*time.Second, 10*time.Millisecond)
+}

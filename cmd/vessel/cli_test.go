@@ -442,6 +442,17 @@ func TestVerbsOnRunAndOCI(t *testing.T) {
 		assert.Positive(t, docs[0].State.Pid)
 	}
 
+	// stats without --no-stream redraws its table every second until stopped.
+	live := exec.Command(vesselBin, "--root", root, "stats", "bg")
+	var lout bytes.Buffer
+	live.Stdout = &lout
+	require.NoError(t, live.Start())
+	time.Sleep(2200 * time.Millisecond)
+	require.NoError(t, live.Process.Signal(syscall.SIGINT))
+	_ = live.Wait()
+	assert.GreaterOrEqual(t, strings.Count(lout.String(), "\033[2J\033[H"), 2, "stats redraws: %q", lout.String())
+	assert.GreaterOrEqual(t, strings.Count(lout.String(), "\nbg "), 2)
+
 	r := vcli(t, root, nil, "logs", "bg").must(t, "logs")
 	assert.Equal(t, "to-stdout\n", r.stdout)
 	assert.Equal(t, "to-stderr\n", r.stderr)

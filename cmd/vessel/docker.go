@@ -690,7 +690,7 @@ func systemCommand() *cobra.Command {
 	var force bool
 	prune := &cobra.Command{
 		Use:   "prune",
-		Short: "Remove every container that no longer runs, and storage no container uses",
+		Short: "Remove every container that no longer runs, and the prepared storage of those gone",
 		Args:  noArgs,
 		RunE: func(_ *cobra.Command, _ []string) error {
 			return codeErr(systemPrune())

@@ -256,6 +256,7 @@ func TestRunUsageErrors(t *testing.T) {
 		{[]string{"create", "--bundel", "x", "id"}, []string{"--bundel", "did you mean --bundle?"}},
 		{[]string{"logs"}, []string{"want one container name"}},
 		{[]string{"update", "--memory", "lots", "x"}, []string{"--memory", "lots"}},
+		{[]string{"exec", "--preserve-fds", "-1", "x", "true"}, []string{"--preserve-fds", "negative"}},
 		{[]string{"events", "--interval", "-1s", "x"}, []string{"--interval"}},
 		{[]string{"checkpoint", "--dri", "x"}, []string{"checkpoint", "-dri"}},
 		{[]string{"migrate", "--after", "soon"}, []string{"migrate", "-after", "soon"}},

@@ -454,6 +454,12 @@ func TestVerbsOnRunAndOCI(t *testing.T) {
 	assert.GreaterOrEqual(t, strings.Count(lout.String(), "\033[2J\033[H"), 2, "stats redraws: %q", lout.String())
 	assert.GreaterOrEqual(t, strings.Count(lout.String(), "\nbg "), 2)
 
+	// pause and unpause (docker's name for resume).
+	vcli(t, root, nil, "pause", "bg").must(t, "pause")
+	assert.Equal(t, statusPaused, psRows(t, root)["bg"].Status)
+	vcli(t, root, nil, "unpause", "bg").must(t, "unpause")
+	assert.Equal(t, statusRunning, psRows(t, root)["bg"].Status)
+
 	r := vcli(t, root, nil, "logs", "bg").must(t, "logs")
 	assert.Equal(t, "to-stdout\n", r.stdout)
 	assert.Equal(t, "to-stderr\n", r.stderr)

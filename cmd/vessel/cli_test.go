@@ -193,6 +193,13 @@ echo x > /dev/mynull && echo device-ok
 	assert.Contains(t, r.stderr, "/no/such/program")
 	r = vcli(t, root, nil, "run", "--rm", "--rootfs", rfs, "/etc/passwd")
 	assert.Equal(t, 126, r.code, r.stderr)
+	// With -d the background controller's failure comes back the same way,
+	// and leaves nothing in the store.
+	r = vcli(t, root, nil, "run", "-d", "--name", "nostart", "--rootfs", rfs, "/no/such/program")
+	assert.Equal(t, 127, r.code, r.stderr)
+	assert.Contains(t, r.stderr, "/no/such/program")
+	assert.Empty(t, r.stdout)
+	assert.NotContains(t, psRows(t, root), "nostart")
 
 	// In a bundle directory, "run PROGRAM" is still docker's run.
 	bundleDir := t.TempDir()

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -211,6 +212,30 @@ echo x > /dev/mynull && echo device-ok
 	require.NoError(t, err, "%s", got)
 	assert.Equal(t, "not-oci\n", string(got))
 
+	// Security and rlimit flags as docker spells them.
+	r = vcli(t, root, nil, "run", "--rm", "--rootfs", rfs, "--cap-drop", "ALL", "--cap-add", "CHOWN",
+		"--security-opt", "no-new-privileges=false", "--ulimit", "nofile=100:200", "--",
+		"sh", "-c", "grep -E '^(CapEff|NoNewPrivs)' /proc/self/status; ulimit -n; ulimit -Hn")
+	r.must(t, "run --cap-drop --cap-add --security-opt --ulimit")
+	assert.Regexp(t, `CapEff:\s+0000000000000001\n`, r.stdout) // CAP_CHOWN alone
+	assert.Regexp(t, `NoNewPrivs:\s+0\n`, r.stdout)
+	assert.Contains(t, r.stdout, "\n100\n200\n")
+	r = vcli(t, root, nil, "run", "--rm", "--rootfs", rfs, "--security-opt", "no-new-privileges", "--", "grep", "NoNewPrivs", "/proc/self/status")
+	r.must(t, "run --security-opt no-new-privileges")
+	assert.Regexp(t, `NoNewPrivs:\s+1`, r.stdout)
+	vcli(t, root, nil, "run", "-d", "--name", "cpus", "--rootfs", rfs, "--cpus", "0.5", "sleep", "1000").must(t, "run --cpus")
+	rec := record(t, root, "cpus")
+	cpuDir := rec.CgroupState.Dirs["cpu"]
+	if cpuDir == "" {
+		cpuDir = rec.CgroupState.Dirs["cpu,cpuacct"] // mounted together
+	}
+	quota, err := os.ReadFile(filepath.Join(cpuDir, "cpu.cfs_quota_us"))
+	require.NoError(t, err)
+	period, err := os.ReadFile(filepath.Join(cpuDir, "cpu.cfs_period_us"))
+	require.NoError(t, err)
+	assert.Equal(t, atoi(t, string(period))/2, atoi(t, string(quota)), "--cpus 0.5")
+	vcli(t, root, nil, "rm", "-f", "cpus").must(t, "rm -f")
+
 	// Without -i the command reads /dev/null; with -i the caller's stdin.
 	r = vcli(t, root, strings.NewReader("typed\n"), "run", "--rm", "--rootfs", rfs, "cat")
 	r.must(t, "run without -i")
@@ -378,6 +403,13 @@ func onlyOurs(dirs ...string) testutil.DiffOption {
 		}
 		return true
 	})
+}
+
+func atoi(t *testing.T, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(strings.TrimSpace(s))
+	require.NoError(t, err, "%q", s)
+	return n
 }
 
 // removeOnFailure removes the containers named if the test fails

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -223,6 +224,15 @@ echo x > /dev/mynull && echo device-ok
 	r = vcli(t, root, nil, "run", "--rm", "--rootfs", rfs, "--security-opt", "no-new-privileges", "--", "grep", "NoNewPrivs", "/proc/self/status")
 	r.must(t, "run --security-opt no-new-privileges")
 	assert.Regexp(t, `NoNewPrivs:\s+1`, r.stdout)
+	r = vcli(t, root, nil, "run", "--rm", "--rootfs", rfs, "--privileged", "--sysctl", "net.ipv4.ip_forward=1", "--",
+		"sh", "-c", "grep CapEff /proc/self/status; cat /proc/sys/net/ipv4/ip_forward")
+	r.must(t, "run --privileged --sysctl")
+	// --privileged: every capability this (root) test has itself.
+	status, err := os.ReadFile("/proc/self/status")
+	require.NoError(t, err)
+	own := regexp.MustCompile(`CapEff:\s+([0-9a-f]+)`).FindSubmatch(status)
+	require.NotNil(t, own)
+	assert.Regexp(t, `CapEff:\s+`+string(own[1])+`\n1\n`, r.stdout)
 	vcli(t, root, nil, "run", "-d", "--name", "cpus", "--rootfs", rfs, "--cpus", "0.5", "sleep", "1000").must(t, "run --cpus")
 	rec := record(t, root, "cpus")
 	cpuDir := rec.CgroupState.Dirs["cpu"]

@@ -1,7 +1,6 @@
 package vessel
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -282,69 +281,6 @@ func (c *Container) DumpRound(ctx context.Context, dir, parent string, final boo
 		return st, nil
 	}
 	return checkpoint.PreDump(ctx, initPid, co)
-}
-
-// treePids returns pid and its descendants.
-func treePids(pid int) []int {
-	out := []int{pid}
-	for i := 0; i < len(out); i++ {
-		tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", out[i]))
-		for _, t := range tasks {
-			data, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", out[i], t.Name()))
-			if err != nil {
-				continue
-			}
-			for _, f := range strings.Fields(string(data)) {
-				if n, err := strconv.Atoi(f); err == nil {
-					out = append(out, n)
-				}
-			}
-		}
-	}
-	return out
-}
-
-// nsPid returns pid's number in its innermost pid namespace.
-func nsPid(pid int) (int, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		if rest, ok := strings.CutPrefix(s.Text(), "NSpid:"); ok {
-			fs := strings.Fields(rest)
-			if len(fs) > 0 {
-				return strconv.Atoi(fs[len(fs)-1])
-			}
-		}
-	}
-	return 0, fmt.Errorf("no NSpid in /proc/%d/status", pid)
-}
-
-// fdInfo reads mnt_id and flags of an open descriptor.
-func fdInfo(pid int, fd string) (mnt int, flags int, err error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/fdinfo/%s", pid, fd))
-	if err != nil {
-		return 0, 0, err
-	}
-	mnt = -1
-	for _, l := range strings.Split(string(data), "\n") {
-		k, v, ok := strings.Cut(l, ":")
-		if !ok {
-			continue
-		}
-		v = strings.TrimSpace(v)
-		switch k {
-		case "mnt_id":
-			mnt, _ = strconv.Atoi(v)
-		case "flags":
-			f, _ := strconv.ParseInt(v, 8, 64)
-			flags = int(f)
-		}
-	}
-	return mnt, flags, nil
 }
 
 var generatedFilePaths = map[string]bool{"/etc/hostname": true, "/etc/hosts": true, "/etc/resolv.conf": true}

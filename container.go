@@ -22,6 +22,7 @@ import (
 	"github.com/openvessel/vessel/network"
 	"github.com/openvessel/vessel/rootfs"
 	"github.com/openvessel/vessel/security"
+	"github.com/openvessel/vessel/storage"
 )
 
 // Status is where a container is in its life.
@@ -97,7 +98,7 @@ type Container struct {
 	cleanups    []func() error
 	ctlDone     chan struct{}
 	cg          *cgroups.Manager
-	storage     *rootfs.Prepared
+	storage     *storage.Prepared
 	warnings    []string
 	net         *network.Attachment
 	secPrep     *security.Prepared
@@ -377,7 +378,7 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 	if c.cfg.Namespaces.IsNew(namespaces.Mount) {
 		plan = c.cfg.plan()
 		if plan.NeedsPrepare() {
-			sp, err := rootfs.Prepare(ctx, c.id, plan, rootfs.PrepareOptions{})
+			sp, err := storage.Prepare(ctx, c.id, plan, storage.PrepareOptions{})
 			if err != nil {
 				return &SetupError{Step: "prepare storage", Err: err}
 			}
@@ -691,28 +692,8 @@ func (c *Container) initDeath(err error) error {
 	return errors.New("the container init died before reporting")
 }
 
-func remoteSetupError(info *initproto.ErrorInfo) *SetupError {
-	var e error = errors.New(info.Msg)
-	if info.Errno != 0 {
-		e = &errnoError{msg: info.Msg, errno: syscall.Errno(info.Errno)}
-	}
-	return &SetupError{Step: info.Step, Path: info.Path, Err: e}
-}
-
-// errnoError keeps the child's explanation and its errno (for errors.Is).
-type errnoError struct {
-	msg   string
-	errno syscall.Errno
-}
-
-func (e *errnoError) Error() string {
-	if e.msg == "" {
-		return e.errno.Error()
-	}
-	return e.msg
-}
-
-func (e *errnoError) Unwrap() error { return e.errno }
+// remoteSetupError is the failure the init reported, as a SetupError.
+func remoteSetupError(info *initproto.ErrorInfo) *SetupError { return info.StepError() }
 
 // readControl follows the main process's messages from the init after
 // start; Exec'd processes are dispatched by the session.
@@ -958,7 +939,7 @@ func applyImageDefaults(p *ProcessConfig, img *rootfs.ImageConfig) {
 
 // Storage describes the container's prepared storage (image, overlay
 // layers, quotas, loop devices), or nil for plain roots.
-func (c *Container) Storage() *rootfs.Prepared {
+func (c *Container) Storage() *storage.Prepared {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.storage

@@ -4,28 +4,20 @@ import (
 	"errors"
 	"fmt"
 	"syscall"
+
+	"github.com/openvessel/vessel/steperr"
 )
 
 // SetupError is a failure while setting a container up, inside the child or
 // in the parent. Step names what was being done ("mount /proc",
 // "pivot_root", "exec"), Path the file involved, Err the cause (often a
 // syscall.Errno, so errors.Is(err, fs.ErrNotExist) works).
-type SetupError struct {
-	Step string
-	Path string
-	Err  error
-}
-
-// Error describes the failed step.
-func (e *SetupError) Error() string {
-	if e.Path != "" {
-		return fmt.Sprintf("vessel: %s %s: %v", e.Step, e.Path, e.Err)
-	}
-	return fmt.Sprintf("vessel: %s: %v", e.Step, e.Err)
-}
-
-// Unwrap returns the cause, often a syscall.Errno.
-func (e *SetupError) Unwrap() error { return e.Err }
+//
+// It is the one step-error type of every vessel package (steperr.Error,
+// as rootfs.Error and security.StepError are), so
+// errors.As(err, new(*vessel.SetupError)) finds the failed step whichever
+// package reported it.
+type SetupError = steperr.Error
 
 // ConfigError is an invalid configuration: Field names the field at fault.
 type ConfigError struct {

@@ -48,7 +48,6 @@ type Process struct {
 	done    chan struct{}
 	once    sync.Once
 	status  *ExitStatus
-	err     error
 
 	pty      *os.File
 	copies   sync.WaitGroup

@@ -32,10 +32,6 @@ type Hooks struct {
 	Poststop []Hook `json:"poststop,omitempty"`
 }
 
-func (h *Hooks) empty() bool {
-	return h == nil || len(h.Prestart)+len(h.CreateRuntime)+len(h.CreateContainer)+len(h.StartContainer)+len(h.Poststart)+len(h.Poststop) == 0
-}
-
 // HookState is the OCI state document hooks read on stdin.
 type HookState struct {
 	OCIVersion  string            `json:"ociVersion"`

@@ -7,9 +7,15 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/openvessel/vessel/internal/testutil"
 )
 
-// hostSnapshot is what a container must not change on the host.
+// hostSnapshot is what a container must not change on the host: the
+// mounts vessel and the test could have made (testutil.OwnMount: other
+// programs such as podman, or other test binaries, mount on the host
+// meanwhile and must not fail these tests), the test process's
+// descriptors and its children.
 type hostSnapshot struct {
 	mounts   []string
 	fds      int
@@ -23,9 +29,10 @@ func snapshot(t testing.TB) hostSnapshot {
 		t.Fatal(err)
 	}
 	var mounts []string
+	own := testutil.OwnMount(t)
 	for _, l := range strings.Split(strings.TrimSpace(string(mi)), "\n") {
 		f := strings.Fields(l)
-		if len(f) > 4 {
+		if len(f) > 4 && own(f[4]) {
 			mounts = append(mounts, f[4])
 		}
 	}

@@ -1,7 +1,6 @@
 package vessel
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,16 +11,19 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/moby/sys/mountinfo"
+
 	"github.com/openvessel/vessel/cgroups"
 	"github.com/openvessel/vessel/internal/child"
+	"github.com/openvessel/vessel/internal/filesnap"
+	"github.com/openvessel/vessel/internal/pathrs"
+	"github.com/openvessel/vessel/internal/procfs"
+	"github.com/openvessel/vessel/internal/sysvipc"
 	"github.com/openvessel/vessel/namespaces"
 	"github.com/openvessel/vessel/rootfs"
-
-	"github.com/moby/sys/mountinfo"
 )
 
 // ErrPoolClosed is returned by a Pool's methods after Close.
@@ -66,7 +68,7 @@ type Pool struct {
 type PooledContainer struct {
 	pool *Pool
 	c    *Container
-	snap *poolSnapshot
+	snap *filesnap.Snapshot
 	// released guards against a double Release.
 	released atomic.Bool
 }
@@ -433,46 +435,18 @@ func (pc *PooledContainer) reset() error {
 	if err := killLeftovers(procsFile(cg), initPid, mainPid); err != nil {
 		return err
 	}
-	if !pc.alive() || !processAlive(mainPid) {
+	if !pc.alive() || !procfs.Alive(mainPid) {
 		return errors.New("idle process ended")
 	}
-	if err := pc.snap.restore(initPid); err != nil {
+	if err := restoreFiles(pc.snap, initPid); err != nil {
 		return err
 	}
 	if c.cfg.Namespaces.IsNew(namespaces.IPC) {
-		if err := clearSysVIPC(initPid); err != nil {
+		if err := sysvipc.Clear(initPid); err != nil {
 			return fmt.Errorf("clear System V IPC: %w", err)
 		}
 	}
 	return nil
-}
-
-// processAlive reports whether pid runs and is not about to die: a
-// SIGKILL sent by a job may still be pending when the reset looks.
-func processAlive(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		return false
-	}
-	const sigkillBit = 1 << (unix.SIGKILL - 1)
-	for _, l := range strings.Split(string(b), "\n") {
-		k, v, ok := strings.Cut(l, ":")
-		if !ok {
-			continue
-		}
-		v = strings.TrimSpace(v)
-		switch k {
-		case "State":
-			if strings.HasPrefix(v, "Z") || strings.HasPrefix(v, "X") {
-				return false
-			}
-		case "SigPnd", "ShdPnd":
-			if m, err := strconv.ParseUint(v, 16, 64); err == nil && m&sigkillBit != 0 {
-				return false
-			}
-		}
-	}
-	return true
 }
 
 // procsFile returns the cgroup.procs file of one hierarchy of the
@@ -519,36 +493,6 @@ func killLeftovers(procs string, keep ...int) error {
 	return errors.New("processes keep appearing in the cgroup")
 }
 
-// poolSnapshot is what the writable mounts of a container held at start.
-type poolSnapshot struct {
-	mounts []snapMount
-	// mountPoints are every mount point, so a walk does not enter them.
-	mountPoints map[string]bool
-}
-
-type snapMount struct {
-	point  string
-	fstype string
-	// entries maps paths below point ("" is point itself) to what was there.
-	entries map[string]snapEntry
-	// children lists the names recorded in each directory of entries.
-	children map[string][]string
-}
-
-type snapEntry struct {
-	mode     uint32 // st_mode
-	uid, gid uint32
-	rdev     uint64
-	link     string
-	data     []byte // regular files up to snapMaxFile
-	size     int64
-}
-
-const (
-	snapMaxFile    = 1 << 20
-	snapMaxEntries = 4096
-)
-
 type mountEntry struct {
 	point, fstype string
 	rw            bool
@@ -557,7 +501,12 @@ type mountEntry struct {
 // readMounts reads /proc/PID/mountinfo (with moby/sys/mountinfo, the
 // project's one mount-table parser).
 func readMounts(pid int) ([]mountEntry, error) {
-	infos, err := mountinfo.PidMountInfo(pid)
+	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	infos, err := mountinfo.GetMountsFromReader(f, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -571,16 +520,17 @@ func readMounts(pid int) ([]mountEntry, error) {
 
 // takeSnapshot records the writable mounts of a freshly started
 // container, failing for a writable mount whose contents it cannot reset.
-func takeSnapshot(c *Container) (*poolSnapshot, error) {
+func takeSnapshot(c *Container) (*filesnap.Snapshot, error) {
 	pid := c.State().InitPid
 	mounts, err := readMounts(pid)
 	if err != nil {
 		return nil, &SetupError{Step: "pool: read container mounts", Err: err}
 	}
-	s := &poolSnapshot{mountPoints: map[string]bool{}}
+	points := make([]string, 0, len(mounts))
 	for _, m := range mounts {
-		s.mountPoints[m.point] = true
+		points = append(points, m.point)
 	}
+	s := filesnap.New(points)
 	root, err := openContainerRoot(pid)
 	if err != nil {
 		return nil, &SetupError{Step: "pool: open container root", Err: err}
@@ -603,17 +553,26 @@ func takeSnapshot(c *Container) (*poolSnapshot, error) {
 			}
 			return nil, &ConfigError{Field: "mounts", Reason: fmt.Sprintf("%s (%s) is writable inside the container and a pool cannot reset it", m.point, m.fstype)}
 		}
-		sm := snapMount{point: m.point, fstype: m.fstype, entries: map[string]snapEntry{}, children: map[string][]string{}}
-		if err := s.record(root, &sm); err != nil {
+		if err := s.Record(root, m.point); err != nil {
 			return nil, &SetupError{Step: "pool: snapshot", Path: m.point, Err: err}
 		}
-		s.mounts = append(s.mounts, sm)
 	}
 	return s, nil
 }
 
+// restoreFiles puts the container's writable mounts back as s recorded
+// them.
+func restoreFiles(s *filesnap.Snapshot, pid int) error {
+	root, err := openContainerRoot(pid)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(root)
+	return s.Restore(root)
+}
+
 func isDeviceMount(root int, p string) bool {
-	fd, err := openIn(root, p, unix.O_PATH)
+	fd, err := pathrs.OpenInRoot(root, p, unix.O_PATH|unix.O_NOFOLLOW, unix.RESOLVE_NO_SYMLINKS)
 	if err != nil {
 		return false
 	}
@@ -628,432 +587,4 @@ func isDeviceMount(root int, p string) bool {
 
 func openContainerRoot(pid int) (int, error) {
 	return unix.Open("/proc/"+strconv.Itoa(pid)+"/root", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-}
-
-// openIn opens p (absolute, inside the container) below root without
-// following any symlink.
-func openIn(root int, p string, flags uint64) (int, error) {
-	rel := strings.TrimPrefix(path.Clean(p), "/")
-	if rel == "" {
-		rel = "."
-	}
-	return unix.Openat2(root, rel, &unix.OpenHow{
-		Flags:   flags | unix.O_CLOEXEC | unix.O_NOFOLLOW,
-		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
-	})
-}
-
-func statEntry(dirfd int, name string) (snapEntry, error) {
-	var st unix.Stat_t
-	flags := unix.AT_SYMLINK_NOFOLLOW
-	if name == "" {
-		flags |= unix.AT_EMPTY_PATH
-	}
-	if err := unix.Fstatat(dirfd, name, &st, flags); err != nil {
-		return snapEntry{}, err
-	}
-	return snapEntry{mode: st.Mode, uid: st.Uid, gid: st.Gid, rdev: st.Rdev, size: st.Size}, nil
-}
-
-func isDir(mode uint32) bool { return mode&unix.S_IFMT == unix.S_IFDIR }
-func isReg(mode uint32) bool { return mode&unix.S_IFMT == unix.S_IFREG }
-
-func (s *poolSnapshot) record(root int, sm *snapMount) error {
-	var st unix.Stat_t
-	fd, err := openIn(root, sm.point, unix.O_PATH)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	if err := unix.Fstat(fd, &st); err != nil {
-		return err
-	}
-	if !isDir(st.Mode) {
-		// A file mount (the generated /etc files): keep its contents.
-		e, err := fileEntry(fd, "")
-		if err != nil {
-			return err
-		}
-		sm.entries[""] = e
-		return nil
-	}
-	sm.entries[""] = snapEntry{mode: st.Mode, uid: st.Uid, gid: st.Gid}
-	return s.recordDir(fd, sm.point, "", sm)
-}
-
-func fileEntry(dirfd int, name string) (snapEntry, error) {
-	e, err := statEntry(dirfd, name)
-	if err != nil {
-		return e, err
-	}
-	switch {
-	case isReg(e.mode):
-		if e.size > snapMaxFile {
-			return e, fmt.Errorf("%s: %d bytes, too large to keep for resets", name, e.size)
-		}
-		fd, err := openAt(dirfd, name, unix.O_RDONLY)
-		if err != nil {
-			return e, err
-		}
-		defer unix.Close(fd)
-		buf := make([]byte, e.size)
-		n, err := unix.Pread(fd, buf, 0)
-		if err != nil {
-			return e, err
-		}
-		e.data = buf[:n]
-	case e.mode&unix.S_IFMT == unix.S_IFLNK:
-		buf := make([]byte, unix.PathMax)
-		n, err := unix.Readlinkat(dirfd, name, buf)
-		if err != nil {
-			return e, err
-		}
-		e.link = string(buf[:n])
-	}
-	return e, nil
-}
-
-// openAt opens name in dirfd without following symlinks; "" reopens dirfd.
-func openAt(dirfd int, name string, flags int) (int, error) {
-	if name == "" {
-		// Reopen through the descriptor's /proc link (a magic link,
-		// which O_NOFOLLOW would refuse).
-		return unix.Open(procFD(dirfd), flags|unix.O_CLOEXEC, 0)
-	}
-	return unix.Openat(dirfd, name, flags|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
-}
-
-func readDirNames(fd int) ([]string, error) {
-	d, err := openAt(fd, "", unix.O_RDONLY|unix.O_DIRECTORY)
-	if err != nil {
-		return nil, err
-	}
-	f := os.NewFile(uintptr(d), "dir")
-	defer f.Close()
-	return f.Readdirnames(-1)
-}
-
-func (s *poolSnapshot) recordDir(fd int, abs, rel string, sm *snapMount) error {
-	names, err := readDirNames(fd)
-	if err != nil {
-		return err
-	}
-	for _, n := range names {
-		if len(sm.entries) > snapMaxEntries {
-			return fmt.Errorf("more than %d entries", snapMaxEntries)
-		}
-		r := path.Join(rel, n)
-		e, err := fileEntry(fd, n)
-		if err != nil {
-			return err
-		}
-		sm.entries[r] = e
-		sm.children[rel] = append(sm.children[rel], n)
-		if !isDir(e.mode) || s.mountPoints[path.Join(abs, n)] {
-			continue
-		}
-		sub, err := openAt(fd, n, unix.O_PATH|unix.O_DIRECTORY)
-		if err != nil {
-			return err
-		}
-		err = s.recordDir(sub, path.Join(abs, n), r, sm)
-		unix.Close(sub)
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// restore puts every writable mount back as it was recorded.
-func (s *poolSnapshot) restore(pid int) error {
-	root, err := openContainerRoot(pid)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(root)
-	for i := range s.mounts {
-		sm := &s.mounts[i]
-		fd, err := openIn(root, sm.point, unix.O_PATH)
-		if err != nil {
-			return fmt.Errorf("%s: %w", sm.point, err)
-		}
-		err = s.restoreEntry(fd, "", sm.point, "", sm)
-		unix.Close(fd)
-		if err != nil {
-			return fmt.Errorf("%s: %w", sm.point, err)
-		}
-	}
-	return nil
-}
-
-// restoreEntry fixes one recorded entry (name in dirfd; "" is dirfd
-// itself) and, for a directory, removes what was added below it.
-func (s *poolSnapshot) restoreEntry(dirfd int, name, abs, rel string, sm *snapMount) error {
-	want := sm.entries[rel]
-	got, err := statEntry(dirfd, name)
-	if err != nil {
-		return err
-	}
-	if got.mode&unix.S_IFMT != want.mode&unix.S_IFMT || got.rdev != want.rdev {
-		return fmt.Errorf("%s was replaced", abs)
-	}
-	if got.uid != want.uid || got.gid != want.gid {
-		if err := chownAt(dirfd, name, want.uid, want.gid); err != nil {
-			return err
-		}
-	}
-	if got.mode&0o7777 != want.mode&0o7777 && want.mode&unix.S_IFMT != unix.S_IFLNK {
-		if err := chmodAt(dirfd, name, want.mode&0o7777); err != nil {
-			return err
-		}
-	}
-	switch {
-	case isReg(want.mode):
-		return restoreFile(dirfd, name, want.data)
-	case want.mode&unix.S_IFMT == unix.S_IFLNK:
-		buf := make([]byte, unix.PathMax)
-		n, err := unix.Readlinkat(dirfd, name, buf)
-		if err != nil {
-			return err
-		}
-		if string(buf[:n]) != want.link {
-			return fmt.Errorf("%s: symlink changed", abs)
-		}
-		return nil
-	case !isDir(want.mode):
-		return nil
-	}
-	if rel != "" && s.mountPoints[abs] {
-		return nil
-	}
-	dir := dirfd
-	if name != "" {
-		if dir, err = openAt(dirfd, name, unix.O_PATH|unix.O_DIRECTORY); err != nil {
-			return err
-		}
-		defer unix.Close(dir)
-	}
-	names, err := readDirNames(dir)
-	if err != nil {
-		return err
-	}
-	for _, n := range names {
-		r := path.Join(rel, n)
-		if _, ok := sm.entries[r]; !ok {
-			if err := removeAt(dir, n); err != nil {
-				return fmt.Errorf("%s: %w", path.Join(abs, n), err)
-			}
-			continue
-		}
-		if err := s.restoreEntry(dir, n, path.Join(abs, n), r, sm); err != nil {
-			return err
-		}
-	}
-	if len(sm.children[rel]) > 0 {
-		have := make(map[string]bool, len(names))
-		for _, n := range names {
-			have[n] = true
-		}
-		for _, n := range sm.children[rel] {
-			if !have[n] {
-				return fmt.Errorf("%s was removed", path.Join(abs, n))
-			}
-		}
-	}
-	return nil
-}
-
-func procFD(fd int) string { return "/proc/self/fd/" + strconv.Itoa(fd) }
-
-func chownAt(dirfd int, name string, uid, gid uint32) error {
-	if name == "" {
-		return unix.Fchownat(dirfd, "", int(uid), int(gid), unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW)
-	}
-	return unix.Fchownat(dirfd, name, int(uid), int(gid), unix.AT_SYMLINK_NOFOLLOW)
-}
-
-func chmodAt(dirfd int, name string, mode uint32) error {
-	if name == "" {
-		// An O_PATH descriptor: chmod through its /proc link.
-		return unix.Chmod(procFD(dirfd), mode)
-	}
-	return unix.Fchmodat(dirfd, name, mode, 0)
-}
-
-// restoreFile rewrites a regular file whose contents changed.
-func restoreFile(dirfd int, name string, want []byte) error {
-	fd, err := openAt(dirfd, name, unix.O_RDWR)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		return err
-	}
-	if st.Size == int64(len(want)) {
-		buf := make([]byte, len(want))
-		if n, err := unix.Pread(fd, buf, 0); err == nil && n == len(want) && bytes.Equal(buf, want) {
-			return nil
-		}
-	}
-	if err := unix.Ftruncate(fd, 0); err != nil {
-		return err
-	}
-	if len(want) > 0 {
-		if _, err := unix.Pwrite(fd, want, 0); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// removeAt removes name in dirfd and everything below it, never following
-// a symlink.
-func removeAt(dirfd int, name string) error {
-	err := unix.Unlinkat(dirfd, name, 0)
-	if err == nil || err == unix.ENOENT {
-		return nil
-	}
-	if err != unix.EISDIR && err != unix.EPERM {
-		return err
-	}
-	sub, oerr := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if oerr != nil {
-		return err
-	}
-	// A job may have left the directory unreadable or unwritable.
-	_ = unix.Fchmod(sub, 0o700)
-	f := os.NewFile(uintptr(sub), name)
-	names, rerr := f.Readdirnames(-1)
-	if rerr != nil {
-		f.Close()
-		return rerr
-	}
-	for _, n := range names {
-		if err := removeAt(sub, n); err != nil {
-			f.Close()
-			return err
-		}
-	}
-	f.Close()
-	return unix.Unlinkat(dirfd, name, unix.AT_REMOVEDIR)
-}
-
-// clearSysVIPC removes every System V shared memory segment, message queue
-// and semaphore set of the IPC namespace of process pid.
-func clearSysVIPC(pid int) error {
-	return namespaces.Do(namespaces.IPC, "/proc/"+strconv.Itoa(pid)+"/ns/ipc", func() error {
-		if sysvIPCEmpty() {
-			return nil
-		}
-		var errs []error
-		for _, kind := range []struct {
-			file string
-			rm   func(id int) error
-		}{
-			{"shm", func(id int) error { _, err := unix.SysvShmCtl(id, unix.IPC_RMID, nil); return err }},
-			{"msg", func(id int) error {
-				_, _, e := unix.Syscall(unix.SYS_MSGCTL, uintptr(id), unix.IPC_RMID, 0)
-				return errnoErr(e)
-			}},
-			{"sem", func(id int) error {
-				_, _, e := unix.Syscall6(unix.SYS_SEMCTL, uintptr(id), 0, unix.IPC_RMID, 0, 0, 0)
-				return errnoErr(e)
-			}},
-		} {
-			ids, err := sysvIDs("/proc/sysvipc/" + kind.file)
-			if err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			for _, id := range ids {
-				if err := kind.rm(id); err != nil && err != unix.EINVAL && err != unix.EIDRM {
-					errs = append(errs, fmt.Errorf("%s %d: %w", kind.file, id, err))
-				}
-			}
-		}
-		return errors.Join(errs...)
-	})
-}
-
-// The *_INFO commands of shmctl, msgctl and semctl (linux/shm.h, msg.h,
-// sem.h): counts for the caller's IPC namespace.
-const (
-	ipcShmInfo = 14
-	ipcMsgInfo = 12
-	ipcSemInfo = 19
-)
-
-// sysvIPCEmpty reports whether the calling thread's IPC namespace holds no
-// shared memory segment, message queue or semaphore set, from three system
-// calls instead of reading the /proc/sysvipc tables; false when unsure.
-func sysvIPCEmpty() bool {
-	var shm struct {
-		usedIDs int32 // struct shm_info
-		_       [64]byte
-	}
-	if _, _, e := unix.Syscall(unix.SYS_SHMCTL, 0, ipcShmInfo, uintptr(unsafe.Pointer(&shm))); e != 0 || shm.usedIDs != 0 {
-		return false
-	}
-	var msg struct {
-		msgpool int32 // struct msginfo: with MSG_INFO, the queues that exist
-		_       [64]byte
-	}
-	if _, _, e := unix.Syscall(unix.SYS_MSGCTL, 0, ipcMsgInfo, uintptr(unsafe.Pointer(&msg))); e != 0 || msg.msgpool != 0 {
-		return false
-	}
-	var sem struct {
-		_      [7]int32 // struct seminfo: semmap ... semume
-		semusz int32    // with SEM_INFO, the sets that exist
-		_      [64]byte
-	}
-	// semctl's fourth argument is a union whose __buf points to the
-	// struct.
-	if _, _, e := unix.Syscall6(unix.SYS_SEMCTL, 0, 0, ipcSemInfo, uintptr(unsafe.Pointer(&sem)), 0, 0); e != 0 || sem.semusz != 0 {
-		return false
-	}
-	return true
-}
-
-func errnoErr(e unix.Errno) error {
-	if e == 0 {
-		return nil
-	}
-	return e
-}
-
-// sysvIDs reads the ids column of a /proc/sysvipc table (the reading
-// thread's IPC namespace).
-func sysvIDs(file string) ([]int, error) {
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return nil, err
-	}
-	lines := strings.Split(string(b), "\n")
-	if len(lines) == 0 {
-		return nil, nil
-	}
-	head := strings.Fields(lines[0])
-	col := -1
-	for i, h := range head {
-		if h == "shmid" || h == "msqid" || h == "semid" {
-			col = i
-		}
-	}
-	if col < 0 {
-		return nil, fmt.Errorf("%s: no id column", file)
-	}
-	var ids []int
-	for _, l := range lines[1:] {
-		f := strings.Fields(l)
-		if len(f) <= col {
-			continue
-		}
-		if id, err := strconv.Atoi(f[col]); err == nil {
-			ids = append(ids, id)
-		}
-	}
-	return ids, nil
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -169,12 +168,6 @@ func (c *Config) security() *security.Profile {
 	return c.Security
 }
 
-var (
-	defaultPrepOnce sync.Once
-	defaultPrep     *security.Prepared
-	defaultPrepErr  error
-)
-
 // securityProfile is the profile the container runs under: nil for the
 // default one, Privileged's for a privileged container without one, and
 // an enabled Landlock ruleset without paths filled in with the
@@ -187,7 +180,7 @@ func (c *Config) securityProfile() *security.Profile {
 	if prof == nil {
 		return nil
 	}
-	if l := prof.Landlock; l != nil && l.Enabled && len(l.ReadOnly)+len(l.ReadExec)+len(l.ReadWrite) == 0 {
+	if l := prof.Landlock; l != nil && l.Enabled && !l.HasPaths() {
 		// An enabled ruleset without paths means: the container's own
 		// filesystem, as its mounts say.
 		cp := *prof
@@ -203,11 +196,11 @@ func (c *Config) securityProfile() *security.Profile {
 func (c *Config) preparedSecurity() (*security.Prepared, error) {
 	prof := c.securityProfile()
 	if prof == nil {
-		defaultPrepOnce.Do(func() { defaultPrep, defaultPrepErr = security.DefaultProfile().Prepare() })
-		if defaultPrepErr != nil {
-			return nil, &ConfigError{Field: "security", Reason: defaultPrepErr.Error()}
+		p, err := security.PrepareDefault()
+		if err != nil {
+			return nil, &ConfigError{Field: "security", Reason: err.Error()}
 		}
-		return defaultPrep, nil
+		return p, nil
 	}
 	p, err := prof.Prepare()
 	if err != nil {
@@ -216,35 +209,11 @@ func (c *Config) preparedSecurity() (*security.Prepared, error) {
 	if p.Capabilities != nil && !c.Namespaces.IsNew(namespaces.User) {
 		// Without a user namespace of its own the container cannot hold
 		// a capability this program lacks: "all" means all of ours.
-		if own, err := ownPermitted(); err == nil {
-			cs := *p.Capabilities
-			cs.Bounding &= own
-			cs.Effective &= own
-			cs.Permitted &= own
-			cs.Inheritable &= own
-			cs.Ambient &= own
-			cp := *p
-			cp.Capabilities = &cs
-			p = &cp
+		if own, err := security.CallerPermitted(); err == nil {
+			p = p.LimitCapabilities(own)
 		}
 	}
 	return p, nil
-}
-
-// ownPermitted is this program's permitted capability set.
-func ownPermitted() (uint64, error) {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0, err
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "CapPrm:"); ok {
-			var x uint64
-			_, err := fmt.Sscanf(strings.TrimSpace(v), "%x", &x)
-			return x, err
-		}
-	}
-	return 0, errors.New("no CapPrm in /proc/self/status")
 }
 
 // WithLandlock restricts the container's processes with Landlock to the
@@ -259,25 +228,14 @@ func (c *Config) WithLandlock(bindTCP, connectTCP []uint16) *Config {
 
 // landlockPaths derives a ruleset's paths from the container's mounts.
 func (c *Config) landlockPaths(l security.Landlock) security.Landlock {
-	rootWritable := c.Rootfs.Kind != rootfs.KindHost && !c.Readonly
-	if rootWritable {
-		l.ReadWrite = append(l.ReadWrite, "/")
-	} else {
-		l.ReadExec = append(l.ReadExec, "/")
-		l.ReadWrite = append(l.ReadWrite, "/dev", "/proc")
-		if c.Rootfs.Kind == rootfs.KindHost {
-			l.ReadWrite = append(l.ReadWrite, "/tmp", "/run")
-		}
+	fs := security.ContainerFS{
+		RootWritable: c.Rootfs.Kind != rootfs.KindHost && !c.Readonly,
+		HostRoot:     c.Rootfs.Kind == rootfs.KindHost,
 	}
 	for _, m := range c.Mounts {
-		switch {
-		case m.ReadOnly:
-			l.ReadExec = append(l.ReadExec, m.Destination)
-		case !rootWritable:
-			l.ReadWrite = append(l.ReadWrite, m.Destination)
-		}
+		fs.Mounts = append(fs.Mounts, security.MountAccess{Destination: m.Destination, ReadOnly: m.ReadOnly})
 	}
-	return l
+	return l.WithContainerFS(fs)
 }
 
 func (c *Container) cgroupOptions() cgroups.Options {
@@ -286,12 +244,7 @@ func (c *Container) cgroupOptions() cgroups.Options {
 
 // DefaultCgroupGroup is the group a container's cgroup goes under when its
 // CgroupConfig names none: $VESSEL_CGROUP_GROUP, else "vessel".
-func DefaultCgroupGroup() string {
-	if g := os.Getenv("VESSEL_CGROUP_GROUP"); g != "" {
-		return g
-	}
-	return "vessel"
-}
+func DefaultCgroupGroup() string { return cgroups.DefaultGroup() }
 
 // CgroupOptions says where the cgroup of container id placed by cc goes,
 // without limits: for a program that must find or make it on its own (the
@@ -301,17 +254,7 @@ func CgroupOptions(id string, cc CgroupConfig) cgroups.Options {
 }
 
 func cgroupOptions(id string, cc CgroupConfig, r *limits.Resources) cgroups.Options {
-	if p := strings.Trim(path.Clean("/"+cc.Path), "/"); cc.Path != "" && p != "" {
-		return cgroups.Options{Name: p, Parent: "/", Resources: r}
-	}
-	group, name := cc.Group, cc.Name
-	if group == "" {
-		group = DefaultCgroupGroup()
-	}
-	if name == "" {
-		name = id
-	}
-	return cgroups.Options{Name: group + "/" + name, Parent: cc.Parent, Resources: r}
+	return cgroups.Placement{Path: cc.Path, Parent: cc.Parent, Group: cc.Group, Name: cc.Name}.Options(id, r)
 }
 
 // DestroyStale removes what a container left on the host when the program
@@ -325,14 +268,7 @@ func DestroyStale(id string, cc CgroupConfig) error {
 	if cc.Disabled {
 		return nil
 	}
-	m, err := cgroups.Load(cgroupOptions(id, cc, nil))
-	if err != nil {
-		if errors.Is(err, cgroups.ErrNotExist) || errors.Is(err, fs.ErrNotExist) {
-			return nil
-		}
-		return err
-	}
-	return m.Destroy()
+	return cgroups.DestroyStale(cgroupOptions(id, cc, nil))
 }
 
 // setupCgroup creates the container's cgroup with its limits.

@@ -37,8 +37,11 @@ for tool in "${!need[@]}"; do
 done
 if [ ${#missing[@]} -gt 0 ]; then
 	echo "test.sh: installing ${missing[*]}"
-	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+	# Another apt or dpkg (an unattended upgrade, another engineer's run) may
+	# hold the lock: wait for it rather than fail at once.
+	apt-get -o DPkg::Lock::Timeout=600 update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 \
+		install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 echo "== CRIU in a private prefix (.ci/install-criu.sh)"
@@ -53,8 +56,19 @@ fi
 go vet ./...
 go build ./...
 
+echo "== staticcheck (staticcheck.conf)"
+# A pinned release, fetched and built through the Go module proxy.
+STATICCHECK_VERSION=v0.8.2
+go run "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION" ./...
+
+# The host phase and the guest phases run whatever the other's outcome, so
+# one run reports every failure; the script fails if any phase failed.
+failed=()
+
 echo "== tests on this host ($(uname -r))"
-go test -count=1 -p 1 -timeout 40m ./...
+if ! go test -count=1 -p 1 -timeout 40m ./...; then
+	failed+=("host ($(uname -r))")
+fi
 
 echo "== tests on a pure cgroup v2 guest (Debian kernel under qemu)"
 # The guest is a busybox initramfs with no network beyond lo. CRIU comes
@@ -66,14 +80,27 @@ echo "== tests on a pure cgroup v2 guest (Debian kernel under qemu)"
 # booted Debian system) stay on the host run.
 tools=$(mktemp -d /tmp/vessel-guest-tools.XXXXXX)
 trap 'rm -rf "$tools"' EXIT
-.ci/qemu/guest-tools.sh "$tools" tar ip mkfs.xfs
-VESSEL_QEMU_MEM=${VESSEL_QEMU_MEM:-4096} .ci/qemu/run-v2-tests.sh -timeout 20m \
+if ! .ci/qemu/guest-tools.sh "$tools" tar ip mkfs.xfs; then
+	failed+=("guest tools")
+elif ! VESSEL_QEMU_MEM=${VESSEL_QEMU_MEM:-4096} .ci/qemu/run-v2-tests.sh -timeout 20m \
 	-add /opt/vessel-criu:/opt/vessel-criu -add "$tools:/opt/vessel-tools" \
 	-env PATH=/opt/vessel-tools/bin:/bin:/sbin:/usr/bin:/usr/sbin \
 	-skip 'TestDebianImageRunsApt|TestBootSystemd' \
-	. ./cgroups ./limits ./security ./network ./checkpoint
+	. ./cgroups ./limits ./security ./network ./checkpoint; then
+	failed+=("cgroup v2 guest")
+fi
 
 echo "== XFS project quotas on the guest (this host's kernel has no CONFIG_XFS_QUOTA)"
-.ci/qemu/run-v2-tests.sh -timeout 5m -run 'TestProjectQuotaXFS' \
+if ! .ci/qemu/run-v2-tests.sh -timeout 5m -run 'TestProjectQuotaXFS' \
 	-add "$tools:/opt/vessel-tools" -env PATH=/opt/vessel-tools/bin:/bin:/sbin:/usr/bin:/usr/sbin \
-	./rootfs
+	./storage; then
+	failed+=("XFS quota guest")
+fi
+
+if [ ${#failed[@]} -gt 0 ]; then
+	printf 'test.sh: FAILED phases:' >&2
+	printf ' [%s]' "${failed[@]}" >&2
+	printf '\n' >&2
+	exit 1
+fi
+echo "test.sh: every phase passed (host, cgroup v2 guest, XFS quota guest)"

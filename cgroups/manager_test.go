@@ -57,10 +57,12 @@ func runChild(mode string, args []string) int {
 	case "busy": // spin on every CPU until killed
 		for i := 0; i < 3; i++ {
 			go func() {
+				//lint:ignore SA5002 the helper burns CPU on purpose (the cpu limit tests measure it)
 				for {
 				}
 			}()
 		}
+		//lint:ignore SA5002 the helper burns CPU on purpose (the cpu limit tests measure it)
 		for {
 		}
 	case "fork": // start sleepers until the kernel refuses

@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -321,5 +320,3 @@ func relParent(images, parent string) (string, error) {
 	}
 	return filepath.Rel(absImages, parent)
 }
-
-func itoa(i int) string { return strconv.Itoa(i) }

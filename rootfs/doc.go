@@ -12,13 +12,15 @@
 // own files shows only its program directories (HostVisible), with its
 // secrets masked (HostSecrets).
 //
-// Storage that outlives a mount namespace is prepared on the parent side
-// by Prepare: image layers unpacked once into a content-addressed store,
-// writable layers, named volumes, loop devices for image files and disk
-// quotas; Release undoes what Prepare made for one container.
+// Overlay, image and image-file roots and named volumes are described
+// here (Overlay, Image, ImageFile, NamedVolume) but prepared on the host by
+// package storage, which fills in Root.Storage; Setup then only mounts
+// what storage made.
 //
-// This package must never change the host beyond that: every mount it
-// makes is in the container's private mount namespace (none in the
-// parent), it never writes into the host's root (Host roots are assembled
-// on a tmpfs), and Setup must not be called outside a new mount namespace.
+// This package is linked into the container's init: it must not import
+// storage or anything that unpacks, compresses or hashes (archive/,
+// compress/, crypto/). It must never change the host: every mount it makes
+// is in the container's private mount namespace (none in the parent), it
+// never writes into the host's root (Host roots are assembled on a tmpfs),
+// and Setup must not be called outside a new mount namespace.
 package rootfs

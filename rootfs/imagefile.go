@@ -7,9 +7,9 @@ import (
 	"os"
 )
 
-// imageFileFS finds the filesystem of a single-file image by its magic
+// ImageFileFS finds the filesystem of a single-file image by its magic
 // number: squashfs (at offset 0) or erofs (at offset 1024).
-func imageFileFS(path string) (string, error) {
+func ImageFileFS(path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return "", err

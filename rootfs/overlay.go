@@ -20,7 +20,7 @@ import (
 func (b *builder) storageRoot() error {
 	st := b.p.Root.Storage
 	if st == nil {
-		return stepErr("rootfs", "", fmt.Errorf("%s root was not prepared (call rootfs.Prepare on the host first)", b.p.Root.Kind))
+		return stepErr("rootfs", "", fmt.Errorf("%s root was not prepared (call storage.Prepare on the host first)", b.p.Root.Kind))
 	}
 	var lowers []string
 	for _, l := range st.Lower {

@@ -5,9 +5,13 @@ import (
 	"fmt"
 	"os"
 	"path"
+	"slices"
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/openvessel/vessel/internal/fsmount"
+	"github.com/openvessel/vessel/internal/pathrs"
 )
 
 // A detached mount tree, cloned from a host path before anything is
@@ -136,7 +140,14 @@ func Setup(p *Plan) error {
 	}
 
 	// 3. System mounts, unless the caller mounts the same destination.
-	if !p.has("/proc") {
+	if !p.has("/proc") && p.DeferProc {
+		// SwapProc mounts it; only its mount point is made here.
+		fd, err := b.target("/proc", true)
+		if err != nil {
+			return stepErr("mount point", "/proc", err)
+		}
+		unix.Close(fd)
+	} else if !p.has("/proc") {
 		if procClone >= 0 {
 			err = b.attach(procClone, "/proc", true)
 		} else {
@@ -205,6 +216,14 @@ func Setup(p *Plan) error {
 			}
 			continue
 		}
+		if m.Type == TypeProc && p.DeferProc {
+			fd, err := b.target(m.Destination, true)
+			if err != nil {
+				return stepErr("mount point", m.Destination, err)
+			}
+			unix.Close(fd)
+			continue
+		}
 		if err := b.mountUser(m); err != nil {
 			return err
 		}
@@ -230,7 +249,14 @@ func Setup(p *Plan) error {
 	if masked == nil {
 		masked = DefaultMaskedPaths
 	}
+	var later *ProcSwap
+	if p.DeferProc {
+		later = p.ProcSwap()
+	}
 	for _, m := range masked {
+		if later != nil && slices.Contains(later.Masked, m) {
+			continue
+		}
 		if err := maskPath(m); err != nil {
 			return err
 		}
@@ -245,6 +271,9 @@ func Setup(p *Plan) error {
 		ro = DefaultReadonlyPaths
 	}
 	for _, r := range ro {
+		if later != nil && slices.Contains(later.Readonly, r) {
+			continue
+		}
 		if err := readonlyPath(r); err != nil {
 			return err
 		}
@@ -433,37 +462,25 @@ func (b *builder) dirRoot() error {
 // dir is false, an empty file) when it is missing. Symlinks are resolved as
 // if the new root were /.
 func (b *builder) target(dst string, dir bool) (int, error) {
-	rel := strings.TrimLeft(path.Clean("/"+dst), "/")
-	if rel == "" {
-		return unix.Dup(b.rootfd)
+	if dir {
+		return pathrs.MkdirAllInRoot(b.rootfd, dst, 0o755, unix.O_PATH, 0)
 	}
-	how := &unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS}
-	fd, err := unix.Openat2(b.rootfd, rel, how)
-	if err == nil {
-		return fd, nil
-	}
+	fd, err := pathrs.OpenInRoot(b.rootfd, dst, unix.O_PATH, 0)
 	if err != unix.ENOENT {
-		return -1, err
+		return fd, err
 	}
-	parent, err := b.target(path.Dir("/"+rel), true)
+	parent, err := pathrs.MkdirAllInRoot(b.rootfd, path.Dir(path.Clean("/"+dst)), 0o755, unix.O_PATH, 0)
 	if err != nil {
 		return -1, err
 	}
-	defer unix.Close(parent)
-	base := path.Base(rel)
-	if dir {
-		err = unix.Mkdirat(parent, base, 0o755)
-	} else {
-		var f int
-		f, err = unix.Openat(parent, base, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0o644)
-		if err == nil {
-			unix.Close(f)
-		}
-	}
-	if err != nil && err != unix.EEXIST {
+	f, err := unix.Openat(parent, path.Base(path.Clean("/"+dst)), unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0o644)
+	unix.Close(parent)
+	if err == nil {
+		unix.Close(f)
+	} else if err != unix.EEXIST {
 		return -1, err
 	}
-	return unix.Openat2(b.rootfd, rel, how)
+	return pathrs.OpenInRoot(b.rootfd, dst, unix.O_PATH, 0)
 }
 
 // attach moves a detached mount onto dst inside the new root.
@@ -484,42 +501,17 @@ func (b *builder) attach(fd int, dst string, dir bool) error {
 
 // fsMount creates a detached mount of a new filesystem instance.
 func fsMount(fstype, source string, data []string, attrs uint64) (int, error) {
-	return fsMountNS(fstype, source, data, attrs, -1)
+	return fsmount.New(fstype, source, data, attrs)
 }
 
 // fsMountNS is fsMount with, for proc when pidns >= 0, the pid namespace
 // the instance shows (its pidns= option) instead of the caller's.
 func fsMountNS(fstype, source string, data []string, attrs uint64, pidns int) (int, error) {
-	fs, err := unix.Fsopen(fstype, unix.FSOPEN_CLOEXEC)
-	if err != nil {
-		return -1, fmt.Errorf("fsopen %s: %w", fstype, err)
-	}
-	defer unix.Close(fs)
+	var fdOpts []fsmount.FDOption
 	if fstype == "proc" && pidns >= 0 {
-		if err := unix.FsconfigSetFd(fs, "pidns", pidns); err != nil {
-			return -1, fmt.Errorf("pidns option: %w", err)
-		}
+		fdOpts = append(fdOpts, fsmount.FDOption{Key: "pidns", FD: pidns})
 	}
-	if source != "" {
-		if err := unix.FsconfigSetString(fs, "source", source); err != nil {
-			return -1, fmt.Errorf("source=%s: %w", source, err)
-		}
-	}
-	for _, d := range data {
-		k, v, ok := strings.Cut(d, "=")
-		if ok {
-			err = unix.FsconfigSetString(fs, k, v)
-		} else {
-			err = unix.FsconfigSetFlag(fs, k)
-		}
-		if err != nil {
-			return -1, fmt.Errorf("option %s: %w", d, err)
-		}
-	}
-	if err := unix.FsconfigCreate(fs); err != nil {
-		return -1, fmt.Errorf("create %s: %w", fstype, err)
-	}
-	return unix.Fsmount(fs, unix.FSMOUNT_CLOEXEC, int(attrs))
+	return fsmount.New(fstype, source, data, attrs, fdOpts...)
 }
 
 func (b *builder) mountFS(fstype, source, dst string, data []string, attrs uint64) error {
@@ -547,7 +539,7 @@ func (b *builder) mountUser(m *Mount) error {
 	case TypeProc, TypeSysfs, TypeMqueue:
 		attrs |= unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV | unix.MOUNT_ATTR_NOEXEC
 	case TypeVolume:
-		return stepErr("mount volume", m.Destination, fmt.Errorf("named volume %q was not prepared (call rootfs.Prepare on the host first)", m.Source))
+		return stepErr("mount volume", m.Destination, fmt.Errorf("named volume %q was not prepared (call storage.Prepare on the host first)", m.Source))
 	}
 	src := m.Source
 	if src == "" {

@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/openvessel/vessel/steperr"
 )
 
 // Kind is the kind of root filesystem.
@@ -58,7 +60,7 @@ type Root struct {
 	// Ref picks one image of a layout or tarball holding several, by its
 	// org.opencontainers.image.ref.name annotation or repo:tag.
 	Ref string `json:"ref,omitempty"`
-	// Storage is what Prepare resolved on the host for the child's Setup.
+	// Storage is what storage.Prepare resolved on the host for the child's Setup.
 	Storage *Storage `json:"storage,omitempty"`
 	// IDMap mounts a directory root idmapped through the container's user
 	// namespace, so files owned by host root appear owned by container
@@ -163,6 +165,11 @@ type Plan struct {
 	NewCgroup bool `json:"newCgroup,omitempty"`
 	// CgroupV2 mounts a read-only cgroup2 at /sys/fs/cgroup (with NewCgroup).
 	CgroupV2 bool `json:"cgroupV2,omitempty"`
+	// DeferProc: Setup makes only the mount points of proc mounts, and
+	// skips the paths it would hide and protect below them; SwapProc
+	// mounts them once the pid namespace they show has its first process.
+	// Set by the process that runs Setup, never serialised.
+	DeferProc bool `json:"-"`
 	// PidnsFD, when positive, is 1 + a descriptor of the pid namespace
 	// the container's processes live in (made before Setup): its proc
 	// mounts show that namespace (proc's pidns= option). Set by the
@@ -216,34 +223,12 @@ var DefaultReadonlyPaths = []string{
 	"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
 }
 
-// Error is a failed setup step.
-type Error struct {
-	Step string
-	Path string
-	Err  error
-}
+// Error is a failed setup step: vessel's one step-error type
+// (steperr.Error).
+type Error = steperr.Error
 
-// Error describes the failed step.
-func (e *Error) Error() string {
-	if e.Path != "" {
-		return fmt.Sprintf("%s %s: %v", e.Step, e.Path, e.Err)
-	}
-	return fmt.Sprintf("%s: %v", e.Step, e.Err)
-}
-
-// Unwrap returns the cause.
-func (e *Error) Unwrap() error { return e.Err }
-
-func stepErr(step, p string, err error) error {
-	if err == nil {
-		return nil
-	}
-	var re *Error
-	if errors.As(err, &re) {
-		return err
-	}
-	return &Error{Step: step, Path: p, Err: err}
-}
+// stepErr names the step that failed, unless err already does.
+func stepErr(step, p string, err error) error { return steperr.Wrap(step, p, err) }
 
 // Validate checks the plan on the parent side, naming the field at fault.
 func (p *Plan) Validate() error {

@@ -19,12 +19,12 @@ const (
 	DefaultStateDir = "/run/vessel/storage"
 )
 
-// TypeVolume is a named volume: Source is the volume's name. Prepare turns
-// it into a bind mount of the volume's directory or a mount of its
-// size-limited filesystem.
+// TypeVolume is a named volume: Source is the volume's name.
+// storage.Prepare turns it into a bind mount of the volume's directory or a
+// mount of its size-limited filesystem.
 const TypeVolume = "volume"
 
-// Quota methods, as reported by Prepared.QuotaMethod.
+// Quota methods, as reported by storage.Prepared.QuotaMethod.
 const (
 	QuotaXFSProject  = "xfs-project"
 	QuotaExt4Project = "ext4-project"
@@ -32,7 +32,7 @@ const (
 	QuotaLoopExt4    = "loop-ext4"
 )
 
-// Storage is what Prepare resolved on the host, for Setup in the child.
+// Storage is what storage.Prepare resolved on the host, for Setup in the child.
 // Paths are host paths; the child opens them before it covers anything.
 type Storage struct {
 	// Lower are read-only directories, top-most first.
@@ -79,7 +79,7 @@ func EphemeralOverlay(lower ...string) Root {
 }
 
 // Image returns an image as the root filesystem: an OCI image layout
-// directory or a `docker save` tarball. Prepare unpacks its layers once
+// directory or a `docker save` tarball. storage.Prepare unpacks its layers once
 // into the layer store and overlays them under an ephemeral writable layer
 // (WithLayer for a persistent one).
 func Image(path string) Root { return Root{Kind: KindImage, Path: path} }
@@ -125,11 +125,11 @@ func NamedVolumeLimited(name, dst string, size int64) Mount {
 	return Mount{Type: TypeVolume, Source: name, Destination: dst, Size: size}
 }
 
-// NeedsPrepare reports whether Prepare must run on the host before the
+// NeedsPrepare reports whether storage.Prepare must run on the host before the
 // container starts: for overlay, image and image-file roots, and for named
 // volumes.
 func (p *Plan) NeedsPrepare() bool {
-	if p.Root.needsPrepare() {
+	if p.Root.NeedsPrepare() {
 		return true
 	}
 	for _, m := range p.Mounts {
@@ -140,12 +140,33 @@ func (p *Plan) NeedsPrepare() bool {
 	return false
 }
 
-func (r *Root) needsPrepare() bool {
+// NeedsPrepare reports whether the root is an overlay, image or image-file
+// root that storage.Prepare has not resolved yet (Storage is nil).
+func (r *Root) NeedsPrepare() bool {
 	switch r.Kind {
 	case KindOverlay, KindImage, KindImageFile:
 		return r.Storage == nil
 	}
 	return false
+}
+
+// ValidateStorage checks what storage.Prepare works from: the fields of an
+// overlay, image or image-file root that still needs preparing, and every
+// named volume mount. Validate checks the same, among the rest of the plan.
+func (p *Plan) ValidateStorage() error {
+	if p.Root.NeedsPrepare() {
+		if err := p.Root.validateStorage(); err != nil {
+			return err
+		}
+	}
+	for i := range p.Mounts {
+		if m := &p.Mounts[i]; m.Type == TypeVolume {
+			if err := validateVolume(fmt.Sprintf("mounts[%d]", i), m); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // validateStorage checks the fields of overlay, image and image-file roots.
@@ -198,7 +219,7 @@ func (r *Root) validateStorage() error {
 		if r.Path == "" || !filepath.IsAbs(r.Path) {
 			return fmt.Errorf("rootfs.path: image file %q must be absolute", r.Path)
 		}
-		if _, err := imageFileFS(r.Path); err != nil {
+		if _, err := ImageFileFS(r.Path); err != nil {
 			return fmt.Errorf("rootfs.path: %w", err)
 		}
 		if r.Quota > 0 && !r.Writable && r.Layer == "" {
@@ -256,4 +277,19 @@ func (r *Root) validateKindFields() error {
 		return fmt.Errorf("rootfs.storage: a %s root needs no preparation", r.Kind)
 	}
 	return nil
+}
+
+// ImageConfig is the part of an image's configuration that sets the
+// defaults of the container's process.
+type ImageConfig struct {
+	Env        []string `json:"env,omitempty"`
+	Entrypoint []string `json:"entrypoint,omitempty"`
+	Cmd        []string `json:"cmd,omitempty"`
+	WorkingDir string   `json:"workingDir,omitempty"`
+	User       string   `json:"user,omitempty"`
+}
+
+// Args is the command line the image runs by default: Entrypoint then Cmd.
+func (c *ImageConfig) Args() []string {
+	return append(append([]string(nil), c.Entrypoint...), c.Cmd...)
 }

@@ -10,6 +10,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/openvessel/vessel/steperr"
 )
 
 // Credential is the identity the container process takes on.
@@ -23,17 +25,9 @@ type Credential struct {
 }
 
 // StepError is returned by [Apply]: which step failed and why. Err is
-// usually a syscall.Errno.
-type StepError struct {
-	Step string
-	Err  error
-}
-
-// Error says which step failed and why.
-func (e *StepError) Error() string { return e.Step + ": " + e.Err.Error() }
-
-// Unwrap returns the cause.
-func (e *StepError) Unwrap() error { return e.Err }
+// usually a syscall.Errno. It is vessel's one step-error type
+// (steperr.Error); Apply leaves Path empty.
+type StepError = steperr.Error
 
 func stepErr(step string, err error) error {
 	if err == nil {

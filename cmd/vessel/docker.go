@@ -23,6 +23,7 @@ import (
 	"github.com/openvessel/vessel/cgroups"
 	"github.com/openvessel/vessel/oci"
 	"github.com/openvessel/vessel/rootfs"
+	"github.com/openvessel/vessel/storage"
 )
 
 // dockerCommands are docker's verbs on the store of containers.
@@ -753,7 +754,7 @@ func systemPrune() int {
 		}
 		lock.Unlock()
 	}
-	if released, err := rootfs.ReleaseStale(""); err != nil {
+	if released, err := storage.ReleaseStale(""); err != nil {
 		stderrf("vessel: storage: %v", err)
 		code = 1
 	} else {

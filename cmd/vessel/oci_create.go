@@ -65,20 +65,6 @@ func ociCreate(g *globalOpts, args []string) int {
 	return code
 }
 
-const runUsage = "[--bundle DIR] [--detach] [--pid-file FILE] [--console-socket SOCK] [--preserve-fds N] ID"
-
-func ociRun(g *globalOpts, args []string) int {
-	var o createOpts
-	fs := newAliasFlags("run")
-	o.register(fs, true)
-	id, code, ok := g.parseOneID(fs.FlagSet, "run", runUsage, args)
-	if !ok {
-		return code
-	}
-	code, _ = g.createContainer(id, &o, true)
-	return code
-}
-
 // loadBundle reads the bundle's config.json into a Config with the
 // spec's hooks, bundle and annotations.
 func (g *globalOpts) loadBundle(id, bundle string) (*vessel.Config, *specs.Spec, error) {

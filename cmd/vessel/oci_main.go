@@ -95,26 +95,6 @@ func (g *globalOpts) usageErr(verb, usage, format string, a ...any) int {
 	return exitVessel
 }
 
-// ociVerbs are the runc verbs this file set serves.
-var ociVerbs = map[string]func(*globalOpts, []string) int{
-	"spec":     ociSpec,
-	"create":   ociCreate,
-	"start":    ociStart,
-	"state":    ociState,
-	"kill":     ociKill,
-	"delete":   ociDelete,
-	"exec":     ociExec,
-	"ps":       ociPs,
-	"list":     ociList,
-	"pause":    ociPause,
-	"resume":   ociResume,
-	"update":   ociUpdate,
-	"events":   ociEvents,
-	"features": ociFeatures,
-
-	"beancounters": ociBeancounters,
-}
-
 // ociOnlyRunFlags are flags of runc's run that docker's run has not.
 var ociOnlyRunFlags = []string{"bundle", "pid-file", "console-socket", "preserve-fds", "no-pivot", "no-new-keyring", "keep", "no-subreaper"}
 

@@ -25,7 +25,7 @@ import (
 	"github.com/openvessel/vessel/cgroups"
 	"github.com/openvessel/vessel/network"
 	"github.com/openvessel/vessel/oci"
-	"github.com/openvessel/vessel/rootfs"
+	"github.com/openvessel/vessel/storage"
 )
 
 // statePaused is runc's paused status (not in the runtime spec).
@@ -244,7 +244,7 @@ func (g *globalOpts) destroyRecord(rec *oci.Record) error {
 		}
 	}
 	if rec.Storage {
-		if _, err := rootfs.ReleaseStale(""); err != nil {
+		if _, err := storage.ReleaseStale(""); err != nil {
 			errs = append(errs, err)
 		}
 	}

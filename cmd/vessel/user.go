@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/openvessel/vessel"
+	"github.com/openvessel/vessel/internal/pathrs"
 	"github.com/openvessel/vessel/oci"
 	"github.com/openvessel/vessel/rootfs"
 )
@@ -42,12 +43,7 @@ func openInRoot(root, name string, flags int) (*os.File, error) {
 		return nil, &os.PathError{Op: "open", Path: root, Err: err}
 	}
 	defer unix.Close(dir)
-	rel := strings.TrimLeft(name, "/")
-	if rel == "" {
-		rel = "."
-	}
-	fd, err := unix.Openat2(dir, rel, &unix.OpenHow{
-		Flags: uint64(flags | unix.O_CLOEXEC), Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS})
+	fd, err := pathrs.OpenInRoot(dir, name, uint64(flags), 0)
 	if err != nil {
 		return nil, &os.PathError{Op: "open", Path: filepath.Join(root, name), Err: err}
 	}

@@ -431,6 +431,10 @@ func runInit() {
 		}
 	}
 	if cfg.Plan != nil {
+		// A directly started main process gets its /proc after its
+		// fork: nothing to mount for the init before (in a user
+		// namespace a visible proc must be there for the new one).
+		cfg.Plan.DeferProc = swapNeeded && !mainStage && cfg.ProcPidns && !cfg.Plan.UserNS
 		if len(cfg.CreateContainerHooks) > 0 {
 			cfg.Plan.BeforePivot = func() error { return RunHooks(cfg.CreateContainerHooks, cfg.HookState) }
 		}

@@ -185,7 +185,10 @@ func goTool() string {
 	if p, err := exec.LookPath("go"); err == nil {
 		return p
 	}
-	return filepath.Join(runtime.GOROOT(), "bin", "go")
+	// go test puts its own GOROOT/bin first in the test's PATH, so the
+	// lookup above finds the go that runs the tests; this is the fallback
+	// for a test binary started by hand.
+	return "/usr/local/go/bin/go"
 }
 
 // ModuleRoot returns the directory of vessel's go.mod: from `go env GOMOD`

@@ -3,10 +3,13 @@ package testutil
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"testing"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/openvessel/vessel/internal/probe"
 )
@@ -252,12 +255,90 @@ func (s HostState) Diff(after HostState, opts ...DiffOption) []string {
 }
 
 // AssertUnchanged fails the test if after differs from before, listing
-// every difference.
+// every difference. Unless opts say otherwise (IgnoreMounts, IgnoreLinks),
+// it compares only what vessel and this test make: mounts for which
+// OwnMount(t) is true, and links and named network namespaces for which
+// IsVesselName is true. Other programs on the host (podman, another test
+// binary) mount and create links at the same time; a leak check that
+// compared the whole host would fail because of them.
 func AssertUnchanged(t testing.TB, before, after HostState, opts ...DiffOption) {
 	t.Helper()
-	if d := before.Diff(after, opts...); len(d) > 0 {
+	own := OwnMount(t)
+	scoped := append([]DiffOption{
+		IgnoreMounts(func(mp string) bool { return !own(mp) }),
+		IgnoreLinks(func(name string) bool { return !IsVesselName(name) }),
+	}, opts...)
+	if d := before.Diff(after, scoped...); len(d) > 0 {
 		t.Errorf("host state changed (leak?):\n  %s", strings.Join(d, "\n  "))
 	}
+}
+
+// VesselStateDirs are the host directories where vessel keeps state that
+// may hold mounts (network namespaces, storage).
+var VesselStateDirs = []string{"/run/vessel", "/var/lib/vessel"}
+
+// OwnMount returns the leak-check scope of test t: whether a host mount
+// point is one vessel or t could have made. That is a mount below
+// VesselStateDirs; below the temporary directory, one in a directory
+// named like t's own t.TempDir directories (the top-level test's name,
+// as the testing package spells it) or starting with "vessel" (vessel's
+// own scratch directories); and in /run/netns, a namespace with a name
+// IsVesselName accepts (not /run/netns itself, which `ip netns add`
+// mounts over itself once per boot). Another program's test, whose
+// temporary directories bear its own test's name, is out of scope.
+func OwnMount(t testing.TB) func(mountPoint string) bool {
+	name, _, _ := strings.Cut(t.Name(), "/")
+	prefix := strings.Map(tempDirRune, name)
+	tmp := filepath.Clean(os.TempDir()) + "/"
+	return func(mp string) bool {
+		if dir, base := filepath.Split(mp); filepath.Clean(dir) == "/run/netns" {
+			return IsVesselName(base)
+		}
+		for _, d := range VesselStateDirs {
+			if strings.HasPrefix(mp, d+"/") {
+				return true
+			}
+		}
+		rest, ok := strings.CutPrefix(mp, tmp)
+		if !ok {
+			return false
+		}
+		top, _, _ := strings.Cut(rest, "/")
+		return strings.HasPrefix(top, "vessel") || (prefix != "" && strings.HasPrefix(top, prefix))
+	}
+}
+
+// tempDirRune keeps the characters the testing package keeps in a
+// t.TempDir directory's name and drops the others.
+func tempDirRune(r rune) rune {
+	if r < utf8.RuneSelf {
+		const allowed = "!#$%&()+,-.=@^_{}~ "
+		if '0' <= r && r <= '9' || 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || strings.ContainsRune(allowed, r) {
+			return r
+		}
+		return -1
+	}
+	if unicode.IsLetter(r) || unicode.IsNumber(r) {
+		return r
+	}
+	return -1
+}
+
+// VesselNamePrefixes start the names vessel gives links and network
+// namespaces ("vessel0", "vessel-...", veths "vx...") and those its tests
+// give theirs ("vt...", "vn...", "vck..."). Tests that make links or named network
+// namespaces must use one of them, so that leak checks see them.
+var VesselNamePrefixes = []string{"vessel", "vx", "vt", "vn", "vck"}
+
+// IsVesselName reports whether a link or named network namespace name
+// starts with one of VesselNamePrefixes.
+func IsVesselName(name string) bool {
+	for _, p := range VesselNamePrefixes {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	return false
 }
 
 func diffNames(kind string, before, after []string, ignore func(string) bool) []string {

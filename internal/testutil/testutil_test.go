@@ -394,3 +394,64 @@ func TestNopELFRunsAndExitsZero(t *testing.T) {
 		t.Fatalf("rootfs %s: %v (%d bytes, want %d)", RootfsNopPath, err, len(got), len(b))
 	}
 }
+
+// TestAssertUnchangedScopesToVessel: by default the leak check sees mounts
+// under vessel's directories and this test's own temporary directories,
+// and vessel-named links and network namespaces, and nothing else on the
+// host: not another test binary's temporary directories either.
+func TestAssertUnchangedScopesToVessel(t *testing.T) {
+	tmp := os.TempDir()
+	mine := filepath.Join(tmp, "TestAssertUnchangedScopesToVessel123", "001")
+	sub := filepath.Join(tmp, "TestAssertUnchangedScopesToVesselsub456", "001", "m")
+	before := HostState{
+		MountCount:  2,
+		MountPoints: map[string]int{"/": 1, "/proc": 1},
+		MountTypes:  map[string]string{},
+		Links:       []string{"eth0", "lo"},
+		NetNS:       []string{},
+	}
+	foreign := HostState{
+		MountCount: 7,
+		MountPoints: map[string]int{"/": 1, "/proc": 1, "/var/lib/containers/storage/overlay/x/merged": 1, "/run/netns/netns-1234": 1, "/run/netns": 1,
+			filepath.Join(tmp, "BenchmarkCheckpointVsRunc851413761", "007", "criu-root"): 1, filepath.Join(tmp, "TestOther99", "001"): 1},
+		MountTypes: map[string]string{},
+		Links:      []string{"eth0", "lo", "podman0", "veth1234"},
+		NetNS:      []string{"netns-1234"},
+	}
+	tb := &fakeTB{TB: t}
+	AssertUnchanged(tb, before, foreign)
+	if len(tb.errors) != 0 {
+		t.Errorf("other programs' mounts and links failed the leak check: %v", tb.errors)
+	}
+
+	ours := HostState{
+		MountCount: 8,
+		MountPoints: map[string]int{"/": 1, "/proc": 1, mine: 1, sub: 1, filepath.Join(tmp, "vessel-bench-42", "root"): 1,
+			"/run/vessel/network/ns/a": 1, "/var/lib/vessel/layers/x": 1, "/run/netns/vck-a-1": 1},
+		MountTypes: map[string]string{},
+		Links:      []string{"eth0", "lo", "vessel0", "vx12ab", "vt-br"},
+		NetNS:      []string{"vessel-1"},
+	}
+	tb = &fakeTB{TB: t}
+	AssertUnchanged(tb, before, ours)
+	if len(tb.errors) != 1 {
+		t.Fatalf("vessel's own mounts and links did not fail the leak check: %v", tb.errors)
+	}
+	for _, want := range []string{"+ mount " + mine, "+ mount " + sub, "+ mount " + filepath.Join(tmp, "vessel-bench-42", "root"),
+		"+ mount /run/vessel/network/ns/a", "+ mount /var/lib/vessel/layers/x",
+		"+ mount /run/netns/vck-a-1", "+ link vessel0", "+ link vx12ab", "+ link vt-br", "+ netns vessel-1"} {
+		if !strings.Contains(tb.errors[0], want) {
+			t.Errorf("leak report lacks %q:\n%s", want, tb.errors[0])
+		}
+	}
+	if strings.Contains(tb.errors[0], "mount count") {
+		t.Errorf("the whole host's mount count was compared:\n%s", tb.errors[0])
+	}
+
+	// A caller's own scope replaces the default.
+	tb = &fakeTB{TB: t}
+	AssertUnchanged(tb, before, foreign, IgnoreMounts(func(mp string) bool { return mp != "/run/netns" }))
+	if len(tb.errors) != 1 || !strings.Contains(tb.errors[0], "+ mount /run/netns ") {
+		t.Errorf("IgnoreMounts did not replace the default scope: %v", tb.errors)
+	}
+}

@@ -1,9 +1,8 @@
-package rootfs
+package storage
 
 import (
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 
@@ -119,29 +118,4 @@ func findLoop(st *unix.Stat_t, readOnly bool) *loopDevice {
 		unix.Close(fd)
 	}
 	return nil
-}
-
-// loopBackedBy lists the loop devices attached to the file at path (for
-// tests and diagnostics).
-func loopBackedBy(path string) []string {
-	st, err := os.Stat(path)
-	if err != nil {
-		return nil
-	}
-	sys := st.Sys().(*unix.Stat_t)
-	var out []string
-	dirs, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
-	for _, bfile := range dirs {
-		name := strings.Split(bfile, "/")[3]
-		fd, err := unix.Open("/dev/"+name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			continue
-		}
-		info, err := unix.IoctlLoopGetStatus64(fd)
-		unix.Close(fd)
-		if err == nil && info.Inode == sys.Ino && info.Device == uint64(sys.Dev) {
-			out = append(out, "/dev/"+name)
-		}
-	}
-	return out
 }

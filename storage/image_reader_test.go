@@ -1,4 +1,4 @@
-package rootfs
+package storage
 
 import (
 	"archive/tar"
@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/openvessel/vessel/internal/testutil"
+
+	"github.com/openvessel/vessel/rootfs"
 )
 
 // testLayers are the layers of testImage as raw tars: a busybox base with
@@ -40,7 +42,7 @@ func TestLayoutNestedIndexAndPlainLayers(t *testing.T) {
 	if err := testutil.WriteOCILayout(oci, []testutil.Layer{testutil.TarLayer(base, true), testutil.TarLayer(top, false)}, cfg, "app:2", true); err != nil {
 		t.Fatal(err)
 	}
-	p := &Plan{Root: Image(oci).WithStore(filepath.Join(dir, "store"))}
+	p := &rootfs.Plan{Root: rootfs.Image(oci).WithStore(filepath.Join(dir, "store"))}
 	p.Root.Ref = "app:2"
 	pr := prepare(t, p, PrepareOptions{})
 	if got := strings.Join(pr.ImageConfig.Args(), " "); got != "/bin/sh -c true" || pr.ImageConfig.WorkingDir != "/data" {
@@ -58,9 +60,9 @@ func TestImageReaderErrors(t *testing.T) {
 	checkClean(t, dir)
 	base, _ := testLayers(t, dir)
 	store := filepath.Join(dir, "store")
-	try := func(name string, r Root, want string) {
+	try := func(name string, r rootfs.Root, want string) {
 		t.Helper()
-		p := &Plan{Root: r.WithStore(store)}
+		p := &rootfs.Plan{Root: r.WithStore(store)}
 		_, err := Prepare(t.Context(), "bad", p, PrepareOptions{})
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: %v, want an error containing %q", name, err, want)
@@ -78,7 +80,7 @@ func TestImageReaderErrors(t *testing.T) {
 			os.WriteFile(b, append([]byte{0x28, 0xb5, 0x2f, 0xfd}, data...), 0o644)
 		}
 	}
-	try("zstd layer", Image(zstd), "zstd")
+	try("zstd layer", rootfs.Image(zstd), "zstd")
 
 	// A layer whose content does not match the config's diff_id.
 	tampered := filepath.Join(dir, "tampered")
@@ -94,7 +96,7 @@ func TestImageReaderErrors(t *testing.T) {
 			os.WriteFile(b, data, 0o644)
 		}
 	}
-	try("tampered layer", Image(tampered), "digest")
+	try("tampered layer", rootfs.Image(tampered), "digest")
 
 	// A docker-save tarball with two images and no name given.
 	two := filepath.Join(dir, "two.tar")
@@ -105,8 +107,8 @@ func TestImageReaderErrors(t *testing.T) {
 	tw.Write(m)
 	tw.Close()
 	os.WriteFile(two, buf.Bytes(), 0o644)
-	try("two images", Image(two), "holds 2 images")
-	named := Image(two)
+	try("two images", rootfs.Image(two), "holds 2 images")
+	named := rootfs.Image(two)
 	named.Ref = "c:1"
 	try("unknown name", named, `no image named "c:1"`)
 

@@ -1,4 +1,4 @@
-package vessel
+package selfexe
 
 import (
 	"bytes"
@@ -30,7 +30,7 @@ func debugELFInterp(t *testing.T, p string) (string, bool) {
 
 // synthELF writes a minimal executable with a PT_LOAD and, when interp is
 // set, a PT_INTERP program header: 64-bit little-endian or 32-bit
-// big-endian, so both of elfInterpreter's layouts are read.
+// big-endian, so both of ELFInterpreter's layouts are read.
 func synthELF(t *testing.T, dir string, is64 bool, interp string) string {
 	var bo binary.ByteOrder = binary.LittleEndian
 	ehsize, phsize := 64, 56
@@ -89,7 +89,7 @@ func synthELF(t *testing.T, dir string, is64 bool, interp string) string {
 	return p
 }
 
-// elfInterpreter reads what debug/elf reads: for synthetic binaries of
+// ELFInterpreter reads what debug/elf reads: for synthetic binaries of
 // both layouts with and without an interpreter, for this machine's own
 // binaries, and nothing from files that are not ELF.
 func TestELFInterpreterMatchesDebugELF(t *testing.T) {
@@ -100,7 +100,7 @@ func TestELFInterpreterMatchesDebugELF(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer f.Close()
-		if got := elfInterpreter(f); got != want {
+		if got := ELFInterpreter(f); got != want {
 			t.Errorf("%s: interpreter %q, want %q", p, got, want)
 		}
 	}

@@ -1,4 +1,4 @@
-package rootfs
+package storage
 
 import (
 	"bytes"
@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/openvessel/vessel/rootfs"
 )
 
 // The test binary doubles as the container child: with this variable set
@@ -28,12 +30,12 @@ func init() {
 		return
 	}
 	runtime.LockOSThread()
-	var p Plan
+	var p rootfs.Plan
 	if err := json.Unmarshal([]byte(os.Getenv("VESSEL_ROOTFS_TEST_PLAN")), &p); err != nil {
 		fmt.Fprintln(os.Stderr, "child: plan:", err)
 		os.Exit(125)
 	}
-	if err := Setup(&p); err != nil {
+	if err := rootfs.Setup(&p); err != nil {
 		fmt.Fprintln(os.Stderr, "child: setup:", err)
 		os.Exit(125)
 	}
@@ -43,7 +45,7 @@ func init() {
 }
 
 // run starts a container child on p and returns its combined output.
-func run(t testing.TB, p *Plan, script string) (string, error) {
+func run(t testing.TB, p *rootfs.Plan, script string) (string, error) {
 	t.Helper()
 	if p.MaskedPaths == nil {
 		p.MaskedPaths = []string{}
@@ -69,7 +71,7 @@ func run(t testing.TB, p *Plan, script string) (string, error) {
 }
 
 // mustRun is run that fails the test on a non-zero exit.
-func mustRun(t testing.TB, p *Plan, script string) string {
+func mustRun(t testing.TB, p *rootfs.Plan, script string) string {
 	t.Helper()
 	out, err := run(t, p, script)
 	if err != nil {
@@ -79,7 +81,7 @@ func mustRun(t testing.TB, p *Plan, script string) string {
 }
 
 // prepare runs Prepare and registers Release.
-func prepare(t testing.TB, p *Plan, opts PrepareOptions) *Prepared {
+func prepare(t testing.TB, p *rootfs.Plan, opts PrepareOptions) *Prepared {
 	t.Helper()
 	id := fmt.Sprintf("t%d", time.Now().UnixNano())
 	pr, err := Prepare(context.Background(), id, p, opts)

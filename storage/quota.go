@@ -1,4 +1,4 @@
-package rootfs
+package storage
 
 import (
 	"context"
@@ -12,6 +12,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/openvessel/vessel/rootfs"
 )
 
 // Project quotas (XFS and ext4) through quotactl_fd(2) and the fsxattr
@@ -87,9 +89,9 @@ func projectQuotaMethod(dir string) (string, bool) {
 	var method string
 	switch sfs.Type {
 	case unix.XFS_SUPER_MAGIC:
-		method = QuotaXFSProject
+		method = rootfs.QuotaXFSProject
 	case unix.EXT4_SUPER_MAGIC:
-		method = QuotaExt4Project
+		method = rootfs.QuotaExt4Project
 	default:
 		return "", false
 	}

@@ -1,4 +1,4 @@
-package rootfs
+package storage
 
 import (
 	"context"
@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/openvessel/vessel/rootfs"
 )
 
 // PrepareOptions are the host locations Prepare works in. Zero values
@@ -30,13 +32,13 @@ type PrepareOptions struct {
 
 func (o *PrepareOptions) defaults() {
 	if o.StateDir == "" {
-		o.StateDir = DefaultStateDir
+		o.StateDir = rootfs.DefaultStateDir
 	}
 	if o.LayerStore == "" {
-		o.LayerStore = DefaultLayerStore
+		o.LayerStore = rootfs.DefaultLayerStore
 	}
 	if o.VolumeDir == "" {
-		o.VolumeDir = DefaultVolumeDir
+		o.VolumeDir = rootfs.DefaultVolumeDir
 	}
 }
 
@@ -61,7 +63,7 @@ type Prepared struct {
 	// VolumeQuota is the same for each size-limited named volume.
 	VolumeQuota map[string]string
 	// ImageConfig is the image's process defaults (image roots only).
-	ImageConfig *ImageConfig
+	ImageConfig *rootfs.ImageConfig
 	// Devices are the loop devices in use, for I/O throttling.
 	Devices []BlockDevice
 
@@ -79,8 +81,8 @@ type Prepared struct {
 // child. Call Release after the container is destroyed, and also when the
 // container fails to start. Plans that do not need it
 // (p.NeedsPrepare() false) are left alone.
-func Prepare(ctx context.Context, id string, p *Plan, opts PrepareOptions) (*Prepared, error) {
-	if !ValidName(id) {
+func Prepare(ctx context.Context, id string, p *rootfs.Plan, opts PrepareOptions) (*Prepared, error) {
+	if !rootfs.ValidName(id) {
 		return nil, fmt.Errorf("id: %q must be 1-128 letters, digits, '_', '.' or '-', starting with a letter or digit", id)
 	}
 	opts.defaults()
@@ -91,10 +93,11 @@ func Prepare(ctx context.Context, id string, p *Plan, opts PrepareOptions) (*Pre
 			pr.Release()
 		}
 	}()
-	if p.Root.needsPrepare() {
-		if err := p.Root.validateStorage(); err != nil {
-			return nil, err
-		}
+	// Every storage field is checked before anything is made on the host.
+	if err := p.ValidateStorage(); err != nil {
+		return nil, err
+	}
+	if p.Root.NeedsPrepare() {
 		st, err := pr.prepareRoot(ctx, &p.Root, &opts)
 		if err != nil {
 			return nil, err
@@ -103,11 +106,8 @@ func Prepare(ctx context.Context, id string, p *Plan, opts PrepareOptions) (*Pre
 	}
 	for i := range p.Mounts {
 		m := &p.Mounts[i]
-		if m.Type != TypeVolume {
+		if m.Type != rootfs.TypeVolume {
 			continue
-		}
-		if err := validateVolume(fmt.Sprintf("mounts[%d]", i), m); err != nil {
-			return nil, err
 		}
 		if err := pr.prepareVolume(ctx, m, &opts); err != nil {
 			return nil, fmt.Errorf("mounts[%d]: volume %s: %w", i, m.Source, err)
@@ -123,14 +123,14 @@ func (pr *Prepared) addLoop(l *loopDevice, use string) {
 	pr.Devices = append(pr.Devices, BlockDevice{Path: l.path, Major: maj, Minor: min, Use: use})
 }
 
-func (pr *Prepared) prepareRoot(ctx context.Context, r *Root, opts *PrepareOptions) (*Storage, error) {
-	st := &Storage{}
+func (pr *Prepared) prepareRoot(ctx context.Context, r *rootfs.Root, opts *PrepareOptions) (*rootfs.Storage, error) {
+	st := &rootfs.Storage{}
 	switch r.Kind {
-	case KindOverlay:
+	case rootfs.KindOverlay:
 		for _, l := range r.Lower {
 			st.Lower = append(st.Lower, filepath.Clean(l))
 		}
-	case KindImage:
+	case rootfs.KindImage:
 		store := r.Store
 		if store == "" {
 			store = opts.LayerStore
@@ -145,8 +145,8 @@ func (pr *Prepared) prepareRoot(ctx context.Context, r *Root, opts *PrepareOptio
 		}
 		st.Lower = lowers
 		pr.ImageConfig = &ic
-	case KindImageFile:
-		fstype, err := imageFileFS(r.Path)
+	case rootfs.KindImageFile:
+		fstype, err := rootfs.ImageFileFS(r.Path)
 		if err != nil {
 			return nil, fmt.Errorf("rootfs.path: %w", err)
 		}
@@ -178,12 +178,12 @@ func (pr *Prepared) prepareRoot(ctx context.Context, r *Root, opts *PrepareOptio
 		}
 		pr.addLoop(l, "root-layer")
 		st.UpperDevice = l.path
-		pr.QuotaMethod = QuotaLoopExt4
+		pr.QuotaMethod = rootfs.QuotaLoopExt4
 		return st, nil
 	}
 	st.UpperTmpfs, st.UpperSize, st.UpperInodes = true, r.Quota, r.QuotaInodes
 	if r.Quota > 0 {
-		pr.QuotaMethod = QuotaTmpfs
+		pr.QuotaMethod = rootfs.QuotaTmpfs
 	}
 	return st, nil
 }
@@ -191,7 +191,7 @@ func (pr *Prepared) prepareRoot(ctx context.Context, r *Root, opts *PrepareOptio
 // persistentLayer sets up the layer directory r.Layer: diff/ and work/ on
 // the host filesystem (with a project quota when one is asked for and the
 // filesystem enforces them), or an ext4 image layer.ext4 holding both.
-func (pr *Prepared) persistentLayer(ctx context.Context, r *Root, st *Storage) error {
+func (pr *Prepared) persistentLayer(ctx context.Context, r *rootfs.Root, st *rootfs.Storage) error {
 	// Mkdir, not MkdirAll: nothing above the layer is created on the host.
 	if err := os.Mkdir(r.Layer, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("rootfs.layer: %w", err)
@@ -217,7 +217,7 @@ func (pr *Prepared) persistentLayer(ctx context.Context, r *Root, st *Storage) e
 			}
 			pr.addLoop(l, "root-layer")
 			st.UpperDevice = l.path
-			pr.QuotaMethod = QuotaLoopExt4
+			pr.QuotaMethod = rootfs.QuotaLoopExt4
 			return nil
 		}
 		pr.QuotaMethod = method
@@ -250,7 +250,7 @@ func (pr *Prepared) persistentLayer(ctx context.Context, r *Root, st *Storage) e
 // prepareVolume turns a named volume mount into a bind of the volume's
 // directory or, for a size limit without project quotas, a mount of the
 // volume's ext4 image.
-func (pr *Prepared) prepareVolume(ctx context.Context, m *Mount, opts *PrepareOptions) error {
+func (pr *Prepared) prepareVolume(ctx context.Context, m *rootfs.Mount, opts *PrepareOptions) error {
 	dir := filepath.Join(opts.VolumeDir, m.Source)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
@@ -291,7 +291,7 @@ func (pr *Prepared) prepareVolume(ctx context.Context, m *Mount, opts *PrepareOp
 		if pr.VolumeQuota == nil {
 			pr.VolumeQuota = map[string]string{}
 		}
-		pr.VolumeQuota[m.Source] = QuotaLoopExt4
+		pr.VolumeQuota[m.Source] = rootfs.QuotaLoopExt4
 		m.Type, m.Source, m.Size = "ext4", l.path, 0
 		m.NoDev, m.NoSuid = true, true
 		return nil
@@ -299,7 +299,7 @@ func (pr *Prepared) prepareVolume(ctx context.Context, m *Mount, opts *PrepareOp
 	if err := os.Mkdir(data, 0o755); err != nil && !os.IsExist(err) {
 		return err
 	}
-	m.Type, m.Source, m.Size = TypeBind, data, 0
+	m.Type, m.Source, m.Size = rootfs.TypeBind, data, 0
 	return nil
 }
 
@@ -376,7 +376,7 @@ func processStart(pid int) (uint64, error) {
 // the container's mounts went away.
 func ReleaseStale(stateDir string) ([]string, error) {
 	if stateDir == "" {
-		stateDir = DefaultStateDir
+		stateDir = rootfs.DefaultStateDir
 	}
 	entries, err := os.ReadDir(stateDir)
 	if os.IsNotExist(err) {

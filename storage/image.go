@@ -1,4 +1,4 @@
-package rootfs
+package storage
 
 import (
 	"archive/tar"
@@ -19,22 +19,9 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/openvessel/vessel/rootfs"
 )
-
-// ImageConfig is the part of an image's configuration that sets the
-// defaults of the container's process.
-type ImageConfig struct {
-	Env        []string `json:"env,omitempty"`
-	Entrypoint []string `json:"entrypoint,omitempty"`
-	Cmd        []string `json:"cmd,omitempty"`
-	WorkingDir string   `json:"workingDir,omitempty"`
-	User       string   `json:"user,omitempty"`
-}
-
-// Args is the command line the image runs by default: Entrypoint then Cmd.
-func (c *ImageConfig) Args() []string {
-	return append(append([]string(nil), c.Entrypoint...), c.Cmd...)
-}
 
 // Annotations naming an image inside a layout's index.
 var refAnnotations = []string{"org.opencontainers.image.ref.name", "io.containerd.image.name"}
@@ -335,9 +322,9 @@ type readCloser struct {
 
 // unpackImage makes sure every layer of img is in the store and returns
 // the layer directories, top-most first, and the image's configuration.
-func unpackImage(ctx context.Context, img *imageSource, store string) ([]string, ImageConfig, error) {
+func unpackImage(ctx context.Context, img *imageSource, store string) ([]string, rootfs.ImageConfig, error) {
 	c := img.config.Config
-	ic := ImageConfig{Env: c.Env, Entrypoint: c.Entrypoint, Cmd: c.Cmd, WorkingDir: c.WorkingDir, User: c.User}
+	ic := rootfs.ImageConfig{Env: c.Env, Entrypoint: c.Entrypoint, Cmd: c.Cmd, WorkingDir: c.WorkingDir, User: c.User}
 	if len(img.layers) == 0 {
 		return nil, ic, errors.New("image has no layers")
 	}

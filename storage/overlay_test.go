@@ -1,4 +1,4 @@
-package rootfs
+package storage
 
 import (
 	"os"
@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/openvessel/vessel/rootfs"
 )
 
 func TestOverlayContainersShareBaseAndSeeNoOtherWrites(t *testing.T) {
@@ -18,21 +20,21 @@ func TestOverlayContainersShareBaseAndSeeNoOtherWrites(t *testing.T) {
 	before := treeDigest(t, base)
 
 	l1, l2 := filepath.Join(dir, "c1"), filepath.Join(dir, "c2")
-	p1 := &Plan{Root: Overlay(l1, base)}
+	p1 := &rootfs.Plan{Root: rootfs.Overlay(l1, base)}
 	if err := p1.Validate(); err != nil {
 		t.Fatal(err)
 	}
 	prepare(t, p1, PrepareOptions{})
 	mustRun(t, p1, "echo one > /data/c1.txt && echo changed > /data/base.txt && rm /data/victim.txt")
 
-	p2 := &Plan{Root: Overlay(l2, base)}
+	p2 := &rootfs.Plan{Root: rootfs.Overlay(l2, base)}
 	prepare(t, p2, PrepareOptions{})
 	out := mustRun(t, p2, "cat /data/base.txt; test -e /data/c1.txt && echo SEES-C1; cat /data/victim.txt; echo two > /data/c2.txt")
 	if out != "base\nvictim\n" {
 		t.Errorf("second container saw %q, want the untouched base", out)
 	}
 	// The first container's layer persists and sees its own writes only.
-	out = mustRun(t, Plan{Root: Overlay(l1, base)}.prepared(t), "cat /data/c1.txt /data/base.txt; test -e /data/victim.txt || echo GONE; test -e /data/c2.txt && echo SEES-C2; true")
+	out = mustRun(t, prepared(t, rootfs.Plan{Root: rootfs.Overlay(l1, base)}), "cat /data/c1.txt /data/base.txt; test -e /data/victim.txt || echo GONE; test -e /data/c2.txt && echo SEES-C2; true")
 	if out != "one\nchanged\nGONE\n" {
 		t.Errorf("first container's layer: %q", out)
 	}
@@ -49,8 +51,8 @@ func TestOverlayContainersShareBaseAndSeeNoOtherWrites(t *testing.T) {
 	}
 }
 
-// prepared prepares a copy of the plan for a test and returns it.
-func (p Plan) prepared(t *testing.T) *Plan {
+// prepared prepares a copy of the plan p for a test and returns it.
+func prepared(t *testing.T, p rootfs.Plan) *rootfs.Plan {
 	t.Helper()
 	prepare(t, &p, PrepareOptions{})
 	return &p
@@ -62,7 +64,7 @@ func TestEphemeralOverlayIsGoneAfterTheContainer(t *testing.T) {
 	base := filepath.Join(dir, "base")
 	busyboxTree(t, base)
 	before := treeDigest(t, base)
-	p := &Plan{Root: EphemeralOverlay(base)}
+	p := &rootfs.Plan{Root: rootfs.EphemeralOverlay(base)}
 	pr := prepare(t, p, PrepareOptions{StateDir: filepath.Join(dir, "state")})
 	if !p.Root.Storage.UpperTmpfs || pr.QuotaMethod != "" {
 		t.Fatalf("ephemeral layer: %+v, quota method %q", p.Root.Storage, pr.QuotaMethod)
@@ -92,10 +94,10 @@ func TestQuotaTmpfsEphemeral(t *testing.T) {
 	checkClean(t, dir)
 	base := filepath.Join(dir, "base")
 	busyboxTree(t, base)
-	p := &Plan{Root: EphemeralOverlay(base).WithQuota(8 << 20)}
+	p := &rootfs.Plan{Root: rootfs.EphemeralOverlay(base).WithQuota(8 << 20)}
 	pr := prepare(t, p, PrepareOptions{})
-	if pr.QuotaMethod != QuotaTmpfs {
-		t.Errorf("quota method %q, want %q", pr.QuotaMethod, QuotaTmpfs)
+	if pr.QuotaMethod != rootfs.QuotaTmpfs {
+		t.Errorf("quota method %q, want %q", pr.QuotaMethod, rootfs.QuotaTmpfs)
 	}
 	out, err := run(t, p, "dd if=/dev/zero of=/data/big bs=1M count=4 2>/dev/null && echo SMALL-OK; dd if=/dev/zero of=/data/big2 bs=1M count=16")
 	if err == nil || !strings.Contains(out, "SMALL-OK") || !isENOSPC(out) {
@@ -114,9 +116,9 @@ func TestQuotaLoopExt4PersistentLayer(t *testing.T) {
 	}
 	layer := filepath.Join(dir, "layer")
 	const quota = 16 << 20
-	p := &Plan{Root: Overlay(layer, base).WithQuota(quota)}
+	p := &rootfs.Plan{Root: rootfs.Overlay(layer, base).WithQuota(quota)}
 	pr := prepare(t, p, PrepareOptions{})
-	if pr.QuotaMethod != QuotaLoopExt4 || p.Root.Storage.UpperDevice == "" || len(pr.Devices) != 1 || pr.Devices[0].Major != 7 {
+	if pr.QuotaMethod != rootfs.QuotaLoopExt4 || p.Root.Storage.UpperDevice == "" || len(pr.Devices) != 1 || pr.Devices[0].Major != 7 {
 		t.Fatalf("quota method %q, storage %+v, devices %+v", pr.QuotaMethod, p.Root.Storage, pr.Devices)
 	}
 	out, err := run(t, p, "echo kept > /data/kept; dd if=/dev/zero of=/data/big bs=1M count=64")
@@ -133,9 +135,9 @@ func TestQuotaLoopExt4PersistentLayer(t *testing.T) {
 	}
 	pr.Release()
 	// The layer persists inside the image: a new container sees it.
-	p2 := &Plan{Root: Overlay(layer, base)}
+	p2 := &rootfs.Plan{Root: rootfs.Overlay(layer, base)}
 	pr2 := prepare(t, p2, PrepareOptions{})
-	if pr2.QuotaMethod != QuotaLoopExt4 {
+	if pr2.QuotaMethod != rootfs.QuotaLoopExt4 {
 		t.Errorf("reusing the layer: quota method %q", pr2.QuotaMethod)
 	}
 	if out := mustRun(t, p2, "cat /data/kept; rm -f /data/big"); out != "kept\n" {
@@ -150,9 +152,9 @@ func TestQuotaLoopExt4Ephemeral(t *testing.T) {
 	base := filepath.Join(dir, "base")
 	busyboxTree(t, base)
 	state := filepath.Join(dir, "state")
-	p := &Plan{Root: EphemeralOverlay(base).WithQuota(16 << 20)}
+	p := &rootfs.Plan{Root: rootfs.EphemeralOverlay(base).WithQuota(16 << 20)}
 	pr := prepare(t, p, PrepareOptions{StateDir: state, EphemeralOnDisk: true})
-	if pr.QuotaMethod != QuotaLoopExt4 {
+	if pr.QuotaMethod != rootfs.QuotaLoopExt4 {
 		t.Fatalf("quota method %q", pr.QuotaMethod)
 	}
 	out, err := run(t, p, "dd if=/dev/zero of=/data/big bs=1M count=64")

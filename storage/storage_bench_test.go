@@ -1,4 +1,4 @@
-package rootfs
+package storage
 
 import (
 	"bytes"
@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/openvessel/vessel/rootfs"
 )
 
 // BenchmarkStart1GBase measures start-to-exit of /bin/true on a root whose
@@ -32,7 +34,7 @@ func BenchmarkStart1GBase(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		t0 := time.Now()
-		p := &Plan{Root: EphemeralOverlay(base)}
+		p := &rootfs.Plan{Root: rootfs.EphemeralOverlay(base)}
 		pr, err := Prepare(context.Background(), fmt.Sprintf("bench%d", i), p, PrepareOptions{})
 		if err != nil {
 			b.Fatal(err)
@@ -46,7 +48,7 @@ func BenchmarkStart1GBase(b *testing.B) {
 		if out, err := exec.Command("cp", "-a", base, cp).CombinedOutput(); err != nil {
 			b.Fatalf("cp: %v %s", err, out)
 		}
-		mustRun(b, &Plan{Root: Dir(cp)}, "true")
+		mustRun(b, &rootfs.Plan{Root: rootfs.Dir(cp)}, "true")
 		copying += time.Since(t0)
 		b.StopTimer()
 		os.RemoveAll(cp)
@@ -66,7 +68,7 @@ func BenchmarkOverlayStartManyOnOneBase(b *testing.B) {
 	busyboxTree(b, base)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		p := &Plan{Root: EphemeralOverlay(base)}
+		p := &rootfs.Plan{Root: rootfs.EphemeralOverlay(base)}
 		pr, err := Prepare(context.Background(), fmt.Sprintf("many%d", i), p, PrepareOptions{})
 		if err != nil {
 			b.Fatal(err)

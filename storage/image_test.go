@@ -1,4 +1,4 @@
-package rootfs
+package storage
 
 import (
 	"archive/tar"
@@ -23,6 +23,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/openvessel/vessel/internal/testutil"
+
+	"github.com/openvessel/vessel/rootfs"
 )
 
 // tarDir returns dir as an uncompressed layer tar, plus extra entries.
@@ -108,7 +110,7 @@ func TestOCILayoutImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	store := filepath.Join(dir, "store")
-	p := &Plan{Root: Image(filepath.Join(dir, "oci")).WithStore(store)}
+	p := &rootfs.Plan{Root: rootfs.Image(filepath.Join(dir, "oci")).WithStore(store)}
 	if err := p.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +130,7 @@ func TestOCILayoutImage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p2 := &Plan{Root: Image(filepath.Join(dir, "oci")).WithStore(store)}
+	p2 := &rootfs.Plan{Root: rootfs.Image(filepath.Join(dir, "oci")).WithStore(store)}
 	p2.Root.Ref = "test:1"
 	prepare(t, p2, PrepareOptions{})
 	st2, err := os.Stat(p2.Root.Storage.Lower[0])
@@ -138,7 +140,7 @@ func TestOCILayoutImage(t *testing.T) {
 	if out := mustRun(t, p2, "test -e /data/w && echo LEAK; cat /data/base.txt"); out != "base\n" {
 		t.Errorf("second container: %q", out)
 	}
-	bad := &Plan{Root: Image(filepath.Join(dir, "oci")).WithStore(store)}
+	bad := &rootfs.Plan{Root: rootfs.Image(filepath.Join(dir, "oci")).WithStore(store)}
 	bad.Root.Ref = "nope"
 	if _, err := Prepare(t.Context(), "bad", bad, PrepareOptions{}); err == nil || !strings.Contains(err.Error(), "nope") {
 		t.Errorf("unknown ref: %v", err)
@@ -153,7 +155,7 @@ func TestDockerSaveTarballImage(t *testing.T) {
 	if err := tarball.WriteToFile(tarPath, name.MustParseReference("vessel/test:1"), img); err != nil {
 		t.Fatal(err)
 	}
-	p := &Plan{Root: Image(tarPath).WithStore(filepath.Join(dir, "store"))}
+	p := &rootfs.Plan{Root: rootfs.Image(tarPath).WithStore(filepath.Join(dir, "store"))}
 	pr := prepare(t, p, PrepareOptions{})
 	if pr.ImageConfig == nil || pr.ImageConfig.WorkingDir != "/data" {
 		t.Errorf("image config %+v", pr.ImageConfig)
@@ -224,7 +226,7 @@ func TestSquashfsAndErofsImages(t *testing.T) {
 		path, fs string
 	}{{sq, "squashfs"}, {ero, "erofs"}} {
 		t.Run(c.fs, func(t *testing.T) {
-			p := &Plan{Root: ImageFile(c.path)}
+			p := &rootfs.Plan{Root: rootfs.ImageFile(c.path)}
 			if err := p.Validate(); err != nil {
 				t.Fatal(err)
 			}
@@ -237,7 +239,7 @@ func TestSquashfsAndErofsImages(t *testing.T) {
 				t.Errorf("read-only %s root: err=%v out=%q", c.fs, err, out)
 			}
 			// Two containers on one image share one loop device.
-			p2 := &Plan{Root: ImageFile(c.path).WithWritable()}
+			p2 := &rootfs.Plan{Root: rootfs.ImageFile(c.path).WithWritable()}
 			pr2 := prepare(t, p2, PrepareOptions{})
 			if pr2.Devices[0].Path != pr.Devices[0].Path {
 				t.Errorf("second container got %s, first %s", pr2.Devices[0].Path, pr.Devices[0].Path)

@@ -1,4 +1,4 @@
-package rootfs
+package storage
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/openvessel/vessel/rootfs"
 )
 
 func TestNamedVolumesOutliveContainers(t *testing.T) {
@@ -18,10 +20,10 @@ func TestNamedVolumesOutliveContainers(t *testing.T) {
 	base := filepath.Join(dir, "base")
 	busyboxTree(t, base)
 	opts := PrepareOptions{VolumeDir: filepath.Join(dir, "volumes")}
-	plan := func() *Plan {
-		return &Plan{Root: EphemeralOverlay(base), Mounts: []Mount{
-			NamedVolume("cache", "/cache"),
-			NamedVolumeLimited("small", "/small", 8<<20),
+	plan := func() *rootfs.Plan {
+		return &rootfs.Plan{Root: rootfs.EphemeralOverlay(base), Mounts: []rootfs.Mount{
+			rootfs.NamedVolume("cache", "/cache"),
+			rootfs.NamedVolumeLimited("small", "/small", 8<<20),
 		}}
 	}
 	p := plan()
@@ -32,7 +34,7 @@ func TestNamedVolumesOutliveContainers(t *testing.T) {
 		t.Fatal("NeedsPrepare is false for named volumes")
 	}
 	pr := prepare(t, p, opts)
-	if pr.VolumeQuota["small"] != QuotaLoopExt4 || p.Mounts[0].Type != TypeBind || p.Mounts[1].Type != "ext4" {
+	if pr.VolumeQuota["small"] != rootfs.QuotaLoopExt4 || p.Mounts[0].Type != rootfs.TypeBind || p.Mounts[1].Type != "ext4" {
 		t.Fatalf("volume quota %v, mounts %+v", pr.VolumeQuota, p.Mounts)
 	}
 	out, err := run(t, p, "echo v > /cache/f && echo s > /small/f && dd if=/dev/zero of=/small/big bs=1M count=32")
@@ -48,7 +50,7 @@ func TestNamedVolumesOutliveContainers(t *testing.T) {
 	if b, err := os.ReadFile(filepath.Join(dir, "volumes/cache/data/f")); err != nil || string(b) != "v\n" {
 		t.Errorf("volume on the host: %q %v", b, err)
 	}
-	bad := &Plan{Root: Host(), Mounts: []Mount{NamedVolume("../etc", "/x")}}
+	bad := &rootfs.Plan{Root: rootfs.Host(), Mounts: []rootfs.Mount{rootfs.NamedVolume("../etc", "/x")}}
 	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "mounts[0].source") {
 		t.Errorf("bad volume name: %v", err)
 	}
@@ -63,7 +65,7 @@ func TestSnapshotBecomesALowerLayer(t *testing.T) {
 	store := filepath.Join(dir, "store")
 	for _, quota := range []int64{0, 16 << 20} { // a plain layer, and one in an ext4 image
 		layer := filepath.Join(dir, "layer"+strings.Repeat("q", int(quota>>24)))
-		p := &Plan{Root: Overlay(layer, base).WithQuota(quota)}
+		p := &rootfs.Plan{Root: rootfs.Overlay(layer, base).WithQuota(quota)}
 		prepare(t, p, PrepareOptions{})
 		mustRun(t, p, "echo snap > /data/new.txt && rm /data/victim.txt && mkdir -p /opt/x && echo x > /opt/x/f")
 		digest, sdir, err := Snapshot(layer, store)
@@ -77,7 +79,7 @@ func TestSnapshotBecomesALowerLayer(t *testing.T) {
 		if err := unix.Lstat(filepath.Join(sdir, "data/victim.txt"), &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFCHR {
 			t.Errorf("whiteout not kept in the snapshot: %v", err)
 		}
-		p2 := &Plan{Root: EphemeralOverlay(sdir, base)}
+		p2 := &rootfs.Plan{Root: rootfs.EphemeralOverlay(sdir, base)}
 		prepare(t, p2, PrepareOptions{})
 		if out := mustRun(t, p2, "cat /data/new.txt /opt/x/f /data/base.txt; test -e /data/victim.txt && echo VICTIM; true"); out != "snap\nx\nbase\n" {
 			t.Errorf("container on the snapshot (quota %d): %q", quota, out)
@@ -131,13 +133,13 @@ func TestProjectQuotaXFS(t *testing.T) {
 		}
 	})
 	method, ok := projectQuotaMethod(mnt)
-	if !ok || method != QuotaXFSProject {
+	if !ok || method != rootfs.QuotaXFSProject {
 		t.Fatalf("project quota on a prjquota XFS: %q %v", method, ok)
 	}
 	layer := filepath.Join(mnt, "layer")
-	p := &Plan{Root: Overlay(layer, base).WithQuota(16 << 20)}
+	p := &rootfs.Plan{Root: rootfs.Overlay(layer, base).WithQuota(16 << 20)}
 	pr := prepare(t, p, PrepareOptions{})
-	if pr.QuotaMethod != QuotaXFSProject || p.Root.Storage.UpperDir == "" {
+	if pr.QuotaMethod != rootfs.QuotaXFSProject || p.Root.Storage.UpperDir == "" {
 		t.Fatalf("quota method %q storage %+v", pr.QuotaMethod, p.Root.Storage)
 	}
 	out, err := run(t, p, "echo a > /data/a && cat /data/base.txt > /data/copy && echo more >> /data/base.txt && dd if=/dev/zero of=/data/big bs=1M count=64")
@@ -145,13 +147,13 @@ func TestProjectQuotaXFS(t *testing.T) {
 		t.Errorf("writing past a 16 MiB project quota: err=%v out=%q", err, out)
 	}
 	// A named volume on the same filesystem takes the same mechanism.
-	vp := &Plan{Root: EphemeralOverlay(base), Mounts: []Mount{NamedVolumeLimited("v", "/v", 8<<20)}}
+	vp := &rootfs.Plan{Root: rootfs.EphemeralOverlay(base), Mounts: []rootfs.Mount{rootfs.NamedVolumeLimited("v", "/v", 8<<20)}}
 	vpr, err := Prepare(context.Background(), "vol", vp, PrepareOptions{VolumeDir: filepath.Join(mnt, "volumes")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer vpr.Release()
-	if vpr.VolumeQuota["v"] != QuotaXFSProject || vp.Mounts[0].Type != TypeBind {
+	if vpr.VolumeQuota["v"] != rootfs.QuotaXFSProject || vp.Mounts[0].Type != rootfs.TypeBind {
 		t.Fatalf("volume quota %v mounts %+v", vpr.VolumeQuota, vp.Mounts)
 	}
 	out, err = run(t, vp, "dd if=/dev/zero of=/v/big bs=1M count=32")
@@ -165,29 +167,29 @@ func TestValidateStorageErrors(t *testing.T) {
 	file := filepath.Join(dir, "notanimage")
 	os.WriteFile(file, []byte("hello"), 0o644)
 	for _, c := range []struct {
-		root Root
+		root rootfs.Root
 		want string
 	}{
-		{Overlay(""), "rootfs.lower"},
-		{Overlay("rel/layer", dir), "rootfs.layer"},
-		{Overlay("", "relative"), "rootfs.lower[0]"},
-		{Overlay("", filepath.Join(dir, "missing")), "rootfs.lower[0]"},
-		{EphemeralOverlay(dir).WithQuota(-1), "rootfs.quota"},
-		{EphemeralOverlay(dir).WithQuota(1000), "rootfs.quota"},
-		{Image("relative.tar"), "rootfs.path"},
-		{ImageFile(file), "rootfs.path"},
-		{Dir(dir).WithQuota(1 << 30), "rootfs.quota"},
-		{Host().WithLayer("/x"), "rootfs.layer"},
-		{EphemeralOverlay(dir).WithWritable(), "rootfs.writable"},
+		{rootfs.Overlay(""), "rootfs.lower"},
+		{rootfs.Overlay("rel/layer", dir), "rootfs.layer"},
+		{rootfs.Overlay("", "relative"), "rootfs.lower[0]"},
+		{rootfs.Overlay("", filepath.Join(dir, "missing")), "rootfs.lower[0]"},
+		{rootfs.EphemeralOverlay(dir).WithQuota(-1), "rootfs.quota"},
+		{rootfs.EphemeralOverlay(dir).WithQuota(1000), "rootfs.quota"},
+		{rootfs.Image("relative.tar"), "rootfs.path"},
+		{rootfs.ImageFile(file), "rootfs.path"},
+		{rootfs.Dir(dir).WithQuota(1 << 30), "rootfs.quota"},
+		{rootfs.Host().WithLayer("/x"), "rootfs.layer"},
+		{rootfs.EphemeralOverlay(dir).WithWritable(), "rootfs.writable"},
 	} {
-		p := &Plan{Root: c.root}
+		p := &rootfs.Plan{Root: c.root}
 		err := p.Validate()
 		if err == nil || !strings.HasPrefix(err.Error(), c.want) {
 			t.Errorf("%+v: %v, want an error about %s", c.root, err, c.want)
 		}
 	}
 	// Setup in a child refuses an unprepared root, naming the fix.
-	out, err := run(t, &Plan{Root: EphemeralOverlay(dir)}, "true")
+	out, err := run(t, &rootfs.Plan{Root: rootfs.EphemeralOverlay(dir)}, "true")
 	if err == nil || !strings.Contains(out, "not prepared") {
 		t.Errorf("unprepared root: %v %q", err, out)
 	}

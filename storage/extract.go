@@ -1,4 +1,4 @@
-package rootfs
+package storage
 
 import (
 	"archive/tar"
@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/openvessel/vessel/internal/pathrs"
 )
 
 // OCI whiteout names inside a layer tarball.
@@ -76,25 +78,10 @@ func unpackLayer(r io.Reader, dir string) error {
 // openDir opens the directory rel inside the layer, creating missing
 // components when create is set.
 func (u *unpacker) openDir(rel string, create bool) (int, error) {
-	rel = strings.Trim(rel, "/")
-	if rel == "" {
-		return unix.Dup(u.root)
+	if create {
+		return pathrs.MkdirAllInRoot(u.root, rel, 0o755, unix.O_RDONLY|unix.O_DIRECTORY, 0)
 	}
-	how := &unix.OpenHow{Flags: unix.O_RDONLY | unix.O_DIRECTORY | unix.O_CLOEXEC, Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS}
-	fd, err := unix.Openat2(u.root, rel, how)
-	if err == nil || !create || !errors.Is(err, unix.ENOENT) {
-		return fd, err
-	}
-	parent, err := u.openDir(path.Dir(rel), true)
-	if err != nil {
-		return -1, err
-	}
-	err = unix.Mkdirat(parent, path.Base(rel), 0o755)
-	unix.Close(parent)
-	if err != nil && !errors.Is(err, unix.EEXIST) {
-		return -1, err
-	}
-	return unix.Openat2(u.root, rel, how)
+	return pathrs.OpenInRoot(u.root, rel, unix.O_RDONLY|unix.O_DIRECTORY, 0)
 }
 
 // remove deletes name in dir, whatever it is. name must be one plain
@@ -195,7 +182,7 @@ func (u *unpacker) entry(hdr *tar.Header, r io.Reader) error {
 			return err
 		}
 		u.dirs = append(u.dirs, dirTime{rel: rel, mtime: hdr.ModTime})
-	case tar.TypeReg, tar.TypeRegA:
+	case tar.TypeReg: // tar.Reader turns the legacy TypeRegA into TypeReg or TypeDir
 		f, err := unix.Openat(d, base, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 		if err != nil {
 			return err

@@ -1,18 +1,14 @@
-package vessel
+package selfexe
 
 import (
 	"encoding/binary"
 	"fmt"
 	"io"
 	"os"
-	"runtime"
 	"strings"
 	"sync"
 
 	"golang.org/x/sys/unix"
-
-	"github.com/openvessel/vessel/cgroups"
-	"github.com/openvessel/vessel/rootfs"
 )
 
 // The binary a container child is started from: a handle on
@@ -34,7 +30,14 @@ var (
 // own /proc/self/fd path even inside a new user namespace.
 const highFD = 1000
 
-func selfExe() (string, error) {
+// Path returns a /proc/self/fd path through which this program's binary
+// can be executed but not written: a detached read-only bind mount of
+// /proc/self/exe, else a sealed memfd copy, else (when both fail, e.g.
+// without CAP_SYS_ADMIN and memfd sealing) /proc/self/exe itself, still
+// protected by the program's non-dumpability and the kernel's refusal to
+// write a running executable. It is made on the first call and kept for
+// the program's life.
+func Path() (string, error) {
 	exeOnce.Do(func() {
 		exePath, exeErr = readonlyBind()
 		if exeErr != nil {
@@ -112,60 +115,30 @@ func sealedCopy() (string, error) {
 	return fmt.Sprintf("/proc/self/fd/%d", high), nil
 }
 
-// The thread that forks containers. PR_SET_PDEATHSIG fires when the thread
-// that created a child exits, and Go may end a thread whose goroutine was
-// locked to it; forking from one goroutine locked to one thread forever
-// makes "the parent died" mean the program died.
-var (
-	forkOnce sync.Once
-	forkReq  chan func()
-)
-
-func onForkThread(f func()) {
-	forkOnce.Do(func() {
-		forkReq = make(chan func())
-		go func() {
-			runtime.LockOSThread()
-			for f := range forkReq {
-				f()
-			}
-		}()
-	})
-	done := make(chan struct{})
-	forkReq <- func() { f(); close(done) }
-	<-done
-}
-
-// cgroupV2Host reports whether /sys/fs/cgroup is a cgroup2 mount.
-func cgroupV2Host() bool {
-	var st unix.Statfs_t
-	return unix.Statfs("/sys/fs/cgroup", &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC
-}
-
 var (
 	interpOnce sync.Once
 	interp     string
 )
 
-// dynamicInterpreter returns the ELF interpreter of this program, or "" for
-// a static binary. The container's init re-executes the program after
-// pivot_root, where the host's dynamic loader is not visible.
-func dynamicInterpreter() string {
+// Interpreter returns the ELF interpreter (PT_INTERP) of this program, or
+// "" for a static binary. The container's init re-executes the program
+// after pivot_root, where the host's dynamic loader is not visible.
+func Interpreter() string {
 	interpOnce.Do(func() {
 		f, err := os.Open("/proc/self/exe")
 		if err != nil {
 			return
 		}
 		defer f.Close()
-		interp = elfInterpreter(f)
+		interp = ELFInterpreter(f)
 	})
 	return interp
 }
 
-// elfInterpreter returns the PT_INTERP path of the ELF file r, or "". A
+// ELFInterpreter returns the PT_INTERP path of the ELF file r, or "". A
 // few header reads instead of debug/elf, whose package initialisation
 // every vessel program would otherwise pay for at start.
-func elfInterpreter(r io.ReaderAt) string {
+func ELFInterpreter(r io.ReaderAt) string {
 	var id [64]byte
 	if _, err := r.ReadAt(id[:], 0); err != nil || string(id[:4]) != "\x7fELF" {
 		return ""
@@ -211,24 +184,3 @@ func elfInterpreter(r io.ReaderAt) string {
 	}
 	return ""
 }
-
-// cgroupV1View is the host's v1 or hybrid cgroup layout as a container's
-// /sys/fs/cgroup shows it (nil on a unified host), worked out once.
-var cgroupV1View = sync.OnceValue(func() []rootfs.CgroupMount {
-	hs, err := cgroups.V1Hierarchies()
-	if err != nil {
-		return nil
-	}
-	var out []rootfs.CgroupMount
-	for _, h := range hs {
-		m := rootfs.CgroupMount{Name: h.Name, V2: h.V2, Links: h.Links}
-		for _, c := range h.Controllers {
-			if strings.HasPrefix(c, "name=") {
-				m.Options = append(m.Options, "none")
-			}
-			m.Options = append(m.Options, c)
-		}
-		out = append(out, m)
-	}
-	return out
-})

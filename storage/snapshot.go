@@ -1,4 +1,4 @@
-package rootfs
+package storage
 
 import (
 	"archive/tar"
@@ -13,6 +13,9 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/openvessel/vessel/internal/fsmount"
+	"github.com/openvessel/vessel/rootfs"
 )
 
 // Snapshot freezes the writable layer in layerDir (the directory given to
@@ -23,7 +26,7 @@ import (
 // Overlay whiteouts and opaque directories carry over.
 func Snapshot(layerDir, store string) (digest, dir string, err error) {
 	if store == "" {
-		store = DefaultLayerStore
+		store = rootfs.DefaultLayerStore
 	}
 	if !filepath.IsAbs(layerDir) {
 		return "", "", fmt.Errorf("layer: %q is not absolute", layerDir)
@@ -81,7 +84,7 @@ func withLayer(layerDir string, fn func(diff string) error) error {
 		return err
 	}
 	defer l.close()
-	fd, err := fsMount("ext4", l.path, nil, unix.MOUNT_ATTR_RDONLY|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NOEXEC)
+	fd, err := fsmount.New("ext4", l.path, nil, unix.MOUNT_ATTR_RDONLY|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NOEXEC)
 	if err != nil {
 		return fmt.Errorf("mount %s: %w", img, err)
 	}

@@ -16,6 +16,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -193,6 +195,13 @@ echo x > /dev/mynull && echo device-ok
 	assert.Contains(t, r.stderr, "/no/such/program")
 	r = vcli(t, root, nil, "run", "--rm", "--rootfs", rfs, "/etc/passwd")
 	assert.Equal(t, 126, r.code, r.stderr)
+	// With -d the background controller's failure comes back the same way,
+	// and leaves nothing in the store.
+	r = vcli(t, root, nil, "run", "-d", "--name", "nostart", "--rootfs", rfs, "/no/such/program")
+	assert.Equal(t, 127, r.code, r.stderr)
+	assert.Contains(t, r.stderr, "/no/such/program")
+	assert.Empty(t, r.stdout)
+	assert.NotContains(t, psRows(t, root), "nostart")
 
 	// In a bundle directory, "run PROGRAM" is still docker's run.
 	bundleDir := t.TempDir()
@@ -203,6 +212,39 @@ echo x > /dev/mynull && echo device-ok
 	got, err := cmd.CombinedOutput()
 	require.NoError(t, err, "%s", got)
 	assert.Equal(t, "not-oci\n", string(got))
+
+	// Security and rlimit flags as docker spells them.
+	r = vcli(t, root, nil, "run", "--rm", "--rootfs", rfs, "--cap-drop", "ALL", "--cap-add", "CHOWN",
+		"--security-opt", "no-new-privileges=false", "--ulimit", "nofile=100:200", "--",
+		"sh", "-c", "grep -E '^(CapEff|NoNewPrivs)' /proc/self/status; ulimit -n; ulimit -Hn")
+	r.must(t, "run --cap-drop --cap-add --security-opt --ulimit")
+	assert.Regexp(t, `CapEff:\s+0000000000000001\n`, r.stdout) // CAP_CHOWN alone
+	assert.Regexp(t, `NoNewPrivs:\s+0\n`, r.stdout)
+	assert.Contains(t, r.stdout, "\n100\n200\n")
+	r = vcli(t, root, nil, "run", "--rm", "--rootfs", rfs, "--security-opt", "no-new-privileges", "--", "grep", "NoNewPrivs", "/proc/self/status")
+	r.must(t, "run --security-opt no-new-privileges")
+	assert.Regexp(t, `NoNewPrivs:\s+1`, r.stdout)
+	r = vcli(t, root, nil, "run", "--rm", "--rootfs", rfs, "--privileged", "--sysctl", "net.ipv4.ip_forward=1", "--",
+		"sh", "-c", "grep CapEff /proc/self/status; cat /proc/sys/net/ipv4/ip_forward")
+	r.must(t, "run --privileged --sysctl")
+	// --privileged: every capability this (root) test has itself.
+	status, err := os.ReadFile("/proc/self/status")
+	require.NoError(t, err)
+	own := regexp.MustCompile(`CapEff:\s+([0-9a-f]+)`).FindSubmatch(status)
+	require.NotNil(t, own)
+	assert.Regexp(t, `CapEff:\s+`+string(own[1])+`\n1\n`, r.stdout)
+	vcli(t, root, nil, "run", "-d", "--name", "cpus", "--rootfs", rfs, "--cpus", "0.5", "sleep", "1000").must(t, "run --cpus")
+	rec := record(t, root, "cpus")
+	cpuDir := rec.CgroupState.Dirs["cpu"]
+	if cpuDir == "" {
+		cpuDir = rec.CgroupState.Dirs["cpu,cpuacct"] // mounted together
+	}
+	quota, err := os.ReadFile(filepath.Join(cpuDir, "cpu.cfs_quota_us"))
+	require.NoError(t, err)
+	period, err := os.ReadFile(filepath.Join(cpuDir, "cpu.cfs_period_us"))
+	require.NoError(t, err)
+	assert.Equal(t, atoi(t, string(period))/2, atoi(t, string(quota)), "--cpus 0.5")
+	vcli(t, root, nil, "rm", "-f", "cpus").must(t, "rm -f")
 
 	// Without -i the command reads /dev/null; with -i the caller's stdin.
 	r = vcli(t, root, strings.NewReader("typed\n"), "run", "--rm", "--rootfs", rfs, "cat")
@@ -256,6 +298,7 @@ func TestRunUsageErrors(t *testing.T) {
 		{[]string{"create", "--bundel", "x", "id"}, []string{"--bundel", "did you mean --bundle?"}},
 		{[]string{"logs"}, []string{"want one container name"}},
 		{[]string{"update", "--memory", "lots", "x"}, []string{"--memory", "lots"}},
+		{[]string{"exec", "--preserve-fds", "-1", "x", "true"}, []string{"--preserve-fds", "negative"}},
 		{[]string{"events", "--interval", "-1s", "x"}, []string{"--interval"}},
 		{[]string{"checkpoint", "--dri", "x"}, []string{"checkpoint", "-dri"}},
 		{[]string{"migrate", "--after", "soon"}, []string{"migrate", "-after", "soon"}},
@@ -354,7 +397,29 @@ func TestRunPublish(t *testing.T) {
 	assert.Equal(t, rfs, row.Root)
 	assert.Regexp(t, `(?m)^web\s+running\s+\d+\s+\d+s ago\s+\S+\s+18080:80/tcp\s+httpd -f -p 80 -h /www$`, vcli(t, root, nil, "ps").must(t, "ps").stdout)
 	vcli(t, root, nil, "rm", "-f", "web").must(t, "rm -f")
-	testutil.AssertUnchanged(t, before, testutil.SnapshotHost(t))
+	testutil.AssertUnchanged(t, before, testutil.SnapshotHost(t), onlyOurs(root, rfs))
+}
+
+// onlyOurs leaves out of a host comparison the mounts other test binaries
+// make and remove meanwhile: only those under the store, the library's
+// state and storage, and the test's own directories count.
+func onlyOurs(dirs ...string) testutil.DiffOption {
+	dirs = append(dirs, "/run/vessel", "/var/lib/vessel", "/run/netns")
+	return testutil.IgnoreMounts(func(mp string) bool {
+		for _, d := range dirs {
+			if mp == d || strings.HasPrefix(mp, d+"/") {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+func atoi(t *testing.T, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(strings.TrimSpace(s))
+	require.NoError(t, err, "%q", s)
+	return n
 }
 
 // removeOnFailure removes the containers named if the test fails
@@ -404,6 +469,13 @@ func TestVerbsOnRunAndOCI(t *testing.T) {
 		r.must(t, "exec -i -e -w in "+id)
 		assert.Equal(t, "piped 1 /tmp\n", r.stdout)
 
+		r = vcli(t, root, nil, "exec", "-u", "nobody:nogroup", id, "sh", "-c", "id -u; id -g")
+		r.must(t, "exec -u nobody:nogroup in "+id)
+		assert.Equal(t, "65534\n65534\n", r.stdout)
+		r = vcli(t, root, nil, "exec", "-u", "nosuch", id, "true")
+		assert.NotEqual(t, 0, r.code)
+		assert.Contains(t, r.stderr, "no such user")
+
 		top := vcli(t, root, nil, "top", id).must(t, "top").stdout
 		assert.Contains(t, top, "PID")
 		assert.Contains(t, top, "sleep")
@@ -419,6 +491,23 @@ func TestVerbsOnRunAndOCI(t *testing.T) {
 		assert.True(t, docs[0].State.Running)
 		assert.Positive(t, docs[0].State.Pid)
 	}
+
+	// stats without --no-stream redraws its table every second until stopped.
+	live := exec.Command(vesselBin, "--root", root, "stats", "bg")
+	var lout bytes.Buffer
+	live.Stdout = &lout
+	require.NoError(t, live.Start())
+	time.Sleep(2200 * time.Millisecond)
+	require.NoError(t, live.Process.Signal(syscall.SIGINT))
+	_ = live.Wait()
+	assert.GreaterOrEqual(t, strings.Count(lout.String(), "\033[2J\033[H"), 2, "stats redraws: %q", lout.String())
+	assert.GreaterOrEqual(t, strings.Count(lout.String(), "\nbg "), 2)
+
+	// pause and unpause (docker's name for resume).
+	vcli(t, root, nil, "pause", "bg").must(t, "pause")
+	assert.Equal(t, statusPaused, psRows(t, root)["bg"].Status)
+	vcli(t, root, nil, "unpause", "bg").must(t, "unpause")
+	assert.Equal(t, statusRunning, psRows(t, root)["bg"].Status)
 
 	r := vcli(t, root, nil, "logs", "bg").must(t, "logs")
 	assert.Equal(t, "to-stdout\n", r.stdout)
@@ -551,7 +640,7 @@ func TestCrashRecovery(t *testing.T) {
 	}
 	entries, _ := os.ReadDir(root)
 	assert.Empty(t, entries, "system prune left state in the store")
-	testutil.AssertUnchanged(t, before, testutil.SnapshotHost(t))
+	testutil.AssertUnchanged(t, before, testutil.SnapshotHost(t), onlyOurs(root, rfs))
 }
 
 // TestRunSameNameInParallel starts 20 runs with one name at once: one runs,

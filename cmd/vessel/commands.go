@@ -30,7 +30,11 @@ func ociCommands() []*cobra.Command {
 	}
 	var out []*cobra.Command
 	for _, v := range verbs {
-		out = append(out, rawCommand(v.use, v.short, func(args []string) int { return v.run(gopts, args) }))
+		c := rawCommand(v.use, v.short, func(args []string) int { return v.run(gopts, args) })
+		if c.Name() == "resume" {
+			c.Aliases = []string{"unpause"} // docker's name
+		}
+		out = append(out, c)
 	}
 	return out
 }

@@ -162,6 +162,9 @@ func since(t time.Time) string {
 	return fmt.Sprintf("%dd", int(d.Hours()/24))
 }
 
+// errReported is an error already reported on stderr.
+var errReported = errors.New("reported")
+
 // forEach runs f for each named container and returns 0, or 1 when any
 // failed (each failure reported on its own line, as docker).
 func forEach(names []string, f func(st *oci.Store, id string) error) int {
@@ -172,7 +175,9 @@ func forEach(names []string, f func(st *oci.Store, id string) error) int {
 	code := 0
 	for _, id := range names {
 		if err := f(st, id); err != nil {
-			stderrf("vessel: %s", oneLine(err))
+			if !errors.Is(err, errReported) {
+				stderrf("vessel: %s", oneLine(err))
+			}
 			code = 1
 		}
 	}
@@ -415,6 +420,17 @@ func removeContainer(st *oci.Store, id string, force bool) error {
 	e, err := loadEntry(st, id)
 	if err != nil {
 		return err
+	}
+	if e.info == nil {
+		// runc's create made it: runc's delete, poststop hooks included.
+		args := []string{id}
+		if force {
+			args = []string{"--force", id}
+		}
+		if ociDelete(gopts, args) != 0 {
+			return errReported
+		}
+		return nil
 	}
 	if e.live() {
 		if !force {
@@ -675,7 +691,7 @@ func systemCommand() *cobra.Command {
 	var force bool
 	prune := &cobra.Command{
 		Use:   "prune",
-		Short: "Remove every container that no longer runs, and storage no container uses",
+		Short: "Remove every container that no longer runs, and the prepared storage of those gone",
 		Args:  noArgs,
 		RunE: func(_ *cobra.Command, _ []string) error {
 			return codeErr(systemPrune())

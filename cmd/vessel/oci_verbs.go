@@ -129,7 +129,7 @@ func ociExec(g *globalOpts, args []string) int {
 	case len(caps) > 0:
 		return g.errorf("exec: --cap: per-process capabilities are not supported by vessel (the container's apply)")
 	case preserveFDs < 0:
-		return g.errorf("exec: --preserve-fds: %d is negative", preserveFDs)
+		return g.usageErr("exec", execUsage, "--preserve-fds: %d is negative", preserveFDs)
 	}
 	_, lock, rec, code, ok := g.lockedRecord(id)
 	if !ok {
@@ -179,7 +179,7 @@ func ociExec(g *globalOpts, args []string) int {
 			for _, kv := range env {
 				k, _, ok := strings.Cut(kv, "=")
 				if !ok || k == "" {
-					return g.errorf("exec: --env: %q is not KEY=VALUE", kv)
+					return g.usageErr("exec", execUsage, "--env: %q is not KEY=VALUE", kv)
 				}
 				merged = slices.DeleteFunc(merged, func(e string) bool { return strings.HasPrefix(e, k+"=") })
 				merged = append(merged, kv)
@@ -188,7 +188,7 @@ func ociExec(g *globalOpts, args []string) int {
 		}
 		cmd.Dir = cwd
 		if user != "" {
-			uid, gid, err := parseUser(user)
+			uid, gid, err := execUser(rec, user)
 			if err != nil {
 				return g.errorf("exec: --user: %v", err)
 			}
@@ -197,7 +197,7 @@ func ociExec(g *globalOpts, args []string) int {
 		for _, s := range gids {
 			n, err := strconv.ParseUint(s, 10, 32)
 			if err != nil {
-				return g.errorf("exec: --additional-gids: %q is not a group id", s)
+				return g.usageErr("exec", execUsage, "--additional-gids: %q is not a group id", s)
 			}
 			if cmd.User == nil {
 				u := rec.Config.Process.User

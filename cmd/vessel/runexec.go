@@ -136,7 +136,7 @@ func controlRun(cfg *vessel.Config, o *runOpts, id string, argv []string) int {
 	lock, err := claimName(st, id)
 	if err != nil {
 		if errors.Is(err, errNameInUse) {
-			return fail("run: --name %s: name in use by a live container (vessel rm -f %s removes it)", id, id)
+			return fail("run: --name %s: name in use by another container (vessel rm -f %s removes it)", id, id)
 		}
 		return reportErr(err)
 	}

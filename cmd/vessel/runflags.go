@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -199,10 +200,16 @@ func (f *securityFlags) apply(cfg *vessel.Config, set map[string]bool) error {
 		cfg.WithPrivileged(true)
 		cfg.WithSecurity(security.Privileged())
 	}
+	// As docker: --cap-drop ALL empties the set before --cap-add fills it;
+	// otherwise additions come first and drops win.
+	dropAll := slices.ContainsFunc(f.capDrop, func(c string) bool { return strings.EqualFold(c, "ALL") })
+	if dropAll {
+		cfg.WithCapDrop(f.capDrop...)
+	}
 	if len(f.capAdd) > 0 {
 		cfg.WithCapAdd(f.capAdd...)
 	}
-	if len(f.capDrop) > 0 {
+	if len(f.capDrop) > 0 && !dropAll {
 		cfg.WithCapDrop(f.capDrop...)
 	}
 	switch f.seccomp {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/openvessel/vessel"
 	"github.com/openvessel/vessel/internal/pathrs"
+	"github.com/openvessel/vessel/oci"
 	"github.com/openvessel/vessel/rootfs"
 )
 
@@ -256,4 +257,35 @@ func makeWorkdir(cfg *vessel.Config) error {
 		}
 	}
 	return nil
+}
+
+// execUser resolves exec's --user NAME|UID[:GROUP|GID]: names in the
+// running container's own /etc/passwd and /etc/group, read through its
+// main process's root (/proc/PID/root).
+func execUser(rec *oci.Record, s string) (uint32, uint32, error) {
+	if uid, gid, err := parseUser(s); err == nil || rec.Main.Pid <= 1 || !rec.Main.Alive() {
+		return uid, gid, err
+	}
+	root := fmt.Sprintf("/proc/%d/root", rec.Main.Pid)
+	us, gs, hasG := strings.Cut(s, ":")
+	var uid, gid uint32
+	if n, err := strconv.ParseUint(us, 10, 32); err == nil {
+		uid, gid = uint32(n), uint32(n)
+	} else {
+		ent, err := lookupPasswd(root, us)
+		if err != nil {
+			return 0, 0, fmt.Errorf("%q: no such user in the container's /etc/passwd", us)
+		}
+		uid, gid = ent.uid, ent.gid
+	}
+	if hasG {
+		if n, err := strconv.ParseUint(gs, 10, 32); err == nil {
+			gid = uint32(n)
+		} else if g, ok, _, _ := groupsOf(root, gs, ""); ok {
+			gid = g
+		} else {
+			return 0, 0, fmt.Errorf("%q: no such group in the container's /etc/group", gs)
+		}
+	}
+	return uid, gid, nil
 }

@@ -214,6 +214,12 @@ func (c *Container) Checkpoint(ctx context.Context, dir string, opts *Checkpoint
 // only memory changed since it is written. It is the building block of
 // Checkpoint and of live migration (checkpoint.Migrate).
 func (c *Container) DumpRound(ctx context.Context, dir, parent string, final bool, opts *CheckpointOptions) (*checkpoint.Stats, error) {
+	return c.dumpRound(ctx, dir, parent, final, opts, nil)
+}
+
+// dumpRound is DumpRound; handoff, for a final dump, runs while the
+// container is frozen with complete images (checkpoint.Options.Handoff).
+func (c *Container) dumpRound(ctx context.Context, dir, parent string, final bool, opts *CheckpointOptions, handoff func() error) (*checkpoint.Stats, error) {
 	if opts == nil {
 		opts = &CheckpointOptions{}
 	}
@@ -226,6 +232,10 @@ func (c *Container) DumpRound(ctx context.Context, dir, parent string, final boo
 	}
 	if !c.cfg.Namespaces.IsNew(namespaces.PID) || !c.cfg.Namespaces.IsNew(namespaces.Mount) {
 		return nil, &ConfigError{Field: "namespaces", Reason: "checkpoint needs the container's own pid and mount namespaces"}
+	}
+	// What CRIU would refuse is refused here, before anything is frozen.
+	if err := checkpoint.Check(initPid); err != nil {
+		return nil, err
 	}
 	meta, external, err := c.describeForDump(initPid)
 	if err != nil {
@@ -243,6 +253,7 @@ func (c *Container) DumpRound(ctx context.Context, dir, parent string, final boo
 		FileLocks:      true,
 		External:       external,
 		Cgroups:        checkpoint.CgroupSoft,
+		Handoff:        handoff,
 	}
 	if !final {
 		co.LeaveRunning = true
@@ -877,6 +888,12 @@ func (s migrationSource) DumpRound(ctx context.Context, dir, parent string, fina
 		return nil, checkpoint.ErrNoMemoryTracking
 	}
 	return s.c.DumpRound(ctx, dir, parent, final, s.opts)
+}
+
+// FinalDump implements checkpoint.HandoffSource: a receiver that fails to
+// restore leaves the container running here.
+func (s migrationSource) FinalDump(ctx context.Context, dir, parent string, handoff func() error) (*checkpoint.Stats, error) {
+	return s.c.dumpRound(ctx, dir, parent, true, s.opts, handoff)
 }
 
 func (s migrationSource) optsOrZero() *CheckpointOptions {

@@ -557,6 +557,29 @@ func TestMigrateTCPConnection(t *testing.T) {
 	}
 	t.Logf("TCP migration: downtime %v, freeze %v, %d bytes", st.Downtime, st.FreezeTime, st.BytesSent)
 	echo(t, conn, "after the move")
+	// The source's namespace is usable again: CRIU's network lock is gone.
+	nsA, err := os.Open("/run/netns/" + hostA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nsA.Close()
+	if left := lockTablesIn(t, nsA); len(left) > 0 {
+		t.Fatalf("CRIU's network lock left in the source namespace: %v", left)
+	}
+	if err := namespaces.Do(namespaces.Net, "/run/netns/"+hostA, func() error {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		defer l.Close()
+		c, err := net.DialTimeout("tcp", l.Addr().String(), 2*time.Second)
+		if err != nil {
+			return err
+		}
+		return c.Close()
+	}); err != nil {
+		t.Fatalf("the source namespace after the migration: %v", err)
+	}
 }
 
 func dialOnce(ns, addr string) (net.Conn, error) {

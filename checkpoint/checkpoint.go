@@ -145,6 +145,14 @@ type Options struct {
 	// started criu, which matters for a parent-death signal.
 	StartCriu func(cmd *exec.Cmd) error
 
+	// Handoff (Dump), when set, runs once the images are complete, while
+	// the tree is still frozen and its network locked: the moment to hand
+	// the images to whoever restores them (live migration). When it fails
+	// CRIU resumes the tree as if the dump had not happened, and Dump
+	// returns a *HandoffError; when it succeeds Dump finishes (the tree is
+	// killed unless LeaveRunning).
+	Handoff func() error
+
 	// Notify, when set, is called for each of CRIU's notifications
 	// ("setup-namespaces", "post-restore", "network-lock", ...) with the
 	// pid CRIU gives (the restored root's for "setup-namespaces" and
@@ -215,12 +223,37 @@ func (o *Options) criuOpts(op string, imagesFD, workFD int) *criuOpts {
 	return co
 }
 
-func (o *Options) notify() notifyFunc {
-	if o.Notify == nil {
+func (o *Options) notify(handoffErr *error) notifyFunc {
+	if o.Notify == nil && o.Handoff == nil {
 		return nil
 	}
-	return func(script string, pid int, _ []*os.File) error { return o.Notify(script, pid) }
+	return func(script string, pid int, _ []*os.File) error {
+		if o.Notify != nil {
+			if err := o.Notify(script, pid); err != nil {
+				return err
+			}
+		}
+		if script == "post-dump" && o.Handoff != nil && handoffErr != nil {
+			if err := o.Handoff(); err != nil {
+				*handoffErr = err
+				return err
+			}
+		}
+		return nil
+	}
 }
+
+// HandoffError is returned by Dump when Options.Handoff failed: CRIU
+// resumed the tree, which keeps running where it was.
+type HandoffError struct {
+	Err error
+}
+
+func (e *HandoffError) Error() string {
+	return fmt.Sprintf("checkpoint: %v (the dumped tree was resumed and keeps running)", e.Err)
+}
+
+func (e *HandoffError) Unwrap() error { return e.Err }
 
 // openDirs opens the images and work directories as descriptors CRIU
 // reaches through /proc/<our pid>/fd.
@@ -295,6 +328,9 @@ func dump(ctx context.Context, op string, pid int, opts *Options) (*Stats, error
 	if err := unix.Kill(pid, 0); err != nil {
 		return nil, fmt.Errorf("checkpoint: pid %d: %w", pid, err)
 	}
+	if err := Check(pid); err != nil {
+		return nil, err
+	}
 	path, err := resolveCriu(opts.CriuPath)
 	if err != nil {
 		return nil, err
@@ -337,8 +373,18 @@ func dump(ctx context.Context, op string, pid int, opts *Options) (*Stats, error
 		co.LeaveRunning = nil
 	}
 	before := dirSize(opts.ImagesDir)
+	// CRIU leaves its network lock (an nftables table) in the tree's
+	// network namespace when it kills the tree: that namespace may
+	// outlive it (a joined one, the host's). Tables it adds are removed
+	// below whatever happens.
+	locks := newLockTables(pid)
+	defer locks.removeNew()
 	start := time.Now()
-	resp, err := swrk(ctx, path, &criuReq{Type: typ, Opts: co}, nil, opts.notify(), opts.StartCriu)
+	var handoffErr error
+	resp, err := swrk(ctx, path, &criuReq{Type: typ, Opts: co}, nil, opts.notify(&handoffErr), opts.StartCriu)
+	if handoffErr != nil {
+		return nil, &HandoffError{Err: handoffErr}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -443,7 +489,7 @@ func Restore(ctx context.Context, opts *Options) (int, *Stats, error) {
 		files = append(files, in.File)
 	}
 	start := time.Now()
-	resp, err := swrk(ctx, path, &criuReq{Type: reqRestore, Opts: co}, files, opts.notify(), opts.StartCriu)
+	resp, err := swrk(ctx, path, &criuReq{Type: reqRestore, Opts: co}, files, opts.notify(nil), opts.StartCriu)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -458,7 +504,11 @@ func Restore(ctx context.Context, opts *Options) (int, *Stats, error) {
 }
 
 func criuFailure(op string, resp *criuResp, logPath string) error {
-	e := &CriuError{Op: op, Msg: resp.CrErrmsg, Log: logErrors(logPath), LogFile: logPath}
+	msg := resp.CrErrmsg
+	if strings.Contains(msg, "Can't setup RLIMIT_NOFILE") {
+		msg = "" // criu's start-up noise (see logErrors), not the failure
+	}
+	e := &CriuError{Op: op, Msg: msg, Log: logErrors(logPath), LogFile: logPath}
 	if n := resp.CrErrno; n != 0 {
 		e.Errno = syscall.Errno(n)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 
+	"github.com/openvessel/vessel/cgroups"
 	"github.com/openvessel/vessel/checkpoint"
 	"github.com/openvessel/vessel/internal/child"
 	"github.com/openvessel/vessel/internal/initproto"
@@ -130,6 +131,9 @@ type checkpointMeta struct {
 type stdioFile struct {
 	FD  int    `json:"fd"`
 	Key string `json:"key"`
+	// Shared is set for a regular file outside the container: the
+	// inherit key fixImages gave it (checkpoint.ShareExternalFile).
+	Shared string `json:"shared,omitempty"`
 }
 
 // externalFile is a file open in the tree on a mount outside it.
@@ -277,12 +281,23 @@ func (c *Container) dumpRound(ctx context.Context, dir, parent string, final boo
 		if err := os.WriteFile(filepath.Join(dir, checkpointMetaFile), data, 0o600); err != nil {
 			return nil, &ConfigError{Field: "dir", Reason: err.Error()}
 		}
+		// The images are rewritten where CRIU's own restore would fail
+		// (see fixImages), before a handoff sends them.
+		fix := func() error { return fixImages(dir, meta) }
+		if handoff != nil {
+			co.Handoff = func() error {
+				if err := fix(); err != nil {
+					return err
+				}
+				return handoff()
+			}
+		}
 		st, err := checkpoint.Dump(ctx, initPid, co)
 		if err != nil {
 			return nil, err
 		}
-		if _, err := checkpoint.ExternalExe(dir, exeKey); err != nil {
-			return nil, &SetupError{Step: "checkpoint: rewrite executable link", Err: err}
+		if err := fix(); err != nil {
+			return nil, err
 		}
 		if !opts.LeaveRunning {
 			c.mu.Lock()
@@ -292,6 +307,26 @@ func (c *Container) dumpRound(ctx context.Context, dir, parent string, final boo
 		return st, nil
 	}
 	return checkpoint.PreDump(ctx, initPid, co)
+}
+
+// fixImages rewrites what CRIU would restore badly: a memfd executable
+// (checkpoint.ExternalExe), and standard streams that were regular files
+// outside the container (checkpoint.ShareExternalFile: at restore they
+// become whatever the restoring program gives, file, pipe or terminal).
+// Idempotent.
+func fixImages(dir string, meta *checkpointMeta) error {
+	if _, err := checkpoint.ExternalExe(dir, exeKey); err != nil {
+		return &SetupError{Step: "checkpoint: rewrite executable link", Err: err}
+	}
+	for _, s := range meta.Stdio {
+		if s.Shared == "" {
+			continue
+		}
+		if _, err := checkpoint.ShareExternalFile(dir, s.Key, s.Shared); err != nil {
+			return &SetupError{Step: "checkpoint: rewrite standard stream " + strconv.Itoa(s.FD), Err: err}
+		}
+	}
+	return nil
 }
 
 var generatedFilePaths = map[string]bool{"/etc/hostname": true, "/etc/hosts": true, "/etc/resolv.conf": true}
@@ -401,7 +436,7 @@ func (c *Container) describeForDump(initPid int) (*checkpointMeta, []string, err
 				meta.Files = append(meta.Files, ef)
 				external = append(external, key)
 				if pid == initPid && fd <= 2 {
-					meta.Stdio = append(meta.Stdio, stdioFile{FD: fd, Key: key})
+					meta.Stdio = append(meta.Stdio, stdioFile{FD: fd, Key: key, Shared: "vessel-stdio-" + strconv.Itoa(fd)})
 				}
 			}
 		}
@@ -520,6 +555,9 @@ func Restore(ctx context.Context, dir string, cfg *Config, id string, opts *Rest
 		return nil, err
 	}
 	c.Stdin, c.Stdout, c.Stderr = opts.Stdin, opts.Stdout, opts.Stderr
+	if err := reclaimStaleCgroup(id, cfg.Cgroup); err != nil {
+		return nil, err
+	}
 	c.mu.Lock()
 	c.status = Running
 	c.mu.Unlock()
@@ -536,15 +574,50 @@ func Restore(ctx context.Context, dir string, cfg *Config, id string, opts *Rest
 	return c, nil
 }
 
+// reclaimStaleCgroup removes the cgroup a container named id left when
+// its program was killed before Destroy (kill -9 of a checkpoint,
+// restore or migration): an existing cgroup with no process in it. One
+// that holds processes belongs to a running container: an error.
+func reclaimStaleCgroup(id string, cc CgroupConfig) error {
+	if cc.Disabled {
+		return nil
+	}
+	m, err := cgroups.Load(cgroupOptions(id, cc, nil))
+	if err != nil {
+		return nil // none (or none readable: creating it will say)
+	}
+	// A container whose program was just killed takes a moment to go
+	// (its init sees its control socket close and kills the rest).
+	var pids []int
+	for deadline := time.Now().Add(2 * time.Second); ; {
+		if pids, err = m.Pids(); err != nil {
+			return nil
+		}
+		if len(pids) == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if len(pids) > 0 {
+		return &ConfigError{Field: "id", Reason: fmt.Sprintf("a container named %q is running (its cgroup holds %d processes)", id, len(pids))}
+	}
+	if err := m.Destroy(); err != nil {
+		return &SetupError{Step: "restore: remove the stale cgroup of " + id, Err: err}
+	}
+	return nil
+}
+
 func (c *Container) restore(ctx context.Context, dir string, meta *checkpointMeta, opts *RestoreOptions) error {
 	if err := c.setupCgroup(); err != nil {
 		return err
 	}
-	runDir, err := os.MkdirTemp("", "vessel-restore-")
+	// The generated files' sources are needed only while CRIU mounts
+	// them; the directory goes as soon as the restore returns.
+	runDir, err := checkpoint.MkdirTemp("vessel-restore-")
 	if err != nil {
 		return &SetupError{Step: "restore: runtime directory", Err: err}
 	}
-	c.addCleanup(func() error { return os.RemoveAll(runDir) })
+	defer os.RemoveAll(runDir)
 	var closers []io.Closer
 	defer func() {
 		for _, cl := range closers {
@@ -646,16 +719,23 @@ func (c *Container) restore(ctx context.Context, dir string, meta *checkpointMet
 		if r != nil {
 			stream = r
 		}
+		key := s.Key
+		if s.Shared != "" {
+			// A regular file at dump, shared with whatever this program
+			// gives now (fixImages): handled like a pipe.
+			key = s.Shared
+			stdioDone[s.Key] = true
+		} else if isFileKey[s.Key] {
+			// Older images: reopened by path below.
+			continue
+		}
 		if f, ok := stream.(*os.File); ok && f != nil {
 			dup, err := dupFile(f)
 			if err != nil {
 				return err
 			}
-			inherit(s.Key, dup)
+			inherit(key, dup)
 			stdioDone[s.Key] = true
-			continue
-		}
-		if isFileKey[s.Key] {
 			continue
 		}
 		stdioDone[s.Key] = true
@@ -665,14 +745,14 @@ func (c *Container) restore(ctx context.Context, dir string, meta *checkpointMet
 			if err != nil {
 				return err
 			}
-			inherit(s.Key, pr)
+			inherit(key, pr)
 			copiers = append(copiers, func() { _, _ = io.Copy(pw, r); pw.Close() })
 		case w != nil:
 			pr, pw, err := os.Pipe()
 			if err != nil {
 				return err
 			}
-			inherit(s.Key, pw)
+			inherit(key, pw)
 			copiers = append(copiers, func() { _, _ = io.Copy(w, pr); pr.Close() })
 		default:
 			mode := os.O_WRONLY
@@ -683,7 +763,7 @@ func (c *Container) restore(ctx context.Context, dir string, meta *checkpointMet
 			if err != nil {
 				return err
 			}
-			inherit(s.Key, f)
+			inherit(key, f)
 		}
 	}
 

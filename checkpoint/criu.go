@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -163,6 +164,12 @@ func CriuVersion(ctx context.Context, path string) (Version, error) {
 	return v, nil
 }
 
+// CancelGrace is how long a dump, pre-dump or restore whose context is
+// cancelled may still run before criu is killed: criu cannot be stopped
+// safely in the middle of one, so a cancelled operation normally
+// finishes (successfully or not) and reports what it did.
+var CancelGrace = 30 * time.Second
+
 // notifyFunc handles one of CRIU's notifications ("pre-dump",
 // "post-dump", "network-lock", "network-unlock", "setup-namespaces",
 // "post-setup-namespaces", "post-restore", "pre-resume", "post-resume",
@@ -201,9 +208,21 @@ func swrk(ctx context.Context, criuPath string, req *criuReq, files []*os.File, 
 	go func() {
 		select {
 		case <-ctx.Done():
-			_ = cmd.Process.Kill()
 		case <-stop:
+			return
 		}
+		if req.Type == reqDump || req.Type == reqPreDump || req.Type == reqRestore {
+			// Killing criu in the middle of a dump can leave a task with
+			// criu's parasite code running in it, or a restore with tasks
+			// half made: give it time to finish (a dump that completes
+			// is reported as done) before killing a criu that hangs.
+			select {
+			case <-stop:
+				return
+			case <-time.After(CancelGrace):
+			}
+		}
+		_ = cmd.Process.Kill()
 	}()
 	finish := func() error {
 		client.Close()
@@ -214,7 +233,7 @@ func swrk(ctx context.Context, criuPath string, req *criuReq, files []*os.File, 
 	resp, err := exchange(client, req, notify)
 	werr := finish()
 	if err != nil {
-		if ctx.Err() != nil {
+		if ctx.Err() != nil && req.Type != reqDump && req.Type != reqPreDump && req.Type != reqRestore {
 			return nil, ctx.Err()
 		}
 		msg := strings.TrimSpace(stderr.String())

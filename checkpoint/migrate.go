@@ -105,7 +105,7 @@ func Migrate(ctx context.Context, conn io.ReadWriter, src Source, opts *MigrateO
 	work := opts.WorkDir
 	temp := false
 	if work == "" {
-		d, err := os.MkdirTemp("", "vessel-migrate-")
+		d, err := MkdirTemp("vessel-migrate-")
 		if err != nil {
 			return nil, err
 		}
@@ -128,6 +128,9 @@ func Migrate(ctx context.Context, conn io.ReadWriter, src Source, opts *MigrateO
 	st := &MigrationStats{}
 	parent := ""
 	for i := 1; i <= opts.PreDumps; i++ {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("checkpoint: migration cancelled before pre-dump %d (the source keeps running): %w", i, err)
+		}
 		name := "pre-" + strconv.Itoa(i)
 		dir := filepath.Join(work, name)
 		rs, err := src.DumpRound(ctx, dir, parent, false)
@@ -143,6 +146,9 @@ func Migrate(ctx context.Context, conn io.ReadWriter, src Source, opts *MigrateO
 			return nil, fmt.Errorf("checkpoint: send %s: %w", name, err)
 		}
 		parent = dir
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("checkpoint: migration cancelled before the final dump (the source keeps running): %w", err)
 	}
 	finalStart := time.Now()
 	dir := filepath.Join(work, "final")
@@ -179,6 +185,13 @@ func Migrate(ctx context.Context, conn io.ReadWriter, src Source, opts *MigrateO
 		}
 		if err := handoff(); err != nil {
 			keep = true
+			if temp {
+				// Out of MkdirTemp's sweep of dead programs' directories.
+				kept := filepath.Join(filepath.Dir(work), "vessel-migrate-kept-"+filepath.Base(work))
+				if os.Rename(work, kept) == nil {
+					dir = filepath.Join(kept, "final")
+				}
+			}
 			return nil, fmt.Errorf("checkpoint: %w (the images are kept in %s)", err, dir)
 		}
 	}

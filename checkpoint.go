@@ -228,8 +228,8 @@ func (c *Container) dumpRound(ctx context.Context, dir, parent string, final boo
 		opts = &CheckpointOptions{}
 	}
 	c.mu.Lock()
-	running := c.status == Running && c.initPid > 0
-	initPid, paused, cg := c.initPid, c.paused, c.cg
+	running := c.status == Running && c.mainPid > 0
+	rootPid, paused, cg := c.mainPid, c.paused, c.cg
 	c.mu.Unlock()
 	if !running {
 		return nil, ErrNotRunning
@@ -238,10 +238,13 @@ func (c *Container) dumpRound(ctx context.Context, dir, parent string, final boo
 		return nil, &ConfigError{Field: "namespaces", Reason: "checkpoint needs the container's own pid and mount namespaces"}
 	}
 	// What CRIU would refuse is refused here, before anything is frozen.
-	if err := checkpoint.Check(initPid); err != nil {
+	if err := checkpoint.Check(rootPid); err != nil {
 		return nil, err
 	}
-	meta, external, err := c.describeForDump(initPid)
+	if err := c.checkDumpShape(rootPid); err != nil {
+		return nil, err
+	}
+	meta, external, err := c.describeForDump(rootPid)
 	if err != nil {
 		return nil, &SetupError{Step: "checkpoint: inspect container", Err: err}
 	}
@@ -292,7 +295,7 @@ func (c *Container) dumpRound(ctx context.Context, dir, parent string, final boo
 				return handoff()
 			}
 		}
-		st, err := checkpoint.Dump(ctx, initPid, co)
+		st, err := checkpoint.Dump(ctx, rootPid, co)
 		if err != nil {
 			return nil, err
 		}
@@ -306,7 +309,7 @@ func (c *Container) dumpRound(ctx context.Context, dir, parent string, final boo
 		}
 		return st, nil
 	}
-	return checkpoint.PreDump(ctx, initPid, co)
+	return checkpoint.PreDump(ctx, rootPid, co)
 }
 
 // fixImages rewrites what CRIU would restore badly: a memfd executable
@@ -334,19 +337,50 @@ var generatedFilePaths = map[string]bool{"/etc/hostname": true, "/etc/hosts": tr
 // internalFS are filesystems CRIU recreates itself.
 var internalFS = map[string]bool{"proc": true, "sysfs": true, "devpts": true, "mqueue": true, "cgroup": true, "cgroup2": true, "tmpfs": true, "devtmpfs": true, "binfmt_misc": true, "securityfs": true}
 
-// describeForDump inspects the running container and returns what a
-// restore needs to know, and CRIU's --external list for it.
-func (c *Container) describeForDump(initPid int) (*checkpointMeta, []string, error) {
-	meta := &checkpointMeta{Version: 1, ID: c.id, Config: c.cfg.clone(), Created: time.Now()}
+// checkDumpShape refuses, before anything is frozen, a container whose
+// shape the dump cannot carry: processes in its cgroup outside the tree
+// rooted at its main process (CRIU would leave them out), a user
+// namespace (not restored yet), a terminal of its own.
+func (c *Container) checkDumpShape(root int) error {
+	refuse := func(why string) error {
+		return &checkpoint.UnsupportedError{Problems: []checkpoint.Problem{{Pid: root, FD: -1, What: "container " + c.id, Why: why}}}
+	}
+	if c.cfg.Namespaces.IsNew(namespaces.User) {
+		return refuse("it has a user namespace of its own, which vessel does not restore yet")
+	}
 	c.mu.Lock()
-	mainPid := c.mainPid
+	cg := c.cg
 	c.mu.Unlock()
-	if mainPid > 0 {
-		if n, err := nsPid(mainPid); err == nil {
-			meta.MainNSPid = n
+	if cg == nil {
+		return nil
+	}
+	pids, err := cg.Pids()
+	if err != nil {
+		return nil
+	}
+	tree := map[int]bool{}
+	for _, p := range treePids(root) {
+		tree[p] = true
+	}
+	var outside []string
+	for _, p := range pids {
+		if !tree[p] {
+			outside = append(outside, strconv.Itoa(p))
 		}
 	}
-	f, err := os.Open(fmt.Sprintf("/proc/%d/mountinfo", initPid))
+	if len(outside) > 0 {
+		return refuse("processes " + strings.Join(outside, ", ") + " run in it outside the main process's tree (Exec'd processes still running?): a checkpoint would lose them")
+	}
+	return nil
+}
+
+// describeForDump inspects the running container, whose main process
+// (the root of the dumped tree, PID 1 of its pid namespace) is root, and
+// returns what a restore needs to know, and CRIU's --external list for
+// it.
+func (c *Container) describeForDump(root int) (*checkpointMeta, []string, error) {
+	meta := &checkpointMeta{Version: 2, ID: c.id, Config: c.cfg.clone(), Created: time.Now(), MainNSPid: 1}
+	f, err := os.Open(fmt.Sprintf("/proc/%d/mountinfo", root))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -356,12 +390,6 @@ func (c *Container) describeForDump(initPid int) (*checkpointMeta, []string, err
 		return nil, nil, err
 	}
 	var external []string
-	if key, err := exeExternalKey(initPid); err != nil {
-		return nil, nil, err
-	} else if key != "" {
-		meta.ExeKey = key
-		external = append(external, key)
-	}
 	inNS := map[int]bool{}
 	fullFS := map[[2]int]bool{}
 	for _, m := range mounts {
@@ -375,7 +403,7 @@ func (c *Container) describeForDump(initPid int) (*checkpointMeta, []string, err
 			continue
 		}
 		mp := m.Mountpoint + "/"
-		if fi, err := os.Stat(fmt.Sprintf("/proc/%d/root%s", initPid, m.Mountpoint)); err == nil && !fi.IsDir() {
+		if fi, err := os.Stat(fmt.Sprintf("/proc/%d/root%s", root, m.Mountpoint)); err == nil && !fi.IsDir() {
 			mp = m.Mountpoint
 		}
 		meta.Mountpoints = append(meta.Mountpoints, mp)
@@ -388,14 +416,14 @@ func (c *Container) describeForDump(initPid int) (*checkpointMeta, []string, err
 		}
 		key := "vessel-mnt-" + strconv.Itoa(len(meta.Mounts))
 		em := externalMnt{Key: key, Mountpoint: m.Mountpoint, Generated: generatedFilePaths[m.Mountpoint] && m.FSType == "tmpfs"}
-		if fi, err := os.Stat(fmt.Sprintf("/proc/%d/root%s", initPid, m.Mountpoint)); err == nil && !fi.IsDir() {
+		if fi, err := os.Stat(fmt.Sprintf("/proc/%d/root%s", root, m.Mountpoint)); err == nil && !fi.IsDir() {
 			em.File = true
 		}
 		meta.Mounts = append(meta.Mounts, em)
 		external = append(external, checkpoint.ExternalMount(m.Mountpoint, key))
 	}
 	seen := map[string]bool{}
-	for _, pid := range treePids(initPid) {
+	for _, pid := range treePids(root) {
 		dir := fmt.Sprintf("/proc/%d/fd", pid)
 		ents, err := os.ReadDir(dir)
 		if err != nil {
@@ -408,11 +436,7 @@ func (c *Container) describeForDump(initPid int) (*checkpointMeta, []string, err
 			}
 			fd, _ := strconv.Atoi(e.Name())
 			switch {
-			case pid == initPid && fd == child.ControlFD && strings.HasPrefix(link, "socket:["):
-				ino, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimPrefix(link, "socket:["), "]"), 10, 64)
-				meta.CtlKey = link
-				external = append(external, checkpoint.ExternalUnix(ino))
-			case pid == initPid && fd <= 2 && strings.HasPrefix(link, "pipe:["):
+			case pid == root && fd <= 2 && strings.HasPrefix(link, "pipe:["):
 				meta.Stdio = append(meta.Stdio, stdioFile{FD: fd, Key: link})
 			case strings.HasPrefix(link, "/"):
 				mnt, flags, err := fdInfo(pid, e.Name())
@@ -422,6 +446,13 @@ func (c *Container) describeForDump(initPid int) (*checkpointMeta, []string, err
 				var st unix.Stat_t
 				if err := unix.Stat(filepath.Join(dir, e.Name()), &st); err != nil {
 					continue
+				}
+				if st.Mode&unix.S_IFMT == unix.S_IFCHR && isTTYMajor(unix.Major(st.Rdev)) {
+					// A terminal of the host (the controller's): handed
+					// over at restore like a file (fixImages cannot turn
+					// a tty entry into one), so refuse it plainly.
+					return nil, nil, &checkpoint.UnsupportedError{Problems: []checkpoint.Problem{{Pid: pid, FD: fd, What: "terminal " + link,
+						Why: "a host terminal open in the container cannot be restored", Fix: "give the container pipes or files as its standard streams"}}}
 				}
 				key := checkpoint.ExternalFile(mnt, st.Ino)
 				if seen[key] {
@@ -435,51 +466,27 @@ func (c *Container) describeForDump(initPid int) (*checkpointMeta, []string, err
 				}
 				meta.Files = append(meta.Files, ef)
 				external = append(external, key)
-				if pid == initPid && fd <= 2 {
+				if pid == root && fd <= 2 {
 					meta.Stdio = append(meta.Stdio, stdioFile{FD: fd, Key: key, Shared: "vessel-stdio-" + strconv.Itoa(fd)})
 				}
 			}
 		}
 	}
-	if meta.CtlKey == "" {
-		return nil, nil, errors.New("the init's control socket is not at descriptor 3")
-	}
-	if n, ok := c.cfg.Namespaces.Get(namespaces.Net); ok && n.Path != "" {
-		var st unix.Stat_t
-		if err := unix.Stat(fmt.Sprintf("/proc/%d/ns/net", initPid), &st); err != nil {
-			return nil, nil, err
-		}
+	// The network namespace is the one the restoring init makes (or
+	// joins): never dumped, so that its links (a bridge's veth, whose
+	// peer is on the host) and addresses are vessel's to set up again.
+	var own, their unix.Stat_t
+	if unix.Stat("/proc/self/ns/net", &own) == nil && unix.Stat(fmt.Sprintf("/proc/%d/ns/net", root), &their) == nil && own.Ino != their.Ino {
 		meta.NetnsKey = "vessel-netns"
-		external = append(external, checkpoint.ExternalNetns(st.Ino, meta.NetnsKey))
+		external = append(external, checkpoint.ExternalNetns(their.Ino, meta.NetnsKey))
 	}
 	return meta, external, nil
 }
 
-// exeExternalKey returns the CRIU external key of pid's executable when it
-// is not a memfd: a read-only bind of the program lives on a detached
-// mount CRIU cannot find, so it is named as an external file instead.
-func exeExternalKey(pid int) (string, error) {
-	link, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
-	if err != nil {
-		return "", err
-	}
-	if strings.HasPrefix(link, "/memfd:") {
-		return "", nil
-	}
-	f, err := os.OpenFile(fmt.Sprintf("/proc/%d/exe", pid), unix.O_PATH, 0)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	var st unix.Stat_t
-	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
-		return "", err
-	}
-	mnt, _, err := fdInfo(os.Getpid(), strconv.Itoa(int(f.Fd())))
-	if err != nil {
-		return "", err
-	}
-	return checkpoint.ExternalFile(mnt, st.Ino), nil
+// isTTYMajor reports whether a character device major is a terminal's
+// (pty slaves 136-143, virtual consoles and serial lines 4 and 5).
+func isTTYMajor(major uint32) bool {
+	return (major >= 136 && major <= 143) || major == 4 || major == 5
 }
 
 // LoadCheckpoint returns the id and a copy of the configuration of the
@@ -506,7 +513,7 @@ func readCheckpointMeta(dir string) (*checkpointMeta, error) {
 	if err := json.Unmarshal(data, &meta); err != nil {
 		return nil, &ConfigError{Field: "dir", Reason: fmt.Sprintf("%s: damaged: %v", checkpointMetaFile, err)}
 	}
-	if meta.Version != 1 || meta.Config == nil {
+	if meta.Version < 1 || meta.Version > 2 || meta.Config == nil {
 		return nil, &ConfigError{Field: "dir", Reason: fmt.Sprintf("%s: unsupported version %d", checkpointMetaFile, meta.Version)}
 	}
 	return &meta, nil
@@ -554,18 +561,10 @@ func Restore(ctx context.Context, dir string, cfg *Config, id string, opts *Rest
 	if err != nil {
 		return nil, err
 	}
-	c.Stdin, c.Stdout, c.Stderr = opts.Stdin, opts.Stdout, opts.Stderr
 	if err := reclaimStaleCgroup(id, cfg.Cgroup); err != nil {
 		return nil, err
 	}
-	c.mu.Lock()
-	c.status = Running
-	c.mu.Unlock()
 	if err := c.restore(ctx, dir, meta, opts); err != nil {
-		c.mu.Lock()
-		c.status = Created
-		c.mu.Unlock()
-		c.runCleanups()
 		c.mu.Lock()
 		c.status = Destroyed
 		c.mu.Unlock()
@@ -608,8 +607,8 @@ func reclaimStaleCgroup(id string, cc CgroupConfig) error {
 }
 
 func (c *Container) restore(ctx context.Context, dir string, meta *checkpointMeta, opts *RestoreOptions) error {
-	if err := c.setupCgroup(); err != nil {
-		return err
+	if meta.Version < 2 {
+		return &ConfigError{Field: "dir", Reason: fmt.Sprintf("%s was written by a vessel whose dump held the init (format %d); this vessel restores only format 2 (the workload alone)", dir, meta.Version)}
 	}
 	// The generated files' sources are needed only while CRIU mounts
 	// them; the directory goes as soon as the restore returns.
@@ -634,11 +633,6 @@ func (c *Container) restore(ctx context.Context, dir string, meta *checkpointMet
 		NetworkLock:    checkpoint.LockNftables,
 		RestoreSibling: true,
 		Cgroups:        checkpoint.CgroupSoft,
-		StartCriu: func(cmd *exec.Cmd) error {
-			var err error
-			onForkThread(func() { err = cmd.Start() })
-			return err
-		},
 	}
 	inherit := func(key string, f *os.File) {
 		co.InheritFDs = append(co.InheritFDs, checkpoint.InheritFD{Key: key, File: f})
@@ -676,24 +670,10 @@ func (c *Container) restore(ctx context.Context, dir string, meta *checkpointMet
 		co.External = append(co.External, checkpoint.ExternalMountSource(m.Key, src))
 	}
 
-	// The control socket.
-	ctl, childSock, err := initproto.ParentPair()
-	if err != nil {
-		return &SetupError{Step: "socketpair", Err: err}
-	}
-	inherit(meta.CtlKey, childSock)
-	ctlOK := false
-	defer func() {
-		if !ctlOK {
-			ctl.Close()
-		}
-	}()
-
 	// Standard streams. A caller's *os.File is handed over as it is; other
-	// readers and writers get a pipe and a copier, for streams that were
-	// pipes. Streams that were files (the host's /dev/null, a terminal)
-	// and have no *os.File replacement are reopened by path below, since
-	// CRIU restores their position.
+	// readers and writers get a pipe and a copier. Streams that were
+	// pipes or regular files outside the container (fixImages) take
+	// whatever is given now.
 	var copiers []func()
 	stdioDone := map[string]bool{}
 	isFileKey := map[string]bool{}
@@ -708,37 +688,31 @@ func (c *Container) restore(ctx context.Context, dir string, meta *checkpointMet
 		var w io.Writer
 		switch s.FD {
 		case 0:
-			r = c.Stdin
+			r = opts.Stdin
 		case 1:
-			w = c.Stdout
+			w = opts.Stdout
 		case 2:
-			w = c.Stderr
+			w = opts.Stderr
 		}
-		// A file is handed over as it is (a copy of its descriptor).
 		var stream any = w
 		if r != nil {
 			stream = r
 		}
 		key := s.Key
 		if s.Shared != "" {
-			// A regular file at dump, shared with whatever this program
-			// gives now (fixImages): handled like a pipe.
 			key = s.Shared
-			stdioDone[s.Key] = true
 		} else if isFileKey[s.Key] {
-			// Older images: reopened by path below.
 			continue
 		}
+		stdioDone[s.Key] = true
 		if f, ok := stream.(*os.File); ok && f != nil {
 			dup, err := dupFile(f)
 			if err != nil {
 				return err
 			}
 			inherit(key, dup)
-			stdioDone[s.Key] = true
 			continue
 		}
-		stdioDone[s.Key] = true
 		switch {
 		case r != nil:
 			pr, pw, err := os.Pipe()
@@ -767,97 +741,138 @@ func (c *Container) restore(ctx context.Context, dir string, meta *checkpointMet
 		}
 	}
 
-	// The init's executable link (and its mappings of the binary): the
-	// restored init points at this program, through its read-only bind
-	// when it has one. A memfd copy was rewritten into an external file
-	// at dump (checkpoint.ExternalExe; again here for older images).
-	key := meta.ExeKey
-	if key == "" {
-		key = exeKey
-		if _, err := checkpoint.ExternalExe(dir, exeKey); err != nil {
-			return &SetupError{Step: "restore: rewrite executable link", Err: err}
-		}
-	}
-	exePath := "/proc/self/exe"
-	if p, err := selfExe(); err == nil {
-		exePath = p
-	}
-	exe, err := os.Open(exePath)
-	if err != nil {
-		return &SetupError{Step: "restore: open executable", Path: exePath, Err: err}
-	}
-	inherit(key, exe)
-
-	// Files open outside the container's mounts.
+	// Other files open outside the container's mounts.
 	for _, ef := range meta.Files {
 		if stdioDone[ef.Key] {
 			continue
 		}
-		p := ef.Path
 		if ef.Cgroup {
-			p = c.cgroupFile(filepath.Base(ef.Path))
-			if p == "" {
-				p = os.DevNull
-			}
+			return &ConfigError{Field: "dir", Reason: fmt.Sprintf("the checkpoint holds a cgroup file open (%s), which cannot be given back", ef.Path)}
 		}
-		f, err := os.OpenFile(p, ef.Flags&unix.O_ACCMODE|unix.O_CLOEXEC, 0)
+		f, err := os.OpenFile(ef.Path, ef.Flags&unix.O_ACCMODE|unix.O_CLOEXEC, 0)
 		if err != nil {
-			return &SetupError{Step: "restore: reopen " + ef.Path, Path: p, Err: err}
+			return &SetupError{Step: "restore: reopen " + ef.Path, Path: ef.Path, Err: err}
 		}
 		inherit(ef.Key, f)
 	}
 
-	// The network namespace.
+	// The network namespace: the fresh init's (made, or joined by path),
+	// handed to criu by the init after the files above.
+	spec := &child.RestoreSpec{}
 	if meta.NetnsKey != "" {
-		n, ok := c.cfg.Namespaces.Get(namespaces.Net)
-		if !ok || n.Path == "" {
-			return &ConfigError{Field: "network", Reason: "the checkpoint joined a network namespace; restore needs one too (network.Netns(path))"}
-		}
-		f, err := os.Open(n.Path)
-		if err != nil {
-			return &ConfigError{Field: "network.netnsPath", Reason: err.Error()}
-		}
-		inherit(meta.NetnsKey, f)
-	} else if c.cfg.network().Mode == network.ModeNetns {
-		return &ConfigError{Field: "network", Reason: "the checkpoint has a network namespace of its own; it cannot be restored into a joined one"}
+		spec.NetnsFD = true
+		co.InheritLaunched = []string{meta.NetnsKey}
+	}
+	if !c.cfg.Namespaces.Has(namespaces.Net) && meta.NetnsKey != "" || c.cfg.network().Mode == network.ModeHost && meta.NetnsKey != "" {
+		return &ConfigError{Field: "network", Reason: "the checkpoint had a network namespace apart from the host's; the restore config shares the host's"}
 	}
 
-	// The cgroup: the new container's, as the root of the restored tree's.
-	if c.cg != nil {
-		roots, err := cgroupRoots(c.cg.State().Dirs)
+	// The cgroup: the new container's, as the root of the restored tree's
+	// (the directories are created when the init starts, before criu runs).
+	if !c.cfg.Cgroup.Disabled {
+		m, err := cgroups.New(c.cgroupOptions())
+		if err != nil {
+			return &ConfigError{Field: "cgroup", Reason: err.Error()}
+		}
+		roots, err := cgroupRoots(m.State().Dirs)
 		if err != nil {
 			return &SetupError{Step: "restore: cgroup paths", Err: err}
 		}
 		co.CgroupRoots = roots
 	}
 
-	if meta.Paused && c.cg != nil {
+	if meta.Paused {
 		// Freeze the restored tree before CRIU lets it run.
 		co.Notify = func(event string, _ int) error {
-			if event == "pre-resume" {
-				return c.cg.Freeze()
+			if event != "pre-resume" {
+				return nil
 			}
-			return nil
+			c.mu.Lock()
+			cg := c.cg
+			c.mu.Unlock()
+			if cg == nil {
+				return errors.New("no cgroup to keep the restored container paused in")
+			}
+			return cg.Freeze()
 		}
 	}
-	pid, _, err := checkpoint.Restore(ctx, co)
+
+	// criu runs as the fresh init's main process: the restored tree,
+	// restored as criu's sibling, becomes the init's child, as a started
+	// workload is (see child.RestoreSpec).
+	args := c.cfg.Process.Args
+	if len(args) == 0 {
+		args = []string{"(restored)"}
+	}
+	co.LaunchCriu = func(cmd *exec.Cmd) (func() error, func(), error) {
+		spec.Args = append([]string{cmd.Path}, cmd.Args[1:]...)
+		spec.Env = cmd.Environ()
+		c.mu.Lock()
+		c.restoreSpec = spec
+		c.ExtraFiles = cmd.ExtraFiles
+		c.mu.Unlock()
+		started := make(chan error, 1)
+		go func() { started <- c.Start(ctx, args...) }()
+		var startErr error
+		done := false
+		wait := func() error {
+			if !done {
+				startErr, done = <-started, true
+			}
+			c.mu.Lock()
+			c.restoreSpec, c.ExtraFiles = nil, nil
+			c.mu.Unlock()
+			return startErr
+		}
+		// The caller closes its copy of criu's descriptors once this
+		// returns: the init must hold them by then.
+		for {
+			c.mu.Lock()
+			forked := c.initPid != 0
+			c.mu.Unlock()
+			if forked {
+				break
+			}
+			select {
+			case startErr = <-started:
+				done = true
+				if startErr == nil {
+					startErr = errors.New("restore: the init started without criu")
+				}
+				return nil, nil, startErr
+			case <-time.After(time.Millisecond):
+			}
+		}
+		kill := func() {
+			c.mu.Lock()
+			cmd := c.cmd
+			c.mu.Unlock()
+			if cmd != nil && cmd.Process != nil {
+				_ = cmd.Process.Kill()
+			}
+		}
+		return wait, kill, nil
+	}
+	c.Stdin, c.Stdout, c.Stderr = nil, nil, nil
+	_, _, err = checkpoint.Restore(ctx, co)
 	if err != nil {
+		// Start cleaned up after itself if it failed; if it got as far as
+		// a running init, that goes too.
+		_ = c.Destroy()
 		return err
 	}
 	for _, cl := range closers {
 		cl.Close()
 	}
 	closers = nil
-	proc, err := os.FindProcess(pid)
-	if err != nil {
-		_ = unix.Kill(pid, unix.SIGKILL)
-		return err
-	}
-	ctlOK = true
 	for _, f := range copiers {
 		go f()
 	}
-	c.adoptRestored(ctx, proc, ctl, meta)
+	if meta.Paused {
+		c.mu.Lock()
+		c.paused = c.cg != nil
+		c.mu.Unlock()
+	}
 	return nil
 }
 
@@ -901,35 +916,6 @@ func cgroupRoots(dirs map[string]string) (map[string]string, error) {
 		out[ctrl] = p
 	}
 	return out, nil
-}
-
-// adoptRestored makes c the running container whose init was just
-// restored (a child of this program).
-func (c *Container) adoptRestored(ctx context.Context, proc *os.Process, ctl *initproto.Conn, meta *checkpointMeta) {
-	mainPid := 0
-	for _, p := range treePids(proc.Pid)[1:] {
-		if n, err := nsPid(p); err == nil && n == meta.MainNSPid {
-			mainPid = p
-			break
-		}
-	}
-	c.mu.Lock()
-	c.cmd = &exec.Cmd{Path: "vessel-init", Process: proc}
-	c.ctl = ctl
-	c.initPid = proc.Pid
-	c.mainPid = mainPid
-	c.startedAt = time.Now()
-	c.status = Running
-	c.ctlDone = make(chan struct{})
-	c.sess = newSession(ctl)
-	c.mu.Unlock()
-	c.follow(ctx)
-	if meta.Paused && c.cg != nil {
-		c.mu.Lock()
-		c.paused = true
-		c.mu.Unlock()
-	}
-	c.afterStart(ctx)
 }
 
 // swapControl takes the new control socket from the init's child.TypeControl

@@ -105,6 +105,8 @@ type Container struct {
 	spareIO     *spareStdio
 	spareRefill *time.Timer
 	paused      bool
+	// restoreSpec, set by Restore, makes start bring back a checkpoint.
+	restoreSpec *child.RestoreSpec
 }
 
 // New validates cfg and returns a container that has not started. Nothing
@@ -392,6 +394,13 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 	ic, err := c.initConfig(args, plan, image)
 	if err != nil {
 		return err
+	}
+	if c.restoreSpec != nil {
+		// Restore (checkpoint.go): criu brings the workload back, with
+		// its mounts and its pid namespace from the images.
+		// criu works in the host's cgroup namespace; the init enters the
+		// restored one after.
+		ic.Plan, ic.NewPIDNS, ic.NewCgroupNS, ic.Restore = nil, false, false, c.restoreSpec
 	}
 	ic.Process.WaitStart = hold
 	ic.Detached = c.Detached

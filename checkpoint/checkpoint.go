@@ -124,6 +124,10 @@ type Options struct {
 	External []string
 	// InheritFDs (Restore) replace external files with the caller's.
 	InheritFDs []InheritFD
+	// InheritLaunched (Restore, with LaunchCriu) are keys of descriptors
+	// that whatever LaunchCriu runs criu with adds after the files: the
+	// first is criu's descriptor 4+len(InheritFDs), and so on.
+	InheritLaunched []string
 	// FreezeCgroup is a freezer cgroup directory holding exactly the
 	// tree: CRIU freezes it instead of stopping tasks one by one (faster
 	// for big trees, and needed for a paused tree, which it leaves frozen).
@@ -137,13 +141,20 @@ type Options struct {
 	// Root (Restore) is the directory that becomes the restored mount
 	// namespace's root.
 	Root string
+	// JoinNamespaces (Restore) maps namespace kinds CRIU can join ("net",
+	// "uts", "ipc", "time", "user") to namespace files: the restored tree
+	// enters those instead of namespaces made from the images.
+	JoinNamespaces map[string]string
 	// RestoreSibling (Restore) makes the restored root a child of the
 	// caller's process instead of criu's (the caller must then reap it).
 	RestoreSibling bool
-	// StartCriu, when set, starts the criu command instead of cmd.Start:
-	// with RestoreSibling the restored root's parent is the thread that
-	// started criu, which matters for a parent-death signal.
-	StartCriu func(cmd *exec.Cmd) error
+	// LaunchCriu, when set, runs the criu command in place of cmd.Start,
+	// possibly elsewhere: its path, arguments and ExtraFiles (which must
+	// become criu's descriptors 3, 4, ...) are what counts. vessel runs
+	// a restore's criu from a container's fresh init, so that the tree
+	// restored with RestoreSibling becomes that init's child. It returns
+	// functions that wait for criu's end and that kill it.
+	LaunchCriu func(cmd *exec.Cmd) (wait func() error, kill func(), err error)
 
 	// Handoff (Dump), when set, runs once the images are complete, while
 	// the tree is still frozen and its network locked: the moment to hand
@@ -381,7 +392,7 @@ func dump(ctx context.Context, op string, pid int, opts *Options) (*Stats, error
 	defer locks.removeNew()
 	start := time.Now()
 	var handoffErr error
-	resp, err := swrk(ctx, path, &criuReq{Type: typ, Opts: co}, nil, opts.notify(&handoffErr), opts.StartCriu)
+	resp, err := swrk(ctx, path, &criuReq{Type: typ, Opts: co}, nil, opts.notify(&handoffErr), opts.LaunchCriu)
 	if handoffErr != nil {
 		return nil, &HandoffError{Err: handoffErr}
 	}
@@ -469,10 +480,28 @@ func Restore(ctx context.Context, opts *Options) (int, *Stats, error) {
 	defer work.Close()
 	co := opts.criuOpts("restore", int(images.Fd()), int(work.Fd()))
 	co.TrackMem, co.AutoDedup, co.LeaveRunning = nil, nil, nil
+	if opts.LaunchCriu != nil {
+		// criu may run in another mount namespace: descriptors reached
+		// through /proc/<our pid>/fd would be directories of ours, where
+		// it cannot mount. It opens the images by path.
+		if opts.WorkDir != "" {
+			return 0, nil, errors.New("checkpoint: Options.WorkDir: not supported with LaunchCriu")
+		}
+		abs, err := filepath.Abs(opts.ImagesDir)
+		if err != nil {
+			return 0, nil, fmt.Errorf("checkpoint: Options.ImagesDir: %w", err)
+		}
+		co.ImagesDirFd, co.WorkDirFd, co.ImagesDir = ptr[int32](-1), nil, &abs
+	}
 	if opts.Root != "" {
 		co.Root = ptr(opts.Root)
 	}
 	co.RstSibling = ptr(opts.RestoreSibling)
+	for _, k := range []string{"net", "uts", "ipc", "time", "user"} {
+		if f, ok := opts.JoinNamespaces[k]; ok {
+			co.JoinNs = append(co.JoinNs, joinNs{Ns: k, File: f})
+		}
+	}
 	for ctrl, p := range opts.CgroupRoots {
 		r := cgroupRoot{Path: p}
 		if ctrl != "" {
@@ -488,8 +517,11 @@ func Restore(ctx context.Context, opts *Options) (int, *Stats, error) {
 		co.InheritFd = append(co.InheritFd, inheritFd{Key: in.Key, Fd: int32(4 + len(files))})
 		files = append(files, in.File)
 	}
+	for i, key := range opts.InheritLaunched {
+		co.InheritFd = append(co.InheritFd, inheritFd{Key: key, Fd: int32(4 + len(files) + i)})
+	}
 	start := time.Now()
-	resp, err := swrk(ctx, path, &criuReq{Type: reqRestore, Opts: co}, files, opts.notify(nil), opts.StartCriu)
+	resp, err := swrk(ctx, path, &criuReq{Type: reqRestore, Opts: co}, files, opts.notify(nil), opts.LaunchCriu)
 	if err != nil {
 		return 0, nil, err
 	}

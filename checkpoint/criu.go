@@ -179,7 +179,7 @@ type notifyFunc func(script string, pid int, files []*os.File) error
 // swrk runs one request through a fresh `criu swrk` and returns its final
 // response. files are inherited by criu as descriptors 4, 5, ... (the RPC
 // socket is 3). Cancelling ctx kills criu.
-func swrk(ctx context.Context, criuPath string, req *criuReq, files []*os.File, notify notifyFunc, startFn func(*exec.Cmd) error) (*criuResp, error) {
+func swrk(ctx context.Context, criuPath string, req *criuReq, files []*os.File, notify notifyFunc, launch func(*exec.Cmd) (func() error, func(), error)) (*criuResp, error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint: socketpair: %w", err)
@@ -194,15 +194,20 @@ func swrk(ctx context.Context, criuPath string, req *criuReq, files []*os.File, 
 	// criu must not die with the goroutine's thread, and must not be
 	// signalled by the terminal with us.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if startFn == nil {
-		startFn = (*exec.Cmd).Start
+	if launch == nil {
+		launch = func(cmd *exec.Cmd) (func() error, func(), error) {
+			if err := cmd.Start(); err != nil {
+				return nil, nil, err
+			}
+			return cmd.Wait, func() { _ = cmd.Process.Kill() }, nil
+		}
 	}
-	if err := startFn(cmd); err != nil {
+	wait, kill, err := launch(cmd)
+	if err != nil {
 		server.Close()
 		return nil, fmt.Errorf("checkpoint: start %s: %w", criuPath, err)
 	}
 	server.Close()
-	waited := make(chan error, 1)
 	stop := make(chan struct{})
 	defer close(stop)
 	go func() {
@@ -222,13 +227,11 @@ func swrk(ctx context.Context, criuPath string, req *criuReq, files []*os.File, 
 			case <-time.After(CancelGrace):
 			}
 		}
-		_ = cmd.Process.Kill()
+		kill()
 	}()
 	finish := func() error {
 		client.Close()
-		err := cmd.Wait()
-		waited <- err
-		return err
+		return wait()
 	}
 	resp, err := exchange(client, req, notify)
 	werr := finish()
@@ -241,6 +244,11 @@ func swrk(ctx context.Context, criuPath string, req *criuReq, files []*os.File, 
 			msg = strings.TrimSpace(msg + " (" + werr.Error() + ")")
 		}
 		return nil, fmt.Errorf("checkpoint: criu swrk: %w: %s", err, msg)
+	}
+	if werr != nil && resp.Success {
+		// criu did its work, but its end went wrong (with LaunchCriu:
+		// whatever ran it failed to take the result over).
+		return nil, werr
 	}
 	return resp, nil
 }

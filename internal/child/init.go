@@ -150,6 +150,9 @@ type Config struct {
 	// (ProcPidns). Without it a main process that is PID 1 of a new pid
 	// namespace starts through the exec stage, which mounts it.
 	ProcPidns bool `json:"procPidns,omitempty"`
+	// Restore: the main process is a checkpointed one that criu brings
+	// back (see RestoreSpec), not Process.
+	Restore *RestoreSpec `json:"restore,omitempty"`
 }
 
 // CgroupPlace is the container's cgroup directory in one hierarchy and
@@ -495,7 +498,12 @@ func runInit() {
 		pty   *os.File
 		sp    *stageProc
 	)
-	if !mainStage {
+	if cfg.Restore != nil {
+		pid, pidfd, err = restoreTree(cfg.Restore, files)
+		if err != nil {
+			err = &stageError{initproto.ErrorInfo{Step: "restore", Path: cfg.Restore.Args[0], Msg: err.Error(), Errno: errnoOf(err)}}
+		}
+	} else if !mainStage {
 		var ds *spawned
 		ds, pty, err = spawnDirect(&cfg.Process, files, spawnOpts{cg: cg, held: swap != nil, parent: cfg.CloneParent})
 		if err == nil && swap != nil {

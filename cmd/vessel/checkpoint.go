@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/signal"
@@ -13,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/openvessel/vessel"
 	"github.com/openvessel/vessel/checkpoint"
@@ -147,11 +150,37 @@ func startForCheckpoint(f *ckptFlags, args []string) (*vessel.Container, error) 
 	if err != nil {
 		return nil, err
 	}
-	c.Stdin, c.Stdout, c.Stderr = os.Stdin, os.Stdout, os.Stderr
+	c.Stdin, c.Stdout, c.Stderr = checkpointableStdio()
 	if err := c.Start(context.Background(), args...); err != nil {
 		return nil, err
 	}
 	return c, nil
+}
+
+// checkpointableStdio returns this program's standard streams for a
+// container to checkpoint: a terminal is given through a pipe (and a
+// copier here) as stdout and stderr, and not at all as stdin, since a
+// host terminal open in the container cannot be restored; files and
+// pipes go as they are.
+func checkpointableStdio() (io.Reader, io.Writer, io.Writer) {
+	isTTY := func(f *os.File) bool {
+		_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+		return err == nil
+	}
+	var in io.Reader = os.Stdin
+	var out, errOut io.Writer = os.Stdout, os.Stderr
+	if isTTY(os.Stdin) {
+		// Nothing: a copier would hold the terminal after the container
+		// is gone (and a restore could not give it back anyway).
+		in = nil
+	}
+	if isTTY(os.Stdout) {
+		out = struct{ io.Writer }{os.Stdout}
+	}
+	if isTTY(os.Stderr) {
+		errOut = struct{ io.Writer }{os.Stderr}
+	}
+	return in, out, errOut
 }
 
 func printCkptJSON(label string, v any) {

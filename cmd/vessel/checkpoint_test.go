@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -109,7 +110,7 @@ func stopAndCheck(t *testing.T, cmd *exec.Cmd, sig syscall.Signal, name string) 
 	if !errors.As(err, &ee) || ee.ExitCode() != 128+int(sig) {
 		t.Fatalf("vessel %s after %v: %v, want exit %d", cmd.Args[1], sig, err, 128+int(sig))
 	}
-	if cgroupLeft(name) {
+	if name != "" && cgroupLeft(name) {
 		t.Fatalf("cgroup of %s left after %v", name, sig)
 	}
 	if left := restoreDirsOf(cmd.Process.Pid); len(left) > 0 {
@@ -271,4 +272,71 @@ func TestCheckpointCLIKill9ThenRestoreAgain(t *testing.T) {
 		r.Process.Kill()
 		r.Wait()
 	}
+}
+
+// `vessel checkpoint` run from a terminal: the container gets the
+// terminal through pipes, so its checkpoint restores (here into a file)
+// and the count goes on.
+func TestCheckpointCLIFromTerminal(t *testing.T) {
+	if _, err := checkpoint.CriuVersion(t.Context(), ""); err != nil {
+		t.Fatal(err)
+	}
+	root := testutil.BusyboxRootfsCopy(t)
+	dir := filepath.Join(t.TempDir(), "ckpt")
+	ptmx, tty, err := pty.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ptmx.Close()
+	cp := ckptCmd("checkpoint", "--dir", dir, "--rootfs", root, "--after", "500ms", "--", "/bin/probe", "ticker")
+	cp.Stdin, cp.Stdout, cp.Stderr = tty, tty, tty
+	if err := cp.Start(); err != nil {
+		t.Fatal(err)
+	}
+	tty.Close()
+	var seen strings.Builder
+	go io.Copy(&syncWriter{b: &seen}, ptmx)
+	if err := cp.Wait(); err != nil {
+		t.Fatalf("vessel checkpoint from a terminal: %v", err)
+	}
+	out := filepath.Join(t.TempDir(), "out")
+	f, err := os.Create(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r := ckptCmd("restore", "--dir", dir, "--rootfs", root)
+	r.Stdout, r.Stderr = f, os.Stderr
+	if err := r.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if data, _ := os.ReadFile(out); strings.Count(string(data), "\n") >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			r.Process.Kill()
+			t.Fatalf("restore wrote nothing; the checkpoint's terminal showed %q", seen.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	fr, _ := os.Open(out)
+	if n := firstNumber(t, fr); n < 20 {
+		t.Fatalf("first number after restore %d: restarted (the ticker ran 500ms before the checkpoint)", n)
+	}
+	fr.Close()
+	stopAndCheck(t, r, syscall.SIGTERM, "")
+}
+
+// syncWriter serialises writes to a strings.Builder.
+type syncWriter struct {
+	mu sync.Mutex
+	b  *strings.Builder
+}
+
+func (w *syncWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
 }

@@ -415,7 +415,7 @@ func (c *Container) describeForDump(root int) (*checkpointMeta, []string, error)
 			continue
 		}
 		key := "vessel-mnt-" + strconv.Itoa(len(meta.Mounts))
-		em := externalMnt{Key: key, Mountpoint: m.Mountpoint, Generated: generatedFilePaths[m.Mountpoint] && m.FSType == "tmpfs"}
+		em := externalMnt{Key: key, Mountpoint: m.Mountpoint, Generated: generatedFilePaths[m.Mountpoint] && !c.bindsAt(m.Mountpoint)}
 		if fi, err := os.Stat(fmt.Sprintf("/proc/%d/root%s", root, m.Mountpoint)); err == nil && !fi.IsDir() {
 			em.File = true
 		}
@@ -481,6 +481,16 @@ func (c *Container) describeForDump(root int) (*checkpointMeta, []string, error)
 		external = append(external, checkpoint.ExternalNetns(their.Ino, meta.NetnsKey))
 	}
 	return meta, external, nil
+}
+
+// bindsAt reports whether the container's config binds something at p.
+func (c *Container) bindsAt(p string) bool {
+	for _, b := range c.cfg.Mounts {
+		if b.Type == rootfs.TypeBind && filepath.Clean(b.Destination) == p {
+			return true
+		}
+	}
+	return false
 }
 
 // isTTYMajor reports whether a character device major is a terminal's
@@ -649,6 +659,7 @@ func (c *Container) restore(ctx context.Context, dir string, meta *checkpointMet
 	for _, f := range c.generatedFiles() {
 		gen[f.Path] = f.Data
 	}
+	genSrc := map[string]string{}
 	for i, m := range meta.Mounts {
 		var src string
 		switch {
@@ -657,6 +668,7 @@ func (c *Container) restore(ctx context.Context, dir string, meta *checkpointMet
 			if err := os.WriteFile(src, gen[m.Mountpoint], 0o644); err != nil {
 				return &SetupError{Step: "restore: write " + m.Mountpoint, Err: err}
 			}
+			genSrc[m.Mountpoint] = src
 		default:
 			for _, b := range c.cfg.Mounts {
 				if b.Type == rootfs.TypeBind && filepath.Clean(b.Destination) == m.Mountpoint {
@@ -853,6 +865,19 @@ func (c *Container) restore(ctx context.Context, dir string, meta *checkpointMet
 		}
 		return wait, kill, nil
 	}
+	// The network's own files (a bridge's /etc/hosts with the address)
+	// are known once the init's network is set up, before criu runs.
+	c.restoreFiles = func(files []rootfs.File) error {
+		for _, f := range files {
+			if src, ok := genSrc[f.Path]; ok {
+				if err := os.WriteFile(src, f.Data, 0o644); err != nil {
+					return &SetupError{Step: "restore: write " + f.Path, Err: err}
+				}
+			}
+		}
+		return nil
+	}
+	defer func() { c.restoreFiles = nil }()
 	c.Stdin, c.Stdout, c.Stderr = nil, nil, nil
 	_, _, err = checkpoint.Restore(ctx, co)
 	if err != nil {

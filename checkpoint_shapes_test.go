@@ -180,3 +180,48 @@ func TestMigrateReceiverFailsSourceResumes(t *testing.T) {
 		t.Fatalf("counter jumped from %d to %d", at, n)
 	}
 }
+
+// A bridge-network container (its /etc/hosts a file from the host, its
+// veth's peer on the host) checkpoints and restores: the restored one
+// gets a fresh network namespace on the bridge, and the count goes on.
+func TestCheckpointBridgeNetwork(t *testing.T) {
+	needCRIU(t)
+	root := testutil.BusyboxRootfsCopy(t)
+	data := t.TempDir()
+	counter := filepath.Join(data, "counter")
+	cfg := newConfig().WithRootfs(rootfs.Dir(root)).WithBind(data, "/data", false).WithNetwork(testBridge(t))
+	c, _ := start(t, cfg, "/bin/probe", "count", "/data/counter")
+	waitCounter(t, counter, 5)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	dir := ckptDir(t)
+	if _, err := c.Checkpoint(ctx, dir, nil); err != nil {
+		t.Fatalf("Checkpoint: %v", err)
+	}
+	<-c.Done()
+	at := readCounter(t, counter)
+	c.Destroy()
+	r, err := vessel.Restore(ctx, dir, cfg, "", nil)
+	if err != nil {
+		t.Fatalf("Restore: %v", err)
+	}
+	t.Cleanup(func() { r.Destroy() })
+	if n := waitCounter(t, counter, at); n > at+50 {
+		t.Fatalf("counter jumped from %d to %d", at, n)
+	}
+	// The restored container is on the bridge: it has an address there,
+	// and Exec'd processes share its namespaces.
+	out := &syncBuffer{}
+	cmd := vessel.Cmd("/bin/cat", "/etc/hosts", "/proc/1/cmdline")
+	cmd.Stdout = out
+	p, err := r.Exec(ctx, cmd)
+	if err != nil {
+		t.Fatalf("Exec: %v", err)
+	}
+	if err := p.Wait(); err != nil {
+		t.Fatalf("Exec'd cat: %v (%s)", err, out.String())
+	}
+	if !strings.Contains(out.String(), "probe") {
+		t.Fatalf("Exec'd process does not see the restored PID 1: %q", out.String())
+	}
+}

@@ -105,8 +105,11 @@ type Container struct {
 	spareIO     *spareStdio
 	spareRefill *time.Timer
 	paused      bool
-	// restoreSpec, set by Restore, makes start bring back a checkpoint.
-	restoreSpec *child.RestoreSpec
+	// restoreSpec, set by Restore, makes start bring back a checkpoint;
+	// restoreFiles then receives the network's generated files (hosts,
+	// resolv.conf) that criu is to mount.
+	restoreSpec  *child.RestoreSpec
+	restoreFiles func([]rootfs.File) error
 }
 
 // New validates cfg and returns a container that has not started. Nothing
@@ -617,6 +620,11 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 			files, err := c.setupNetwork(ctx, cmd.Process.Pid)
 			if err != nil {
 				return fail(err)
+			}
+			if c.restoreFiles != nil {
+				if err := c.restoreFiles(files); err != nil {
+					return fail(err)
+				}
 			}
 			if ic.Plan != nil {
 				ic.Plan.Files = child.MergeFiles(ic.Plan.Files, files)

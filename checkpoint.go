@@ -564,8 +564,11 @@ func Restore(ctx context.Context, dir string, cfg *Config, id string, opts *Rest
 	if id == "" {
 		id = meta.ID
 	}
-	if cfg.Rootfs.Kind != rootfs.KindDir || cfg.Rootfs.Path == "" {
-		return nil, &ConfigError{Field: "rootfs", Reason: "restore needs a root filesystem directory (rootfs.Dir)"}
+	if !(cfg.Rootfs.Kind == rootfs.KindDir && cfg.Rootfs.Path != "" || cfg.Rootfs.Kind == rootfs.KindHost) {
+		return nil, &ConfigError{Field: "rootfs", Reason: fmt.Sprintf("restore needs a root filesystem directory (rootfs.Dir) or the host's files (rootfs.Host), not %s", cfg.Rootfs.Kind)}
+	}
+	if (cfg.Rootfs.Kind == rootfs.KindHost) != (meta.Config.Rootfs.Kind == rootfs.KindHost) {
+		return nil, &ConfigError{Field: "rootfs", Reason: fmt.Sprintf("the checkpoint's root was %s, the restore config's is %s: both must be the host's files or neither", meta.Config.Rootfs.Kind, cfg.Rootfs.Kind)}
 	}
 	c, err := New(id, cfg)
 	if err != nil {
@@ -633,10 +636,23 @@ func (c *Container) restore(ctx context.Context, dir string, meta *checkpointMet
 			cl.Close()
 		}
 	}()
+	root := c.cfg.Rootfs.Path
+	if c.cfg.Rootfs.Kind == rootfs.KindHost {
+		// The host's files were mounted, directory by directory, on a
+		// root of the container's own: a fresh one (removed with the
+		// container) gets the host root's symlinks and the mountpoints;
+		// the directories come back as external mounts of the same
+		// host paths.
+		if root, err = hostRestoreRoot(); err != nil {
+			return &SetupError{Step: "restore: root for the host's files", Err: err}
+		}
+		hostRoot := root
+		c.addCleanup(func() error { return os.RemoveAll(hostRoot) })
+	}
 	co := &checkpoint.Options{
 		CriuPath:       opts.CriuPath,
 		ImagesDir:      dir,
-		Root:           c.cfg.Rootfs.Path,
+		Root:           root,
 		ShellJob:       true,
 		FileLocks:      true,
 		TCPEstablished: true,
@@ -650,8 +666,8 @@ func (c *Container) restore(ctx context.Context, dir string, meta *checkpointMet
 	}
 
 	// Mountpoints a fresh root directory lacks.
-	if err := makeMountpoints(c.cfg.Rootfs.Path, meta.Mountpoints); err != nil {
-		return &SetupError{Step: "restore: create mountpoints", Path: c.cfg.Rootfs.Path, Err: err}
+	if err := makeMountpoints(root, meta.Mountpoints); err != nil {
+		return &SetupError{Step: "restore: create mountpoints", Path: root, Err: err}
 	}
 
 	// Mounts.
@@ -674,6 +690,10 @@ func (c *Container) restore(ctx context.Context, dir string, meta *checkpointMet
 				if b.Type == rootfs.TypeBind && filepath.Clean(b.Destination) == m.Mountpoint {
 					src = b.Source
 				}
+			}
+			if src == "" && c.cfg.Rootfs.Kind == rootfs.KindHost {
+				// One of the host's own directories (or device nodes).
+				src = m.Mountpoint
 			}
 			if src == "" {
 				return &ConfigError{Field: "mounts", Reason: fmt.Sprintf("the checkpoint has a mount from the host at %s; the restore config binds nothing there", m.Mountpoint)}
@@ -899,6 +919,38 @@ func (c *Container) restore(ctx context.Context, dir string, meta *checkpointMet
 		c.mu.Unlock()
 	}
 	return nil
+}
+
+// hostRestoreRoot makes the directory a container on the host's files is
+// restored on: the symlinks of the host's root (/bin -> usr/bin, ...).
+func hostRestoreRoot() (string, error) {
+	dir, err := checkpoint.MkdirTemp("vessel-restore-root-")
+	if err != nil {
+		return "", err
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		os.RemoveAll(dir)
+		return "", err
+	}
+	ents, err := os.ReadDir("/")
+	if err != nil {
+		os.RemoveAll(dir)
+		return "", err
+	}
+	for _, e := range ents {
+		if e.Type()&os.ModeSymlink == 0 {
+			continue
+		}
+		target, err := os.Readlink("/" + e.Name())
+		if err != nil {
+			continue
+		}
+		if err := os.Symlink(target, filepath.Join(dir, e.Name())); err != nil {
+			os.RemoveAll(dir)
+			return "", err
+		}
+	}
+	return dir, nil
 }
 
 // cgroupFile returns the path of a control file in the container's cgroup.

@@ -225,3 +225,48 @@ func TestCheckpointBridgeNetwork(t *testing.T) {
 		t.Fatalf("Exec'd process does not see the restored PID 1: %q", out.String())
 	}
 }
+
+// A container on the host's own files (rootfs.Host, the default)
+// checkpoints and restores: its root is remade with the host root's
+// symlinks and the host directories come back as the same host paths.
+func TestCheckpointHostRoot(t *testing.T) {
+	needCRIU(t)
+	probe := testutil.BuildProbe(t)
+	data := t.TempDir()
+	counter := filepath.Join(data, "counter")
+	cfg := newConfig().WithBind(data, "/data", false).WithBind(filepath.Dir(probe), "/probe", true)
+	if cfg.Rootfs.Kind != rootfs.KindHost {
+		t.Fatalf("the default root is %s, want the host's", cfg.Rootfs.Kind)
+	}
+	c, _ := start(t, cfg, "/probe/"+filepath.Base(probe), "count", "/data/counter")
+	waitCounter(t, counter, 5)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	dir := ckptDir(t)
+	if _, err := c.Checkpoint(ctx, dir, nil); err != nil {
+		t.Fatalf("Checkpoint: %v", err)
+	}
+	<-c.Done()
+	at := readCounter(t, counter)
+	c.Destroy()
+	r, err := vessel.Restore(ctx, dir, cfg, "", nil)
+	if err != nil {
+		t.Fatalf("Restore: %v", err)
+	}
+	t.Cleanup(func() { r.Destroy() })
+	if n := waitCounter(t, counter, at); n > at+50 {
+		t.Fatalf("counter jumped from %d to %d", at, n)
+	}
+	// The host's files are there, read-only, as before.
+	out := &syncBuffer{}
+	cmd := vessel.Cmd("/probe/"+filepath.Base(probe), "try", "open", "/etc/vessel-ckpt-test", "create")
+	cmd.Stdout = out
+	p, err := r.Exec(ctx, cmd)
+	if err != nil {
+		t.Fatalf("Exec: %v", err)
+	}
+	_ = p.Wait()
+	if !strings.Contains(out.String(), `"errnoName":"EROFS"`) {
+		t.Fatalf("creating a file in the restored container's /etc: %s, want EROFS", out.String())
+	}
+}

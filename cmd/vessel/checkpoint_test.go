@@ -340,3 +340,45 @@ func (w *syncWriter) Write(p []byte) (int, error) {
 	defer w.mu.Unlock()
 	return w.b.Write(p)
 }
+
+// A checkpoint restores with another build of vessel: the images hold
+// the workload alone (no part of the vessel that took them).
+func TestCheckpointCLIOtherBuild(t *testing.T) {
+	if _, err := checkpoint.CriuVersion(t.Context(), ""); err != nil {
+		t.Fatal(err)
+	}
+	other := filepath.Join(t.TempDir(), "vessel-other")
+	build := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", other, ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building another vessel: %v\n%s", err, out)
+	}
+	a, _ := os.ReadFile(vesselBin)
+	b, _ := os.ReadFile(other)
+	if string(a) == string(b) {
+		t.Fatal("the second build is identical to the first")
+	}
+	root := testutil.BusyboxRootfsCopy(t)
+	dir := filepath.Join(t.TempDir(), "ckpt")
+	cp := ckptCmd("checkpoint", "--dir", dir, "--rootfs", root, "--after", "500ms", "--", "/bin/probe", "ticker")
+	var cpErr strings.Builder
+	cp.Stdout, cp.Stderr = io.Discard, &cpErr
+	if err := cp.Run(); err != nil {
+		t.Fatalf("vessel checkpoint: %v\n%s", err, cpErr.String())
+	}
+	r := exec.Command(other, "restore", "--dir", dir, "--rootfs", root)
+	r.Env = append(os.Environ(), "VESSEL_CGROUP_GROUP="+testutil.CgroupGroup)
+	r.Stderr = os.Stderr
+	pipe, err := r.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if n := firstNumber(t, pipe); n < 20 {
+		t.Fatalf("first number after a restore by another build: %d: restarted", n)
+	}
+	go io.Copy(io.Discard, pipe)
+	stopAndCheck(t, r, syscall.SIGTERM, "")
+}

@@ -899,6 +899,20 @@ func (c *Container) restore(ctx context.Context, dir string, meta *checkpointMet
 	}
 	defer func() { c.restoreFiles = nil }()
 	c.Stdin, c.Stdout, c.Stderr = nil, nil, nil
+	if c.cfg.Process.TTY {
+		// The container's terminal: criu makes a new pair where the old
+		// one was and gives the master here; start copies it to and from
+		// the caller's streams, as for a started container.
+		c.Stdin, c.Stdout = opts.Stdin, opts.Stdout
+		co.PTSMaster = func(master *os.File) {
+			c.mu.Lock()
+			if c.pty != nil {
+				c.pty.Close()
+			}
+			c.pty = master
+			c.mu.Unlock()
+		}
+	}
 	_, _, err = checkpoint.Restore(ctx, co)
 	if err != nil {
 		// Start cleaned up after itself if it failed; if it got as far as

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -268,5 +269,74 @@ func TestCheckpointHostRoot(t *testing.T) {
 	_ = p.Wait()
 	if !strings.Contains(out.String(), `"errnoName":"EROFS"`) {
 		t.Fatalf("creating a file in the restored container's /etc: %s, want EROFS", out.String())
+	}
+}
+
+// lastLineNumber is the last complete line of out that is a number.
+func lastLineNumber(out string) (int, bool) {
+	lines := strings.Split(strings.ReplaceAll(out, "\r", ""), "\n")
+	for i := len(lines) - 2; i >= 0; i-- {
+		if n, err := strconv.Atoi(strings.TrimSpace(lines[i])); err == nil {
+			return n, true
+		}
+	}
+	return 0, false
+}
+
+// A container with a terminal of its own (WithTTY) checkpoints and
+// restores: criu makes a new terminal where the old one was and its
+// master comes back here, so the output goes on, from the count it had.
+func TestCheckpointTTY(t *testing.T) {
+	needCRIU(t)
+	root := testutil.BusyboxRootfsCopy(t)
+	cfg := newConfig().WithRootfs(rootfs.Dir(root)).WithTTY(true)
+	c, err := vessel.New(newID(t), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Destroy() })
+	out := &syncBuffer{}
+	c.Stdout = out
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := c.Start(ctx, "/bin/probe", "ticker"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if n, ok := lastLineNumber(out.String()); ok && n > 10 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no count on the terminal: %q", out.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	dir := ckptDir(t)
+	if _, err := c.Checkpoint(ctx, dir, nil); err != nil {
+		t.Fatalf("Checkpoint: %v", err)
+	}
+	<-c.Done()
+	at, _ := lastLineNumber(out.String())
+	c.Destroy()
+	out2 := &syncBuffer{}
+	r, err := vessel.Restore(ctx, dir, cfg, "", &vessel.RestoreOptions{Stdout: out2})
+	if err != nil {
+		t.Fatalf("Restore: %v", err)
+	}
+	t.Cleanup(func() { r.Destroy() })
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		n, ok := lastLineNumber(out2.String())
+		if ok {
+			if n <= at || n > at+200 {
+				t.Fatalf("restored terminal shows %d after %d: restarted or not the same process", n, at)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nothing on the restored terminal: %q", out2.String())
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

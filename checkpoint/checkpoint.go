@@ -156,6 +156,12 @@ type Options struct {
 	// functions that wait for criu's end and that kill it.
 	LaunchCriu func(cmd *exec.Cmd) (wait func() error, kill func(), err error)
 
+	// PTSMaster (Restore), when set, receives the master of a terminal
+	// whose master was outside the dumped tree: CRIU makes a new pair
+	// (the slave where the old one was) and hands the master over
+	// (CRIU's orphan-pts-master). The receiver owns the file.
+	PTSMaster func(master *os.File)
+
 	// Handoff (Dump), when set, runs once the images are complete, while
 	// the tree is still frozen and its network locked: the moment to hand
 	// the images to whoever restores them (live migration). When it fails
@@ -235,10 +241,17 @@ func (o *Options) criuOpts(op string, imagesFD, workFD int) *criuOpts {
 }
 
 func (o *Options) notify(handoffErr *error) notifyFunc {
-	if o.Notify == nil && o.Handoff == nil {
+	if o.Notify == nil && o.Handoff == nil && o.PTSMaster == nil {
 		return nil
 	}
-	return func(script string, pid int, _ []*os.File) error {
+	return func(script string, pid int, files []*os.File) error {
+		if script == "orphan-pts-master" && o.PTSMaster != nil && len(files) > 0 {
+			fd, err := unix.FcntlInt(files[0].Fd(), unix.F_DUPFD_CLOEXEC, 0)
+			if err != nil {
+				return err
+			}
+			o.PTSMaster(os.NewFile(uintptr(fd), "pts-master"))
+		}
 		if o.Notify != nil {
 			if err := o.Notify(script, pid); err != nil {
 				return err
@@ -497,6 +510,9 @@ func Restore(ctx context.Context, opts *Options) (int, *Stats, error) {
 		co.Root = ptr(opts.Root)
 	}
 	co.RstSibling = ptr(opts.RestoreSibling)
+	if opts.PTSMaster != nil {
+		co.OrphanPtsMaster = ptr(true)
+	}
 	for _, k := range []string{"net", "uts", "ipc", "time", "user"} {
 		if f, ok := opts.JoinNamespaces[k]; ok {
 			co.JoinNs = append(co.JoinNs, joinNs{Ns: k, File: f})

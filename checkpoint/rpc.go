@@ -57,7 +57,7 @@ type criuOpts struct {
 	ImagesDirFd, Pid, LogLevel, WorkDirFd                        *int32
 	LeaveRunning, ExtUnixSk, TcpEstablished, ShellJob, FileLocks *bool
 	NotifyScripts, TrackMem, AutoDedup, LinkRemap, ManageCgroups *bool
-	RstSibling                                                   *bool
+	RstSibling, OrphanPtsMaster                                  *bool
 	LogFile, Root, ParentImg, FreezeCgroup, ImagesDir            *string
 	CgRoot                                                       []cgroupRoot
 	InheritFd                                                    []inheritFd
@@ -168,6 +168,7 @@ func (o *criuOpts) marshal() []byte {
 		b = appendBytesField(b, 39, m)
 	}
 	b = appendString(b, 44, o.FreezeCgroup)
+	b = appendBool(b, 50, o.OrphanPtsMaster)
 	b = appendString(b, 68, o.ImagesDir)
 	if o.NetworkLock != nil {
 		b = appendInt32(b, 64, ptr(int32(*o.NetworkLock)))

@@ -349,7 +349,7 @@ func (c *Container) checkDumpShape(root int) error {
 		return refuse("it has a user namespace of its own, which vessel does not restore yet")
 	}
 	c.mu.Lock()
-	cg := c.cg
+	cg, initPid := c.cg, c.initPid
 	c.mu.Unlock()
 	if cg == nil {
 		return nil
@@ -364,7 +364,9 @@ func (c *Container) checkDumpShape(root int) error {
 	}
 	var outside []string
 	for _, p := range pids {
-		if !tree[p] {
+		// (On a hybrid host the init sits in the unified cgroup, which
+		// holds no limits.)
+		if !tree[p] && p != initPid {
 			outside = append(outside, strconv.Itoa(p))
 		}
 	}
@@ -813,8 +815,13 @@ func (c *Container) restore(ctx context.Context, dir string, meta *checkpointMet
 		co.CgroupRoots = roots
 	}
 
+	// A checkpoint taken paused restores paused: the tree is frozen
+	// before CRIU lets it run. On a hybrid host the init, and so criu,
+	// is in the container's unified cgroup, whose freezer Pause uses:
+	// there the v1 freezer holds the tree until criu is done, and the
+	// unified one takes over after (frozenV1).
+	frozenV1 := ""
 	if meta.Paused {
-		// Freeze the restored tree before CRIU lets it run.
 		co.Notify = func(event string, _ int) error {
 			if event != "pre-resume" {
 				return nil
@@ -824,6 +831,15 @@ func (c *Container) restore(ctx context.Context, dir string, meta *checkpointMet
 			c.mu.Unlock()
 			if cg == nil {
 				return errors.New("no cgroup to keep the restored container paused in")
+			}
+			unified, okU := cg.Path("unified")
+			v1, okV1 := cg.Path("freezer")
+			if okU && okV1 && fileExists(filepath.Join(unified, "cgroup.freeze")) {
+				if err := setFreezerV1(v1, "FROZEN"); err != nil {
+					return err
+				}
+				frozenV1 = v1
+				return nil
 			}
 			return cg.Freeze()
 		}
@@ -927,12 +943,49 @@ func (c *Container) restore(ctx context.Context, dir string, meta *checkpointMet
 	for _, f := range copiers {
 		go f()
 	}
+	if frozenV1 != "" {
+		c.mu.Lock()
+		cg := c.cg
+		c.mu.Unlock()
+		if err := cg.Freeze(); err != nil {
+			_ = c.Destroy()
+			return &SetupError{Step: "restore: pause", Err: err}
+		}
+		if err := setFreezerV1(frozenV1, "THAWED"); err != nil {
+			_ = c.Destroy()
+			return &SetupError{Step: "restore: pause", Err: err}
+		}
+	}
 	if meta.Paused {
 		c.mu.Lock()
 		c.paused = c.cg != nil
 		c.mu.Unlock()
 	}
 	return nil
+}
+
+// setFreezerV1 sets a v1 freezer cgroup's state and waits until the
+// kernel reports it.
+func setFreezerV1(dir, state string) error {
+	p := filepath.Join(dir, "freezer.state")
+	if err := os.WriteFile(p, []byte(state), 0); err != nil {
+		return err
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if strings.TrimSpace(string(data)) == state {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: still %s, want %s", p, strings.TrimSpace(string(data)), state)
+		}
+		if state == "FROZEN" {
+			_ = os.WriteFile(p, []byte(state), 0)
+		}
+	}
 }
 
 // hostRestoreRoot makes the directory a container on the host's files is

@@ -405,7 +405,7 @@ func runInit() {
 	// privileges, it mounts /proc as PID 1 and applies its own profile);
 	// Execs stay direct.
 	swapNeeded := cfg.Plan != nil && (cfg.NewPIDNS || joinsPID(cfg.Joins))
-	mainStage := !cfg.Direct || (swapNeeded && !cfg.ProcPidns)
+	mainStage := cfg.Restore == nil && (!cfg.Direct || (swapNeeded && !cfg.ProcPidns))
 	// A main process started by the stage is forked now, PID 1 of the
 	// new namespace before the root filesystem is built: its Go start
 	// overlaps with that work, and /proc is mounted for its namespace in

@@ -28,43 +28,42 @@ import (
 
 // How a container maps onto CRIU (see also package checkpoint):
 //
-//   - The dumped tree is rooted at the container's init (PID 1 of its pid
-//     namespace); the user's processes are its descendants. The init's
-//     session lies outside the tree, so dumps are "shell jobs".
-//   - The init's control socket (descriptor 3) has its peer in the
-//     program that started the container, outside the tree. It is dumped
-//     as an external unix socket; Restore makes a fresh socket pair and
-//     hands one end to CRIU with --inherit-fd, so the restored init talks
-//     to the restoring program exactly as it talked to the original one
-//     (its reader goroutine's recvmsg simply restarts on the new socket).
-//   - The init's standard streams (pipes to the starting program, or the
-//     host's /dev/null) are external too: Restore gives new ones, wired to
-//     RestoreOptions.Stdin/Stdout/Stderr. So are files the init holds
-//     open outside the container's mounts (the Go runtime keeps the cgroup
-//     CPU quota files open): they are reopened on the restoring host, in
-//     the restored container's own cgroup.
+//   - The dumped tree is rooted at the container's main process, PID 1 of
+//     its own pid namespace; vessel's init stays outside that namespace
+//     and is not dumped, so the images hold the workload alone (as
+//     small as runc's, and any build of vessel restores them). The main
+//     process's session lies outside the tree: dumps are "shell jobs".
+//   - Its standard streams: pipes to the starting program are external
+//     (CRIU's pipe:[inode] keys); regular files outside the container's
+//     mounts are external files whose image entries fixImages rewrites so
+//     that the restored process shares whatever the restoring program
+//     gives (a file, a pipe or a terminal); a terminal of the container's
+//     own (WithTTY) is remade by CRIU, which hands the new master back.
+//     Other files open outside the container's mounts are reopened by
+//     path.
 //   - The root mount becomes CRIU's --root (the restore config's rootfs
-//     directory). Bind mounts from the host are external mounts, keyed
-//     by their mountpoint and resolved at restore from the restore
-//     config's binds (so they may move). /etc/hostname, /etc/hosts and
-//     /etc/resolv.conf are regenerated. proc, sysfs, devpts, mqueue and
-//     the container's own tmpfs mounts are recreated by CRIU.
-//   - A network namespace joined by path (network.Netns) is external: the
-//     restore config's namespace path replaces it, which is how a
-//     container moves to another "host". A namespace of the container's
-//     own is dumped and recreated by CRIU (loopback, addresses, routes).
+//     directory, or for rootfs.Host a fresh directory with the host
+//     root's symlinks). Bind mounts from the host are external mounts,
+//     keyed by their mountpoint and resolved at restore from the restore
+//     config's binds (so they may move), or for rootfs.Host from the same
+//     host paths. /etc/hostname, /etc/hosts and /etc/resolv.conf are
+//     regenerated. proc, sysfs, devpts, mqueue and the container's own
+//     tmpfs mounts are recreated by CRIU.
+//   - The network namespace is always external: the restored tree gets
+//     the one the restoring init made (or joined: network.Netns, which is
+//     how a container moves to another "host"), set up by vessel as for a
+//     start, so a bridge's veth (its peer on the host) is no obstacle.
 //   - The cgroup is the restore config's: created as Start creates it, and
 //     CRIU is told to use it as the root of the restored tree's cgroups.
-//   - The restored init is restored as a sibling of criu, i.e. a child of
-//     this program (on the thread that forks containers), so Wait, Kill,
-//     Exec and Destroy work as for a started container.
+//   - Restore starts a fresh init as Start does, but the init runs criu
+//     (child.RestoreSpec) instead of a command: the tree, restored as
+//     criu's sibling, becomes the init's child, and the init enters its
+//     pid, mount, UTS, IPC and cgroup namespaces, so Wait, Kill, Exec,
+//     Pause and Destroy work as for a started container.
 
 // checkpointMetaFile is vessel's own description of a checkpoint, next to
 // CRIU's images.
 const checkpointMetaFile = "vessel.json"
-
-// exeKey names the init's executable among a checkpoint's external files.
-const exeKey = "vessel-exe"
 
 // CheckpointOptions configures Container.Checkpoint.
 type CheckpointOptions struct {
@@ -104,30 +103,25 @@ type CheckpointResult struct {
 }
 
 // checkpointMeta is written to vessel.json in the final images directory.
+// Version 2: the dumped tree is the workload alone (version 1 held the
+// init, and is refused by Restore).
 type checkpointMeta struct {
-	Version   int            `json:"version"`
-	ID        string         `json:"id"`
-	Config    *Config        `json:"config"`
-	MainNSPid int            `json:"mainNSPid"`
-	Paused    bool           `json:"paused,omitempty"`
-	CtlKey    string         `json:"ctlKey"`
-	Stdio     []stdioFile    `json:"stdio,omitempty"`
-	Files     []externalFile `json:"files,omitempty"`
-	Mounts    []externalMnt  `json:"mounts,omitempty"`
+	Version int            `json:"version"`
+	ID      string         `json:"id"`
+	Config  *Config        `json:"config"`
+	Paused  bool           `json:"paused,omitempty"`
+	Stdio   []stdioFile    `json:"stdio,omitempty"`
+	Files   []externalFile `json:"files,omitempty"`
+	Mounts  []externalMnt  `json:"mounts,omitempty"`
 	// Mountpoints are every mount's target below the root (files end
 	// without a slash, directories with one): Restore creates those a
 	// new root directory lacks, as Start does.
-	Mountpoints []string `json:"mountpoints,omitempty"`
-	NetnsKey    string   `json:"netnsKey,omitempty"`
-	// ExeKey is the external key of the init's executable when it ran
-	// from a read-only bind of the program (see selfExe): restore hands
-	// this program's binary under that key. Empty for a memfd copy, whose
-	// link checkpoint.ExternalExe rewrites to exeKey instead.
-	ExeKey  string    `json:"exeKey,omitempty"`
-	Created time.Time `json:"created"`
+	Mountpoints []string  `json:"mountpoints,omitempty"`
+	NetnsKey    string    `json:"netnsKey,omitempty"`
+	Created     time.Time `json:"created"`
 }
 
-// stdioFile is one of the init's standard streams.
+// stdioFile is one of the main process's standard streams.
 type stdioFile struct {
 	FD  int    `json:"fd"`
 	Key string `json:"key"`
@@ -139,11 +133,9 @@ type stdioFile struct {
 // externalFile is a file open in the tree on a mount outside it.
 type externalFile struct {
 	Key string `json:"key"`
-	// Path is the file's host path; Cgroup means it is relative to the
-	// container's cgroup directory.
-	Path   string `json:"path"`
-	Cgroup bool   `json:"cgroup,omitempty"`
-	Flags  int    `json:"flags"`
+	// Path is the file's host path.
+	Path  string `json:"path"`
+	Flags int    `json:"flags"`
 }
 
 // externalMnt is a mount provided from the host.
@@ -312,15 +304,11 @@ func (c *Container) dumpRound(ctx context.Context, dir, parent string, final boo
 	return checkpoint.PreDump(ctx, rootPid, co)
 }
 
-// fixImages rewrites what CRIU would restore badly: a memfd executable
-// (checkpoint.ExternalExe), and standard streams that were regular files
-// outside the container (checkpoint.ShareExternalFile: at restore they
-// become whatever the restoring program gives, file, pipe or terminal).
-// Idempotent.
+// fixImages rewrites what CRIU would restore badly: standard streams
+// that were regular files outside the container
+// (checkpoint.ShareExternalFile: at restore they become whatever the
+// restoring program gives, file, pipe or terminal). Idempotent.
 func fixImages(dir string, meta *checkpointMeta) error {
-	if _, err := checkpoint.ExternalExe(dir, exeKey); err != nil {
-		return &SetupError{Step: "checkpoint: rewrite executable link", Err: err}
-	}
 	for _, s := range meta.Stdio {
 		if s.Shared == "" {
 			continue
@@ -381,7 +369,7 @@ func (c *Container) checkDumpShape(root int) error {
 // returns what a restore needs to know, and CRIU's --external list for
 // it.
 func (c *Container) describeForDump(root int) (*checkpointMeta, []string, error) {
-	meta := &checkpointMeta{Version: 2, ID: c.id, Config: c.cfg.clone(), Created: time.Now(), MainNSPid: 1}
+	meta := &checkpointMeta{Version: 2, ID: c.id, Config: c.cfg.clone(), Created: time.Now()}
 	f, err := os.Open(fmt.Sprintf("/proc/%d/mountinfo", root))
 	if err != nil {
 		return nil, nil, err
@@ -464,7 +452,8 @@ func (c *Container) describeForDump(root int) (*checkpointMeta, []string, error)
 				ef := externalFile{Key: key, Path: link, Flags: flags & (unix.O_ACCMODE | unix.O_APPEND)}
 				var sfs unix.Statfs_t
 				if unix.Statfs(filepath.Join(dir, e.Name()), &sfs) == nil && (sfs.Type == unix.CGROUP_SUPER_MAGIC || sfs.Type == unix.CGROUP2_SUPER_MAGIC) {
-					ef.Cgroup = true
+					return nil, nil, &checkpoint.UnsupportedError{Problems: []checkpoint.Problem{{Pid: pid, FD: fd, What: "cgroup file " + link,
+						Why: "a host cgroup file open in the container cannot be given back on restore (another container's cgroup)"}}}
 				}
 				meta.Files = append(meta.Files, ef)
 				external = append(external, key)
@@ -780,9 +769,6 @@ func (c *Container) restore(ctx context.Context, dir string, meta *checkpointMet
 		if stdioDone[ef.Key] {
 			continue
 		}
-		if ef.Cgroup {
-			return &ConfigError{Field: "dir", Reason: fmt.Sprintf("the checkpoint holds a cgroup file open (%s), which cannot be given back", ef.Path)}
-		}
 		f, err := os.OpenFile(ef.Path, ef.Flags&unix.O_ACCMODE|unix.O_CLOEXEC, 0)
 		if err != nil {
 			return &SetupError{Step: "restore: reopen " + ef.Path, Path: ef.Path, Err: err}
@@ -1018,20 +1004,6 @@ func hostRestoreRoot() (string, error) {
 		}
 	}
 	return dir, nil
-}
-
-// cgroupFile returns the path of a control file in the container's cgroup.
-func (c *Container) cgroupFile(name string) string {
-	if c.cg == nil {
-		return ""
-	}
-	for _, d := range c.cg.State().Dirs {
-		p := filepath.Join(d, name)
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	return ""
 }
 
 // cgroupRoots maps each hierarchy's controllers to the cgroup path (as

@@ -204,6 +204,32 @@ func (c *Container) Checkpoint(ctx context.Context, dir string, opts *Checkpoint
 	return res, nil
 }
 
+// CheckpointRunning checkpoints a container that another program started
+// and still holds (the CLI's `vessel checkpoint NAME` of a container in
+// its store): id and cfg as it was created, mainPid and initPid its main
+// process and its init as the host sees them. It is Checkpoint otherwise:
+// unless opts.LeaveRunning the container's workload is stopped, and the
+// program holding the container sees it end.
+func CheckpointRunning(ctx context.Context, id string, cfg *Config, mainPid, initPid int, dir string, opts *CheckpointOptions) (*CheckpointResult, error) {
+	if mainPid <= 0 {
+		return nil, &ConfigError{Field: "mainPid", Reason: fmt.Sprintf("%d is not a process id", mainPid)}
+	}
+	c, err := New(id, cfg)
+	if err != nil {
+		return nil, err
+	}
+	c.status, c.mainPid, c.initPid = Running, mainPid, initPid
+	if !cfg.Cgroup.Disabled {
+		if m, err := cgroups.Load(c.cgroupOptions()); err == nil {
+			c.cg = m
+			if frozen, err := m.Frozen(); err == nil {
+				c.paused = frozen
+			}
+		}
+	}
+	return c.Checkpoint(ctx, dir, opts)
+}
+
 // DumpRound runs one CRIU round on the container into dir: a pre-dump
 // (final false: memory only, the container keeps running) or the final
 // dump. parent, when not empty, is the directory of the previous pre-dump;

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -26,6 +27,7 @@ import (
 // The checkpoint verbs work on a container they run in the foreground:
 //
 //	vessel checkpoint --dir D [--after 10s] [--leave-running] [--env K=V] -- CMD...
+//	vessel checkpoint --dir D [--leave-running] NAME   (a running container of the store)
 //	vessel restore --dir D [--rootfs R] [--name ID]
 //	vessel migrate --to HOST:PORT [--after 10s] [--pre-dumps N] [--env K=V] -- CMD...
 //	vessel receive --listen ADDR --dir D [--rootfs R]
@@ -211,6 +213,10 @@ func cmdCheckpoint(args []string) int {
 	opts.CriuPath = f.criu
 	sig := catchCkptSignals()
 	defer sig.stop()
+	if len(fs.Args()) == 1 && !slices.Contains(args, "--") {
+		// `vessel checkpoint NAME`: a container of the store.
+		return checkpointByName(sig, fs.Args()[0], *dir, &opts)
+	}
 	c, err := startForCheckpoint(&f, fs.Args())
 	if err != nil {
 		return fail("checkpoint: %v", err)
@@ -242,6 +248,31 @@ func cmdCheckpoint(args []string) int {
 	if opts.LeaveRunning {
 		return sig.waitContainer(c)
 	}
+	return 0
+}
+
+// checkpointByName checkpoints the running container name of the store
+// (`vessel run -d`, or runc's create and start through vessel).
+func checkpointByName(sig *ckptSignals, name, dir string, opts *vessel.CheckpointOptions) int {
+	st, err := openStore()
+	if err != nil {
+		return fail("checkpoint: %v", err)
+	}
+	e, err := loadEntry(st, name)
+	if err != nil {
+		return fail("checkpoint: %v", err)
+	}
+	if e.status != statusRunning && e.status != statusPaused {
+		return fail("checkpoint: container %s is %s, not running", name, e.status)
+	}
+	if e.rec.Config == nil || e.rec.Main.Pid <= 0 {
+		return fail("checkpoint: container %s: its record has no configuration or main process", name)
+	}
+	res, err := vessel.CheckpointRunning(sig.ctx, e.rec.ID, e.rec.Config, e.rec.Main.Pid, e.rec.Init.Pid, dir, opts)
+	if err != nil {
+		return fail("checkpoint: %v", err)
+	}
+	printCkptJSON("checkpoint", res)
 	return 0
 }
 

@@ -382,3 +382,64 @@ func TestCheckpointCLIOtherBuild(t *testing.T) {
 	go io.Copy(io.Discard, pipe)
 	stopAndCheck(t, r, syscall.SIGTERM, "")
 }
+
+// `vessel checkpoint NAME` checkpoints a container of the store (run -d),
+// which stops it; `vessel restore` brings its work back, going on from
+// where it stood.
+func TestCheckpointCLIByName(t *testing.T) {
+	if _, err := checkpoint.CriuVersion(t.Context(), ""); err != nil {
+		t.Fatal(err)
+	}
+	root := testRoot(t)
+	removeOnFailure(t, root, "ckname")
+	rfs := testutil.BusyboxRootfsCopy(t)
+	counter := filepath.Join(rfs, "counter")
+	vcli(t, root, nil, "run", "-d", "--name", "ckname", "--rootfs", rfs, "/bin/probe", "count", "/counter").must(t, "run -d")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if data, _ := os.ReadFile(counter); len(strings.TrimSpace(string(data))) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the counter did not start")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	dir := filepath.Join(t.TempDir(), "ckpt")
+	vcli(t, root, nil, "checkpoint", "--dir", dir, "ckname").must(t, "checkpoint NAME")
+	read := func() int {
+		data, err := os.ReadFile(counter)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := strconv.Atoi(strings.TrimSpace(string(data)))
+		if err != nil {
+			t.Fatalf("counter %q: %v", data, err)
+		}
+		return n
+	}
+	at := read()
+	time.Sleep(100 * time.Millisecond)
+	if n := read(); n != at {
+		t.Fatalf("the counter moved from %d to %d after the checkpoint stopped it", at, n)
+	}
+	r := ckptCmd("--root", root, "restore", "--dir", dir, "--rootfs", rfs, "--name", "ckname-r")
+	r.Stdout, r.Stderr = io.Discard, os.Stderr
+	if err := r.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(20 * time.Second)
+	for read() == at {
+		if time.Now().After(deadline) {
+			r.Process.Kill()
+			t.Fatal("the restored counter does not move")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := read(); n > at+50 {
+		r.Process.Kill()
+		t.Fatalf("counter jumped from %d to %d", at, n)
+	}
+	stopAndCheck(t, r, syscall.SIGTERM, "ckname-r")
+	vcli(t, root, nil, "rm", "-f", "ckname").must(t, "rm")
+}

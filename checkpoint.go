@@ -17,6 +17,7 @@ import (
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 
+	"github.com/openvessel/vessel/cgroups"
 	"github.com/openvessel/vessel/checkpoint"
 	"github.com/openvessel/vessel/internal/child"
 	"github.com/openvessel/vessel/internal/initproto"
@@ -27,43 +28,42 @@ import (
 
 // How a container maps onto CRIU (see also package checkpoint):
 //
-//   - The dumped tree is rooted at the container's init (PID 1 of its pid
-//     namespace); the user's processes are its descendants. The init's
-//     session lies outside the tree, so dumps are "shell jobs".
-//   - The init's control socket (descriptor 3) has its peer in the
-//     program that started the container, outside the tree. It is dumped
-//     as an external unix socket; Restore makes a fresh socket pair and
-//     hands one end to CRIU with --inherit-fd, so the restored init talks
-//     to the restoring program exactly as it talked to the original one
-//     (its reader goroutine's recvmsg simply restarts on the new socket).
-//   - The init's standard streams (pipes to the starting program, or the
-//     host's /dev/null) are external too: Restore gives new ones, wired to
-//     RestoreOptions.Stdin/Stdout/Stderr. So are files the init holds
-//     open outside the container's mounts (the Go runtime keeps the cgroup
-//     CPU quota files open): they are reopened on the restoring host, in
-//     the restored container's own cgroup.
+//   - The dumped tree is rooted at the container's main process, PID 1 of
+//     its own pid namespace; vessel's init stays outside that namespace
+//     and is not dumped, so the images hold the workload alone (as
+//     small as runc's, and any build of vessel restores them). The main
+//     process's session lies outside the tree: dumps are "shell jobs".
+//   - Its standard streams: pipes to the starting program are external
+//     (CRIU's pipe:[inode] keys); regular files outside the container's
+//     mounts are external files whose image entries fixImages rewrites so
+//     that the restored process shares whatever the restoring program
+//     gives (a file, a pipe or a terminal); a terminal of the container's
+//     own (WithTTY) is remade by CRIU, which hands the new master back.
+//     Other files open outside the container's mounts are reopened by
+//     path.
 //   - The root mount becomes CRIU's --root (the restore config's rootfs
-//     directory). Bind mounts from the host are external mounts, keyed
-//     by their mountpoint and resolved at restore from the restore
-//     config's binds (so they may move). /etc/hostname, /etc/hosts and
-//     /etc/resolv.conf are regenerated. proc, sysfs, devpts, mqueue and
-//     the container's own tmpfs mounts are recreated by CRIU.
-//   - A network namespace joined by path (network.Netns) is external: the
-//     restore config's namespace path replaces it, which is how a
-//     container moves to another "host". A namespace of the container's
-//     own is dumped and recreated by CRIU (loopback, addresses, routes).
+//     directory, or for rootfs.Host a fresh directory with the host
+//     root's symlinks). Bind mounts from the host are external mounts,
+//     keyed by their mountpoint and resolved at restore from the restore
+//     config's binds (so they may move), or for rootfs.Host from the same
+//     host paths. /etc/hostname, /etc/hosts and /etc/resolv.conf are
+//     regenerated. proc, sysfs, devpts, mqueue and the container's own
+//     tmpfs mounts are recreated by CRIU.
+//   - The network namespace is always external: the restored tree gets
+//     the one the restoring init made (or joined: network.Netns, which is
+//     how a container moves to another "host"), set up by vessel as for a
+//     start, so a bridge's veth (its peer on the host) is no obstacle.
 //   - The cgroup is the restore config's: created as Start creates it, and
 //     CRIU is told to use it as the root of the restored tree's cgroups.
-//   - The restored init is restored as a sibling of criu, i.e. a child of
-//     this program (on the thread that forks containers), so Wait, Kill,
-//     Exec and Destroy work as for a started container.
+//   - Restore starts a fresh init as Start does, but the init runs criu
+//     (child.RestoreSpec) instead of a command: the tree, restored as
+//     criu's sibling, becomes the init's child, and the init enters its
+//     pid, mount, UTS, IPC and cgroup namespaces, so Wait, Kill, Exec,
+//     Pause and Destroy work as for a started container.
 
 // checkpointMetaFile is vessel's own description of a checkpoint, next to
 // CRIU's images.
 const checkpointMetaFile = "vessel.json"
-
-// exeKey names the init's executable among a checkpoint's external files.
-const exeKey = "vessel-exe"
 
 // CheckpointOptions configures Container.Checkpoint.
 type CheckpointOptions struct {
@@ -103,43 +103,39 @@ type CheckpointResult struct {
 }
 
 // checkpointMeta is written to vessel.json in the final images directory.
+// Version 2: the dumped tree is the workload alone (version 1 held the
+// init, and is refused by Restore).
 type checkpointMeta struct {
-	Version   int            `json:"version"`
-	ID        string         `json:"id"`
-	Config    *Config        `json:"config"`
-	MainNSPid int            `json:"mainNSPid"`
-	Paused    bool           `json:"paused,omitempty"`
-	CtlKey    string         `json:"ctlKey"`
-	Stdio     []stdioFile    `json:"stdio,omitempty"`
-	Files     []externalFile `json:"files,omitempty"`
-	Mounts    []externalMnt  `json:"mounts,omitempty"`
+	Version int            `json:"version"`
+	ID      string         `json:"id"`
+	Config  *Config        `json:"config"`
+	Paused  bool           `json:"paused,omitempty"`
+	Stdio   []stdioFile    `json:"stdio,omitempty"`
+	Files   []externalFile `json:"files,omitempty"`
+	Mounts  []externalMnt  `json:"mounts,omitempty"`
 	// Mountpoints are every mount's target below the root (files end
 	// without a slash, directories with one): Restore creates those a
 	// new root directory lacks, as Start does.
-	Mountpoints []string `json:"mountpoints,omitempty"`
-	NetnsKey    string   `json:"netnsKey,omitempty"`
-	// ExeKey is the external key of the init's executable when it ran
-	// from a read-only bind of the program (see selfExe): restore hands
-	// this program's binary under that key. Empty for a memfd copy, whose
-	// link checkpoint.ExternalExe rewrites to exeKey instead.
-	ExeKey  string    `json:"exeKey,omitempty"`
-	Created time.Time `json:"created"`
+	Mountpoints []string  `json:"mountpoints,omitempty"`
+	NetnsKey    string    `json:"netnsKey,omitempty"`
+	Created     time.Time `json:"created"`
 }
 
-// stdioFile is one of the init's standard streams.
+// stdioFile is one of the main process's standard streams.
 type stdioFile struct {
 	FD  int    `json:"fd"`
 	Key string `json:"key"`
+	// Shared is set for a regular file outside the container: the
+	// inherit key fixImages gave it (checkpoint.ShareExternalFile).
+	Shared string `json:"shared,omitempty"`
 }
 
 // externalFile is a file open in the tree on a mount outside it.
 type externalFile struct {
 	Key string `json:"key"`
-	// Path is the file's host path; Cgroup means it is relative to the
-	// container's cgroup directory.
-	Path   string `json:"path"`
-	Cgroup bool   `json:"cgroup,omitempty"`
-	Flags  int    `json:"flags"`
+	// Path is the file's host path.
+	Path  string `json:"path"`
+	Flags int    `json:"flags"`
 }
 
 // externalMnt is a mount provided from the host.
@@ -208,18 +204,50 @@ func (c *Container) Checkpoint(ctx context.Context, dir string, opts *Checkpoint
 	return res, nil
 }
 
+// CheckpointRunning checkpoints a container that another program started
+// and still holds (the CLI's `vessel checkpoint NAME` of a container in
+// its store): id and cfg as it was created, mainPid and initPid its main
+// process and its init as the host sees them. It is Checkpoint otherwise:
+// unless opts.LeaveRunning the container's workload is stopped, and the
+// program holding the container sees it end.
+func CheckpointRunning(ctx context.Context, id string, cfg *Config, mainPid, initPid int, dir string, opts *CheckpointOptions) (*CheckpointResult, error) {
+	if mainPid <= 0 {
+		return nil, &ConfigError{Field: "mainPid", Reason: fmt.Sprintf("%d is not a process id", mainPid)}
+	}
+	c, err := New(id, cfg)
+	if err != nil {
+		return nil, err
+	}
+	c.status, c.mainPid, c.initPid = Running, mainPid, initPid
+	if !cfg.Cgroup.Disabled {
+		if m, err := cgroups.Load(c.cgroupOptions()); err == nil {
+			c.cg = m
+			if frozen, err := m.Frozen(); err == nil {
+				c.paused = frozen
+			}
+		}
+	}
+	return c.Checkpoint(ctx, dir, opts)
+}
+
 // DumpRound runs one CRIU round on the container into dir: a pre-dump
 // (final false: memory only, the container keeps running) or the final
 // dump. parent, when not empty, is the directory of the previous pre-dump;
 // only memory changed since it is written. It is the building block of
 // Checkpoint and of live migration (checkpoint.Migrate).
 func (c *Container) DumpRound(ctx context.Context, dir, parent string, final bool, opts *CheckpointOptions) (*checkpoint.Stats, error) {
+	return c.dumpRound(ctx, dir, parent, final, opts, nil)
+}
+
+// dumpRound is DumpRound; handoff, for a final dump, runs while the
+// container is frozen with complete images (checkpoint.Options.Handoff).
+func (c *Container) dumpRound(ctx context.Context, dir, parent string, final bool, opts *CheckpointOptions, handoff func() error) (*checkpoint.Stats, error) {
 	if opts == nil {
 		opts = &CheckpointOptions{}
 	}
 	c.mu.Lock()
-	running := c.status == Running && c.initPid > 0
-	initPid, paused, cg := c.initPid, c.paused, c.cg
+	running := c.status == Running && c.mainPid > 0
+	rootPid, paused, cg := c.mainPid, c.paused, c.cg
 	c.mu.Unlock()
 	if !running {
 		return nil, ErrNotRunning
@@ -227,7 +255,14 @@ func (c *Container) DumpRound(ctx context.Context, dir, parent string, final boo
 	if !c.cfg.Namespaces.IsNew(namespaces.PID) || !c.cfg.Namespaces.IsNew(namespaces.Mount) {
 		return nil, &ConfigError{Field: "namespaces", Reason: "checkpoint needs the container's own pid and mount namespaces"}
 	}
-	meta, external, err := c.describeForDump(initPid)
+	// What CRIU would refuse is refused here, before anything is frozen.
+	if err := checkpoint.Check(rootPid); err != nil {
+		return nil, err
+	}
+	if err := c.checkDumpShape(rootPid); err != nil {
+		return nil, err
+	}
+	meta, external, err := c.describeForDump(rootPid)
 	if err != nil {
 		return nil, &SetupError{Step: "checkpoint: inspect container", Err: err}
 	}
@@ -243,6 +278,7 @@ func (c *Container) DumpRound(ctx context.Context, dir, parent string, final boo
 		FileLocks:      true,
 		External:       external,
 		Cgroups:        checkpoint.CgroupSoft,
+		Handoff:        handoff,
 	}
 	if !final {
 		co.LeaveRunning = true
@@ -266,12 +302,23 @@ func (c *Container) DumpRound(ctx context.Context, dir, parent string, final boo
 		if err := os.WriteFile(filepath.Join(dir, checkpointMetaFile), data, 0o600); err != nil {
 			return nil, &ConfigError{Field: "dir", Reason: err.Error()}
 		}
-		st, err := checkpoint.Dump(ctx, initPid, co)
+		// The images are rewritten where CRIU's own restore would fail
+		// (see fixImages), before a handoff sends them.
+		fix := func() error { return fixImages(dir, meta) }
+		if handoff != nil {
+			co.Handoff = func() error {
+				if err := fix(); err != nil {
+					return err
+				}
+				return handoff()
+			}
+		}
+		st, err := checkpoint.Dump(ctx, rootPid, co)
 		if err != nil {
 			return nil, err
 		}
-		if _, err := checkpoint.ExternalExe(dir, exeKey); err != nil {
-			return nil, &SetupError{Step: "checkpoint: rewrite executable link", Err: err}
+		if err := fix(); err != nil {
+			return nil, err
 		}
 		if !opts.LeaveRunning {
 			c.mu.Lock()
@@ -280,7 +327,23 @@ func (c *Container) DumpRound(ctx context.Context, dir, parent string, final boo
 		}
 		return st, nil
 	}
-	return checkpoint.PreDump(ctx, initPid, co)
+	return checkpoint.PreDump(ctx, rootPid, co)
+}
+
+// fixImages rewrites what CRIU would restore badly: standard streams
+// that were regular files outside the container
+// (checkpoint.ShareExternalFile: at restore they become whatever the
+// restoring program gives, file, pipe or terminal). Idempotent.
+func fixImages(dir string, meta *checkpointMeta) error {
+	for _, s := range meta.Stdio {
+		if s.Shared == "" {
+			continue
+		}
+		if _, err := checkpoint.ShareExternalFile(dir, s.Key, s.Shared); err != nil {
+			return &SetupError{Step: "checkpoint: rewrite standard stream " + strconv.Itoa(s.FD), Err: err}
+		}
+	}
+	return nil
 }
 
 var generatedFilePaths = map[string]bool{"/etc/hostname": true, "/etc/hosts": true, "/etc/resolv.conf": true}
@@ -288,19 +351,52 @@ var generatedFilePaths = map[string]bool{"/etc/hostname": true, "/etc/hosts": tr
 // internalFS are filesystems CRIU recreates itself.
 var internalFS = map[string]bool{"proc": true, "sysfs": true, "devpts": true, "mqueue": true, "cgroup": true, "cgroup2": true, "tmpfs": true, "devtmpfs": true, "binfmt_misc": true, "securityfs": true}
 
-// describeForDump inspects the running container and returns what a
-// restore needs to know, and CRIU's --external list for it.
-func (c *Container) describeForDump(initPid int) (*checkpointMeta, []string, error) {
-	meta := &checkpointMeta{Version: 1, ID: c.id, Config: c.cfg.clone(), Created: time.Now()}
+// checkDumpShape refuses, before anything is frozen, a container whose
+// shape the dump cannot carry: processes in its cgroup outside the tree
+// rooted at its main process (CRIU would leave them out), a user
+// namespace (not restored yet), a terminal of its own.
+func (c *Container) checkDumpShape(root int) error {
+	refuse := func(why string) error {
+		return &checkpoint.UnsupportedError{Problems: []checkpoint.Problem{{Pid: root, FD: -1, What: "container " + c.id, Why: why}}}
+	}
+	if c.cfg.Namespaces.IsNew(namespaces.User) {
+		return refuse("it has a user namespace of its own, which vessel does not restore yet")
+	}
 	c.mu.Lock()
-	mainPid := c.mainPid
+	cg, initPid := c.cg, c.initPid
 	c.mu.Unlock()
-	if mainPid > 0 {
-		if n, err := nsPid(mainPid); err == nil {
-			meta.MainNSPid = n
+	if cg == nil {
+		return nil
+	}
+	pids, err := cg.Pids()
+	if err != nil {
+		return nil
+	}
+	tree := map[int]bool{}
+	for _, p := range treePids(root) {
+		tree[p] = true
+	}
+	var outside []string
+	for _, p := range pids {
+		// (On a hybrid host the init sits in the unified cgroup, which
+		// holds no limits.)
+		if !tree[p] && p != initPid {
+			outside = append(outside, strconv.Itoa(p))
 		}
 	}
-	f, err := os.Open(fmt.Sprintf("/proc/%d/mountinfo", initPid))
+	if len(outside) > 0 {
+		return refuse("processes " + strings.Join(outside, ", ") + " run in it outside the main process's tree (Exec'd processes still running?): a checkpoint would lose them")
+	}
+	return nil
+}
+
+// describeForDump inspects the running container, whose main process
+// (the root of the dumped tree, PID 1 of its pid namespace) is root, and
+// returns what a restore needs to know, and CRIU's --external list for
+// it.
+func (c *Container) describeForDump(root int) (*checkpointMeta, []string, error) {
+	meta := &checkpointMeta{Version: 2, ID: c.id, Config: c.cfg.clone(), Created: time.Now()}
+	f, err := os.Open(fmt.Sprintf("/proc/%d/mountinfo", root))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -310,12 +406,6 @@ func (c *Container) describeForDump(initPid int) (*checkpointMeta, []string, err
 		return nil, nil, err
 	}
 	var external []string
-	if key, err := exeExternalKey(initPid); err != nil {
-		return nil, nil, err
-	} else if key != "" {
-		meta.ExeKey = key
-		external = append(external, key)
-	}
 	inNS := map[int]bool{}
 	fullFS := map[[2]int]bool{}
 	for _, m := range mounts {
@@ -329,7 +419,7 @@ func (c *Container) describeForDump(initPid int) (*checkpointMeta, []string, err
 			continue
 		}
 		mp := m.Mountpoint + "/"
-		if fi, err := os.Stat(fmt.Sprintf("/proc/%d/root%s", initPid, m.Mountpoint)); err == nil && !fi.IsDir() {
+		if fi, err := os.Stat(fmt.Sprintf("/proc/%d/root%s", root, m.Mountpoint)); err == nil && !fi.IsDir() {
 			mp = m.Mountpoint
 		}
 		meta.Mountpoints = append(meta.Mountpoints, mp)
@@ -341,15 +431,15 @@ func (c *Container) describeForDump(initPid int) (*checkpointMeta, []string, err
 			continue
 		}
 		key := "vessel-mnt-" + strconv.Itoa(len(meta.Mounts))
-		em := externalMnt{Key: key, Mountpoint: m.Mountpoint, Generated: generatedFilePaths[m.Mountpoint] && m.FSType == "tmpfs"}
-		if fi, err := os.Stat(fmt.Sprintf("/proc/%d/root%s", initPid, m.Mountpoint)); err == nil && !fi.IsDir() {
+		em := externalMnt{Key: key, Mountpoint: m.Mountpoint, Generated: generatedFilePaths[m.Mountpoint] && !c.bindsAt(m.Mountpoint)}
+		if fi, err := os.Stat(fmt.Sprintf("/proc/%d/root%s", root, m.Mountpoint)); err == nil && !fi.IsDir() {
 			em.File = true
 		}
 		meta.Mounts = append(meta.Mounts, em)
 		external = append(external, checkpoint.ExternalMount(m.Mountpoint, key))
 	}
 	seen := map[string]bool{}
-	for _, pid := range treePids(initPid) {
+	for _, pid := range treePids(root) {
 		dir := fmt.Sprintf("/proc/%d/fd", pid)
 		ents, err := os.ReadDir(dir)
 		if err != nil {
@@ -362,11 +452,7 @@ func (c *Container) describeForDump(initPid int) (*checkpointMeta, []string, err
 			}
 			fd, _ := strconv.Atoi(e.Name())
 			switch {
-			case pid == initPid && fd == child.ControlFD && strings.HasPrefix(link, "socket:["):
-				ino, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimPrefix(link, "socket:["), "]"), 10, 64)
-				meta.CtlKey = link
-				external = append(external, checkpoint.ExternalUnix(ino))
-			case pid == initPid && fd <= 2 && strings.HasPrefix(link, "pipe:["):
+			case pid == root && fd <= 2 && strings.HasPrefix(link, "pipe:["):
 				meta.Stdio = append(meta.Stdio, stdioFile{FD: fd, Key: link})
 			case strings.HasPrefix(link, "/"):
 				mnt, flags, err := fdInfo(pid, e.Name())
@@ -377,6 +463,13 @@ func (c *Container) describeForDump(initPid int) (*checkpointMeta, []string, err
 				if err := unix.Stat(filepath.Join(dir, e.Name()), &st); err != nil {
 					continue
 				}
+				if st.Mode&unix.S_IFMT == unix.S_IFCHR && isTTYMajor(unix.Major(st.Rdev)) {
+					// A terminal of the host (the controller's): handed
+					// over at restore like a file (fixImages cannot turn
+					// a tty entry into one), so refuse it plainly.
+					return nil, nil, &checkpoint.UnsupportedError{Problems: []checkpoint.Problem{{Pid: pid, FD: fd, What: "terminal " + link,
+						Why: "a host terminal open in the container cannot be restored", Fix: "give the container pipes or files as its standard streams"}}}
+				}
 				key := checkpoint.ExternalFile(mnt, st.Ino)
 				if seen[key] {
 					continue
@@ -385,55 +478,42 @@ func (c *Container) describeForDump(initPid int) (*checkpointMeta, []string, err
 				ef := externalFile{Key: key, Path: link, Flags: flags & (unix.O_ACCMODE | unix.O_APPEND)}
 				var sfs unix.Statfs_t
 				if unix.Statfs(filepath.Join(dir, e.Name()), &sfs) == nil && (sfs.Type == unix.CGROUP_SUPER_MAGIC || sfs.Type == unix.CGROUP2_SUPER_MAGIC) {
-					ef.Cgroup = true
+					return nil, nil, &checkpoint.UnsupportedError{Problems: []checkpoint.Problem{{Pid: pid, FD: fd, What: "cgroup file " + link,
+						Why: "a host cgroup file open in the container cannot be given back on restore (another container's cgroup)"}}}
 				}
 				meta.Files = append(meta.Files, ef)
 				external = append(external, key)
-				if pid == initPid && fd <= 2 {
-					meta.Stdio = append(meta.Stdio, stdioFile{FD: fd, Key: key})
+				if pid == root && fd <= 2 {
+					meta.Stdio = append(meta.Stdio, stdioFile{FD: fd, Key: key, Shared: "vessel-stdio-" + strconv.Itoa(fd)})
 				}
 			}
 		}
 	}
-	if meta.CtlKey == "" {
-		return nil, nil, errors.New("the init's control socket is not at descriptor 3")
-	}
-	if n, ok := c.cfg.Namespaces.Get(namespaces.Net); ok && n.Path != "" {
-		var st unix.Stat_t
-		if err := unix.Stat(fmt.Sprintf("/proc/%d/ns/net", initPid), &st); err != nil {
-			return nil, nil, err
-		}
+	// The network namespace is the one the restoring init makes (or
+	// joins): never dumped, so that its links (a bridge's veth, whose
+	// peer is on the host) and addresses are vessel's to set up again.
+	var own, their unix.Stat_t
+	if unix.Stat("/proc/self/ns/net", &own) == nil && unix.Stat(fmt.Sprintf("/proc/%d/ns/net", root), &their) == nil && own.Ino != their.Ino {
 		meta.NetnsKey = "vessel-netns"
-		external = append(external, checkpoint.ExternalNetns(st.Ino, meta.NetnsKey))
+		external = append(external, checkpoint.ExternalNetns(their.Ino, meta.NetnsKey))
 	}
 	return meta, external, nil
 }
 
-// exeExternalKey returns the CRIU external key of pid's executable when it
-// is not a memfd: a read-only bind of the program lives on a detached
-// mount CRIU cannot find, so it is named as an external file instead.
-func exeExternalKey(pid int) (string, error) {
-	link, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
-	if err != nil {
-		return "", err
+// bindsAt reports whether the container's config binds something at p.
+func (c *Container) bindsAt(p string) bool {
+	for _, b := range c.cfg.Mounts {
+		if b.Type == rootfs.TypeBind && filepath.Clean(b.Destination) == p {
+			return true
+		}
 	}
-	if strings.HasPrefix(link, "/memfd:") {
-		return "", nil
-	}
-	f, err := os.OpenFile(fmt.Sprintf("/proc/%d/exe", pid), unix.O_PATH, 0)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	var st unix.Stat_t
-	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
-		return "", err
-	}
-	mnt, _, err := fdInfo(os.Getpid(), strconv.Itoa(int(f.Fd())))
-	if err != nil {
-		return "", err
-	}
-	return checkpoint.ExternalFile(mnt, st.Ino), nil
+	return false
+}
+
+// isTTYMajor reports whether a character device major is a terminal's
+// (pty slaves 136-143, virtual consoles and serial lines 4 and 5).
+func isTTYMajor(major uint32) bool {
+	return (major >= 136 && major <= 143) || major == 4 || major == 5
 }
 
 // LoadCheckpoint returns the id and a copy of the configuration of the
@@ -460,7 +540,7 @@ func readCheckpointMeta(dir string) (*checkpointMeta, error) {
 	if err := json.Unmarshal(data, &meta); err != nil {
 		return nil, &ConfigError{Field: "dir", Reason: fmt.Sprintf("%s: damaged: %v", checkpointMetaFile, err)}
 	}
-	if meta.Version != 1 || meta.Config == nil {
+	if meta.Version < 1 || meta.Version > 2 || meta.Config == nil {
 		return nil, &ConfigError{Field: "dir", Reason: fmt.Sprintf("%s: unsupported version %d", checkpointMetaFile, meta.Version)}
 	}
 	return &meta, nil
@@ -501,22 +581,20 @@ func Restore(ctx context.Context, dir string, cfg *Config, id string, opts *Rest
 	if id == "" {
 		id = meta.ID
 	}
-	if cfg.Rootfs.Kind != rootfs.KindDir || cfg.Rootfs.Path == "" {
-		return nil, &ConfigError{Field: "rootfs", Reason: "restore needs a root filesystem directory (rootfs.Dir)"}
+	if !(cfg.Rootfs.Kind == rootfs.KindDir && cfg.Rootfs.Path != "" || cfg.Rootfs.Kind == rootfs.KindHost) {
+		return nil, &ConfigError{Field: "rootfs", Reason: fmt.Sprintf("restore needs a root filesystem directory (rootfs.Dir) or the host's files (rootfs.Host), not %s", cfg.Rootfs.Kind)}
+	}
+	if (cfg.Rootfs.Kind == rootfs.KindHost) != (meta.Config.Rootfs.Kind == rootfs.KindHost) {
+		return nil, &ConfigError{Field: "rootfs", Reason: fmt.Sprintf("the checkpoint's root was %s, the restore config's is %s: both must be the host's files or neither", meta.Config.Rootfs.Kind, cfg.Rootfs.Kind)}
 	}
 	c, err := New(id, cfg)
 	if err != nil {
 		return nil, err
 	}
-	c.Stdin, c.Stdout, c.Stderr = opts.Stdin, opts.Stdout, opts.Stderr
-	c.mu.Lock()
-	c.status = Running
-	c.mu.Unlock()
+	if err := reclaimStaleCgroup(id, cfg.Cgroup); err != nil {
+		return nil, err
+	}
 	if err := c.restore(ctx, dir, meta, opts); err != nil {
-		c.mu.Lock()
-		c.status = Created
-		c.mu.Unlock()
-		c.runCleanups()
 		c.mu.Lock()
 		c.status = Destroyed
 		c.mu.Unlock()
@@ -525,36 +603,79 @@ func Restore(ctx context.Context, dir string, cfg *Config, id string, opts *Rest
 	return c, nil
 }
 
-func (c *Container) restore(ctx context.Context, dir string, meta *checkpointMeta, opts *RestoreOptions) error {
-	if err := c.setupCgroup(); err != nil {
-		return err
+// reclaimStaleCgroup removes the cgroup a container named id left when
+// its program was killed before Destroy (kill -9 of a checkpoint,
+// restore or migration): an existing cgroup with no process in it. One
+// that holds processes belongs to a running container: an error.
+func reclaimStaleCgroup(id string, cc CgroupConfig) error {
+	if cc.Disabled {
+		return nil
 	}
-	runDir, err := os.MkdirTemp("", "vessel-restore-")
+	m, err := cgroups.Load(cgroupOptions(id, cc, nil))
+	if err != nil {
+		return nil // none (or none readable: creating it will say)
+	}
+	// A container whose program was just killed takes a moment to go
+	// (its init sees its control socket close and kills the rest).
+	var pids []int
+	for deadline := time.Now().Add(2 * time.Second); ; {
+		if pids, err = m.Pids(); err != nil {
+			return nil
+		}
+		if len(pids) == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if len(pids) > 0 {
+		return &ConfigError{Field: "id", Reason: fmt.Sprintf("a container named %q is running (its cgroup holds %d processes)", id, len(pids))}
+	}
+	if err := m.Destroy(); err != nil {
+		return &SetupError{Step: "restore: remove the stale cgroup of " + id, Err: err}
+	}
+	return nil
+}
+
+func (c *Container) restore(ctx context.Context, dir string, meta *checkpointMeta, opts *RestoreOptions) error {
+	if meta.Version < 2 {
+		return &ConfigError{Field: "dir", Reason: fmt.Sprintf("%s was written by a vessel whose dump held the init (format %d); this vessel restores only format 2 (the workload alone)", dir, meta.Version)}
+	}
+	// The generated files' sources are needed only while CRIU mounts
+	// them; the directory goes as soon as the restore returns.
+	runDir, err := checkpoint.MkdirTemp("vessel-restore-")
 	if err != nil {
 		return &SetupError{Step: "restore: runtime directory", Err: err}
 	}
-	c.addCleanup(func() error { return os.RemoveAll(runDir) })
+	defer os.RemoveAll(runDir)
 	var closers []io.Closer
 	defer func() {
 		for _, cl := range closers {
 			cl.Close()
 		}
 	}()
+	root := c.cfg.Rootfs.Path
+	if c.cfg.Rootfs.Kind == rootfs.KindHost {
+		// The host's files were mounted, directory by directory, on a
+		// root of the container's own: a fresh one (removed with the
+		// container) gets the host root's symlinks and the mountpoints;
+		// the directories come back as external mounts of the same
+		// host paths.
+		if root, err = hostRestoreRoot(); err != nil {
+			return &SetupError{Step: "restore: root for the host's files", Err: err}
+		}
+		hostRoot := root
+		c.addCleanup(func() error { return os.RemoveAll(hostRoot) })
+	}
 	co := &checkpoint.Options{
 		CriuPath:       opts.CriuPath,
 		ImagesDir:      dir,
-		Root:           c.cfg.Rootfs.Path,
+		Root:           root,
 		ShellJob:       true,
 		FileLocks:      true,
 		TCPEstablished: true,
 		NetworkLock:    checkpoint.LockNftables,
 		RestoreSibling: true,
 		Cgroups:        checkpoint.CgroupSoft,
-		StartCriu: func(cmd *exec.Cmd) error {
-			var err error
-			onForkThread(func() { err = cmd.Start() })
-			return err
-		},
 	}
 	inherit := func(key string, f *os.File) {
 		co.InheritFDs = append(co.InheritFDs, checkpoint.InheritFD{Key: key, File: f})
@@ -562,8 +683,8 @@ func (c *Container) restore(ctx context.Context, dir string, meta *checkpointMet
 	}
 
 	// Mountpoints a fresh root directory lacks.
-	if err := makeMountpoints(c.cfg.Rootfs.Path, meta.Mountpoints); err != nil {
-		return &SetupError{Step: "restore: create mountpoints", Path: c.cfg.Rootfs.Path, Err: err}
+	if err := makeMountpoints(root, meta.Mountpoints); err != nil {
+		return &SetupError{Step: "restore: create mountpoints", Path: root, Err: err}
 	}
 
 	// Mounts.
@@ -571,6 +692,7 @@ func (c *Container) restore(ctx context.Context, dir string, meta *checkpointMet
 	for _, f := range c.generatedFiles() {
 		gen[f.Path] = f.Data
 	}
+	genSrc := map[string]string{}
 	for i, m := range meta.Mounts {
 		var src string
 		switch {
@@ -579,11 +701,16 @@ func (c *Container) restore(ctx context.Context, dir string, meta *checkpointMet
 			if err := os.WriteFile(src, gen[m.Mountpoint], 0o644); err != nil {
 				return &SetupError{Step: "restore: write " + m.Mountpoint, Err: err}
 			}
+			genSrc[m.Mountpoint] = src
 		default:
 			for _, b := range c.cfg.Mounts {
 				if b.Type == rootfs.TypeBind && filepath.Clean(b.Destination) == m.Mountpoint {
 					src = b.Source
 				}
+			}
+			if src == "" && c.cfg.Rootfs.Kind == rootfs.KindHost {
+				// One of the host's own directories (or device nodes).
+				src = m.Mountpoint
 			}
 			if src == "" {
 				return &ConfigError{Field: "mounts", Reason: fmt.Sprintf("the checkpoint has a mount from the host at %s; the restore config binds nothing there", m.Mountpoint)}
@@ -592,24 +719,10 @@ func (c *Container) restore(ctx context.Context, dir string, meta *checkpointMet
 		co.External = append(co.External, checkpoint.ExternalMountSource(m.Key, src))
 	}
 
-	// The control socket.
-	ctl, childSock, err := initproto.ParentPair()
-	if err != nil {
-		return &SetupError{Step: "socketpair", Err: err}
-	}
-	inherit(meta.CtlKey, childSock)
-	ctlOK := false
-	defer func() {
-		if !ctlOK {
-			ctl.Close()
-		}
-	}()
-
 	// Standard streams. A caller's *os.File is handed over as it is; other
-	// readers and writers get a pipe and a copier, for streams that were
-	// pipes. Streams that were files (the host's /dev/null, a terminal)
-	// and have no *os.File replacement are reopened by path below, since
-	// CRIU restores their position.
+	// readers and writers get a pipe and a copier. Streams that were
+	// pipes or regular files outside the container (fixImages) take
+	// whatever is given now.
 	var copiers []func()
 	stdioDone := map[string]bool{}
 	isFileKey := map[string]bool{}
@@ -624,44 +737,45 @@ func (c *Container) restore(ctx context.Context, dir string, meta *checkpointMet
 		var w io.Writer
 		switch s.FD {
 		case 0:
-			r = c.Stdin
+			r = opts.Stdin
 		case 1:
-			w = c.Stdout
+			w = opts.Stdout
 		case 2:
-			w = c.Stderr
+			w = opts.Stderr
 		}
-		// A file is handed over as it is (a copy of its descriptor).
 		var stream any = w
 		if r != nil {
 			stream = r
 		}
+		key := s.Key
+		if s.Shared != "" {
+			key = s.Shared
+		} else if isFileKey[s.Key] {
+			continue
+		}
+		stdioDone[s.Key] = true
 		if f, ok := stream.(*os.File); ok && f != nil {
 			dup, err := dupFile(f)
 			if err != nil {
 				return err
 			}
-			inherit(s.Key, dup)
-			stdioDone[s.Key] = true
+			inherit(key, dup)
 			continue
 		}
-		if isFileKey[s.Key] {
-			continue
-		}
-		stdioDone[s.Key] = true
 		switch {
 		case r != nil:
 			pr, pw, err := os.Pipe()
 			if err != nil {
 				return err
 			}
-			inherit(s.Key, pr)
+			inherit(key, pr)
 			copiers = append(copiers, func() { _, _ = io.Copy(pw, r); pw.Close() })
 		case w != nil:
 			pr, pw, err := os.Pipe()
 			if err != nil {
 				return err
 			}
-			inherit(s.Key, pw)
+			inherit(key, pw)
 			copiers = append(copiers, func() { _, _ = io.Copy(w, pr); pr.Close() })
 		default:
 			mode := os.O_WRONLY
@@ -672,116 +786,250 @@ func (c *Container) restore(ctx context.Context, dir string, meta *checkpointMet
 			if err != nil {
 				return err
 			}
-			inherit(s.Key, f)
+			inherit(key, f)
 		}
 	}
 
-	// The init's executable link (and its mappings of the binary): the
-	// restored init points at this program, through its read-only bind
-	// when it has one. A memfd copy was rewritten into an external file
-	// at dump (checkpoint.ExternalExe; again here for older images).
-	key := meta.ExeKey
-	if key == "" {
-		key = exeKey
-		if _, err := checkpoint.ExternalExe(dir, exeKey); err != nil {
-			return &SetupError{Step: "restore: rewrite executable link", Err: err}
-		}
-	}
-	exePath := "/proc/self/exe"
-	if p, err := selfExe(); err == nil {
-		exePath = p
-	}
-	exe, err := os.Open(exePath)
-	if err != nil {
-		return &SetupError{Step: "restore: open executable", Path: exePath, Err: err}
-	}
-	inherit(key, exe)
-
-	// Files open outside the container's mounts.
+	// Other files open outside the container's mounts.
 	for _, ef := range meta.Files {
 		if stdioDone[ef.Key] {
 			continue
 		}
-		p := ef.Path
-		if ef.Cgroup {
-			p = c.cgroupFile(filepath.Base(ef.Path))
-			if p == "" {
-				p = os.DevNull
-			}
-		}
-		f, err := os.OpenFile(p, ef.Flags&unix.O_ACCMODE|unix.O_CLOEXEC, 0)
+		f, err := os.OpenFile(ef.Path, ef.Flags&unix.O_ACCMODE|unix.O_CLOEXEC, 0)
 		if err != nil {
-			return &SetupError{Step: "restore: reopen " + ef.Path, Path: p, Err: err}
+			return &SetupError{Step: "restore: reopen " + ef.Path, Path: ef.Path, Err: err}
 		}
 		inherit(ef.Key, f)
 	}
 
-	// The network namespace.
+	// The network namespace: the fresh init's (made, or joined by path),
+	// handed to criu by the init after the files above.
+	spec := &child.RestoreSpec{}
 	if meta.NetnsKey != "" {
-		n, ok := c.cfg.Namespaces.Get(namespaces.Net)
-		if !ok || n.Path == "" {
-			return &ConfigError{Field: "network", Reason: "the checkpoint joined a network namespace; restore needs one too (network.Netns(path))"}
-		}
-		f, err := os.Open(n.Path)
-		if err != nil {
-			return &ConfigError{Field: "network.netnsPath", Reason: err.Error()}
-		}
-		inherit(meta.NetnsKey, f)
-	} else if c.cfg.network().Mode == network.ModeNetns {
-		return &ConfigError{Field: "network", Reason: "the checkpoint has a network namespace of its own; it cannot be restored into a joined one"}
+		spec.NetnsFD = true
+		co.InheritLaunched = []string{meta.NetnsKey}
+	}
+	if !c.cfg.Namespaces.Has(namespaces.Net) && meta.NetnsKey != "" || c.cfg.network().Mode == network.ModeHost && meta.NetnsKey != "" {
+		return &ConfigError{Field: "network", Reason: "the checkpoint had a network namespace apart from the host's; the restore config shares the host's"}
 	}
 
-	// The cgroup: the new container's, as the root of the restored tree's.
-	if c.cg != nil {
-		roots, err := cgroupRoots(c.cg.State().Dirs)
+	// The cgroup: the new container's, as the root of the restored tree's
+	// (the directories are created when the init starts, before criu runs).
+	if !c.cfg.Cgroup.Disabled {
+		m, err := cgroups.New(c.cgroupOptions())
+		if err != nil {
+			return &ConfigError{Field: "cgroup", Reason: err.Error()}
+		}
+		roots, err := cgroupRoots(m.State().Dirs)
 		if err != nil {
 			return &SetupError{Step: "restore: cgroup paths", Err: err}
 		}
 		co.CgroupRoots = roots
 	}
 
-	if meta.Paused && c.cg != nil {
-		// Freeze the restored tree before CRIU lets it run.
+	// A checkpoint taken paused restores paused: the tree is frozen
+	// before CRIU lets it run. On a hybrid host the init, and so criu,
+	// is in the container's unified cgroup, whose freezer Pause uses:
+	// there the v1 freezer holds the tree until criu is done, and the
+	// unified one takes over after (frozenV1).
+	frozenV1 := ""
+	if meta.Paused {
 		co.Notify = func(event string, _ int) error {
-			if event == "pre-resume" {
-				return c.cg.Freeze()
+			if event != "pre-resume" {
+				return nil
 			}
-			return nil
+			c.mu.Lock()
+			cg := c.cg
+			c.mu.Unlock()
+			if cg == nil {
+				return errors.New("no cgroup to keep the restored container paused in")
+			}
+			unified, okU := cg.Path("unified")
+			v1, okV1 := cg.Path("freezer")
+			if okU && okV1 && fileExists(filepath.Join(unified, "cgroup.freeze")) {
+				if err := setFreezerV1(v1, "FROZEN"); err != nil {
+					return err
+				}
+				frozenV1 = v1
+				return nil
+			}
+			return cg.Freeze()
 		}
 	}
-	pid, _, err := checkpoint.Restore(ctx, co)
+
+	// criu runs as the fresh init's main process: the restored tree,
+	// restored as criu's sibling, becomes the init's child, as a started
+	// workload is (see child.RestoreSpec).
+	args := c.cfg.Process.Args
+	if len(args) == 0 {
+		args = []string{"(restored)"}
+	}
+	co.LaunchCriu = func(cmd *exec.Cmd) (func() error, func(), error) {
+		spec.Args = append([]string{cmd.Path}, cmd.Args[1:]...)
+		spec.Env = cmd.Environ()
+		c.mu.Lock()
+		c.restoreSpec = spec
+		c.ExtraFiles = cmd.ExtraFiles
+		c.mu.Unlock()
+		started := make(chan error, 1)
+		go func() { started <- c.Start(ctx, args...) }()
+		var startErr error
+		done := false
+		wait := func() error {
+			if !done {
+				startErr, done = <-started, true
+			}
+			c.mu.Lock()
+			c.restoreSpec, c.ExtraFiles = nil, nil
+			c.mu.Unlock()
+			return startErr
+		}
+		// The caller closes its copy of criu's descriptors once this
+		// returns: the init must hold them by then.
+		for {
+			c.mu.Lock()
+			forked := c.initPid != 0
+			c.mu.Unlock()
+			if forked {
+				break
+			}
+			select {
+			case startErr = <-started:
+				done = true
+				if startErr == nil {
+					startErr = errors.New("restore: the init started without criu")
+				}
+				return nil, nil, startErr
+			case <-time.After(time.Millisecond):
+			}
+		}
+		kill := func() {
+			c.mu.Lock()
+			cmd := c.cmd
+			c.mu.Unlock()
+			if cmd != nil && cmd.Process != nil {
+				_ = cmd.Process.Kill()
+			}
+		}
+		return wait, kill, nil
+	}
+	// The network's own files (a bridge's /etc/hosts with the address)
+	// are known once the init's network is set up, before criu runs.
+	c.restoreFiles = func(files []rootfs.File) error {
+		for _, f := range files {
+			if src, ok := genSrc[f.Path]; ok {
+				if err := os.WriteFile(src, f.Data, 0o644); err != nil {
+					return &SetupError{Step: "restore: write " + f.Path, Err: err}
+				}
+			}
+		}
+		return nil
+	}
+	defer func() { c.restoreFiles = nil }()
+	c.Stdin, c.Stdout, c.Stderr = nil, nil, nil
+	if c.cfg.Process.TTY {
+		// The container's terminal: criu makes a new pair where the old
+		// one was and gives the master here; start copies it to and from
+		// the caller's streams, as for a started container.
+		c.Stdin, c.Stdout = opts.Stdin, opts.Stdout
+		co.PTSMaster = func(master *os.File) {
+			c.mu.Lock()
+			if c.pty != nil {
+				c.pty.Close()
+			}
+			c.pty = master
+			c.mu.Unlock()
+		}
+	}
+	_, _, err = checkpoint.Restore(ctx, co)
 	if err != nil {
+		// Start cleaned up after itself if it failed; if it got as far as
+		// a running init, that goes too.
+		_ = c.Destroy()
 		return err
 	}
 	for _, cl := range closers {
 		cl.Close()
 	}
 	closers = nil
-	proc, err := os.FindProcess(pid)
-	if err != nil {
-		_ = unix.Kill(pid, unix.SIGKILL)
-		return err
-	}
-	ctlOK = true
 	for _, f := range copiers {
 		go f()
 	}
-	c.adoptRestored(ctx, proc, ctl, meta)
+	if frozenV1 != "" {
+		c.mu.Lock()
+		cg := c.cg
+		c.mu.Unlock()
+		if err := cg.Freeze(); err != nil {
+			_ = c.Destroy()
+			return &SetupError{Step: "restore: pause", Err: err}
+		}
+		if err := setFreezerV1(frozenV1, "THAWED"); err != nil {
+			_ = c.Destroy()
+			return &SetupError{Step: "restore: pause", Err: err}
+		}
+	}
+	if meta.Paused {
+		c.mu.Lock()
+		c.paused = c.cg != nil
+		c.mu.Unlock()
+	}
 	return nil
 }
 
-// cgroupFile returns the path of a control file in the container's cgroup.
-func (c *Container) cgroupFile(name string) string {
-	if c.cg == nil {
-		return ""
+// setFreezerV1 sets a v1 freezer cgroup's state and waits until the
+// kernel reports it.
+func setFreezerV1(dir, state string) error {
+	p := filepath.Join(dir, "freezer.state")
+	if err := os.WriteFile(p, []byte(state), 0); err != nil {
+		return err
 	}
-	for _, d := range c.cg.State().Dirs {
-		p := filepath.Join(d, name)
-		if _, err := os.Stat(p); err == nil {
-			return p
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if strings.TrimSpace(string(data)) == state {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: still %s, want %s", p, strings.TrimSpace(string(data)), state)
+		}
+		if state == "FROZEN" {
+			_ = os.WriteFile(p, []byte(state), 0)
 		}
 	}
-	return ""
+}
+
+// hostRestoreRoot makes the directory a container on the host's files is
+// restored on: the symlinks of the host's root (/bin -> usr/bin, ...).
+func hostRestoreRoot() (string, error) {
+	dir, err := checkpoint.MkdirTemp("vessel-restore-root-")
+	if err != nil {
+		return "", err
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		os.RemoveAll(dir)
+		return "", err
+	}
+	ents, err := os.ReadDir("/")
+	if err != nil {
+		os.RemoveAll(dir)
+		return "", err
+	}
+	for _, e := range ents {
+		if e.Type()&os.ModeSymlink == 0 {
+			continue
+		}
+		target, err := os.Readlink("/" + e.Name())
+		if err != nil {
+			continue
+		}
+		if err := os.Symlink(target, filepath.Join(dir, e.Name())); err != nil {
+			os.RemoveAll(dir)
+			return "", err
+		}
+	}
+	return dir, nil
 }
 
 // cgroupRoots maps each hierarchy's controllers to the cgroup path (as
@@ -810,35 +1058,6 @@ func cgroupRoots(dirs map[string]string) (map[string]string, error) {
 		out[ctrl] = p
 	}
 	return out, nil
-}
-
-// adoptRestored makes c the running container whose init was just
-// restored (a child of this program).
-func (c *Container) adoptRestored(ctx context.Context, proc *os.Process, ctl *initproto.Conn, meta *checkpointMeta) {
-	mainPid := 0
-	for _, p := range treePids(proc.Pid)[1:] {
-		if n, err := nsPid(p); err == nil && n == meta.MainNSPid {
-			mainPid = p
-			break
-		}
-	}
-	c.mu.Lock()
-	c.cmd = &exec.Cmd{Path: "vessel-init", Process: proc}
-	c.ctl = ctl
-	c.initPid = proc.Pid
-	c.mainPid = mainPid
-	c.startedAt = time.Now()
-	c.status = Running
-	c.ctlDone = make(chan struct{})
-	c.sess = newSession(ctl)
-	c.mu.Unlock()
-	c.follow(ctx)
-	if meta.Paused && c.cg != nil {
-		c.mu.Lock()
-		c.paused = true
-		c.mu.Unlock()
-	}
-	c.afterStart(ctx)
 }
 
 // swapControl takes the new control socket from the init's child.TypeControl
@@ -877,6 +1096,12 @@ func (s migrationSource) DumpRound(ctx context.Context, dir, parent string, fina
 		return nil, checkpoint.ErrNoMemoryTracking
 	}
 	return s.c.DumpRound(ctx, dir, parent, final, s.opts)
+}
+
+// FinalDump implements checkpoint.HandoffSource: a receiver that fails to
+// restore leaves the container running here.
+func (s migrationSource) FinalDump(ctx context.Context, dir, parent string, handoff func() error) (*checkpoint.Stats, error) {
+	return s.c.dumpRound(ctx, dir, parent, true, s.opts, handoff)
 }
 
 func (s migrationSource) optsOrZero() *CheckpointOptions {

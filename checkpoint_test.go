@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/checkpoint-restore/go-criu/v7/crit"
+	"github.com/checkpoint-restore/go-criu/v7/crit/images/pstree"
 	"golang.org/x/sys/unix"
 
 	"github.com/openvessel/vessel"
@@ -116,6 +118,11 @@ func checkpointRestoreCounter(t *testing.T, fromSpare bool) {
 		t.Fatalf("Checkpoint: %v", err)
 	}
 	t.Logf("checkpoint: freeze %v, %d bytes", res.FreezeTime, res.Bytes)
+	// The workload alone is dumped (its one process), not vessel's init:
+	// images as small as runc's (BenchmarkCheckpointVsRunc).
+	if n := pstreeLen(t, dir); n != 1 {
+		t.Fatalf("the images hold %d processes, want the counter alone", n)
+	}
 	// The container was stopped by the checkpoint: the counter stands still.
 	select {
 	case <-c.Done():
@@ -153,6 +160,21 @@ func checkpointRestoreCounter(t *testing.T, fromSpare bool) {
 	if err := r.Destroy(); err != nil {
 		t.Fatalf("Destroy: %v", err)
 	}
+}
+
+// pstreeLen is the number of processes in the images in dir.
+func pstreeLen(t *testing.T, dir string) int {
+	t.Helper()
+	f, err := os.Open(filepath.Join(dir, "pstree.img"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := crit.New(f, nil, "", false, false).Decode(&pstree.PstreeEntry{})
+	if err != nil {
+		t.Fatalf("decode pstree.img: %v", err)
+	}
+	return len(img.Entries)
 }
 
 // ckptDir returns a fresh directory for a checkpoint (kept under
@@ -288,6 +310,9 @@ func TestRestoreErrors(t *testing.T) {
 	var cerr *checkpoint.CriuError
 	if !errors.As(err, &cerr) {
 		t.Fatalf("damaged images: %v, want a *checkpoint.CriuError", err)
+	}
+	if strings.Contains(err.Error(), "RLIMIT_NOFILE") {
+		t.Fatalf("criu's start-up noise in the error: %v", err)
 	}
 	if left := leftoverInits(t, id); len(left) > 0 {
 		t.Fatalf("processes left after a failed restore: %v", left)
@@ -557,6 +582,29 @@ func TestMigrateTCPConnection(t *testing.T) {
 	}
 	t.Logf("TCP migration: downtime %v, freeze %v, %d bytes", st.Downtime, st.FreezeTime, st.BytesSent)
 	echo(t, conn, "after the move")
+	// The source's namespace is usable again: CRIU's network lock is gone.
+	nsA, err := os.Open("/run/netns/" + hostA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nsA.Close()
+	if left := lockTablesIn(t, nsA); len(left) > 0 {
+		t.Fatalf("CRIU's network lock left in the source namespace: %v", left)
+	}
+	if err := namespaces.Do(namespaces.Net, "/run/netns/"+hostA, func() error {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		defer l.Close()
+		c, err := net.DialTimeout("tcp", l.Addr().String(), 2*time.Second)
+		if err != nil {
+			return err
+		}
+		return c.Close()
+	}); err != nil {
+		t.Fatalf("the source namespace after the migration: %v", err)
+	}
 }
 
 func dialOnce(ns, addr string) (net.Conn, error) {

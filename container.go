@@ -105,6 +105,11 @@ type Container struct {
 	spareIO     *spareStdio
 	spareRefill *time.Timer
 	paused      bool
+	// restoreSpec, set by Restore, makes start bring back a checkpoint;
+	// restoreFiles then receives the network's generated files (hosts,
+	// resolv.conf) that criu is to mount.
+	restoreSpec  *child.RestoreSpec
+	restoreFiles func([]rootfs.File) error
 }
 
 // New validates cfg and returns a container that has not started. Nothing
@@ -393,6 +398,13 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 	if err != nil {
 		return err
 	}
+	if c.restoreSpec != nil {
+		// Restore (checkpoint.go): criu brings the workload back, with
+		// its mounts and its pid namespace from the images.
+		// criu works in the host's cgroup namespace; the init enters the
+		// restored one after.
+		ic.Plan, ic.NewPIDNS, ic.NewCgroupNS, ic.Restore = nil, false, false, c.restoreSpec
+	}
 	ic.Process.WaitStart = hold
 	ic.Detached = c.Detached
 	// prepare: the parent has work to finish before the init may act.
@@ -608,6 +620,11 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 			files, err := c.setupNetwork(ctx, cmd.Process.Pid)
 			if err != nil {
 				return fail(err)
+			}
+			if c.restoreFiles != nil {
+				if err := c.restoreFiles(files); err != nil {
+					return fail(err)
+				}
 			}
 			if ic.Plan != nil {
 				ic.Plan.Files = child.MergeFiles(ic.Plan.Files, files)

@@ -7,8 +7,5 @@ import "github.com/openvessel/vessel/internal/procfs"
 // treePids returns pid and its descendants.
 func treePids(pid int) []int { return procfs.Descendants(pid) }
 
-// nsPid returns pid's number in its innermost pid namespace.
-func nsPid(pid int) (int, error) { return procfs.NSPid(pid) }
-
 // fdInfo reads mnt_id and flags of an open descriptor.
 func fdInfo(pid int, fd string) (mnt int, flags int, err error) { return procfs.FDInfo(pid, fd) }

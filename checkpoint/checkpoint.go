@@ -124,6 +124,10 @@ type Options struct {
 	External []string
 	// InheritFDs (Restore) replace external files with the caller's.
 	InheritFDs []InheritFD
+	// InheritLaunched (Restore, with LaunchCriu) are keys of descriptors
+	// that whatever LaunchCriu runs criu with adds after the files: the
+	// first is criu's descriptor 4+len(InheritFDs), and so on.
+	InheritLaunched []string
 	// FreezeCgroup is a freezer cgroup directory holding exactly the
 	// tree: CRIU freezes it instead of stopping tasks one by one (faster
 	// for big trees, and needed for a paused tree, which it leaves frozen).
@@ -137,13 +141,34 @@ type Options struct {
 	// Root (Restore) is the directory that becomes the restored mount
 	// namespace's root.
 	Root string
+	// JoinNamespaces (Restore) maps namespace kinds CRIU can join ("net",
+	// "uts", "ipc", "time", "user") to namespace files: the restored tree
+	// enters those instead of namespaces made from the images.
+	JoinNamespaces map[string]string
 	// RestoreSibling (Restore) makes the restored root a child of the
 	// caller's process instead of criu's (the caller must then reap it).
 	RestoreSibling bool
-	// StartCriu, when set, starts the criu command instead of cmd.Start:
-	// with RestoreSibling the restored root's parent is the thread that
-	// started criu, which matters for a parent-death signal.
-	StartCriu func(cmd *exec.Cmd) error
+	// LaunchCriu, when set, runs the criu command in place of cmd.Start,
+	// possibly elsewhere: its path, arguments and ExtraFiles (which must
+	// become criu's descriptors 3, 4, ...) are what counts. vessel runs
+	// a restore's criu from a container's fresh init, so that the tree
+	// restored with RestoreSibling becomes that init's child. It returns
+	// functions that wait for criu's end and that kill it.
+	LaunchCriu func(cmd *exec.Cmd) (wait func() error, kill func(), err error)
+
+	// PTSMaster (Restore), when set, receives the master of a terminal
+	// whose master was outside the dumped tree: CRIU makes a new pair
+	// (the slave where the old one was) and hands the master over
+	// (CRIU's orphan-pts-master). The receiver owns the file.
+	PTSMaster func(master *os.File)
+
+	// Handoff (Dump), when set, runs once the images are complete, while
+	// the tree is still frozen and its network locked: the moment to hand
+	// the images to whoever restores them (live migration). When it fails
+	// CRIU resumes the tree as if the dump had not happened, and Dump
+	// returns a *HandoffError; when it succeeds Dump finishes (the tree is
+	// killed unless LeaveRunning).
+	Handoff func() error
 
 	// Notify, when set, is called for each of CRIU's notifications
 	// ("setup-namespaces", "post-restore", "network-lock", ...) with the
@@ -215,12 +240,44 @@ func (o *Options) criuOpts(op string, imagesFD, workFD int) *criuOpts {
 	return co
 }
 
-func (o *Options) notify() notifyFunc {
-	if o.Notify == nil {
+func (o *Options) notify(handoffErr *error) notifyFunc {
+	if o.Notify == nil && o.Handoff == nil && o.PTSMaster == nil {
 		return nil
 	}
-	return func(script string, pid int, _ []*os.File) error { return o.Notify(script, pid) }
+	return func(script string, pid int, files []*os.File) error {
+		if script == "orphan-pts-master" && o.PTSMaster != nil && len(files) > 0 {
+			fd, err := unix.FcntlInt(files[0].Fd(), unix.F_DUPFD_CLOEXEC, 0)
+			if err != nil {
+				return err
+			}
+			o.PTSMaster(os.NewFile(uintptr(fd), "pts-master"))
+		}
+		if o.Notify != nil {
+			if err := o.Notify(script, pid); err != nil {
+				return err
+			}
+		}
+		if script == "post-dump" && o.Handoff != nil && handoffErr != nil {
+			if err := o.Handoff(); err != nil {
+				*handoffErr = err
+				return err
+			}
+		}
+		return nil
+	}
 }
+
+// HandoffError is returned by Dump when Options.Handoff failed: CRIU
+// resumed the tree, which keeps running where it was.
+type HandoffError struct {
+	Err error
+}
+
+func (e *HandoffError) Error() string {
+	return fmt.Sprintf("checkpoint: %v (the dumped tree was resumed and keeps running)", e.Err)
+}
+
+func (e *HandoffError) Unwrap() error { return e.Err }
 
 // openDirs opens the images and work directories as descriptors CRIU
 // reaches through /proc/<our pid>/fd.
@@ -295,6 +352,9 @@ func dump(ctx context.Context, op string, pid int, opts *Options) (*Stats, error
 	if err := unix.Kill(pid, 0); err != nil {
 		return nil, fmt.Errorf("checkpoint: pid %d: %w", pid, err)
 	}
+	if err := Check(pid); err != nil {
+		return nil, err
+	}
 	path, err := resolveCriu(opts.CriuPath)
 	if err != nil {
 		return nil, err
@@ -337,8 +397,18 @@ func dump(ctx context.Context, op string, pid int, opts *Options) (*Stats, error
 		co.LeaveRunning = nil
 	}
 	before := dirSize(opts.ImagesDir)
+	// CRIU leaves its network lock (an nftables table) in the tree's
+	// network namespace when it kills the tree: that namespace may
+	// outlive it (a joined one, the host's). Tables it adds are removed
+	// below whatever happens.
+	locks := newLockTables(pid)
+	defer locks.removeNew()
 	start := time.Now()
-	resp, err := swrk(ctx, path, &criuReq{Type: typ, Opts: co}, nil, opts.notify(), opts.StartCriu)
+	var handoffErr error
+	resp, err := swrk(ctx, path, &criuReq{Type: typ, Opts: co}, nil, opts.notify(&handoffErr), opts.LaunchCriu)
+	if handoffErr != nil {
+		return nil, &HandoffError{Err: handoffErr}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -423,10 +493,31 @@ func Restore(ctx context.Context, opts *Options) (int, *Stats, error) {
 	defer work.Close()
 	co := opts.criuOpts("restore", int(images.Fd()), int(work.Fd()))
 	co.TrackMem, co.AutoDedup, co.LeaveRunning = nil, nil, nil
+	if opts.LaunchCriu != nil {
+		// criu may run in another mount namespace: descriptors reached
+		// through /proc/<our pid>/fd would be directories of ours, where
+		// it cannot mount. It opens the images by path.
+		if opts.WorkDir != "" {
+			return 0, nil, errors.New("checkpoint: Options.WorkDir: not supported with LaunchCriu")
+		}
+		abs, err := filepath.Abs(opts.ImagesDir)
+		if err != nil {
+			return 0, nil, fmt.Errorf("checkpoint: Options.ImagesDir: %w", err)
+		}
+		co.ImagesDirFd, co.WorkDirFd, co.ImagesDir = ptr[int32](-1), nil, &abs
+	}
 	if opts.Root != "" {
 		co.Root = ptr(opts.Root)
 	}
 	co.RstSibling = ptr(opts.RestoreSibling)
+	if opts.PTSMaster != nil {
+		co.OrphanPtsMaster = ptr(true)
+	}
+	for _, k := range []string{"net", "uts", "ipc", "time", "user"} {
+		if f, ok := opts.JoinNamespaces[k]; ok {
+			co.JoinNs = append(co.JoinNs, joinNs{Ns: k, File: f})
+		}
+	}
 	for ctrl, p := range opts.CgroupRoots {
 		r := cgroupRoot{Path: p}
 		if ctrl != "" {
@@ -442,8 +533,11 @@ func Restore(ctx context.Context, opts *Options) (int, *Stats, error) {
 		co.InheritFd = append(co.InheritFd, inheritFd{Key: in.Key, Fd: int32(4 + len(files))})
 		files = append(files, in.File)
 	}
+	for i, key := range opts.InheritLaunched {
+		co.InheritFd = append(co.InheritFd, inheritFd{Key: key, Fd: int32(4 + len(files) + i)})
+	}
 	start := time.Now()
-	resp, err := swrk(ctx, path, &criuReq{Type: reqRestore, Opts: co}, files, opts.notify(), opts.StartCriu)
+	resp, err := swrk(ctx, path, &criuReq{Type: reqRestore, Opts: co}, files, opts.notify(nil), opts.LaunchCriu)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -458,7 +552,11 @@ func Restore(ctx context.Context, opts *Options) (int, *Stats, error) {
 }
 
 func criuFailure(op string, resp *criuResp, logPath string) error {
-	e := &CriuError{Op: op, Msg: resp.CrErrmsg, Log: logErrors(logPath), LogFile: logPath}
+	msg := resp.CrErrmsg
+	if strings.Contains(msg, "Can't setup RLIMIT_NOFILE") {
+		msg = "" // criu's start-up noise (see logErrors), not the failure
+	}
+	e := &CriuError{Op: op, Msg: msg, Log: logErrors(logPath), LogFile: logPath}
 	if n := resp.CrErrno; n != 0 {
 		e.Errno = syscall.Errno(n)
 	}

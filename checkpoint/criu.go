@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -163,6 +164,12 @@ func CriuVersion(ctx context.Context, path string) (Version, error) {
 	return v, nil
 }
 
+// CancelGrace is how long a dump, pre-dump or restore whose context is
+// cancelled may still run before criu is killed: criu cannot be stopped
+// safely in the middle of one, so a cancelled operation normally
+// finishes (successfully or not) and reports what it did.
+var CancelGrace = 30 * time.Second
+
 // notifyFunc handles one of CRIU's notifications ("pre-dump",
 // "post-dump", "network-lock", "network-unlock", "setup-namespaces",
 // "post-setup-namespaces", "post-restore", "pre-resume", "post-resume",
@@ -172,7 +179,7 @@ type notifyFunc func(script string, pid int, files []*os.File) error
 // swrk runs one request through a fresh `criu swrk` and returns its final
 // response. files are inherited by criu as descriptors 4, 5, ... (the RPC
 // socket is 3). Cancelling ctx kills criu.
-func swrk(ctx context.Context, criuPath string, req *criuReq, files []*os.File, notify notifyFunc, startFn func(*exec.Cmd) error) (*criuResp, error) {
+func swrk(ctx context.Context, criuPath string, req *criuReq, files []*os.File, notify notifyFunc, launch func(*exec.Cmd) (func() error, func(), error)) (*criuResp, error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint: socketpair: %w", err)
@@ -187,34 +194,49 @@ func swrk(ctx context.Context, criuPath string, req *criuReq, files []*os.File, 
 	// criu must not die with the goroutine's thread, and must not be
 	// signalled by the terminal with us.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if startFn == nil {
-		startFn = (*exec.Cmd).Start
+	if launch == nil {
+		launch = func(cmd *exec.Cmd) (func() error, func(), error) {
+			if err := cmd.Start(); err != nil {
+				return nil, nil, err
+			}
+			return cmd.Wait, func() { _ = cmd.Process.Kill() }, nil
+		}
 	}
-	if err := startFn(cmd); err != nil {
+	wait, kill, err := launch(cmd)
+	if err != nil {
 		server.Close()
 		return nil, fmt.Errorf("checkpoint: start %s: %w", criuPath, err)
 	}
 	server.Close()
-	waited := make(chan error, 1)
 	stop := make(chan struct{})
 	defer close(stop)
 	go func() {
 		select {
 		case <-ctx.Done():
-			_ = cmd.Process.Kill()
 		case <-stop:
+			return
 		}
+		if req.Type == reqDump || req.Type == reqPreDump || req.Type == reqRestore {
+			// Killing criu in the middle of a dump can leave a task with
+			// criu's parasite code running in it, or a restore with tasks
+			// half made: give it time to finish (a dump that completes
+			// is reported as done) before killing a criu that hangs.
+			select {
+			case <-stop:
+				return
+			case <-time.After(CancelGrace):
+			}
+		}
+		kill()
 	}()
 	finish := func() error {
 		client.Close()
-		err := cmd.Wait()
-		waited <- err
-		return err
+		return wait()
 	}
 	resp, err := exchange(client, req, notify)
 	werr := finish()
 	if err != nil {
-		if ctx.Err() != nil {
+		if ctx.Err() != nil && req.Type != reqDump && req.Type != reqPreDump && req.Type != reqRestore {
 			return nil, ctx.Err()
 		}
 		msg := strings.TrimSpace(stderr.String())
@@ -222,6 +244,11 @@ func swrk(ctx context.Context, criuPath string, req *criuReq, files []*os.File, 
 			msg = strings.TrimSpace(msg + " (" + werr.Error() + ")")
 		}
 		return nil, fmt.Errorf("checkpoint: criu swrk: %w: %s", err, msg)
+	}
+	if werr != nil && resp.Success {
+		// criu did its work, but its end went wrong (with LaunchCriu:
+		// whatever ran it failed to take the result over).
+		return nil, werr
 	}
 	return resp, nil
 }
@@ -296,6 +323,12 @@ func logErrors(path string) string {
 	}
 	var lines []string
 	for _, l := range strings.Split(string(data), "\n") {
+		if strings.Contains(l, "Can't setup RLIMIT_NOFILE") {
+			// criu tries to raise its own open-files limit at start and
+			// says so as an error when it may not; harmless, and not why
+			// anything failed.
+			continue
+		}
 		if strings.Contains(l, "Error") || strings.Contains(l, "error") {
 			lines = append(lines, l)
 		}

@@ -11,8 +11,16 @@
 // image directories between hosts for live migration (Send, Receive,
 // Migrate).
 //
+// Before a dump it inspects the tree without stopping it (Check) and
+// refuses what CRIU cannot dump; a dump can hand its images over while
+// the tree is still frozen (Options.Handoff), which makes migration all
+// or nothing; criu may be run by someone else (Options.LaunchCriu: vessel
+// runs a restore's criu from a container's fresh init).
+//
 // It must not start processes other than criu itself, and never changes
 // the host beyond what CRIU does for the requested operation: images go
-// only where the caller says, and a failed restore leaves no process of
-// the restored tree running (CRIU kills what it had begun to restore).
+// only where the caller says, a failed restore leaves no process of the
+// restored tree running (CRIU kills what it had begun to restore), and
+// the network lock a dump leaves in a namespace that outlives the tree is
+// removed.
 package checkpoint

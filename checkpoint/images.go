@@ -81,6 +81,55 @@ func ExternalExe(dir, key string) (bool, error) {
 	return changed, nil
 }
 
+// ShareExternalFile rewrites the images in dir so that the external
+// regular file dumped under key (see ExternalFile) is, at restore, the
+// very file the restoring program hands with an InheritFD keyed name: the
+// restored process shares that open file (its offset included), which
+// may be a regular file, a pipe, a terminal or a socket. Left as it is,
+// CRIU reopens an external file by path at restore, checks that its size
+// and mode did not change and seeks it to the dumped position, which
+// fails for a log file that grew, for a new empty file and for a pipe.
+// name must not start with "/". It reports whether it changed anything
+// (nothing when the images hold no such file or were rewritten already).
+func ShareExternalFile(dir, key, name string) (bool, error) {
+	if name == "" || name[0] == '/' || key == "" {
+		return false, fmt.Errorf("checkpoint: ShareExternalFile: bad key %q or name %q", key, name)
+	}
+	filesPath := filepath.Join(dir, "files.img")
+	files, err := readImage(filesPath)
+	if err != nil {
+		return false, err
+	}
+	changed := false
+	for i, e := range files.Entries {
+		if typ, _ := varintField(e, fileEntryType); typ != fdTypeReg {
+			continue
+		}
+		r, ok := bytesField(e, fileEntryReg)
+		if !ok {
+			continue
+		}
+		ext, _ := varintField(r, regExt)
+		n, _ := bytesField(r, regName)
+		if ext != 1 || string(n) != key {
+			continue
+		}
+		// CRIU gives a regular file whose path (the name without its
+		// leading slash) is an inherited key that very descriptor,
+		// before any check.
+		r = setBytesField(r, regName, []byte("/"+name))
+		r = dropField(dropField(r, regSize), regMode)
+		files.Entries[i] = setBytesField(e, fileEntryReg, r)
+		changed = true
+	}
+	if changed {
+		if err := writeImage(filesPath, files); err != nil {
+			return false, err
+		}
+	}
+	return changed, nil
+}
+
 // Field numbers of the few CRIU image messages vessel reads or writes
 // (images/fdinfo.proto, regfile.proto, fown.proto, mm.proto). They are
 // handled as raw protobuf here, so that no generated image type (and
@@ -96,7 +145,9 @@ const (
 	regPos   = 3
 	regFown  = 5 // fown_entry: uid 1, euid 2, signum 3, pid_type 4, pid 5
 	regName  = 6
+	regSize  = 8
 	regExt   = 9
+	regMode  = 10
 
 	mmExeFileID = 12 // mm_entry.exe_file_id
 )
@@ -181,6 +232,23 @@ func setVarintField(msg []byte, num number, v uint64) []byte {
 		}
 	})
 	return appendVarintField(out, num, v)
+}
+
+// setBytesField returns msg with every occurrence of field num replaced
+// by one length-delimited field of value v.
+func setBytesField(msg []byte, num number, v []byte) []byte {
+	return appendBytesField(dropField(msg, num), num, v)
+}
+
+// dropField returns msg without field num.
+func dropField(msg []byte, num number) []byte {
+	var out []byte
+	eachField(msg, func(n number, _ wireType, _, whole []byte) {
+		if n != num {
+			out = append(out, whole...)
+		}
+	})
+	return out
 }
 
 // image is a CRIU image file of protobuf entries: its two magic words

@@ -159,3 +159,37 @@ func TestReadStats(t *testing.T) {
 		t.Error("a missing file read")
 	}
 }
+
+// ShareExternalFile renames the external regular file so that CRIU's
+// restore takes it from an inherited descriptor of that name, and drops
+// the size and mode it would check; other files stay as they were.
+func TestShareExternalFile(t *testing.T) {
+	dir := t.TempDir()
+	key := ExternalFile(0x2a, 0x1234)
+	ext := &fdinfo.FileEntry{Type: fdinfo.FdTypes_REG.Enum(), Id: proto.Uint32(3), Reg: &regfile.RegFileEntry{
+		Id: proto.Uint32(3), Flags: proto.Uint32(1), Pos: proto.Uint64(90), Fown: fownZero(), Name: proto.String(key),
+		Size: proto.Uint64(90), Ext: proto.Bool(true), Mode: proto.Uint32(0o100644)}}
+	plain := &fdinfo.FileEntry{Type: fdinfo.FdTypes_REG.Enum(), Id: proto.Uint32(4), Reg: &regfile.RegFileEntry{
+		Id: proto.Uint32(4), Flags: proto.Uint32(0), Pos: proto.Uint64(0), Fown: fownZero(), Name: proto.String("/data/x"),
+		Size: proto.Uint64(5), Mode: proto.Uint32(0o100644)}}
+	writeCrit(t, filepath.Join(dir, "files.img"), "FILES", ext, plain)
+
+	if _, err := ShareExternalFile(dir, key, "/abs"); err == nil {
+		t.Fatal("a name with a leading slash was accepted")
+	}
+	changed, err := ShareExternalFile(dir, key, "vessel-stdio-1")
+	if err != nil || !changed {
+		t.Fatalf("ShareExternalFile: changed %v, %v", changed, err)
+	}
+	img := readCrit(t, filepath.Join(dir, "files.img"), &fdinfo.FileEntry{})
+	got := img.Entries[0].Message.(*fdinfo.FileEntry).GetReg()
+	if got.GetName() != "/vessel-stdio-1" || got.Size != nil || got.Mode != nil || !got.GetExt() || got.GetPos() != 90 {
+		t.Fatalf("rewritten entry %v: want name /vessel-stdio-1, no size or mode, the rest kept", got)
+	}
+	if other := img.Entries[1].Message.(*fdinfo.FileEntry); !proto.Equal(other, plain) {
+		t.Fatalf("another file changed: %v", other)
+	}
+	if changed, err := ShareExternalFile(dir, key, "vessel-stdio-1"); err != nil || changed {
+		t.Fatalf("second rewrite: changed %v, %v; want a no-op", changed, err)
+	}
+}

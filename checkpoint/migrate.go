@@ -27,6 +27,19 @@ type Source interface {
 	DumpRound(ctx context.Context, dir, parent string, final bool) (*Stats, error)
 }
 
+// HandoffSource is a Source whose final dump can hand its images over
+// while it is still frozen (see Options.Handoff): Migrate then sends the
+// final images and waits for the receiver's restore inside handoff, so
+// that a failed restore resumes the source instead of leaving nothing
+// running.
+type HandoffSource interface {
+	Source
+	// FinalDump is DumpRound's final dump, calling handoff once the images
+	// are complete and the source still frozen. When handoff fails the
+	// source resumes and FinalDump returns a *HandoffError.
+	FinalDump(ctx context.Context, dir, parent string, handoff func() error) (*Stats, error)
+}
+
 // RestoreFunc brings back, on the receiving side, the tree whose final
 // images are in dir (pre-dump images it refers to are beside it).
 type RestoreFunc func(ctx context.Context, dir string) error
@@ -37,9 +50,9 @@ type MigrateOptions struct {
 	// runs, before the final dump.
 	PreDumps int
 	// WorkDir holds the images on the sending side; empty: a temporary
-	// directory removed when Migrate returns successfully (kept, and
-	// named in the error, when the receiver failed to restore, so the
-	// source can be restored where it was).
+	// directory, removed when Migrate returns (for a Source that is not a
+	// HandoffSource it is kept, and named in the error, when the receiver
+	// failed to restore, so the source can be restored where it was).
 	WorkDir string
 }
 
@@ -78,6 +91,9 @@ type header struct {
 // Receive): opts.PreDumps rounds of pre-dump while src runs, each
 // streamed as soon as it is written, then the final dump, streamed while
 // src is stopped, then it waits for the receiver to report the restore.
+// With a HandoffSource the migration is all or nothing: src stays frozen
+// (its network locked) until the receiver reports, and resumes when the
+// receiver failed; the error then says so.
 func Migrate(ctx context.Context, conn io.ReadWriter, src Source, opts *MigrateOptions) (*MigrationStats, error) {
 	if opts == nil {
 		opts = &MigrateOptions{}
@@ -89,7 +105,7 @@ func Migrate(ctx context.Context, conn io.ReadWriter, src Source, opts *MigrateO
 	work := opts.WorkDir
 	temp := false
 	if work == "" {
-		d, err := os.MkdirTemp("", "vessel-migrate-")
+		d, err := MkdirTemp("vessel-migrate-")
 		if err != nil {
 			return nil, err
 		}
@@ -112,6 +128,9 @@ func Migrate(ctx context.Context, conn io.ReadWriter, src Source, opts *MigrateO
 	st := &MigrationStats{}
 	parent := ""
 	for i := 1; i <= opts.PreDumps; i++ {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("checkpoint: migration cancelled before pre-dump %d (the source keeps running): %w", i, err)
+		}
 		name := "pre-" + strconv.Itoa(i)
 		dir := filepath.Join(work, name)
 		rs, err := src.DumpRound(ctx, dir, parent, false)
@@ -128,33 +147,60 @@ func Migrate(ctx context.Context, conn io.ReadWriter, src Source, opts *MigrateO
 		}
 		parent = dir
 	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("checkpoint: migration cancelled before the final dump (the source keeps running): %w", err)
+	}
 	finalStart := time.Now()
 	dir := filepath.Join(work, "final")
-	rs, err := src.DumpRound(ctx, dir, parent, true)
-	if err != nil {
-		return nil, err
+	var reply header
+	var before int64
+	// handoff sends the final images and waits for the receiver's answer.
+	handoff := func() error {
+		before = cw.n
+		if err := sendDir(cw, header{Type: "final", Name: "final"}, dir); err != nil {
+			return fmt.Errorf("send final images: %w", err)
+		}
+		if err := readHeader(br, &reply); err != nil {
+			return fmt.Errorf("waiting for the receiver: %w", err)
+		}
+		st.Downtime = time.Since(finalStart)
+		if reply.Type != "restored" || reply.Error != "" {
+			return fmt.Errorf("the receiver failed to restore: %s", reply.Error)
+		}
+		return nil
+	}
+	var rs *Stats
+	var err error
+	if hs, ok := src.(HandoffSource); ok {
+		rs, err = hs.FinalDump(ctx, dir, parent, handoff)
+		if err != nil {
+			return nil, fmt.Errorf("checkpoint: migration failed: %w", err)
+		}
+	} else {
+		// A plain Source is gone once its final dump returns: a failed
+		// restore leaves only the images, kept for a restore by hand.
+		rs, err = src.DumpRound(ctx, dir, parent, true)
+		if err != nil {
+			return nil, err
+		}
+		if err := handoff(); err != nil {
+			keep = true
+			if temp {
+				// Out of MkdirTemp's sweep of dead programs' directories.
+				kept := filepath.Join(filepath.Dir(work), "vessel-migrate-kept-"+filepath.Base(work))
+				if os.Rename(work, kept) == nil {
+					dir = filepath.Join(kept, "final")
+				}
+			}
+			return nil, fmt.Errorf("checkpoint: %w (the images are kept in %s)", err, dir)
+		}
 	}
 	st.Rounds = append(st.Rounds, *rs)
 	st.FreezeTime = rs.FreezeTime
-	before := cw.n
-	if err := sendDir(cw, header{Type: "final", Name: "final"}, dir); err != nil {
-		keep = true
-		return nil, fmt.Errorf("checkpoint: send final images: %w (they are kept in %s)", err, dir)
-	}
 	st.FinalBytes = cw.n - before
-	var reply header
-	if err := readHeader(br, &reply); err != nil {
-		keep = true
-		return nil, fmt.Errorf("checkpoint: waiting for the receiver: %w (the images are kept in %s)", err, dir)
-	}
-	st.Downtime = time.Since(finalStart)
 	st.BytesSent = cw.n
 	st.RestoreTime = reply.RestoreTime
 	st.Total = time.Since(start)
-	if reply.Type != "restored" || reply.Error != "" {
-		keep = true
-		return st, fmt.Errorf("checkpoint: the receiver failed to restore: %s (the images are kept in %s)", reply.Error, dir)
-	}
 	return st, nil
 }
 

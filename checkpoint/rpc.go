@@ -57,13 +57,19 @@ type criuOpts struct {
 	ImagesDirFd, Pid, LogLevel, WorkDirFd                        *int32
 	LeaveRunning, ExtUnixSk, TcpEstablished, ShellJob, FileLocks *bool
 	NotifyScripts, TrackMem, AutoDedup, LinkRemap, ManageCgroups *bool
-	RstSibling                                                   *bool
-	LogFile, Root, ParentImg, FreezeCgroup                       *string
+	RstSibling, OrphanPtsMaster                                  *bool
+	LogFile, Root, ParentImg, FreezeCgroup, ImagesDir            *string
 	CgRoot                                                       []cgroupRoot
 	InheritFd                                                    []inheritFd
 	ManageCgroupsMode                                            *cgMode
 	External                                                     []string
 	NetworkLock                                                  *lockMethod
+	JoinNs                                                       []joinNs
+}
+
+// joinNs is join_namespace.
+type joinNs struct {
+	Ns, File string
 }
 
 // criuReq is criu_req.
@@ -156,7 +162,14 @@ func (o *criuOpts) marshal() []byte {
 	for i := range o.External {
 		b = appendString(b, 37, &o.External[i])
 	}
+	for _, j := range o.JoinNs {
+		m := appendString(nil, 1, &j.Ns)
+		m = appendString(m, 2, &j.File)
+		b = appendBytesField(b, 39, m)
+	}
 	b = appendString(b, 44, o.FreezeCgroup)
+	b = appendBool(b, 50, o.OrphanPtsMaster)
+	b = appendString(b, 68, o.ImagesDir)
 	if o.NetworkLock != nil {
 		b = appendInt32(b, 64, ptr(int32(*o.NetworkLock)))
 	}

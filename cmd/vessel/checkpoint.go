@@ -6,13 +6,17 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/openvessel/vessel"
 	"github.com/openvessel/vessel/checkpoint"
@@ -22,15 +26,19 @@ import (
 
 // The checkpoint verbs work on a container they run in the foreground:
 //
-//	vessel checkpoint --dir D [--after 10s] [--leave-running] -- CMD...
+//	vessel checkpoint --dir D [--after 10s] [--leave-running] [--env K=V] -- CMD...
+//	vessel checkpoint --dir D [--leave-running] NAME   (a running container of the store)
 //	vessel restore --dir D [--rootfs R] [--name ID]
-//	vessel migrate --to HOST:PORT [--after 10s] [--pre-dumps N] -- CMD...
+//	vessel migrate --to HOST:PORT [--after 10s] [--pre-dumps N] [--env K=V] -- CMD...
 //	vessel receive --listen ADDR --dir D [--rootfs R]
 //
 // checkpoint and migrate start CMD like `vessel run` (a subset of its
 // flags) and act after --after, or when sent SIGUSR1. restore and receive
 // bring the container back and wait for it; their exit code is its own.
 // Results (freeze time, downtime, bytes) are printed as JSON on stderr.
+// A checkpoint or migration that fails leaves the container running in the
+// foreground (the verb then exits 1 when it ends). SIGINT, SIGTERM and
+// SIGHUP: see ckptSignals.
 
 // ckptFlags are the container flags shared by the four verbs.
 type ckptFlags struct {
@@ -39,6 +47,7 @@ type ckptFlags struct {
 	netns   string
 	criu    string
 	volumes listFlag
+	env     listFlag
 }
 
 func (f *ckptFlags) register(fs *flag.FlagSet) {
@@ -47,6 +56,11 @@ func (f *ckptFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.netns, "netns", "", "join this network namespace file (restore: the namespace to restore into)")
 	fs.StringVar(&f.criu, "criu", "", "criu binary (default $VESSEL_CRIU, "+checkpoint.DefaultCriuPath+", then PATH)")
 	fs.Var(&f.volumes, "volume", "SRC:DST[:ro] bind mount (repeatable; restore: new sources by destination)")
+}
+
+// registerEnv adds --env, for the verbs that start the container.
+func (f *ckptFlags) registerEnv(fs *flag.FlagSet) {
+	fs.Var(&f.env, "env", "KEY=VALUE environment variable of the command (repeatable; e.g. GODEBUG=multipathtcp=0 for a Go server CRIU must dump)")
 }
 
 // apply sets the flags that were given on cfg.
@@ -81,6 +95,14 @@ func (f *ckptFlags) apply(cfg *vessel.Config) error {
 	if f.netns != "" {
 		cfg.WithNetwork(network.Netns(f.netns))
 	}
+	for _, kv := range f.env {
+		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
+			return fmt.Errorf("--env %q: want KEY=VALUE", kv)
+		}
+	}
+	if len(f.env) > 0 {
+		cfg.WithEnv(f.env...)
+	}
 	return nil
 }
 
@@ -88,7 +110,7 @@ func (f *ckptFlags) apply(cfg *vessel.Config) error {
 // SIGUSR1, whichever comes first.
 type ckptAction struct{ after time.Duration }
 
-func (a *ckptAction) wait(c *vessel.Container) bool {
+func (a *ckptAction) wait(ctx context.Context, c *vessel.Container) bool {
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGUSR1)
 	defer signal.Stop(sig)
@@ -100,6 +122,8 @@ func (a *ckptAction) wait(c *vessel.Container) bool {
 	case <-sig:
 	case <-timer:
 	case <-c.Done():
+		return false
+	case <-ctx.Done():
 		return false
 	}
 	return true
@@ -121,15 +145,44 @@ func startForCheckpoint(f *ckptFlags, args []string) (*vessel.Container, error) 
 	if name == "" {
 		name = fmt.Sprintf("vessel-%d", os.Getpid())
 	}
+	if err := reclaimStaleCgroup(name, cfg.Cgroup); err != nil {
+		return nil, err
+	}
 	c, err := vessel.New(name, cfg)
 	if err != nil {
 		return nil, err
 	}
-	c.Stdin, c.Stdout, c.Stderr = os.Stdin, os.Stdout, os.Stderr
+	c.Stdin, c.Stdout, c.Stderr = checkpointableStdio()
 	if err := c.Start(context.Background(), args...); err != nil {
 		return nil, err
 	}
 	return c, nil
+}
+
+// checkpointableStdio returns this program's standard streams for a
+// container to checkpoint: a terminal is given through a pipe (and a
+// copier here) as stdout and stderr, and not at all as stdin, since a
+// host terminal open in the container cannot be restored; files and
+// pipes go as they are.
+func checkpointableStdio() (io.Reader, io.Writer, io.Writer) {
+	isTTY := func(f *os.File) bool {
+		_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+		return err == nil
+	}
+	var in io.Reader = os.Stdin
+	var out, errOut io.Writer = os.Stdout, os.Stderr
+	if isTTY(os.Stdin) {
+		// Nothing: a copier would hold the terminal after the container
+		// is gone (and a restore could not give it back anyway).
+		in = nil
+	}
+	if isTTY(os.Stdout) {
+		out = struct{ io.Writer }{os.Stdout}
+	}
+	if isTTY(os.Stderr) {
+		errOut = struct{ io.Writer }{os.Stderr}
+	}
+	return in, out, errOut
 }
 
 func printCkptJSON(label string, v any) {
@@ -146,6 +199,7 @@ func cmdCheckpoint(args []string) int {
 		dir  = fs.String("dir", "", "directory for the checkpoint (required)")
 	)
 	f.register(fs)
+	f.registerEnv(fs)
 	fs.DurationVar(&act.after, "after", 0, "checkpoint after this long (default: on SIGUSR1 only)")
 	fs.BoolVar(&opts.LeaveRunning, "leave-running", false, "keep the container running after the checkpoint")
 	fs.BoolVar(&opts.TCPEstablished, "tcp-established", false, "save established TCP connections")
@@ -157,22 +211,68 @@ func cmdCheckpoint(args []string) int {
 		return fail("checkpoint: --dir is required")
 	}
 	opts.CriuPath = f.criu
+	sig := catchCkptSignals()
+	defer sig.stop()
+	if len(fs.Args()) == 1 && !slices.Contains(args, "--") {
+		// `vessel checkpoint NAME`: a container of the store.
+		return checkpointByName(sig, fs.Args()[0], *dir, &opts)
+	}
 	c, err := startForCheckpoint(&f, fs.Args())
 	if err != nil {
 		return fail("checkpoint: %v", err)
 	}
 	defer c.Destroy()
-	if !act.wait(c) {
+	if !act.wait(sig.ctx, c) {
+		if s, ok := sig.caught(); ok {
+			c.Destroy()
+			return signalExit(s)
+		}
 		return fail("checkpoint: the container ended before the checkpoint")
 	}
-	res, err := c.Checkpoint(context.Background(), *dir, &opts)
+	res, err := c.Checkpoint(sig.ctx, *dir, &opts)
+	if s, ok := sig.caught(); ok {
+		if err != nil {
+			fail("checkpoint: %v", err)
+		}
+		c.Destroy()
+		return signalExit(s)
+	}
+	if err != nil {
+		// A failed checkpoint leaves the container running: it goes on in
+		// the foreground, and this verb fails once it ends.
+		fail("checkpoint: %v; the container keeps running", err)
+		sig.waitContainer(c)
+		return exitVessel
+	}
+	printCkptJSON("checkpoint", res)
+	if opts.LeaveRunning {
+		return sig.waitContainer(c)
+	}
+	return 0
+}
+
+// checkpointByName checkpoints the running container name of the store
+// (`vessel run -d`, or runc's create and start through vessel).
+func checkpointByName(sig *ckptSignals, name, dir string, opts *vessel.CheckpointOptions) int {
+	st, err := openStore()
+	if err != nil {
+		return fail("checkpoint: %v", err)
+	}
+	e, err := loadEntry(st, name)
+	if err != nil {
+		return fail("checkpoint: %v", err)
+	}
+	if e.status != statusRunning && e.status != statusPaused {
+		return fail("checkpoint: container %s is %s, not running", name, e.status)
+	}
+	if e.rec.Config == nil || e.rec.Main.Pid <= 0 {
+		return fail("checkpoint: container %s: its record has no configuration or main process", name)
+	}
+	res, err := vessel.CheckpointRunning(sig.ctx, e.rec.ID, e.rec.Config, e.rec.Main.Pid, e.rec.Init.Pid, dir, opts)
 	if err != nil {
 		return fail("checkpoint: %v", err)
 	}
 	printCkptJSON("checkpoint", res)
-	if opts.LeaveRunning {
-		return ckptExitCode(c.Wait())
-	}
 	return 0
 }
 
@@ -187,12 +287,18 @@ func cmdRestore(args []string) int {
 	if *dir == "" {
 		return fail("restore: --dir is required")
 	}
-	c, err := restoreFrom(context.Background(), *dir, &f)
+	sig := catchCkptSignals()
+	defer sig.stop()
+	c, err := restoreFrom(sig.ctx, *dir, &f)
 	if err != nil {
+		if s, ok := sig.caught(); ok {
+			fail("restore: %v", err)
+			return signalExit(s)
+		}
 		return fail("restore: %v", err)
 	}
 	defer c.Destroy()
-	return ckptExitCode(c.Wait())
+	return sig.waitContainer(c)
 }
 
 // restoreFrom restores the checkpoint in dir with the flags' changes.
@@ -220,6 +326,7 @@ func cmdMigrate(args []string) int {
 		pre  = fs.Int("pre-dumps", 0, "pre-dump rounds streamed before the final dump")
 	)
 	f.register(fs)
+	f.registerEnv(fs)
 	fs.DurationVar(&act.after, "after", 0, "migrate after this long (default: on SIGUSR1 only)")
 	fs.BoolVar(&opts.TCPEstablished, "tcp-established", true, "move established TCP connections")
 	if err := fs.Parse(args); err != nil {
@@ -232,16 +339,36 @@ func cmdMigrate(args []string) int {
 		return fail("migrate: --to %q: %v", *to, err)
 	}
 	opts.CriuPath = f.criu
+	sig := catchCkptSignals()
+	defer sig.stop()
 	c, err := startForCheckpoint(&f, fs.Args())
 	if err != nil {
 		return fail("migrate: %v", err)
 	}
 	defer c.Destroy()
-	if !act.wait(c) {
+	if !act.wait(sig.ctx, c) {
+		if s, ok := sig.caught(); ok {
+			c.Destroy()
+			return signalExit(s)
+		}
 		return fail("migrate: the container ended before the migration")
 	}
-	st, err := checkpoint.MigrateTo(context.Background(), *to, c.MigrationSource(&opts), &checkpoint.MigrateOptions{PreDumps: *pre})
+	st, err := checkpoint.MigrateTo(sig.ctx, *to, c.MigrationSource(&opts), &checkpoint.MigrateOptions{PreDumps: *pre})
+	if s, ok := sig.caught(); ok {
+		if err != nil {
+			fail("migrate: %v", err)
+		}
+		c.Destroy()
+		return signalExit(s)
+	}
 	if err != nil {
+		var he *checkpoint.HandoffError
+		if errors.As(err, &he) {
+			// The receiver failed: the container was resumed here.
+			fail("migrate: %v", err)
+			sig.waitContainer(c)
+			return exitVessel
+		}
 		return fail("migrate: %v", err)
 	}
 	printCkptJSON("migrate", st)
@@ -266,19 +393,30 @@ func cmdReceive(args []string) int {
 	}
 	defer l.Close()
 	fmt.Fprintf(os.Stderr, "vessel: receive: listening on %s\n", l.Addr())
-	ctx := context.Background()
+	sig := catchCkptSignals()
+	defer sig.stop()
 	var c *vessel.Container
-	st, err := checkpoint.ReceiveOn(ctx, l, *dir, func(ctx context.Context, images string) error {
+	st, err := checkpoint.ReceiveOn(sig.ctx, l, *dir, func(ctx context.Context, images string) error {
 		var err error
 		c, err = restoreFrom(ctx, images, &f)
 		return err
 	})
+	if c != nil {
+		defer c.Destroy()
+	}
+	if s, ok := sig.caught(); ok {
+		if err != nil {
+			fail("receive: %v", err)
+		}
+		return signalExit(s)
+	}
 	if err != nil {
+		// A container restored but not confirmed to the sender (whose
+		// copy then resumed) must not run twice: Destroy above.
 		return fail("receive: %v", err)
 	}
-	defer c.Destroy()
 	printCkptJSON("receive", st)
-	return ckptExitCode(c.Wait())
+	return sig.waitContainer(c)
 }
 
 // ckptExitCode maps a container's Wait error to this program's exit code.

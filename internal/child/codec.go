@@ -238,6 +238,11 @@ func (e *enc) config(c *Config) {
 	e.bool(c.CloneParent)
 	e.bool(c.ProcPidns)
 	e.bool(c.CgroupNSMade)
+	if e.count(0, c.Restore == nil) {
+		e.strs(c.Restore.Args)
+		e.strs(c.Restore.Env)
+		e.bool(c.Restore.NetnsFD)
+	}
 }
 
 func (d *dec) config(c *Config) {
@@ -297,6 +302,9 @@ func (d *dec) config(c *Config) {
 	c.CloneParent = d.bool()
 	c.ProcPidns = d.bool()
 	c.CgroupNSMade = d.bool()
+	if _, ok := d.count(); ok {
+		c.Restore = &RestoreSpec{Args: d.strs(), Env: d.strs(), NetnsFD: d.bool()}
+	}
 }
 
 func (e *enc) hooks(hs []Hook) {

@@ -108,6 +108,9 @@ const initOwnCaps = uint64(1)<<unix.CAP_KILL | uint64(1)<<unix.CAP_SETUID | uint
 // start, and tells the init (Config.Direct).
 func DirectReason(cfg *Config) string {
 	p := &cfg.Process
+	if cfg.Restore != nil {
+		return "the main process is restored by criu"
+	}
 	if p.WaitStart || len(cfg.StartContainerHooks) > 0 {
 		return "the process is held in the created state"
 	}

@@ -150,6 +150,9 @@ type Config struct {
 	// (ProcPidns). Without it a main process that is PID 1 of a new pid
 	// namespace starts through the exec stage, which mounts it.
 	ProcPidns bool `json:"procPidns,omitempty"`
+	// Restore: the main process is a checkpointed one that criu brings
+	// back (see RestoreSpec), not Process.
+	Restore *RestoreSpec `json:"restore,omitempty"`
 }
 
 // CgroupPlace is the container's cgroup directory in one hierarchy and
@@ -408,7 +411,7 @@ func runInit() {
 	// privileges, it mounts /proc as PID 1 and applies its own profile);
 	// Execs stay direct.
 	swapNeeded := cfg.Plan != nil && (cfg.NewPIDNS || joinsPID(cfg.Joins))
-	mainStage := !cfg.Direct || (swapNeeded && !cfg.ProcPidns)
+	mainStage := cfg.Restore == nil && (!cfg.Direct || (swapNeeded && !cfg.ProcPidns))
 	// A main process started by the stage is forked now, PID 1 of the
 	// new namespace before the root filesystem is built: its Go start
 	// overlaps with that work, and /proc is mounted for its namespace in
@@ -501,7 +504,12 @@ func runInit() {
 		pty   *os.File
 		sp    *stageProc
 	)
-	if !mainStage {
+	if cfg.Restore != nil {
+		pid, pidfd, err = restoreTree(cfg.Restore, files)
+		if err != nil {
+			err = &stageError{initproto.ErrorInfo{Step: "restore", Path: cfg.Restore.Args[0], Msg: err.Error(), Errno: errnoOf(err)}}
+		}
+	} else if !mainStage {
 		var ds *spawned
 		ds, pty, err = spawnDirect(&cfg.Process, files, spawnOpts{cg: cg, held: swap != nil, parent: cfg.CloneParent})
 		if err == nil && swap != nil {

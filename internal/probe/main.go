@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -41,6 +42,8 @@ func init() {
 		"write":    {"FILE CONTENT  write CONTENT to FILE (created 0644, truncated)", cmdWrite},
 		"cat":      {"FILE  copy FILE to stdout", cmdCat},
 		"count":    {"FILE  every 10 ms rewrite FILE with the next counter value, forever (continues from FILE's value)", cmdCount},
+		"ticker":   {"every 10 ms print the next number, from 1, on stdout, forever (the count lives only in memory)", cmdTicker},
+		"listen":   {"ADDR  listen on TCP ADDR with Go's defaults (MPTCP where the kernel has it, unless GODEBUG=multipathtcp=0), print {\"listening\":ADDR}, echo each connection", cmdListen},
 		"alloc":    {"MB [SECONDS]  allocate and touch MB MiB, print {\"allocated_mb\":MB}, then sleep (forever)", cmdAlloc},
 		"forkbomb": {"[MAX]  start sleeping children until fork fails or MAX (1000), print {\"started\":N,...}, then hold them", cmdForkbomb},
 		"spin":     {"SECONDS [THREADS]  busy-loop on THREADS (1) threads, print {\"user_sec\":..,\"system_sec\":..}", cmdSpin},
@@ -255,6 +258,40 @@ func cmdSignal(args []string) error {
 func cmdEcho(_ []string) error {
 	_, err := io.Copy(os.Stdout, os.Stdin)
 	return err
+}
+
+func cmdTicker(_ []string) error {
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for n := 1; ; n++ {
+		<-tick.C
+		if _, err := fmt.Printf("%d\n", n); err != nil {
+			return err
+		}
+	}
+}
+
+func cmdListen(args []string) error {
+	if err := needArgs("listen", args, 1, "ADDR is"); err != nil {
+		return err
+	}
+	l, err := net.Listen("tcp", args[0])
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	out, _ := json.Marshal(map[string]string{"listening": l.Addr().String()})
+	fmt.Println(string(out))
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return err
+		}
+		go func() {
+			defer c.Close()
+			_, _ = io.Copy(c, c)
+		}()
+	}
 }
 
 func cmdWrite(args []string) error {

@@ -84,6 +84,12 @@ type Config struct {
 	Sysctls map[string]string `json:"sysctl,omitempty"`
 	// Privileged gives the container the host's /dev.
 	Privileged bool `json:"privileged,omitempty"`
+	// Devices are device nodes created in the container (an OCI spec's
+	// linux.devices). Resources.Devices must allow their use.
+	Devices []rootfs.Device `json:"devices,omitempty"`
+	// RootPropagation is the root mount's propagation (an OCI spec's
+	// linux.rootfsPropagation); "" keeps it private.
+	RootPropagation string `json:"rootPropagation,omitempty"`
 
 	// Network is the network mode; nil means loopback only when the
 	// container has its own network namespace (see WithNetwork).
@@ -443,23 +449,25 @@ func (c *Config) plan() *rootfs.Plan {
 		}
 	}
 	return &rootfs.Plan{
-		Root:          c.Rootfs,
-		Readonly:      c.Readonly,
-		Mounts:        c.Mounts,
-		MaskedPaths:   c.MaskedPaths,
-		ReadonlyPaths: c.ReadonlyPaths,
-		UserNS:        ns.IsNew(namespaces.User) || inUserNamespace(),
-		NewPID:        ns.IsNew(namespaces.PID),
-		NewNet:        ns.IsNew(namespaces.Net),
-		NewIPC:        ns.IsNew(namespaces.IPC),
-		NewCgroup:     ns.IsNew(namespaces.Cgroup),
-		CgroupV2:      cgroupV2Host(),
-		CgroupV1:      cgroupV1View(),
-		TTYGid:        ttyGid,
-		PtyMax:        c.Ptys,
-		ShmSize:       c.ShmSize,
-		Console:       c.Boot && c.Process.TTY,
-		Privileged:    c.Privileged,
+		Root:            c.Rootfs,
+		Readonly:        c.Readonly,
+		Mounts:          c.Mounts,
+		MaskedPaths:     c.MaskedPaths,
+		ReadonlyPaths:   c.ReadonlyPaths,
+		UserNS:          ns.IsNew(namespaces.User) || inUserNamespace(),
+		NewPID:          ns.IsNew(namespaces.PID),
+		NewNet:          ns.IsNew(namespaces.Net),
+		NewIPC:          ns.IsNew(namespaces.IPC),
+		NewCgroup:       ns.IsNew(namespaces.Cgroup),
+		CgroupV2:        cgroupV2Host(),
+		CgroupV1:        cgroupV1View(),
+		TTYGid:          ttyGid,
+		PtyMax:          c.Ptys,
+		ShmSize:         c.ShmSize,
+		Console:         c.Boot && c.Process.TTY,
+		Privileged:      c.Privileged,
+		Devices:         c.Devices,
+		RootPropagation: c.RootPropagation,
 	}
 }
 
@@ -484,6 +492,7 @@ func (c *Config) gidMappings() []namespaces.IDMap {
 func (c *Config) clone() *Config {
 	n := *c
 	n.Mounts = append([]rootfs.Mount(nil), c.Mounts...)
+	n.Devices = append([]rootfs.Device(nil), c.Devices...)
 	n.Namespaces = append(namespaces.Set(nil), c.Namespaces...)
 	n.Process.Args = append([]string(nil), c.Process.Args...)
 	n.Process.Env = append([]string(nil), c.Process.Env...)

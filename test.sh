@@ -29,12 +29,15 @@ declare -A need=(
 	[newuidmap]=uidmap
 	[debootstrap]=debootstrap
 	[podman]=podman
+	[containerd]=containerd
 	[mkfs.xfs]=xfsprogs
 )
 missing=()
 for tool in "${!need[@]}"; do
 	command -v "$tool" >/dev/null 2>&1 || [ -x "/bin/$tool" ] || [ -x "/sbin/$tool" ] || missing+=("${need[$tool]}")
 done
+# CNI plugins for the containerd CRI tests (not on PATH)
+[ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
 if [ ${#missing[@]} -gt 0 ]; then
 	echo "test.sh: installing ${missing[*]}"
 	# Another apt or dpkg (an unattended upgrade, another engineer's run) may

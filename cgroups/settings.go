@@ -38,6 +38,17 @@ func sharesFromWeight(w uint64) uint64 {
 	return min(max(w*1024/100, 2), 262144)
 }
 
+// WeightFromShares converts a cgroup v1 cpu.shares value (2..262144) to a
+// cgroup v2 cpu.weight (1..10000) the way runc and crun do, so that an OCI
+// spec's shares give the same weight under every runtime.
+func WeightFromShares(shares uint64) uint64 {
+	if shares == 0 {
+		return 100
+	}
+	shares = min(max(shares, 2), 262144)
+	return 1 + (shares-2)*9999/262142
+}
+
 // cpuQuota returns the CFS quota and period in microseconds; quota is -1
 // when unlimited and ok is false when the CPU spec sets neither.
 func cpuQuota(c *limits.CPU) (quota int64, period uint64, ok bool) {
@@ -106,7 +117,9 @@ func v1Writes(r *limits.Resources) ([]write, error) {
 			add("cpu", "cpu.cfs_period_us", strconv.FormatUint(period, 10))
 			add("cpu", "cpu.cfs_quota_us", strconv.FormatInt(quota, 10))
 		}
-		if c.Weight != nil {
+		if c.Shares != nil {
+			add("cpu", "cpu.shares", strconv.FormatUint(*c.Shares, 10))
+		} else if c.Weight != nil {
 			add("cpu", "cpu.shares", strconv.FormatUint(sharesFromWeight(*c.Weight), 10))
 		}
 	}
@@ -124,6 +137,12 @@ func v1Writes(r *limits.Resources) ([]write, error) {
 		}
 		if m.KernelTCP != nil {
 			add("memory", "memory.kmem.tcp.limit_in_bytes", signed(*m.KernelTCP))
+		}
+		if m.Swappiness != nil {
+			add("memory", "memory.swappiness", strconv.FormatUint(*m.Swappiness, 10))
+		}
+		if m.DisableOOMKiller {
+			add("memory", "memory.oom_control", "1")
 		}
 	}
 	if p := r.Pids; p != nil && p.Max != nil {
@@ -166,7 +185,9 @@ func v2Writes(r *limits.Resources) ([]write, error) {
 		if quota, period, ok := cpuQuota(c); ok {
 			add("cpu", "cpu.max", maxOr(quota)+" "+strconv.FormatUint(period, 10))
 		}
-		if c.Weight != nil {
+		if c.Shares != nil {
+			add("cpu", "cpu.weight", strconv.FormatUint(WeightFromShares(*c.Shares), 10))
+		} else if c.Weight != nil {
 			add("cpu", "cpu.weight", strconv.FormatUint(*c.Weight, 10))
 		}
 	}

@@ -53,6 +53,14 @@ type Memory struct {
 	// Unlimited (-1) removes it. cgroup v2 has no such limit: socket
 	// buffers count towards Limit there, and setting it is an error.
 	KernelTCP *int64 `json:"kernelTCP,omitempty"`
+	// Swappiness is the kernel's tendency to swap the container's anonymous
+	// memory, 0..100 (cgroup v1's memory.swappiness; cgroup v2 has no such
+	// knob and it is ignored there, as runc ignores it).
+	Swappiness *uint64 `json:"swappiness,omitempty"`
+	// DisableOOMKiller makes processes that hit the limit wait for memory
+	// instead of being killed (cgroup v1's memory.oom_control; ignored on
+	// cgroup v2, which has no such mode, as runc ignores it).
+	DisableOOMKiller bool `json:"disableOOMKiller,omitempty"`
 }
 
 // CPU limits.
@@ -67,6 +75,11 @@ type CPU struct {
 	// with 100 the default (cgroup v2 semantics; converted to cpu.shares on
 	// cgroup v1).
 	Weight *uint64 `json:"weight,omitempty"`
+	// Shares is a cgroup v1 cpu.shares value (2..262144, default 1024),
+	// written as it is on v1 and converted to cpu.weight on v2 the way
+	// runc converts it. It takes precedence over Weight (OCI specs carry
+	// shares).
+	Shares *uint64 `json:"shares,omitempty"`
 	// Cpuset lists the CPUs the container may run on, like "0-1" or "0,2".
 	Cpuset string `json:"cpuset,omitempty"`
 	// Mems lists the memory nodes the container may allocate on, like "0".
@@ -190,6 +203,9 @@ func (r *Resources) Validate() error {
 		if m.KernelTCP != nil && *m.KernelTCP <= 0 && *m.KernelTCP != Unlimited {
 			add("memory.kernelTCP", "must be > 0 or -1 (unlimited), got %d", *m.KernelTCP)
 		}
+		if m.Swappiness != nil && *m.Swappiness > 100 {
+			add("memory.swappiness", "must be 0..100, got %d", *m.Swappiness)
+		}
 	}
 	if c := r.CPU; c != nil {
 		period := DefaultCPUPeriod
@@ -214,6 +230,9 @@ func (r *Resources) Validate() error {
 		}
 		if c.Weight != nil && (*c.Weight < 1 || *c.Weight > 10000) {
 			add("cpu.weight", "must be 1..10000, got %d", *c.Weight)
+		}
+		if c.Shares != nil && (*c.Shares < 2 || *c.Shares > 262144) {
+			add("cpu.shares", "must be 2..262144, got %d", *c.Shares)
 		}
 		if err := validateCPUList(c.Cpuset); err != nil {
 			add("cpu.cpuset", "%v", err)

@@ -31,8 +31,16 @@ func (e *FieldError) Error() string {
 // Unwrap returns Err.
 func (e *FieldError) Unwrap() error { return e.Err }
 
-// problems collects the errors of one conversion.
-type problems struct{ errs []error }
+// problems collects the errors of one conversion, and the fields it
+// ignored on purpose (as runc ignores them).
+type problems struct {
+	errs  []error
+	warns []string
+}
+
+func (p *problems) warn(field, format string, a ...any) {
+	p.warns = append(p.warns, field+": "+fmt.Sprintf(format, a...))
+}
 
 func (p *problems) bad(field, format string, a ...any) {
 	p.errs = append(p.errs, &FieldError{Field: field, Reason: fmt.Sprintf(format, a...)})

@@ -12,6 +12,7 @@ import (
 	"github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/openvessel/vessel"
+	"github.com/openvessel/vessel/cgroups"
 	"github.com/openvessel/vessel/limits"
 	"github.com/openvessel/vessel/namespaces"
 	"github.com/openvessel/vessel/rootfs"
@@ -33,8 +34,17 @@ import (
 // spec's, an absent list meaning none. Hooks are not part of the Config;
 // see HooksOf.
 func FromSpec(spec *specs.Spec, bundleDir string) (*vessel.Config, error) {
+	cfg, _, err := FromSpecWarnings(spec, bundleDir)
+	return cfg, err
+}
+
+// FromSpecWarnings is FromSpec that also returns the fields it ignored on
+// purpose, where runc ignores them too (kernel memory limits, filesystem
+// options on bind mounts, ambient capabilities the kernel would refuse),
+// one "field: reason" line each, for the caller to log.
+func FromSpecWarnings(spec *specs.Spec, bundleDir string) (*vessel.Config, []string, error) {
 	if spec == nil {
-		return nil, &FieldError{Field: "spec", Reason: "nil"}
+		return nil, nil, &FieldError{Field: "spec", Reason: "nil"}
 	}
 	var p problems
 	if bundleDir == "" {
@@ -42,7 +52,7 @@ func FromSpec(spec *specs.Spec, bundleDir string) (*vessel.Config, error) {
 	}
 	bundle, err := filepath.Abs(bundleDir)
 	if err != nil {
-		return nil, &FieldError{Field: "bundle", Reason: err.Error()}
+		return nil, nil, &FieldError{Field: "bundle", Reason: err.Error()}
 	}
 	c := &converter{problems: &p, bundle: bundle}
 	cfg := &vessel.Config{
@@ -75,9 +85,9 @@ func FromSpec(spec *specs.Spec, bundleDir string) (*vessel.Config, error) {
 		p.errs = append(p.errs, err)
 	}
 	if err := p.err(); err != nil {
-		return nil, err
+		return nil, p.warns, err
 	}
-	return cfg, nil
+	return cfg, p.warns, nil
 }
 
 type converter struct {
@@ -165,7 +175,17 @@ func (c *converter) process(pr *specs.Process, cfg *vessel.Config) {
 			Effective:   slices.Clone(caps.Effective),
 			Permitted:   slices.Clone(caps.Permitted),
 			Inheritable: slices.Clone(caps.Inheritable),
-			Ambient:     slices.Clone(caps.Ambient),
+		}
+		// runc raises each ambient capability and ignores the kernel's
+		// refusal, which comes for one not both permitted and inheritable
+		// (`runc spec` itself writes such a list): the same set results
+		// from raising only those the kernel allows.
+		for _, a := range caps.Ambient {
+			if slices.Contains(caps.Permitted, a) && slices.Contains(caps.Inheritable, a) {
+				prof.Capabilities.Ambient = append(prof.Capabilities.Ambient, a)
+			} else {
+				c.warn("process.capabilities.ambient", "%s not raised: it is not both permitted and inheritable (the kernel refuses it; runc ignores that)", a)
+			}
 		}
 		if err := prof.Capabilities.Validate(); err != nil {
 			c.fieldErr("process.", err)
@@ -250,7 +270,7 @@ func (c *converter) linux(l *specs.Linux, cfg *vessel.Config) {
 	}
 	cfg.Resources = c.resources(l.Resources)
 	cfg.Cgroup = c.cgroupsPath(l.CgroupsPath)
-	c.devices(l.Devices)
+	c.devices(l.Devices, cfg)
 	if len(l.NetDevices) > 0 {
 		c.unsupported("linux.netDevices", "moving host network devices into the container is not supported yet")
 	}
@@ -261,9 +281,8 @@ func (c *converter) linux(l *specs.Linux, cfg *vessel.Config) {
 		cfg.Security.Seccomp = c.seccomp(l.Seccomp)
 	}
 	switch l.RootfsPropagation {
-	case "", "private", "rprivate":
-	case "shared", "rshared", "slave", "rslave", "unbindable", "runbindable":
-		c.unsupported("linux.rootfsPropagation", "%q: vessel's root is always private", l.RootfsPropagation)
+	case "", "private", "rprivate", "shared", "rshared", "slave", "rslave", "unbindable", "runbindable":
+		cfg.RootPropagation = l.RootfsPropagation
 	default:
 		c.bad("linux.rootfsPropagation", "unknown mode %q", l.RootfsPropagation)
 	}
@@ -388,25 +407,85 @@ func (c *converter) cgroupsPath(p string) vessel.CgroupConfig {
 	return vessel.CgroupConfig{Name: clean}
 }
 
-// defaultDeviceNodes are the device nodes vessel creates in every
-// container's /dev (rootfs): a linux.devices entry for one of them asks for
-// nothing more.
-var defaultDeviceNodes = map[string][2]int64{
-	"/dev/null": {1, 3}, "/dev/zero": {1, 5}, "/dev/full": {1, 7},
-	"/dev/random": {1, 8}, "/dev/urandom": {1, 9}, "/dev/tty": {5, 0},
-}
-
-func (c *converter) devices(devs []specs.LinuxDevice) {
+// devices maps linux.devices to device nodes created in the container
+// and, as runc does, to device cgroup rules that allow their use: after the
+// spec's own rules (or a deny-all when it has none) and the default
+// devices, one rwm rule per node.
+func (c *converter) devices(devs []specs.LinuxDevice, cfg *vessel.Config) {
+	if len(devs) == 0 {
+		return
+	}
+	var allows []limits.DeviceRule
+	seen := map[string]int{}
 	for i, d := range devs {
 		field := fmt.Sprintf("linux.devices[%d]", i)
-		num, ok := defaultDeviceNodes[path.Clean(d.Path)]
-		same := ok && (d.Type == "c" || d.Type == "u") && d.Major == num[0] && d.Minor == num[1] &&
-			(d.FileMode == nil || d.FileMode.Perm() == 0o666) &&
-			(d.UID == nil || *d.UID == 0) && (d.GID == nil || *d.GID == 0)
-		if !same {
-			c.unsupported(field, "device node %s (%s %d:%d): not supported yet; vessel creates only /dev/null, zero, full, random, urandom and tty (0666, root)", d.Path, d.Type, d.Major, d.Minor)
+		p := path.Clean(d.Path)
+		switch {
+		case d.Path == "" || !path.IsAbs(d.Path) || p == "/":
+			c.bad(field+".path", "%q must be an absolute path below /", d.Path)
+			continue
+		case strings.HasPrefix(p, "/proc/") || strings.HasPrefix(p, "/sys/"):
+			c.bad(field+".path", "%s: a device node cannot be created in /proc or /sys", p)
+			continue
+		}
+		if j, ok := seen[p]; ok {
+			c.bad(field+".path", "%s is already created by linux.devices[%d]", p, j)
+			continue
+		}
+		seen[p] = i
+		dev := rootfs.Device{Path: p, Type: d.Type, Major: d.Major, Minor: d.Minor, Mode: 0o666}
+		switch d.Type {
+		case "c", "u", "b":
+			if d.Major < 0 || d.Minor < 0 || d.Major > 0xfff || d.Minor > 0xfffff {
+				c.bad(field, "device number %d:%d is out of range", d.Major, d.Minor)
+				continue
+			}
+		case "p":
+		default:
+			c.bad(field+".type", "%q is not c, u, b or p", d.Type)
+			continue
+		}
+		if d.FileMode != nil {
+			// The spec's fileMode is the raw mode_t, as runc passes it to
+			// mknod: permission, setuid, setgid and sticky bits.
+			dev.Mode = uint32(*d.FileMode) & 0o7777
+		}
+		if d.UID != nil {
+			dev.UID = *d.UID
+		}
+		if d.GID != nil {
+			dev.GID = *d.GID
+		}
+		cfg.Devices = append(cfg.Devices, dev)
+		if d.Type != "p" {
+			typ := d.Type
+			if typ == "u" {
+				typ = "c"
+			}
+			allows = append(allows, limits.DeviceRule{Allow: true, Type: typ, Major: d.Major, Minor: d.Minor, Access: "rwm"})
 		}
 	}
+	if len(allows) == 0 {
+		return
+	}
+	if cfg.Resources == nil {
+		cfg.Resources = &limits.Resources{}
+	}
+	rules := cfg.Resources.Devices
+	if len(rules) == 0 {
+		rules = cgroups.DefaultDevices()
+	}
+	// The allows go before the default ones that end the list (the same
+	// access, and the list keeps the form ToSpec reads back); a rule the
+	// defaults already hold is not repeated.
+	defaults := defaultDeviceAllows()
+	head := slices.Clone(rules[:len(rules)-len(defaults)])
+	for _, a := range allows {
+		if !slices.Contains(defaults, a) && !slices.Contains(head, a) {
+			head = append(head, a)
+		}
+	}
+	cfg.Resources.Devices = append(head, defaults...)
 }
 
 func (c *converter) seccomp(s *specs.LinuxSeccomp) *security.Seccomp {

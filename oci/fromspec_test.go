@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/openvessel/vessel"
 	"github.com/openvessel/vessel/cgroups"
@@ -189,9 +191,9 @@ func TestFromSpecMappings(t *testing.T) {
 	if !reflect.DeepEqual(r.Memory, wantMem) {
 		t.Errorf("Memory = %+v", r.Memory)
 	}
-	wantCPU := &limits.CPU{Weight: ptr(uint64(39)), CPUs: ptr(0.25), Period: ptr(uint64(200000)), Cpuset: "0-1", Mems: "0"}
+	wantCPU := &limits.CPU{Shares: ptr(uint64(1024)), CPUs: ptr(0.25), Period: ptr(uint64(200000)), Cpuset: "0-1", Mems: "0"}
 	if !reflect.DeepEqual(r.CPU, wantCPU) {
-		t.Errorf("CPU = %+v weight %v cpus %v, want %+v", r.CPU, *r.CPU.Weight, *r.CPU.CPUs, wantCPU)
+		t.Errorf("CPU = %+v, want %+v", r.CPU, wantCPU)
 	}
 	if r.Pids == nil || r.Pids.Max == nil || *r.Pids.Max != limits.Unlimited {
 		t.Errorf("Pids = %+v, want unlimited for limit 0", r.Pids)
@@ -231,9 +233,9 @@ func TestFromSpecCPUDetails(t *testing.T) {
 		{"quota default period", specs.LinuxCPU{Quota: ptr(int64(150000))}, limits.CPU{CPUs: ptr(1.5)}},
 		{"quota zero is unset", specs.LinuxCPU{Quota: ptr(int64(0))}, limits.CPU{}},
 		{"shares zero is unset", specs.LinuxCPU{Shares: ptr(uint64(0))}, limits.CPU{}},
-		{"shares min", specs.LinuxCPU{Shares: ptr(uint64(2))}, limits.CPU{Weight: ptr(uint64(1))}},
-		{"shares max", specs.LinuxCPU{Shares: ptr(uint64(262144))}, limits.CPU{Weight: ptr(uint64(10000))}},
-		{"shares above max", specs.LinuxCPU{Shares: ptr(uint64(1 << 30))}, limits.CPU{Weight: ptr(uint64(10000))}},
+		{"shares as runc writes them", specs.LinuxCPU{Shares: ptr(uint64(512))}, limits.CPU{Shares: ptr(uint64(512))}},
+		{"shares below min", specs.LinuxCPU{Shares: ptr(uint64(1))}, limits.CPU{Shares: ptr(uint64(2))}},
+		{"shares above max", specs.LinuxCPU{Shares: ptr(uint64(1 << 30))}, limits.CPU{Shares: ptr(uint64(262144))}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := baseSpec()
@@ -248,8 +250,8 @@ func TestFromSpecCPUDetails(t *testing.T) {
 
 func TestWeightSharesInverse(t *testing.T) {
 	for w := uint64(1); w <= 10000; w++ {
-		if got := weightFromShares(sharesFromWeight(w)); got != w {
-			t.Fatalf("weightFromShares(sharesFromWeight(%d)) = %d", w, got)
+		if got := cgroups.WeightFromShares(sharesFromWeight(w)); got != w {
+			t.Fatalf("WeightFromShares(sharesFromWeight(%d)) = %d", w, got)
 		}
 	}
 	if s := sharesFromWeight(10000); s != 262144 {
@@ -393,7 +395,6 @@ func TestFromSpecErrors(t *testing.T) {
 		{"console too large", func(s *specs.Spec) { s.Process.ConsoleSize = &specs.Box{Height: 70000, Width: 80} }, "process.consoleSize", false},
 		{"unknown capability", func(s *specs.Spec) { s.Process.Capabilities.Bounding = []string{"CAP_FLY"} }, "process.capabilities.bounding", false},
 		{"effective not permitted", func(s *specs.Spec) { s.Process.Capabilities.Effective = []string{"CAP_SYS_ADMIN"} }, "process.capabilities.effective", false},
-		{"ambient not inheritable", func(s *specs.Spec) { s.Process.Capabilities.Ambient = []string{"CAP_KILL"} }, "process.capabilities.ambient", false},
 		{"unknown rlimit", func(s *specs.Spec) { s.Process.Rlimits = []specs.POSIXRlimit{{Type: "RLIMIT_FOO"}} }, "process.rlimits[0]", false},
 		{"rlimit soft above hard", func(s *specs.Spec) {
 			s.Process.Rlimits = []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Soft: 2, Hard: 1}}
@@ -411,9 +412,6 @@ func TestFromSpecErrors(t *testing.T) {
 		{"bind without source", func(s *specs.Spec) {
 			s.Mounts = append(s.Mounts, specs.Mount{Destination: "/x", Options: []string{"rbind"}})
 		}, "mounts[7].source", false},
-		{"unknown bind option", func(s *specs.Spec) {
-			s.Mounts = append(s.Mounts, specs.Mount{Destination: "/x", Source: "/y", Options: []string{"rbind", "size=1"}})
-		}, "mounts[7].options", false},
 		{"unknown tmpfs option", func(s *specs.Spec) {
 			s.Mounts = append(s.Mounts, specs.Mount{Destination: "/x", Type: "tmpfs", Options: []string{"frobnicate"}})
 		}, "mounts[7].options", false},
@@ -436,10 +434,6 @@ func TestFromSpecErrors(t *testing.T) {
 			s.Mounts = append(s.Mounts, specs.Mount{Destination: "/cg", Type: "cgroup", Source: "cgroup"})
 		}, "mounts[7].type", true},
 		{"cgroup below a sysfs of the spec's own", func(s *specs.Spec) { s.Mounts[5].Options = nil }, "mounts[6].type", true},
-		{"stacked mounts", func(s *specs.Spec) {
-			s.Mounts = append(s.Mounts, specs.Mount{Destination: "/x", Type: "tmpfs"}, specs.Mount{Destination: "/x/", Type: "tmpfs"})
-		}, "mounts[8].destination", true},
-		{"second /proc", func(s *specs.Spec) { s.Mounts = append(s.Mounts, s.Mounts[0]) }, "mounts[7].destination", true},
 		{"unknown namespace", func(s *specs.Spec) { s.Linux.Namespaces[0].Type = "pidz" }, "linux.namespaces[0].type", false},
 		{"duplicate namespace", func(s *specs.Spec) { s.Linux.Namespaces = append(s.Linux.Namespaces, s.Linux.Namespaces[0]) }, "linux.namespaces[6].type", false},
 		{"relative namespace path", func(s *specs.Spec) { s.Linux.Namespaces[1].Path = "proc/1/ns/net" }, "linux.namespaces[1].path", false},
@@ -453,14 +447,7 @@ func TestFromSpecErrors(t *testing.T) {
 		{"systemd cgroups path", func(s *specs.Spec) { s.Linux.CgroupsPath = "system.slice:vessel:c1" }, "linux.cgroupsPath", true},
 		{"unclean cgroups path", func(s *specs.Spec) { s.Linux.CgroupsPath = "/a/../b" }, "linux.cgroupsPath", false},
 		{"root cgroup", func(s *specs.Spec) { s.Linux.CgroupsPath = "/" }, "linux.cgroupsPath", false},
-		{"device node", func(s *specs.Spec) {
-			s.Linux.Devices = []specs.LinuxDevice{{Path: "/dev/fuse", Type: "c", Major: 10, Minor: 229}}
-		}, "linux.devices[0]", true},
-		{"default device with other mode", func(s *specs.Spec) {
-			s.Linux.Devices = []specs.LinuxDevice{{Path: "/dev/null", Type: "c", Major: 1, Minor: 3, FileMode: ptr(os.FileMode(0o600))}}
-		}, "linux.devices[0]", true},
 		{"net devices", func(s *specs.Spec) { s.Linux.NetDevices = map[string]specs.LinuxNetDevice{"eth1": {}} }, "linux.netDevices", true},
-		{"rootfs propagation shared", func(s *specs.Spec) { s.Linux.RootfsPropagation = "rshared" }, "linux.rootfsPropagation", true},
 		{"rootfs propagation unknown", func(s *specs.Spec) { s.Linux.RootfsPropagation = "weird" }, "linux.rootfsPropagation", false},
 		{"relative masked path", func(s *specs.Spec) { s.Linux.MaskedPaths = []string{"proc/kcore"} }, "linux.maskedPaths[0]", false},
 		{"relative readonly path", func(s *specs.Spec) { s.Linux.ReadonlyPaths = []string{"proc"} }, "linux.readonlyPaths[0]", false},
@@ -468,12 +455,9 @@ func TestFromSpecErrors(t *testing.T) {
 		{"intel rdt", func(s *specs.Spec) { s.Linux.IntelRdt = &specs.LinuxIntelRdt{ClosID: "x"} }, "linux.intelRdt", true},
 		{"memory policy", func(s *specs.Spec) { s.Linux.MemoryPolicy = &specs.LinuxMemoryPolicy{Mode: specs.MpolBind, Nodes: "0"} }, "linux.memoryPolicy", true},
 		{"personality", func(s *specs.Spec) { s.Linux.Personality = &specs.LinuxPersonality{Domain: specs.PerLinux32} }, "linux.personality", true},
-		{"kernel memory", func(s *specs.Spec) { s.Linux.Resources.Memory = &specs.LinuxMemory{Kernel: ptr(int64(1))} }, "linux.resources.memory.kernel", true},
 		{"ptys annotation", func(s *specs.Spec) { s.Annotations = map[string]string{AnnotationPtys: "0"} }, "annotations." + AnnotationPtys, false},
 		{"shm annotation", func(s *specs.Spec) { s.Annotations = map[string]string{AnnotationShmSize: "1k"} }, "annotations." + AnnotationShmSize, false},
 		{"usage sampling annotation", func(s *specs.Spec) { s.Annotations = map[string]string{AnnotationUsageSampling: "1ms"} }, "annotations." + AnnotationUsageSampling, false},
-		{"swappiness", func(s *specs.Spec) { s.Linux.Resources.Memory = &specs.LinuxMemory{Swappiness: ptr(uint64(10))} }, "linux.resources.memory.swappiness", true},
-		{"disable oom killer", func(s *specs.Spec) { s.Linux.Resources.Memory = &specs.LinuxMemory{DisableOOMKiller: ptr(true)} }, "linux.resources.memory.disableOOMKiller", true},
 		{"no hierarchy", func(s *specs.Spec) { s.Linux.Resources.Memory = &specs.LinuxMemory{UseHierarchy: ptr(false)} }, "linux.resources.memory.useHierarchy", true},
 		{"check before update", func(s *specs.Spec) { s.Linux.Resources.Memory = &specs.LinuxMemory{CheckBeforeUpdate: ptr(true)} }, "linux.resources.memory.checkBeforeUpdate", true},
 		{"cpu burst", func(s *specs.Spec) { s.Linux.Resources.CPU = &specs.LinuxCPU{Burst: ptr(uint64(1))} }, "linux.resources.cpu.burst", true},
@@ -534,6 +518,104 @@ func TestFromSpecErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestFromSpecWhatRuncAccepts converts fields that runc honours (or ignores
+// with a warning) and vessel once refused.
+func TestFromSpecWhatRuncAccepts(t *testing.T) {
+	t.Run("runc spec ambient capabilities", func(t *testing.T) {
+		s := baseSpec()
+		s.Process.Capabilities.Ambient = []string{"CAP_KILL", "CAP_AUDIT_WRITE"}
+		s.Process.Capabilities.Inheritable = []string{"CAP_KILL"}
+		cfg, warns, err := FromSpecWarnings(s, "/bundle")
+		require.NoError(t, err)
+		assert.Equal(t, []string{"CAP_KILL"}, cfg.Security.Capabilities.Ambient)
+		require.Len(t, warns, 1)
+		assert.Contains(t, warns[0], "CAP_AUDIT_WRITE")
+	})
+	t.Run("stacked mounts", func(t *testing.T) {
+		s := baseSpec()
+		s.Mounts = append(s.Mounts, specs.Mount{Destination: "/x", Type: "tmpfs"}, specs.Mount{Destination: "/x/", Type: "tmpfs", Options: []string{"size=1m"}})
+		cfg := mustFromSpec(t, s)
+		require.Len(t, cfg.Mounts, 2)
+		assert.False(t, cfg.Mounts[0].Stacked)
+		assert.True(t, cfg.Mounts[1].Stacked)
+		assert.Equal(t, int64(1<<20), cfg.Mounts[1].Size)
+	})
+	t.Run("containerd sandbox shm bind on the standard /dev/shm", func(t *testing.T) {
+		s := baseSpec()
+		s.Mounts = append(s.Mounts, specs.Mount{Destination: "/dev/shm", Type: "bind", Source: "/run/sandbox/shm", Options: []string{"rbind", "ro", "nosuid", "nodev", "noexec"}})
+		cfg := mustFromSpec(t, s)
+		require.Len(t, cfg.Mounts, 1)
+		assert.Equal(t, "/dev/shm", cfg.Mounts[0].Destination)
+		assert.True(t, cfg.Mounts[0].Stacked && cfg.Mounts[0].ReadOnly)
+	})
+	t.Run("second /proc", func(t *testing.T) {
+		s := baseSpec()
+		s.Mounts = append(s.Mounts, s.Mounts[0])
+		cfg := mustFromSpec(t, s)
+		require.Len(t, cfg.Mounts, 2, "the standard /proc is applied as a mount of its own when another goes on top")
+		assert.Equal(t, []string{"/proc", "/proc"}, []string{cfg.Mounts[0].Destination, cfg.Mounts[1].Destination})
+		assert.True(t, cfg.Mounts[1].Stacked)
+	})
+	t.Run("bind data options", func(t *testing.T) {
+		s := baseSpec()
+		s.Mounts = append(s.Mounts, specs.Mount{Destination: "/x", Source: "/y", Options: []string{"rbind", "size=1", "mode=755"}})
+		cfg, warns, err := FromSpecWarnings(s, "/bundle")
+		require.NoError(t, err)
+		assert.Empty(t, cfg.Mounts[0].Data)
+		assert.Len(t, warns, 2)
+	})
+	t.Run("tmpcopyup", func(t *testing.T) {
+		s := baseSpec()
+		s.Mounts = append(s.Mounts, specs.Mount{Destination: "/run", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "tmpcopyup"}})
+		cfg := mustFromSpec(t, s)
+		assert.True(t, cfg.Mounts[0].CopyUp)
+	})
+	t.Run("devices", func(t *testing.T) {
+		s := baseSpec()
+		s.Linux.Resources.Devices = nil
+		s.Linux.Devices = []specs.LinuxDevice{
+			{Path: "/dev/fuse", Type: "c", Major: 10, Minor: 229},
+			{Path: "/dev/null", Type: "c", Major: 1, Minor: 3, FileMode: ptr(os.FileMode(0o600)), UID: ptr(uint32(7)), GID: ptr(uint32(8))},
+			{Path: "/dev/fifo", Type: "p", FileMode: ptr(os.FileMode(0o640))},
+			{Path: "/dev/loop9", Type: "b", Major: 7, Minor: 9},
+		}
+		cfg := mustFromSpec(t, s)
+		assert.Equal(t, []rootfs.Device{
+			{Path: "/dev/fuse", Type: "c", Major: 10, Minor: 229, Mode: 0o666},
+			{Path: "/dev/null", Type: "c", Major: 1, Minor: 3, Mode: 0o600, UID: 7, GID: 8},
+			{Path: "/dev/fifo", Type: "p", Mode: 0o640},
+			{Path: "/dev/loop9", Type: "b", Major: 7, Minor: 9, Mode: 0o666},
+		}, cfg.Devices)
+		want := append([]limits.DeviceRule{
+			cgroups.DefaultDevices()[0],
+			{Allow: true, Type: "c", Major: 10, Minor: 229, Access: "rwm"},
+			{Allow: true, Type: "b", Major: 7, Minor: 9, Access: "rwm"},
+		}, cgroups.DefaultDevices()[1:]...)
+		assert.Equal(t, want, cfg.Resources.Devices, "deny-all, the nodes' allows, the default allows (/dev/null's is one of them)")
+	})
+	t.Run("rootfs propagation", func(t *testing.T) {
+		for _, mode := range []string{"shared", "rslave", "private"} {
+			s := baseSpec()
+			s.Linux.RootfsPropagation = mode
+			assert.Equal(t, mode, mustFromSpec(t, s).RootPropagation)
+		}
+	})
+	t.Run("memory knobs", func(t *testing.T) {
+		s := baseSpec()
+		s.Linux.Resources.Memory = &specs.LinuxMemory{Kernel: ptr(int64(1 << 20)), KernelTCP: ptr(int64(1 << 20)), Swappiness: ptr(uint64(10)), DisableOOMKiller: ptr(true)}
+		cfg, warns, err := FromSpecWarnings(s, "/bundle")
+		require.NoError(t, err)
+		assert.Equal(t, &limits.Memory{KernelTCP: ptr(int64(1 << 20)), Swappiness: ptr(uint64(10)), DisableOOMKiller: true}, cfg.Resources.Memory)
+		assert.Len(t, warns, 1, "kernel is ignored with a warning")
+	})
+	t.Run("no namespaces at all", func(t *testing.T) {
+		s := baseSpec()
+		s.Linux.Namespaces = nil
+		cfg := mustFromSpec(t, s)
+		assert.Empty(t, cfg.Namespaces)
+	})
 }
 
 func TestFromSpecReportsEveryProblem(t *testing.T) {

@@ -29,7 +29,7 @@ var noopOptions = []string{"defaults", "async", "nomand", "noiversion", "nolazyt
 // unsupportedOptions are generic mount options vessel cannot apply yet.
 var unsupportedOptions = []string{
 	"sync", "dirsync", "mand", "lazytime", "iversion", "nosymfollow", "rnosymfollow",
-	"remount", "idmap", "ridmap", "tmpcopyup", "copy-symlink", "src-nofollow",
+	"remount", "idmap", "ridmap", "copy-symlink", "src-nofollow",
 	"nostrictatime", "norelatime",
 }
 
@@ -123,6 +123,10 @@ func (c *converter) parseMount(i int, sm specs.Mount) (parsedMount, bool) {
 			if !slices.Contains(atimeOptions, o) {
 				pm.atime = o[1:]
 			}
+		case o == "tmpcopyup" && typ == rootfs.TypeTmpfs:
+			m.CopyUp = true
+		case o == "tmpcopyup":
+			c.warn(field+".options", "tmpcopyup ignored: it applies to tmpfs mounts only (runc ignores it too)")
 		case slices.Contains(unsupportedOptions, o):
 			c.unsupported(field+".options", "option %q is not supported yet", o)
 			ok = false
@@ -147,12 +151,13 @@ func (c *converter) parseMount(i int, sm specs.Mount) (parsedMount, bool) {
 			m.Mode = uint32(mode)
 		case strict && slices.Contains(allowed, key):
 			m.Data = append(m.Data, o)
+		case strict && bind:
+			// A bind mount takes no filesystem data: runc passes it to
+			// mount(2), which ignores it for binds (engines write mode=
+			// and size= on binds of tmpfs-backed sources).
+			c.warn(field+".options", "option %q ignored: a bind mount takes no filesystem options", o)
 		case strict:
-			if bind {
-				c.bad(field+".options", "unknown option %q for a bind mount", o)
-			} else {
-				c.bad(field+".options", "unknown option %q for a %s mount", o, typ)
-			}
+			c.bad(field+".options", "unknown option %q for a %s mount", o, typ)
 			ok = false
 		default:
 			m.Data = append(m.Data, o)
@@ -302,6 +307,23 @@ func (c *converter) mounts(list []specs.Mount) []rootfs.Mount {
 			userDst[dst] = true
 		}
 	}
+	// A later mount on the destination of a standard one that vessel only
+	// makes when nothing else is mounted there (/proc, /dev, /sys) turns
+	// the standard one into an ordinary mount, so that both are applied
+	// in order. Below /dev and /sys vessel's own are always made, and a
+	// later mount simply goes on top.
+	for i := range entries {
+		e := &entries[i]
+		if !e.fold || systemMountAt(e.pm.m.Destination).parent != "" {
+			continue
+		}
+		for j := i + 1; j < len(entries); j++ {
+			if entries[j].ok && entries[j].pm.m.Destination == e.pm.m.Destination {
+				e.fold = false
+				break
+			}
+		}
+	}
 	var out []rootfs.Mount
 	userAt := map[string]int{}
 	folded := map[string]bool{}
@@ -326,13 +348,10 @@ func (c *converter) mounts(list []specs.Mount) []rootfs.Mount {
 			c.unsupported(field, "a /dev other than vessel's own (tmpfs nosuid,strictatime,mode=755,size=65536k) is not supported yet: the default devices would be missing")
 			continue
 		}
-		if j, dup := userAt[dst]; dup {
-			c.unsupported(field+".destination", "%s is already the destination of mounts[%d]; stacked mounts are not supported yet", dst, j)
-			continue
-		}
-		if folded[dst] {
-			c.unsupported(field+".destination", "%s is already mounted by an earlier standard mount; stacked mounts are not supported yet", dst)
-			continue
+		// A mount on the destination of an earlier one goes on top of it,
+		// in the spec's order, as runc applies it.
+		if _, dup := userAt[dst]; dup || folded[dst] {
+			e.pm.m.Stacked = true
 		}
 		userAt[dst] = i
 		out = append(out, e.pm.m)

@@ -12,20 +12,15 @@ import (
 )
 
 // cpu.shares (cgroup v1, 2..262144) and cpu.weight (cgroup v2, 1..10000)
-// are converted as runc and crun do: weight = 1 + (shares-2)*9999/262142.
+// are converted as runc and crun do (cgroups.WeightFromShares).
 const (
 	minShares = 2
 	maxShares = 262144
 	maxWeight = 10000
 )
 
-func weightFromShares(shares uint64) uint64 {
-	shares = min(max(shares, minShares), maxShares)
-	return 1 + (shares-minShares)*(maxWeight-1)/(maxShares-minShares)
-}
-
-// sharesFromWeight is the inverse of weightFromShares, rounded up so that
-// weightFromShares(sharesFromWeight(w)) == w.
+// sharesFromWeight is the inverse of cgroups.WeightFromShares, rounded up
+// so that WeightFromShares(sharesFromWeight(w)) == w.
 func sharesFromWeight(w uint64) uint64 {
 	w = min(max(w, 1), maxWeight)
 	num := (w - 1) * (maxShares - minShares)
@@ -47,14 +42,21 @@ func (c *converter) resources(r *specs.LinuxResources) *limits.Resources {
 	if m := r.Memory; m != nil {
 		out.Memory = &limits.Memory{Limit: clonePtr(m.Limit), Reservation: clonePtr(m.Reservation), Swap: clonePtr(m.Swap),
 			KernelTCP: clonePtr(m.KernelTCP)}
+		// runc ignores it (the kernel dropped kernel memory limits in
+		// 6.1): a warning, not a refusal.
 		if m.Kernel != nil {
-			c.unsupported(f+"memory.kernel", "kernel memory limits are not supported (the kernel removed them)")
+			c.warn(f+"memory.kernel", "ignored: kernel memory limits are gone from current kernels (runc ignores it too)")
 		}
 		if m.Swappiness != nil {
-			c.unsupported(f+"memory.swappiness", "not supported yet")
+			// runc takes values above 100 (the spec's -1 as uint64) as unset.
+			if *m.Swappiness <= 100 {
+				out.Memory.Swappiness = clonePtr(m.Swappiness)
+			} else {
+				c.warn(f+"memory.swappiness", "%d is above 100: left as the parent has it", *m.Swappiness)
+			}
 		}
-		if m.DisableOOMKiller != nil && *m.DisableOOMKiller {
-			c.unsupported(f+"memory.disableOOMKiller", "disabling the OOM killer is not supported yet")
+		if m.DisableOOMKiller != nil {
+			out.Memory.DisableOOMKiller = *m.DisableOOMKiller
 		}
 		if m.UseHierarchy != nil && !*m.UseHierarchy {
 			c.unsupported(f+"memory.useHierarchy", "false: hierarchical accounting is the only mode of current kernels")
@@ -66,7 +68,9 @@ func (c *converter) resources(r *specs.LinuxResources) *limits.Resources {
 	if cpu := r.CPU; cpu != nil {
 		o := &limits.CPU{Period: clonePtr(cpu.Period), Cpuset: cpu.Cpus, Mems: cpu.Mems}
 		if cpu.Shares != nil && *cpu.Shares != 0 { // runc treats 0 as unset
-			o.Weight = limits.Ptr(weightFromShares(*cpu.Shares))
+			// Written to cpu.shares as it is on v1 (the kernel clamps it to
+			// 2..262144, as it does for runc); converted on v2.
+			o.Shares = limits.Ptr(min(max(*cpu.Shares, minShares), maxShares))
 		}
 		if q := cpu.Quota; q != nil && *q != 0 { // 0 is unset, as in runc
 			if *q < 0 {
@@ -170,11 +174,16 @@ func (t *problems) specResources(r *limits.Resources) *specs.LinuxResources {
 	out := &specs.LinuxResources{}
 	if m := r.Memory; m != nil {
 		out.Memory = &specs.LinuxMemory{Limit: clonePtr(m.Limit), Reservation: clonePtr(m.Reservation), Swap: clonePtr(m.Swap),
-			KernelTCP: clonePtr(m.KernelTCP)}
+			KernelTCP: clonePtr(m.KernelTCP), Swappiness: clonePtr(m.Swappiness)}
+		if m.DisableOOMKiller {
+			out.Memory.DisableOOMKiller = limits.Ptr(true)
+		}
 	}
 	if c := r.CPU; c != nil {
 		o := &specs.LinuxCPU{Period: clonePtr(c.Period), Cpus: c.Cpuset, Mems: c.Mems}
-		if c.Weight != nil {
+		if c.Shares != nil {
+			o.Shares = clonePtr(c.Shares)
+		} else if c.Weight != nil {
 			o.Shares = limits.Ptr(sharesFromWeight(*c.Weight))
 		}
 		if c.CPUs != nil {

@@ -1,6 +1,7 @@
 package oci
 
 import (
+	"os"
 	"path"
 	"reflect"
 	"runtime"
@@ -12,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/openvessel/vessel"
+	"github.com/openvessel/vessel/limits"
 	"github.com/openvessel/vessel/namespaces"
 	"github.com/openvessel/vessel/rootfs"
 	"github.com/openvessel/vessel/security"
@@ -144,6 +146,12 @@ func ToSpec(cfg *vessel.Config) (*specs.Spec, error) {
 	}
 	if prof.Seccomp != nil {
 		l.Seccomp = specSeccomp(prof.Seccomp, prof.Capabilities)
+	}
+	l.RootfsPropagation = cfg.RootPropagation
+	for _, d := range cfg.Devices {
+		mode := os.FileMode(d.Mode)
+		l.Devices = append(l.Devices, specs.LinuxDevice{Path: d.Path, Type: d.Type, Major: d.Major, Minor: d.Minor,
+			FileMode: &mode, UID: limits.Ptr(d.UID), GID: limits.Ptr(d.GID)})
 	}
 	s.Linux = l
 	s.Mounts = specMounts(cfg)

@@ -82,7 +82,7 @@ func TestRoundTripBuiltConfig(t *testing.T) {
 		},
 		Resources: &limits.Resources{
 			Memory:  &limits.Memory{Limit: ptr(int64(1 << 30)), Swap: ptr(int64(-1))},
-			CPU:     &limits.CPU{CPUs: ptr(1.5), Weight: ptr(uint64(100)), Cpuset: "0"},
+			CPU:     &limits.CPU{CPUs: ptr(1.5), Shares: ptr(uint64(512)), Cpuset: "0"},
 			Pids:    &limits.Pids{Max: ptr(int64(64))},
 			IO:      &limits.IO{Weight: ptr(uint16(500)), WriteBps: []limits.DeviceRate{{Major: 253, Minor: 1, Rate: 10 << 20}}},
 			HugeTLB: []limits.HugeTLB{{PageSize: "1GB", Limit: 1 << 30}},

@@ -47,8 +47,13 @@ func (b *builder) track(fd int) int { b.closes = append(b.closes, fd); return fd
 func Setup(p *Plan) error {
 	b := &builder{p: p, rootfd: -1}
 	defer b.close()
-	// Nothing we do may propagate back to the host.
-	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+	// Nothing we do may propagate back to the host. A slave root (asked
+	// by an OCI spec) keeps receiving the host's mounts, as runc's does.
+	if strings.HasSuffix(p.RootPropagation, "slave") {
+		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_SLAVE, ""); err != nil {
+			return stepErr("make / slave", "/", err)
+		}
+	} else if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return stepErr("make / private", "/", err)
 	}
 	// 1. Take every host tree we need as a detached clone, before any of
@@ -97,6 +102,10 @@ func Setup(p *Plan) error {
 		b.sources[i] = fd
 	}
 	devClones, err := b.cloneDevices()
+	if err != nil {
+		return err
+	}
+	nodeClones, err := b.cloneDeviceNodes()
 	if err != nil {
 		return err
 	}
@@ -229,7 +238,10 @@ func Setup(p *Plan) error {
 		}
 	}
 
-	// 5. Generated files.
+	// 5. Device nodes, then generated files.
+	if err := b.deviceNodes(nodeClones); err != nil {
+		return err
+	}
 	if err := b.files(); err != nil {
 		return err
 	}
@@ -242,6 +254,9 @@ func Setup(p *Plan) error {
 	}
 	if err := pivot(b.rootfd); err != nil {
 		return err
+	}
+	if err := rootPropagation(p.RootPropagation); err != nil {
+		return stepErr("set root propagation", "/", err)
 	}
 
 	// 7. Inside the new root: hide and protect.
@@ -550,6 +565,11 @@ func (b *builder) mountUser(m *Mount) error {
 		return stepErr("mount "+m.Type, m.Destination, err)
 	}
 	defer unix.Close(fd)
+	if m.CopyUp {
+		if err := b.copyUp(fd, m.Destination); err != nil {
+			return stepErr("tmpcopyup", m.Destination, err)
+		}
+	}
 	if err := b.attach(fd, m.Destination, true); err != nil {
 		return err
 	}

@@ -118,6 +118,31 @@ type Mount struct {
 	IDMap bool `json:"idmap,omitempty"`
 	// FD, when positive, is the parent-made idmapped mount of Source.
 	FD int `json:"-"`
+	// Stacked says that the mount deliberately covers an earlier mount of
+	// the list at the same destination (OCI specs do that, and runtimes
+	// apply such mounts in order). Without it a repeated destination is
+	// taken for a mistake and refused.
+	Stacked bool `json:"stacked,omitempty"`
+	// CopyUp fills a new tmpfs with what its destination held before it
+	// was mounted over (files, directories, symlinks, device nodes, with
+	// their modes and owners): podman's tmpcopyup option.
+	CopyUp bool `json:"copyUp,omitempty"`
+}
+
+// Device is a device node (or fifo) created in the container, as an OCI
+// spec's linux.devices asks.
+type Device struct {
+	// Path is where the node is created inside the container.
+	Path string `json:"path"`
+	// Type is "c" (or "u") for a character device, "b" for a block
+	// device, "p" for a fifo.
+	Type  string `json:"type"`
+	Major int64  `json:"major,omitempty"`
+	Minor int64  `json:"minor,omitempty"`
+	// Mode holds the permission bits (0: 0666).
+	Mode uint32 `json:"mode,omitempty"`
+	UID  uint32 `json:"uid,omitempty"`
+	GID  uint32 `json:"gid,omitempty"`
 }
 
 // Bind returns a read-write recursive bind mount of host path src at dst.
@@ -194,6 +219,14 @@ type Plan struct {
 	ShmSize int64 `json:"shmSize,omitempty"`
 	// Privileged binds the host's /dev instead of a minimal one.
 	Privileged bool `json:"privileged,omitempty"`
+	// Devices are created after the mounts (mknod; in a user namespace,
+	// where mknod is refused, a bind of the host's node at the same path).
+	Devices []Device `json:"devices,omitempty"`
+	// RootPropagation is the propagation of the container's root mount:
+	// "" (private), private, rprivate, shared, rshared, slave, rslave,
+	// unbindable, runbindable. A slave root receives the host's mounts
+	// below the root directory; nothing ever propagates back to the host.
+	RootPropagation string `json:"rootPropagation,omitempty"`
 	// BeforePivot, when set, runs once every mount is in place, before
 	// pivot_root (OCI createContainer hooks run here).
 	BeforePivot func() error `json:"-"`
@@ -276,7 +309,7 @@ func (p *Plan) Validate() error {
 		if d == "/" {
 			return fmt.Errorf("%s.destination: cannot mount over / (set the root filesystem instead)", field)
 		}
-		if j, ok := seen[d]; ok {
+		if j, ok := seen[d]; ok && !m.Stacked {
 			return fmt.Errorf("%s.destination: %s is already the destination of mounts[%d] (overlapping mounts)", field, d, j)
 		}
 		seen[d] = i
@@ -305,6 +338,9 @@ func (p *Plan) Validate() error {
 		if m.Size < 0 {
 			return fmt.Errorf("%s.size: negative", field)
 		}
+		if m.CopyUp && m.Type != TypeTmpfs {
+			return fmt.Errorf("%s.copyUp: only a tmpfs can be filled from what it covers", field)
+		}
 		if m.Size > 0 && m.Type != TypeTmpfs && m.Type != TypeVolume {
 			return fmt.Errorf("%s.size: only a tmpfs takes a size", field)
 		}
@@ -324,6 +360,28 @@ func (p *Plan) Validate() error {
 	}
 	if p.NeedsIDMap() && !p.UserNS {
 		return errors.New("rootfs.idmap: idmapped mounts need a new user namespace to map through")
+	}
+	for i, d := range p.Devices {
+		field := fmt.Sprintf("devices[%d]", i)
+		if !path.IsAbs(d.Path) || path.Clean(d.Path) == "/" {
+			return fmt.Errorf("%s.path: %q must be an absolute path below /", field, d.Path)
+		}
+		switch d.Type {
+		case "c", "u", "b", "p":
+		default:
+			return fmt.Errorf("%s.type: %q is not c, u, b or p", field, d.Type)
+		}
+		if d.Major < 0 || d.Minor < 0 || d.Major > 0xfff || d.Minor > 0xfffff {
+			return fmt.Errorf("%s: device number %d:%d is out of range", field, d.Major, d.Minor)
+		}
+		if d.Mode > 0o7777 {
+			return fmt.Errorf("%s.mode: %#o is not a permission mode", field, d.Mode)
+		}
+	}
+	switch p.RootPropagation {
+	case "", "private", "rprivate", "shared", "rshared", "slave", "rslave", "unbindable", "runbindable":
+	default:
+		return fmt.Errorf("rootPropagation: unknown mode %q", p.RootPropagation)
 	}
 	for i, f := range p.Files {
 		if !path.IsAbs(f.Path) || path.Clean(f.Path) == "/" {

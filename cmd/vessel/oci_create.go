@@ -91,7 +91,10 @@ func (g *globalOpts) loadBundle(id, bundle string) (*vessel.Config, *specs.Spec,
 			cgPath = p
 		}
 	}
-	cfg, err := oci.FromSpec(spec, abs)
+	cfg, warns, err := oci.FromSpecWarnings(spec, abs)
+	for _, w := range warns {
+		g.logger().warnf("%s", w)
+	}
 	if err != nil {
 		return nil, nil, err
 	}

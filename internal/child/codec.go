@@ -536,6 +536,8 @@ func (e *enc) plan(p *rootfs.Plan) {
 		e.bool(m.NoDev)
 		e.strs(m.Data)
 		e.bool(m.IDMap)
+		e.bool(m.CopyUp)
+		e.bool(m.Stacked)
 	}
 	e.strs(p.MaskedPaths)
 	e.strs(p.ReadonlyPaths)
@@ -561,6 +563,17 @@ func (e *enc) plan(p *rootfs.Plan) {
 		e.strs(h.Options)
 		e.strs(h.Links)
 	}
+	e.count(len(p.Devices), p.Devices == nil)
+	for _, dv := range p.Devices {
+		e.str(dv.Path)
+		e.str(dv.Type)
+		e.i(dv.Major)
+		e.i(dv.Minor)
+		e.u(uint64(dv.Mode))
+		e.u(uint64(dv.UID))
+		e.u(uint64(dv.GID))
+	}
+	e.str(p.RootPropagation)
 }
 
 func (d *dec) plan(p *rootfs.Plan) {
@@ -585,7 +598,7 @@ func (d *dec) plan(p *rootfs.Plan) {
 		for i := range p.Mounts {
 			p.Mounts[i] = rootfs.Mount{Type: d.str(), Source: d.str(), Destination: d.str(), ReadOnly: d.bool(),
 				NonRecursive: d.bool(), Size: d.i(), Mode: uint32(d.u()), Propagation: d.str(), NoExec: d.bool(),
-				NoSuid: d.bool(), NoDev: d.bool(), Data: d.strs(), IDMap: d.bool()}
+				NoSuid: d.bool(), NoDev: d.bool(), Data: d.strs(), IDMap: d.bool(), CopyUp: d.bool(), Stacked: d.bool()}
 		}
 	}
 	p.MaskedPaths = d.strs()
@@ -610,4 +623,12 @@ func (d *dec) plan(p *rootfs.Plan) {
 			p.CgroupV1[i] = rootfs.CgroupMount{Name: d.str(), V2: d.bool(), Options: d.strs(), Links: d.strs()}
 		}
 	}
+	if n, ok := d.count(); ok {
+		p.Devices = make([]rootfs.Device, n)
+		for i := range p.Devices {
+			p.Devices[i] = rootfs.Device{Path: d.str(), Type: d.str(), Major: d.i(), Minor: d.i(),
+				Mode: uint32(d.u()), UID: uint32(d.u()), GID: uint32(d.u())}
+		}
+	}
+	p.RootPropagation = d.str()
 }

@@ -1,14 +1,20 @@
 package main
 
 import (
+	"bytes"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
 	"testing"
 
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 
 	"github.com/openvessel/vessel/internal/testutil"
 	"github.com/openvessel/vessel/oci"
@@ -161,3 +167,182 @@ func hasCgroupFile(dirs map[string]string, name string) bool {
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+// TestOCIExecUnderSupervisor drives exec the way conmon and the containerd
+// shim do: --detach --pid-file, then waiting for (as a subreaper) and
+// signalling the pid in the file; and exec in the foreground.
+func TestOCIExecUnderSupervisor(t *testing.T) {
+	testutil.RequireRoot(t)
+	root := testRoot(t)
+	const id = "execsup"
+	b := bundle(t, id, []string{"sleep", "100"}, nil)
+	cli(t, root, "run", "--detach", "--bundle", b, id).ok(t, "run --detach")
+	rec := record(t, root, id)
+	defer func() {
+		cli(t, root, "delete", "--force", id).ok(t, "delete")
+		assertGone(t, root, rec)
+	}()
+
+	// Like the shim: a subreaper, so that the stand-in the detached exec
+	// leaves becomes this process's child.
+	require.NoError(t, unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0))
+	defer unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+	detached := func(script string) (int, string) {
+		t.Helper()
+		dir := t.TempDir()
+		pidFile := filepath.Join(dir, "pid")
+		out, err := os.Create(filepath.Join(dir, "out"))
+		require.NoError(t, err)
+		defer out.Close()
+		r := cliWith(t, []string{"--root", root, "exec", "--detach", "--pid-file", pidFile, id, "sh", "-c", script}, out)
+		require.Equal(t, 0, r.code, "exec --detach")
+		b, err := os.ReadFile(pidFile)
+		require.NoError(t, err)
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		require.NoError(t, err)
+		// Never signal 0 or -1 (the group, every process) by mistake.
+		require.Greater(t, pid, 1, "--pid-file holds a process id")
+		return pid, out.Name()
+	}
+	wait := func(pid int) unix.WaitStatus {
+		t.Helper()
+		var ws unix.WaitStatus
+		_, err := unix.Wait4(pid, &ws, 0, nil)
+		require.NoError(t, err, "the pid in --pid-file is this subreaper's child")
+		return ws
+	}
+
+	pid, outFile := detached("sleep 1; echo late; exit 3")
+	ws := wait(pid)
+	assert.True(t, ws.Exited() && ws.ExitStatus() == 3, "status %v: the exec'd process's exit code", ws)
+	out, _ := os.ReadFile(outFile)
+	assert.Equal(t, "late\n", string(out), "the process wrote to the caller's stdout")
+
+	pid, _ = detached("trap 'exit 9' USR1; while :; do sleep 0.1; done")
+	time.Sleep(300 * time.Millisecond) // let the trap be set
+	require.NoError(t, unix.Kill(pid, unix.SIGUSR1))
+	ws = wait(pid)
+	assert.True(t, ws.Exited() && ws.ExitStatus() == 9, "status %v: the signal reached the process", ws)
+
+	pid, _ = detached("exec sleep 100")
+	require.NoError(t, unix.Kill(pid, unix.SIGTERM))
+	ws = wait(pid)
+	assert.True(t, ws.Signaled() && ws.Signal() == unix.SIGTERM, "status %v: ended by the process's signal", ws)
+
+	r := cli(t, root, "exec", "--detach", id, "/no/such/program")
+	assert.Equal(t, 255, r.code, "exec that cannot start: %s", r.stderr)
+
+	// The foreground: waits, exits with the process's status.
+	r = cli(t, root, "exec", id, "sh", "-c", "sleep 1; echo late; exit 3")
+	assert.Equal(t, 3, r.code)
+	assert.Equal(t, "late\n", r.stdout)
+	r = cli(t, root, "exec", id, "/no/such/program")
+	assert.Equal(t, 255, r.code, "exec that cannot start: %s", r.stderr)
+	st := state(t, root, id)
+	assert.Equal(t, "running", st.Status, "the container outlives its exec'd processes")
+}
+
+// consoleSocket listens on a unix socket like a supervisor's console
+// socket; the returned function gives the terminal master received.
+func consoleSocket(t *testing.T) (string, func() *os.File) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "console.sock")
+	l, err := net.Listen("unix", path)
+	require.NoError(t, err)
+	got := make(chan *os.File, 1)
+	go func() {
+		defer l.Close()
+		c, err := l.Accept()
+		if err != nil {
+			got <- nil
+			return
+		}
+		defer c.Close()
+		oob := make([]byte, unix.CmsgSpace(4))
+		_, oobn, _, _, err := c.(*net.UnixConn).ReadMsgUnix(make([]byte, 4096), oob)
+		if err != nil {
+			got <- nil
+			return
+		}
+		msgs, _ := unix.ParseSocketControlMessage(oob[:oobn])
+		if len(msgs) != 1 {
+			got <- nil
+			return
+		}
+		fds, _ := unix.ParseUnixRights(&msgs[0])
+		if len(fds) != 1 {
+			got <- nil
+			return
+		}
+		got <- os.NewFile(uintptr(fds[0]), "console-master")
+	}()
+	return path, func() *os.File {
+		select {
+		case f := <-got:
+			require.NotNil(t, f, "no terminal received on the console socket")
+			return f
+		case <-time.After(10 * time.Second):
+			t.Fatal("no terminal received on the console socket")
+			return nil
+		}
+	}
+}
+
+// readTerm reads the terminal's output until the process closes it.
+func readTerm(master *os.File) string {
+	var b bytes.Buffer
+	_, _ = b.ReadFrom(master) // ends with EIO once the slave side is closed
+	return strings.ReplaceAll(b.String(), "\r\n", "\n")
+}
+
+// TestOCIConsoleSocket checks that a terminal handed to a console socket is
+// the process's controlling terminal from the container's own devpts, for
+// create/start and for exec.
+func TestOCIConsoleSocket(t *testing.T) {
+	testutil.RequireRoot(t)
+	root := testRoot(t)
+	const id = "console"
+	b := bundle(t, id, []string{"sh", "-c", "tty; stat -c %t /dev/pts/ptmx >/dev/null && echo own-devpts; read x; echo got $x; sleep 100"}, func(s *specs.Spec) {
+		s.Process.Terminal = true
+	})
+	sock, master := consoleSocket(t)
+	cli(t, root, "create", "--bundle", b, "--console-socket", sock, id).ok(t, "create --console-socket")
+	rec := record(t, root, id)
+	defer func() {
+		cli(t, root, "delete", "--force", id).ok(t, "delete")
+		assertGone(t, root, rec)
+	}()
+	m := master()
+	defer m.Close()
+	cli(t, root, "start", id).ok(t, "start")
+	_, err := m.Write([]byte("hello\n"))
+	require.NoError(t, err)
+	buf := make([]byte, 0, 256)
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(string(buf), "got hello") && time.Now().Before(deadline) {
+		_ = m.SetReadDeadline(time.Now().Add(time.Second))
+		chunk := make([]byte, 256)
+		n, _ := m.Read(chunk)
+		buf = append(buf, chunk[:n]...)
+	}
+	out := strings.ReplaceAll(string(buf), "\r\n", "\n")
+	assert.Contains(t, out, "/dev/pts/0\nown-devpts\n", "the first terminal of the container's own devpts")
+	assert.Contains(t, out, "got hello", "input typed on the master reaches the process")
+
+	for _, detach := range []bool{false, true} {
+		sock, master := consoleSocket(t)
+		args := []string{"exec", "--tty", "--console-socket", sock}
+		if detach {
+			args = append(args, "--detach")
+		}
+		args = append(args, id, "sh", "-c", "tty; [ -t 0 ] && echo ctty")
+		done := make(chan result, 1)
+		go func() { done <- cli(t, root, args...) }()
+		m := master()
+		got := readTerm(m)
+		m.Close()
+		r := <-done
+		assert.Equal(t, 0, r.code, "exec --tty --console-socket (detach %v): %s", detach, r.stderr)
+		assert.Equal(t, "/dev/pts/1\nctty\n", got, "detach %v", detach)
+	}
+}

@@ -258,21 +258,13 @@ func (g *globalOpts) createContainer(id string, o *createOpts, start bool) (int,
 	stdin, stdout, stderr := os.Stdin, os.Stdout, os.Stderr
 	if terminal {
 		if o.consoleSocket != "" {
-			// The library keeps the master of the terminal it makes in the
-			// container to itself; a host pseudo-terminal stands in, its
-			// slave as the process's stdio, its master for the caller.
-			m, slave, err := openPTY()
-			if err != nil {
-				return discard("allocating a terminal: %v", err), false
-			}
-			defer slave.Close()
-			master = m
-			defer master.Close()
+			// The terminal is made in the container (its devpts, the
+			// process's controlling terminal); its master goes to the
+			// console socket once the container exists.
+			stdin, stdout, stderr = nil, nil, nil
 			if cs := spec.Process.ConsoleSize; cs != nil {
-				_ = unix.IoctlSetWinsize(int(slave.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: uint16(cs.Height), Col: uint16(cs.Width)})
+				cfg.Process.Rows, cfg.Process.Cols = uint16(cs.Height), uint16(cs.Width)
 			}
-			cfg.Process.TTY = false
-			stdin, stdout, stderr = slave, slave, slave
 		} else if isTerminal(0) {
 			if ws, err := unix.IoctlGetWinsize(0, unix.TIOCGWINSZ); err == nil {
 				cfg.Process.Rows, cfg.Process.Cols = ws.Row, ws.Col
@@ -308,7 +300,13 @@ func (g *globalOpts) createContainer(id string, o *createOpts, start bool) (int,
 		return discard("%v", err), false
 	}
 	log.debugf("container %s created: init pid %d, process pid %d", id, state.InitPid, state.Pid)
-	if master != nil {
+	if o.consoleSocket != "" {
+		master = c.Console()
+		if master == nil {
+			g.destroyRecord(rec)
+			return discard("--console-socket %s: the container's process got no terminal", o.consoleSocket), false
+		}
+		defer master.Close()
 		if err := sendConsole(o.consoleSocket, master); err != nil {
 			g.destroyRecord(rec)
 			return discard("--console-socket %s: %v", o.consoleSocket, err), false
@@ -387,6 +385,11 @@ func newDebugLogger(l *cliLog) *slogLogger { return newSlogLogger(l) }
 // writePidFile writes pid atomically, as runc does (a reader never sees a
 // partial file).
 func writePidFile(p string, pid int) error {
+	if pid <= 0 {
+		// A caller that signals the pid it reads must never get 0 or -1
+		// (the process group, every process).
+		return fmt.Errorf("no process to write (pid %d)", pid)
+	}
 	abs, err := filepath.Abs(p)
 	if err != nil {
 		return err
@@ -396,29 +399,6 @@ func writePidFile(p string, pid int) error {
 		return err
 	}
 	return os.Rename(tmp, abs)
-}
-
-// openPTY opens a new pseudo-terminal on the host's devpts.
-func openPTY() (master, slave *os.File, err error) {
-	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
-	if err != nil {
-		return nil, nil, err
-	}
-	if err := unix.IoctlSetPointerInt(int(m.Fd()), unix.TIOCSPTLCK, 0); err != nil {
-		m.Close()
-		return nil, nil, fmt.Errorf("unlockpt: %w", err)
-	}
-	n, err := unix.IoctlGetInt(int(m.Fd()), unix.TIOCGPTN)
-	if err != nil {
-		m.Close()
-		return nil, nil, fmt.Errorf("ptsname: %w", err)
-	}
-	s, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
-	if err != nil {
-		m.Close()
-		return nil, nil, err
-	}
-	return m, s, nil
 }
 
 // sendConsole sends the terminal's master over the console socket

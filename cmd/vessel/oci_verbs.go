@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -214,21 +215,14 @@ func ociExec(g *globalOpts, args []string) int {
 	for i := 0; i < preserveFDs; i++ {
 		cmd.ExtraFiles = append(cmd.ExtraFiles, os.NewFile(uintptr(3+i), fmt.Sprintf("fd%d", 3+i)))
 	}
-	var master *os.File
 	var restore func()
 	switch {
 	case tty && consoleSocket != "":
-		m, slave, err := openPTY()
-		if err != nil {
-			return g.errorf("exec: allocating a terminal: %v", err)
-		}
-		defer m.Close()
-		defer slave.Close()
-		if cmd.Rows > 0 {
-			_ = unix.IoctlSetWinsize(int(slave.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: cmd.Rows, Col: cmd.Cols})
-		}
-		master = m
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
+		// The terminal comes from the container's own devpts (the
+		// process's controlling terminal there); its master goes to the
+		// console socket.
+		cmd.TTY = true
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, nil, nil
 	case tty && detach:
 		return g.errorf("exec: cannot allocate a terminal for a detached process without --console-socket")
 	case tty:
@@ -242,32 +236,55 @@ func ociExec(g *globalOpts, args []string) int {
 	case consoleSocket != "":
 		return g.errorf("exec: --console-socket given without a terminal (--tty)")
 	}
+	// runc exits 255 when the process cannot be started.
+	const cannotStart = 255
+	if detach {
+		pid, err := startExecRelay(rec.ControlSocket, cmd, consoleSocket)
+		if err != nil {
+			g.errorf("exec failed: %v", err)
+			return cannotStart
+		}
+		if pidFile != "" {
+			if err := writePidFile(pidFile, pid); err != nil {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+				g.errorf("exec: --pid-file: %v", err)
+				return cannotStart
+			}
+		}
+		return 0
+	}
 	if restore != nil {
 		defer restore()
 	}
 	cl, err := vessel.Attach(rec.ControlSocket)
 	if err != nil {
-		return g.errorf("%v", err)
+		g.errorf("exec failed: %v", err)
+		return cannotStart
 	}
 	defer cl.Close()
 	p, err := cl.Exec(context.Background(), cmd)
 	if err != nil {
-		return g.errorf("exec: %v", oneLine(err))
+		g.errorf("exec failed: %v", oneLine(err))
+		return cannotStart
 	}
-	if master != nil {
-		if err := sendConsole(consoleSocket, master); err != nil {
+	if consoleSocket != "" {
+		err := errors.New("the process got no terminal")
+		if m := p.Console(); m != nil {
+			err = sendConsole(consoleSocket, m)
+			m.Close()
+		}
+		if err != nil {
 			_ = p.Signal(syscall.SIGKILL)
-			return g.errorf("exec: --console-socket %s: %v", consoleSocket, err)
+			g.errorf("exec: --console-socket %s: %v", consoleSocket, err)
+			return cannotStart
 		}
 	}
 	if pidFile != "" {
 		if err := writePidFile(pidFile, p.Pid()); err != nil {
 			_ = p.Signal(syscall.SIGKILL)
-			return g.errorf("exec: --pid-file: %v", err)
+			g.errorf("exec: --pid-file: %v", err)
+			return cannotStart
 		}
-	}
-	if detach {
-		return 0
 	}
 	sigs := make(chan os.Signal, 16)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT,

@@ -314,7 +314,7 @@ func (g *globalOpts) createContainer(id string, o *createOpts, start bool) (int,
 	}
 	if !start {
 		if o.pidFile != "" {
-			if err := writePidFile(o.pidFile, state.InitPid); err != nil {
+			if err := writePidFile(o.pidFile, state.Pid); err != nil {
 				g.destroyRecord(rec)
 				return discard("--pid-file: %v", err), false
 			}
@@ -330,7 +330,7 @@ func (g *globalOpts) createContainer(id string, o *createOpts, start bool) (int,
 		log.warnf("%v", err)
 	}
 	if o.pidFile != "" {
-		if err := writePidFile(o.pidFile, state.InitPid); err != nil {
+		if err := writePidFile(o.pidFile, state.Pid); err != nil {
 			g.destroyRecord(rec)
 			return discard("--pid-file: %v", err), false
 		}
@@ -356,15 +356,21 @@ func (g *globalOpts) createContainer(id string, o *createOpts, start bool) (int,
 			_ = c.Signal(s.(syscall.Signal))
 		}
 	}()
+	// A detached container's main process is this command's child (the
+	// init forks it with CLONE_PARENT, for supervisors to reap): its
+	// status is ours to collect; the init only sees it end.
+	code, reaped := reapMain(state.Pid)
 	waitErr := c.Wait()
-	code := 0
-	if ex := c.State().Exit; ex != nil {
-		code = ex.Code
-		if ex.Signal != 0 {
-			code = 128 + int(ex.Signal)
+	if !reaped {
+		code = 0
+		if ex := c.State().Exit; ex != nil {
+			code = ex.Code
+			if ex.Signal != 0 {
+				code = 128 + int(ex.Signal)
+			}
+		} else if waitErr != nil {
+			code = 1
 		}
-	} else if waitErr != nil {
-		code = 1
 	}
 	// runc run deletes the container once it has ended.
 	if l, err := st.Lock(id); err == nil {
@@ -377,6 +383,30 @@ func (g *globalOpts) createContainer(id string, o *createOpts, start bool) (int,
 		}
 	}
 	return code, false
+}
+
+// reapMain waits for the container's main process when it is this
+// process's child, and returns its exit code in the shell's convention;
+// reaped is false when it is not our child.
+func reapMain(pid int) (code int, reaped bool) {
+	if pid <= 0 {
+		return 0, false
+	}
+	var ws unix.WaitStatus
+	for {
+		_, err := unix.Wait4(pid, &ws, 0, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return 0, false
+		}
+		break
+	}
+	if ws.Signaled() {
+		return 128 + int(ws.Signal()), true
+	}
+	return ws.ExitStatus(), true
 }
 
 // newDebugLogger sends the library's debug logs to the command's log.

@@ -185,15 +185,16 @@ func lockBusy(rec *oci.Record, g *globalOpts) bool {
 	return false
 }
 
-// pidOf is the pid the state reports: the container's PID 1, vessel's
-// init, which forwards signals to the main process and exits with its
-// code, so a supervisor that waits for it (podman's conmon, containerd's
-// shim) sees the container's exit status.
+// pidOf is the pid the state reports: the container's main process, PID
+// 1 of its pid namespace, as runc reports it. It is forked as the child of
+// the command that created the container (CLONE_PARENT), so a supervisor
+// that is its subreaper (podman's conmon, containerd's shim) waits for it
+// and sees the container's exit status.
 func (g *globalOpts) pidOf(rec *oci.Record, status specs.ContainerState) int {
 	if status == specs.StateStopped || status == specs.StateCreating {
 		return 0
 	}
-	return rec.Init.Pid
+	return rec.Main.Pid
 }
 
 // destroyRecord removes everything container rec holds on the host: its

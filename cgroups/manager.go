@@ -43,6 +43,9 @@ type State struct {
 	// Dirs maps each hierarchy ("memory", "cpu,cpuacct", "name=systemd",
 	// "unified") to the cgroup's directory in it.
 	Dirs map[string]string `json:"dirs"`
+	// Keep lists parent cgroups that existed before this one was created
+	// (see KeepExistingParents): Destroy never removes them, even empty.
+	Keep []string `json:"keep,omitempty"`
 }
 
 // Manager controls one container's cgroup in every hierarchy of the host.
@@ -58,6 +61,8 @@ type Manager struct {
 	// created marks the hierarchies where Create made the cgroup, for
 	// cleaning up after a failed Create.
 	created map[string]bool
+	// keep holds parents Destroy must leave (State.Keep).
+	keep map[string]bool
 }
 
 // ErrNotExist is returned (wrapped) by Load and Open when the container's
@@ -156,6 +161,12 @@ func Open(st State) (*Manager, error) {
 		}
 		m.dirs[key] = clean
 	}
+	for _, d := range st.Keep {
+		if m.keep == nil {
+			m.keep = map[string]bool{}
+		}
+		m.keep[filepath.Clean(d)] = true
+	}
 	if !m.exists() {
 		return nil, fmt.Errorf("cgroups: %s: %w", st.Name, ErrNotExist)
 	}
@@ -168,7 +179,34 @@ func (m *Manager) State() State {
 	for k, v := range m.dirs {
 		dirs[k] = v
 	}
-	return State{Layout: m.sys.layout, Name: m.name, Dirs: dirs}
+	var keep []string
+	for d := range m.keep {
+		keep = append(keep, d)
+	}
+	sort.Strings(keep)
+	return State{Layout: m.sys.layout, Name: m.name, Dirs: dirs, Keep: keep}
+}
+
+// KeepExistingParents records the parents of the cgroup (the directories
+// of Name above it) that exist now, in every hierarchy, so that Destroy
+// leaves them even when they end up empty: a cgroup that another program
+// made, such as a kubelet's pod cgroup with its own limits, is not vessel's
+// to remove (runc never removes one either). Call it before Create; the
+// list goes into State.
+func (m *Manager) KeepExistingParents() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, key := range m.keys() {
+		chain := m.chain(key)
+		for _, dir := range chain[:len(chain)-1] {
+			if _, err := os.Stat(dir); err == nil {
+				if m.keep == nil {
+					m.keep = map[string]bool{}
+				}
+				m.keep[dir] = true
+			}
+		}
+	}
 }
 
 // Layout returns the host's cgroup layout.
@@ -773,6 +811,9 @@ func (m *Manager) removeIntermediates(key string) {
 	}
 	chain := m.chain(key)
 	for i := len(chain) - 2; i >= 0; i-- {
+		if m.keep[chain[i]] {
+			break // existed before: someone else's (and so are its parents)
+		}
 		if err := unix.Rmdir(chain[i]); err != nil {
 			break
 		}

@@ -1,6 +1,8 @@
 package oci
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -174,6 +176,50 @@ func (s *Store) CheckID(id string) error {
 	return nil
 }
 
+// maxSocketPath is the longest path a unix socket address holds
+// (sun_path is 108 bytes with its terminating NUL).
+const maxSocketPath = 107
+
+// ControlSocket returns where the control socket of container id goes: in
+// its state directory when that path fits a unix socket address, else (a
+// long --root, such as the containerd shim's with its 64-character ids) a
+// short path in SocketDir named after a hash of the long one. Remove
+// removes either.
+func (s *Store) ControlSocket(id string) string {
+	p := filepath.Join(s.Dir(id), ControlSocketName)
+	if len(p) <= maxSocketPath {
+		return p
+	}
+	sum := sha256.Sum256([]byte(p))
+	return filepath.Join(SocketDir(), hex.EncodeToString(sum[:12])+".sock")
+}
+
+// SocketDir is where control sockets go whose state directory path is too
+// long for a unix socket: /run/vessel-sock for root, else under
+// $XDG_RUNTIME_DIR (or the temporary directory).
+func SocketDir() string {
+	if os.Geteuid() == 0 {
+		return "/run/vessel-sock"
+	}
+	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
+		return filepath.Join(d, "vessel-sock")
+	}
+	return filepath.Join(os.TempDir(), fmt.Sprintf("vessel-sock-%d", os.Geteuid()))
+}
+
+// UserRoot is the state root the command line uses when not told (--root):
+// DefaultRoot for root; for other users $XDG_RUNTIME_DIR/vessel, as runc
+// uses /run/user/UID/runc (the temporary directory when it is unset).
+func UserRoot() string {
+	if os.Geteuid() == 0 {
+		return DefaultRoot
+	}
+	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
+		return filepath.Join(d, "vessel")
+	}
+	return filepath.Join(os.TempDir(), fmt.Sprintf("vessel-%d", os.Geteuid()))
+}
+
 // Dir returns the state directory of container id.
 func (s *Store) Dir(id string) string { return filepath.Join(s.Root, id) }
 
@@ -329,6 +375,11 @@ func (s *Store) Remove(id string) error {
 	}
 	if err := os.RemoveAll(gone); err != nil {
 		return fmt.Errorf("oci: removing state of %s: %w", id, err)
+	}
+	if sock := s.ControlSocket(id); !strings.HasPrefix(sock, s.Dir(id)+"/") {
+		if err := os.Remove(sock); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("oci: removing the control socket of %s: %w", id, err)
+		}
 	}
 	return nil
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -33,15 +32,9 @@ var Version = "0.1.0-dev"
 var gopts = &globalOpts{root: defaultRoot(), logFormat: "text"}
 
 // defaultRoot is the store of containers: /run/vessel for root, else
-// $XDG_RUNTIME_DIR/vessel (as podman keeps a rootless user's state).
-func defaultRoot() string {
-	if os.Geteuid() != 0 {
-		if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
-			return filepath.Join(d, "vessel")
-		}
-	}
-	return oci.DefaultRoot
-}
+// $XDG_RUNTIME_DIR/vessel (as podman keeps a rootless user's state, and
+// runc /run/user/UID/runc); see oci.UserRoot.
+func defaultRoot() string { return oci.UserRoot() }
 
 // exitCode is an error that carries a verb's exit code (already reported).
 type exitCode int

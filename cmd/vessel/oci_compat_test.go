@@ -16,7 +16,9 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
+	"github.com/openvessel/vessel/cgroups"
 	"github.com/openvessel/vessel/internal/testutil"
+	"github.com/openvessel/vessel/limits"
 	"github.com/openvessel/vessel/oci"
 )
 
@@ -344,5 +346,68 @@ func TestOCIConsoleSocket(t *testing.T) {
 		r := <-done
 		assert.Equal(t, 0, r.code, "exec --tty --console-socket (detach %v): %s", detach, r.stderr)
 		assert.Equal(t, "/dev/pts/1\nctty\n", got, "detach %v", detach)
+	}
+}
+
+// TestOCICommandLineAsRunc covers what supervisors rely on: every signal
+// runc's kill takes, kill --all on a stopped container, a --root long
+// enough to overflow a unix socket path, update of one field, and a
+// parent cgroup someone else made left in place.
+func TestOCICommandLineAsRunc(t *testing.T) {
+	testutil.RequireRoot(t)
+	// The containerd shim's root and a 64-character id: the state
+	// directory is far longer than a socket path can be.
+	root := filepath.Join(testRoot(t), strings.Repeat("r", 60), "k8s.io")
+	id := strings.Repeat("c", 64)
+
+	// A pod cgroup made by someone else, with a limit of its own.
+	pod, err := cgroups.New(cgroups.Options{Name: "vessel-test/oci-pod", Resources: &limits.Resources{Pids: &limits.Pids{Max: ptrTo(int64(500))}}})
+	require.NoError(t, err)
+	require.NoError(t, pod.Create())
+	defer func() { assert.NoError(t, pod.Destroy()) }()
+
+	b := bundle(t, id, []string{"sh", "-c", "trap 'echo usr2 >/tmp/got' USR2; while :; do sleep 0.05; done"}, func(s *specs.Spec) {
+		s.Linux.CgroupsPath = "vessel-test/oci-pod/" + id[:8]
+		s.Linux.Resources = &specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: ptrTo(int64(64 << 20))}}
+	})
+	cli(t, root, "run", "--detach", "--bundle", b, id).ok(t, "run --detach with a long root")
+	rec := record(t, root, id)
+	assert.LessOrEqual(t, len(rec.ControlSocket), 107, "the control socket fits a unix socket address")
+	r := cli(t, root, "exec", id, "sh", "-c", "exit 4")
+	assert.Equal(t, 4, r.code, "exec through the short socket: %s", r.stderr)
+
+	for _, sig := range []string{"0", "SIGRTMIN+3", "RTMAX-1", "34", "WINCH"} {
+		cli(t, root, "kill", id, sig).ok(t, "kill "+sig)
+	}
+	r = cli(t, root, "kill", id, "65")
+	assert.Equal(t, 1, r.code, "signal 65 does not exist")
+	time.Sleep(200 * time.Millisecond) // the trap is set
+	cli(t, root, "kill", id, "USR2").ok(t, "kill USR2")
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if r = cli(t, root, "exec", id, "cat", "/tmp/got"); r.stdout == "usr2\n" {
+			break
+		}
+	}
+	assert.Equal(t, "usr2\n", r.stdout, "the trapped signal reached the main process")
+
+	// A swap limit alone, for a container whose memory limit is set.
+	cli(t, root, "update", "--memory-swap", "128m", id).ok(t, "update --memory-swap")
+	if hasCgroupFile(rec.CgroupState.Dirs, "memory.memsw.limit_in_bytes") {
+		assert.Equal(t, strconv.Itoa(128<<20), cgroupFile(t, rec, "memory.memsw.limit_in_bytes"))
+	}
+	cli(t, root, "update", "--cpu-period", "200000", "--cpu-quota", "100000", id).ok(t, "update period and quota")
+
+	cli(t, root, "kill", id, "KILL").ok(t, "kill KILL")
+	waitStatus(t, root, id, "stopped")
+	cli(t, root, "kill", "--all", id, "KILL").ok(t, "kill --all of a stopped container")
+	r = cli(t, root, "kill", id, "TERM")
+	assert.Equal(t, 1, r.code, "kill (not --all) of a stopped container fails, as runc's")
+	cli(t, root, "delete", id).ok(t, "delete")
+	assertGone(t, root, rec)
+	_, err = os.Stat(rec.ControlSocket)
+	assert.True(t, os.IsNotExist(err), "the short control socket is gone")
+	for h, dir := range pod.State().Dirs {
+		_, err := os.Stat(dir)
+		assert.NoError(t, err, "the pod cgroup someone else made stays (hierarchy %s)", h)
 	}
 }

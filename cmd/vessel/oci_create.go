@@ -232,7 +232,7 @@ func (g *globalOpts) createContainer(id string, o *createOpts, start bool) (int,
 	}
 	rec := &oci.Record{
 		ID: id, Bundle: cfg.Bundle, Annotations: cfg.Annotations, Created: time.Now().UTC(),
-		Owner: os.Geteuid(), ControlSocket: filepath.Join(st.Dir(id), oci.ControlSocketName),
+		Owner: os.Geteuid(), ControlSocket: st.ControlSocket(id),
 		Cgroup: cfg.Cgroup, Config: cfg,
 	}
 	if cfg.Rootfs.Path != "" {
@@ -245,8 +245,14 @@ func (g *globalOpts) createContainer(id string, o *createOpts, start bool) (int,
 		if err != nil {
 			return discard("linux.cgroupsPath: %v", err), false
 		}
+		// Parents that exist already (a kubelet's pod cgroup) stay when
+		// the container goes, as under runc.
+		m.KeepExistingParents()
 		cs := m.State()
 		rec.CgroupState = &cs
+	}
+	if err := os.MkdirAll(filepath.Dir(rec.ControlSocket), 0o700); err != nil {
+		return discard("control socket directory: %v", err), false
 	}
 	// Saved before anything exists on the host: a crash from here on
 	// leaves a record that delete --force cleans up after.

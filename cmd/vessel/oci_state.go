@@ -378,8 +378,9 @@ func ociList(g *globalOpts, args []string) int {
 // parseSignal reads a signal as a number or a name, with or without SIG.
 func parseSignal(s string) (syscall.Signal, error) {
 	if n, err := strconv.Atoi(s); err == nil {
-		if n <= 0 || n > 64 {
-			return 0, fmt.Errorf("signal %d is out of range", n)
+		// 0 checks that the process exists, as kill(2) does.
+		if n < 0 || n > sigRTMax {
+			return 0, fmt.Errorf("signal %d is out of range (0..%d)", n, sigRTMax)
 		}
 		return syscall.Signal(n), nil
 	}
@@ -390,8 +391,43 @@ func parseSignal(s string) (syscall.Signal, error) {
 	if sig := unix.SignalNum(name); sig != 0 {
 		return sig, nil
 	}
+	// Real-time signals by name: RTMIN, RTMIN+N, RTMAX, RTMAX-N.
+	for _, rt := range []struct {
+		prefix string
+		base   int
+		sign   int
+	}{{"SIGRTMIN", sigRTMin, 1}, {"SIGRTMAX", sigRTMax, -1}} {
+		rest, ok := strings.CutPrefix(name, rt.prefix)
+		if !ok {
+			continue
+		}
+		off := 0
+		if rest != "" {
+			op := "+"
+			if rt.sign < 0 {
+				op = "-"
+			}
+			num, ok := strings.CutPrefix(rest, op)
+			n, err := strconv.Atoi(num)
+			if !ok || err != nil || n < 0 {
+				break
+			}
+			off = rt.sign * n
+		}
+		if n := rt.base + off; n >= sigRTMin && n <= sigRTMax {
+			return syscall.Signal(n), nil
+		}
+		return 0, fmt.Errorf("signal %q is out of the real-time range", s)
+	}
 	return 0, fmt.Errorf("unknown signal %q", s)
 }
+
+// The real-time signals a process can be sent (glibc keeps 32 and 33
+// for itself; SIGRTMIN is 34 as C programs see it).
+const (
+	sigRTMin = 34
+	sigRTMax = 64
+)
 
 func ociKill(g *globalOpts, args []string) int {
 	const usage = "[--all] ID [SIGNAL]"
@@ -417,28 +453,34 @@ func ociKill(g *globalOpts, args []string) int {
 	}
 	defer lock.Unlock()
 	status := g.statusOf(rec)
-	if status == specs.StateStopped || status == specs.StateCreating {
+	stopped := status == specs.StateStopped || status == specs.StateCreating
+	if stopped && !all {
 		return g.errorf("container not running")
 	}
 	if all {
+		// runc signals whatever is left in the cgroup, also once the main
+		// process has ended (a supervisor's stop ends with kill --all).
 		cg, err := cgroupOf(rec)
-		if err != nil {
+		if err != nil && !stopped {
 			return g.errorf("%v", err)
 		}
-		if cg != nil {
+		if err == nil && cg != nil {
 			if sig == syscall.SIGKILL {
-				if err := cg.Kill(); err != nil {
+				if err := cg.Kill(); err != nil && !stopped {
 					return g.errorf("%v", err)
 				}
 				return 0
 			}
 			pids, err := cg.Pids()
-			if err != nil {
+			if err != nil && !stopped {
 				return g.errorf("%v", err)
 			}
 			for _, pid := range pids {
 				_ = unix.Kill(pid, sig)
 			}
+			return 0
+		}
+		if stopped {
 			return 0
 		}
 		cl, err := vessel.Attach(rec.ControlSocket)

@@ -492,13 +492,25 @@ func ociUpdate(g *globalOpts, args []string) int {
 	if cg == nil {
 		return g.errorf("container %s has no cgroup", id)
 	}
-	if err := res.Validate(); err != nil {
+	// What is checked is the container's resources after the update (as
+	// runc takes it: a swap limit for a container whose memory limit was
+	// set at create); what is written is the controllers the update
+	// touches, with their other values as they were.
+	merged := mergeResources(rec.Config.Resources, res)
+	if err := merged.Validate(); err != nil {
 		return g.errorf("update: %v", err)
 	}
-	if err := cg.Update(res); err != nil {
+	apply := *res
+	if res.Memory != nil {
+		apply.Memory = merged.Memory
+	}
+	if res.CPU != nil {
+		apply.CPU = merged.CPU
+	}
+	if err := cg.Update(&apply); err != nil {
 		return g.errorf("update: %v", err)
 	}
-	rec.Config.Resources = mergeResources(rec.Config.Resources, res)
+	rec.Config.Resources = merged
 	if err := st.Save(rec); err != nil {
 		return g.errorf("%v", err)
 	}
@@ -529,11 +541,47 @@ func mergeResources(old, upd *limits.Resources) *limits.Resources {
 		return upd
 	}
 	out := *old
-	if upd.Memory != nil {
-		out.Memory = upd.Memory
+	// Memory and CPU fields an update leaves out keep their values.
+	if m := upd.Memory; m != nil {
+		n := limits.Memory{}
+		if old.Memory != nil {
+			n = *old.Memory
+		}
+		for _, f := range []struct{ dst, src **int64 }{{&n.Limit, &m.Limit}, {&n.Swap, &m.Swap}, {&n.Reservation, &m.Reservation}} {
+			if *f.src != nil {
+				*f.dst = *f.src
+			}
+		}
+		if m.Swappiness != nil {
+			n.Swappiness = m.Swappiness
+		}
+		n.DisableOOMKiller = n.DisableOOMKiller || m.DisableOOMKiller
+		out.Memory = &n
 	}
-	if upd.CPU != nil {
-		out.CPU = upd.CPU
+	if c := upd.CPU; c != nil {
+		n := limits.CPU{}
+		if old.CPU != nil {
+			n = *old.CPU
+		}
+		if c.CPUs != nil {
+			n.CPUs = c.CPUs
+		}
+		if c.Period != nil {
+			n.Period = c.Period
+		}
+		if c.Shares != nil {
+			n.Shares, n.Weight = c.Shares, nil
+		}
+		if c.Weight != nil {
+			n.Weight, n.Shares = c.Weight, nil
+		}
+		if c.Cpuset != "" {
+			n.Cpuset = c.Cpuset
+		}
+		if c.Mems != "" {
+			n.Mems = c.Mems
+		}
+		out.CPU = &n
 	}
 	if upd.Pids != nil {
 		out.Pids = upd.Pids

@@ -685,3 +685,22 @@ func TestFromSpecBeancounterLimits(t *testing.T) {
 		}
 	}
 }
+
+// TestMountOptionsAreAccepted checks that features' list is exact: every
+// option it names converts, and one it leaves out is refused.
+func TestMountOptionsAreAccepted(t *testing.T) {
+	for _, o := range MountOptions() {
+		s := baseSpec()
+		s.Mounts = append(s.Mounts, specs.Mount{Destination: "/x", Type: "tmpfs", Source: "tmpfs", Options: []string{o}})
+		if o == "bind" || o == "rbind" {
+			s.Mounts[len(s.Mounts)-1].Source = "/srv"
+		}
+		_, err := FromSpec(s, "/bundle")
+		assert.NoError(t, err, "option %q is listed by features", o)
+	}
+	assert.NotContains(t, MountOptions(), "noatime")
+	s := baseSpec()
+	s.Mounts = append(s.Mounts, specs.Mount{Destination: "/x", Type: "tmpfs", Options: []string{"noatime"}})
+	_, err := FromSpec(s, "/bundle")
+	assert.ErrorIs(t, err, ErrNotSupported)
+}

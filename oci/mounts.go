@@ -49,6 +49,19 @@ var dataOptions = map[string][]string{
 	rootfs.TypeMqueue: {},
 }
 
+// MountOptions lists the generic mount options FromSpec accepts, as
+// `features` reports them (filesystem options such as size= or mode= of a
+// tmpfs go to the kernel and are not listed).
+func MountOptions() []string {
+	out := []string{"bind", "rbind", "ro", "rro", "rw", "rrw", "nosuid", "rnosuid", "suid", "rsuid",
+		"nodev", "rnodev", "dev", "rdev", "noexec", "rnoexec", "exec", "rexec",
+		"relatime", "rrelatime", "strictatime", "rstrictatime", "tmpcopyup"}
+	out = append(out, propagations...)
+	out = append(out, noopOptions...)
+	slices.Sort(out)
+	return out
+}
+
 // parseMount reads mounts[i] of a spec; it reports problems through c and
 // returns ok false when the mount cannot be used at all.
 func (c *converter) parseMount(i int, sm specs.Mount) (parsedMount, bool) {

@@ -748,9 +748,7 @@ func ociFeatures(g *globalOpts, args []string) int {
 		OCIVersionMin: "1.0.0",
 		OCIVersionMax: specs.Version,
 		Hooks:         []string{"prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"},
-		MountOptions: []string{"bind", "rbind", "ro", "rro", "rw", "rrw", "nosuid", "rnosuid", "suid", "rsuid",
-			"nodev", "rnodev", "dev", "rdev", "noexec", "rnoexec", "exec", "rexec",
-			"atime", "noatime", "relatime", "strictatime", "nodiratime", "private", "rprivate", "slave", "rslave", "shared", "rshared"},
+		MountOptions:  oci.MountOptions(),
 		Linux: &features.Linux{
 			Namespaces:   []string{"cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"},
 			Capabilities: capNames,

@@ -433,7 +433,6 @@ func TestFromSpecErrors(t *testing.T) {
 		{"cgroup v1 elsewhere", func(s *specs.Spec) {
 			s.Mounts = append(s.Mounts, specs.Mount{Destination: "/cg", Type: "cgroup", Source: "cgroup"})
 		}, "mounts[7].type", true},
-		{"cgroup below a sysfs of the spec's own", func(s *specs.Spec) { s.Mounts[5].Options = nil }, "mounts[6].type", true},
 		{"unknown namespace", func(s *specs.Spec) { s.Linux.Namespaces[0].Type = "pidz" }, "linux.namespaces[0].type", false},
 		{"duplicate namespace", func(s *specs.Spec) { s.Linux.Namespaces = append(s.Linux.Namespaces, s.Linux.Namespaces[0]) }, "linux.namespaces[6].type", false},
 		{"relative namespace path", func(s *specs.Spec) { s.Linux.Namespaces[1].Path = "proc/1/ns/net" }, "linux.namespaces[1].path", false},
@@ -609,6 +608,23 @@ func TestFromSpecWhatRuncAccepts(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, &limits.Memory{KernelTCP: ptr(int64(1 << 20)), Swappiness: ptr(uint64(10)), DisableOOMKiller: true}, cfg.Resources.Memory)
 		assert.Len(t, warns, 1, "kernel is ignored with a warning")
+	})
+	t.Run("podman --privileged: read-write sysfs and a cgroup mount", func(t *testing.T) {
+		s := baseSpec()
+		s.Mounts[5].Options = []string{"nosuid", "noexec", "nodev", "rw"}
+		s.Mounts[6].Options = []string{"nosuid", "noexec", "nodev", "relatime", "rw"}
+		cfg, warns, err := FromSpecWarnings(s, "/bundle")
+		require.NoError(t, err)
+		layout, err := cgroups.Detect()
+		require.NoError(t, err)
+		if layout == cgroups.V2 {
+			require.Len(t, cfg.Mounts, 2)
+			assert.Equal(t, "cgroup2", cfg.Mounts[1].Type)
+		} else {
+			require.Len(t, cfg.Mounts, 1, "the sysfs; the cgroup v1 mount is left out")
+			assert.Len(t, warns, 1)
+		}
+		assert.Equal(t, "/sys", cfg.Mounts[0].Destination)
 	})
 	t.Run("no namespaces at all", func(t *testing.T) {
 		s := baseSpec()

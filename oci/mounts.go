@@ -10,6 +10,7 @@ import (
 
 	"github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/openvessel/vessel/cgroups"
 	"github.com/openvessel/vessel/rootfs"
 )
 
@@ -354,8 +355,22 @@ func (c *converter) mounts(list []specs.Mount) []rootfs.Mount {
 			continue
 		}
 		switch {
+		case (e.pm.m.Type == "cgroup" || e.pm.m.Type == "cgroup2") && dst == "/sys/fs/cgroup":
+			// Below a /sys of the spec's own (podman --privileged mounts a
+			// read-write sysfs): on a cgroup v2 host the container gets its
+			// cgroup2 view there, as vessel's own /sys would hold; on v1 and
+			// hybrid hosts vessel mounts no v1 hierarchies in containers.
+			if layout, err := cgroups.Detect(); err == nil && layout == cgroups.V2 {
+				m := e.pm.m
+				m.Type, m.Source, m.Data = "cgroup2", "cgroup", nil
+				out = append(out, m)
+				userAt[dst] = i
+			} else {
+				c.warn(field, "the cgroup mount is left out: on this host's cgroup v1 layout vessel mounts no cgroup hierarchies in containers")
+			}
+			continue
 		case e.pm.m.Type == "cgroup":
-			c.unsupported(field+".type", "cgroup (v1) mounts are not supported yet, except vessel's own read-only /sys/fs/cgroup")
+			c.unsupported(field+".type", "cgroup (v1) mounts are not supported yet, except at /sys/fs/cgroup")
 			continue
 		case dst == "/dev" && e.pm.m.Type != rootfs.TypeBind:
 			c.unsupported(field, "a /dev other than vessel's own (tmpfs nosuid,strictatime,mode=755,size=65536k) is not supported yet: the default devices would be missing")

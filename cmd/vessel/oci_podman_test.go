@@ -1,47 +1,55 @@
 package main
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/openvessel/vessel/cgroups"
 )
 
-// TestPodmanRuntime runs containers through podman (Debian's package) with
-// vessel as its OCI runtime: an image imported from a local tarball, no
-// registry. Podman keeps its storage in a temporary root so nothing stays
-// on the host, and its cgroups go under vessel-test.
-func TestPodmanRuntime(t *testing.T) {
+// podmanImage is the busybox image each podman test imports.
+const podmanImage = "localhost/vessel-busybox:test"
+
+// podmanWith returns a function running Debian's podman with vessel as its
+// OCI runtime and its storage, run state and cgroups private to the test
+// (a busybox image imported from a local tarball: no registry), with the
+// containers.conf this machine needs (its open-files limit is 20000, below
+// podman's default ulimits). Everything is removed when the test ends.
+func podmanWith(t *testing.T) func(args ...string) (string, error) {
+	t.Helper()
 	if _, err := exec.LookPath("podman"); err != nil {
 		t.Fatal("podman is not installed (test.sh installs it: apt-get install podman)")
 	}
 	dir := t.TempDir()
 	rootfs := filepath.Join(dir, "rootfs")
-	if err := os.MkdirAll(filepath.Join(rootfs, "bin"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("cp", "/bin/busybox", filepath.Join(rootfs, "bin/busybox")).CombinedOutput(); err != nil {
-		t.Fatalf("%v %s", err, out)
-	}
-	for _, a := range []string{"sh", "echo", "cat", "hostname", "id", "sleep"} {
-		os.Symlink("busybox", filepath.Join(rootfs, "bin", a))
+	require.NoError(t, os.MkdirAll(filepath.Join(rootfs, "bin"), 0o755))
+	out, err := exec.Command("cp", "/bin/busybox", filepath.Join(rootfs, "bin/busybox")).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	for _, a := range []string{"sh", "echo", "cat", "hostname", "id", "sleep", "tty", "touch", "stat", "ls", "wc", "tr"} {
+		require.NoError(t, os.Symlink("busybox", filepath.Join(rootfs, "bin", a)))
 	}
 	tarball := filepath.Join(dir, "image.tar")
-	if out, err := exec.Command("tar", "-C", rootfs, "-cf", tarball, ".").CombinedOutput(); err != nil {
-		t.Fatalf("%v %s", err, out)
-	}
+	out, err = exec.Command("tar", "-C", rootfs, "-cf", tarball, ".").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	conf := filepath.Join(dir, "containers.conf")
+	require.NoError(t, os.WriteFile(conf, []byte("[containers]\ndefault_ulimits = [\"nofile=20000:20000\", \"nproc=4096:4096\"]\n"), 0o644))
 	storage := []string{"--root", filepath.Join(dir, "storage"), "--runroot", filepath.Join(dir, "run"),
 		"--cgroup-manager", "cgroupfs", "--runtime", vesselBin, "--events-backend", "none"}
 	podman := func(args ...string) (string, error) {
 		cmd := exec.Command("podman", append(append([]string{}, storage...), args...)...)
+		cmd.Env = append(os.Environ(), "CONTAINERS_CONF="+conf)
 		out, err := cmd.CombinedOutput()
 		return string(out), err
 	}
 	t.Cleanup(func() {
-		podman("rm", "--all", "--force")
+		podman("rm", "--all", "--force", "--time", "0")
 		podman("rmi", "--all", "--force")
 		// conmon's cgroups (podman makes PARENT/conmon with cgroupfs).
 		for _, name := range []string{"vessel-test/podman/conmon", "vessel-test/podman"} {
@@ -54,17 +62,89 @@ func TestPodmanRuntime(t *testing.T) {
 		exec.Command("umount", "-R", filepath.Join(dir, "storage")).Run()
 		exec.Command("umount", "-R", filepath.Join(dir, "run")).Run()
 	})
-	if out, err := podman("import", tarball, "localhost/vessel-busybox:test"); err != nil {
-		t.Fatalf("podman import: %v\n%s", err, out)
+	out2, err := podman("import", tarball, podmanImage)
+	require.NoError(t, err, "podman import: %s", out2)
+	return podman
+}
+
+// exitCode is the exit status of a command run by exec (0 for nil).
+func exitCode(err error) int {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
 	}
-	run := []string{"run", "--rm", "--network", "none", "--cgroup-parent", "/vessel-test/podman", "--hostname", "pod-box", "localhost/vessel-busybox:test"}
+	if err != nil {
+		return -1
+	}
+	return 0
+}
+
+// TestPodmanRuntime runs containers through podman with vessel as its OCI
+// runtime: output, hostname, and the container's exit code through conmon.
+func TestPodmanRuntime(t *testing.T) {
+	podman := podmanWith(t)
+	run := []string{"run", "--rm", "--network", "none", "--cgroup-parent", "/vessel-test/podman", "--hostname", "pod-box", podmanImage}
 	out, err := podman(append(run, "/bin/sh", "-c", "echo hello from $(hostname); cat /proc/1/cmdline | tr '\\0' ' '")...)
-	if err != nil || !strings.Contains(out, "hello from pod-box") {
-		t.Fatalf("podman run through vessel: %v\n%s", err, out)
-	}
-	// The exit code of the container comes back through conmon.
+	require.NoError(t, err, "podman run through vessel: %s", out)
+	assert.Contains(t, out, "hello from pod-box")
 	_, err = podman(append(run, "/bin/sh", "-c", "exit 3")...)
-	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 3 {
-		t.Fatalf("podman run of exit 3: %v", err)
+	assert.Equal(t, 3, exitCode(err), "podman run of exit 3")
+}
+
+// TestPodmanAsRunc goes through the podman rows of issue 20's table, and
+// the everyday verbs, side by side with what runc gives.
+func TestPodmanAsRunc(t *testing.T) {
+	podman := podmanWith(t)
+	opts := []string{"--network", "none", "--cgroup-parent", "/vessel-test/podman"}
+	run := func(args ...string) (string, error) {
+		return podman(append(append(append([]string{"run", "--rm"}, opts...), args[:len(args)-1]...), podmanImage, "sh", "-c", args[len(args)-1])...)
 	}
+	out, err := podman(append(append([]string{"run", "-d", "--name", "c1"}, opts...), podmanImage, "sleep", "1000")...)
+	require.NoError(t, err, "podman run -d: %s", out)
+
+	// exec: the process's status, and output that comes late.
+	_, err = podman("exec", "c1", "sh", "-c", "exit 3")
+	assert.Equal(t, 3, exitCode(err), "podman exec of exit 3")
+	out, err = podman("exec", "c1", "sh", "-c", "sleep 2; echo late")
+	assert.NoError(t, err)
+	assert.Equal(t, "late\n", out, "podman exec waits for the process")
+
+	// Terminals (-t; -i also needs one on podman's own stdin).
+	out, err = podman("exec", "-t", "c1", "tty")
+	assert.NoError(t, err)
+	assert.Contains(t, out, "/dev/pts/0", "podman exec -t: a terminal of the container's devpts")
+	out, err = podman(append(append([]string{"run", "--rm", "-t"}, opts...), podmanImage, "tty")...)
+	assert.NoError(t, err)
+	assert.Contains(t, out, "/dev/pts/0", "podman run -t")
+
+	// --read-only (tmpfs /tmp, /run, /var/tmp with tmpcopyup) and
+	// --privileged (every host device, read-write /sys).
+	out, err = run("--read-only", "touch /tmp/x /run/y && echo writable; touch /etc/z 2>/dev/null || echo etc-read-only")
+	assert.NoError(t, err, "podman run --read-only: %s", out)
+	assert.Equal(t, "writable\netc-read-only\n", out)
+	out, err = run("--privileged", "stat -c %t:%T /dev/fuse; echo x > /dev/null && echo ok")
+	assert.NoError(t, err, "podman run --privileged: %s", out)
+	assert.Equal(t, "a:e5\nok\n", out)
+
+	// Limits, user, OOM.
+	out, err = run("--memory", "64m", "--pids-limit", "50", "--cpus", "0.5", "--user", "1000:1000", "id -u")
+	assert.NoError(t, err, "%s", out)
+	assert.Equal(t, "1000\n", out)
+	_, err = run("--memory", "32m", "x=a; while :; do x=$x$x; done")
+	assert.Equal(t, 137, exitCode(err), "OOM kill")
+
+	// pause, top, stats, inspect, logs, stop, rm.
+	for _, verb := range [][]string{{"pause", "c1"}, {"unpause", "c1"}, {"top", "c1"}, {"stats", "--no-stream", "c1"}} {
+		out, err := podman(verb...)
+		assert.NoError(t, err, "podman %v: %s", verb, out)
+	}
+	out, err = podman("inspect", "-f", "{{.State.Pid}}", "c1")
+	assert.NoError(t, err)
+	pid := strings.TrimSpace(out)
+	cmdline, _ := os.ReadFile("/proc/" + pid + "/cmdline")
+	assert.Equal(t, "sleep\x001000\x00", string(cmdline), "inspect's pid is the workload")
+	out, err = podman("stop", "-t", "1", "c1")
+	assert.NoError(t, err, "podman stop: %s", out)
+	out, err = podman("rm", "c1")
+	assert.NoError(t, err, "podman rm: %s", out)
 }

@@ -201,3 +201,154 @@ func TestContainerdAsRunc(t *testing.T) {
 	out, err = cd.ctr(t, "task", "delete", "bg")
 	assert.NoError(t, err, "ctr task delete: %s", out)
 }
+
+// crictlPath finds crictl: on PATH, or built here from its Go module
+// (sigs.k8s.io/cri-tools/cmd/crictl@v1.37.0) into a directory kept across
+// runs under the temporary directory.
+func crictlPath(t *testing.T) string {
+	t.Helper()
+	if p, err := exec.LookPath("crictl"); err == nil {
+		return p
+	}
+	bin := filepath.Join(os.TempDir(), "vessel-test-tools")
+	p := filepath.Join(bin, "crictl")
+	if _, err := os.Stat(p); err == nil {
+		return p
+	}
+	cmd := exec.Command("go", "install", "sigs.k8s.io/cri-tools/cmd/crictl@v1.37.0")
+	cmd.Env = append(os.Environ(), "GOBIN="+bin, "CGO_ENABLED=0", "GOFLAGS=")
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "building crictl: %s", out)
+	return p
+}
+
+// TestCRIPodAsRunc is the path a Kubernetes node takes: containerd's CRI
+// plugin with a vessel runtime handler (the runc v2 shim with BinaryName
+// vessel), Debian's CNI plugins for the pod network, driven by crictl: a
+// pod of two containers through runp, create, start, exec (streaming, -s,
+// -t), logs, stats, stop, rm. The configuration is the README's
+// (Kubernetes section), with this test's paths.
+func TestCRIPodAsRunc(t *testing.T) {
+	testutil.RequireRoot(t)
+	if _, err := os.Stat("/usr/lib/cni/bridge"); err != nil {
+		t.Fatal("the CNI plugins are not installed (test.sh installs them: apt-get install containernetworking-plugins)")
+	}
+	crictl := crictlPath(t)
+	netDir := t.TempDir()
+	const bridge = "vtest-cri0"
+	t.Cleanup(func() { exec.Command("ip", "link", "del", bridge).Run() })
+	require.NoError(t, os.MkdirAll(filepath.Join(netDir, "net.d"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(netDir, "net.d", "10-vessel-test.conflist"), []byte(`{
+  "cniVersion": "1.0.0", "name": "vessel-cri-test",
+  "plugins": [{"type": "bridge", "bridge": "`+bridge+`", "isGateway": true, "ipMasq": false,
+    "ipam": {"type": "host-local", "dataDir": "`+netDir+`/ipam", "ranges": [[{"subnet": "10.147.0.0/24"}]]}}]
+}`), 0o644))
+	cd := startContainerd(t, `disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.zfs"]
+[plugins]
+  [plugins."io.containerd.internal.v1.opt"]
+    path = "`+netDir+`/opt"
+  [plugins."io.containerd.grpc.v1.cri"]
+    sandbox_image = "localhost/pause:vessel-test"
+    stream_server_address = "127.0.0.1"
+    stream_server_port = "0"
+    enable_selinux = false
+    disable_apparmor = true
+    restrict_oom_score_adj = true
+    netns_mounts_under_state_dir = true
+    [plugins."io.containerd.grpc.v1.cri".containerd]
+      snapshotter = "overlayfs"
+      default_runtime_name = "vessel"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.vessel]
+        runtime_type = "io.containerd.runc.v2"
+        [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.vessel.options]
+          BinaryName = "`+vesselBin+`"
+          Root = "`+netDir+`/runtime-root/vessel"
+          SystemdCgroup = false
+    [plugins."io.containerd.grpc.v1.cri".cni]
+      bin_dir = "/usr/lib/cni"
+      conf_dir = "`+netDir+`/net.d"
+      max_conf_num = 1
+`)
+	cd.importBusybox(t, "k8s.io", "localhost/pause:vessel-test", testutil.ImageConfig{Cmd: []string{"sleep", "2147483647"}})
+	cd.importBusybox(t, "k8s.io", "localhost/vessel-busybox:test", testutil.ImageConfig{Cmd: []string{"sh"}})
+
+	crictlConf := filepath.Join(netDir, "crictl.yaml")
+	require.NoError(t, os.WriteFile(crictlConf, []byte("runtime-endpoint: unix://"+cd.sock+"\nimage-endpoint: unix://"+cd.sock+"\ntimeout: 60\n"), 0o644))
+	var lastStderr string // of the last crictl run
+	cri := func(args ...string) (string, error) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, crictl, append([]string{"--config", crictlConf}, args...)...)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if ctx.Err() != nil {
+			t.Errorf("crictl %v: timed out\n%s", args, out)
+		}
+		lastStderr = stderr.String()
+		return strings.TrimSpace(string(out)), err
+	}
+	t.Cleanup(func() { cri("rmp", "-fa") })
+	write := func(name, body string) string {
+		p := filepath.Join(netDir, name)
+		require.NoError(t, os.WriteFile(p, []byte(body), 0o644))
+		return p
+	}
+	logs := filepath.Join(netDir, "logs")
+	pod := write("pod.json", `{"metadata": {"name": "vpod", "namespace": "default", "uid": "vpod-uid", "attempt": 0},
+  "log_directory": "`+logs+`", "linux": {"cgroup_parent": "/vessel-test/cri-pod"}}`)
+	podID, err := cri("runp", "--runtime", "vessel", pod)
+	require.NoError(t, err, "crictl runp: %s", podID)
+	var ids []string
+	for _, name := range []string{"c1", "c2"} {
+		c := write(name+".json", `{"metadata": {"name": "`+name+`"}, "image": {"image": "localhost/vessel-busybox:test"},
+  "command": ["sh", "-c", "echo started-`+name+`; exec sleep 1000"], "log_path": "`+name+`.log"}`)
+		id, err := cri("create", podID, c, pod)
+		require.NoError(t, err, "crictl create %s: %s", name, id)
+		out, err := cri("start", id)
+		require.NoError(t, err, "crictl start %s: %s", name, out)
+		ids = append(ids, id)
+	}
+	// crictl reports the process's status in its message (and exits 1).
+	out, err := cri("exec", ids[0], "sh", "-c", "echo streamed; exit 3")
+	assert.Error(t, err)
+	assert.Equal(t, "streamed", out)
+	assert.Contains(t, lastStderr, "command terminated with exit code 3")
+	out, err = cri("exec", "-s", "--timeout", "20", ids[1], "sh", "-c", "sleep 1; echo sync >&2; exit 4")
+	assert.Error(t, err)
+	assert.Contains(t, lastStderr, "exited with 4: sync", "crictl exec -s: %s", out)
+	out, err = cri("exec", "-s", "--timeout", "20", ids[1], "sh", "-c", "echo sync")
+	assert.NoError(t, err, lastStderr)
+	assert.Equal(t, "sync", out)
+	if script, err := exec.LookPath("script"); err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		line := crictl + " --config " + crictlConf + " exec -it " + ids[0] + " tty"
+		b, err := exec.CommandContext(ctx, script, "-qec", line, "/dev/null").CombinedOutput()
+		assert.NoError(t, err, "%s", b)
+		assert.Contains(t, string(b), "/dev/pts/0", "crictl exec -it: a terminal of the container's devpts")
+	}
+	// The two containers share the pod's network namespace: one address.
+	a1, err := cri("exec", ids[0], "cat", "/proc/net/fib_trie")
+	assert.NoError(t, err)
+	assert.Contains(t, a1, "10.147.0.", "the pod has its CNI address")
+	out, err = cri("logs", ids[1])
+	assert.NoError(t, err)
+	assert.Equal(t, "started-c2", out)
+	out, err = cri("stats", "-o", "json", ids[0])
+	assert.NoError(t, err, "crictl stats: %s", out)
+	assert.Contains(t, out, `"memory"`)
+	for _, id := range ids {
+		out, err = cri("stop", "--timeout", "2", id)
+		assert.NoError(t, err, "crictl stop: %s", out)
+		out, err = cri("rm", id)
+		assert.NoError(t, err, "crictl rm: %s", out)
+	}
+	out, err = cri("stopp", podID)
+	assert.NoError(t, err, "crictl stopp: %s", out)
+	out, err = cri("rmp", podID)
+	assert.NoError(t, err, "crictl rmp: %s", out)
+	out, _ = cri("pods", "-q")
+	assert.Empty(t, out, "no pod left")
+}

@@ -75,6 +75,12 @@ func SwapProc(sw *ProcSwap, nsfd int) error {
 		if err != nil {
 			return stepErr("fsopen proc", dst, err)
 		}
+		// The source runc and Setup give it (mountinfo shows it; the OCI
+		// runtime-tools check it).
+		if err := unix.FsconfigSetString(fs, "source", "proc"); err != nil {
+			unix.Close(fs)
+			return stepErr("proc source", dst, err)
+		}
 		if nsfd >= 0 {
 			if err := unix.FsconfigSetFd(fs, "pidns", nsfd); err != nil {
 				unix.Close(fs)

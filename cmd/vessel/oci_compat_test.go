@@ -168,7 +168,6 @@ func hasCgroupFile(dirs map[string]string, name string) bool {
 	return false
 }
 
-
 // TestOCIExecUnderSupervisor drives exec the way conmon and the containerd
 // shim do: --detach --pid-file, then waiting for (as a subreaper) and
 // signalling the pid in the file; and exec in the foreground.

@@ -358,15 +358,16 @@ func (c *converter) mounts(list []specs.Mount) []rootfs.Mount {
 		case (e.pm.m.Type == "cgroup" || e.pm.m.Type == "cgroup2") && dst == "/sys/fs/cgroup":
 			// Below a /sys of the spec's own (podman --privileged mounts a
 			// read-write sysfs): on a cgroup v2 host the container gets its
-			// cgroup2 view there, as vessel's own /sys would hold; on v1 and
-			// hybrid hosts vessel mounts no v1 hierarchies in containers.
+			// cgroup2 view there, as vessel's own /sys would hold; the v1
+			// hierarchies view of vessel's own /sys is not made below
+			// another sysfs yet.
 			if layout, err := cgroups.Detect(); err == nil && layout == cgroups.V2 {
 				m := e.pm.m
 				m.Type, m.Source, m.Data = "cgroup2", "cgroup", nil
 				out = append(out, m)
 				userAt[dst] = i
 			} else {
-				c.warn(field, "the cgroup mount is left out: on this host's cgroup v1 layout vessel mounts no cgroup hierarchies in containers")
+				c.warn(field, "the cgroup mount is left out: below a sysfs of the spec's own, vessel mounts the container's cgroups on cgroup v2 hosts only")
 			}
 			continue
 		case e.pm.m.Type == "cgroup":

@@ -170,11 +170,32 @@ func (c *converter) process(pr *specs.Process, cfg *vessel.Config) {
 
 	prof := &security.Profile{NoNewPrivileges: pr.NoNewPrivileges}
 	if caps := pr.Capabilities; caps != nil {
+		// runc ignores names it does not know (a newer kernel's, or a
+		// mistake) with a warning; so does vessel.
+		known := func(set string, names []string) []string {
+			if names == nil {
+				return nil
+			}
+			out := make([]string, 0, len(names))
+			for _, n := range names {
+				if _, err := security.ParseCapability(n); err != nil {
+					c.warn("process.capabilities."+set, "%s ignored: not a capability this build knows (runc ignores it too)", n)
+					continue
+				}
+				out = append(out, n)
+			}
+			return out
+		}
+		caps = &specs.LinuxCapabilities{
+			Bounding: known("bounding", caps.Bounding), Effective: known("effective", caps.Effective),
+			Permitted: known("permitted", caps.Permitted), Inheritable: known("inheritable", caps.Inheritable),
+			Ambient: known("ambient", caps.Ambient),
+		}
 		prof.Capabilities = &security.Capabilities{
-			Bounding:    slices.Clone(caps.Bounding),
-			Effective:   slices.Clone(caps.Effective),
-			Permitted:   slices.Clone(caps.Permitted),
-			Inheritable: slices.Clone(caps.Inheritable),
+			Bounding:    caps.Bounding,
+			Effective:   caps.Effective,
+			Permitted:   caps.Permitted,
+			Inheritable: caps.Inheritable,
 		}
 		// runc raises each ambient capability and ignores the kernel's
 		// refusal, which comes for one not both permitted and inheritable

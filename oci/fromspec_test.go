@@ -393,7 +393,6 @@ func TestFromSpecErrors(t *testing.T) {
 		{"username", func(s *specs.Spec) { s.Process.User.Username = "bob" }, "process.user.username", true},
 		{"command line", func(s *specs.Spec) { s.Process.CommandLine = "cmd.exe" }, "process.commandLine", true},
 		{"console too large", func(s *specs.Spec) { s.Process.ConsoleSize = &specs.Box{Height: 70000, Width: 80} }, "process.consoleSize", false},
-		{"unknown capability", func(s *specs.Spec) { s.Process.Capabilities.Bounding = []string{"CAP_FLY"} }, "process.capabilities.bounding", false},
 		{"effective not permitted", func(s *specs.Spec) { s.Process.Capabilities.Effective = []string{"CAP_SYS_ADMIN"} }, "process.capabilities.effective", false},
 		{"unknown rlimit", func(s *specs.Spec) { s.Process.Rlimits = []specs.POSIXRlimit{{Type: "RLIMIT_FOO"}} }, "process.rlimits[0]", false},
 		{"rlimit soft above hard", func(s *specs.Spec) {
@@ -531,6 +530,15 @@ func TestFromSpecWhatRuncAccepts(t *testing.T) {
 		assert.Equal(t, []string{"CAP_KILL"}, cfg.Security.Capabilities.Ambient)
 		require.Len(t, warns, 1)
 		assert.Contains(t, warns[0], "CAP_AUDIT_WRITE")
+	})
+	t.Run("unknown capability", func(t *testing.T) {
+		s := baseSpec()
+		s.Process.Capabilities.Bounding = append(s.Process.Capabilities.Bounding, "CAP_FLY")
+		cfg, warns, err := FromSpecWarnings(s, "/bundle")
+		require.NoError(t, err)
+		assert.NotContains(t, cfg.Security.Capabilities.Bounding, "CAP_FLY")
+		require.Len(t, warns, 1)
+		assert.Contains(t, warns[0], "CAP_FLY")
 	})
 	t.Run("stacked mounts", func(t *testing.T) {
 		s := baseSpec()

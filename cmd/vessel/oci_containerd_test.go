@@ -157,7 +157,7 @@ func TestContainerdAsRunc(t *testing.T) {
 	run := []string{"run", "--rm", "--runc-binary", vesselBin, "--cgroup", "vessel-test/ctr-fg", img, "fg"}
 
 	out, err := cd.ctr(t, append(run, "sh", "-c", "echo hi; exit 3")...)
-	assert.Equal(t, 3, exitCode(err), "ctr run: the container's status: %s", out)
+	assert.Equal(t, 3, exitStatusOf(err), "ctr run: the container's status: %s", out)
 	assert.Equal(t, "hi\n", out)
 
 	out, err = cd.ctr(t, "run", "-d", "--runc-binary", vesselBin, "--cgroup", "vessel-test/ctr-bg", img, "bg", "sleep", "1000")
@@ -169,7 +169,7 @@ func TestContainerdAsRunc(t *testing.T) {
 	}()
 	// task exec: the process's status, no hang; output that comes late.
 	out, err = cd.ctr(t, "task", "exec", "--exec-id", "e1", "bg", "sh", "-c", "sleep 1; echo late; exit 3")
-	assert.Equal(t, 3, exitCode(err), "ctr task exec: %s", out)
+	assert.Equal(t, 3, exitStatusOf(err), "ctr task exec: %s", out)
 	assert.Equal(t, "late\n", out)
 	// A terminal (ctr -t needs one on its own stdin: script(1) gives it).
 	if script, err := exec.LookPath("script"); err == nil {

@@ -67,8 +67,8 @@ func podmanWith(t *testing.T) func(args ...string) (string, error) {
 	return podman
 }
 
-// exitCode is the exit status of a command run by exec (0 for nil).
-func exitCode(err error) int {
+// exitStatusOf is the exit status of a command run by exec (0 for nil).
+func exitStatusOf(err error) int {
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
 		return ee.ExitCode()
@@ -88,7 +88,7 @@ func TestPodmanRuntime(t *testing.T) {
 	require.NoError(t, err, "podman run through vessel: %s", out)
 	assert.Contains(t, out, "hello from pod-box")
 	_, err = podman(append(run, "/bin/sh", "-c", "exit 3")...)
-	assert.Equal(t, 3, exitCode(err), "podman run of exit 3")
+	assert.Equal(t, 3, exitStatusOf(err), "podman run of exit 3")
 }
 
 // TestPodmanAsRunc goes through the podman rows of issue 20's table, and
@@ -104,7 +104,7 @@ func TestPodmanAsRunc(t *testing.T) {
 
 	// exec: the process's status, and output that comes late.
 	_, err = podman("exec", "c1", "sh", "-c", "exit 3")
-	assert.Equal(t, 3, exitCode(err), "podman exec of exit 3")
+	assert.Equal(t, 3, exitStatusOf(err), "podman exec of exit 3")
 	out, err = podman("exec", "c1", "sh", "-c", "sleep 2; echo late")
 	assert.NoError(t, err)
 	assert.Equal(t, "late\n", out, "podman exec waits for the process")
@@ -131,7 +131,7 @@ func TestPodmanAsRunc(t *testing.T) {
 	assert.NoError(t, err, "%s", out)
 	assert.Equal(t, "1000\n", out)
 	_, err = run("--memory", "32m", "x=a; while :; do x=$x$x; done")
-	assert.Equal(t, 137, exitCode(err), "OOM kill")
+	assert.Equal(t, 137, exitStatusOf(err), "OOM kill")
 
 	// pause, top, stats, inspect, logs, stop, rm.
 	for _, verb := range [][]string{{"pause", "c1"}, {"unpause", "c1"}, {"top", "c1"}, {"stats", "--no-stream", "c1"}} {

@@ -110,7 +110,7 @@ for podman, containerd and Kubernetes.`,
 		CompletionOptions:  cobra.CompletionOptions{HiddenDefaultCmd: false},
 	}
 	root.SuggestionsMinimumDistance = 2
-	root.SetVersionTemplate("vessel version {{.Version}}\n")
+	root.SetVersionTemplate(versionText())
 	root.SetFlagErrorFunc(flagError)
 	root.PersistentFlags().AddFlagSet(globalFlags())
 	root.AddCommand(runCommand())
@@ -121,7 +121,7 @@ for podman, containerd and Kubernetes.`,
 		Use:   "version",
 		Short: "Print the version",
 		Args:  noArgs,
-		Run:   func(*cobra.Command, []string) { fmt.Printf("vessel version %s\n", Version) },
+		Run:   func(*cobra.Command, []string) { fmt.Print(versionText()) },
 	})
 	return root
 }

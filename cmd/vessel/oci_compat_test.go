@@ -410,3 +410,16 @@ func TestOCICommandLineAsRunc(t *testing.T) {
 		assert.NoError(t, err, "the pod cgroup someone else made stays (hierarchy %s)", h)
 	}
 }
+
+// TestVersionInRuncShape checks --version's lines: the version, then
+// "spec:" and "go:" as runc prints them.
+func TestVersionInRuncShape(t *testing.T) {
+	for _, args := range [][]string{{"--version"}, {"version"}} {
+		r := cliWith(t, args, nil).ok(t, "vessel "+args[0])
+		lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+		require.Len(t, lines, 3, "%q", r.stdout)
+		assert.True(t, strings.HasPrefix(lines[0], "vessel version "))
+		assert.Equal(t, "spec: "+specs.Version, lines[1])
+		assert.True(t, strings.HasPrefix(lines[2], "go: go"))
+	}
+}

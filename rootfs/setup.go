@@ -217,6 +217,14 @@ func Setup(p *Plan) error {
 		if m.Type == TypeBind {
 			c := binds[bi]
 			bi++
+			// A fresh copy of the clone taken in step 1: mountinfo lists
+			// mounts by creation, and the copy puts this bind in the spec's
+			// order among the other mounts (as runc's, which the OCI
+			// runtime-tools check), while its source was still taken
+			// before anything could cover it.
+			if fd, err := cloneDetached(c.fd, !m.NonRecursive); err == nil {
+				c.fd = b.track(fd)
+			}
 			if err := b.attach(c.fd, c.dst, c.dir); err != nil {
 				return err
 			}
@@ -317,6 +325,16 @@ func cloneTree(src string, recursive bool) (int, error) {
 		flags |= unix.AT_RECURSIVE
 	}
 	return unix.OpenTree(unix.AT_FDCWD, src, flags)
+}
+
+// cloneDetached copies a detached mount tree (kernels that cannot clone a
+// detached tree fail, and the caller keeps the one it has).
+func cloneDetached(fd int, recursive bool) (int, error) {
+	flags := uint(unix.OPEN_TREE_CLONE | unix.OPEN_TREE_CLOEXEC | unix.AT_EMPTY_PATH)
+	if recursive {
+		flags |= unix.AT_RECURSIVE
+	}
+	return unix.OpenTree(fd, "", flags)
 }
 
 func setAttr(fd int, attr uint64, recursive bool) error {

@@ -1139,7 +1139,20 @@ func runExecStage() {
 	if err != nil {
 		exitWith(conn, "exec", spec.Args[0], err)
 	}
+	joinCgroup := func() {
+		for _, fd := range spec.CgroupFDs {
+			if _, err := unix.Write(fd, []byte("0")); err != nil {
+				exitWith(conn, "join container cgroup", "", err)
+			}
+			unix.Close(fd)
+		}
+		spec.CgroupFDs = nil
+	}
 	if spec.WaitStart {
+		// A created container's process waits in its cgroup, as runc's
+		// does: supervisors and the OCI runtime-tools find the cgroup
+		// through /proc/PID/cgroup of the state's pid before start.
+		joinCgroup()
 		if err := conn.Send(&initproto.Message{Type: initproto.TypeReady}); err != nil {
 			os.Exit(125)
 		}
@@ -1165,12 +1178,7 @@ func runExecStage() {
 	}
 	// Into the container's cgroup last, so that this Go program's own
 	// threads count there as briefly as can be (execve ends them).
-	for _, fd := range spec.CgroupFDs {
-		if _, err := unix.Write(fd, []byte("0")); err != nil {
-			exitWith(conn, "join container cgroup", "", err)
-		}
-		unix.Close(fd)
-	}
+	joinCgroup()
 	if _, err := security.Apply(prep, cred); err != nil {
 		var se *security.StepError
 		if errors.As(err, &se) {

@@ -26,7 +26,20 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:-$(mktemp -d /tmp/runtime-tools-XXXXXX)}
 mkdir -p "$out"
 work=$(mktemp -d /tmp/rt-src-XXXXXX)
-trap 'rm -rf "$work"' EXIT
+# The suite makes its bundles in TMPDIR; runc, given a container without a
+# mount namespace (linux_ns_itype), mounts /proc, /dev, ... of such a bundle
+# in the host's mount namespace and never unmounts them. Everything below
+# the private TMPDIR is unmounted at the end, and the cgroups the suite's
+# runs leave below vessel-test (runc keeps its intermediates) removed.
+bundles="$work/tmp"
+mkdir -p "$bundles"
+cleanup() {
+	grep -o " $bundles[^ ]*" /proc/self/mountinfo | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+	rm -rf "$work"
+	find /sys/fs/cgroup -mindepth 2 -maxdepth 8 -type d \( -name rt-cgrouptest -o -name rt-testdir \) -path '*/vessel-test/*' 2>/dev/null |
+		while read -r d; do find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null || true; done
+}
+trap cleanup EXIT
 
 [ "$(id -u)" = 0 ] || { echo "runtime-tools.sh: run as root" >&2; exit 1; }
 command -v runc >/dev/null || { echo "runtime-tools.sh: runc is missing (apt-get install runc)" >&2; exit 1; }
@@ -58,7 +71,7 @@ run() {
 	local rt=$1 bin=$2
 	mkdir -p "$out/$rt"
 	for name in "${tests[@]}"; do
-		RUNTIME=$bin timeout 120 "./validation/$name.t" >"$out/$rt/$name.tap" 2>"$out/$rt/$name.err" || true
+		TMPDIR=$bundles RUNTIME=$bin timeout 120 "./validation/$name.t" >"$out/$rt/$name.tap" 2>"$out/$rt/$name.err" || true
 	done
 }
 echo "== running ${#tests[@]} programs against runc, then vessel"

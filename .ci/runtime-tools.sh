@@ -33,6 +33,7 @@ work=$(mktemp -d /tmp/rt-src-XXXXXX)
 # runs leave below vessel-test (runc keeps its intermediates) removed.
 bundles="$work/tmp"
 mkdir -p "$bundles"
+chmod 755 "$work" "$bundles" # the linux_uid_mappings container's root (a mapped user) passes through them
 cleanup() {
 	grep -o " $bundles[^ ]*" /proc/self/mountinfo | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
 	rm -rf "$work"

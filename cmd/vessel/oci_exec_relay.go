@@ -88,7 +88,7 @@ func startExecRelay(socket string, cmd *vessel.Command, consoleSocket string) (i
 	}
 	defer repR.Close()
 	c := exec.Command(self)
-	c.Args = []string{"vessel-exec", cmd.Args[0]}
+	c.Args = []string{"vessel-exec-relay", cmd.Args[0]}
 	c.Env = append(os.Environ(), relayEnv+"="+strconv.Itoa(len(cmd.ExtraFiles)))
 	c.Stdin, c.Stdout, c.Stderr = os.Stdin, os.Stdout, os.Stderr
 	c.ExtraFiles = append(append([]*os.File(nil), cmd.ExtraFiles...), reqR, repW)

@@ -304,7 +304,7 @@ func TestOCILifecycle(t *testing.T) {
 	if !slices.Contains(pids, s.Pid) || len(pids) < 2 || slices.Contains(pids, detached) {
 		t.Errorf("ps: %v: want the main process %d, the exec'd one, not the stand-in %d", pids, s.Pid, detached)
 	}
-	if cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", detached)); !strings.HasPrefix(string(cmdline), "vessel-exec") {
+	if cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", detached)); !strings.HasPrefix(string(cmdline), "vessel-exec-relay\x00") {
 		t.Errorf("exec --pid-file %d: %q is not the exec stand-in", detached, cmdline)
 	}
 	r = cli(t, root, "ps", id).ok(t, "ps table")

@@ -45,6 +45,7 @@ func podmanWith(t *testing.T) func(args ...string) (string, error) {
 	podman := func(args ...string) (string, error) {
 		cmd := exec.Command("podman", append(append([]string{}, storage...), args...)...)
 		cmd.Env = append(os.Environ(), "CONTAINERS_CONF="+conf)
+		cmd.Dir = dir // conmon leaves an "oom" file in its working directory after an OOM kill
 		out, err := cmd.CombinedOutput()
 		return string(out), err
 	}

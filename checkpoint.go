@@ -362,6 +362,9 @@ func (c *Container) checkDumpShape(root int) error {
 	if c.cfg.Namespaces.IsNew(namespaces.User) {
 		return refuse("it has a user namespace of its own, which vessel does not restore yet")
 	}
+	if k := c.cfg.Rootfs.Kind; k != rootfs.KindDir && k != rootfs.KindHost {
+		return refuse(fmt.Sprintf("its root filesystem is of kind %s; vessel restores only a directory root (rootfs.Dir) or the host's files (rootfs.Host)", k))
+	}
 	c.mu.Lock()
 	cg, initPid := c.cg, c.initPid
 	c.mu.Unlock()

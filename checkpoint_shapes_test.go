@@ -340,3 +340,22 @@ func TestCheckpointTTY(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// A root vessel cannot restore yet (an overlay) is refused before
+// anything is frozen; the container goes on.
+func TestCheckpointRefusesOverlayRoot(t *testing.T) {
+	needCRIU(t)
+	lower := testutil.BusyboxRootfsCopy(t)
+	layer := t.TempDir()
+	data := t.TempDir()
+	counter := filepath.Join(data, "counter")
+	cfg := newConfig().WithRootfs(rootfs.Overlay(layer, lower)).WithBind(data, "/data", false)
+	c, _ := start(t, cfg, "/bin/probe", "count", "/data/counter")
+	waitCounter(t, counter, 5)
+	_, err := c.Checkpoint(context.Background(), ckptDir(t), nil)
+	var ue *checkpoint.UnsupportedError
+	if !errors.As(err, &ue) || !strings.Contains(err.Error(), "overlay") {
+		t.Fatalf("Checkpoint of an overlay root: %v, want an UnsupportedError naming the overlay", err)
+	}
+	waitCounter(t, counter, readCounter(t, counter)+3)
+}

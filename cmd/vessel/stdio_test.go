@@ -49,17 +49,17 @@ func runOnTerminal(t *testing.T, input string, args ...string) string {
 // container gets a terminal of its own.
 func TestRunDoesNotHandOverTheTerminal(t *testing.T) {
 	testutil.RequireRoot(t)
-	out := runOnTerminal(t, "typed\n", "run", "-i", "--", "/bin/sh", "-c", "for f in 0 1 2; do echo fd$f=$(readlink /proc/self/fd/$f); done; read x; echo got=$x")
+	out := runOnTerminal(t, "typed\n", "run", "--rm", "-i", "--", "/bin/sh", "-c", "for f in 0 1 2; do echo fd$f=$(readlink /proc/self/fd/$f); done; read x; echo got=$x")
 	for _, fd := range []string{"fd0", "fd1", "fd2"} {
 		assert.Regexp(t, fd+`=pipe:\[\d+\]`, out, "%s is not a pipe", fd)
 	}
 	assert.NotContains(t, out, "/dev/pts", "the container holds a terminal")
 	assert.Contains(t, out, "got=typed\n", "typed input did not reach the container")
-	out = runOnTerminal(t, "", "run", "--", "/bin/sh", "-c", "for f in 0 1 2; do echo fd$f=$(readlink /proc/self/fd/$f); done")
+	out = runOnTerminal(t, "", "run", "--rm", "--", "/bin/sh", "-c", "for f in 0 1 2; do echo fd$f=$(readlink /proc/self/fd/$f); done")
 	assert.Contains(t, out, "fd0=/dev/null", "without -i")
 	assert.Regexp(t, `fd1=pipe:\[\d+\]`, out, "without -i")
 	assert.NotContains(t, out, "/dev/pts", "the container holds a terminal")
-	out = runOnTerminal(t, "", "run", "-i", "--tty", "--", "/bin/sh", "-c", "readlink /proc/self/fd/0; tty")
+	out = runOnTerminal(t, "", "run", "--rm", "-i", "--tty", "--", "/bin/sh", "-c", "readlink /proc/self/fd/0; tty")
 	assert.Regexp(t, `/dev/pts/\d+\n/dev/pts/\d+`, out)
 }
 

@@ -79,7 +79,7 @@ func TestCheckpointRefusesMPTCP(t *testing.T) {
 	// The same workload told to use plain TCP.
 	cfg2 := newConfig().WithRootfs(rootfs.Dir(root)).WithBind(data, "/data", false).WithEnv("GODEBUG=multipathtcp=0")
 	c2, _ := start(t, cfg2, "/bin/sh", "-c", script)
-	at = waitCounter(t, counter, readCounter(t, counter))
+	waitCounter(t, counter, readCounter(t, counter))
 	waitListening(t, c2, "7000")
 	dir := ckptDir(t)
 	if _, err := c2.Checkpoint(ctx, dir, nil); err != nil {

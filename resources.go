@@ -271,14 +271,6 @@ func DestroyStale(id string, cc CgroupConfig) error {
 	return cgroups.DestroyStale(cgroupOptions(id, cc, nil))
 }
 
-// setupCgroup creates the container's cgroup with its limits.
-func (c *Container) setupCgroup() error {
-	finish, err := c.setupCgroupStaged()
-	if err != nil {
-		return err
-	}
-	return finish()
-}
 
 // setupCgroupStaged creates the container's cgroup where a process can be
 // started into it (the unified hierarchy, for CLONE_INTO_CGROUP) and

@@ -271,7 +271,6 @@ func DestroyStale(id string, cc CgroupConfig) error {
 	return cgroups.DestroyStale(cgroupOptions(id, cc, nil))
 }
 
-
 // setupCgroupStaged creates the container's cgroup where a process can be
 // started into it (the unified hierarchy, for CLONE_INTO_CGROUP) and
 // returns finish, which creates the rest and applies the limits, to run

@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/openvessel/vessel/fielderr"
 	"github.com/openvessel/vessel/internal/child"
 	"github.com/openvessel/vessel/limits"
 	"github.com/openvessel/vessel/namespaces"
@@ -169,8 +170,9 @@ func NewConfig() *Config {
 	}
 }
 
+// fail records a problem of a With call, reported by Validate and New.
 func (c *Config) fail(field, format string, a ...any) *Config {
-	c.errs = append(c.errs, &ConfigError{Field: field, Reason: fmt.Sprintf(format, a...)})
+	c.errs = append(c.errs, fielderr.New(field, format, a...))
 	return c
 }
 
@@ -337,8 +339,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.validateAccounting()...)
 	ns := c.Namespaces
 	if err := ns.Validate(); err != nil {
-		f, r, _ := strings.Cut(err.Error(), ": ")
-		bad(f, "%s", r)
+		errs = append(errs, err)
 	}
 	if os.Geteuid() != 0 && !ns.IsNew(namespaces.User) && len(ns) > 0 {
 		bad("namespaces", "an unprivileged user (uid %d) needs a new user namespace to own the container's other namespaces", os.Geteuid())
@@ -364,8 +365,7 @@ func (c *Config) Validate() error {
 		m []namespaces.IDMap
 	}{{"uidMappings", c.UIDMappings}, {"gidMappings", c.GIDMappings}} {
 		if err := namespaces.ValidateMappings(m.f, m.m); err != nil {
-			f, r, _ := strings.Cut(err.Error(), ": ")
-			bad(f, "%s", r)
+			errs = append(errs, err)
 		}
 	}
 	if !c.TimeOffsets.IsZero() && !ns.IsNew(namespaces.Time) {
@@ -384,12 +384,6 @@ func (c *Config) Validate() error {
 			bad("domainname", "%v", err)
 		}
 	}
-	for _, err := range []error{c.Resources.Validate(), c.Resources.CheckContainer()} {
-		for _, e := range unjoin(err) {
-			f, r, _ := strings.Cut(strings.TrimPrefix(e.Error(), "limits: "), ": ")
-			bad("resources."+f, "%s", r)
-		}
-	}
 	if ns.Has(namespaces.Mount) && !ns.IsNew(namespaces.Mount) && (len(c.Mounts) > 0 || c.Rootfs.Kind == rootfs.KindDir) {
 		bad("rootfs", "cannot build a root filesystem in a joined mount namespace")
 	}
@@ -398,8 +392,7 @@ func (c *Config) Validate() error {
 	}
 	if ns.IsNew(namespaces.Mount) {
 		if err := c.plan().Validate(); err != nil {
-			f, r, _ := strings.Cut(err.Error(), ": ")
-			bad(f, "%s", r)
+			errs = append(errs, err)
 		}
 	}
 	if err := c.validateNetwork(); err != nil {
@@ -414,22 +407,24 @@ func (c *Config) Validate() error {
 		bad("process.cwd", "%q is not absolute", c.Process.Dir)
 	}
 	for k := range c.Sysctls {
+		field := "sysctl[" + k + "]"
 		if !strings.Contains(k, ".") || strings.ContainsAny(k, " ") {
-			bad("sysctl", "%q is not a sysctl name like net.ipv4.ip_forward", k)
+			bad(field, "%q is not a sysctl name like net.ipv4.ip_forward", k)
 			continue
 		}
 		// Only sysctls the container's own namespaces isolate: anything
 		// else would change the host.
 		if err := security.CheckSysctl(k, ns.IsNew(namespaces.Net) || ns.IsJoined(namespaces.Net), ns.Has(namespaces.IPC), ns.Has(namespaces.UTS)); err != nil {
-			bad("sysctl", "%v", err)
+			bad(field, "%v", err)
 		}
 	}
 	// The profile's names and rules (Start compiles it).
 	if prof := c.securityProfile(); prof != nil {
 		if err := prof.Validate(); err != nil {
-			bad("security", "%v", err)
+			errs = append(errs, fielderr.Prefix("security.", err))
 		}
 	}
+	errs = append(errs, c.validateLimits()...)
 	return errors.Join(errs...)
 }
 
@@ -559,16 +554,4 @@ func SubIDMappings() (uids, gids []namespaces.IDMap, err error) {
 		return nil, nil, err
 	}
 	return uids, gids, nil
-}
-
-// unjoin returns the errors joined in err (one if it is not a join; none
-// if it is nil).
-func unjoin(err error) []error {
-	if err == nil {
-		return nil
-	}
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		return j.Unwrap()
-	}
-	return []error{err}
 }

@@ -88,7 +88,7 @@ type Container struct {
 	startedAt   time.Time
 	exit        *ExitStatus
 	done        chan struct{}
-	reason      struct{ killed, timedOut, cpuTime bool }
+	reason      endReason
 	sess        *session
 	startWait   chan *initproto.Received
 	pty         *os.File
@@ -371,7 +371,7 @@ func (c *Container) afterStart(ctx context.Context) {
 
 func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr error) {
 	if len(c.ExtraFiles) > 200 {
-		return &ConfigError{Field: "ExtraFiles", Reason: "more than 200 files"}
+		return &ConfigError{Field: "extraFiles", Reason: "more than 200 files"}
 	}
 	prep, err := c.cfg.preparedSecurity()
 	if err != nil {
@@ -808,7 +808,7 @@ func (c *Container) Wait() error {
 	if c.exit.Success() && !c.exit.Killed && !c.exit.TimedOut && !c.exit.CPUTimeExceeded {
 		return nil
 	}
-	return &ExitError{Status: *c.exit}
+	return &ExitError{Status: *c.exit, Err: c.contextErr()}
 }
 
 // Done is closed when the container's main process has ended.
@@ -1029,7 +1029,7 @@ func (c *Container) follow(ctx context.Context) {
 		go func() {
 			select {
 			case <-ctx.Done():
-				c.kill(false)
+				c.killForContext(ctx.Err())
 			case <-c.done:
 			}
 		}()

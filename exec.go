@@ -49,10 +49,11 @@ type Process struct {
 	once    sync.Once
 	status  *ExitStatus
 
-	pty      *os.File
-	copies   sync.WaitGroup
-	closers  []io.Closer
-	killedBy bool
+	pty     *os.File
+	copies  sync.WaitGroup
+	closers []io.Closer
+	mu      sync.Mutex
+	ctxErr  error // the context whose end killed the process
 }
 
 // Exec starts cmd inside the running container, in all of its namespaces
@@ -213,21 +214,36 @@ func (p *Process) Wait() error {
 		p.pty.Close()
 	}
 	p.closeAll()
-	st := *p.status
-	if p.killedBy {
-		st.Killed = true
-	}
-	if st.Success() && !st.Killed {
+	st, ctxErr := p.final()
+	if st.Success() && !st.Killed && !st.TimedOut {
 		return nil
 	}
-	return &ExitError{Status: st}
+	return &ExitError{Status: st, Err: ctxErr}
+}
+
+// final is how the process ended (p.done closed), and the error of the
+// context whose end killed it, if that is how: a deadline counts as a
+// timeout, a cancellation as a kill.
+func (p *Process) final() (ExitStatus, error) {
+	st := *p.status
+	p.mu.Lock()
+	ctxErr := p.ctxErr
+	p.mu.Unlock()
+	if ctxErr != nil {
+		if errors.Is(ctxErr, context.DeadlineExceeded) {
+			st.TimedOut = true
+		} else {
+			st.Killed = true
+		}
+	}
+	return st, ctxErr
 }
 
 // ExitStatus returns how the process ended, once Wait has returned.
 func (p *Process) ExitStatus() *ExitStatus {
 	select {
 	case <-p.done:
-		s := *p.status
+		s, _ := p.final()
 		return &s
 	default:
 		return nil

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/openvessel/vessel/fielderr"
 	"github.com/openvessel/vessel/namespaces"
 	"github.com/openvessel/vessel/network"
 	"github.com/openvessel/vessel/rootfs"
@@ -57,18 +58,7 @@ func (c *Config) validateNetwork() error {
 	}
 	n := *c.Network
 	if err := n.Validate(); err != nil {
-		// The network package names its own fields ("Subnet: ..."); say
-		// where they sit in a Config.
-		msg := strings.TrimPrefix(err.Error(), "network: ")
-		f, r, ok := strings.Cut(msg, ": ")
-		switch {
-		case !ok || strings.ContainsAny(f, " \t"):
-			f, r = "network", msg
-		case strings.HasPrefix(f, "network"):
-		default:
-			f = "network." + strings.ToLower(f[:1]) + f[1:]
-		}
-		return &ConfigError{Field: f, Reason: r}
+		return fielderr.Prefix("network.", err)
 	}
 	switch {
 	case n.Mode == network.ModeHost && c.Namespaces.Has(namespaces.Net):

@@ -290,9 +290,6 @@ func (p *Pool) Run(ctx context.Context, cmd *Command) (*ExitStatus, error) {
 	if st == nil {
 		return nil, errors.New("vessel: job ended without an exit status")
 	}
-	if proc.killedBy {
-		st.Killed = true
-	}
 	return st, nil
 }
 

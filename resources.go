@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -15,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/openvessel/vessel/cgroups"
+	"github.com/openvessel/vessel/fielderr"
 	"github.com/openvessel/vessel/internal/child"
 	"github.com/openvessel/vessel/limits"
 	"github.com/openvessel/vessel/namespaces"
@@ -39,8 +41,12 @@ func (c *Config) resources() *limits.Resources {
 	return c.Resources
 }
 
-// WithMemoryLimit limits memory (bytes); the OOM killer acts beyond it.
+// WithMemoryLimit limits memory (bytes, > 0); the OOM killer acts beyond
+// it. Leave it unset for no limit.
 func (c *Config) WithMemoryLimit(bytes int64) *Config {
+	if bytes <= 0 {
+		return c.fail("resources.memory.limit", "must be > 0 bytes (leave it unset for no limit), got %d", bytes)
+	}
 	r := c.resources()
 	if r.Memory == nil {
 		r.Memory = &limits.Memory{}
@@ -49,8 +55,12 @@ func (c *Config) WithMemoryLimit(bytes int64) *Config {
 	return c
 }
 
-// WithMemorySwap limits memory plus swap (bytes; -1: unlimited swap).
+// WithMemorySwap limits memory plus swap (bytes, at least the memory
+// limit; -1: unlimited swap).
 func (c *Config) WithMemorySwap(bytes int64) *Config {
+	if bytes <= 0 && bytes != limits.Unlimited {
+		return c.fail("resources.memory.swap", "must be > 0 bytes or -1 (unlimited swap), got %d", bytes)
+	}
 	r := c.resources()
 	if r.Memory == nil {
 		r.Memory = &limits.Memory{}
@@ -59,8 +69,11 @@ func (c *Config) WithMemorySwap(bytes int64) *Config {
 	return c
 }
 
-// WithMemoryReservation sets a soft memory limit (bytes).
+// WithMemoryReservation sets a soft memory limit (bytes, > 0).
 func (c *Config) WithMemoryReservation(bytes int64) *Config {
+	if bytes <= 0 {
+		return c.fail("resources.memory.reservation", "must be > 0 bytes (leave it unset for none), got %d", bytes)
+	}
 	r := c.resources()
 	if r.Memory == nil {
 		r.Memory = &limits.Memory{}
@@ -69,8 +82,12 @@ func (c *Config) WithMemoryReservation(bytes int64) *Config {
 	return c
 }
 
-// WithCPUs limits CPU time to n cores' worth (0.5: half a core).
+// WithCPUs limits CPU time to n cores' worth (0.5: half a core; n > 0).
+// Leave it unset for no limit.
 func (c *Config) WithCPUs(n float64) *Config {
+	if !(n > 0) || math.IsInf(n, 0) {
+		return c.fail("resources.cpu.cpus", "must be a number of cores > 0 (leave it unset for no limit), got %v", n)
+	}
 	r := c.resources()
 	if r.CPU == nil {
 		r.CPU = &limits.CPU{}
@@ -99,8 +116,12 @@ func (c *Config) WithCpuset(cpus, mems string) *Config {
 	return c
 }
 
-// WithPids limits the number of tasks (processes and threads).
+// WithPids limits the number of tasks (processes and threads; max > 0).
+// Leave it unset for no limit.
 func (c *Config) WithPids(max int64) *Config {
+	if max <= 0 {
+		return c.fail("resources.pids.max", "must be > 0 tasks (leave it unset for no limit), got %d", max)
+	}
 	r := c.resources()
 	r.Pids = &limits.Pids{Max: limits.Ptr(max)}
 	return c
@@ -131,6 +152,33 @@ func (c *Config) WithCPUTime(d time.Duration) *Config {
 	}
 	c.CPUTime = d
 	return c
+}
+
+// validateLimits checks the resource fields of a Config however they were
+// filled (With methods or the struct), naming each field at fault.
+func (c *Config) validateLimits() []error {
+	var errs []error
+	if err := errors.Join(c.Resources.Validate(), c.Resources.CheckContainer()); err != nil {
+		errs = append(errs, fielderr.Split(fielderr.Prefix("resources.", err))...)
+	}
+	for i, rl := range c.Rlimits {
+		if err := rl.Validate(); err != nil {
+			errs = append(errs, fielderr.Prefix(fmt.Sprintf("rlimits[%d]", i), err))
+		}
+	}
+	if v := c.OOMScoreAdj; v != nil && (*v < -1000 || *v > 1000) {
+		errs = append(errs, fielderr.New("oomScoreAdj", "%d is outside -1000..1000", *v))
+	}
+	if c.Timeout < 0 {
+		errs = append(errs, fielderr.New("timeout", "negative duration %v", c.Timeout))
+	}
+	if c.CPUTime < 0 {
+		errs = append(errs, fielderr.New("cpuTime", "negative duration %v", c.CPUTime))
+	}
+	if u := c.Process.Umask; u != nil && *u > 0o777 {
+		errs = append(errs, fielderr.New("process.umask", "%#o is not a permission mask", *u))
+	}
+	return errs
 }
 
 // WithCgroup places the container's cgroup at parent/name in every
@@ -324,6 +372,11 @@ func (c *Container) setupCgroupStaged() (finish func() error, err error) {
 		return nil, &ConfigError{Field: "cgroup", Reason: err.Error()}
 	}
 	createErr := func(err error) error {
+		if errors.Is(err, fs.ErrExist) {
+			return &SetupError{Step: "create cgroup", Path: c.cgroupOptions().Name, Err: fmt.Errorf(
+				"%w: %q: its cgroup exists, so a container with this id runs (or one ended without Destroy: DestroyStale removes what it left): %w",
+				ErrIDInUse, c.id, err)}
+		}
 		if unprivileged && (errors.Is(err, fs.ErrPermission) || errors.Is(err, unix.EROFS) || errors.Is(err, fs.ErrNotExist)) {
 			return noCgroup(err)
 		}
@@ -392,7 +445,7 @@ func (c *Container) Stats() (*Stats, error) {
 // that are set change.
 func (c *Container) Update(r *limits.Resources) error {
 	if err := errors.Join(r.Validate(), r.CheckContainer()); err != nil {
-		return &ConfigError{Field: "resources", Reason: strings.TrimPrefix(err.Error(), "limits: ")}
+		return fielderr.Prefix("resources.", err)
 	}
 	c.mu.Lock()
 	cg := c.cg

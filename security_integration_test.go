@@ -899,8 +899,8 @@ func TestSecuritySysctl(t *testing.T) {
 		_, nerr := vessel.New(newID(t), bad)
 		for what, err := range map[string]error{"Validate": verr, "New": nerr} {
 			var ce *vessel.ConfigError
-			if !errors.As(err, &ce) || ce.Field != "sysctl" || !strings.Contains(err.Error(), key) {
-				t.Errorf("%s with sysctl %s: got %v, want a ConfigError for field sysctl naming it", what, key, err)
+			if !errors.As(err, &ce) || ce.Field != "sysctl["+key+"]" {
+				t.Errorf("%s with sysctl %s: got %v, want a ConfigError for field sysctl[%s]", what, key, err, key)
 			}
 		}
 	}

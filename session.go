@@ -144,7 +144,9 @@ func (s *session) exec(ctx context.Context, cmd *Command) (*Process, error) {
 		go func() {
 			select {
 			case <-ctx.Done():
-				p.killedBy = true
+				p.mu.Lock()
+				p.ctxErr = ctx.Err()
+				p.mu.Unlock()
 				_ = p.Signal(syscall.SIGKILL)
 			case <-p.done:
 			}

@@ -12,6 +12,7 @@ import (
 	"github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/openvessel/vessel"
+	"github.com/openvessel/vessel/fielderr"
 	"github.com/openvessel/vessel/limits"
 	"github.com/openvessel/vessel/namespaces"
 	"github.com/openvessel/vessel/rootfs"
@@ -212,27 +213,13 @@ func (c *converter) process(pr *specs.Process, cfg *vessel.Config) {
 	}
 }
 
-// fieldErr records an error of a subpackage's validation, whose message
-// starts with a field path relative to prefix ("capabilities.bounding:
-// ..."), as a FieldError with the full path.
+// fieldErr records an error of a subpackage's validation, whose fields
+// are relative to prefix ("capabilities.bounding"), with the full path.
 func (c *converter) fieldErr(prefix string, err error) {
-	for _, e := range splitJoined(err) {
-		msg := e.Error()
-		field, reason, ok := strings.Cut(msg, ": ")
-		if !ok || strings.ContainsAny(field, " \"") {
-			c.bad(strings.TrimSuffix(prefix, "."), "%s", msg)
-			continue
-		}
-		c.bad(prefix+field, "%s", reason)
-	}
+	c.errs = append(c.errs, fielderr.Split(fielderr.Prefix(prefix, err))...)
 }
 
-func splitJoined(err error) []error {
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		return j.Unwrap()
-	}
-	return []error{err}
-}
+func splitJoined(err error) []error { return fielderr.Split(err) }
 
 func (c *converter) linux(l *specs.Linux, cfg *vessel.Config) {
 	if l == nil {

@@ -22,7 +22,8 @@ import (
 )
 
 // DefaultPath is the PATH a container process gets when its environment
-// has none.
+// has none. A process also gets HOME (/root for uid 0, else /), HOSTNAME
+// and, with a terminal, TERM=xterm, unless its environment sets them.
 const DefaultPath = child.DefaultPath
 
 // User is the identity a container process runs as, in the container's
@@ -268,6 +269,42 @@ func (c *Config) WithEnv(kv ...string) *Config {
 		c.Process.Env = setEnv(c.Process.Env, e)
 	}
 	return c
+}
+
+// defaultEnv fills in what a process's environment lacks, as a login
+// would: PATH (DefaultPath, the usual directories), HOME (/root for uid
+// 0, else /), HOSTNAME (the container's hostname) and, with a terminal,
+// TERM=xterm. What env sets already is kept.
+func defaultEnv(env []string, uid uint32, hostname string, tty bool) []string {
+	env = append([]string(nil), env...)
+	home := "/"
+	if uid == 0 {
+		home = "/root"
+	}
+	defaults := []string{"PATH=" + DefaultPath, "HOME=" + home}
+	if hostname != "" {
+		defaults = append(defaults, "HOSTNAME="+hostname)
+	}
+	if tty {
+		defaults = append(defaults, "TERM=xterm")
+	}
+	for _, kv := range defaults {
+		k, _, _ := strings.Cut(kv, "=")
+		if !hasEnv(env, k) {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+// hasEnv reports whether env sets key.
+func hasEnv(env []string, key string) bool {
+	for _, e := range env {
+		if k, _, _ := strings.Cut(e, "="); k == key {
+			return true
+		}
+	}
+	return false
 }
 
 func setEnv(env []string, kv string) []string {

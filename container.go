@@ -155,7 +155,7 @@ func (c *Container) processSpec(p *ProcessConfig) child.Process {
 	if p.Umask != nil {
 		umask = *p.Umask
 	}
-	env := child.WithDefaultEnv(p.Env, c.cfg.Hostname)
+	env := defaultEnv(p.Env, p.User.UID, c.hostname(), p.TTY)
 	dir := p.Dir
 	if dir == "" {
 		dir = "/"

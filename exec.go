@@ -18,7 +18,9 @@ import (
 // working directory, user).
 type Command struct {
 	Args []string
-	// Env replaces the container's environment when not nil.
+	// Env replaces the main process's environment when not nil; PATH,
+	// HOME, HOSTNAME and (with TTY) TERM are added unless it sets them.
+	// A nil Env is the main process's environment.
 	Env []string
 	// Dir is the working directory ("" : the container's).
 	Dir string
@@ -72,6 +74,17 @@ func (c *Container) Exec(ctx context.Context, cmd *Command) (*Process, error) {
 	case <-c.done:
 		return nil, ErrNotRunning
 	default:
+	}
+	if cmd != nil && cmd.Env != nil {
+		// A replaced environment gets the same defaults as the main
+		// process's; a nil one is the main process's, as it is.
+		cp := *cmd
+		uid := c.cfg.Process.User.UID
+		if cmd.User != nil {
+			uid = cmd.User.UID
+		}
+		cp.Env = defaultEnv(cmd.Env, uid, c.hostname(), cmd.TTY)
+		cmd = &cp
 	}
 	return s.exec(ctx, cmd)
 }

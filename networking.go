@@ -36,6 +36,27 @@ func (c *Config) WithNetwork(n *network.Config) *Config {
 	return c
 }
 
+// WithPublish publishes container ports on the host, each given as
+// docker's --publish is: [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|udp], like
+// "8080:80" or "127.0.0.1:5353:53/udp". Published ports need bridge
+// networking: a container without a network config gets
+// network.Bridge("") (the default bridge); one with another mode is
+// reported by Validate.
+func (c *Config) WithPublish(ports ...string) *Config {
+	for _, s := range ports {
+		p, err := network.ParsePort(s)
+		if err != nil {
+			c.errs = append(c.errs, fielderr.Wrap("network.publish", err))
+			continue
+		}
+		if c.Network == nil {
+			c.WithNetwork(network.Bridge(""))
+		}
+		c.Network.Publish = append(c.Network.Publish, p)
+	}
+	return c
+}
+
 // network returns the effective network config.
 func (c *Config) network() *network.Config {
 	if c.Network != nil {

@@ -24,11 +24,25 @@ import (
 // DefaultPath is the PATH a container process gets when its environment
 // has none. A process also gets HOME (/root for uid 0, else /), HOSTNAME
 // and, with a terminal, TERM=xterm, unless its environment sets them.
-const DefaultPath = child.DefaultPath
+const DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 // User is the identity a container process runs as, in the container's
 // user namespace (or the host's when the user namespace is shared).
-type User = child.User
+type User struct {
+	// UID and GID are the process's user and group ids.
+	UID uint32 `json:"uid"`
+	GID uint32 `json:"gid"`
+	// Groups are its supplementary groups.
+	Groups []uint32 `json:"groups,omitempty"`
+}
+
+// childUser converts u for the container init (nil stays nil).
+func childUser(u *User) *child.User {
+	if u == nil {
+		return nil
+	}
+	return &child.User{UID: u.UID, GID: u.GID, Groups: append([]uint32(nil), u.Groups...)}
+}
 
 // ProcessConfig describes the container's main process.
 type ProcessConfig struct {
@@ -56,13 +70,13 @@ type Config struct {
 	// Rootfs is the root filesystem: rootfs.Host() (the default) or
 	// rootfs.Dir(path).
 	Rootfs rootfs.Root `json:"rootfs"`
-	// Readonly makes the root filesystem read-only (a host root always is).
-	Readonly bool `json:"readonly,omitempty"`
+	// ReadOnly makes the root filesystem read-only (a host root always is).
+	ReadOnly bool `json:"readonly,omitempty"`
 	// Mounts are added, in order, after the system mounts.
 	Mounts []rootfs.Mount `json:"mounts,omitempty"`
-	// MaskedPaths and ReadonlyPaths override rootfs's defaults when not nil.
+	// MaskedPaths and ReadOnlyPaths override rootfs's defaults when not nil.
 	MaskedPaths   []string `json:"maskedPaths,omitempty"`
-	ReadonlyPaths []string `json:"readonlyPaths,omitempty"`
+	ReadOnlyPaths []string `json:"readonlyPaths,omitempty"`
 
 	// Namespaces lists the container's own namespaces: new ones, or joined
 	// ones (with a path). A kind not listed is shared with the host.
@@ -180,8 +194,14 @@ func (c *Config) fail(field, format string, a ...any) *Config {
 // WithRootfs sets the root filesystem.
 func (c *Config) WithRootfs(r rootfs.Root) *Config { c.Rootfs = r; return c }
 
-// WithReadonlyRootfs makes the root filesystem read-only.
-func (c *Config) WithReadonlyRootfs(ro bool) *Config { c.Readonly = ro; return c }
+// WithReadOnlyRootfs makes the root filesystem read-only.
+func (c *Config) WithReadOnlyRootfs(ro bool) *Config { c.ReadOnly = ro; return c }
+
+// WithReadonlyRootfs is WithReadOnlyRootfs.
+//
+// Deprecated: use WithReadOnlyRootfs; WithReadonlyRootfs goes in the next
+// release.
+func (c *Config) WithReadonlyRootfs(ro bool) *Config { return c.WithReadOnlyRootfs(ro) }
 
 // WithMount adds mounts.
 func (c *Config) WithMount(m ...rootfs.Mount) *Config { c.Mounts = append(c.Mounts, m...); return c }
@@ -204,11 +224,17 @@ func (c *Config) WithMaskedPaths(p ...string) *Config {
 	return c
 }
 
-// WithReadonlyPaths replaces the default read-only paths.
-func (c *Config) WithReadonlyPaths(p ...string) *Config {
-	c.ReadonlyPaths = append([]string{}, p...)
+// WithReadOnlyPaths replaces the default read-only paths.
+func (c *Config) WithReadOnlyPaths(p ...string) *Config {
+	c.ReadOnlyPaths = append([]string{}, p...)
 	return c
 }
+
+// WithReadonlyPaths is WithReadOnlyPaths.
+//
+// Deprecated: use WithReadOnlyPaths; WithReadonlyPaths goes in the next
+// release.
+func (c *Config) WithReadonlyPaths(p ...string) *Config { return c.WithReadOnlyPaths(p...) }
 
 // WithNamespaces replaces the namespace set.
 func (c *Config) WithNamespaces(s namespaces.Set) *Config { c.Namespaces = s; return c }
@@ -424,7 +450,7 @@ func (c *Config) Validate() error {
 	if ns.Has(namespaces.Mount) && !ns.IsNew(namespaces.Mount) && (len(c.Mounts) > 0 || c.Rootfs.Kind == rootfs.KindDir) {
 		bad("rootfs", "cannot build a root filesystem in a joined mount namespace")
 	}
-	if !ns.Has(namespaces.Mount) && (len(c.Mounts) > 0 || c.Rootfs.Kind == rootfs.KindDir || c.Readonly) {
+	if !ns.Has(namespaces.Mount) && (len(c.Mounts) > 0 || c.Rootfs.Kind == rootfs.KindDir || c.ReadOnly) {
 		bad("rootfs", "a root filesystem or mounts need a mount namespace (it would change the host's)")
 	}
 	if ns.IsNew(namespaces.Mount) {
@@ -476,10 +502,10 @@ func (c *Config) plan() *rootfs.Plan {
 	}
 	return &rootfs.Plan{
 		Root:          c.Rootfs,
-		Readonly:      c.Readonly,
+		Readonly:      c.ReadOnly,
 		Mounts:        c.Mounts,
 		MaskedPaths:   c.MaskedPaths,
-		ReadonlyPaths: c.ReadonlyPaths,
+		ReadonlyPaths: c.ReadOnlyPaths,
 		UserNS:        ns.IsNew(namespaces.User) || inUserNamespace(),
 		NewPID:        ns.IsNew(namespaces.PID),
 		NewNet:        ns.IsNew(namespaces.Net),

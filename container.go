@@ -352,7 +352,7 @@ func (c *Container) release(ctx context.Context) error {
 // and the limits that count from start.
 func (c *Container) afterStart(ctx context.Context) {
 	if h := c.cfg.Hooks; h != nil && len(h.Poststart) > 0 {
-		if err := child.RunHooks(h.Poststart, c.hookState("running", c.State().Pid)); err != nil {
+		if err := runHooks(h.Poststart, c.hookState("running", c.State().Pid)); err != nil {
 			c.logf("poststart hook failed", "err", err)
 		}
 	}
@@ -410,8 +410,8 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 	// prepare: the parent has work to finish before the init may act.
 	prepare := false
 	if h := c.cfg.Hooks; h != nil {
-		ic.CreateContainerHooks = h.CreateContainer
-		ic.StartContainerHooks = h.StartContainer
+		ic.CreateContainerHooks = childHooks(h.CreateContainer)
+		ic.StartContainerHooks = childHooks(h.StartContainer)
 		if len(h.Prestart)+len(h.CreateRuntime) > 0 {
 			prepare = true
 		}
@@ -612,7 +612,7 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 		}
 		if h := c.cfg.Hooks; h != nil {
 			state := c.hookState("created", cmd.Process.Pid)
-			if err := child.RunHooks(append(append([]Hook{}, h.Prestart...), h.CreateRuntime...), state); err != nil {
+			if err := runHooks(append(append([]Hook{}, h.Prestart...), h.CreateRuntime...), state); err != nil {
 				return fail(&SetupError{Step: "createRuntime hook", Err: err})
 			}
 		}
@@ -897,7 +897,7 @@ func (c *Container) Destroy() error {
 	}
 	err := c.runCleanups()
 	if h := c.cfg.Hooks; h != nil && len(h.Poststop) > 0 && st != Created {
-		if herr := child.RunHooks(h.Poststop, c.hookState("stopped", 0)); herr != nil {
+		if herr := runHooks(h.Poststop, c.hookState("stopped", 0)); herr != nil {
 			c.logf("poststop hook failed", "err", herr)
 		}
 	}

@@ -82,7 +82,7 @@ func TestExecContextErrors(t *testing.T) {
 	c, _ := start(t, newConfig(), "sleep", "30")
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	p, err := c.Exec(ctx, vessel.Cmd("sleep", "30"))
+	p, err := c.Exec(ctx, vessel.Command("sleep", "30"))
 	require.NoError(t, err)
 	err = p.Wait()
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
@@ -91,7 +91,7 @@ func TestExecContextErrors(t *testing.T) {
 	assert.True(t, p.ExitStatus().TimedOut)
 
 	ctx2, cancel2 := context.WithCancel(context.Background())
-	p2, err := c.Exec(ctx2, vessel.Cmd("sleep", "30"))
+	p2, err := c.Exec(ctx2, vessel.Command("sleep", "30"))
 	require.NoError(t, err)
 	cancel2()
 	err = p2.Wait()

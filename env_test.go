@@ -53,7 +53,7 @@ func TestDefaultEnvironment(t *testing.T) {
 	t.Run("exec with its own environment", func(t *testing.T) {
 		c, _ := start(t, withProbe(t, newConfig().WithHostname("execbox")), "sleep", "30")
 		var out bytes.Buffer
-		cmd := vessel.Cmd("/bin/sh", "-c", "echo $HOME:$HOSTNAME:$PATH:$ONLY")
+		cmd := vessel.Command("/bin/sh", "-c", "echo $HOME:$HOSTNAME:$PATH:$ONLY")
 		cmd.Env = []string{"ONLY=1"}
 		cmd.User = &vessel.User{UID: 1000, GID: 1000}
 		cmd.Stdout = &out

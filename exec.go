@@ -13,10 +13,11 @@ import (
 	"github.com/openvessel/vessel/internal/initproto"
 )
 
-// Command describes a process to start inside a running container with
-// Exec. Fields left empty take the container's own settings (environment,
-// working directory, user).
-type Command struct {
+// Cmd describes a process to start inside a running container with
+// Exec, as os/exec's Cmd describes one to start on the host. Fields left
+// empty take the container's own settings (environment, working
+// directory, user).
+type Cmd struct {
 	Args []string
 	// Env replaces the main process's environment when not nil; PATH,
 	// HOME, HOSTNAME and (with TTY) TERM are added unless it sets them.
@@ -35,9 +36,10 @@ type Command struct {
 	ExtraFiles []*os.File
 }
 
-// Cmd returns a Command running name with args.
-func Cmd(name string, args ...string) *Command {
-	return &Command{Args: append([]string{name}, args...)}
+// Command returns a Cmd running name with args, as os/exec's Command
+// does.
+func Command(name string, args ...string) *Cmd {
+	return &Cmd{Args: append([]string{name}, args...)}
 }
 
 // Process is a process started by Exec.
@@ -62,7 +64,7 @@ type Process struct {
 // (a user namespace included), with the container's security settings. It
 // returns once the process has been execve()d, or with a *SetupError.
 // Cancelling ctx kills the process.
-func (c *Container) Exec(ctx context.Context, cmd *Command) (*Process, error) {
+func (c *Container) Exec(ctx context.Context, cmd *Cmd) (*Process, error) {
 	c.mu.Lock()
 	s := c.sess
 	running := c.status == Running && s != nil
@@ -91,7 +93,7 @@ func (c *Container) Exec(ctx context.Context, cmd *Command) (*Process, error) {
 
 // stdio prepares descriptors 0-2 for the process: files are used as they
 // are, other readers and writers through pipes copied by goroutines.
-func (p *Process) stdio(cmd *Command) (files, childEnds []*os.File, err error) {
+func (p *Process) stdio(cmd *Cmd) (files, childEnds []*os.File, err error) {
 	if cmd.TTY {
 		// The terminal's slave becomes stdio inside; pass /dev/null here.
 		null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)

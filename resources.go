@@ -106,8 +106,8 @@ func (c *Config) WithCPUWeight(w uint64) *Config {
 	return c
 }
 
-// WithCpuset pins the container to CPUs ("0-1") and memory nodes ("0").
-func (c *Config) WithCpuset(cpus, mems string) *Config {
+// WithCPUSet pins the container to CPUs ("0-1") and memory nodes ("0").
+func (c *Config) WithCPUSet(cpus, mems string) *Config {
 	r := c.resources()
 	if r.CPU == nil {
 		r.CPU = &limits.CPU{}
@@ -115,6 +115,11 @@ func (c *Config) WithCpuset(cpus, mems string) *Config {
 	r.CPU.Cpuset, r.CPU.Mems = cpus, mems
 	return c
 }
+
+// WithCpuset is WithCPUSet.
+//
+// Deprecated: use WithCPUSet; WithCpuset goes in the next release.
+func (c *Config) WithCpuset(cpus, mems string) *Config { return c.WithCPUSet(cpus, mems) }
 
 // WithPids limits the number of tasks (processes and threads; max > 0).
 // Leave it unset for no limit.
@@ -277,7 +282,7 @@ func (c *Config) WithLandlock(bindTCP, connectTCP []uint16) *Config {
 // landlockPaths derives a ruleset's paths from the container's mounts.
 func (c *Config) landlockPaths(l security.Landlock) security.Landlock {
 	fs := security.ContainerFS{
-		RootWritable: c.Rootfs.Kind != rootfs.KindHost && !c.Readonly,
+		RootWritable: c.Rootfs.Kind != rootfs.KindHost && !c.ReadOnly,
 		HostRoot:     c.Rootfs.Kind == rootfs.KindHost,
 	}
 	for _, m := range c.Mounts {

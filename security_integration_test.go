@@ -873,7 +873,7 @@ func TestSecuritySysctl(t *testing.T) {
 		// Tell why: with /proc/sys left writable the same sysctl works,
 		// so it is written after /proc/sys was made read-only.
 		ro := slices.DeleteFunc(slices.Clone(rootfs.DefaultReadonlyPaths), func(p string) bool { return p == "/proc/sys" })
-		dcfg := withProbe(t, newConfig().WithSysctl("net.ipv4.ip_forward", want).WithReadonlyPaths(ro...))
+		dcfg := withProbe(t, newConfig().WithSysctl("net.ipv4.ip_forward", want).WithReadOnlyPaths(ro...))
 		if _, _, derr := runStepsErr(t, dcfg, "/probe", []probeStep{tryStep("read", "read-root", "/proc/sys/net/ipv4/ip_forward")}); derr == nil {
 			t.Errorf("with /proc/sys not read-only the sysctl is applied: the container's init writes sysctls after rootfs.Setup made /proc/sys read-only")
 		}

@@ -33,7 +33,7 @@ func TestValidateLimitsAtNew(t *testing.T) {
 		{"swap -2", newConfig().WithMemorySwap(-2), "resources.memory.swap"},
 		{"swap below memory", newConfig().WithMemoryLimit(64 << 20).WithMemorySwap(32 << 20), "resources.memory.swap"},
 		{"cpu weight 0", newConfig().WithCPUWeight(0), "resources.cpu.weight"},
-		{"bad cpuset", newConfig().WithCpuset("zero", ""), "resources.cpu.cpuset"},
+		{"bad cpuset", newConfig().WithCPUSet("zero", ""), "resources.cpu.cpuset"},
 		{"struct cpus 0", withResources(&limits.Resources{CPU: &limits.CPU{CPUs: limits.Ptr(0.0)}}), "resources.cpu.cpus"},
 		{"struct pids 0", withResources(&limits.Resources{Pids: &limits.Pids{Max: limits.Ptr(int64(0))}}), "resources.pids.max"},
 		{"struct negative memory", withResources(&limits.Resources{Memory: &limits.Memory{Limit: limits.Ptr(int64(-7))}}), "resources.memory.limit"},

@@ -15,7 +15,7 @@ func ExampleFromSpec() {
 		fmt.Println(err)
 		return
 	}
-	fmt.Println(cfg.Rootfs.Path, cfg.Readonly, cfg.Process.Args, cfg.Namespaces.Kinds())
+	fmt.Println(cfg.Rootfs.Path, cfg.ReadOnly, cfg.Process.Args, cfg.Namespaces.Kinds())
 	// Output: /var/lib/bundles/web/rootfs true [/bin/echo hello] [cgroup ipc mount network pid uts]
 }
 

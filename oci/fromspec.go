@@ -49,7 +49,7 @@ func FromSpec(spec *specs.Spec, bundleDir string) (*vessel.Config, error) {
 	cfg := &vessel.Config{
 		Namespaces:    namespaces.Set{},
 		MaskedPaths:   []string{},
-		ReadonlyPaths: []string{},
+		ReadOnlyPaths: []string{},
 	}
 	c.version(spec.Version)
 	c.validateStrings(spec)
@@ -109,7 +109,7 @@ func (c *converter) root(r *specs.Root, cfg *vessel.Config) {
 		p = filepath.Join(c.bundle, p)
 	}
 	cfg.Rootfs = rootfs.Dir(filepath.Clean(p))
-	cfg.Readonly = r.Readonly
+	cfg.ReadOnly = r.Readonly
 }
 
 func (c *converter) process(pr *specs.Process, cfg *vessel.Config) {
@@ -255,7 +255,7 @@ func (c *converter) linux(l *specs.Linux, cfg *vessel.Config) {
 		c.bad("linux.rootfsPropagation", "unknown mode %q", l.RootfsPropagation)
 	}
 	cfg.MaskedPaths = c.absPaths("linux.maskedPaths", l.MaskedPaths)
-	cfg.ReadonlyPaths = c.absPaths("linux.readonlyPaths", l.ReadonlyPaths)
+	cfg.ReadOnlyPaths = c.absPaths("linux.readonlyPaths", l.ReadonlyPaths)
 	if l.MountLabel != "" {
 		c.unsupported("linux.mountLabel", "vessel does not apply SELinux labels (got %q)", l.MountLabel)
 	}

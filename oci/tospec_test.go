@@ -57,10 +57,10 @@ func TestRoundTripFromSpec(t *testing.T) {
 func TestRoundTripBuiltConfig(t *testing.T) {
 	cfg := &vessel.Config{
 		Rootfs:        rootfs.Dir("/srv/root"),
-		Readonly:      true,
+		ReadOnly:      true,
 		Mounts:        []rootfs.Mount{rootfs.BindRO("/etc", "/host-etc"), rootfs.Tmpfs("/tmp", 8<<20), {Type: "bind", Source: "/a", Destination: "/b", NonRecursive: true, NoExec: true, Propagation: "shared"}},
 		MaskedPaths:   []string{"/proc/kcore"},
-		ReadonlyPaths: []string{},
+		ReadOnlyPaths: []string{},
 		Namespaces:    namespaces.All(),
 		UIDMappings:   []namespaces.IDMap{{ContainerID: 0, HostID: 1 << 20, Size: 1000}},
 		GIDMappings:   []namespaces.IDMap{{ContainerID: 0, HostID: 1 << 20, Size: 1000}},

@@ -47,7 +47,7 @@ type Root struct {
 	// is otherwise mounted read-only.
 	Writable bool `json:"writable,omitempty"`
 	// Quota limits, in bytes, what the container can write to its root
-	// (0: no limit). Prepared.QuotaMethod says how it is enforced.
+	// (0: no limit). storage.Prepared.QuotaMethod says how it is enforced.
 	Quota int64 `json:"quota,omitempty"`
 	// QuotaInodes limits how many files and directories the container can
 	// create in its root's writable layer (0: the filesystem's default).

@@ -421,7 +421,7 @@ func execTools(dir, root string) []*benchTool {
 	}
 	vt.run = func(int) (time.Duration, error) {
 		t0 := time.Now()
-		p, err := c.Exec(context.Background(), vessel.Cmd("/bin/true"))
+		p, err := c.Exec(context.Background(), vessel.Command("/bin/true"))
 		if err != nil {
 			return 0, err
 		}
@@ -440,7 +440,7 @@ func execTools(dir, root string) []*benchTool {
 	}
 	pt.run = func(int) (time.Duration, error) {
 		t0 := time.Now()
-		st, err := pool.Run(context.Background(), vessel.Cmd("/bin/true"))
+		st, err := pool.Run(context.Background(), vessel.Command("/bin/true"))
 		if err == nil && !st.Success() {
 			err = fmt.Errorf("job ended: %v", st)
 		}

@@ -310,6 +310,26 @@ func cgroupOptions(id string, cc CgroupConfig, r *limits.Resources) cgroups.Opti
 	return cgroups.Placement{Path: cc.Path, Parent: cc.Parent, Group: cc.Group, Name: cc.Name}.Options(id, r)
 }
 
+// delegationHint says how an unprivileged program gets a cgroup of its
+// own to put containers' limits in, for this host's cgroup layout (the
+// README's "Rootless" section says more). It is part of the errors and
+// warnings of containers that run without one.
+func delegationHint() string {
+	layout, _ := cgroups.Detect()
+	switch layout {
+	case cgroups.V2:
+		return "to get limits, run the program in a delegated cgroup: systemd-run --user --scope -p Delegate=yes PROGRAM " +
+			"(or have root make a cgroup, chown it and its cgroup.procs, cgroup.subtree_control and cgroup.threads to the user, " +
+			"and start the program in it)"
+	case cgroups.Hybrid, cgroups.V1:
+		return "to get limits on this " + string(layout) + " host, root must delegate a cgroup in every hierarchy " +
+			"(each v1 controller, name=systemd and the unified one; systemd's Delegate=yes covers only the unified one): " +
+			"make a directory in each under /sys/fs/cgroup, chown it and its cgroup.procs, tasks, cgroup.subtree_control " +
+			"and cgroup.threads to the user, and start the program with its pid in each cgroup.procs (README: Rootless)"
+	}
+	return "to get limits, run the program in a cgroup delegated to its user"
+}
+
 // DestroyStale removes what a container left on the host when the program
 // that started it died without calling Destroy: its cgroup (killing any
 // process still in it). cc must be the container's cgroup placement. It is
@@ -349,16 +369,20 @@ func (c *Container) setupCgroupStaged() (finish func() error, err error) {
 		// one if no limit was asked for, but say so; refuse otherwise.
 		if c.cfg.Resources != nil && !c.cfg.Resources.IsZero() {
 			return &SetupError{Step: "create cgroup", Path: c.cgroupOptions().Name,
-				Err: fmt.Errorf("limits unavailable: no cgroup can be created here (none delegated to this user or container): %w", err)}
+				Err: fmt.Errorf("limits unavailable: no cgroup can be created here (none delegated to this user or container); %s: %w", delegationHint(), err)}
 		}
-		c.warn("no cgroup: none can be created here (limits, stats, pause and cgroup kill are unavailable): " + err.Error())
+		c.warn("no cgroup: none can be created here (limits, stats, pause, resume, the CPU-time limit and cgroup kill are unavailable; namespaces, the root filesystem, networking and security work); " + delegationHint() + ": " + err.Error())
 		return nil
 	}
 	opts := c.cgroupOptions()
-	if !c.cfg.Privileged && (opts.Resources == nil || len(opts.Resources.Devices) == 0) {
+	if !c.cfg.Privileged && !unprivileged && (opts.Resources == nil || len(opts.Resources.Devices) == 0) {
 		// Only the devices a container needs: without this rule a
 		// container keeping CAP_MKNOD could make and open any host device
-		// node on a writable root.
+		// node on a writable root. An unprivileged caller can neither
+		// write a v1 device rule (that needs CAP_SYS_ADMIN on the host)
+		// nor give its containers a mknod that makes a usable device
+		// node (the kernel refuses it outside the initial user
+		// namespace), so it gets none.
 		r := limits.Resources{}
 		if opts.Resources != nil {
 			r = *opts.Resources

@@ -3,6 +3,7 @@ package fielderr
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Error is an invalid configuration field.
@@ -27,11 +28,11 @@ func Wrap(field string, err error) *Error {
 	return &Error{Field: field, Reason: err.Error(), Err: err}
 }
 
-// Error returns "invalid FIELD: REASON" (with Err's message before the
-// reason when Err is set and the reason is not its message).
+// Error returns "invalid FIELD: REASON", followed by ": " and Err's
+// message when Err is set and the reason does not say it already.
 func (e *Error) Error() string {
-	if e.Err != nil && e.Err.Error() != e.Reason {
-		return fmt.Sprintf("invalid %s: %v: %s", e.Field, e.Err, e.Reason)
+	if e.Err != nil && !strings.Contains(e.Reason, e.Err.Error()) {
+		return fmt.Sprintf("invalid %s: %s: %v", e.Field, e.Reason, e.Err)
 	}
 	return fmt.Sprintf("invalid %s: %s", e.Field, e.Reason)
 }

@@ -21,7 +21,7 @@ func TestErrorMessageAndUnwrap(t *testing.T) {
 	assert.Equal(t, "invalid rootfs.path: file does not exist", w.Error())
 
 	ns := &fielderr.Error{Field: "linux.intelRdt", Reason: "no RDT", Err: errors.New("not supported")}
-	assert.Equal(t, "invalid linux.intelRdt: not supported: no RDT", ns.Error())
+	assert.Equal(t, "invalid linux.intelRdt: no RDT: not supported", ns.Error())
 }
 
 func TestPrefixEveryJoinedError(t *testing.T) {

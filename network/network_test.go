@@ -85,7 +85,7 @@ func TestHostAndNetnsModes(t *testing.T) {
 	if _, err := e.m.Setup(context.Background(), "n", Netns(path), 0); err != nil {
 		t.Errorf("netns %s: %v", path, err)
 	}
-	if _, err := e.m.Setup(context.Background(), "n", Netns("/proc/self/ns/pid"), 0); err == nil || !strings.Contains(err.Error(), "NetnsPath") {
+	if _, err := e.m.Setup(context.Background(), "n", Netns("/proc/self/ns/pid"), 0); err == nil || !strings.Contains(err.Error(), "netnsPath") {
 		t.Errorf("pid namespace accepted as netns: %v", err)
 	}
 	e.assertClean(t)
@@ -514,11 +514,11 @@ func TestBadInputLeavesNothing(t *testing.T) {
 		want string
 	}{
 		{e.bridgeConfig(), "overlaps"},
-		{&Config{Mode: ModeBridge, Bridge: e.bridge, Subnet: "10.1.2.0/240"}, "Subnet: bad CIDR"},
-		{&Config{Mode: ModeMacvlan, Parent: randName("vn"), Address: "10.1.2.3/24"}, "Parent: host interface"},
+		{&Config{Mode: ModeBridge, Bridge: e.bridge, Subnet: "10.1.2.0/240"}, "subnet: bad CIDR"},
+		{&Config{Mode: ModeMacvlan, Parent: randName("vn"), Address: "10.1.2.3/24"}, "parent: host interface"},
 		{&Config{Mode: ModeIpvlan, Parent: randName("vn"), Address: "10.1.2.3/24"}, "no such interface"},
-		{&Config{Mode: ModeLoopback, Interfaces: []string{randName("vn")}}, "Interfaces[0]"},
-		{&Config{Mode: ModeBridge, Bridge: e.bridge, Subnet: freeSubnet(t).String(), Interfaces: []string{randName("vn")}}, "Interfaces[0]"},
+		{&Config{Mode: ModeLoopback, Interfaces: []string{randName("vn")}}, "interfaces[0]"},
+		{&Config{Mode: ModeBridge, Bridge: e.bridge, Subnet: freeSubnet(t).String(), Interfaces: []string{randName("vn")}}, "interfaces[0]"},
 		{&Config{Mode: ModeBridge, Bridge: "lo"}, "not a bridge of this vessel state"},
 	}
 	for _, tc := range cases {
@@ -543,7 +543,7 @@ func TestBadInputLeavesNothing(t *testing.T) {
 	late.Publish = []Port{{HostPort: freePort(t), ContainerPort: 80}}
 	late.Firewall = []Rule{{Action: Deny, CIDR: "192.0.2.0/24"}}
 	late.Interfaces = []string{local}
-	if _, err := e.m.Setup(context.Background(), "late", late, c.pid); err == nil || !strings.Contains(err.Error(), "Interfaces[0]") {
+	if _, err := e.m.Setup(context.Background(), "late", late, c.pid); err == nil || !strings.Contains(err.Error(), "interfaces[0]") {
 		t.Errorf("moving a bridge: %v", err)
 	}
 	if _, err := netlink.LinkByName(local); err != nil {

@@ -25,7 +25,7 @@ func ExampleFromSpec_unsupported() {
 	spec.Process.ApparmorProfile = "docker-default"
 	_, err := oci.FromSpec(spec, "/b")
 	fmt.Println(err)
-	// Output: invalid process.apparmorProfile: not supported by vessel: vessel does not apply AppArmor profiles (got "docker-default")
+	// Output: invalid process.apparmorProfile: vessel does not apply AppArmor profiles (got "docker-default"): not supported by vessel
 }
 
 // ToSpec writes a Config back as a spec.

@@ -18,6 +18,8 @@ import (
 // empty take the container's own settings (environment, working
 // directory, user).
 type Cmd struct {
+	// Args is the command line, Args[0] included (the program, found in
+	// the process's PATH when it has no slash).
 	Args []string
 	// Env replaces the main process's environment when not nil; PATH,
 	// HOME, HOSTNAME and (with TTY) TERM are added unless it sets them.
@@ -27,12 +29,17 @@ type Cmd struct {
 	Dir string
 	// User overrides the container's user when not nil.
 	User *User
-	// TTY gives the process its own pseudo-terminal.
+	// TTY gives the process its own pseudo-terminal, of Rows by Cols
+	// characters, as its stdin, stdout and stderr.
 	TTY        bool
 	Rows, Cols uint16
-	Stdin      io.Reader
-	Stdout     io.Writer
-	Stderr     io.Writer
+	// Stdin, Stdout and Stderr are the process's standard streams, as in
+	// os/exec: an *os.File is passed as it is, other readers and writers
+	// through pipes, and nil is /dev/null.
+	Stdin  io.Reader
+	Stdout io.Writer
+	Stderr io.Writer
+	// ExtraFiles become descriptors 3, 4, ... of the process.
 	ExtraFiles []*os.File
 }
 

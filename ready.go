@@ -14,27 +14,37 @@ import (
 )
 
 // WaitTCP waits, after Start, until something inside the container
-// accepts TCP connections on port of its loopback address (a server
-// listening on 0.0.0.0 or 127.0.0.1 in the container's network
-// namespace, or the host's when the container shares it). The check
-// connects and closes at once, as a port probe does. It returns nil once
-// a connection succeeds, ctx's error (wrapped) when ctx ends first, and an
-// error wrapping ErrNotRunning when the container ends first.
+// accepts TCP connections on port: on its loopback address, or on one of
+// its own network addresses (bridge, macvlan), seen from inside its
+// network namespace (the host's, when the container shares it). The
+// check connects and closes at once, as a port probe does. It returns nil
+// once a connection succeeds, ctx's error (wrapped) when ctx ends first,
+// and an error wrapping ErrNotRunning when the container ends first.
 func (c *Container) WaitTCP(ctx context.Context, port int) error {
 	if port < 1 || port > 65535 {
 		return &ConfigError{Field: "port", Reason: fmt.Sprintf("%d is not a TCP port (1-65535)", port)}
 	}
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	return c.waitUntil(ctx, fmt.Sprintf("TCP port %d", port), func(pid int) bool {
-		dial := func() error {
-			// A short timeout per try: a port that drops SYNs must not
-			// hold one try past ctx.
-			d := net.Dialer{Timeout: 250 * time.Millisecond}
-			conn, err := d.DialContext(ctx, "tcp4", addr)
-			if err != nil {
-				return err
+		addrs := []string{"127.0.0.1"}
+		if a := c.Network(); a != nil {
+			for _, p := range a.Addresses() {
+				if p.Addr().Is4() {
+					addrs = append(addrs, p.Addr().String())
+				}
 			}
-			return conn.Close()
+		}
+		dial := func() error {
+			var err error
+			for _, ip := range addrs {
+				// A short timeout per try: a port that drops SYNs must
+				// not hold one try past ctx.
+				d := net.Dialer{Timeout: 250 * time.Millisecond}
+				var conn net.Conn
+				if conn, err = d.DialContext(ctx, "tcp4", net.JoinHostPort(ip, strconv.Itoa(port))); err == nil {
+					return conn.Close()
+				}
+			}
+			return err
 		}
 		var err error
 		if c.cfg.Namespaces.Has(namespaces.Net) {

@@ -55,11 +55,17 @@ func TestPublishAndWaitTCP(t *testing.T) {
 	require.NoError(t, os.WriteFile(filepath.Join(www, "index.html"), []byte("ready page\n"), 0o644))
 	cfg := newConfig().WithRootfs(rootfs.Dir(testutil.BusyboxRootfsCopy(t))).
 		WithNetwork(nc).WithPublish(fmt.Sprintf("127.0.0.1:%d:80", port)).WithBind(www, "/www", true)
-	// The server starts listening a while after the container starts.
-	c, out := start(t, cfg, "sh", "-c", "sleep 0.5; exec httpd -f -p 80 -h /www")
+	// The server starts listening a while after the container starts,
+	// on the container's bridge address only (not on loopback).
+	c, out := start(t, cfg, "sh", "-c",
+		`sleep 0.5; addr=$(ip -4 addr show eth0 | sed -n 's/.*inet \([0-9.]*\).*/\1/p'); exec httpd -f -p $addr:80 -h /www`)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	require.NoError(t, c.WaitTCP(ctx, 80), "container output: %s", out)
+	// The server is not on loopback: WaitTCP found it on the bridge address.
+	probe, err := c.Exec(ctx, vessel.Command("wget", "-q", "-T", "2", "-O", "/dev/null", "http://127.0.0.1/index.html"))
+	require.NoError(t, err)
+	assert.Error(t, probe.Wait(), "the server answers on loopback too")
 	client := &http.Client{Transport: &http.Transport{Proxy: nil}, Timeout: 5 * time.Second}
 	resp, err := client.Get(fmt.Sprintf("http://127.0.0.1:%d/index.html", port))
 	require.NoError(t, err)

@@ -118,7 +118,12 @@ func TestIDInUse(t *testing.T) {
 	assert.Equal(t, vessel.Running, first.State().Status)
 	assert.Equal(t, vessel.Created, second.State().Status)
 
-	// The first one's cgroup is still its own: it can be killed through it.
+	// The failed start removed nothing of the first one's: its cgroup
+	// still counts its processes.
+	require.NoError(t, second.Destroy())
+	st, err := first.Stats()
+	require.NoError(t, err)
+	assert.Positive(t, st.Pids.Current)
 	require.NoError(t, first.Kill())
 	assert.True(t, errors.Is(first.Wait(), vessel.ErrKilled))
 	require.NoError(t, first.Destroy())

@@ -609,7 +609,7 @@ func TestVlanModes(t *testing.T) {
 				t.Errorf("eth0 still in the container after teardown")
 			}
 			must(t, b.Teardown())
-			if _, err := e.m.Setup(context.Background(), "vc", &Config{Mode: mode, Parent: parent + "x", Address: "10.9.9.9/24"}, cb.pid); err == nil || !strings.Contains(err.Error(), "Parent") {
+			if _, err := e.m.Setup(context.Background(), "vc", &Config{Mode: mode, Parent: parent + "x", Address: "10.9.9.9/24"}, cb.pid); err == nil || !strings.Contains(err.Error(), "parent") {
 				t.Errorf("unknown parent: %v", err)
 			}
 			e.assertClean(t)
@@ -737,7 +737,7 @@ func TestIPv6(t *testing.T) {
 	v4 := e2.setup(t, "four", e2.bridgeConfig(), c4.pid)
 	want6 := e2.bridgeConfig()
 	want6.IPv6 = true
-	if _, err := e2.m.Setup(context.Background(), "six", want6, startContainer(t).pid); err == nil || !strings.Contains(err.Error(), "IPv6:") {
+	if _, err := e2.m.Setup(context.Background(), "six", want6, startContainer(t).pid); err == nil || !strings.Contains(err.Error(), "invalid ipv6:") {
 		t.Errorf("IPv6 on a bridge without it: %v", err)
 	}
 	veths := []string{a.HostInterface(), b.HostInterface(), c.HostInterface()}

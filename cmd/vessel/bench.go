@@ -297,7 +297,7 @@ func benchFloor(args []string) int {
 // read-only busybox root, a cgroup with memory and pids limits, and
 // vessel's default namespaces and security profile.
 func benchConfig(root string) *vessel.Config {
-	return vessel.NewConfig().WithRootfs(rootfs.Dir(root)).WithReadonlyRootfs(true).
+	return vessel.NewConfig().WithRootfs(rootfs.Dir(root)).WithReadOnlyRootfs(true).
 		WithMemoryLimit(64 << 20).WithPids(64)
 }
 

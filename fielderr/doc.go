@@ -7,7 +7,7 @@
 // Field is the path of the field in the configuration's JSON form: the
 // JSON names, dotted, with [i] for an element of a list and [key] for an
 // entry of a map, like "resources.cpu.cpus", "process.env[2]",
-// "mounts[1].destination" or "namespaces[net].path". A package names
+// "mounts[1].destination" or "namespaces[network].path". A package names
 // fields relative to its own type (the limits package says
 // "memory.limit"); the package that embeds that type puts its own prefix
 // in front with Prefix ("resources.memory.limit"). An argument of a call

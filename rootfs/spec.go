@@ -281,7 +281,7 @@ func (p *Plan) Validate() error {
 		}
 		seen[d] = i
 		if err := checkKernelFSDestination(d, m.Type); err != nil {
-			return fmt.Errorf("%s.destination: %w", field, err)
+			return fielderr.Wrap(field+".destination", err)
 		}
 		switch m.Type {
 		case TypeBind:

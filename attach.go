@@ -111,7 +111,7 @@ func (cl *Client) SignalAll(sig syscall.Signal) error {
 }
 
 // Exec starts cmd in the container, like Container.Exec.
-func (cl *Client) Exec(ctx context.Context, cmd *Command) (*Process, error) {
+func (cl *Client) Exec(ctx context.Context, cmd *Cmd) (*Process, error) {
 	return cl.sess.exec(ctx, cmd)
 }
 

@@ -67,7 +67,7 @@ func (l latencies) report(b *testing.B, what string) {
 func benchFull(b testing.TB) *vessel.Config {
 	return newConfig().
 		WithRootfs(rootfs.Dir(testutil.BusyboxRootfs(b))).
-		WithReadonlyRootfs(true).
+		WithReadOnlyRootfs(true).
 		WithMemoryLimit(64 << 20).
 		WithPids(64)
 }
@@ -190,7 +190,7 @@ func startIdle(b testing.TB, cfg *vessel.Config) *vessel.Container {
 }
 
 func execProgram(b testing.TB, c *vessel.Container, prog string) {
-	p, err := c.Exec(context.Background(), vessel.Cmd(prog))
+	p, err := c.Exec(context.Background(), vessel.Command(prog))
 	if err != nil {
 		b.Fatalf("Exec: %v", err)
 	}
@@ -507,7 +507,7 @@ func BenchmarkPoolRun(b *testing.B) {
 				b.ResetTimer()
 				for i := 0; i < b.N; i++ {
 					t0 := time.Now()
-					st, err := p.Run(context.Background(), vessel.Cmd(prog.path))
+					st, err := p.Run(context.Background(), vessel.Command(prog.path))
 					if err != nil || !st.Success() {
 						b.Fatalf("Run: %v %v", st, err)
 					}

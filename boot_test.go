@@ -36,7 +36,7 @@ func TestBootSystemd(t *testing.T) {
 	require.NoError(t, c.Start(context.Background()))
 	exec := func(args ...string) (string, error) {
 		var b strings.Builder
-		cmd := vessel.Cmd(args[0], args[1:]...)
+		cmd := vessel.Command(args[0], args[1:]...)
 		cmd.Stdout, cmd.Stderr = &b, &b
 		p, err := c.Exec(context.Background(), cmd)
 		if err != nil {

@@ -171,7 +171,7 @@ func (c *Container) Checkpoint(ctx context.Context, dir string, opts *Checkpoint
 		return nil, &ConfigError{Field: "dir", Reason: "empty checkpoint directory"}
 	}
 	if opts.PreDumps < 0 || opts.PreDumps > 64 {
-		return nil, &ConfigError{Field: "PreDumps", Reason: fmt.Sprintf("%d is outside 0..64", opts.PreDumps)}
+		return nil, &ConfigError{Field: "preDumps", Reason: fmt.Sprintf("%d is outside 0..64", opts.PreDumps)}
 	}
 	start := time.Now()
 	res := &CheckpointResult{Dir: dir}

@@ -106,7 +106,7 @@ func waitListening(t *testing.T, c *vessel.Container, port string) {
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		out := &syncBuffer{}
-		cmd := vessel.Cmd("/bin/probe", "try", "connect", "127.0.0.1:"+port)
+		cmd := vessel.Command("/bin/probe", "try", "connect", "127.0.0.1:"+port)
 		cmd.Stdout = out
 		p, err := c.Exec(context.Background(), cmd)
 		if err == nil {
@@ -213,7 +213,7 @@ func TestCheckpointBridgeNetwork(t *testing.T) {
 	// The restored container is on the bridge: it has an address there,
 	// and Exec'd processes share its namespaces.
 	out := &syncBuffer{}
-	cmd := vessel.Cmd("/bin/cat", "/etc/hosts", "/proc/1/cmdline")
+	cmd := vessel.Command("/bin/cat", "/etc/hosts", "/proc/1/cmdline")
 	cmd.Stdout = out
 	p, err := r.Exec(ctx, cmd)
 	if err != nil {
@@ -260,7 +260,7 @@ func TestCheckpointHostRoot(t *testing.T) {
 	}
 	// The host's files are there, read-only, as before.
 	out := &syncBuffer{}
-	cmd := vessel.Cmd("/probe/"+filepath.Base(probe), "try", "open", "/etc/vessel-ckpt-test", "create")
+	cmd := vessel.Command("/probe/"+filepath.Base(probe), "try", "open", "/etc/vessel-ckpt-test", "create")
 	cmd.Stdout = out
 	p, err := r.Exec(ctx, cmd)
 	if err != nil {

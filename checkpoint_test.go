@@ -248,7 +248,7 @@ func TestCheckpointPausedLeaveRunningWithPreDumps(t *testing.T) {
 		t.Fatalf("counter jumped from %d to %d", at, n)
 	}
 	// A restored container runs commands like a started one.
-	p, err := r.Exec(ctx, vessel.Cmd("/bin/cat", "/data/counter"))
+	p, err := r.Exec(ctx, vessel.Command("/bin/cat", "/data/counter"))
 	if err != nil {
 		t.Fatalf("Exec in restored container: %v", err)
 	}

@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/openvessel/vessel/fielderr"
 	"github.com/openvessel/vessel/internal/child"
 	"github.com/openvessel/vessel/limits"
 	"github.com/openvessel/vessel/namespaces"
@@ -21,12 +22,27 @@ import (
 )
 
 // DefaultPath is the PATH a container process gets when its environment
-// has none.
-const DefaultPath = child.DefaultPath
+// has none. A process also gets HOME (/root for uid 0, else /), HOSTNAME
+// and, with a terminal, TERM=xterm, unless its environment sets them.
+const DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 // User is the identity a container process runs as, in the container's
 // user namespace (or the host's when the user namespace is shared).
-type User = child.User
+type User struct {
+	// UID and GID are the process's user and group ids.
+	UID uint32 `json:"uid"`
+	GID uint32 `json:"gid"`
+	// Groups are its supplementary groups.
+	Groups []uint32 `json:"groups,omitempty"`
+}
+
+// childUser converts u for the container init (nil stays nil).
+func childUser(u *User) *child.User {
+	if u == nil {
+		return nil
+	}
+	return &child.User{UID: u.UID, GID: u.GID, Groups: append([]uint32(nil), u.Groups...)}
+}
 
 // ProcessConfig describes the container's main process.
 type ProcessConfig struct {
@@ -54,13 +70,13 @@ type Config struct {
 	// Rootfs is the root filesystem: rootfs.Host() (the default) or
 	// rootfs.Dir(path).
 	Rootfs rootfs.Root `json:"rootfs"`
-	// Readonly makes the root filesystem read-only (a host root always is).
-	Readonly bool `json:"readonly,omitempty"`
+	// ReadOnly makes the root filesystem read-only (a host root always is).
+	ReadOnly bool `json:"readonly,omitempty"`
 	// Mounts are added, in order, after the system mounts.
 	Mounts []rootfs.Mount `json:"mounts,omitempty"`
-	// MaskedPaths and ReadonlyPaths override rootfs's defaults when not nil.
+	// MaskedPaths and ReadOnlyPaths override rootfs's defaults when not nil.
 	MaskedPaths   []string `json:"maskedPaths,omitempty"`
-	ReadonlyPaths []string `json:"readonlyPaths,omitempty"`
+	ReadOnlyPaths []string `json:"readonlyPaths,omitempty"`
 
 	// Namespaces lists the container's own namespaces: new ones, or joined
 	// ones (with a path). A kind not listed is shared with the host.
@@ -175,16 +191,23 @@ func NewConfig() *Config {
 	}
 }
 
+// fail records a problem of a With call, reported by Validate and New.
 func (c *Config) fail(field, format string, a ...any) *Config {
-	c.errs = append(c.errs, &ConfigError{Field: field, Reason: fmt.Sprintf(format, a...)})
+	c.errs = append(c.errs, fielderr.New(field, format, a...))
 	return c
 }
 
 // WithRootfs sets the root filesystem.
 func (c *Config) WithRootfs(r rootfs.Root) *Config { c.Rootfs = r; return c }
 
-// WithReadonlyRootfs makes the root filesystem read-only.
-func (c *Config) WithReadonlyRootfs(ro bool) *Config { c.Readonly = ro; return c }
+// WithReadOnlyRootfs makes the root filesystem read-only.
+func (c *Config) WithReadOnlyRootfs(ro bool) *Config { c.ReadOnly = ro; return c }
+
+// WithReadonlyRootfs is WithReadOnlyRootfs.
+//
+// Deprecated: use WithReadOnlyRootfs; WithReadonlyRootfs goes in the next
+// release.
+func (c *Config) WithReadonlyRootfs(ro bool) *Config { return c.WithReadOnlyRootfs(ro) }
 
 // WithMount adds mounts.
 func (c *Config) WithMount(m ...rootfs.Mount) *Config { c.Mounts = append(c.Mounts, m...); return c }
@@ -207,11 +230,17 @@ func (c *Config) WithMaskedPaths(p ...string) *Config {
 	return c
 }
 
-// WithReadonlyPaths replaces the default read-only paths.
-func (c *Config) WithReadonlyPaths(p ...string) *Config {
-	c.ReadonlyPaths = append([]string{}, p...)
+// WithReadOnlyPaths replaces the default read-only paths.
+func (c *Config) WithReadOnlyPaths(p ...string) *Config {
+	c.ReadOnlyPaths = append([]string{}, p...)
 	return c
 }
+
+// WithReadonlyPaths is WithReadOnlyPaths.
+//
+// Deprecated: use WithReadOnlyPaths; WithReadonlyPaths goes in the next
+// release.
+func (c *Config) WithReadonlyPaths(p ...string) *Config { return c.WithReadOnlyPaths(p...) }
 
 // WithNamespaces replaces the namespace set.
 func (c *Config) WithNamespaces(s namespaces.Set) *Config { c.Namespaces = s; return c }
@@ -272,6 +301,42 @@ func (c *Config) WithEnv(kv ...string) *Config {
 		c.Process.Env = setEnv(c.Process.Env, e)
 	}
 	return c
+}
+
+// defaultEnv fills in what a process's environment lacks, as a login
+// would: PATH (DefaultPath, the usual directories), HOME (/root for uid
+// 0, else /), HOSTNAME (the container's hostname) and, with a terminal,
+// TERM=xterm. What env sets already is kept.
+func defaultEnv(env []string, uid uint32, hostname string, tty bool) []string {
+	env = append([]string(nil), env...)
+	home := "/"
+	if uid == 0 {
+		home = "/root"
+	}
+	defaults := []string{"PATH=" + DefaultPath, "HOME=" + home}
+	if hostname != "" {
+		defaults = append(defaults, "HOSTNAME="+hostname)
+	}
+	if tty {
+		defaults = append(defaults, "TERM=xterm")
+	}
+	for _, kv := range defaults {
+		k, _, _ := strings.Cut(kv, "=")
+		if !hasEnv(env, k) {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+// hasEnv reports whether env sets key.
+func hasEnv(env []string, key string) bool {
+	for _, e := range env {
+		if k, _, _ := strings.Cut(e, "="); k == key {
+			return true
+		}
+	}
+	return false
 }
 
 func setEnv(env []string, kv string) []string {
@@ -343,8 +408,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.validateAccounting()...)
 	ns := c.Namespaces
 	if err := ns.Validate(); err != nil {
-		f, r, _ := strings.Cut(err.Error(), ": ")
-		bad(f, "%s", r)
+		errs = append(errs, err)
 	}
 	if os.Geteuid() != 0 && !ns.IsNew(namespaces.User) && len(ns) > 0 {
 		bad("namespaces", "an unprivileged user (uid %d) needs a new user namespace to own the container's other namespaces", os.Geteuid())
@@ -370,8 +434,7 @@ func (c *Config) Validate() error {
 		m []namespaces.IDMap
 	}{{"uidMappings", c.UIDMappings}, {"gidMappings", c.GIDMappings}} {
 		if err := namespaces.ValidateMappings(m.f, m.m); err != nil {
-			f, r, _ := strings.Cut(err.Error(), ": ")
-			bad(f, "%s", r)
+			errs = append(errs, err)
 		}
 	}
 	if !c.TimeOffsets.IsZero() && !ns.IsNew(namespaces.Time) {
@@ -390,22 +453,15 @@ func (c *Config) Validate() error {
 			bad("domainname", "%v", err)
 		}
 	}
-	for _, err := range []error{c.Resources.Validate(), c.Resources.CheckContainer()} {
-		for _, e := range unjoin(err) {
-			f, r, _ := strings.Cut(strings.TrimPrefix(e.Error(), "limits: "), ": ")
-			bad("resources."+f, "%s", r)
-		}
-	}
 	if ns.Has(namespaces.Mount) && !ns.IsNew(namespaces.Mount) && (len(c.Mounts) > 0 || c.Rootfs.Kind == rootfs.KindDir) {
 		bad("rootfs", "cannot build a root filesystem in a joined mount namespace")
 	}
-	if !ns.Has(namespaces.Mount) && (len(c.Mounts) > 0 || c.Rootfs.Kind == rootfs.KindDir || c.Readonly) {
+	if !ns.Has(namespaces.Mount) && (len(c.Mounts) > 0 || c.Rootfs.Kind == rootfs.KindDir || c.ReadOnly) {
 		bad("rootfs", "a root filesystem or mounts need a mount namespace (it would change the host's)")
 	}
 	if ns.IsNew(namespaces.Mount) {
 		if err := c.plan().Validate(); err != nil {
-			f, r, _ := strings.Cut(err.Error(), ": ")
-			bad(f, "%s", r)
+			errs = append(errs, err)
 		}
 	}
 	if err := c.validateNetwork(); err != nil {
@@ -420,22 +476,24 @@ func (c *Config) Validate() error {
 		bad("process.cwd", "%q is not absolute", c.Process.Dir)
 	}
 	for k := range c.Sysctls {
+		field := "sysctl[" + k + "]"
 		if !strings.Contains(k, ".") || strings.ContainsAny(k, " ") {
-			bad("sysctl", "%q is not a sysctl name like net.ipv4.ip_forward", k)
+			bad(field, "%q is not a sysctl name like net.ipv4.ip_forward", k)
 			continue
 		}
 		// Only sysctls the container's own namespaces isolate: anything
 		// else would change the host.
 		if err := security.CheckSysctl(k, ns.IsNew(namespaces.Net) || ns.IsJoined(namespaces.Net), ns.Has(namespaces.IPC), ns.Has(namespaces.UTS)); err != nil {
-			bad("sysctl", "%v", err)
+			bad(field, "%v", err)
 		}
 	}
 	// The profile's names and rules (Start compiles it).
 	if prof := c.securityProfile(); prof != nil {
 		if err := prof.Validate(); err != nil {
-			bad("security", "%v", err)
+			errs = append(errs, fielderr.Prefix("security.", err))
 		}
 	}
+	errs = append(errs, c.validateLimits()...)
 	return errors.Join(errs...)
 }
 
@@ -450,10 +508,10 @@ func (c *Config) plan() *rootfs.Plan {
 	}
 	return &rootfs.Plan{
 		Root:            c.Rootfs,
-		Readonly:        c.Readonly,
+		Readonly:        c.ReadOnly,
 		Mounts:          c.Mounts,
 		MaskedPaths:     c.MaskedPaths,
-		ReadonlyPaths:   c.ReadonlyPaths,
+		ReadonlyPaths:   c.ReadOnlyPaths,
 		UserNS:          ns.IsNew(namespaces.User) || inUserNamespace(),
 		NewPID:          ns.IsNew(namespaces.PID),
 		NewNet:          ns.IsNew(namespaces.Net),
@@ -568,16 +626,4 @@ func SubIDMappings() (uids, gids []namespaces.IDMap, err error) {
 		return nil, nil, err
 	}
 	return uids, gids, nil
-}
-
-// unjoin returns the errors joined in err (one if it is not a join; none
-// if it is nil).
-func unjoin(err error) []error {
-	if err == nil {
-		return nil
-	}
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		return j.Unwrap()
-	}
-	return []error{err}
 }

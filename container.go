@@ -88,7 +88,7 @@ type Container struct {
 	startedAt   time.Time
 	exit        *ExitStatus
 	done        chan struct{}
-	reason      struct{ killed, timedOut, cpuTime bool }
+	reason      endReason
 	sess        *session
 	startWait   chan *initproto.Received
 	pty         *os.File
@@ -155,7 +155,7 @@ func (c *Container) processSpec(p *ProcessConfig) child.Process {
 	if p.Umask != nil {
 		umask = *p.Umask
 	}
-	env := child.WithDefaultEnv(p.Env, c.cfg.Hostname)
+	env := defaultEnv(p.Env, p.User.UID, c.hostname(), p.TTY)
 	dir := p.Dir
 	if dir == "" {
 		dir = "/"
@@ -352,7 +352,7 @@ func (c *Container) release(ctx context.Context) error {
 // and the limits that count from start.
 func (c *Container) afterStart(ctx context.Context) {
 	if h := c.cfg.Hooks; h != nil && len(h.Poststart) > 0 {
-		if err := child.RunHooks(h.Poststart, c.hookState("running", c.State().Pid)); err != nil {
+		if err := runHooks(h.Poststart, c.hookState("running", c.State().Pid)); err != nil {
 			c.logf("poststart hook failed", "err", err)
 		}
 	}
@@ -371,7 +371,7 @@ func (c *Container) afterStart(ctx context.Context) {
 
 func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr error) {
 	if len(c.ExtraFiles) > 200 {
-		return &ConfigError{Field: "ExtraFiles", Reason: "more than 200 files"}
+		return &ConfigError{Field: "extraFiles", Reason: "more than 200 files"}
 	}
 	prep, err := c.cfg.preparedSecurity()
 	if err != nil {
@@ -410,8 +410,8 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 	// prepare: the parent has work to finish before the init may act.
 	prepare := false
 	if h := c.cfg.Hooks; h != nil {
-		ic.CreateContainerHooks = h.CreateContainer
-		ic.StartContainerHooks = h.StartContainer
+		ic.CreateContainerHooks = childHooks(h.CreateContainer)
+		ic.StartContainerHooks = childHooks(h.StartContainer)
 		if len(h.Prestart)+len(h.CreateRuntime) > 0 {
 			prepare = true
 		}
@@ -612,7 +612,7 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 		}
 		if h := c.cfg.Hooks; h != nil {
 			state := c.hookState("created", cmd.Process.Pid)
-			if err := child.RunHooks(append(append([]Hook{}, h.Prestart...), h.CreateRuntime...), state); err != nil {
+			if err := runHooks(append(append([]Hook{}, h.Prestart...), h.CreateRuntime...), state); err != nil {
 				return fail(&SetupError{Step: "createRuntime hook", Err: err})
 			}
 		}
@@ -808,7 +808,7 @@ func (c *Container) Wait() error {
 	if c.exit.Success() && !c.exit.Killed && !c.exit.TimedOut && !c.exit.CPUTimeExceeded {
 		return nil
 	}
-	return &ExitError{Status: *c.exit}
+	return &ExitError{Status: *c.exit, Err: c.contextErr()}
 }
 
 // Done is closed when the container's main process has ended.
@@ -897,7 +897,7 @@ func (c *Container) Destroy() error {
 	}
 	err := c.runCleanups()
 	if h := c.cfg.Hooks; h != nil && len(h.Poststop) > 0 && st != Created {
-		if herr := child.RunHooks(h.Poststop, c.hookState("stopped", 0)); herr != nil {
+		if herr := runHooks(h.Poststop, c.hookState("stopped", 0)); herr != nil {
 			c.logf("poststop hook failed", "err", herr)
 		}
 	}
@@ -1029,7 +1029,7 @@ func (c *Container) follow(ctx context.Context) {
 		go func() {
 			select {
 			case <-ctx.Done():
-				c.kill(false)
+				c.killForContext(ctx.Err())
 			case <-c.done:
 			}
 		}()

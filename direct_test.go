@@ -62,7 +62,7 @@ func TestDirectStartCarriesProfile(t *testing.T) {
 	if r.Seccomp != 2 || !r.NoNewPrivs || r.UID != 0 {
 		t.Errorf("exec'd process: seccomp %d nnp %v uid %d", r.Seccomp, r.NoNewPrivs, r.UID)
 	}
-	cmd := vessel.Cmd("/probe", "report")
+	cmd := vessel.Command("/probe", "report")
 	cmd.User = &vessel.User{UID: 1000, GID: 1000, Groups: []uint32{5}}
 	out, errOut, err := execOut(t, c, cmd)
 	if err != nil {

@@ -28,7 +28,7 @@ func ExampleNewPool() {
 		"echo job 1 > /work/out; cat /work/out",
 		"cat /work/out 2>/dev/null || echo job 2 sees a clean /work",
 	} {
-		cmd := vessel.Cmd("/bin/sh", "-c", script)
+		cmd := vessel.Command("/bin/sh", "-c", script)
 		cmd.Stdout = os.Stdout
 		st, err := pool.Run(context.Background(), cmd)
 		if err != nil {
@@ -74,7 +74,7 @@ func ExampleConfig_WithCPUs() {
 		return
 	}
 	// Spin for half a second of wall time: more than the quota allows.
-	p, err := c.Exec(context.Background(), vessel.Cmd("timeout", "0.5", "sh", "-c", "while :; do :; done"))
+	p, err := c.Exec(context.Background(), vessel.Command("timeout", "0.5", "sh", "-c", "while :; do :; done"))
 	if err != nil {
 		fmt.Println(err)
 		return

@@ -63,7 +63,7 @@ func ExampleContainer_Exec() {
 		fmt.Println(err)
 		return
 	}
-	p, err := c.Exec(context.Background(), &vessel.Command{Args: []string{"hostname"}, Stdout: os.Stdout})
+	p, err := c.Exec(context.Background(), &vessel.Cmd{Args: []string{"hostname"}, Stdout: os.Stdout})
 	if err != nil {
 		fmt.Println(err)
 		return

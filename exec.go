@@ -13,29 +13,40 @@ import (
 	"github.com/openvessel/vessel/internal/initproto"
 )
 
-// Command describes a process to start inside a running container with
-// Exec. Fields left empty take the container's own settings (environment,
-// working directory, user).
-type Command struct {
+// Cmd describes a process to start inside a running container with
+// Exec, as os/exec's Cmd describes one to start on the host. Fields left
+// empty take the container's own settings (environment, working
+// directory, user).
+type Cmd struct {
+	// Args is the command line, Args[0] included (the program, found in
+	// the process's PATH when it has no slash).
 	Args []string
-	// Env replaces the container's environment when not nil.
+	// Env replaces the main process's environment when not nil; PATH,
+	// HOME, HOSTNAME and (with TTY) TERM are added unless it sets them.
+	// A nil Env is the main process's environment.
 	Env []string
 	// Dir is the working directory ("" : the container's).
 	Dir string
 	// User overrides the container's user when not nil.
 	User *User
-	// TTY gives the process its own pseudo-terminal.
+	// TTY gives the process its own pseudo-terminal, of Rows by Cols
+	// characters, as its stdin, stdout and stderr.
 	TTY        bool
 	Rows, Cols uint16
-	Stdin      io.Reader
-	Stdout     io.Writer
-	Stderr     io.Writer
+	// Stdin, Stdout and Stderr are the process's standard streams, as in
+	// os/exec: an *os.File is passed as it is, other readers and writers
+	// through pipes, and nil is /dev/null.
+	Stdin  io.Reader
+	Stdout io.Writer
+	Stderr io.Writer
+	// ExtraFiles become descriptors 3, 4, ... of the process.
 	ExtraFiles []*os.File
 }
 
-// Cmd returns a Command running name with args.
-func Cmd(name string, args ...string) *Command {
-	return &Command{Args: append([]string{name}, args...)}
+// Command returns a Cmd running name with args, as os/exec's Command
+// does.
+func Command(name string, args ...string) *Cmd {
+	return &Cmd{Args: append([]string{name}, args...)}
 }
 
 // Process is a process started by Exec.
@@ -49,17 +60,18 @@ type Process struct {
 	once    sync.Once
 	status  *ExitStatus
 
-	pty      *os.File
-	copies   sync.WaitGroup
-	closers  []io.Closer
-	killedBy bool
+	pty     *os.File
+	copies  sync.WaitGroup
+	closers []io.Closer
+	mu      sync.Mutex
+	ctxErr  error // the context whose end killed the process
 }
 
 // Exec starts cmd inside the running container, in all of its namespaces
 // (a user namespace included), with the container's security settings. It
 // returns once the process has been execve()d, or with a *SetupError.
 // Cancelling ctx kills the process.
-func (c *Container) Exec(ctx context.Context, cmd *Command) (*Process, error) {
+func (c *Container) Exec(ctx context.Context, cmd *Cmd) (*Process, error) {
 	c.mu.Lock()
 	s := c.sess
 	running := c.status == Running && s != nil
@@ -72,12 +84,23 @@ func (c *Container) Exec(ctx context.Context, cmd *Command) (*Process, error) {
 		return nil, ErrNotRunning
 	default:
 	}
+	if cmd != nil && cmd.Env != nil {
+		// A replaced environment gets the same defaults as the main
+		// process's; a nil one is the main process's, as it is.
+		cp := *cmd
+		uid := c.cfg.Process.User.UID
+		if cmd.User != nil {
+			uid = cmd.User.UID
+		}
+		cp.Env = defaultEnv(cmd.Env, uid, c.hostname(), cmd.TTY)
+		cmd = &cp
+	}
 	return s.exec(ctx, cmd)
 }
 
 // stdio prepares descriptors 0-2 for the process: files are used as they
 // are, other readers and writers through pipes copied by goroutines.
-func (p *Process) stdio(cmd *Command) (files, childEnds []*os.File, err error) {
+func (p *Process) stdio(cmd *Cmd) (files, childEnds []*os.File, err error) {
 	if cmd.TTY {
 		// The terminal's slave becomes stdio inside; pass /dev/null here.
 		null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
@@ -213,21 +236,36 @@ func (p *Process) Wait() error {
 		p.pty.Close()
 	}
 	p.closeAll()
-	st := *p.status
-	if p.killedBy {
-		st.Killed = true
-	}
-	if st.Success() && !st.Killed {
+	st, ctxErr := p.final()
+	if st.Success() && !st.Killed && !st.TimedOut {
 		return nil
 	}
-	return &ExitError{Status: st}
+	return &ExitError{Status: st, Err: ctxErr}
+}
+
+// final is how the process ended (p.done closed), and the error of the
+// context whose end killed it, if that is how: a deadline counts as a
+// timeout, a cancellation as a kill.
+func (p *Process) final() (ExitStatus, error) {
+	st := *p.status
+	p.mu.Lock()
+	ctxErr := p.ctxErr
+	p.mu.Unlock()
+	if ctxErr != nil {
+		if errors.Is(ctxErr, context.DeadlineExceeded) {
+			st.TimedOut = true
+		} else {
+			st.Killed = true
+		}
+	}
+	return st, ctxErr
 }
 
 // ExitStatus returns how the process ended, once Wait has returned.
 func (p *Process) ExitStatus() *ExitStatus {
 	select {
 	case <-p.done:
-		s := *p.status
+		s, _ := p.final()
 		return &s
 	default:
 		return nil

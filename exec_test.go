@@ -24,7 +24,7 @@ import (
 
 // execOut runs cmd in c with Exec and returns its standard output, its
 // standard error and Wait's error.
-func execOut(t testing.TB, c *vessel.Container, cmd *vessel.Command) (string, string, error) {
+func execOut(t testing.TB, c *vessel.Container, cmd *vessel.Cmd) (string, string, error) {
 	t.Helper()
 	var stdout, stderr syncBuffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -39,7 +39,7 @@ func execOut(t testing.TB, c *vessel.Container, cmd *vessel.Command) (string, st
 // execReport runs "probe report" (at probePath inside) in c with Exec.
 func execReport(t testing.TB, c *vessel.Container, probePath string) *probe.Report {
 	t.Helper()
-	out, errOut, err := execOut(t, c, vessel.Cmd(probePath, "report"))
+	out, errOut, err := execOut(t, c, vessel.Command(probePath, "report"))
 	if err != nil {
 		t.Fatalf("exec probe report: %v\n%s%s", err, out, errOut)
 	}
@@ -100,13 +100,13 @@ func waitGone(t testing.TB, pid int) {
 
 func TestExecOutputAndExitCode(t *testing.T) {
 	c, _ := start(t, newConfig(), "sleep", "30")
-	out, errOut, err := execOut(t, c, vessel.Cmd("/bin/sh", "-c", "echo to-stdout; echo to-stderr >&2"))
+	out, errOut, err := execOut(t, c, vessel.Command("/bin/sh", "-c", "echo to-stdout; echo to-stderr >&2"))
 	if err != nil || out != "to-stdout\n" || errOut != "to-stderr\n" {
 		t.Fatalf("got %q %q %v", out, errOut, err)
 	}
 	for _, code := range []int{1, 42, 255} {
 		var stdout syncBuffer
-		cmd := vessel.Cmd("/bin/sh", "-c", fmt.Sprintf("echo code; exit %d", code))
+		cmd := vessel.Command("/bin/sh", "-c", fmt.Sprintf("echo code; exit %d", code))
 		cmd.Stdout = &stdout
 		p, err := c.Exec(context.Background(), cmd)
 		if err != nil {
@@ -138,7 +138,7 @@ func TestExecOutputAndExitCode(t *testing.T) {
 
 func TestExecExitBySignal(t *testing.T) {
 	c, _ := start(t, newConfig(), "sleep", "30")
-	_, _, err := execOut(t, c, vessel.Cmd("/bin/sh", "-c", "kill -TERM $$"))
+	_, _, err := execOut(t, c, vessel.Command("/bin/sh", "-c", "kill -TERM $$"))
 	var ee *vessel.ExitError
 	if !errors.As(err, &ee) || ee.Status.Signal != syscall.SIGTERM || ee.Status.Code != 128+15 || ee.Status.Exited() {
 		t.Fatalf("got %v, want death by SIGTERM", err)
@@ -148,7 +148,7 @@ func TestExecExitBySignal(t *testing.T) {
 	}
 	// Process.Signal reaches the exec'd process.
 	var out syncBuffer
-	cmd := vessel.Cmd("/bin/sh", "-c", "trap 'echo got-usr1; exit 9' USR1; echo ready; while :; do sleep 0.05; done")
+	cmd := vessel.Command("/bin/sh", "-c", "trap 'echo got-usr1; exit 9' USR1; echo ready; while :; do sleep 0.05; done")
 	cmd.Stdout = &out
 	p, err := c.Exec(context.Background(), cmd)
 	if err != nil {
@@ -172,13 +172,13 @@ func TestExecStdin(t *testing.T) {
 	// A reader goes through a pipe; a large input checks the copy ends
 	// with EOF and nothing is lost.
 	big := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
-	cmd := vessel.Cmd("/bin/sh", "-c", "wc -c")
+	cmd := vessel.Command("/bin/sh", "-c", "wc -c")
 	cmd.Stdin = bytes.NewReader(big)
 	out, errOut, err := execOut(t, c, cmd)
 	if err != nil || strings.TrimSpace(out) != fmt.Sprint(len(big)) {
 		t.Fatalf("wc -c of 1 MiB: %q %q %v", out, errOut, err)
 	}
-	cmd = vessel.Cmd("cat")
+	cmd = vessel.Command("cat")
 	cmd.Stdin = strings.NewReader("line one\nline two\n")
 	out, _, err = execOut(t, c, cmd)
 	if err != nil || out != "line one\nline two\n" {
@@ -190,7 +190,7 @@ func TestExecStdin(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	cmd = vessel.Cmd("/bin/sh", "-c", "read a; read b; echo \"$b $a\"")
+	cmd = vessel.Command("/bin/sh", "-c", "read a; read b; echo \"$b $a\"")
 	cmd.Stdin = r
 	var stdout syncBuffer
 	cmd.Stdout = &stdout
@@ -205,7 +205,7 @@ func TestExecStdin(t *testing.T) {
 		t.Fatalf("os.File stdin: %q %v", stdout.String(), err)
 	}
 	// No stdin reads /dev/null: EOF at once.
-	out, _, err = execOut(t, c, vessel.Cmd("/bin/sh", "-c", "cat; echo eof"))
+	out, _, err = execOut(t, c, vessel.Command("/bin/sh", "-c", "cat; echo eof"))
 	if err != nil || out != "eof\n" {
 		t.Fatalf("nil stdin: %q %v", out, err)
 	}
@@ -215,13 +215,13 @@ func TestExecEnvDirUser(t *testing.T) {
 	c, _ := start(t, newConfig().WithEnv("FROM_CONTAINER=yes").WithWorkDir("/usr").WithUser(0, 0), "sleep", "30")
 	script := `echo "env=$FROM_CONTAINER|$OVERRIDE|pwd=$(pwd)|$(id -u) $(id -g) $(id -G)"`
 	// Defaults come from the container.
-	out, errOut, err := execOut(t, c, vessel.Cmd("/bin/sh", "-c", script))
+	out, errOut, err := execOut(t, c, vessel.Command("/bin/sh", "-c", script))
 	if err != nil || strings.TrimSpace(out) != "env=yes||pwd=/usr|0 0 0" {
 		t.Fatalf("defaults: %q %q %v", out, errOut, err)
 	}
 	// Every override applies; Env replaces the container's environment
 	// (PATH still defaults, so "sh" is found).
-	cmd := vessel.Cmd("sh", "-c", script)
+	cmd := vessel.Command("sh", "-c", script)
 	cmd.Env = []string{"OVERRIDE=over"}
 	cmd.Dir = "/tmp"
 	cmd.User = &vessel.User{UID: 1000, GID: 1001, Groups: []uint32{5, 27}}
@@ -230,7 +230,7 @@ func TestExecEnvDirUser(t *testing.T) {
 		t.Fatalf("overrides: %q %q %v", out, errOut, err)
 	}
 	// A working directory that does not exist is a setup error.
-	cmd = vessel.Cmd("true")
+	cmd = vessel.Command("true")
 	cmd.Dir = "/no/such/dir"
 	_, err = c.Exec(context.Background(), cmd)
 	var se *vessel.SetupError
@@ -319,14 +319,14 @@ func TestExecSecurity(t *testing.T) {
 		t.Errorf("seccomp: exec'd %d, main %s", r.Seccomp, statusField(t, main, "Seccomp"))
 	}
 	// The exec'd process cannot do what the profile forbids.
-	out, _, _ := execOut(t, c, vessel.Cmd("/probe", "try", "mount", "/mnt", "tmpfs"))
+	out, _, _ := execOut(t, c, vessel.Command("/probe", "try", "mount", "/mnt", "tmpfs"))
 	testutil.AssertDenied(t, testutil.MustParseTry(t, []byte(out)))
 }
 
 func TestExecTTY(t *testing.T) {
 	c, _ := start(t, withProbe(t, newConfig()), "/probe", "sleep", "30")
 	var out syncBuffer
-	cmd := &vessel.Command{Args: []string{"/probe", "report"}, TTY: true, Stdout: &out}
+	cmd := &vessel.Cmd{Args: []string{"/probe", "report"}, TTY: true, Stdout: &out}
 	p, err := c.Exec(context.Background(), cmd)
 	if err != nil {
 		t.Fatal(err)
@@ -342,7 +342,7 @@ func TestExecTTY(t *testing.T) {
 	out = syncBuffer{}
 	pr, pw := ioPipe()
 	defer pw.Close()
-	cmd = &vessel.Command{Args: []string{"/bin/sh", "-c", "/probe tty-size; read x; /probe tty-size"}, TTY: true, Rows: 33, Cols: 111, Stdin: pr, Stdout: &out}
+	cmd = &vessel.Cmd{Args: []string{"/bin/sh", "-c", "/probe tty-size; read x; /probe tty-size"}, TTY: true, Rows: 33, Cols: 111, Stdin: pr, Stdout: &out}
 	p, err = c.Exec(context.Background(), cmd)
 	if err != nil {
 		t.Fatal(err)
@@ -362,7 +362,7 @@ func TestExecTTY(t *testing.T) {
 		t.Fatalf("size after Resize: %q", out.String())
 	}
 	// A process without a terminal cannot be resized.
-	p, err = c.Exec(context.Background(), vessel.Cmd("true"))
+	p, err = c.Exec(context.Background(), vessel.Command("true"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -378,23 +378,23 @@ func TestExecNotRunning(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Destroy()
-	if _, err := c.Exec(context.Background(), vessel.Cmd("true")); !errors.Is(err, vessel.ErrNotRunning) {
+	if _, err := c.Exec(context.Background(), vessel.Command("true")); !errors.Is(err, vessel.ErrNotRunning) {
 		t.Fatalf("Exec before Start: %v", err)
 	}
 	if err := c.Run(context.Background(), "true"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Exec(context.Background(), vessel.Cmd("true")); !errors.Is(err, vessel.ErrNotRunning) {
+	if _, err := c.Exec(context.Background(), vessel.Command("true")); !errors.Is(err, vessel.ErrNotRunning) {
 		t.Fatalf("Exec after the container stopped: %v", err)
 	}
 	c.Destroy()
-	if _, err := c.Exec(context.Background(), vessel.Cmd("true")); !errors.Is(err, vessel.ErrNotRunning) {
+	if _, err := c.Exec(context.Background(), vessel.Command("true")); !errors.Is(err, vessel.ErrNotRunning) {
 		t.Fatalf("Exec after Destroy: %v", err)
 	}
 	// No command is a config error.
 	c2, _ := start(t, newConfig(), "sleep", "30")
 	var ce *vessel.ConfigError
-	if _, err := c2.Exec(context.Background(), &vessel.Command{}); !errors.As(err, &ce) {
+	if _, err := c2.Exec(context.Background(), &vessel.Cmd{}); !errors.As(err, &ce) {
 		t.Fatalf("Exec of no command: %v", err)
 	}
 }
@@ -409,14 +409,14 @@ func TestExecMissingBinary(t *testing.T) {
 		{[]string{"no-such-command-anywhere"}, fs.ErrNotExist},
 		{[]string{"/etc/passwd"}, fs.ErrPermission},
 	} {
-		p, err := c.Exec(context.Background(), vessel.Cmd(tc.args[0], tc.args[1:]...))
+		p, err := c.Exec(context.Background(), vessel.Command(tc.args[0], tc.args[1:]...))
 		var se *vessel.SetupError
 		if p != nil || !errors.As(err, &se) || se.Step != "exec" || !errors.Is(err, tc.errno) {
 			t.Fatalf("%v: got %v (process %v), want SetupError{Step: exec} wrapping %v", tc.args, err, p, tc.errno)
 		}
 	}
 	// The container still runs and still execs.
-	if out, _, err := execOut(t, c, vessel.Cmd("echo", "still")); err != nil || out != "still\n" {
+	if out, _, err := execOut(t, c, vessel.Command("echo", "still")); err != nil || out != "still\n" {
 		t.Fatalf("exec after failures: %q %v", out, err)
 	}
 }
@@ -425,7 +425,7 @@ func TestExecContextCancel(t *testing.T) {
 	c, _ := start(t, newConfig(), "sleep", "30")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	p, err := c.Exec(ctx, vessel.Cmd("sleep", "30"))
+	p, err := c.Exec(ctx, vessel.Command("sleep", "30"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -456,7 +456,7 @@ func TestExecConcurrent(t *testing.T) {
 		go func(i int) {
 			defer wg.Done()
 			var out syncBuffer
-			cmd := vessel.Cmd("/bin/sh", "-c", `echo "exec $0"; exit $(($0 % 3))`, fmt.Sprint(i))
+			cmd := vessel.Command("/bin/sh", "-c", `echo "exec $0"; exit $(($0 % 3))`, fmt.Sprint(i))
 			cmd.Stdout = &out
 			p, err := c.Exec(context.Background(), cmd)
 			if err != nil {
@@ -497,7 +497,7 @@ func TestExecDiesWithContainer(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			c, _ := start(t, tc.cfg, "sleep", "30")
-			cmd := vessel.Cmd("/bin/sh", "-c", "sleep 30 & echo started; wait")
+			cmd := vessel.Command("/bin/sh", "-c", "sleep 30 & echo started; wait")
 			cmd.User = tc.user
 			var out syncBuffer
 			cmd.Stdout = &out
@@ -551,7 +551,7 @@ func TestExecExtraFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	cmd := vessel.Cmd("/bin/sh", "-c", "echo via-fd3 >&3; echo via-fd4 >&4")
+	cmd := vessel.Command("/bin/sh", "-c", "echo via-fd3 >&3; echo via-fd4 >&4")
 	cmd.ExtraFiles = []*os.File{w, w}
 	p, err := c.Exec(context.Background(), cmd)
 	if err != nil {
@@ -567,7 +567,7 @@ func TestExecExtraFiles(t *testing.T) {
 		t.Fatalf("extra files got %q", got)
 	}
 	// Not started: no ExitStatus yet.
-	p2, err := c.Exec(context.Background(), vessel.Cmd("sleep", "30"))
+	p2, err := c.Exec(context.Background(), vessel.Command("sleep", "30"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -582,7 +582,7 @@ func TestExecUnmappedUser(t *testing.T) {
 	// Container root maps to the calling user only: uid 1000 does not exist
 	// in the container's user namespace.
 	c, _ := start(t, newConfig().WithUserNamespace(nil, nil), "sleep", "30")
-	cmd := vessel.Cmd("true")
+	cmd := vessel.Command("true")
 	cmd.User = &vessel.User{UID: 1000, GID: 1000}
 	done := make(chan error, 1)
 	go func() {
@@ -598,7 +598,7 @@ func TestExecUnmappedUser(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Exec as an unmapped user did not return")
 	}
-	if out, _, err := execOut(t, c, vessel.Cmd("echo", "ok")); err != nil || out != "ok\n" {
+	if out, _, err := execOut(t, c, vessel.Command("echo", "ok")); err != nil || out != "ok\n" {
 		t.Fatalf("exec after the failure: %q %v", out, err)
 	}
 }
@@ -619,7 +619,7 @@ func TestExecPausedHonorsContext(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		p, err := c.Exec(ctx, vessel.Cmd("echo", "hi"))
+		p, err := c.Exec(ctx, vessel.Command("echo", "hi"))
 		done <- result{p, err}
 	}()
 	select {
@@ -640,7 +640,7 @@ func TestExecPausedHonorsContext(t *testing.T) {
 	if err := c.Resume(); err != nil {
 		t.Fatal(err)
 	}
-	if out, _, err := execOut(t, c, vessel.Cmd("echo", "after")); err != nil || out != "after\n" {
+	if out, _, err := execOut(t, c, vessel.Command("echo", "after")); err != nil || out != "after\n" {
 		t.Fatalf("exec after Resume: %q %v", out, err)
 	}
 }

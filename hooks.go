@@ -2,13 +2,39 @@ package vessel
 
 import (
 	"encoding/json"
+	"time"
 
 	"github.com/openvessel/vessel/internal/child"
 )
 
 // Hook is a program run at a point of a container's life (the OCI runtime
 // spec's hooks). It reads the container's state as JSON on stdin.
-type Hook = child.Hook
+type Hook struct {
+	// Path is the absolute path of the program.
+	Path string `json:"path"`
+	// Args are its arguments, Args[0] included (the program's name).
+	Args []string `json:"args,omitempty"`
+	// Env is its whole environment.
+	Env []string `json:"env,omitempty"`
+	// Timeout kills the hook and fails the step after this long.
+	Timeout time.Duration `json:"timeout,omitempty"`
+}
+
+// childHooks converts hooks for the container init.
+func childHooks(hooks []Hook) []child.Hook {
+	if hooks == nil {
+		return nil
+	}
+	out := make([]child.Hook, len(hooks))
+	for i, h := range hooks {
+		out[i] = child.Hook{Path: h.Path, Args: h.Args, Env: h.Env, Timeout: h.Timeout}
+	}
+	return out
+}
+
+// runHooks runs hooks in order with state on stdin; the first failure
+// stops them.
+func runHooks(hooks []Hook, state []byte) error { return child.RunHooks(childHooks(hooks), state) }
 
 // Hooks are the points of a container's life where hooks run, as the OCI
 // runtime spec orders them.
@@ -54,4 +80,4 @@ func (c *Container) hookState(status string, pid int) []byte {
 // its own environment only, killed after its timeout. The library runs
 // hooks itself; RunHook serves programs that drive a container's life in
 // several steps (an OCI runtime's start and delete).
-func RunHook(h Hook, state []byte) error { return child.RunHook(h, state) }
+func RunHook(h Hook, state []byte) error { return child.RunHook(childHooks([]Hook{h})[0], state) }

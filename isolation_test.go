@@ -385,7 +385,7 @@ func TestMaskedAndReadonlyPaths(t *testing.T) {
 		t.Errorf("writing /proc/sys: %+v", tr)
 	}
 	// Custom lists replace the defaults.
-	r = report(t, newConfig().WithMaskedPaths("/proc/cpuinfo").WithReadonlyPaths("/proc/bus"))
+	r = report(t, newConfig().WithMaskedPaths("/proc/cpuinfo").WithReadOnlyPaths("/proc/bus"))
 	if m := mountAt(t, r, "/proc/cpuinfo"); m.FSType == "proc" {
 		t.Errorf("/proc/cpuinfo not masked: %+v", m)
 	}
@@ -459,7 +459,7 @@ func TestDirRootfsAndReadonly(t *testing.T) {
 			t.Errorf("host mount %s visible", m.MountPoint)
 		}
 	}
-	tr := try(t, newConfig().WithRootfs(rootfs.Dir(root)).WithReadonlyRootfs(true), "open", "/newfile", "create")
+	tr := try(t, newConfig().WithRootfs(rootfs.Dir(root)).WithReadOnlyRootfs(true), "open", "/newfile", "create")
 	if tr.OK || tr.ErrnoName != "EROFS" {
 		t.Errorf("read-only root: %+v", tr)
 	}

@@ -298,9 +298,9 @@ func TestBadConfigs(t *testing.T) {
 			c.TimeOffsets.Monotonic = time.Hour
 			return c
 		}(), "timeOffsets"},
-		{"unknown capability", newConfig().WithCapAdd("CAP_NOPE"), "security"},
+		{"unknown capability", newConfig().WithCapAdd("CAP_NOPE"), "security.capabilities.bounding"},
 		{"seccomp rule without syscalls", newConfig().WithSeccomp(&security.Seccomp{DefaultAction: security.ActAllow,
-			Syscalls: []security.Syscall{{Action: security.ActErrno}}}), "security"},
+			Syscalls: []security.Syscall{{Action: security.ActErrno}}}), "security.seccomp.syscalls[0]"},
 		{"overlapping id maps", newConfig().WithUserNamespace([]namespaces.IDMap{{ContainerID: 0, HostID: 1000, Size: 10}, {ContainerID: 5, HostID: 2000, Size: 10}}, nil), "uidMappings[1]"},
 	}
 	before := snapshot(t)

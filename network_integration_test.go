@@ -321,7 +321,7 @@ func TestBridgeContainersTalk(t *testing.T) {
 	}
 
 	connect := func(target string) *probe.TryResult {
-		out, _, _ := execOut(t, beta, vessel.Cmd(testutil.RootfsProbePath, "try", "connect", target, "1s"))
+		out, _, _ := execOut(t, beta, vessel.Command(testutil.RootfsProbePath, "try", "connect", target, "1s"))
 		return testutil.MustParseTry(t, []byte(out))
 	}
 	// By address (waiting for httpd to listen).
@@ -336,7 +336,7 @@ func TestBridgeContainersTalk(t *testing.T) {
 	// By name.
 	testutil.AssertAllowed(t, connect("alpha:8080"))
 	// Real traffic: beta fetches alpha's page.
-	out, errOut, err := execOut(t, beta, vessel.Cmd("wget", "-q", "-O", "-", "http://"+byAddr+"/index.html"))
+	out, errOut, err := execOut(t, beta, vessel.Command("wget", "-q", "-O", "-", "http://"+byAddr+"/index.html"))
 	if err != nil || out != "hello from alpha\n" {
 		t.Errorf("wget from beta: %q %q %v (alpha: %s)", out, errOut, err, alphaOut.String())
 	}
@@ -519,10 +519,10 @@ func TestBridgeNamesBothWays(t *testing.T) {
 		from *vessel.Container
 		to   string
 	}{{second, "first"}, {first, "second"}} {
-		out, _, _ := execOut(t, tc.from, vessel.Cmd("/probe", "try", "connect", tc.to+":9", "2s"))
+		out, _, _ := execOut(t, tc.from, vessel.Command("/probe", "try", "connect", tc.to+":9", "2s"))
 		tr := testutil.MustParseTry(t, []byte(out))
 		if tr.ErrnoName != "ECONNREFUSED" {
-			hosts, _, _ := execOut(t, tc.from, vessel.Cmd("cat", "/etc/hosts"))
+			hosts, _, _ := execOut(t, tc.from, vessel.Command("cat", "/etc/hosts"))
 			t.Errorf("connect to %q by name: %s %s; /etc/hosts there:\n%s", tc.to, tr.ErrnoName, tr.Detail, hosts)
 		}
 	}

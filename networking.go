@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/openvessel/vessel/fielderr"
 	"github.com/openvessel/vessel/namespaces"
 	"github.com/openvessel/vessel/network"
 	"github.com/openvessel/vessel/rootfs"
@@ -35,6 +36,27 @@ func (c *Config) WithNetwork(n *network.Config) *Config {
 	return c
 }
 
+// WithPublish publishes container ports on the host, each given as
+// docker's --publish is: [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|udp], like
+// "8080:80" or "127.0.0.1:5353:53/udp". Published ports need bridge
+// networking: a container without a network config gets
+// network.Bridge("") (the default bridge); one with another mode is
+// reported by Validate.
+func (c *Config) WithPublish(ports ...string) *Config {
+	for _, s := range ports {
+		p, err := network.ParsePort(s)
+		if err != nil {
+			c.errs = append(c.errs, fielderr.Wrap("network.publish", err))
+			continue
+		}
+		if c.Network == nil {
+			c.WithNetwork(network.Bridge(""))
+		}
+		c.Network.Publish = append(c.Network.Publish, p)
+	}
+	return c
+}
+
 // network returns the effective network config.
 func (c *Config) network() *network.Config {
 	if c.Network != nil {
@@ -57,18 +79,7 @@ func (c *Config) validateNetwork() error {
 	}
 	n := *c.Network
 	if err := n.Validate(); err != nil {
-		// The network package names its own fields ("Subnet: ..."); say
-		// where they sit in a Config.
-		msg := strings.TrimPrefix(err.Error(), "network: ")
-		f, r, ok := strings.Cut(msg, ": ")
-		switch {
-		case !ok || strings.ContainsAny(f, " \t"):
-			f, r = "network", msg
-		case strings.HasPrefix(f, "network"):
-		default:
-			f = "network." + strings.ToLower(f[:1]) + f[1:]
-		}
-		return &ConfigError{Field: f, Reason: r}
+		return fielderr.Prefix("network.", err)
 	}
 	switch {
 	case n.Mode == network.ModeHost && c.Namespaces.Has(namespaces.Net):

@@ -147,7 +147,7 @@ func checkPoolConfig(cfg *Config) error {
 	if !cfg.Namespaces.IsNew(namespaces.Mount) {
 		return &ConfigError{Field: "namespaces", Reason: "a pool needs a new mount namespace (jobs would share the host's files)"}
 	}
-	if cfg.Rootfs.Kind != rootfs.KindHost && !cfg.Readonly {
+	if cfg.Rootfs.Kind != rootfs.KindHost && !cfg.ReadOnly {
 		return &ConfigError{Field: "readonly", Reason: "a pool's root filesystem must be read-only (one job's files would be seen by the next); give jobs tmpfs mounts to write to"}
 	}
 	for i, m := range cfg.Mounts {
@@ -257,7 +257,7 @@ func (p *Pool) Get(ctx context.Context) (*PooledContainer, error) {
 // command's User defaults to the config's user. It returns how the job
 // ended; err is set when the job could not be started (or ctx ended
 // before a container was free). Cancelling ctx kills the job.
-func (p *Pool) Run(ctx context.Context, cmd *Command) (*ExitStatus, error) {
+func (p *Pool) Run(ctx context.Context, cmd *Cmd) (*ExitStatus, error) {
 	var pc *PooledContainer
 	var proc *Process
 	for attempt := 0; ; attempt++ {
@@ -290,9 +290,6 @@ func (p *Pool) Run(ctx context.Context, cmd *Command) (*ExitStatus, error) {
 	if st == nil {
 		return nil, errors.New("vessel: job ended without an exit status")
 	}
-	if proc.killedBy {
-		st.Killed = true
-	}
 	return st, nil
 }
 
@@ -302,7 +299,7 @@ func (pc *PooledContainer) Container() *Container { return pc.c }
 
 // Exec starts cmd in the pooled container, as Container.Exec does; a nil
 // User runs it as the pool config's user.
-func (pc *PooledContainer) Exec(ctx context.Context, cmd *Command) (*Process, error) {
+func (pc *PooledContainer) Exec(ctx context.Context, cmd *Cmd) (*Process, error) {
 	if cmd != nil && cmd.User == nil {
 		c := *cmd
 		u := pc.pool.jobUser

@@ -23,7 +23,7 @@ import (
 func poolConfig(t testing.TB) *vessel.Config {
 	return newConfig().
 		WithRootfs(rootfs.Dir(testutil.BusyboxRootfsCopy(t))).
-		WithReadonlyRootfs(true).
+		WithReadOnlyRootfs(true).
 		WithTmpfs("/tmp", 16<<20).
 		WithTmpfs("/work", 16<<20).
 		WithPids(64)
@@ -47,7 +47,7 @@ func newPool(t testing.TB, cfg *vessel.Config, size int) *vessel.Pool {
 func poolSh(t testing.TB, p *vessel.Pool, script string) (string, *vessel.ExitStatus) {
 	t.Helper()
 	var out syncBuffer
-	cmd := vessel.Cmd("/bin/sh", "-c", script)
+	cmd := vessel.Command("/bin/sh", "-c", script)
 	cmd.Stdout, cmd.Stderr = &out, &out
 	st, err := p.Run(context.Background(), cmd)
 	if err != nil {
@@ -138,7 +138,7 @@ func TestPoolReplacesBrokenContainer(t *testing.T) {
 	}
 	first := pc.Container()
 	idle := first.State().Pid
-	proc, err := pc.Exec(context.Background(), vessel.Cmd("/bin/sh", "-c", "kill -9 -1; true"))
+	proc, err := pc.Exec(context.Background(), vessel.Command("/bin/sh", "-c", "kill -9 -1; true"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,7 +250,7 @@ func TestPoolConcurrentJobs(t *testing.T) {
 		go func(i int) {
 			defer wg.Done()
 			var out syncBuffer
-			cmd := vessel.Cmd("/bin/sh", "-c", fmt.Sprintf("test ! -e /work/f || exit 9; echo %d > /work/f; cat /work/f", i))
+			cmd := vessel.Command("/bin/sh", "-c", fmt.Sprintf("test ! -e /work/f || exit 9; echo %d > /work/f; cat /work/f", i))
 			cmd.Stdout = &out
 			st, err := p.Run(context.Background(), cmd)
 			if err != nil {
@@ -282,7 +282,7 @@ func TestPoolGetHonoursContext(t *testing.T) {
 	}
 	pc.Release()
 	pc.Release() // harmless
-	if _, err := p.Run(context.Background(), vessel.Cmd("/bin/true")); err != nil {
+	if _, err := p.Run(context.Background(), vessel.Command("/bin/true")); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -295,7 +295,7 @@ func TestPoolRejectsWhatItCannotReset(t *testing.T) {
 		size        int
 	}{
 		{"writable rootfs", "readonly", newConfig().WithRootfs(rootfs.Dir(root)), 1},
-		{"writable bind", "mounts[0]", newConfig().WithRootfs(rootfs.Dir(root)).WithReadonlyRootfs(true).WithBind(t.TempDir(), "/data", false), 1},
+		{"writable bind", "mounts[0]", newConfig().WithRootfs(rootfs.Dir(root)).WithReadOnlyRootfs(true).WithBind(t.TempDir(), "/data", false), 1},
 		{"no cgroup", "cgroup.disabled", func() *vessel.Config {
 			c := poolConfig(t)
 			c.Cgroup.Disabled = true
@@ -338,11 +338,11 @@ func TestPoolCloseLeavesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	busy, err := pc.Exec(context.Background(), vessel.Cmd("/bin/sleep", "1000"))
+	busy, err := pc.Exec(context.Background(), vessel.Command("/bin/sleep", "1000"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.Run(context.Background(), vessel.Cmd("/bin/true")); err != nil {
+	if _, err := p.Run(context.Background(), vessel.Command("/bin/true")); err != nil {
 		t.Fatal(err)
 	}
 	if err := p.Close(); err != nil {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -15,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/openvessel/vessel/cgroups"
+	"github.com/openvessel/vessel/fielderr"
 	"github.com/openvessel/vessel/internal/child"
 	"github.com/openvessel/vessel/limits"
 	"github.com/openvessel/vessel/namespaces"
@@ -39,8 +41,12 @@ func (c *Config) resources() *limits.Resources {
 	return c.Resources
 }
 
-// WithMemoryLimit limits memory (bytes); the OOM killer acts beyond it.
+// WithMemoryLimit limits memory (bytes, > 0); the OOM killer acts beyond
+// it. Leave it unset for no limit.
 func (c *Config) WithMemoryLimit(bytes int64) *Config {
+	if bytes <= 0 {
+		return c.fail("resources.memory.limit", "must be > 0 bytes (leave it unset for no limit), got %d", bytes)
+	}
 	r := c.resources()
 	if r.Memory == nil {
 		r.Memory = &limits.Memory{}
@@ -49,8 +55,12 @@ func (c *Config) WithMemoryLimit(bytes int64) *Config {
 	return c
 }
 
-// WithMemorySwap limits memory plus swap (bytes; -1: unlimited swap).
+// WithMemorySwap limits memory plus swap (bytes, at least the memory
+// limit; -1: unlimited swap).
 func (c *Config) WithMemorySwap(bytes int64) *Config {
+	if bytes <= 0 && bytes != limits.Unlimited {
+		return c.fail("resources.memory.swap", "must be > 0 bytes or -1 (unlimited swap), got %d", bytes)
+	}
 	r := c.resources()
 	if r.Memory == nil {
 		r.Memory = &limits.Memory{}
@@ -59,8 +69,11 @@ func (c *Config) WithMemorySwap(bytes int64) *Config {
 	return c
 }
 
-// WithMemoryReservation sets a soft memory limit (bytes).
+// WithMemoryReservation sets a soft memory limit (bytes, > 0).
 func (c *Config) WithMemoryReservation(bytes int64) *Config {
+	if bytes <= 0 {
+		return c.fail("resources.memory.reservation", "must be > 0 bytes (leave it unset for none), got %d", bytes)
+	}
 	r := c.resources()
 	if r.Memory == nil {
 		r.Memory = &limits.Memory{}
@@ -69,8 +82,12 @@ func (c *Config) WithMemoryReservation(bytes int64) *Config {
 	return c
 }
 
-// WithCPUs limits CPU time to n cores' worth (0.5: half a core).
+// WithCPUs limits CPU time to n cores' worth (0.5: half a core; n > 0).
+// Leave it unset for no limit.
 func (c *Config) WithCPUs(n float64) *Config {
+	if !(n > 0) || math.IsInf(n, 0) {
+		return c.fail("resources.cpu.cpus", "must be a number of cores > 0 (leave it unset for no limit), got %v", n)
+	}
 	r := c.resources()
 	if r.CPU == nil {
 		r.CPU = &limits.CPU{}
@@ -89,8 +106,8 @@ func (c *Config) WithCPUWeight(w uint64) *Config {
 	return c
 }
 
-// WithCpuset pins the container to CPUs ("0-1") and memory nodes ("0").
-func (c *Config) WithCpuset(cpus, mems string) *Config {
+// WithCPUSet pins the container to CPUs ("0-1") and memory nodes ("0").
+func (c *Config) WithCPUSet(cpus, mems string) *Config {
 	r := c.resources()
 	if r.CPU == nil {
 		r.CPU = &limits.CPU{}
@@ -99,8 +116,17 @@ func (c *Config) WithCpuset(cpus, mems string) *Config {
 	return c
 }
 
-// WithPids limits the number of tasks (processes and threads).
+// WithCpuset is WithCPUSet.
+//
+// Deprecated: use WithCPUSet; WithCpuset goes in the next release.
+func (c *Config) WithCpuset(cpus, mems string) *Config { return c.WithCPUSet(cpus, mems) }
+
+// WithPids limits the number of tasks (processes and threads; max > 0).
+// Leave it unset for no limit.
 func (c *Config) WithPids(max int64) *Config {
+	if max <= 0 {
+		return c.fail("resources.pids.max", "must be > 0 tasks (leave it unset for no limit), got %d", max)
+	}
 	r := c.resources()
 	r.Pids = &limits.Pids{Max: limits.Ptr(max)}
 	return c
@@ -131,6 +157,33 @@ func (c *Config) WithCPUTime(d time.Duration) *Config {
 	}
 	c.CPUTime = d
 	return c
+}
+
+// validateLimits checks the resource fields of a Config however they were
+// filled (With methods or the struct), naming each field at fault.
+func (c *Config) validateLimits() []error {
+	var errs []error
+	if err := errors.Join(c.Resources.Validate(), c.Resources.CheckContainer()); err != nil {
+		errs = append(errs, fielderr.Split(fielderr.Prefix("resources.", err))...)
+	}
+	for i, rl := range c.Rlimits {
+		if err := rl.Validate(); err != nil {
+			errs = append(errs, fielderr.Prefix(fmt.Sprintf("rlimits[%d]", i), err))
+		}
+	}
+	if v := c.OOMScoreAdj; v != nil && (*v < -1000 || *v > 1000) {
+		errs = append(errs, fielderr.New("oomScoreAdj", "%d is outside -1000..1000", *v))
+	}
+	if c.Timeout < 0 {
+		errs = append(errs, fielderr.New("timeout", "negative duration %v", c.Timeout))
+	}
+	if c.CPUTime < 0 {
+		errs = append(errs, fielderr.New("cpuTime", "negative duration %v", c.CPUTime))
+	}
+	if u := c.Process.Umask; u != nil && *u > 0o777 {
+		errs = append(errs, fielderr.New("process.umask", "%#o is not a permission mask", *u))
+	}
+	return errs
 }
 
 // WithCgroup places the container's cgroup at parent/name in every
@@ -229,7 +282,7 @@ func (c *Config) WithLandlock(bindTCP, connectTCP []uint16) *Config {
 // landlockPaths derives a ruleset's paths from the container's mounts.
 func (c *Config) landlockPaths(l security.Landlock) security.Landlock {
 	fs := security.ContainerFS{
-		RootWritable: c.Rootfs.Kind != rootfs.KindHost && !c.Readonly,
+		RootWritable: c.Rootfs.Kind != rootfs.KindHost && !c.ReadOnly,
 		HostRoot:     c.Rootfs.Kind == rootfs.KindHost,
 	}
 	for _, m := range c.Mounts {
@@ -255,6 +308,26 @@ func CgroupOptions(id string, cc CgroupConfig) cgroups.Options {
 
 func cgroupOptions(id string, cc CgroupConfig, r *limits.Resources) cgroups.Options {
 	return cgroups.Placement{Path: cc.Path, Parent: cc.Parent, Group: cc.Group, Name: cc.Name}.Options(id, r)
+}
+
+// delegationHint says how an unprivileged program gets a cgroup of its
+// own to put containers' limits in, for this host's cgroup layout (the
+// README's "Rootless" section says more). It is part of the errors and
+// warnings of containers that run without one.
+func delegationHint() string {
+	layout, _ := cgroups.Detect()
+	switch layout {
+	case cgroups.V2:
+		return "to get limits, run the program in a delegated cgroup: systemd-run --user --scope -p Delegate=yes PROGRAM " +
+			"(or have root make a cgroup, chown it and its cgroup.procs, cgroup.subtree_control and cgroup.threads to the user, " +
+			"and start the program in it)"
+	case cgroups.Hybrid, cgroups.V1:
+		return "to get limits on this " + string(layout) + " host, root must delegate a cgroup in every hierarchy " +
+			"(each v1 controller, name=systemd and the unified one; systemd's Delegate=yes covers only the unified one): " +
+			"make a directory in each under /sys/fs/cgroup, chown it and its cgroup.procs, tasks, cgroup.subtree_control " +
+			"and cgroup.threads to the user, and start the program with its pid in each cgroup.procs (README: Rootless)"
+	}
+	return "to get limits, run the program in a cgroup delegated to its user"
 }
 
 // DestroyStale removes what a container left on the host when the program
@@ -287,16 +360,20 @@ func (c *Container) setupCgroupStaged() (finish func() error, err error) {
 		// one if no limit was asked for, but say so; refuse otherwise.
 		if c.cfg.Resources != nil && !c.cfg.Resources.IsZero() {
 			return &SetupError{Step: "create cgroup", Path: c.cgroupOptions().Name,
-				Err: fmt.Errorf("limits unavailable: no cgroup can be created here (none delegated to this user or container): %w", err)}
+				Err: fmt.Errorf("limits unavailable: no cgroup can be created here (none delegated to this user or container); %s: %w", delegationHint(), err)}
 		}
-		c.warn("no cgroup: none can be created here (limits, stats, pause and cgroup kill are unavailable): " + err.Error())
+		c.warn("no cgroup: none can be created here (limits, stats, pause, resume, the CPU-time limit and cgroup kill are unavailable; namespaces, the root filesystem, networking and security work); " + delegationHint() + ": " + err.Error())
 		return nil
 	}
 	opts := c.cgroupOptions()
-	if !c.cfg.Privileged && (opts.Resources == nil || len(opts.Resources.Devices) == 0) {
+	if !c.cfg.Privileged && !unprivileged && (opts.Resources == nil || len(opts.Resources.Devices) == 0) {
 		// Only the devices a container needs: without this rule a
 		// container keeping CAP_MKNOD could make and open any host device
-		// node on a writable root.
+		// node on a writable root. An unprivileged caller can neither
+		// write a v1 device rule (that needs CAP_SYS_ADMIN on the host)
+		// nor give its containers a mknod that makes a usable device
+		// node (the kernel refuses it outside the initial user
+		// namespace), so it gets none.
 		r := limits.Resources{}
 		if opts.Resources != nil {
 			r = *opts.Resources
@@ -315,6 +392,11 @@ func (c *Container) setupCgroupStaged() (finish func() error, err error) {
 		return nil, &ConfigError{Field: "cgroup", Reason: err.Error()}
 	}
 	createErr := func(err error) error {
+		if errors.Is(err, fs.ErrExist) {
+			return &SetupError{Step: "create cgroup", Path: c.cgroupOptions().Name, Err: fmt.Errorf(
+				"%w: %q: its cgroup exists, so a container with this id runs (or one ended without Destroy: DestroyStale removes what it left): %w",
+				ErrIDInUse, c.id, err)}
+		}
 		if unprivileged && (errors.Is(err, fs.ErrPermission) || errors.Is(err, unix.EROFS) || errors.Is(err, fs.ErrNotExist)) {
 			return noCgroup(err)
 		}
@@ -383,7 +465,7 @@ func (c *Container) Stats() (*Stats, error) {
 // that are set change.
 func (c *Container) Update(r *limits.Resources) error {
 	if err := errors.Join(r.Validate(), r.CheckContainer()); err != nil {
-		return &ConfigError{Field: "resources", Reason: strings.TrimPrefix(err.Error(), "limits: ")}
+		return fielderr.Prefix("resources.", err)
 	}
 	c.mu.Lock()
 	cg := c.cg

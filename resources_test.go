@@ -391,7 +391,7 @@ func TestRlimitAndOOMScoreAdj(t *testing.T) {
 		t.Errorf("host view of oom_score_adj: %q", adj)
 	}
 	// Exec'd processes get them too.
-	out, _, err := execOut(t, c, vessel.Cmd("/bin/sh", "-c", "ulimit -Sn; ulimit -Hn; cat /proc/self/oom_score_adj"))
+	out, _, err := execOut(t, c, vessel.Command("/bin/sh", "-c", "ulimit -Sn; ulimit -Hn; cat /proc/self/oom_score_adj"))
 	if err != nil || strings.Fields(out) == nil || strings.Join(strings.Fields(out), " ") != "100 200 500" {
 		t.Errorf("exec'd process: %q %v", out, err)
 	}

@@ -7,11 +7,16 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/openvessel/vessel"
+	"github.com/openvessel/vessel/cgroups"
 	"github.com/openvessel/vessel/internal/testutil"
 )
 
@@ -121,6 +126,15 @@ func rootlessReport(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "limits unavailable") {
 		t.Fatalf("memory limit without a cgroup: %v", err)
 	}
+	// Both say how to get a delegated cgroup on this host's layout.
+	layout, _ := cgroups.Detect()
+	hint := "systemd-run --user --scope -p Delegate=yes"
+	if layout != cgroups.V2 {
+		hint = "every hierarchy"
+	}
+	if !strings.Contains(err.Error(), hint) || !strings.Contains(c.Warnings()[0], hint) {
+		t.Fatalf("no word on delegating a cgroup (%q) on this %s host:\nerror: %v\nwarning: %s", hint, layout, err, c.Warnings()[0])
+	}
 }
 
 func copyExecutable(src, dst string) error {
@@ -171,4 +185,126 @@ func rootlessRanges(t *testing.T) {
 	if !strings.Contains(string(st), "Uid:\t400999\t400999\t400999\t400999") {
 		t.Fatalf("container uid 1000 on the host:\n%s", st)
 	}
+}
+
+// TestRootlessDelegatedCgroup follows the README's Rootless section: root
+// delegates a cgroup to an ordinary user (nobody) in every hierarchy the
+// host has (on this hybrid machine the v1 controllers, the unified one and
+// name=systemd), the program starts inside it, and its containers get
+// their limits, statistics and no warning. Inside that run, as nobody, it
+// checks the limits from the host side.
+func TestRootlessDelegatedCgroup(t *testing.T) {
+	if os.Getenv("VESSEL_DELEGATED") == "1" {
+		rootlessDelegated(t)
+		return
+	}
+	const uid, gid = 65534, 65534
+	dir, err := os.MkdirTemp("", "vessel-delegated-")
+	require.NoError(t, err)
+	defer os.RemoveAll(dir)
+	require.NoError(t, os.Chmod(dir, 0o755))
+	bin := filepath.Join(dir, "vessel.test")
+	require.NoError(t, copyExecutable("/proc/self/exe", bin))
+	work := filepath.Join(dir, "tmp")
+	require.NoError(t, os.Mkdir(work, 0o1777))
+	require.NoError(t, os.Chmod(work, 0o1777))
+
+	// The user's program waits (read) until root has moved it into the
+	// delegated cgroups, then becomes the test binary.
+	cmd := exec.Command("/bin/sh", "-c", `read go && exec "$0" "$@"`, bin,
+		"-test.run", "^TestRootlessDelegatedCgroup$", "-test.count=1", "-test.v")
+	cmd.Dir = work
+	cmd.Env = []string{"VESSEL_ROOTLESS=1", "VESSEL_DELEGATED=1", "PATH=" + os.Getenv("PATH"), "TMPDIR=" + work, "HOME=" + work}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: gid}}
+	release, err := cmd.StdinPipe()
+	require.NoError(t, err)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	require.NoError(t, cmd.Start())
+	defer cmd.Process.Kill()
+
+	// Delegate: a cgroup below this program's own in every hierarchy,
+	// owned by the user, with the user's program in it.
+	dirs := testutil.GroupDirs(t, fmt.Sprintf("%s/delegated-%d", testutil.CgroupGroup, os.Getpid()))
+	require.NotEmpty(t, dirs)
+	defer func() {
+		for _, d := range dirs {
+			// Whatever the user's containers left would show up here.
+			ents, _ := os.ReadDir(d)
+			for _, e := range ents {
+				if e.IsDir() {
+					t.Errorf("left behind in the delegated cgroup: %s", filepath.Join(d, e.Name()))
+				}
+			}
+			if err := os.Remove(d); err != nil && !os.IsNotExist(err) {
+				t.Errorf("removing %s: %v", d, err)
+			}
+		}
+	}()
+	for _, d := range dirs {
+		require.NoError(t, os.MkdirAll(d, 0o755))
+		if _, err := os.Stat(filepath.Join(d, "cgroup.subtree_control")); err == nil {
+			// cgroup v2: the limits' controllers enabled down to d (best
+			// effort: a hybrid unified hierarchy has none of them).
+			for _, level := range []string{filepath.Dir(filepath.Dir(d)), filepath.Dir(d)} {
+				_ = os.WriteFile(filepath.Join(level, "cgroup.subtree_control"), []byte("+memory +pids"), 0o644)
+			}
+		}
+		if strings.HasPrefix(d, "/sys/fs/cgroup/cpuset/") {
+			// A v1 cpuset takes no task until it has CPUs and nodes.
+			for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
+				for _, level := range []string{filepath.Dir(d), d} {
+					v, err := os.ReadFile(filepath.Join(filepath.Dir(level), f))
+					require.NoError(t, err)
+					require.NoError(t, os.WriteFile(filepath.Join(level, f), v, 0o644))
+				}
+			}
+		}
+		for _, f := range []string{"", "cgroup.procs", "tasks", "cgroup.subtree_control", "cgroup.threads"} {
+			if err := os.Chown(filepath.Join(d, f), uid, gid); err != nil && !os.IsNotExist(err) {
+				t.Fatal(err)
+			}
+		}
+		require.NoError(t, os.WriteFile(filepath.Join(d, "cgroup.procs"), []byte(strconv.Itoa(cmd.Process.Pid)), 0o644))
+	}
+	_, err = release.Write([]byte("go\n"))
+	require.NoError(t, err)
+	err = cmd.Wait()
+	require.NoError(t, err, "delegated rootless run:\n%s", out.String())
+	assert.Contains(t, out.String(), "--- PASS: TestRootlessDelegatedCgroup ")
+	t.Logf("delegated rootless run:\n%s", lastLines(out.String(), 10))
+}
+
+// rootlessDelegated runs as the ordinary user inside a delegated cgroup:
+// a container's limits are set, its statistics read, and nothing warns.
+func rootlessDelegated(t *testing.T) {
+	require.NotZero(t, os.Geteuid())
+	c, _ := start(t, newConfig().WithMemoryLimit(64<<20).WithPids(32), "sleep", "10")
+	assert.Empty(t, c.Warnings())
+	st, err := c.Stats()
+	require.NoError(t, err)
+	assert.Positive(t, st.Pids.Current)
+	layout, err := cgroups.Detect()
+	require.NoError(t, err)
+	cg, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", c.State().Pid))
+	require.NoError(t, err)
+	limits := map[string]string{}
+	for _, l := range strings.Split(strings.TrimSpace(string(cg)), "\n") {
+		parts := strings.SplitN(l, ":", 3)
+		require.Len(t, parts, 3)
+		switch {
+		case layout == cgroups.V2 && parts[0] == "0":
+			for _, f := range []string{"memory.max", "pids.max"} {
+				b, err := os.ReadFile(filepath.Join("/sys/fs/cgroup", parts[2], f))
+				require.NoError(t, err)
+				limits[f] = strings.TrimSpace(string(b))
+			}
+		case layout != cgroups.V2 && (parts[1] == "memory" || parts[1] == "pids"):
+			f := map[string]string{"memory": "memory.limit_in_bytes", "pids": "pids.max"}[parts[1]]
+			b, err := os.ReadFile(filepath.Join("/sys/fs/cgroup", parts[1], parts[2], f))
+			require.NoError(t, err)
+			limits[strings.Replace(f, "limit_in_bytes", "max", 1)] = strings.TrimSpace(string(b))
+		}
+	}
+	assert.Equal(t, map[string]string{"memory.max": "67108864", "pids.max": "32"}, limits)
 }

@@ -163,7 +163,7 @@ func TestProcSelfExeInterpreterRefused(t *testing.T) {
 		require.NoError(t, c.Start(context.Background(), "/bin/sleep", "100"))
 		for _, argv := range [][]string{{"/selfexe.sh"}, {"/proc/self/exe"}} {
 			var out bytes.Buffer
-			cmd := vessel.Cmd(argv[0])
+			cmd := vessel.Command(argv[0])
 			cmd.Stdout, cmd.Stderr = &out, &out
 			p, err := c.Exec(context.Background(), cmd)
 			if err == nil {

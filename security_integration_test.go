@@ -873,7 +873,7 @@ func TestSecuritySysctl(t *testing.T) {
 		// Tell why: with /proc/sys left writable the same sysctl works,
 		// so it is written after /proc/sys was made read-only.
 		ro := slices.DeleteFunc(slices.Clone(rootfs.DefaultReadonlyPaths), func(p string) bool { return p == "/proc/sys" })
-		dcfg := withProbe(t, newConfig().WithSysctl("net.ipv4.ip_forward", want).WithReadonlyPaths(ro...))
+		dcfg := withProbe(t, newConfig().WithSysctl("net.ipv4.ip_forward", want).WithReadOnlyPaths(ro...))
 		if _, _, derr := runStepsErr(t, dcfg, "/probe", []probeStep{tryStep("read", "read-root", "/proc/sys/net/ipv4/ip_forward")}); derr == nil {
 			t.Errorf("with /proc/sys not read-only the sysctl is applied: the container's init writes sysctls after rootfs.Setup made /proc/sys read-only")
 		}
@@ -899,8 +899,8 @@ func TestSecuritySysctl(t *testing.T) {
 		_, nerr := vessel.New(newID(t), bad)
 		for what, err := range map[string]error{"Validate": verr, "New": nerr} {
 			var ce *vessel.ConfigError
-			if !errors.As(err, &ce) || ce.Field != "sysctl" || !strings.Contains(err.Error(), key) {
-				t.Errorf("%s with sysctl %s: got %v, want a ConfigError for field sysctl naming it", what, key, err)
+			if !errors.As(err, &ce) || ce.Field != "sysctl["+key+"]" {
+				t.Errorf("%s with sysctl %s: got %v, want a ConfigError for field sysctl[%s]", what, key, err, key)
 			}
 		}
 	}

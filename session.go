@@ -74,7 +74,7 @@ func (s *session) forget(id int) {
 }
 
 // exec asks the init to start cmd and waits until it has been execve()d.
-func (s *session) exec(ctx context.Context, cmd *Command) (*Process, error) {
+func (s *session) exec(ctx context.Context, cmd *Cmd) (*Process, error) {
 	if cmd == nil || len(cmd.Args) == 0 {
 		return nil, &ConfigError{Field: "command.args", Reason: "no command to run"}
 	}
@@ -90,7 +90,7 @@ func (s *session) exec(ctx context.Context, cmd *Command) (*Process, error) {
 	s.procs[id] = p
 	s.mu.Unlock()
 
-	req := child.ExecRequest{Args: cmd.Args, Env: cmd.Env, SetEnv: cmd.Env != nil, Dir: cmd.Dir, User: cmd.User,
+	req := child.ExecRequest{Args: cmd.Args, Env: cmd.Env, SetEnv: cmd.Env != nil, Dir: cmd.Dir, User: childUser(cmd.User),
 		TTY: cmd.TTY, Rows: cmd.Rows, Cols: cmd.Cols, NumExtras: len(cmd.ExtraFiles)}
 	files, childEnds, err := p.stdio(cmd)
 	if err != nil {
@@ -144,7 +144,9 @@ func (s *session) exec(ctx context.Context, cmd *Command) (*Process, error) {
 		go func() {
 			select {
 			case <-ctx.Done():
-				p.killedBy = true
+				p.mu.Lock()
+				p.ctxErr = ctx.Err()
+				p.mu.Unlock()
 				_ = p.Signal(syscall.SIGKILL)
 			case <-p.done:
 			}

@@ -17,7 +17,7 @@ import (
 func inside(t testing.TB, c *vessel.Container, script string) (string, error) {
 	t.Helper()
 	var out bytes.Buffer
-	p, err := c.Exec(context.Background(), &vessel.Command{Args: []string{"/bin/sh", "-c", script}, Stdout: &out, Stderr: &out})
+	p, err := c.Exec(context.Background(), &vessel.Cmd{Args: []string{"/bin/sh", "-c", script}, Stdout: &out, Stderr: &out})
 	if err != nil {
 		return "", err
 	}

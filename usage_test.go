@@ -150,7 +150,7 @@ func TestUsageLimitsHitFromInside(t *testing.T) {
 // limit is OOM-killed; physpages' failcnt and oomkills move.
 func TestUsageMemoryFailcntAndOOM(t *testing.T) {
 	testutil.RequireRoot(t)
-	cfg := newConfig().WithRootfs(rootfs.Dir(testutil.BusyboxRootfs(t))).WithReadonlyRootfs(true).
+	cfg := newConfig().WithRootfs(rootfs.Dir(testutil.BusyboxRootfs(t))).WithReadOnlyRootfs(true).
 		WithMemoryLimit(48 << 20)
 	swaps, err := os.ReadFile("/proc/swaps")
 	require.NoError(t, err)
@@ -170,7 +170,7 @@ func TestUsageMemoryFailcntAndOOM(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	p, err := c.Exec(ctx, vessel.Cmd(testutil.RootfsProbePath, "hold", "memory=134217728"))
+	p, err := c.Exec(ctx, vessel.Command(testutil.RootfsProbePath, "hold", "memory=134217728"))
 	require.NoError(t, err)
 	require.Error(t, p.Wait())
 	require.NoError(t, ctx.Err(), "the allocation was not stopped")
@@ -224,7 +224,7 @@ func TestUsageNetwork(t *testing.T) {
 	testutil.RequireRoot(t)
 	nc := testBridge(t)
 	nc.EgressRate = 1 << 20 // 1 Mbit/s
-	cfg := newConfig().WithRootfs(rootfs.Dir(testutil.BusyboxRootfs(t))).WithReadonlyRootfs(true).WithNetwork(nc)
+	cfg := newConfig().WithRootfs(rootfs.Dir(testutil.BusyboxRootfs(t))).WithReadOnlyRootfs(true).WithNetwork(nc)
 	c, out := newContainer(t, cfg)
 	require.NoError(t, c.Start(context.Background(), testutil.RootfsProbePath, "hold", "udp=1"))
 	jsonLine(t, out, &map[string]probe.HoldResult{})
@@ -244,7 +244,7 @@ func TestUsageNetwork(t *testing.T) {
 	conn.AddRule(&nftables.Rule{Table: tbl, Chain: ch, Exprs: []expr.Any{&expr.Counter{}}})
 	require.NoError(t, conn.Flush())
 
-	p, err := c.Exec(context.Background(), vessel.Cmd(testutil.RootfsProbePath, "hold", "udpflood="+gw.String()+":9,3000"))
+	p, err := c.Exec(context.Background(), vessel.Command(testutil.RootfsProbePath, "hold", "udpflood="+gw.String()+":9,3000"))
 	require.NoError(t, err)
 	deadline := time.Now().Add(30 * time.Second)
 	var u *vessel.Usage
@@ -278,7 +278,7 @@ func TestUsageNetwork(t *testing.T) {
 // them instead of reporting the host's as the container's.
 func TestUsageHostNetworkUnavailable(t *testing.T) {
 	testutil.RequireRoot(t)
-	cfg := newConfig().WithRootfs(rootfs.Dir(testutil.BusyboxRootfs(t))).WithReadonlyRootfs(true).WithNetwork(network.Host())
+	cfg := newConfig().WithRootfs(rootfs.Dir(testutil.BusyboxRootfs(t))).WithReadOnlyRootfs(true).WithNetwork(network.Host())
 	c, out := newContainer(t, cfg)
 	require.NoError(t, c.Start(context.Background(), testutil.RootfsProbePath, "hold", "files=1"))
 	jsonLine(t, out, &map[string]probe.HoldResult{})

@@ -111,7 +111,7 @@ func TestForkBombsAndOOMNeverBreakTheInit(t *testing.T) {
 	if err := c.Start(context.Background(), "sleep", "1000"); err != nil {
 		t.Fatal(err)
 	}
-	bomb, err := c.Exec(context.Background(), vessel.Cmd("/bin/sh", "-c", "b() { b | b & }; b; sleep 1000"))
+	bomb, err := c.Exec(context.Background(), vessel.Command("/bin/sh", "-c", "b() { b | b & }; b; sleep 1000"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +144,7 @@ func TestForkBombsAndOOMNeverBreakTheInit(t *testing.T) {
 		return left == 0
 	})
 	_ = bomb.Wait()
-	out, errOut, err := execOut(t, c, vessel.Cmd("/bin/echo", "still served"))
+	out, errOut, err := execOut(t, c, vessel.Command("/bin/echo", "still served"))
 	if err != nil || out != "still served\n" || goCrash(errOut+buf.String()) {
 		t.Fatalf("exec after the limit was full: %q %q %v\n%s", out, errOut, err, buf.String())
 	}
@@ -183,7 +183,7 @@ func cgroupPids(t testing.TB, c *vessel.Container) []int {
 // namespace's init from its own namespace), as under runc and Docker.
 func TestPID1SemanticsAsUnderRunc(t *testing.T) {
 	c, _ := start(t, newConfig(), "sleep", "30")
-	out, errOut, err := execOut(t, c, vessel.Cmd("/bin/sh", "-c", "kill -9 1; echo rc=$?; cat /proc/1/comm"))
+	out, errOut, err := execOut(t, c, vessel.Command("/bin/sh", "-c", "kill -9 1; echo rc=$?; cat /proc/1/comm"))
 	if err != nil || !strings.Contains(out, "sleep") {
 		t.Fatalf("exec: %q %q %v", out, errOut, err)
 	}

@@ -2,7 +2,8 @@ package limits
 
 import (
 	"errors"
-	"fmt"
+
+	"github.com/openvessel/vessel/fielderr"
 )
 
 // MinContainerMemory is the smallest memory limit (and memory+swap
@@ -26,7 +27,7 @@ func (r *Resources) CheckContainer() error {
 		v    *int64
 	}{{"memory.limit", r.Memory.Limit}, {"memory.swap", r.Memory.Swap}} {
 		if f.v != nil && *f.v > 0 && *f.v < MinContainerMemory {
-			errs = append(errs, fmt.Errorf("%s: %d bytes is below a container's minimum of %d (6 MiB)", f.name, *f.v, MinContainerMemory))
+			errs = append(errs, fielderr.New(f.name, "%d bytes is below a container's minimum of %d (6 MiB)", *f.v, MinContainerMemory))
 		}
 	}
 	return errors.Join(errs...)

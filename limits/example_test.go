@@ -19,5 +19,5 @@ func ExampleResources_Validate() {
 		CPU:    &limits.CPU{CPUs: limits.Ptr(0.0)},
 	}
 	fmt.Println(r.Validate())
-	// Output: cpu.cpus: 0 is not a valid quota (use -1 for unlimited)
+	// Output: invalid cpu.cpus: 0 is not a valid quota (use -1 for unlimited)
 }

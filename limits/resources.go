@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/openvessel/vessel/fielderr"
 )
 
 // Unlimited is the value of a signed limit (memory, swap, pids) that removes
@@ -176,7 +178,7 @@ func (r *Resources) Validate() error {
 	}
 	var errs []error
 	add := func(field, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+		errs = append(errs, fielderr.New(field, format, args...))
 	}
 	if m := r.Memory; m != nil {
 		if m.Limit != nil && *m.Limit <= 0 && *m.Limit != Unlimited {

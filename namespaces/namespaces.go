@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/openvessel/vessel/fielderr"
 )
 
 // Kind is one namespace type.
@@ -157,23 +159,23 @@ func (s Set) Validate() error {
 	seen := map[Kind]bool{}
 	for i, n := range s {
 		if !n.Kind.Valid() {
-			return fmt.Errorf("namespaces[%d].type: unknown kind %q", i, n.Kind)
+			return fielderr.New(fmt.Sprintf("namespaces[%d].type", i), "unknown kind %q", n.Kind)
 		}
 		if seen[n.Kind] {
-			return fmt.Errorf("namespaces[%d].type: %s listed twice", i, n.Kind)
+			return fielderr.New(fmt.Sprintf("namespaces[%d].type", i), "%s listed twice", n.Kind)
 		}
 		seen[n.Kind] = true
 		if n.Path == "" {
 			continue
 		}
 		if !filepath.IsAbs(n.Path) {
-			return fmt.Errorf("namespaces[%s].path: %q is not absolute", n.Kind, n.Path)
+			return fielderr.New(fmt.Sprintf("namespaces[%s].path", n.Kind), "%q is not absolute", n.Path)
 		}
 		if err := CheckFile(n.Path, n.Kind); err != nil {
-			return fmt.Errorf("namespaces[%s].path: %w", n.Kind, err)
+			return fielderr.Wrap(fmt.Sprintf("namespaces[%s].path", n.Kind), err)
 		}
 		if n.Kind == User {
-			return fmt.Errorf("namespaces[user].path: joining an existing user namespace is not supported: a multi-threaded Go process cannot setns(2) into one; start the container from a process inside it instead")
+			return fielderr.New("namespaces[user].path", "joining an existing user namespace is not supported: a multi-threaded Go process cannot setns(2) into one; start the container from a process inside it instead")
 		}
 	}
 	return nil
@@ -245,22 +247,22 @@ func DefaultMappings() (uids, gids []IDMap) {
 // ValidateMappings checks ranges for overflow and overlap.
 func ValidateMappings(field string, m []IDMap) error {
 	if len(m) > 340 {
-		return fmt.Errorf("%s: %d ranges, the kernel allows 340", field, len(m))
+		return fielderr.New(field, "%d ranges, the kernel allows 340", len(m))
 	}
 	for i, a := range m {
 		if a.Size == 0 {
-			return fmt.Errorf("%s[%d].size: must be at least 1", field, i)
+			return fielderr.New(fmt.Sprintf("%s[%d].size", field, i), "must be at least 1")
 		}
 		if uint64(a.ContainerID)+uint64(a.Size) > 1<<32-1 || uint64(a.HostID)+uint64(a.Size) > 1<<32-1 {
-			return fmt.Errorf("%s[%d]: range overflows 32-bit ids", field, i)
+			return fielderr.New(fmt.Sprintf("%s[%d]", field, i), "range overflows 32-bit ids")
 		}
 		for j := 0; j < i; j++ {
 			b := m[j]
 			if a.ContainerID < b.ContainerID+b.Size && b.ContainerID < a.ContainerID+a.Size {
-				return fmt.Errorf("%s[%d]: container ids overlap entry %d", field, i, j)
+				return fielderr.New(fmt.Sprintf("%s[%d]", field, i), "container ids overlap entry %d", j)
 			}
 			if a.HostID < b.HostID+b.Size && b.HostID < a.HostID+a.Size {
-				return fmt.Errorf("%s[%d]: host ids overlap entry %d", field, i, j)
+				return fielderr.New(fmt.Sprintf("%s[%d]", field, i), "host ids overlap entry %d", j)
 			}
 		}
 	}

@@ -10,6 +10,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/openvessel/vessel/fielderr"
 )
 
 // bridgeFor returns the record of the bridge cfg names, planning a new one
@@ -17,15 +19,15 @@ import (
 func (m *Manager) bridgeFor(host *netlink.Handle, st *state, cfg *Config) (*bridgeRecord, bool, error) {
 	if br, ok := st.Bridges[cfg.Bridge]; ok {
 		if cfg.Subnet != "" && cfg.Subnet != br.Subnet {
-			return nil, false, fmt.Errorf("network: Subnet: bridge %s already uses %s, not %s", cfg.Bridge, br.Subnet, cfg.Subnet)
+			return nil, false, fielderr.New("subnet", "bridge %s already uses %s, not %s", cfg.Bridge, br.Subnet, cfg.Subnet)
 		}
 		if cfg.IPv6 && br.Subnet6 == "" {
-			return nil, false, fmt.Errorf("network: IPv6: bridge %s was created without IPv6 (by a container that did not ask for it)", cfg.Bridge)
+			return nil, false, fielderr.New("ipv6", "bridge %s was created without IPv6 (by a container that did not ask for it)", cfg.Bridge)
 		}
 		return br, false, nil
 	}
 	if _, err := host.LinkByName(cfg.Bridge); err == nil {
-		return nil, false, fmt.Errorf("network: Bridge: interface %s exists but is not a bridge of this vessel state (%s)", cfg.Bridge, m.stateDir())
+		return nil, false, fielderr.New("bridge", "interface %s exists but is not a bridge of this vessel state (%s)", cfg.Bridge, m.stateDir())
 	}
 	used, err := usedNetworks(host, st)
 	if err != nil {
@@ -36,7 +38,7 @@ func (m *Manager) bridgeFor(host *netlink.Handle, st *state, cfg *Config) (*brid
 		subnet = netip.MustParsePrefix(cfg.Subnet)
 		for _, u := range used {
 			if u.p.Overlaps(subnet) {
-				return nil, false, fmt.Errorf("network: Subnet: %s overlaps %s %s", subnet, u.what, u.p)
+				return nil, false, fielderr.New("subnet", "%s overlaps %s %s", subnet, u.what, u.p)
 			}
 		}
 	} else {
@@ -79,7 +81,7 @@ next:
 		}
 		return p, nil
 	}
-	return netip.Prefix{}, fmt.Errorf("network: IPv6: no free unique-local /64 for bridge %s", bridge)
+	return netip.Prefix{}, fielderr.New("ipv6", "no free unique-local /64 for bridge %s", bridge)
 }
 
 // allocate6 derives the container's IPv6 address from its IPv4 one: the
@@ -165,7 +167,7 @@ next:
 		}
 		return cand, nil
 	}
-	return netip.Prefix{}, fmt.Errorf("network: Subnet: no free /%d left in the pool %s", bits, pool)
+	return netip.Prefix{}, fielderr.New("subnet", "no free /%d left in the pool %s", bits, pool)
 }
 
 // allocate picks the container's address in the bridge subnet: want when
@@ -184,10 +186,10 @@ func allocate(st *state, br *bridgeRecord, want string) (netip.Prefix, error) {
 		p, _ := parseAddress(want)
 		a := p.Addr()
 		if !subnet.Contains(a) || a == subnet.Addr() || a == last {
-			return netip.Prefix{}, fmt.Errorf("network: Address: %s is not a host address of the bridge subnet %s", a, subnet)
+			return netip.Prefix{}, fielderr.New("address", "%s is not a host address of the bridge subnet %s", a, subnet)
 		}
 		if who, ok := taken[a]; ok {
-			return netip.Prefix{}, fmt.Errorf("network: Address: %s is taken by %s", a, who)
+			return netip.Prefix{}, fielderr.New("address", "%s is taken by %s", a, who)
 		}
 		return netip.PrefixFrom(a, subnet.Bits()), nil
 	}
@@ -196,7 +198,7 @@ func allocate(st *state, br *bridgeRecord, want string) (netip.Prefix, error) {
 			return netip.PrefixFrom(a, subnet.Bits()), nil
 		}
 	}
-	return netip.Prefix{}, fmt.Errorf("network: Address: the bridge subnet %s of %s is full", subnet, br.Name)
+	return netip.Prefix{}, fielderr.New("address", "the bridge subnet %s of %s is full", subnet, br.Name)
 }
 
 func broadcast(p netip.Prefix) netip.Addr {
@@ -213,7 +215,7 @@ func checkPorts(st *state, ports []Port) error {
 		for _, ep := range st.Endpoints {
 			for _, q := range ep.Ports {
 				if q.proto() == p.proto() && q.HostPort == p.HostPort && (q.HostIP == "" || p.HostIP == "" || q.HostIP == p.HostIP) {
-					return fmt.Errorf("network: Publish[%d]: port taken: %s is already published by container %s", i, p, ep.ID)
+					return fielderr.New(fmt.Sprintf("publish[%d]", i), "port taken: %s is already published by container %s", p, ep.ID)
 				}
 			}
 		}
@@ -237,11 +239,11 @@ func checkPorts(st *state, ports []Port) error {
 		switch {
 		case err == nil:
 		case errors.Is(err, unix.EADDRINUSE):
-			return fmt.Errorf("network: Publish[%d]: port taken: %s is bound by a host program", i, p)
+			return fielderr.New(fmt.Sprintf("publish[%d]", i), "port taken: %s is bound by a host program", p)
 		case errors.Is(err, unix.EADDRNOTAVAIL):
-			return fmt.Errorf("network: Publish[%d]: host address %s is not an address of this host", i, p.HostIP)
+			return fielderr.New(fmt.Sprintf("publish[%d]", i), "host address %s is not an address of this host", p.HostIP)
 		default:
-			return fmt.Errorf("network: Publish[%d]: check %s: %w", i, p, err)
+			return &fielderr.Error{Field: fmt.Sprintf("publish[%d]", i), Reason: fmt.Sprintf("check %s: %v", p, err), Err: err}
 		}
 	}
 	return nil

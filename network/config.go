@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"github.com/openvessel/vessel/fielderr"
 )
 
 // Mode is a network mode of a container.
@@ -314,12 +316,12 @@ func (c *Config) Validate() error {
 		c.Mode = ModeNone
 	}
 	fail := func(field, format string, args ...any) error {
-		return fmt.Errorf("network: %s: %s", field, fmt.Sprintf(format, args...))
+		return fielderr.New(field, format, args...)
 	}
 	switch c.Mode {
 	case ModeNone, ModeLoopback, ModeHost, ModeBridge, ModeMacvlan, ModeIpvlan, ModeNetns:
 	default:
-		return fail("Mode", "unknown mode %q", c.Mode)
+		return fail("mode", "unknown mode %q", c.Mode)
 	}
 	bridge, vlan := c.Mode == ModeBridge, c.Mode == ModeMacvlan || c.Mode == ModeIpvlan
 	if bridge {
@@ -327,90 +329,90 @@ func (c *Config) Validate() error {
 			c.Bridge = DefaultBridge
 		}
 		if err := checkIfName(c.Bridge); err != nil {
-			return fail("Bridge", "%v", err)
+			return fail("bridge", "%v", err)
 		}
 	} else if c.Bridge != "" {
-		return fail("Bridge", "only used in bridge mode, not %s", c.Mode)
+		return fail("bridge", "only used in bridge mode, not %s", c.Mode)
 	}
 	if c.Subnet != "" {
 		if !bridge {
-			return fail("Subnet", "only used in bridge mode, not %s", c.Mode)
+			return fail("subnet", "only used in bridge mode, not %s", c.Mode)
 		}
 		p, err := netip.ParsePrefix(c.Subnet)
 		if err != nil {
-			return fail("Subnet", "bad CIDR %q: %v", c.Subnet, err)
+			return fail("subnet", "bad CIDR %q: %v", c.Subnet, err)
 		}
 		if !p.Addr().Is4() || p.Bits() > 30 || p.Bits() < 8 {
-			return fail("Subnet", "%q must be an IPv4 network with a prefix length between 8 and 30", c.Subnet)
+			return fail("subnet", "%q must be an IPv4 network with a prefix length between 8 and 30", c.Subnet)
 		}
 		if p.Masked() != p {
-			return fail("Subnet", "%q has host bits set (did you mean %s?)", c.Subnet, p.Masked())
+			return fail("subnet", "%q has host bits set (did you mean %s?)", c.Subnet, p.Masked())
 		}
 	}
 	if c.IPv6 && !bridge {
-		return fail("IPv6", "only supported in bridge mode, not %s", c.Mode)
+		return fail("ipv6", "only supported in bridge mode, not %s", c.Mode)
 	}
 	if c.Address != "" {
 		if !bridge && !vlan {
-			return fail("Address", "only used in bridge, macvlan and ipvlan modes, not %s", c.Mode)
+			return fail("address", "only used in bridge, macvlan and ipvlan modes, not %s", c.Mode)
 		}
 		if _, err := parseAddress(c.Address); err != nil {
-			return fail("Address", "%v", err)
+			return fail("address", "%v", err)
 		}
 	} else if vlan {
-		return fail("Address", "%s mode needs a static address in CIDR form (DHCP is not supported)", c.Mode)
+		return fail("address", "%s mode needs a static address in CIDR form (DHCP is not supported)", c.Mode)
 	}
 	if c.Gateway != "" {
 		if !vlan {
-			return fail("Gateway", "only used in macvlan and ipvlan modes (bridge mode uses the bridge address)")
+			return fail("gateway", "only used in macvlan and ipvlan modes (bridge mode uses the bridge address)")
 		}
 		gw, err := netip.ParseAddr(c.Gateway)
 		if err != nil || !gw.Is4() {
-			return fail("Gateway", "%q is not an IPv4 address", c.Gateway)
+			return fail("gateway", "%q is not an IPv4 address", c.Gateway)
 		}
 		addr, _ := parseAddress(c.Address)
 		if !addr.Contains(gw) {
-			return fail("Gateway", "%s is not inside the address's network %s", gw, addr.Masked())
+			return fail("gateway", "%s is not inside the address's network %s", gw, addr.Masked())
 		}
 	}
 	if vlan {
 		if c.Parent == "" {
-			return fail("Parent", "%s mode needs a parent interface", c.Mode)
+			return fail("parent", "%s mode needs a parent interface", c.Mode)
 		}
 		if err := checkIfName(c.Parent); err != nil {
-			return fail("Parent", "%v", err)
+			return fail("parent", "%v", err)
 		}
 	} else if c.Parent != "" {
-		return fail("Parent", "only used in macvlan and ipvlan modes, not %s", c.Mode)
+		return fail("parent", "only used in macvlan and ipvlan modes, not %s", c.Mode)
 	}
 	if c.Mode == ModeNetns {
 		if c.NetnsPath == "" {
-			return fail("NetnsPath", "netns mode needs the path of a network namespace file")
+			return fail("netnsPath", "netns mode needs the path of a network namespace file")
 		}
 		if err := CheckNetnsPath(c.NetnsPath); err != nil {
-			return fail("NetnsPath", "%v", err)
+			return fail("netnsPath", "%v", err)
 		}
 	} else if c.NetnsPath != "" {
-		return fail("NetnsPath", "only used in netns mode, not %s", c.Mode)
+		return fail("netnsPath", "only used in netns mode, not %s", c.Mode)
 	}
 	if len(c.Interfaces) > 0 && !c.NewNamespace() {
-		return fail("Interfaces", "cannot move interfaces in %s mode (no new namespace)", c.Mode)
+		return fail("interfaces", "cannot move interfaces in %s mode (no new namespace)", c.Mode)
 	}
 	seen := map[string]bool{}
 	for i, name := range c.Interfaces {
 		if err := checkIfName(name); err != nil {
-			return fail(fmt.Sprintf("Interfaces[%d]", i), "%v", err)
+			return fail(fmt.Sprintf("interfaces[%d]", i), "%v", err)
 		}
 		if name == "lo" || (name == "eth0" && (bridge || vlan)) {
-			return fail(fmt.Sprintf("Interfaces[%d]", i), "%q is reserved", name)
+			return fail(fmt.Sprintf("interfaces[%d]", i), "%q is reserved", name)
 		}
 		if seen[name] {
-			return fail(fmt.Sprintf("Interfaces[%d]", i), "%q listed twice", name)
+			return fail(fmt.Sprintf("interfaces[%d]", i), "%q listed twice", name)
 		}
 		seen[name] = true
 	}
 	if len(c.Publish) > 0 && !bridge {
-		return fail("Publish", "published ports need bridge mode, not %s", c.Mode)
+		return fail("publish", "published ports need bridge mode, not %s", c.Mode)
 	}
 	type key struct {
 		proto string
@@ -419,7 +421,7 @@ func (c *Config) Validate() error {
 	published := map[key]bool{}
 	for i := range c.Publish {
 		p := &c.Publish[i]
-		field := fmt.Sprintf("Publish[%d]", i)
+		field := fmt.Sprintf("publish[%d]", i)
 		if p.Protocol == "" {
 			p.Protocol = "tcp"
 		}
@@ -442,16 +444,16 @@ func (c *Config) Validate() error {
 		published[k] = true
 	}
 	if (len(c.Firewall) > 0 || c.FirewallDefault != "") && !bridge {
-		return fail("Firewall", "the firewall needs bridge mode, not %s", c.Mode)
+		return fail("firewall", "the firewall needs bridge mode, not %s", c.Mode)
 	}
 	if c.FirewallDefault == "" {
 		c.FirewallDefault = Allow
 	}
 	if c.FirewallDefault != Allow && c.FirewallDefault != Deny {
-		return fail("FirewallDefault", "%q is not allow or deny", c.FirewallDefault)
+		return fail("firewallDefault", "%q is not allow or deny", c.FirewallDefault)
 	}
 	for i, r := range c.Firewall {
-		field := fmt.Sprintf("Firewall[%d]", i)
+		field := fmt.Sprintf("firewall[%d]", i)
 		if r.Action != Allow && r.Action != Deny {
 			return fail(field, "action %q is not allow or deny", r.Action)
 		}
@@ -467,38 +469,38 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.EgressRate != 0 && !bridge && !vlan {
-		return fail("EgressRate", "needs bridge, macvlan or ipvlan mode, not %s", c.Mode)
+		return fail("egressRate", "needs bridge, macvlan or ipvlan mode, not %s", c.Mode)
 	}
 	if c.IngressRate != 0 && !bridge {
-		return fail("IngressRate", "needs bridge mode, not %s", c.Mode)
+		return fail("ingressRate", "needs bridge mode, not %s", c.Mode)
 	}
 	for _, r := range []struct {
 		name string
 		v    uint64
-	}{{"EgressRate", c.EgressRate}, {"IngressRate", c.IngressRate}} {
+	}{{"egressRate", c.EgressRate}, {"ingressRate", c.IngressRate}} {
 		if r.v != 0 && r.v < 8000 {
 			return fail(r.name, "%d bit/s is below the minimum of 8000", r.v)
 		}
 	}
 	if c.MTU != 0 && (c.MTU < 576 || c.MTU > 65535) {
-		return fail("MTU", "%d is not in 576-65535", c.MTU)
+		return fail("mtu", "%d is not in 576-65535", c.MTU)
 	}
 	if c.MTU != 0 && !bridge && !vlan {
-		return fail("MTU", "only used in bridge, macvlan and ipvlan modes")
+		return fail("mtu", "only used in bridge, macvlan and ipvlan modes")
 	}
 	if c.Hostname != "" {
 		if err := checkHostname(c.Hostname); err != nil {
-			return fail("Hostname", "%v", err)
+			return fail("hostname", "%v", err)
 		}
 	}
 	for i, d := range c.DNS {
 		if _, err := netip.ParseAddr(d); err != nil {
-			return fail(fmt.Sprintf("DNS[%d]", i), "%q is not an IP address", d)
+			return fail(fmt.Sprintf("dns[%d]", i), "%q is not an IP address", d)
 		}
 	}
 	for i, d := range c.DNSSearch {
 		if d == "" || strings.ContainsAny(d, " \t\n") {
-			return fail(fmt.Sprintf("DNSSearch[%d]", i), "%q is not a domain", d)
+			return fail(fmt.Sprintf("dnsSearch[%d]", i), "%q is not a domain", d)
 		}
 	}
 	return nil

@@ -1,11 +1,14 @@
 package network
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/openvessel/vessel/fielderr"
 )
 
 func TestParse(t *testing.T) {
@@ -99,39 +102,40 @@ func TestValidate(t *testing.T) {
 		c     Config
 		field string
 	}{
-		{Config{Mode: "wifi"}, "Mode"},
-		{Config{Mode: ModeBridge, Subnet: "10.1.2.0/33"}, "Subnet"},
-		{Config{Mode: ModeBridge, Subnet: "10.1.2.3/24"}, "Subnet"},
-		{Config{Mode: ModeBridge, Subnet: "fd00::/64"}, "Subnet"},
-		{Config{Mode: ModeBridge, Subnet: "banana"}, "Subnet"},
-		{Config{Mode: ModeLoopback, Subnet: "10.1.2.0/24"}, "Subnet"},
-		{Config{Mode: ModeBridge, Bridge: "this-name-is-too-long"}, "Bridge"},
-		{Config{Mode: ModeMacvlan, Parent: "eth0"}, "Address"},
-		{Config{Mode: ModeMacvlan, Address: "10.0.0.2/24"}, "Parent"},
-		{Config{Mode: ModeMacvlan, Parent: "eth0", Address: "10.0.0.2/24", Gateway: "10.9.0.1"}, "Gateway"},
-		{Config{Mode: ModeIpvlan, Parent: "eth0", Address: "10.0.0.300/24"}, "Address"},
-		{Config{Mode: ModeNetns}, "NetnsPath"},
-		{Config{Mode: ModeNetns, NetnsPath: "/etc/hostname"}, "NetnsPath"},
-		{Config{Mode: ModeHost, Interfaces: []string{"eth1"}}, "Interfaces"},
-		{Config{Mode: ModeLoopback, Interfaces: []string{"a", "a"}}, "Interfaces[1]"},
-		{Config{Mode: ModeLoopback, Publish: []Port{{HostPort: 1, ContainerPort: 1}}}, "Publish"},
-		{Config{Mode: ModeBridge, Publish: []Port{{HostPort: 0, ContainerPort: 1}}}, "Publish[0]"},
-		{Config{Mode: ModeBridge, Publish: []Port{{HostPort: 5, ContainerPort: 1}, {HostPort: 5, ContainerPort: 2}}}, "Publish[1]"},
-		{Config{Mode: ModeBridge, Publish: []Port{{HostIP: "::1", HostPort: 5, ContainerPort: 1}}}, "Publish[0]"},
-		{Config{Mode: ModeBridge, Firewall: []Rule{{Action: "drop", CIDR: "1.0.0.0/8"}}}, "Firewall[0]"},
-		{Config{Mode: ModeBridge, Firewall: []Rule{{Action: Deny, CIDR: "1.0.0/8"}}}, "Firewall[0]"},
-		{Config{Mode: ModeBridge, Firewall: []Rule{{Action: Deny, CIDR: "1.0.0.0/8", Port: 3}}}, "Firewall[0]"},
-		{Config{Mode: ModeBridge, FirewallDefault: "maybe"}, "FirewallDefault"},
-		{Config{Mode: ModeLoopback, EgressRate: 1e6}, "EgressRate"},
-		{Config{Mode: ModeMacvlan, Parent: "x", Address: "10.0.0.2/24", IngressRate: 1e6}, "IngressRate"},
-		{Config{Mode: ModeBridge, EgressRate: 10}, "EgressRate"},
-		{Config{Mode: ModeBridge, MTU: 100}, "MTU"},
-		{Config{Mode: ModeBridge, Hostname: "a b"}, "Hostname"},
-		{Config{Mode: ModeBridge, DNS: []string{"dns.example"}}, "DNS[0]"},
+		{Config{Mode: "wifi"}, "mode"},
+		{Config{Mode: ModeBridge, Subnet: "10.1.2.0/33"}, "subnet"},
+		{Config{Mode: ModeBridge, Subnet: "10.1.2.3/24"}, "subnet"},
+		{Config{Mode: ModeBridge, Subnet: "fd00::/64"}, "subnet"},
+		{Config{Mode: ModeBridge, Subnet: "banana"}, "subnet"},
+		{Config{Mode: ModeLoopback, Subnet: "10.1.2.0/24"}, "subnet"},
+		{Config{Mode: ModeBridge, Bridge: "this-name-is-too-long"}, "bridge"},
+		{Config{Mode: ModeMacvlan, Parent: "eth0"}, "address"},
+		{Config{Mode: ModeMacvlan, Address: "10.0.0.2/24"}, "parent"},
+		{Config{Mode: ModeMacvlan, Parent: "eth0", Address: "10.0.0.2/24", Gateway: "10.9.0.1"}, "gateway"},
+		{Config{Mode: ModeIpvlan, Parent: "eth0", Address: "10.0.0.300/24"}, "address"},
+		{Config{Mode: ModeNetns}, "netnsPath"},
+		{Config{Mode: ModeNetns, NetnsPath: "/etc/hostname"}, "netnsPath"},
+		{Config{Mode: ModeHost, Interfaces: []string{"eth1"}}, "interfaces"},
+		{Config{Mode: ModeLoopback, Interfaces: []string{"a", "a"}}, "interfaces[1]"},
+		{Config{Mode: ModeLoopback, Publish: []Port{{HostPort: 1, ContainerPort: 1}}}, "publish"},
+		{Config{Mode: ModeBridge, Publish: []Port{{HostPort: 0, ContainerPort: 1}}}, "publish[0]"},
+		{Config{Mode: ModeBridge, Publish: []Port{{HostPort: 5, ContainerPort: 1}, {HostPort: 5, ContainerPort: 2}}}, "publish[1]"},
+		{Config{Mode: ModeBridge, Publish: []Port{{HostIP: "::1", HostPort: 5, ContainerPort: 1}}}, "publish[0]"},
+		{Config{Mode: ModeBridge, Firewall: []Rule{{Action: "drop", CIDR: "1.0.0.0/8"}}}, "firewall[0]"},
+		{Config{Mode: ModeBridge, Firewall: []Rule{{Action: Deny, CIDR: "1.0.0/8"}}}, "firewall[0]"},
+		{Config{Mode: ModeBridge, Firewall: []Rule{{Action: Deny, CIDR: "1.0.0.0/8", Port: 3}}}, "firewall[0]"},
+		{Config{Mode: ModeBridge, FirewallDefault: "maybe"}, "firewallDefault"},
+		{Config{Mode: ModeLoopback, EgressRate: 1e6}, "egressRate"},
+		{Config{Mode: ModeMacvlan, Parent: "x", Address: "10.0.0.2/24", IngressRate: 1e6}, "ingressRate"},
+		{Config{Mode: ModeBridge, EgressRate: 10}, "egressRate"},
+		{Config{Mode: ModeBridge, MTU: 100}, "mtu"},
+		{Config{Mode: ModeBridge, Hostname: "a b"}, "hostname"},
+		{Config{Mode: ModeBridge, DNS: []string{"dns.example"}}, "dns[0]"},
 	}
 	for _, tc := range bad {
 		err := tc.c.Validate()
-		if err == nil || !strings.Contains(err.Error(), tc.field+":") {
+		var fe *fielderr.Error
+		if !errors.As(err, &fe) || fe.Field != tc.field {
 			t.Errorf("Validate(%+v) = %v, want an error naming %s", tc.c, err, tc.field)
 		}
 	}

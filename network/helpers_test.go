@@ -69,6 +69,14 @@ func runController() int {
 	runtime.LockOSThread() // Pdeathsig follows the thread that forked
 	cmd := holdCommand()
 	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	// The held process lives until its stdin ends: with the default
+	// /dev/null it exited at once, and Setup raced its exit.
+	hold, err := cmd.StdinPipe()
+	if err != nil {
+		fmt.Println("error", err)
+		return 1
+	}
+	defer hold.Close()
 	if err := cmd.Start(); err != nil {
 		fmt.Println("error", err)
 		return 1

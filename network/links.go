@@ -9,6 +9,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/openvessel/vessel/fielderr"
 )
 
 func createBridge(host *netlink.Handle, br *bridgeRecord, mtu int) error {
@@ -22,24 +24,24 @@ func createBridge(host *netlink.Handle, br *bridgeRecord, mtu int) error {
 		attrs.MTU = mtu
 	}
 	if err := host.LinkAdd(&netlink.Bridge{LinkAttrs: attrs}); err != nil {
-		return fmt.Errorf("network: Bridge: create %s: %w", br.Name, err)
+		return &fielderr.Error{Field: "bridge", Reason: fmt.Sprintf("create %s: %v", br.Name, err), Err: err}
 	}
 	link, err := host.LinkByName(br.Name)
 	if err != nil {
-		return fmt.Errorf("network: Bridge: %s: %w", br.Name, err)
+		return &fielderr.Error{Field: "bridge", Reason: fmt.Sprintf("%s: %v", br.Name, err), Err: err}
 	}
 	subnet := netip.MustParsePrefix(br.Subnet)
 	gw := netip.MustParseAddr(br.Gateway)
 	addr := &netlink.Addr{IPNet: &net.IPNet{IP: gw.AsSlice(), Mask: net.CIDRMask(subnet.Bits(), 32)}}
 	if err := host.AddrAdd(link, addr); err != nil {
-		return fmt.Errorf("network: Bridge: address %s on %s: %w", addr, br.Name, err)
+		return &fielderr.Error{Field: "bridge", Reason: fmt.Sprintf("address %s on %s: %v", addr, br.Name, err), Err: err}
 	}
 	if br.Subnet6 != "" {
 		s6 := netip.MustParsePrefix(br.Subnet6)
 		gw6 := netip.MustParseAddr(br.Gateway6)
 		addr6 := &netlink.Addr{IPNet: &net.IPNet{IP: gw6.AsSlice(), Mask: net.CIDRMask(s6.Bits(), 128)}, Flags: unix.IFA_F_NODAD}
 		if err := host.AddrAdd(link, addr6); err != nil {
-			return fmt.Errorf("network: Bridge: address %s on %s: %w", addr6, br.Name, err)
+			return &fielderr.Error{Field: "bridge", Reason: fmt.Sprintf("address %s on %s: %v", addr6, br.Name, err), Err: err}
 		}
 	}
 	// The host reaching 127.0.0.1:PORT of a published port is DNATed to the
@@ -47,10 +49,10 @@ func createBridge(host *netlink.Handle, br *bridgeRecord, mtu int) error {
 	// the bridge only with route_localnet (a masquerade rule then rewrites
 	// the source). The setting belongs to the bridge and dies with it.
 	if err := writeSysctl("/proc/sys/net/ipv4/conf/"+br.Name+"/route_localnet", "1"); err != nil {
-		return fmt.Errorf("network: Bridge: route_localnet on %s: %w", br.Name, err)
+		return &fielderr.Error{Field: "bridge", Reason: fmt.Sprintf("route_localnet on %s: %v", br.Name, err), Err: err}
 	}
 	if err := host.LinkSetUp(link); err != nil {
-		return fmt.Errorf("network: Bridge: set %s up: %w", br.Name, err)
+		return &fielderr.Error{Field: "bridge", Reason: fmt.Sprintf("set %s up: %v", br.Name, err), Err: err}
 	}
 	return nil
 }
@@ -68,7 +70,7 @@ func randomMAC() net.HardwareAddr {
 func createVeth(host, inner *netlink.Handle, ns netns.NsHandle, ep *endpoint, mtu int) error {
 	br, err := host.LinkByName(ep.Bridge)
 	if err != nil {
-		return fmt.Errorf("network: Bridge: %s: %w", ep.Bridge, linkErr(err))
+		return &fielderr.Error{Field: "bridge", Reason: fmt.Sprintf("%s: %v", ep.Bridge, linkErr(err)), Err: linkErr(err)}
 	}
 	attrs := netlink.NewLinkAttrs()
 	attrs.Name = ep.HostVeth
@@ -106,7 +108,7 @@ func createVeth(host, inner *netlink.Handle, ns netns.NsHandle, ep *endpoint, mt
 func createVlan(host, inner *netlink.Handle, ns netns.NsHandle, cfg *Config, hash string) error {
 	parent, err := host.LinkByName(cfg.Parent)
 	if err != nil {
-		return fmt.Errorf("network: Parent: host interface %q: %w", cfg.Parent, linkErr(err))
+		return &fielderr.Error{Field: "parent", Reason: fmt.Sprintf("host interface %q: %v", cfg.Parent, linkErr(err)), Err: linkErr(err)}
 	}
 	attrs := netlink.NewLinkAttrs()
 	attrs.Name = "vm" + hash // created directly in the container, renamed there
@@ -123,9 +125,9 @@ func createVlan(host, inner *netlink.Handle, ns netns.NsHandle, cfg *Config, has
 	}
 	if err := host.LinkAdd(link); err != nil {
 		if errors.Is(err, unix.EOPNOTSUPP) {
-			return fmt.Errorf("network: Mode: this kernel does not support %s links: %w", cfg.Mode, err)
+			return &fielderr.Error{Field: "mode", Reason: fmt.Sprintf("this kernel does not support %s links: %v", cfg.Mode, err), Err: err}
 		}
-		return fmt.Errorf("network: Parent: create %s link on %s: %w", cfg.Mode, cfg.Parent, err)
+		return &fielderr.Error{Field: "parent", Reason: fmt.Sprintf("create %s link on %s: %v", cfg.Mode, cfg.Parent, err), Err: err}
 	}
 	l, err := inner.LinkByName(attrs.Name)
 	if err == nil {
@@ -191,7 +193,7 @@ func configureInner(inner *netlink.Handle, address, gateway string) error {
 	}
 	addr, err := netlink.ParseAddr(address)
 	if err != nil {
-		return fmt.Errorf("network: Address: %w", err)
+		return &fielderr.Error{Field: "address", Reason: fmt.Sprintf("%v", err), Err: err}
 	}
 	if err := inner.AddrAdd(eth0, addr); err != nil {
 		return fmt.Errorf("network: Address %s on eth0: %w", address, err)

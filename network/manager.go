@@ -14,6 +14,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/openvessel/vessel/fielderr"
 )
 
 // Defaults of a zero Manager.
@@ -220,7 +222,7 @@ func (m *Manager) setup(ctx context.Context, a *Attachment) error {
 		link, err := host.LinkByName(name)
 		if err != nil {
 			lk.save(st)
-			return fmt.Errorf("network: Interfaces[%d]: host interface %q: %w", i, name, linkErr(err))
+			return &fielderr.Error{Field: fmt.Sprintf("interfaces[%d]", i), Reason: fmt.Sprintf("host interface %q: %v", name, linkErr(err)), Err: linkErr(err)}
 		}
 		mi := movedInterface{Name: name, Up: link.Attrs().Flags&net.FlagUp != 0}
 		addrs, _ := host.AddrList(link, netlink.FAMILY_ALL)
@@ -274,7 +276,7 @@ func (m *Manager) setup(ctx context.Context, a *Attachment) error {
 	case ModeMacvlan, ModeIpvlan:
 		if _, err := host.LinkByName(cfg.Parent); err != nil {
 			lk.save(st)
-			return fmt.Errorf("network: Parent: host interface %q: %w", cfg.Parent, linkErr(err))
+			return &fielderr.Error{Field: "parent", Reason: fmt.Sprintf("host interface %q: %v", cfg.Parent, linkErr(err)), Err: linkErr(err)}
 		}
 		ep.Address, ep.Gateway, ep.Inner = cfg.Address, cfg.Gateway, "eth0"
 	}
@@ -351,7 +353,7 @@ func (m *Manager) wire(ctx context.Context, host *netlink.Handle, st *state, a *
 		}
 		if cfg.IngressRate != 0 {
 			if err := limitRate(host, ep.HostVeth, cfg.IngressRate); err != nil {
-				return fmt.Errorf("network: IngressRate: %w", err)
+				return &fielderr.Error{Field: "ingressRate", Reason: fmt.Sprintf("%v", err), Err: err}
 			}
 		}
 		addr := netip.MustParsePrefix(ep.Address).Addr()
@@ -376,22 +378,22 @@ func (m *Manager) wire(ctx context.Context, host *netlink.Handle, st *state, a *
 	}
 	if cfg.EgressRate != 0 {
 		if err := limitRate(inner, "eth0", cfg.EgressRate); err != nil {
-			return fmt.Errorf("network: EgressRate: %w", err)
+			return &fielderr.Error{Field: "egressRate", Reason: fmt.Sprintf("%v", err), Err: err}
 		}
 	}
 	for i, mi := range ep.Interfaces {
 		link, err := host.LinkByName(mi.Name)
 		if err != nil {
-			return fmt.Errorf("network: Interfaces[%d]: %w", i, linkErr(err))
+			return fielderr.Wrap(fmt.Sprintf("interfaces[%d]", i), linkErr(err))
 		}
 		if err := host.LinkSetNsFd(link, int(a.ns)); err != nil {
-			return fmt.Errorf("network: Interfaces[%d]: move %s into the container: %w", i, mi.Name, err)
+			return &fielderr.Error{Field: fmt.Sprintf("interfaces[%d]", i), Reason: fmt.Sprintf("move %s into the container: %v", mi.Name, err), Err: err}
 		}
 		if link, err = inner.LinkByName(mi.Name); err == nil {
 			err = inner.LinkSetUp(link)
 		}
 		if err != nil {
-			return fmt.Errorf("network: Interfaces[%d]: set %s up in the container: %w", i, mi.Name, err)
+			return &fielderr.Error{Field: fmt.Sprintf("interfaces[%d]", i), Reason: fmt.Sprintf("set %s up in the container: %v", mi.Name, err), Err: err}
 		}
 	}
 	return nil

@@ -85,7 +85,7 @@ func TestHostAndNetnsModes(t *testing.T) {
 	if _, err := e.m.Setup(context.Background(), "n", Netns(path), 0); err != nil {
 		t.Errorf("netns %s: %v", path, err)
 	}
-	if _, err := e.m.Setup(context.Background(), "n", Netns("/proc/self/ns/pid"), 0); err == nil || !strings.Contains(err.Error(), "NetnsPath") {
+	if _, err := e.m.Setup(context.Background(), "n", Netns("/proc/self/ns/pid"), 0); err == nil || !strings.Contains(err.Error(), "netnsPath") {
 		t.Errorf("pid namespace accepted as netns: %v", err)
 	}
 	e.assertClean(t)
@@ -514,11 +514,11 @@ func TestBadInputLeavesNothing(t *testing.T) {
 		want string
 	}{
 		{e.bridgeConfig(), "overlaps"},
-		{&Config{Mode: ModeBridge, Bridge: e.bridge, Subnet: "10.1.2.0/240"}, "Subnet: bad CIDR"},
-		{&Config{Mode: ModeMacvlan, Parent: randName("vn"), Address: "10.1.2.3/24"}, "Parent: host interface"},
+		{&Config{Mode: ModeBridge, Bridge: e.bridge, Subnet: "10.1.2.0/240"}, "subnet: bad CIDR"},
+		{&Config{Mode: ModeMacvlan, Parent: randName("vn"), Address: "10.1.2.3/24"}, "parent: host interface"},
 		{&Config{Mode: ModeIpvlan, Parent: randName("vn"), Address: "10.1.2.3/24"}, "no such interface"},
-		{&Config{Mode: ModeLoopback, Interfaces: []string{randName("vn")}}, "Interfaces[0]"},
-		{&Config{Mode: ModeBridge, Bridge: e.bridge, Subnet: freeSubnet(t).String(), Interfaces: []string{randName("vn")}}, "Interfaces[0]"},
+		{&Config{Mode: ModeLoopback, Interfaces: []string{randName("vn")}}, "interfaces[0]"},
+		{&Config{Mode: ModeBridge, Bridge: e.bridge, Subnet: freeSubnet(t).String(), Interfaces: []string{randName("vn")}}, "interfaces[0]"},
 		{&Config{Mode: ModeBridge, Bridge: "lo"}, "not a bridge of this vessel state"},
 	}
 	for _, tc := range cases {
@@ -543,7 +543,7 @@ func TestBadInputLeavesNothing(t *testing.T) {
 	late.Publish = []Port{{HostPort: freePort(t), ContainerPort: 80}}
 	late.Firewall = []Rule{{Action: Deny, CIDR: "192.0.2.0/24"}}
 	late.Interfaces = []string{local}
-	if _, err := e.m.Setup(context.Background(), "late", late, c.pid); err == nil || !strings.Contains(err.Error(), "Interfaces[0]") {
+	if _, err := e.m.Setup(context.Background(), "late", late, c.pid); err == nil || !strings.Contains(err.Error(), "interfaces[0]") {
 		t.Errorf("moving a bridge: %v", err)
 	}
 	if _, err := netlink.LinkByName(local); err != nil {
@@ -609,7 +609,7 @@ func TestVlanModes(t *testing.T) {
 				t.Errorf("eth0 still in the container after teardown")
 			}
 			must(t, b.Teardown())
-			if _, err := e.m.Setup(context.Background(), "vc", &Config{Mode: mode, Parent: parent + "x", Address: "10.9.9.9/24"}, cb.pid); err == nil || !strings.Contains(err.Error(), "Parent") {
+			if _, err := e.m.Setup(context.Background(), "vc", &Config{Mode: mode, Parent: parent + "x", Address: "10.9.9.9/24"}, cb.pid); err == nil || !strings.Contains(err.Error(), "parent") {
 				t.Errorf("unknown parent: %v", err)
 			}
 			e.assertClean(t)
@@ -737,7 +737,7 @@ func TestIPv6(t *testing.T) {
 	v4 := e2.setup(t, "four", e2.bridgeConfig(), c4.pid)
 	want6 := e2.bridgeConfig()
 	want6.IPv6 = true
-	if _, err := e2.m.Setup(context.Background(), "six", want6, startContainer(t).pid); err == nil || !strings.Contains(err.Error(), "IPv6:") {
+	if _, err := e2.m.Setup(context.Background(), "six", want6, startContainer(t).pid); err == nil || !strings.Contains(err.Error(), "invalid ipv6:") {
 		t.Errorf("IPv6 on a bridge without it: %v", err)
 	}
 	veths := []string{a.HostInterface(), b.HostInterface(), c.HostInterface()}

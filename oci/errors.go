@@ -3,6 +3,8 @@ package oci
 import (
 	"errors"
 	"fmt"
+
+	"github.com/openvessel/vessel/fielderr"
 )
 
 // ErrNotSupported is wrapped by the errors of spec fields that vessel
@@ -10,26 +12,11 @@ import (
 var ErrNotSupported = errors.New("not supported by vessel")
 
 // FieldError is a problem with one field of a spec (or, from ToSpec, of a
-// Config). Field is the JSON path of the field, like "linux.intelRdt" or
-// "mounts[2].options".
-type FieldError struct {
-	Field  string
-	Reason string
-	// Err is ErrNotSupported for features vessel lacks, else nil.
-	Err error
-}
-
-// Error returns "oci: FIELD: REASON", with the wrapped error before the
-// reason when there is one.
-func (e *FieldError) Error() string {
-	if e.Err != nil {
-		return fmt.Sprintf("oci: %s: %s: %s", e.Field, e.Err, e.Reason)
-	}
-	return fmt.Sprintf("oci: %s: %s", e.Field, e.Reason)
-}
-
-// Unwrap returns Err.
-func (e *FieldError) Unwrap() error { return e.Err }
+// Config): vessel's one field-error type (fielderr.Error, which
+// vessel.ConfigError is too). Field is the JSON path of the field, like
+// "linux.intelRdt" or "mounts[2].options"; Err is ErrNotSupported for
+// features vessel lacks, else nil.
+type FieldError = fielderr.Error
 
 // problems collects the errors of one conversion, and the fields it
 // ignored on purpose (as runc ignores them).

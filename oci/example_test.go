@@ -15,7 +15,7 @@ func ExampleFromSpec() {
 		fmt.Println(err)
 		return
 	}
-	fmt.Println(cfg.Rootfs.Path, cfg.Readonly, cfg.Process.Args, cfg.Namespaces.Kinds())
+	fmt.Println(cfg.Rootfs.Path, cfg.ReadOnly, cfg.Process.Args, cfg.Namespaces.Kinds())
 	// Output: /var/lib/bundles/web/rootfs true [/bin/echo hello] [cgroup ipc mount network pid uts]
 }
 
@@ -25,7 +25,7 @@ func ExampleFromSpec_unsupported() {
 	spec.Process.ApparmorProfile = "docker-default"
 	_, err := oci.FromSpec(spec, "/b")
 	fmt.Println(err)
-	// Output: oci: process.apparmorProfile: not supported by vessel: vessel does not apply AppArmor profiles (got "docker-default")
+	// Output: invalid process.apparmorProfile: vessel does not apply AppArmor profiles (got "docker-default"): not supported by vessel
 }
 
 // ToSpec writes a Config back as a spec.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/openvessel/vessel"
 	"github.com/openvessel/vessel/cgroups"
+	"github.com/openvessel/vessel/fielderr"
 	"github.com/openvessel/vessel/limits"
 	"github.com/openvessel/vessel/namespaces"
 	"github.com/openvessel/vessel/rootfs"
@@ -58,7 +59,7 @@ func FromSpecWarnings(spec *specs.Spec, bundleDir string) (*vessel.Config, []str
 	cfg := &vessel.Config{
 		Namespaces:    namespaces.Set{},
 		MaskedPaths:   []string{},
-		ReadonlyPaths: []string{},
+		ReadOnlyPaths: []string{},
 	}
 	c.version(spec.Version)
 	c.validateStrings(spec)
@@ -118,7 +119,7 @@ func (c *converter) root(r *specs.Root, cfg *vessel.Config) {
 		p = filepath.Join(c.bundle, p)
 	}
 	cfg.Rootfs = rootfs.Dir(filepath.Clean(p))
-	cfg.Readonly = r.Readonly
+	cfg.ReadOnly = r.Readonly
 }
 
 func (c *converter) process(pr *specs.Process, cfg *vessel.Config) {
@@ -253,27 +254,13 @@ func (c *converter) process(pr *specs.Process, cfg *vessel.Config) {
 	}
 }
 
-// fieldErr records an error of a subpackage's validation, whose message
-// starts with a field path relative to prefix ("capabilities.bounding:
-// ..."), as a FieldError with the full path.
+// fieldErr records an error of a subpackage's validation, whose fields
+// are relative to prefix ("capabilities.bounding"), with the full path.
 func (c *converter) fieldErr(prefix string, err error) {
-	for _, e := range splitJoined(err) {
-		msg := e.Error()
-		field, reason, ok := strings.Cut(msg, ": ")
-		if !ok || strings.ContainsAny(field, " \"") {
-			c.bad(strings.TrimSuffix(prefix, "."), "%s", msg)
-			continue
-		}
-		c.bad(prefix+field, "%s", reason)
-	}
+	c.errs = append(c.errs, fielderr.Split(fielderr.Prefix(prefix, err))...)
 }
 
-func splitJoined(err error) []error {
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		return j.Unwrap()
-	}
-	return []error{err}
-}
+func splitJoined(err error) []error { return fielderr.Split(err) }
 
 func (c *converter) linux(l *specs.Linux, cfg *vessel.Config) {
 	if l == nil {
@@ -308,7 +295,7 @@ func (c *converter) linux(l *specs.Linux, cfg *vessel.Config) {
 		c.bad("linux.rootfsPropagation", "unknown mode %q", l.RootfsPropagation)
 	}
 	cfg.MaskedPaths = c.absPaths("linux.maskedPaths", l.MaskedPaths)
-	cfg.ReadonlyPaths = c.absPaths("linux.readonlyPaths", l.ReadonlyPaths)
+	cfg.ReadOnlyPaths = c.absPaths("linux.readonlyPaths", l.ReadonlyPaths)
 	if l.MountLabel != "" {
 		c.unsupported("linux.mountLabel", "vessel does not apply SELinux labels (got %q)", l.MountLabel)
 	}

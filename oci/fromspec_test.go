@@ -43,7 +43,7 @@ func TestFromSpecDefault(t *testing.T) {
 	if want := rootfs.Dir("/bundle/rootfs"); !reflect.DeepEqual(cfg.Rootfs, want) {
 		t.Errorf("Rootfs = %+v, want %+v", cfg.Rootfs, want)
 	}
-	if !cfg.Readonly {
+	if !cfg.ReadOnly {
 		t.Error("Readonly = false, want true")
 	}
 	if cfg.Hostname != "vessel" {
@@ -67,8 +67,8 @@ func TestFromSpecDefault(t *testing.T) {
 	if cfg.Resources == nil || !reflect.DeepEqual(cfg.Resources.Devices, cgroups.DefaultDevices()) {
 		t.Errorf("device rules = %+v, want cgroups.DefaultDevices()", cfg.Resources)
 	}
-	if !reflect.DeepEqual(cfg.ReadonlyPaths, rootfs.DefaultReadonlyPaths) {
-		t.Errorf("ReadonlyPaths = %v", cfg.ReadonlyPaths)
+	if !reflect.DeepEqual(cfg.ReadOnlyPaths, rootfs.DefaultReadonlyPaths) {
+		t.Errorf("ReadOnlyPaths = %v", cfg.ReadOnlyPaths)
 	}
 	if !reflect.DeepEqual(cfg.MaskedPaths, DefaultSpec().Linux.MaskedPaths) {
 		t.Errorf("MaskedPaths = %v", cfg.MaskedPaths)
@@ -137,8 +137,8 @@ func TestFromSpecMappings(t *testing.T) {
 	s := fullSpec()
 	cfg := mustFromSpec(t, s)
 
-	if cfg.Rootfs.Path != "/abs/root" || cfg.Readonly {
-		t.Errorf("root: %+v readonly %v", cfg.Rootfs, cfg.Readonly)
+	if cfg.Rootfs.Path != "/abs/root" || cfg.ReadOnly {
+		t.Errorf("root: %+v readonly %v", cfg.Rootfs, cfg.ReadOnly)
 	}
 	if cfg.Domainname != "example.org" {
 		t.Errorf("Domainname = %q", cfg.Domainname)
@@ -183,8 +183,8 @@ func TestFromSpecMappings(t *testing.T) {
 	if cfg.MaskedPaths == nil || len(cfg.MaskedPaths) != 0 {
 		t.Errorf("MaskedPaths = %#v, want empty and not nil (nil would mean vessel's defaults)", cfg.MaskedPaths)
 	}
-	if !reflect.DeepEqual(cfg.ReadonlyPaths, []string{"/proc/sys"}) {
-		t.Errorf("ReadonlyPaths = %v", cfg.ReadonlyPaths)
+	if !reflect.DeepEqual(cfg.ReadOnlyPaths, []string{"/proc/sys"}) {
+		t.Errorf("ReadOnlyPaths = %v", cfg.ReadOnlyPaths)
 	}
 	r := cfg.Resources
 	wantMem := &limits.Memory{Limit: ptr(int64(256 << 20)), Reservation: ptr(int64(128 << 20)), Swap: ptr(int64(512 << 20))}

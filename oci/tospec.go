@@ -39,7 +39,7 @@ func ToSpec(cfg *vessel.Config) (*specs.Spec, error) {
 	s := &specs.Spec{Version: specs.Version, Hostname: cfg.Hostname, Domainname: cfg.Domainname}
 	switch cfg.Rootfs.Kind {
 	case rootfs.KindDir:
-		s.Root = &specs.Root{Path: cfg.Rootfs.Path, Readonly: cfg.Readonly}
+		s.Root = &specs.Root{Path: cfg.Rootfs.Path, Readonly: cfg.ReadOnly}
 		if extra := (rootfs.Root{Kind: rootfs.KindDir, Path: cfg.Rootfs.Path}); !reflect.DeepEqual(cfg.Rootfs, extra) {
 			p.unsupported("rootfs", "only a plain directory root has an OCI form (no layer, quota, store or ref)")
 		}
@@ -110,13 +110,13 @@ func ToSpec(cfg *vessel.Config) (*specs.Spec, error) {
 		UIDMappings:   specIDMaps(cfg.UIDMappings),
 		GIDMappings:   specIDMaps(cfg.GIDMappings),
 		MaskedPaths:   slices.Clone(cfg.MaskedPaths),
-		ReadonlyPaths: slices.Clone(cfg.ReadonlyPaths),
+		ReadonlyPaths: slices.Clone(cfg.ReadOnlyPaths),
 		Resources:     p.specResources(cfg.Resources),
 	}
 	if cfg.MaskedPaths == nil {
 		l.MaskedPaths = slices.Clone(rootfs.DefaultMaskedPaths)
 	}
-	if cfg.ReadonlyPaths == nil {
+	if cfg.ReadOnlyPaths == nil {
 		l.ReadonlyPaths = slices.Clone(rootfs.DefaultReadonlyPaths)
 	}
 	for _, n := range ns {

@@ -57,10 +57,10 @@ func TestRoundTripFromSpec(t *testing.T) {
 func TestRoundTripBuiltConfig(t *testing.T) {
 	cfg := &vessel.Config{
 		Rootfs:        rootfs.Dir("/srv/root"),
-		Readonly:      true,
+		ReadOnly:      true,
 		Mounts:        []rootfs.Mount{rootfs.BindRO("/etc", "/host-etc"), rootfs.Tmpfs("/tmp", 8<<20), {Type: "bind", Source: "/a", Destination: "/b", NonRecursive: true, NoExec: true, Propagation: "shared"}},
 		MaskedPaths:   []string{"/proc/kcore"},
-		ReadonlyPaths: []string{},
+		ReadOnlyPaths: []string{},
 		Namespaces:    namespaces.All(),
 		UIDMappings:   []namespaces.IDMap{{ContainerID: 0, HostID: 1 << 20, Size: 1000}},
 		GIDMappings:   []namespaces.IDMap{{ContainerID: 0, HostID: 1 << 20, Size: 1000}},
@@ -168,7 +168,8 @@ func TestToSpecErrors(t *testing.T) {
 		{"landlock", base().WithSecurity(&security.Profile{Landlock: &security.Landlock{Enabled: true, ReadOnly: []string{"/"}}}), "security.landlock"},
 		{"securebits", base().WithSecurity(&security.Profile{Securebits: []string{"SECBIT_NOROOT"}}), "security.securebits"},
 		{"devices without the default allows", base().WithResources(&limits.Resources{Devices: []limits.DeviceRule{{Type: "a", Major: -1, Minor: -1, Access: "rwm"}}}), "resources.devices"},
-		{"zero cpus", base().WithCPUs(0), "resources.cpu.cpus"},
+		// WithCPUs(0) fails at New; the struct can still hold a zero quota.
+		{"zero cpus", base().WithResources(&limits.Resources{CPU: &limits.CPU{CPUs: limits.Ptr(0.0)}}), "resources.cpu.cpus"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := ToSpec(tc.cfg)

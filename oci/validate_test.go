@@ -30,7 +30,7 @@ func TestFromSpecRefusesNULBytes(t *testing.T) {
 		c.edit(s)
 		_, err := FromSpec(s, "/bundle")
 		if assert.Error(t, err, c.field) {
-			assert.Contains(t, err.Error(), "oci: "+c.field+": contains a NUL byte", c.field)
+			assert.Contains(t, err.Error(), "invalid "+c.field+": contains a NUL byte", c.field)
 		}
 	}
 }
@@ -43,13 +43,13 @@ func TestFromSpecRefusesBadHostnames(t *testing.T) {
 		s.Hostname = h
 		_, err := FromSpec(s, "/bundle")
 		if assert.Error(t, err) {
-			assert.Contains(t, err.Error(), "oci: hostname:")
+			assert.Contains(t, err.Error(), "invalid hostname:")
 		}
 		s = baseSpec()
 		s.Domainname = h
 		_, err = FromSpec(s, "/bundle")
 		if assert.Error(t, err) {
-			assert.Contains(t, err.Error(), "oci: domainname:")
+			assert.Contains(t, err.Error(), "invalid domainname:")
 		}
 	}
 	s := baseSpec()

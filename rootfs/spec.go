@@ -1,7 +1,6 @@
 package rootfs
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path"
@@ -10,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/openvessel/vessel/fielderr"
 	"github.com/openvessel/vessel/steperr"
 )
 
@@ -47,7 +47,7 @@ type Root struct {
 	// is otherwise mounted read-only.
 	Writable bool `json:"writable,omitempty"`
 	// Quota limits, in bytes, what the container can write to its root
-	// (0: no limit). Prepared.QuotaMethod says how it is enforced.
+	// (0: no limit). storage.Prepared.QuotaMethod says how it is enforced.
 	Quota int64 `json:"quota,omitempty"`
 	// QuotaInodes limits how many files and directories the container can
 	// create in its root's writable layer (0: the filesystem's default).
@@ -271,95 +271,95 @@ func (p *Plan) Validate() error {
 	switch p.Root.Kind {
 	case KindHost:
 		if p.Root.Path != "" {
-			return fmt.Errorf("rootfs.path: a host root takes no path (got %q)", p.Root.Path)
+			return fielderr.New("rootfs.path", "a host root takes no path (got %q)", p.Root.Path)
 		}
 	case KindDir:
 		if p.Root.Path == "" {
-			return errors.New("rootfs.path: empty")
+			return fielderr.New("rootfs.path", "empty")
 		}
 		if !filepath.IsAbs(p.Root.Path) {
-			return fmt.Errorf("rootfs.path: %q is not absolute", p.Root.Path)
+			return fielderr.New("rootfs.path", "%q is not absolute", p.Root.Path)
 		}
 		fi, err := os.Stat(p.Root.Path)
 		if err != nil {
-			return fmt.Errorf("rootfs.path: %w", err)
+			return fielderr.Wrap("rootfs.path", err)
 		}
 		if !fi.IsDir() {
-			return fmt.Errorf("rootfs.path: %q is not a directory", p.Root.Path)
+			return fielderr.New("rootfs.path", "%q is not a directory", p.Root.Path)
 		}
 	case KindOverlay, KindImage, KindImageFile:
 		if err := p.Root.validateStorage(); err != nil {
 			return err
 		}
 	case "":
-		return errors.New("rootfs.kind: not set (use rootfs.Host() or rootfs.Dir(path))")
+		return fielderr.New("rootfs.kind", "not set (use rootfs.Host() or rootfs.Dir(path))")
 	default:
-		return fmt.Errorf("rootfs.kind: unknown kind %q", p.Root.Kind)
+		return fielderr.New("rootfs.kind", "unknown kind %q", p.Root.Kind)
 	}
 	seen := map[string]int{}
 	for i, m := range p.Mounts {
 		field := fmt.Sprintf("mounts[%d]", i)
 		if m.Destination == "" {
-			return fmt.Errorf("%s.destination: empty", field)
+			return fielderr.New(field+".destination", "empty")
 		}
 		if !path.IsAbs(m.Destination) {
-			return fmt.Errorf("%s.destination: %q is not absolute", field, m.Destination)
+			return fielderr.New(field+".destination", "%q is not absolute", m.Destination)
 		}
 		d := path.Clean(m.Destination)
 		if d == "/" {
-			return fmt.Errorf("%s.destination: cannot mount over / (set the root filesystem instead)", field)
+			return fielderr.New(field+".destination", "cannot mount over / (set the root filesystem instead)")
 		}
 		if j, ok := seen[d]; ok && !m.Stacked {
-			return fmt.Errorf("%s.destination: %s is already the destination of mounts[%d] (overlapping mounts)", field, d, j)
+			return fielderr.New(field+".destination", "%s is already the destination of mounts[%d] (overlapping mounts)", d, j)
 		}
 		seen[d] = i
 		if err := checkKernelFSDestination(d, m.Type); err != nil {
-			return fmt.Errorf("%s.destination: %w", field, err)
+			return fielderr.Wrap(field+".destination", err)
 		}
 		switch m.Type {
 		case TypeBind:
 			if m.Source == "" || !filepath.IsAbs(m.Source) {
-				return fmt.Errorf("%s.source: bind source %q must be an absolute host path", field, m.Source)
+				return fielderr.New(field+".source", "bind source %q must be an absolute host path", m.Source)
 			}
 			if _, err := os.Stat(m.Source); err != nil {
-				return fmt.Errorf("%s.source: %w", field, err)
+				return fielderr.Wrap(field+".source", err)
 			}
 		case TypeVolume:
 			if err := validateVolume(field, &m); err != nil {
 				return err
 			}
 		case "":
-			return fmt.Errorf("%s.type: empty", field)
+			return fielderr.New(field+".type", "empty")
 		default:
 			if strings.ContainsAny(m.Type, "/ ") {
-				return fmt.Errorf("%s.type: %q is not a filesystem type", field, m.Type)
+				return fielderr.New(field+".type", "%q is not a filesystem type", m.Type)
 			}
 		}
 		if m.Size < 0 {
-			return fmt.Errorf("%s.size: negative", field)
+			return fielderr.New(field+".size", "negative")
 		}
 		if m.CopyUp && m.Type != TypeTmpfs {
 			return fmt.Errorf("%s.copyUp: only a tmpfs can be filled from what it covers", field)
 		}
 		if m.Size > 0 && m.Type != TypeTmpfs && m.Type != TypeVolume {
-			return fmt.Errorf("%s.size: only a tmpfs takes a size", field)
+			return fielderr.New(field+".size", "only a tmpfs takes a size")
 		}
 		switch m.Propagation {
 		case "", "private", "rprivate", "shared", "rshared", "slave", "rslave", "unbindable", "runbindable":
 		default:
-			return fmt.Errorf("%s.propagation: unknown mode %q", field, m.Propagation)
+			return fielderr.New(field+".propagation", "unknown mode %q", m.Propagation)
 		}
 	}
 	if p.Root.IDMap && p.Root.Kind != KindDir {
-		return fmt.Errorf("rootfs.idmap: only a directory root can be idmapped (kind %q)", p.Root.Kind)
+		return fielderr.New("rootfs.idmap", "only a directory root can be idmapped (kind %q)", p.Root.Kind)
 	}
 	for i, m := range p.Mounts {
 		if m.IDMap && m.Type != TypeBind {
-			return fmt.Errorf("mounts[%d].idmap: only bind mounts can be idmapped", i)
+			return fielderr.New(fmt.Sprintf("mounts[%d].idmap", i), "only bind mounts can be idmapped")
 		}
 	}
 	if p.NeedsIDMap() && !p.UserNS {
-		return errors.New("rootfs.idmap: idmapped mounts need a new user namespace to map through")
+		return fielderr.New("rootfs.idmap", "idmapped mounts need a new user namespace to map through")
 	}
 	for i, d := range p.Devices {
 		field := fmt.Sprintf("devices[%d]", i)
@@ -385,13 +385,16 @@ func (p *Plan) Validate() error {
 	}
 	for i, f := range p.Files {
 		if !path.IsAbs(f.Path) || path.Clean(f.Path) == "/" {
-			return fmt.Errorf("files[%d].path: %q must be an absolute file path", i, f.Path)
+			return fielderr.New(fmt.Sprintf("files[%d].path", i), "%q must be an absolute file path", f.Path)
 		}
 	}
-	for _, l := range [][]string{p.MaskedPaths, p.ReadonlyPaths} {
-		for _, m := range l {
+	for _, l := range []struct {
+		field string
+		paths []string
+	}{{"maskedPaths", p.MaskedPaths}, {"readonlyPaths", p.ReadonlyPaths}} {
+		for i, m := range l.paths {
 			if !path.IsAbs(m) {
-				return fmt.Errorf("maskedPaths/readonlyPaths: %q is not absolute", m)
+				return fielderr.New(fmt.Sprintf("%s[%d]", l.field, i), "%q is not absolute", m)
 			}
 		}
 	}

@@ -1,10 +1,11 @@
 package rootfs
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/openvessel/vessel/fielderr"
 )
 
 // Default host locations of vessel's storage.
@@ -172,10 +173,10 @@ func (p *Plan) ValidateStorage() error {
 // validateStorage checks the fields of overlay, image and image-file roots.
 func (r *Root) validateStorage() error {
 	if r.Quota < 0 {
-		return fmt.Errorf("rootfs.quota: negative (%d)", r.Quota)
+		return fielderr.New("rootfs.quota", "negative (%d)", r.Quota)
 	}
 	if r.Quota > 0 && r.Quota < 1<<20 {
-		return fmt.Errorf("rootfs.quota: %d bytes is below the minimum of 1 MiB", r.Quota)
+		return fielderr.New("rootfs.quota", "%d bytes is below the minimum of 1 MiB", r.Quota)
 	}
 	if r.QuotaInodes < 0 {
 		return fmt.Errorf("rootfs.quotaInodes: negative (%d)", r.QuotaInodes)
@@ -184,7 +185,7 @@ func (r *Root) validateStorage() error {
 		return fmt.Errorf("rootfs.quotaInodes: needs a disk quota (rootfs.quota) to be enforced")
 	}
 	if r.Layer != "" && !filepath.IsAbs(r.Layer) {
-		return fmt.Errorf("rootfs.layer: %q is not absolute", r.Layer)
+		return fielderr.New("rootfs.layer", "%q is not absolute", r.Layer)
 	}
 	if r.Layer != "" {
 		// Only the layer directory itself is created, never its parents.
@@ -193,41 +194,41 @@ func (r *Root) validateStorage() error {
 		}
 	}
 	if r.Store != "" && !filepath.IsAbs(r.Store) {
-		return fmt.Errorf("rootfs.store: %q is not absolute", r.Store)
+		return fielderr.New("rootfs.store", "%q is not absolute", r.Store)
 	}
 	switch r.Kind {
 	case KindOverlay:
 		if r.Path != "" {
-			return fmt.Errorf("rootfs.path: an overlay root takes lower directories, not a path (got %q)", r.Path)
+			return fielderr.New("rootfs.path", "an overlay root takes lower directories, not a path (got %q)", r.Path)
 		}
 		if len(r.Lower) == 0 {
-			return errors.New("rootfs.lower: an overlay root needs at least one lower directory")
+			return fielderr.New("rootfs.lower", "an overlay root needs at least one lower directory")
 		}
 		for i, l := range r.Lower {
 			if err := isDir(l); err != nil {
-				return fmt.Errorf("rootfs.lower[%d]: %w", i, err)
+				return fielderr.Wrap(fmt.Sprintf("rootfs.lower[%d]", i), err)
 			}
 		}
 	case KindImage:
 		if r.Path == "" || !filepath.IsAbs(r.Path) {
-			return fmt.Errorf("rootfs.path: image path %q must be absolute", r.Path)
+			return fielderr.New("rootfs.path", "image path %q must be absolute", r.Path)
 		}
 		if _, err := os.Stat(r.Path); err != nil {
-			return fmt.Errorf("rootfs.path: %w", err)
+			return fielderr.Wrap("rootfs.path", err)
 		}
 	case KindImageFile:
 		if r.Path == "" || !filepath.IsAbs(r.Path) {
-			return fmt.Errorf("rootfs.path: image file %q must be absolute", r.Path)
+			return fielderr.New("rootfs.path", "image file %q must be absolute", r.Path)
 		}
 		if _, err := ImageFileFS(r.Path); err != nil {
-			return fmt.Errorf("rootfs.path: %w", err)
+			return fielderr.Wrap("rootfs.path", err)
 		}
 		if r.Quota > 0 && !r.Writable && r.Layer == "" {
-			return errors.New("rootfs.quota: a read-only image file takes no quota (add WithWritable or WithLayer)")
+			return fielderr.New("rootfs.quota", "a read-only image file takes no quota (add WithWritable or WithLayer)")
 		}
 	}
 	if r.Kind != KindImageFile && r.Writable {
-		return errors.New("rootfs.writable: only image-file roots take it (overlay and image roots are always writable)")
+		return fielderr.New("rootfs.writable", "only image-file roots take it (overlay and image roots are always writable)")
 	}
 	return nil
 }
@@ -249,13 +250,13 @@ func isDir(p string) error {
 // validateVolume checks a named volume mount.
 func validateVolume(field string, m *Mount) error {
 	if !ValidName(m.Source) {
-		return fmt.Errorf("%s.source: volume name %q must be 1-128 letters, digits, '_', '.' or '-', starting with a letter or digit", field, m.Source)
+		return fielderr.New(field+".source", "volume name %q must be 1-128 letters, digits, '_', '.' or '-', starting with a letter or digit", m.Source)
 	}
 	if m.Size < 0 {
-		return fmt.Errorf("%s.size: negative", field)
+		return fielderr.New(field+".size", "negative")
 	}
 	if m.Size > 0 && m.Size < 1<<20 {
-		return fmt.Errorf("%s.size: %d bytes is below the minimum of 1 MiB", field, m.Size)
+		return fielderr.New(field+".size", "%d bytes is below the minimum of 1 MiB", m.Size)
 	}
 	return nil
 }
@@ -268,13 +269,13 @@ func (r *Root) validateKindFields() error {
 	}
 	switch {
 	case r.Quota != 0:
-		return fmt.Errorf("rootfs.quota: a %s root takes no quota (use an overlay, image or image-file root)", r.Kind)
+		return fielderr.New("rootfs.quota", "a %s root takes no quota (use an overlay, image or image-file root)", r.Kind)
 	case len(r.Lower) != 0:
-		return fmt.Errorf("rootfs.lower: a %s root takes no lower directories", r.Kind)
+		return fielderr.New("rootfs.lower", "a %s root takes no lower directories", r.Kind)
 	case r.Layer != "":
-		return fmt.Errorf("rootfs.layer: a %s root takes no writable layer", r.Kind)
+		return fielderr.New("rootfs.layer", "a %s root takes no writable layer", r.Kind)
 	case r.Storage != nil:
-		return fmt.Errorf("rootfs.storage: a %s root needs no preparation", r.Kind)
+		return fielderr.New("rootfs.storage", "a %s root needs no preparation", r.Kind)
 	}
 	return nil
 }

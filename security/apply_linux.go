@@ -104,7 +104,7 @@ func apply(p *Prepared, cred *Credential) (listenerFD int, err error) {
 	}
 	seccompEarly := p.Seccomp != nil && !p.NoNewPrivileges && !landlockOn && !finalSysAdmin
 	if seccompEarly {
-		if listenerFD, err = LoadSeccomp(p.Seccomp, 0); err != nil {
+		if listenerFD, err = loadSeccomp(p.Seccomp, 0); err != nil {
 			return -1, err
 		}
 	}
@@ -116,7 +116,7 @@ func apply(p *Prepared, cred *Credential) (listenerFD int, err error) {
 	}
 
 	if caps != nil {
-		if err := DropBoundingSet(caps); err != nil {
+		if err := dropBoundingSet(caps); err != nil {
 			return closeOnErr(err)
 		}
 	}
@@ -137,7 +137,7 @@ func apply(p *Prepared, cred *Credential) (listenerFD int, err error) {
 	}
 
 	if cred != nil {
-		if err := SetCredential(*cred); err != nil {
+		if err := setCredential(*cred); err != nil {
 			return closeOnErr(err)
 		}
 	} else if _, _, errno := unix.RawSyscall(unix.SYS_SETGROUPS, 0, 0, 0); errno != 0 && !(errno == unix.EPERM && SetgroupsDenied()) {
@@ -145,7 +145,7 @@ func apply(p *Prepared, cred *Credential) (listenerFD int, err error) {
 	}
 
 	if caps != nil {
-		if err := SetCapabilities(caps); err != nil {
+		if err := setCapabilities(caps); err != nil {
 			return closeOnErr(err)
 		}
 		if !keepCapsLocked {
@@ -166,18 +166,18 @@ func apply(p *Prepared, cred *Credential) (listenerFD int, err error) {
 		}
 	}
 	if p.Seccomp != nil && !seccompEarly {
-		if listenerFD, err = LoadSeccomp(p.Seccomp, 0); err != nil {
+		if listenerFD, err = loadSeccomp(p.Seccomp, 0); err != nil {
 			return -1, err
 		}
 	}
 	return listenerFD, nil
 }
 
-// DropBoundingSet removes from the calling thread's bounding set every
+// dropBoundingSet removes from the calling thread's bounding set every
 // capability not in c.Bounding. It needs CAP_SETPCAP. Every number up to 63
 // is dropped (the kernel answers EINVAL for those it does not have), so a
 // CapSets built by hand without LastCap cannot leave capabilities behind.
-func DropBoundingSet(c *CapSets) error {
+func dropBoundingSet(c *CapSets) error {
 	for i := 0; i < 64; i++ {
 		if c.Bounding&(1<<uint(i)) != 0 {
 			continue
@@ -189,8 +189,8 @@ func DropBoundingSet(c *CapSets) error {
 	return nil
 }
 
-// SetCredential sets supplementary groups, gid and uid for all threads.
-func SetCredential(cred Credential) error {
+// setCredential sets supplementary groups, gid and uid for all threads.
+func setCredential(cred Credential) error {
 	groups := make([]int, len(cred.Groups))
 	for i, g := range cred.Groups {
 		groups[i] = int(g)
@@ -219,9 +219,9 @@ var SetgroupsDenied = sync.OnceValue(func() bool {
 	return err == nil && bytes.Equal(bytes.TrimSpace(b), []byte("deny"))
 })
 
-// SetCapabilities sets the effective, permitted and inheritable sets of the
+// setCapabilities sets the effective, permitted and inheritable sets of the
 // calling thread, then its ambient set.
-func SetCapabilities(c *CapSets) error {
+func setCapabilities(c *CapSets) error {
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	var data [2]unix.CapUserData
 	data[0].Effective, data[1].Effective = uint32(c.Effective), uint32(c.Effective>>32)
@@ -244,12 +244,12 @@ func SetCapabilities(c *CapSets) error {
 	return nil
 }
 
-// LoadSeccomp installs the filter on the calling thread with
+// loadSeccomp installs the filter on the calling thread with
 // seccomp(SECCOMP_SET_MODE_FILTER). flags are SECCOMP_FILTER_FLAG_* bits
 // added to the program's own; SECCOMP_FILTER_FLAG_NEW_LISTENER is added
 // when the program has notify rules, and the listener descriptor is
 // returned (else -1). The thread needs no_new_privs or CAP_SYS_ADMIN.
-func LoadSeccomp(p *Program, flags uint) (listenerFD int, err error) {
+func loadSeccomp(p *Program, flags uint) (listenerFD int, err error) {
 	if p == nil {
 		return -1, nil
 	}

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/stretchr/testify/require"
 )
 
 // dockerDefaultMask is the CapEff a default Docker container shows.
@@ -20,13 +22,13 @@ func TestApplyDefaultProfile(t *testing.T) {
 	res := childRun{prepared: prepare(t, DefaultProfile())}.run(t)
 
 	for _, f := range []string{"CapBnd", "CapEff", "CapPrm"} {
-		eq(t, uint64(dockerDefaultMask), capMask(t, res, f), f)
+		require.Equal(t, uint64(dockerDefaultMask), capMask(t, res, f), f)
 	}
-	eq(t, uint64(0), capMask(t, res, "CapInh"))
-	eq(t, uint64(0), capMask(t, res, "CapAmb"))
-	eq(t, "1", res.Status["NoNewPrivs"])
-	eq(t, "2", res.Status["Seccomp"])
-	eq(t, "1", res.Status["Seccomp_filters"])
+	require.Equal(t, uint64(0), capMask(t, res, "CapInh"))
+	require.Equal(t, uint64(0), capMask(t, res, "CapAmb"))
+	require.Equal(t, "1", res.Status["NoNewPrivs"])
+	require.Equal(t, "2", res.Status["Seccomp"])
+	require.Equal(t, "1", res.Status["Seccomp_filters"])
 
 	want := map[string]string{
 		"getcwd":                        "OK",
@@ -45,7 +47,7 @@ func TestApplyDefaultProfile(t *testing.T) {
 		"unshare_newuser":               "EPERM",
 	}
 	for k, v := range want {
-		eq(t, v, res.Calls[k], k)
+		require.Equal(t, v, res.Calls[k], k)
 	}
 }
 
@@ -56,13 +58,13 @@ func TestApplyWithoutSeccompKernelAnswersDiffer(t *testing.T) {
 	p := DefaultProfile()
 	p.Seccomp = nil
 	res := childRun{prepared: prepare(t, p)}.run(t)
-	eq(t, "0", res.Status["Seccomp"])
-	eq(t, "ESRCH", res.Calls["ptrace"])
-	eq(t, "OK", res.Calls["personality_addr_no_randomize"])
-	eq(t, "OK", res.Calls["clone_newuser"])
-	isTrue(t, res.Calls["keyctl"] != "EPERM", res.Calls["keyctl"])
-	isTrue(t, res.Calls["socket_vsock"] != "EPERM", res.Calls["socket_vsock"])
-	isTrue(t, res.Calls["clone3"] != "ENOSYS", res.Calls["clone3"])
+	require.Equal(t, "0", res.Status["Seccomp"])
+	require.Equal(t, "ESRCH", res.Calls["ptrace"])
+	require.Equal(t, "OK", res.Calls["personality_addr_no_randomize"])
+	require.Equal(t, "OK", res.Calls["clone_newuser"])
+	require.True(t, res.Calls["keyctl"] != "EPERM", res.Calls["keyctl"])
+	require.True(t, res.Calls["socket_vsock"] != "EPERM", res.Calls["socket_vsock"])
+	require.True(t, res.Calls["clone3"] != "ENOSYS", res.Calls["clone3"])
 }
 
 // mount with CAP_SYS_ADMIN held but a filter compiled as if it were not:
@@ -73,14 +75,14 @@ func TestApplyMountDeniedByFilterNotByCapability(t *testing.T) {
 	p.Capabilities = p.Capabilities.WithAdd("SYS_ADMIN")
 	prep := prepare(t, p)
 	prog, err := DefaultSeccomp().CompileWith(CompileOptions{Caps: DefaultCapabilities().Bounding})
-	noErr(t, err)
+	require.NoError(t, err)
 	prep.Seccomp = prog
 	res := childRun{prepared: prep}.run(t)
-	eq(t, "EPERM", res.Calls["mount"])
+	require.Equal(t, "EPERM", res.Calls["mount"])
 
 	prep.Seccomp = nil
 	res = childRun{prepared: prep}.run(t)
-	eq(t, "ENOENT", res.Calls["mount"])
+	require.Equal(t, "ENOENT", res.Calls["mount"])
 }
 
 // Numbers above the profile's highest answer ENOSYS even where the kernel
@@ -89,7 +91,7 @@ func TestApplyNewerThanProfileIsENOSYS(t *testing.T) {
 	requireRoot(t)
 	s := DefaultSeccomp()
 	pidfdOpen, ok := SyscallNumber("pidfd_open")
-	isTrue(t, ok)
+	require.True(t, ok)
 	for i := range s.Syscalls {
 		var kept []string
 		for _, n := range s.Syscalls[i].Names {
@@ -103,9 +105,9 @@ func TestApplyNewerThanProfileIsENOSYS(t *testing.T) {
 	p := DefaultProfile()
 	p.Seccomp = s
 	res := childRun{prepared: prepare(t, p)}.run(t)
-	eq(t, "ENOSYS", res.Calls["pidfd_open"])
-	eq(t, "EPERM", res.Calls["keyctl"])
-	eq(t, "OK", res.Calls["getcwd"])
+	require.Equal(t, "ENOSYS", res.Calls["pidfd_open"])
+	require.Equal(t, "EPERM", res.Calls["keyctl"])
+	require.Equal(t, "OK", res.Calls["getcwd"])
 }
 
 func slicesDeleteEmpty(in []Syscall) []Syscall {
@@ -124,7 +126,7 @@ func TestApplyCapDropAll(t *testing.T) {
 	p.Capabilities = p.Capabilities.WithDrop("ALL")
 	res := childRun{prepared: prepare(t, p)}.run(t)
 	for _, f := range []string{"CapBnd", "CapEff", "CapPrm", "CapInh", "CapAmb"} {
-		eq(t, uint64(0), capMask(t, res, f), f)
+		require.Equal(t, uint64(0), capMask(t, res, f), f)
 	}
 }
 
@@ -133,21 +135,21 @@ func TestApplyNoNewPrivsOffLoadsFilterEarly(t *testing.T) {
 	p := DefaultProfile()
 	p.NoNewPrivileges = false
 	res := childRun{prepared: prepare(t, p)}.run(t)
-	eq(t, "0", res.Status["NoNewPrivs"])
-	eq(t, "2", res.Status["Seccomp"])
-	eq(t, uint64(dockerDefaultMask), capMask(t, res, "CapEff"))
-	eq(t, "EPERM", res.Calls["keyctl"])
+	require.Equal(t, "0", res.Status["NoNewPrivs"])
+	require.Equal(t, "2", res.Status["Seccomp"])
+	require.Equal(t, uint64(dockerDefaultMask), capMask(t, res, "CapEff"))
+	require.Equal(t, "EPERM", res.Calls["keyctl"])
 }
 
 func TestApplyCustomErrno(t *testing.T) {
 	requireRoot(t)
 	s, err := LoadSeccompJSON([]byte(`{"defaultAction": "SCMP_ACT_ALLOW",
 		"syscalls": [{"names": ["getcwd"], "action": "SCMP_ACT_ERRNO", "errnoRet": 42}]}`))
-	noErr(t, err)
+	require.NoError(t, err)
 	p := DefaultProfile()
 	p.Seccomp = s
 	res := childRun{prepared: prepare(t, p), probe: probeSpec{Mode: "getcwd"}}.run(t)
-	eq(t, strconv.Itoa(42), errnoNumber(res.Calls["getcwd"]))
+	require.Equal(t, strconv.Itoa(42), errnoNumber(res.Calls["getcwd"]))
 }
 
 func errnoNumber(name string) string {
@@ -194,7 +196,7 @@ func TestApplyX32Killed(t *testing.T) {
 	p := DefaultProfile()
 	p.Seccomp = nil
 	res := childRun{prepared: prepare(t, p), probe: probeSpec{Mode: "x32"}}.run(t)
-	isTrue(t, res.Calls["x32_getpid"] != "", res.Calls)
+	require.True(t, res.Calls["x32_getpid"] != "", res.Calls)
 }
 
 func TestApplyListener(t *testing.T) {
@@ -203,8 +205,8 @@ func TestApplyListener(t *testing.T) {
 	p := DefaultProfile()
 	p.Seccomp = s
 	o := childRun{prepared: prepare(t, p), listener: true, argv: []string{"/bin/true"}}.start(t)
-	isTrue(t, o.state.Success(), o.stderr)
-	isTrue(t, strings.Contains(o.stdout, "anon_inode:seccomp notify"), o.stdout)
+	require.True(t, o.state.Success(), o.stderr)
+	require.True(t, strings.Contains(o.stdout, "anon_inode:seccomp notify"), o.stdout)
 }
 
 // A non-root user keeps one capability through execve via the ambient set.
@@ -229,15 +231,15 @@ func TestApplyUserWithAmbientCapability(t *testing.T) {
 		probe:    probeSpec{Bind: []int{port}},
 	}.run(t)
 	const nbs = 1 << 10
-	eq(t, "1000\t1000\t1000\t1000", res.Status["Uid"])
-	eq(t, "1000\t1000\t1000\t1000", res.Status["Gid"])
-	eq(t, "1000 2345", res.Status["Groups"])
-	eq(t, uint64(nbs|1), capMask(t, res, "CapBnd"))
-	eq(t, uint64(nbs), capMask(t, res, "CapAmb"))
-	eq(t, uint64(nbs), capMask(t, res, "CapPrm"))
-	eq(t, uint64(nbs), capMask(t, res, "CapEff"))
-	eq(t, uint64(nbs), capMask(t, res, "CapInh"))
-	eq(t, "OK", res.Calls["bind:"+strconv.Itoa(port)])
+	require.Equal(t, "1000\t1000\t1000\t1000", res.Status["Uid"])
+	require.Equal(t, "1000\t1000\t1000\t1000", res.Status["Gid"])
+	require.Equal(t, "1000 2345", res.Status["Groups"])
+	require.Equal(t, uint64(nbs|1), capMask(t, res, "CapBnd"))
+	require.Equal(t, uint64(nbs), capMask(t, res, "CapAmb"))
+	require.Equal(t, uint64(nbs), capMask(t, res, "CapPrm"))
+	require.Equal(t, uint64(nbs), capMask(t, res, "CapEff"))
+	require.Equal(t, uint64(nbs), capMask(t, res, "CapInh"))
+	require.Equal(t, "OK", res.Calls["bind:"+strconv.Itoa(port)])
 
 	// Without the ambient capability the same user cannot bind the port.
 	caps2 := *caps
@@ -245,9 +247,9 @@ func TestApplyUserWithAmbientCapability(t *testing.T) {
 	p.Capabilities = &caps2
 	res = childRun{prepared: prepare(t, p), cred: Credential{UID: 1000, GID: 1000}, exe: exe,
 		argv: []string{exe, "-test.run=^$"}, probe: probeSpec{Bind: []int{port}}}.run(t)
-	eq(t, uint64(0), capMask(t, res, "CapEff"))
-	eq(t, "EACCES", res.Calls["bind:"+strconv.Itoa(port)])
-	eq(t, "", res.Status["Groups"])
+	require.Equal(t, uint64(0), capMask(t, res, "CapEff"))
+	require.Equal(t, "EACCES", res.Calls["bind:"+strconv.Itoa(port)])
+	require.Equal(t, "", res.Status["Groups"])
 }
 
 func TestApplySecurebits(t *testing.T) {
@@ -257,29 +259,29 @@ func TestApplySecurebits(t *testing.T) {
 	res := childRun{prepared: prepare(t, p)}.run(t)
 	// With NOROOT, root gains nothing from the file at execve: only what
 	// it had (nothing inheritable, no ambient) is left.
-	eq(t, uint64(dockerDefaultMask), capMask(t, res, "CapBnd"))
-	eq(t, uint64(0), capMask(t, res, "CapEff"))
-	eq(t, uint64(0), capMask(t, res, "CapPrm"))
+	require.Equal(t, uint64(dockerDefaultMask), capMask(t, res, "CapBnd"))
+	require.Equal(t, uint64(0), capMask(t, res, "CapEff"))
+	require.Equal(t, uint64(0), capMask(t, res, "CapPrm"))
 }
 
 // copyTestBinary puts this test binary where uid 1000 can execute it.
 func copyTestBinary(t *testing.T) string {
 	t.Helper()
 	self, err := os.Executable()
-	noErr(t, err)
+	require.NoError(t, err)
 	dir, err := os.MkdirTemp("", "vessel-security-")
-	noErr(t, err)
+	require.NoError(t, err)
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	noErr(t, os.Chmod(dir, 0o755))
+	require.NoError(t, os.Chmod(dir, 0o755))
 	dst := filepath.Join(dir, "probe")
 	in, err := os.Open(self)
-	noErr(t, err)
+	require.NoError(t, err)
 	defer in.Close()
 	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY, 0o755)
-	noErr(t, err)
+	require.NoError(t, err)
 	_, err = io.Copy(out, in)
-	noErr(t, err)
-	noErr(t, out.Close())
+	require.NoError(t, err)
+	require.NoError(t, out.Close())
 	return dst
 }
 
@@ -301,14 +303,14 @@ func TestApplyLandlock(t *testing.T) {
 	requireRoot(t)
 	abi := LandlockABI()
 	// The development and CI machines have Landlock built in and enabled.
-	isTrue(t, abi >= 1, "Landlock ABI", abi)
+	require.True(t, abi >= 1, "Landlock ABI", abi)
 	allowed := t.TempDir()
 	denied := t.TempDir()
 	lOK, err := net.Listen("tcp4", "127.0.0.1:0")
-	noErr(t, err)
+	require.NoError(t, err)
 	defer lOK.Close()
 	lNo, err := net.Listen("tcp4", "127.0.0.1:0")
-	noErr(t, err)
+	require.NoError(t, err)
 	defer lNo.Close()
 	portOK := lOK.Addr().(*net.TCPAddr).Port
 	portNo := lNo.Addr().(*net.TCPAddr).Port
@@ -325,18 +327,18 @@ func TestApplyLandlock(t *testing.T) {
 		Create:  []string{allowed + "/ok", denied + "/no"},
 		Connect: []int{portOK, portNo},
 	}}.run(t)
-	eq(t, "1", res.Status["NoNewPrivs"])
-	eq(t, "OK", res.Calls["create:"+allowed+"/ok"])
-	eq(t, "EACCES", res.Calls["create:"+denied+"/no"])
+	require.Equal(t, "1", res.Status["NoNewPrivs"])
+	require.Equal(t, "OK", res.Calls["create:"+allowed+"/ok"])
+	require.Equal(t, "EACCES", res.Calls["create:"+denied+"/no"])
 	_, err = os.Stat(denied + "/no")
-	isTrue(t, os.IsNotExist(err), "file outside the ruleset was created")
+	require.True(t, os.IsNotExist(err), "file outside the ruleset was created")
 	if abi >= 4 {
-		eq(t, "OK", res.Calls["connect:"+strconv.Itoa(portOK)])
-		eq(t, "EACCES", res.Calls["connect:"+strconv.Itoa(portNo)])
+		require.Equal(t, "OK", res.Calls["connect:"+strconv.Itoa(portOK)])
+		require.Equal(t, "EACCES", res.Calls["connect:"+strconv.Itoa(portNo)])
 	}
 	// exec of the probe itself shows ReadExec on "/" works, and the
 	// filter still loads after Landlock.
-	eq(t, "2", res.Status["Seccomp"])
+	require.Equal(t, "2", res.Status["Seccomp"])
 }
 
 // SECCOMP_FILTER_FLAG_TSYNC, when a profile asks for it, works with the Go
@@ -346,13 +348,13 @@ func TestApplyTSync(t *testing.T) {
 	p := DefaultProfile()
 	p.Seccomp.Flags = []string{"SECCOMP_FILTER_FLAG_TSYNC"}
 	res := childRun{prepared: prepare(t, p)}.run(t)
-	eq(t, "2", res.Status["Seccomp"])
-	eq(t, "EPERM", res.Calls["keyctl"])
+	require.Equal(t, "2", res.Status["Seccomp"])
+	require.Equal(t, "EPERM", res.Calls["keyctl"])
 
 	p.Seccomp.Syscalls = append(p.Seccomp.Syscalls, Syscall{Names: []string{"mknodat"}, Action: ActNotify})
 	o := childRun{prepared: prepare(t, p), listener: true, argv: []string{"/bin/true"}}.start(t)
-	isTrue(t, o.state.Success(), o.stderr)
-	isTrue(t, strings.Contains(o.stdout, "anon_inode:seccomp notify"), o.stdout)
+	require.True(t, o.state.Success(), o.stderr)
+	require.True(t, strings.Contains(o.stdout, "anon_inode:seccomp notify"), o.stdout)
 }
 
 // TestApplyToThreadKeepsIdentity: the profile applies as with Apply, the
@@ -362,12 +364,12 @@ func TestApplyToThreadKeepsIdentity(t *testing.T) {
 	requireRoot(t)
 	res := childRun{prepared: prepare(t, DefaultProfile()), keepIdentity: true, groups: []uint32{5, 27}}.run(t)
 	for _, f := range []string{"CapBnd", "CapEff", "CapPrm"} {
-		eq(t, uint64(dockerDefaultMask), capMask(t, res, f), f)
+		require.Equal(t, uint64(dockerDefaultMask), capMask(t, res, f), f)
 	}
-	eq(t, "1", res.Status["NoNewPrivs"])
-	eq(t, "2", res.Status["Seccomp"])
-	eq(t, "0\t0\t0\t0", res.Status["Uid"])
-	eq(t, "0\t0\t0\t0", res.Status["Gid"])
-	eq(t, "", res.Status["Groups"])
-	eq(t, "EPERM", res.Calls["mount"])
+	require.Equal(t, "1", res.Status["NoNewPrivs"])
+	require.Equal(t, "2", res.Status["Seccomp"])
+	require.Equal(t, "0\t0\t0\t0", res.Status["Uid"])
+	require.Equal(t, "0\t0\t0\t0", res.Status["Gid"])
+	require.Equal(t, "", res.Status["Groups"])
+	require.Equal(t, "EPERM", res.Calls["mount"])
 }

@@ -7,6 +7,8 @@ import (
 	"sync"
 
 	"github.com/moby/sys/capability"
+
+	"github.com/openvessel/vessel/fielderr"
 )
 
 // Capabilities lists the capability names of each of the five Linux
@@ -193,14 +195,14 @@ func (c *Capabilities) resolve(lastCap int) (*CapSets, error) {
 	for i, set := range c.sets() {
 		for _, name := range *set.list {
 			if strings.TrimSpace(name) == "" {
-				return nil, fmt.Errorf("capabilities.%s: empty capability name", set.name)
+				return nil, fielderr.New(fmt.Sprintf("capabilities.%s", set.name), "empty capability name")
 			}
 			if strings.EqualFold(strings.TrimSpace(name), "ALL") {
-				return nil, fmt.Errorf("capabilities.%s: \"ALL\" is only accepted by WithAdd/WithDrop, not inside a set", set.name)
+				return nil, fielderr.New(fmt.Sprintf("capabilities.%s", set.name), "\"ALL\" is only accepted by WithAdd/WithDrop, not inside a set")
 			}
 			capNum, err := ParseCapability(name)
 			if err != nil {
-				return nil, fmt.Errorf("capabilities.%s: %w", set.name, err)
+				return nil, fielderr.Wrap(fmt.Sprintf("capabilities.%s", set.name), err)
 			}
 			if int(capNum) > lastCap || capNum > 63 {
 				continue
@@ -209,10 +211,10 @@ func (c *Capabilities) resolve(lastCap int) (*CapSets, error) {
 		}
 	}
 	if extra := out.Effective &^ out.Permitted; extra != 0 {
-		return nil, fmt.Errorf("capabilities.effective: %s not in the permitted set (the kernel refuses an effective capability that is not permitted)", maskNames(extra))
+		return nil, fielderr.New("capabilities.effective", "%s not in the permitted set (the kernel refuses an effective capability that is not permitted)", maskNames(extra))
 	}
 	if extra := out.Ambient &^ (out.Permitted & out.Inheritable); extra != 0 {
-		return nil, fmt.Errorf("capabilities.ambient: %s must also be in both the permitted and the inheritable set", maskNames(extra))
+		return nil, fielderr.New("capabilities.ambient", "%s must also be in both the permitted and the inheritable set", maskNames(extra))
 	}
 	return out, nil
 }

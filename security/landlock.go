@@ -3,6 +3,8 @@ package security
 import (
 	"fmt"
 	"path/filepath"
+
+	"github.com/openvessel/vessel/fielderr"
 )
 
 // Landlock describes a Landlock ruleset for the container process. It is
@@ -48,15 +50,15 @@ func (l *Landlock) Validate() error {
 	for _, list := range lists {
 		for _, p := range list.paths {
 			if !filepath.IsAbs(p) {
-				return fmt.Errorf("landlock.%s: path %q is not absolute", list.name, p)
+				return fielderr.New(fmt.Sprintf("landlock.%s", list.name), "path %q is not absolute", p)
 			}
 			if filepath.Clean(p) != p && filepath.Clean(p)+"/" != p {
-				return fmt.Errorf("landlock.%s: path %q is not clean (use %q)", list.name, p, filepath.Clean(p))
+				return fielderr.New(fmt.Sprintf("landlock.%s", list.name), "path %q is not clean (use %q)", p, filepath.Clean(p))
 			}
 		}
 	}
 	if !l.restrictsFS() && l.BindTCP == nil && l.ConnectTCP == nil {
-		return fmt.Errorf("landlock: enabled but restricts nothing (give paths, bindTCP or connectTCP)")
+		return fielderr.New("landlock", "enabled but restricts nothing (give paths, bindTCP or connectTCP)")
 	}
 	return nil
 }

@@ -14,6 +14,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/stretchr/testify/require"
 )
 
 // The real-kernel tests start this test binary again in "child" mode: it
@@ -252,10 +254,10 @@ func (r childRun) start(t *testing.T) childOutcome {
 	if exe == "" {
 		var err error
 		exe, err = os.Executable()
-		noErr(t, err)
+		require.NoError(t, err)
 	}
 	probeJSON, err := json.Marshal(r.probe)
-	noErr(t, err)
+	require.NoError(t, err)
 	argv := r.argv
 	if argv == nil {
 		argv = []string{exe, "-test.run=^$"}
@@ -263,9 +265,9 @@ func (r childRun) start(t *testing.T) childOutcome {
 	spec := childSpec{Prepared: r.prepared, Cred: r.cred, Argv: argv, ReportListener: r.listener, KeepIdentity: r.keepIdentity,
 		Env: []string{envProbe + "=" + string(probeJSON), "PATH=/usr/bin:/bin"}}
 	data, err := json.Marshal(spec)
-	noErr(t, err)
+	require.NoError(t, err)
 	specPath := t.TempDir() + "/spec.json"
-	noErr(t, os.WriteFile(specPath, data, 0o600))
+	require.NoError(t, os.WriteFile(specPath, data, 0o600))
 
 	cmd := exec.Command(exe, "-test.run=^$")
 	cmd.Env = []string{envChild + "=" + specPath}
@@ -277,7 +279,7 @@ func (r childRun) start(t *testing.T) childOutcome {
 	_ = cmd.Run()
 	o := childOutcome{stdout: out.String(), stderr: errb.String(), state: cmd.ProcessState}
 	if strings.HasPrefix(o.stdout, "{") {
-		noErr(t, json.Unmarshal([]byte(o.stdout), &o.result), o.stdout)
+		require.NoError(t, json.Unmarshal([]byte(o.stdout), &o.result), o.stdout)
 	}
 	return o
 }
@@ -296,19 +298,19 @@ func (r childRun) run(t *testing.T) probeResult {
 func capMask(t *testing.T, res probeResult, field string) uint64 {
 	t.Helper()
 	v, err := strconv.ParseUint(res.Status[field], 16, 64)
-	noErr(t, err, field)
+	require.NoError(t, err, field)
 	return v
 }
 
 func prepare(t *testing.T, p *Profile) *Prepared {
 	t.Helper()
 	prep, err := p.Prepare()
-	noErr(t, err)
+	require.NoError(t, err)
 	// Everything must survive the trip to the child.
 	b, err := json.Marshal(prep)
-	noErr(t, err)
+	require.NoError(t, err)
 	var back Prepared
-	noErr(t, json.Unmarshal(b, &back))
+	require.NoError(t, json.Unmarshal(b, &back))
 	return &back
 }
 

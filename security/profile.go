@@ -6,6 +6,8 @@ import (
 
 	"github.com/moby/sys/capability"
 	"golang.org/x/sys/unix"
+
+	"github.com/openvessel/vessel/fielderr"
 )
 
 // Profile is the whole security setting of a container process. The zero
@@ -128,12 +130,12 @@ func (p *Profile) prepare(compile bool) (*Prepared, error) {
 		for _, name := range p.Securebits {
 			v, ok := securebitValues[strings.ToUpper(strings.TrimSpace(name))]
 			if !ok {
-				return nil, fmt.Errorf("securebits: unknown securebit %q", name)
+				return nil, fielderr.New("securebits", "unknown securebit %q", name)
 			}
 			bits |= v
 		}
 		if bits&secbitNoAmbientRaise != 0 && out.Capabilities != nil && out.Capabilities.Ambient != 0 {
-			return nil, fmt.Errorf("securebits: SECBIT_NO_CAP_AMBIENT_RAISE forbids the ambient capabilities asked for (%s)", maskNames(out.Capabilities.Ambient))
+			return nil, fielderr.New("securebits", "SECBIT_NO_CAP_AMBIENT_RAISE forbids the ambient capabilities asked for (%s)", maskNames(out.Capabilities.Ambient))
 		}
 		out.Securebits = &bits
 	}

@@ -5,50 +5,52 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+
+	"github.com/stretchr/testify/require"
 )
 
 func TestDefaultCapabilitiesAreDockers(t *testing.T) {
 	c := DefaultCapabilities()
 	sets, err := c.resolve(40)
-	noErr(t, err)
-	eq(t, uint64(dockerDefaultMask), sets.Bounding)
-	eq(t, uint64(dockerDefaultMask), sets.Effective)
-	eq(t, uint64(dockerDefaultMask), sets.Permitted)
-	eq(t, uint64(0), sets.Inheritable)
-	eq(t, uint64(0), sets.Ambient)
-	eq(t, 14, len(c.Bounding))
+	require.NoError(t, err)
+	require.Equal(t, uint64(dockerDefaultMask), sets.Bounding)
+	require.Equal(t, uint64(dockerDefaultMask), sets.Effective)
+	require.Equal(t, uint64(dockerDefaultMask), sets.Permitted)
+	require.Equal(t, uint64(0), sets.Inheritable)
+	require.Equal(t, uint64(0), sets.Ambient)
+	require.Equal(t, 14, len(c.Bounding))
 }
 
 func TestCapabilityNamesAndHelpers(t *testing.T) {
 	for _, n := range []string{"CAP_NET_ADMIN", "net_admin", "NET_ADMIN", "cap_net_admin", " Net_Admin "} {
 		c, err := ParseCapability(n)
-		noErr(t, err, n)
-		eq(t, 12, int(c), n)
+		require.NoError(t, err, n)
+		require.Equal(t, 12, int(c), n)
 	}
 	_, err := ParseCapability("CAP_FLY")
-	errContains(t, err, `unknown capability "CAP_FLY"`)
+	require.ErrorContains(t, err, `unknown capability "CAP_FLY"`)
 
 	c := DefaultCapabilities().WithAdd("sys_admin", "NET_ADMIN").WithDrop("cap_chown", "kill")
 	sets, err := c.resolve(40)
-	noErr(t, err)
+	require.NoError(t, err)
 	want := uint64(dockerDefaultMask)&^(1<<0|1<<5) | 1<<21 | 1<<12
-	eq(t, want, sets.Bounding)
-	eq(t, want, sets.Effective)
-	isTrue(t, slices.Equal(DefaultCapabilities().Bounding, dockerDefaultCaps), "WithAdd must not modify its receiver")
+	require.Equal(t, want, sets.Bounding)
+	require.Equal(t, want, sets.Effective)
+	require.True(t, slices.Equal(DefaultCapabilities().Bounding, dockerDefaultCaps), "WithAdd must not modify its receiver")
 
 	none := DefaultCapabilities().WithDrop("ALL")
 	sets, err = none.resolve(40)
-	noErr(t, err)
-	eq(t, CapSets{LastCap: 40}, *sets)
+	require.NoError(t, err)
+	require.Equal(t, CapSets{LastCap: 40}, *sets)
 
 	all := (*Capabilities)(nil).WithAdd("ALL")
 	sets, err = all.resolve(40)
-	noErr(t, err)
-	eq(t, uint64(1<<41-1), sets.Bounding)
+	require.NoError(t, err)
+	require.Equal(t, uint64(1<<41-1), sets.Bounding)
 	// Capabilities the kernel does not have are dropped.
 	sets, err = AllCapabilities().resolve(37)
-	noErr(t, err)
-	eq(t, uint64(1<<38-1), sets.Permitted)
+	require.NoError(t, err)
+	require.Equal(t, uint64(1<<38-1), sets.Permitted)
 }
 
 func TestCapabilityValidationErrors(t *testing.T) {
@@ -62,56 +64,56 @@ func TestCapabilityValidationErrors(t *testing.T) {
 		`capabilities.bounding: unknown capability "CAP_NOT_A_CAP"`:   DefaultCapabilities().WithAdd("NOT_A_CAP"),
 	}
 	for want, c := range cases {
-		errContains(t, c.Validate(), want)
+		require.ErrorContains(t, c.Validate(), want)
 		_, err := (&Profile{Capabilities: c}).Prepare()
-		errContains(t, err, want)
+		require.ErrorContains(t, err, want)
 	}
 }
 
 func TestProfilePrepare(t *testing.T) {
 	prep, err := DefaultProfile().Prepare()
-	noErr(t, err)
-	isTrue(t, prep.NoNewPrivileges)
-	isTrue(t, prep.Seccomp != nil && len(prep.Seccomp.Filter) > 100)
-	isTrue(t, prep.Landlock == nil)
-	eq(t, uint64(dockerDefaultMask), prep.Capabilities.Bounding)
-	isTrue(t, prep.Capabilities.LastCap >= 40, prep.Capabilities.LastCap)
+	require.NoError(t, err)
+	require.True(t, prep.NoNewPrivileges)
+	require.True(t, prep.Seccomp != nil && len(prep.Seccomp.Filter) > 100)
+	require.True(t, prep.Landlock == nil)
+	require.Equal(t, uint64(dockerDefaultMask), prep.Capabilities.Bounding)
+	require.True(t, prep.Capabilities.LastCap >= 40, prep.Capabilities.LastCap)
 
 	priv, err := Privileged().Prepare()
-	noErr(t, err)
-	isTrue(t, priv.Seccomp == nil && !priv.NoNewPrivileges)
-	eq(t, uint64(1)<<(priv.Capabilities.LastCap+1)-1, priv.Capabilities.Bounding)
+	require.NoError(t, err)
+	require.True(t, priv.Seccomp == nil && !priv.NoNewPrivileges)
+	require.Equal(t, uint64(1)<<(priv.Capabilities.LastCap+1)-1, priv.Capabilities.Bounding)
 
 	// Prepared is plain data.
 	b, err := json.Marshal(prep)
-	noErr(t, err)
+	require.NoError(t, err)
 	var back Prepared
-	noErr(t, json.Unmarshal(b, &back))
-	eq(t, *prep.Capabilities, *back.Capabilities)
-	eq(t, prep.Seccomp.Filter, back.Seccomp.Filter)
+	require.NoError(t, json.Unmarshal(b, &back))
+	require.Equal(t, *prep.Capabilities, *back.Capabilities)
+	require.Equal(t, prep.Seccomp.Filter, back.Seccomp.Filter)
 
 	var zero *Profile
 	z, err := zero.Prepare()
-	noErr(t, err)
-	eq(t, Prepared{}, *z)
+	require.NoError(t, err)
+	require.Equal(t, Prepared{}, *z)
 }
 
 func TestProfileSecurebitsAndLandlockErrors(t *testing.T) {
 	p := DefaultProfile()
 	p.Securebits = []string{"SECBIT_NOPE"}
 	_, err := p.Prepare()
-	errContains(t, err, `securebits: unknown securebit "SECBIT_NOPE"`)
+	require.ErrorContains(t, err, `securebits: unknown securebit "SECBIT_NOPE"`)
 
 	p = DefaultProfile()
 	p.Securebits = []string{"secbit_noroot", "SECBIT_NO_CAP_AMBIENT_RAISE"}
 	p.Capabilities = &Capabilities{Permitted: []string{"KILL"}, Inheritable: []string{"KILL"}, Ambient: []string{"KILL"}}
 	_, err = p.Prepare()
-	errContains(t, err, "SECBIT_NO_CAP_AMBIENT_RAISE forbids")
+	require.ErrorContains(t, err, "SECBIT_NO_CAP_AMBIENT_RAISE forbids")
 
 	p.Capabilities.Ambient = nil
 	prep, err := p.Prepare()
-	noErr(t, err)
-	eq(t, uint32(1|1<<6), *prep.Securebits)
+	require.NoError(t, err)
+	require.Equal(t, uint32(1|1<<6), *prep.Securebits)
 
 	for want, l := range map[string]*Landlock{
 		`landlock.readOnly: path "etc" is not absolute`:       {Enabled: true, ReadOnly: []string{"etc"}},
@@ -121,22 +123,22 @@ func TestProfileSecurebitsAndLandlockErrors(t *testing.T) {
 		p := DefaultProfile()
 		p.Landlock = l
 		_, err := p.Prepare()
-		errContains(t, err, want)
+		require.ErrorContains(t, err, want)
 	}
 	// Disabled rulesets are not checked and not carried.
 	p = DefaultProfile()
 	p.Landlock = &Landlock{ReadOnly: []string{"relative"}}
 	prep, err = p.Prepare()
-	noErr(t, err)
-	isTrue(t, prep.Landlock == nil)
+	require.NoError(t, err)
+	require.True(t, prep.Landlock == nil)
 	// Net-only rulesets are fine; an empty non-nil list denies every port.
 	p.Landlock = &Landlock{Enabled: true, BindTCP: []uint16{}}
 	prep, err = p.Prepare()
-	noErr(t, err)
+	require.NoError(t, err)
 	b, _ := json.Marshal(prep.Landlock)
 	var back Landlock
-	noErr(t, json.Unmarshal(b, &back))
-	isTrue(t, back.BindTCP != nil && back.ConnectTCP == nil, string(b))
+	require.NoError(t, json.Unmarshal(b, &back))
+	require.True(t, back.BindTCP != nil && back.ConnectTCP == nil, string(b))
 }
 
 func TestCheckSysctl(t *testing.T) {
@@ -154,7 +156,7 @@ func TestCheckSysctl(t *testing.T) {
 		{"kernel.domainname", false, false, true},
 	}
 	for _, c := range ok {
-		noErr(t, CheckSysctl(c.name, c.net, c.ipc, c.uts), c.name)
+		require.NoError(t, CheckSysctl(c.name, c.net, c.ipc, c.uts), c.name)
 	}
 	bad := map[string]string{
 		"net.ipv4.ip_forward":   "network namespace",
@@ -169,12 +171,12 @@ func TestCheckSysctl(t *testing.T) {
 		"net/../kernel/pid_max": "malformed",
 	}
 	for name, want := range bad {
-		errContains(t, CheckSysctl(name, false, false, false), want, name)
+		require.ErrorContains(t, CheckSysctl(name, false, false, false), want, name)
 	}
-	errContains(t, CheckSysctl("kernel.pid_max", true, true, true), "not namespaced")
-	eq(t, "/proc/sys/net/ipv4/conf/eth0.100/forwarding", SysctlPath("net.ipv4.conf.eth0/100.forwarding"))
-	eq(t, "/proc/sys/net/ipv4/conf/eth0.100/forwarding", SysctlPath("net/ipv4/conf/eth0.100/forwarding"))
-	eq(t, "net.ipv4.conf.eth0/100.forwarding", NormalizeSysctl("net/ipv4/conf/eth0.100/forwarding"))
+	require.ErrorContains(t, CheckSysctl("kernel.pid_max", true, true, true), "not namespaced")
+	require.Equal(t, "/proc/sys/net/ipv4/conf/eth0.100/forwarding", SysctlPath("net.ipv4.conf.eth0/100.forwarding"))
+	require.Equal(t, "/proc/sys/net/ipv4/conf/eth0.100/forwarding", SysctlPath("net/ipv4/conf/eth0.100/forwarding"))
+	require.Equal(t, "net.ipv4.conf.eth0/100.forwarding", NormalizeSysctl("net/ipv4/conf/eth0.100/forwarding"))
 }
 
 func ExampleProfile_Prepare() {

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+
+	"github.com/openvessel/vessel/fielderr"
 )
 
 // Action is a seccomp action name as written in OCI runtime-spec and Docker
@@ -179,32 +181,32 @@ func (s *Seccomp) Validate() error {
 	}
 	for _, a := range s.Architectures {
 		if !archNames[a] {
-			return fmt.Errorf("seccomp.architectures: unknown architecture %q", a)
+			return fielderr.New("seccomp.architectures", "unknown architecture %q", a)
 		}
 	}
 	for i, m := range s.ArchMap {
 		if !archNames[m.Architecture] {
-			return fmt.Errorf("seccomp.archMap[%d].architecture: unknown architecture %q", i, m.Architecture)
+			return fielderr.New(fmt.Sprintf("seccomp.archMap[%d].architecture", i), "unknown architecture %q", m.Architecture)
 		}
 		for _, a := range m.SubArchitectures {
 			if !archNames[a] {
-				return fmt.Errorf("seccomp.archMap[%d].subArchitectures: unknown architecture %q", i, a)
+				return fielderr.New(fmt.Sprintf("seccomp.archMap[%d].subArchitectures", i), "unknown architecture %q", a)
 			}
 		}
 	}
 	for _, f := range s.Flags {
 		if _, ok := seccompFlagValues[f]; !ok {
-			return fmt.Errorf("seccomp.flags: unknown flag %q", f)
+			return fielderr.New("seccomp.flags", "unknown flag %q", f)
 		}
 	}
 	for i, r := range s.Syscalls {
 		where := fmt.Sprintf("seccomp.syscalls[%d]", i)
 		if len(r.Names) == 0 && r.Name == "" {
-			return fmt.Errorf("%s: no system call names", where)
+			return fielderr.New(where, "no system call names")
 		}
 		for _, n := range r.allNames() {
 			if !isSyscallName(n) {
-				return fmt.Errorf("%s.names: %q is not a system call name", where, n)
+				return fielderr.New(where+".names", "%q is not a system call name", n)
 			}
 		}
 		if err := checkAction(where+".action", r.Action, r.ErrnoRet); err != nil {
@@ -212,12 +214,12 @@ func (s *Seccomp) Validate() error {
 		}
 		for j, a := range r.Args {
 			if a.Index > 5 {
-				return fmt.Errorf("%s.args[%d].index: %d is out of range (0 to 5)", where, j, a.Index)
+				return fielderr.New(fmt.Sprintf("%s.args[%d].index", where, j), "%d is out of range (0 to 5)", a.Index)
 			}
 			switch a.Op {
 			case OpNotEqual, OpLessThan, OpLessEqual, OpEqualTo, OpGreaterEqual, OpGreaterThan, OpMaskedEqual:
 			default:
-				return fmt.Errorf("%s.args[%d].op: unknown operator %q", where, j, a.Op)
+				return fielderr.New(fmt.Sprintf("%s.args[%d].op", where, j), "unknown operator %q", a.Op)
 			}
 		}
 		for _, f := range []*Filter{r.Includes, r.Excludes} {
@@ -226,12 +228,12 @@ func (s *Seccomp) Validate() error {
 			}
 			for _, c := range f.Caps {
 				if _, err := ParseCapability(c); err != nil {
-					return fmt.Errorf("%s: includes/excludes: %w", where, err)
+					return &fielderr.Error{Field: where, Reason: fmt.Sprintf("includes/excludes: %v", err), Err: err}
 				}
 			}
 			if f.MinKernel != "" {
 				if _, err := parseKernelVersion(f.MinKernel); err != nil {
-					return fmt.Errorf("%s.includes.minKernel: %w", where, err)
+					return fielderr.Wrap(where+".includes.minKernel", err)
 				}
 			}
 		}
@@ -250,20 +252,20 @@ func checkAction(where string, a Action, errnoRet *uint) error {
 	switch a {
 	case ActKill, ActKillProcess, ActKillThread, ActTrap, ActAllow, ActLog, ActNotify:
 		if errnoRet != nil {
-			return fmt.Errorf("%s: errnoRet is only meaningful with SCMP_ACT_ERRNO or SCMP_ACT_TRACE, not %s", where, a)
+			return fielderr.New(where, "errnoRet is only meaningful with SCMP_ACT_ERRNO or SCMP_ACT_TRACE, not %s", a)
 		}
 	case ActErrno:
 		if errnoRet != nil && *errnoRet > maxErrno {
-			return fmt.Errorf("%s: errnoRet %d is above the largest errno %d", where, *errnoRet, maxErrno)
+			return fielderr.New(where, "errnoRet %d is above the largest errno %d", *errnoRet, maxErrno)
 		}
 	case ActTrace:
 		if errnoRet != nil && *errnoRet > 0xffff {
-			return fmt.Errorf("%s: trace message %d does not fit in 16 bits", where, *errnoRet)
+			return fielderr.New(where, "trace message %d does not fit in 16 bits", *errnoRet)
 		}
 	case "":
-		return fmt.Errorf("%s: missing action", where)
+		return fielderr.New(where, "missing action")
 	default:
-		return fmt.Errorf("%s: unknown action %q", where, a)
+		return fielderr.New(where, "unknown action %q", a)
 	}
 	return nil
 }

@@ -19,7 +19,7 @@ type SockFilter struct {
 }
 
 // Program is a compiled seccomp filter: plain data, safe to send to the
-// container child as JSON and load there with [LoadSeccomp].
+// container child as JSON and load there with [Apply].
 type Program struct {
 	// Arch is the architecture the filter was compiled for ("x86_64" or
 	// "aarch64"); the filter kills the process on any other.

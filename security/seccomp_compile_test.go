@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"golang.org/x/net/bpf"
+
+	"github.com/stretchr/testify/require"
 )
 
 // vmFilter runs a compiled Program in golang.org/x/net/bpf's VM.
@@ -26,9 +28,9 @@ func newVM(t testing.TB, p *Program) *vmFilter {
 		raw[i] = bpf.RawInstruction{Op: f.Code, Jt: f.Jt, Jf: f.Jf, K: f.K}
 	}
 	insns, ok := bpf.Disassemble(raw)
-	isTrue(t, ok, "filter does not disassemble")
+	require.True(t, ok, "filter does not disassemble")
 	vm, err := bpf.NewVM(insns)
-	noErr(t, err)
+	require.NoError(t, err)
 	arch := archByGOARCH["amd64"].auditArch
 	if p.Arch == "aarch64" {
 		arch = archByGOARCH["arm64"].auditArch
@@ -49,14 +51,14 @@ func (v *vmFilter) run(arch uint32, nr uint32, args ...uint64) uint32 {
 		binary.BigEndian.PutUint32(data[20+8*i:], uint32(a>>32))
 	}
 	out, err := v.vm.Run(data)
-	noErr(v.t, err)
+	require.NoError(v.t, err)
 	return uint32(out)
 }
 
 func (v *vmFilter) call(name string, args ...uint64) uint32 {
 	v.t.Helper()
 	nr, ok := syscallsX8664()[name]
-	isTrue(v.t, ok, name)
+	require.True(v.t, ok, name)
 	return v.run(v.arch, nr, args...)
 }
 
@@ -65,7 +67,7 @@ func errnoRet(e uint32) uint32 { return retErrno | e }
 func compileDefault(t testing.TB, caps []string) *vmFilter {
 	t.Helper()
 	p, err := DefaultSeccomp().CompileWith(CompileOptions{GOARCH: "amd64", Caps: caps, KernelVersion: "6.18"})
-	noErr(t, err)
+	require.NoError(t, err)
 	return newVM(t, p)
 }
 
@@ -116,31 +118,31 @@ func TestDefaultSeccompDecisions(t *testing.T) {
 		{"arch_prctl", nil, retAllow},
 	}
 	for _, c := range cases {
-		eq(t, c.want, v.call(c.name, c.args...), "%s(%#x)", c.name, c.args)
+		require.Equal(t, c.want, v.call(c.name, c.args...), "%s(%#x)", c.name, c.args)
 	}
 	// Newer than the profile: ENOSYS. Above every name the profile lists.
-	eq(t, errnoRet(enosys), v.run(v.arch, 1000))
-	eq(t, errnoRet(enosys), v.run(v.arch, syscallsX8664()["listns"]+1))
+	require.Equal(t, errnoRet(enosys), v.run(v.arch, 1000))
+	require.Equal(t, errnoRet(enosys), v.run(v.arch, syscallsX8664()["listns"]+1))
 	// nr -1 (a tracer skipping a call) is not x32 and is beyond the table.
-	eq(t, errnoRet(enosys), v.run(v.arch, 0xffffffff))
+	require.Equal(t, errnoRet(enosys), v.run(v.arch, 0xffffffff))
 	// x32 and foreign architectures die.
-	eq(t, retKillProcess, v.run(v.arch, x32SyscallBit|39))
-	eq(t, retKillProcess, v.run(0x40000003 /* AUDIT_ARCH_I386 */, 20))
+	require.Equal(t, retKillProcess, v.run(v.arch, x32SyscallBit|39))
+	require.Equal(t, retKillProcess, v.run(0x40000003 /* AUDIT_ARCH_I386 */, 20))
 	// Gaps inside the table that the profile does not list are EPERM.
-	eq(t, errnoRet(eperm), v.run(v.arch, 400))
+	require.Equal(t, errnoRet(eperm), v.run(v.arch, 400))
 }
 
 func TestDefaultSeccompCapabilityRules(t *testing.T) {
 	v := compileDefault(t, DefaultCapabilities().WithAdd("SYS_ADMIN", "sys_ptrace").Bounding)
-	eq(t, retAllow, v.call("mount"))
-	eq(t, retAllow, v.call("unshare", 0x10000000))
-	eq(t, retAllow, v.call("clone", 0x20011))
-	eq(t, retAllow, v.call("clone3"))
-	eq(t, retAllow, v.call("ptrace"))
-	eq(t, errnoRet(1), v.call("keyctl"))
+	require.Equal(t, retAllow, v.call("mount"))
+	require.Equal(t, retAllow, v.call("unshare", 0x10000000))
+	require.Equal(t, retAllow, v.call("clone", 0x20011))
+	require.Equal(t, retAllow, v.call("clone3"))
+	require.Equal(t, retAllow, v.call("ptrace"))
+	require.Equal(t, errnoRet(1), v.call("keyctl"))
 
 	none := compileDefault(t, nil)
-	eq(t, errnoRet(1), none.call("chroot"))
+	require.Equal(t, errnoRet(1), none.call("chroot"))
 }
 
 // reference evaluates an operator the way libseccomp defines it.
@@ -186,7 +188,7 @@ func TestSeccompOperatorsAgainstReference(t *testing.T) {
 				{Names: []string{"getcwd"}, Action: ActAllow, Args: []Arg{{Index: idx, Value: value, ValueTwo: two, Op: op}}},
 			}}
 			p, err := s.CompileWith(CompileOptions{GOARCH: "amd64"})
-			noErr(t, err)
+			require.NoError(t, err)
 			v := newVM(t, p)
 			for i := 0; i < 200; i++ {
 				arg := pick()
@@ -202,7 +204,7 @@ func TestSeccompOperatorsAgainstReference(t *testing.T) {
 				if reference(op, arg, value, two) {
 					want = retAllow
 				}
-				eq(t, want, v.call("getcwd", args...), "%s arg%d=%#x value=%#x two=%#x", op, idx, arg, value, two)
+				require.Equal(t, want, v.call("getcwd", args...), "%s arg%d=%#x value=%#x two=%#x", op, idx, arg, value, two)
 			}
 		}
 	}
@@ -218,16 +220,16 @@ func TestSeccompArgumentAndOr(t *testing.T) {
 			{Index: 0, Value: 3, Op: OpEqualTo}, {Index: 0, Value: 4, Op: OpEqualTo}}},
 	}}
 	p, err := s.CompileWith(CompileOptions{GOARCH: "amd64"})
-	noErr(t, err)
+	require.NoError(t, err)
 	v := newVM(t, p)
-	eq(t, errnoRet(5), v.call("write", 2, 0, 101))
-	eq(t, retAllow, v.call("write", 2, 0, 100))
-	eq(t, retAllow, v.call("write", 1, 0, 101))
-	eq(t, errnoRet(6), v.call("read", 3))
-	eq(t, errnoRet(6), v.call("read", 4))
-	eq(t, retAllow, v.call("read", 5))
+	require.Equal(t, errnoRet(5), v.call("write", 2, 0, 101))
+	require.Equal(t, retAllow, v.call("write", 2, 0, 100))
+	require.Equal(t, retAllow, v.call("write", 1, 0, 101))
+	require.Equal(t, errnoRet(6), v.call("read", 3))
+	require.Equal(t, errnoRet(6), v.call("read", 4))
+	require.Equal(t, retAllow, v.call("read", 5))
 	// default allow: no ENOSYS tail.
-	eq(t, retAllow, v.run(v.arch, 1000))
+	require.Equal(t, retAllow, v.run(v.arch, 1000))
 }
 
 func TestSeccompSpecificRuleBeatsGeneral(t *testing.T) {
@@ -236,10 +238,10 @@ func TestSeccompSpecificRuleBeatsGeneral(t *testing.T) {
 		{Names: []string{"kill"}, Action: ActErrno, ErrnoRet: ptr(uint(13)), Args: []Arg{{Index: 1, Value: 9, Op: OpEqualTo}}},
 	}}
 	p, err := s.CompileWith(CompileOptions{GOARCH: "amd64"})
-	noErr(t, err)
+	require.NoError(t, err)
 	v := newVM(t, p)
-	eq(t, errnoRet(13), v.call("kill", 1, 9))
-	eq(t, retAllow, v.call("kill", 1, 15))
+	require.Equal(t, errnoRet(13), v.call("kill", 1, 9))
+	require.Equal(t, retAllow, v.call("kill", 1, 15))
 }
 
 func TestSeccompActions(t *testing.T) {
@@ -255,15 +257,15 @@ func TestSeccompActions(t *testing.T) {
 		s.Syscalls = append(s.Syscalls, r)
 	}
 	p, err := s.CompileWith(CompileOptions{GOARCH: "amd64"})
-	noErr(t, err)
-	isTrue(t, p.Listener)
+	require.NoError(t, err)
+	require.True(t, p.Listener)
 	v := newVM(t, p)
 	for i := range actions {
-		eq(t, want[i], v.call(names[i]), "%s", actions[i])
+		require.Equal(t, want[i], v.call(names[i]), "%s", actions[i])
 	}
 	// mmap (9) is above every number the profile names (lseek, 8).
-	eq(t, errnoRet(38), v.call("mmap"))
-	eq(t, errnoRet(38), v.run(v.arch, 500))
+	require.Equal(t, errnoRet(38), v.call("mmap"))
+	require.Equal(t, errnoRet(38), v.run(v.arch, 500))
 }
 
 // A profile with many argument rules needs jumps beyond 255 instructions;
@@ -284,14 +286,14 @@ func TestSeccompLongJumps(t *testing.T) {
 		}})
 	}
 	p, err := s.CompileWith(CompileOptions{GOARCH: "amd64"})
-	noErr(t, err)
-	isTrue(t, len(p.Filter) > 2000, len(p.Filter))
+	require.NoError(t, err)
+	require.True(t, len(p.Filter) > 2000, len(p.Filter))
 	v := newVM(t, p)
 	for i, n := range names {
-		eq(t, retAllow, v.call(n, uint64(i), 0x1f, 5), n)
-		eq(t, errnoRet(1), v.call(n, uint64(i)+1, 0x1f, 5), n)
-		eq(t, errnoRet(1), v.call(n, uint64(i), 0x2f, 5), n)
-		eq(t, errnoRet(1), v.call(n, uint64(i), 0x1f, 1<<40), n)
+		require.Equal(t, retAllow, v.call(n, uint64(i), 0x1f, 5), n)
+		require.Equal(t, errnoRet(1), v.call(n, uint64(i)+1, 0x1f, 5), n)
+		require.Equal(t, errnoRet(1), v.call(n, uint64(i), 0x2f, 5), n)
+		require.Equal(t, errnoRet(1), v.call(n, uint64(i), 0x1f, 1<<40), n)
 	}
 }
 
@@ -302,26 +304,26 @@ func TestSeccompTooLarge(t *testing.T) {
 			{Index: 1, Value: uint64(i), Op: OpEqualTo}, {Index: 2, Value: uint64(i), Op: OpNotEqual}}})
 	}
 	_, err := s.CompileWith(CompileOptions{GOARCH: "amd64"})
-	errContains(t, err, "limit of 4096")
+	require.ErrorContains(t, err, "limit of 4096")
 }
 
 func TestSeccompArm64(t *testing.T) {
 	p, err := DefaultSeccomp().CompileWith(CompileOptions{GOARCH: "arm64", KernelVersion: "6.1"})
-	noErr(t, err)
-	eq(t, "aarch64", p.Arch)
+	require.NoError(t, err)
+	require.Equal(t, "aarch64", p.Arch)
 	v := newVM(t, p)
 	call := func(name string, args ...uint64) uint32 {
 		nr, ok := syscallsAArch64()[name]
-		isTrue(t, ok, name)
+		require.True(t, ok, name)
 		return v.run(v.arch, nr, args...)
 	}
-	eq(t, retAllow, call("openat"))
-	eq(t, errnoRet(1), call("mount"))
-	eq(t, errnoRet(1), call("clone", 0x20011))
-	eq(t, retAllow, call("clone", 0x11))
-	eq(t, retKillProcess, v.run(archByGOARCH["amd64"].auditArch, 0))
-	isTrue(t, !slices.Contains(p.Unknown, "openat"))
-	isTrue(t, slices.Contains(p.Unknown, "open")) // arm64 has no open(2)
+	require.Equal(t, retAllow, call("openat"))
+	require.Equal(t, errnoRet(1), call("mount"))
+	require.Equal(t, errnoRet(1), call("clone", 0x20011))
+	require.Equal(t, retAllow, call("clone", 0x11))
+	require.Equal(t, retKillProcess, v.run(archByGOARCH["amd64"].auditArch, 0))
+	require.True(t, !slices.Contains(p.Unknown, "openat"))
+	require.True(t, slices.Contains(p.Unknown, "open")) // arm64 has no open(2)
 }
 
 func TestLoadSeccompJSONDocker(t *testing.T) {
@@ -338,36 +340,36 @@ func TestLoadSeccompJSONDocker(t *testing.T) {
 		{"name": "getpid", "action": "SCMP_ACT_ALLOW"}
 	]}`
 	s, err := LoadSeccompJSON([]byte(profile))
-	noErr(t, err)
+	require.NoError(t, err)
 	p, err := s.CompileWith(CompileOptions{GOARCH: "amd64", KernelVersion: "6.18.44-fc"})
-	noErr(t, err)
-	eq(t, []string{"not_a_real_call", "s390_runtime_instr"}, p.Unknown)
+	require.NoError(t, err)
+	require.Equal(t, []string{"not_a_real_call", "s390_runtime_instr"}, p.Unknown)
 	v := newVM(t, p)
-	eq(t, retAllow, v.call("read"))
-	eq(t, retAllow, v.call("ptrace"))
-	eq(t, retAllow, v.call("getpid"))
-	eq(t, errnoRet(1), v.call("vhangup"))
-	eq(t, errnoRet(42), v.call("getcwd"))
+	require.Equal(t, retAllow, v.call("read"))
+	require.Equal(t, retAllow, v.call("ptrace"))
+	require.Equal(t, retAllow, v.call("getpid"))
+	require.Equal(t, errnoRet(1), v.call("vhangup"))
+	require.Equal(t, errnoRet(42), v.call("getcwd"))
 
 	// The program survives a JSON round trip unchanged.
 	b, err := json.Marshal(p)
-	noErr(t, err)
+	require.NoError(t, err)
 	var back Program
-	noErr(t, json.Unmarshal(b, &back))
-	eq(t, p.Filter, back.Filter)
-	eq(t, p.Arch, back.Arch)
+	require.NoError(t, json.Unmarshal(b, &back))
+	require.Equal(t, p.Filter, back.Filter)
+	require.Equal(t, p.Arch, back.Arch)
 }
 
 func TestLoadSeccompJSONUnconfinedAndErrors(t *testing.T) {
 	s, err := LoadSeccompJSON([]byte(" unconfined\n"))
-	noErr(t, err)
-	isTrue(t, s == nil)
+	require.NoError(t, err)
+	require.True(t, s == nil)
 	s, err = LoadSeccompJSON([]byte(`"unconfined"`))
-	noErr(t, err)
-	isTrue(t, s == nil)
+	require.NoError(t, err)
+	require.True(t, s == nil)
 	p, err := s.Compile()
-	noErr(t, err)
-	isTrue(t, p == nil)
+	require.NoError(t, err)
+	require.True(t, p == nil)
 
 	bad := map[string]string{
 		`{"defaultAction": "SCMP_ACT_NOPE"}`:                                                                  "unknown action",
@@ -388,7 +390,7 @@ func TestLoadSeccompJSONUnconfinedAndErrors(t *testing.T) {
 	}
 	for in, want := range bad {
 		_, err := LoadSeccompJSON([]byte(in))
-		errContains(t, err, want, "input %s", in)
+		require.ErrorContains(t, err, want, "input %s", in)
 	}
 }
 
@@ -396,24 +398,24 @@ func TestSeccompFlagsAndListener(t *testing.T) {
 	s := &Seccomp{DefaultAction: ActAllow, Flags: []string{"SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW"},
 		ListenerPath: "/run/agent.sock", Syscalls: []Syscall{{Names: []string{"mkdir"}, Action: ActNotify}}}
 	p, err := s.Compile()
-	noErr(t, err)
-	eq(t, uint(2|4), p.Flags)
-	isTrue(t, p.Listener)
-	eq(t, "/run/agent.sock", p.ListenerPath)
+	require.NoError(t, err)
+	require.Equal(t, uint(2|4), p.Flags)
+	require.True(t, p.Listener)
+	require.Equal(t, "/run/agent.sock", p.ListenerPath)
 }
 
 func TestSeccompUnsupportedArch(t *testing.T) {
 	_, err := DefaultSeccomp().CompileWith(CompileOptions{GOARCH: "mips"})
-	errContains(t, err, `"mips" is not supported`)
+	require.ErrorContains(t, err, `"mips" is not supported`)
 }
 
 func TestSyscallTables(t *testing.T) {
 	// Spot checks against well-known numbers.
-	eq(t, uint32(0), syscallsX8664()["read"])
-	eq(t, uint32(59), syscallsX8664()["execve"])
-	eq(t, uint32(435), syscallsX8664()["clone3"])
-	eq(t, uint32(221), syscallsAArch64()["execve"])
-	eq(t, uint32(56), syscallsAArch64()["openat"])
+	require.Equal(t, uint32(0), syscallsX8664()["read"])
+	require.Equal(t, uint32(59), syscallsX8664()["execve"])
+	require.Equal(t, uint32(435), syscallsX8664()["clone3"])
+	require.Equal(t, uint32(221), syscallsAArch64()["execve"])
+	require.Equal(t, uint32(56), syscallsAArch64()["openat"])
 	for _, n := range defaultAllowed() {
 		if _, ok := syscallsX8664()[n]; ok {
 			continue
@@ -422,7 +424,7 @@ func TestSyscallTables(t *testing.T) {
 			continue
 		}
 		// 32-bit-only names are fine; anything else would be a typo.
-		isTrue(t, strings.HasSuffix(n, "32") || strings.HasSuffix(n, "64") || strings.Contains(n, "time64") ||
+		require.True(t, strings.HasSuffix(n, "32") || strings.HasSuffix(n, "64") || strings.Contains(n, "time64") ||
 			knownForeign[n], "default profile name %q is in no table", n)
 	}
 }

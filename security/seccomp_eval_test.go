@@ -4,6 +4,8 @@ import (
 	"math/rand"
 	"strings"
 	"testing"
+
+	"github.com/stretchr/testify/require"
 )
 
 // TestDecideMatchesBPFVM runs the default filter and an argument-heavy
@@ -19,7 +21,7 @@ func TestDecideMatchesBPFVM(t *testing.T) {
 	rng := rand.New(rand.NewSource(1))
 	for _, s := range []*Seccomp{DefaultSeccomp(), argHeavy} {
 		p, err := s.CompileWith(CompileOptions{GOARCH: "amd64", Caps: DefaultCapabilities().Bounding, KernelVersion: "6.18"})
-		noErr(t, err)
+		require.NoError(t, err)
 		v := newVM(t, p)
 		for name, nr := range syscallsX8664() {
 			for i := 0; i < 4; i++ {
@@ -35,7 +37,7 @@ func TestDecideMatchesBPFVM(t *testing.T) {
 					}
 				}
 				want := v.run(v.arch, nr, args[:]...)
-				eq(t, want, p.Decide(nr, args), "%s %v", name, args)
+				require.Equal(t, want, p.Decide(nr, args), "%s %v", name, args)
 			}
 		}
 	}
@@ -43,17 +45,17 @@ func TestDecideMatchesBPFVM(t *testing.T) {
 
 func TestAllowsAll(t *testing.T) {
 	p, err := DefaultSeccomp().CompileWith(CompileOptions{Caps: DefaultCapabilities().Bounding})
-	noErr(t, err)
+	require.NoError(t, err)
 	calls := []Call{{Name: "wait4"}, {Name: "futex"}, {Name: "clone", Args: [6]uint64{0x50f00}}}
-	noErr(t, p.AllowsAll(calls))
+	require.NoError(t, p.AllowsAll(calls))
 	// clone with a namespace flag is refused by the default profile.
 	err = p.AllowsAll([]Call{{Name: "clone", Args: [6]uint64{0x10000000}}})
-	isTrue(t, err != nil && strings.Contains(err.Error(), "clone"), err)
+	require.True(t, err != nil && strings.Contains(err.Error(), "clone"), err)
 
 	strict := &Seccomp{DefaultAction: ActAllow, Syscalls: []Syscall{{Names: []string{"wait4"}, Action: ActErrno}}}
 	sp, err := strict.CompileWith(CompileOptions{})
-	noErr(t, err)
+	require.NoError(t, err)
 	err = sp.AllowsAll(calls)
-	isTrue(t, err != nil && strings.Contains(err.Error(), "wait4"), err)
-	noErr(t, (*Program)(nil).AllowsAll(calls))
+	require.True(t, err != nil && strings.Contains(err.Error(), "wait4"), err)
+	require.NoError(t, (*Program)(nil).AllowsAll(calls))
 }

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/openvessel/vessel/fielderr"
 	"github.com/openvessel/vessel/rootfs"
 )
 
@@ -184,7 +186,8 @@ func TestValidateStorageErrors(t *testing.T) {
 	} {
 		p := &rootfs.Plan{Root: c.root}
 		err := p.Validate()
-		if err == nil || !strings.HasPrefix(err.Error(), c.want) {
+		var fe *fielderr.Error
+		if !errors.As(err, &fe) || !strings.HasPrefix(fe.Field, c.want) {
 			t.Errorf("%+v: %v, want an error about %s", c.root, err, c.want)
 		}
 	}

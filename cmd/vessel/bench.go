@@ -297,7 +297,7 @@ func benchFloor(args []string) int {
 // read-only busybox root, a cgroup with memory and pids limits, and
 // vessel's default namespaces and security profile.
 func benchConfig(root string) *vessel.Config {
-	return vessel.NewConfig().WithRootfs(rootfs.Dir(root)).WithReadonlyRootfs(true).
+	return vessel.NewConfig().WithRootfs(rootfs.Dir(root)).WithReadOnlyRootfs(true).
 		WithMemoryLimit(64 << 20).WithPids(64)
 }
 
@@ -421,7 +421,7 @@ func execTools(dir, root string) []*benchTool {
 	}
 	vt.run = func(int) (time.Duration, error) {
 		t0 := time.Now()
-		p, err := c.Exec(context.Background(), vessel.Cmd("/bin/true"))
+		p, err := c.Exec(context.Background(), vessel.Command("/bin/true"))
 		if err != nil {
 			return 0, err
 		}
@@ -440,7 +440,7 @@ func execTools(dir, root string) []*benchTool {
 	}
 	pt.run = func(int) (time.Duration, error) {
 		t0 := time.Now()
-		st, err := pool.Run(context.Background(), vessel.Cmd("/bin/true"))
+		st, err := pool.Run(context.Background(), vessel.Command("/bin/true"))
 		if err == nil && !st.Success() {
 			err = fmt.Errorf("job ended: %v", st)
 		}

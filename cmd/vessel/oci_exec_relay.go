@@ -71,7 +71,7 @@ func init() {
 // startExecRelay starts the stand-in for cmd in the container whose control
 // socket is socket, and returns its pid once the process runs. consoleSocket,
 // when set, receives the process's terminal (from the container's devpts).
-func startExecRelay(socket string, cmd *vessel.Command, consoleSocket string) (int, error) {
+func startExecRelay(socket string, cmd *vessel.Cmd, consoleSocket string) (int, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return 0, fmt.Errorf("finding vessel's own executable: %w", err)
@@ -143,7 +143,7 @@ func runExecRelay(nExtra int) int {
 		report(relayReport{Err: fmt.Sprintf("exec stand-in: reading the request: %v", err)})
 		return 255
 	}
-	cmd := &vessel.Command{Args: req.Args, Dir: req.Dir, User: req.User, TTY: req.TTY, Rows: req.Rows, Cols: req.Cols}
+	cmd := &vessel.Cmd{Args: req.Args, Dir: req.Dir, User: req.User, TTY: req.TTY, Rows: req.Rows, Cols: req.Cols}
 	if req.SetEnv {
 		cmd.Env = req.Env
 		if cmd.Env == nil {

@@ -144,7 +144,7 @@ func ociExec(g *globalOpts, args []string) int {
 	case status != specs.StateRunning && status != specs.StateCreated && status != statePaused:
 		return g.errorf("cannot exec in a stopped container")
 	}
-	cmd := &vessel.Command{}
+	cmd := &vessel.Cmd{}
 	if process != "" {
 		data, err := os.ReadFile(process)
 		if err != nil {

@@ -186,7 +186,7 @@ func (o *runOpts) buildConfig(fs *pflag.FlagSet, args []string) (*vessel.Config,
 	} else if o.quota != "" {
 		return nil, nil, usagef("run: --disk-quota needs a writable layer: --overlay, --layer or --image")
 	}
-	cfg.WithHostname(o.hostname).WithReadonlyRootfs(o.readonly).WithTTY(o.tty).WithTimeout(o.timeout)
+	cfg.WithHostname(o.hostname).WithReadOnlyRootfs(o.readonly).WithTTY(o.tty).WithTimeout(o.timeout)
 	set := map[string]bool{}
 	fs.Visit(func(f *pflag.Flag) { set[f.Name] = true })
 	if o.userns || len(o.uidmaps) > 0 || len(o.gidmaps) > 0 {

@@ -100,7 +100,7 @@ func (f *resourceFlags) apply(cfg *vessel.Config, set map[string]bool) error {
 		cfg.WithCPUWeight(f.cpuWeight)
 	}
 	if f.cpusetCPUs != "" || f.cpusetMems != "" {
-		cfg.WithCpuset(f.cpusetCPUs, f.cpusetMems)
+		cfg.WithCPUSet(f.cpusetCPUs, f.cpusetMems)
 	}
 	if set["pids-limit"] {
 		cfg.WithPids(f.pids)

@@ -339,7 +339,7 @@ func runCase(ctx context.Context, pool *vessel.Pool, o *options, work string, tc
 	}
 	jobCtx, cancel := context.WithTimeout(ctx, o.timeLimit)
 	defer cancel()
-	cmd := vessel.Cmd(run[0], run[1:]...)
+	cmd := vessel.Command(run[0], run[1:]...)
 	cmd.Stdin, cmd.Stdout = in, out
 	var stderr bytes.Buffer
 	cmd.Stderr = &limitedBuffer{buf: &stderr, max: 4096}

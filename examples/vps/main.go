@@ -601,7 +601,7 @@ func diskUse(c *vessel.Container) (used, size uint64, err error) {
 	var out strings.Builder
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	cmd := vessel.Cmd("df", "-k", "/")
+	cmd := vessel.Command("df", "-k", "/")
 	cmd.Stdout = &out
 	p, err := c.Exec(ctx, cmd)
 	if err != nil {

@@ -2,6 +2,7 @@ package testutil
 
 import (
 	"bytes"
+	"debug/elf"
 	"errors"
 	"fmt"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/openvessel/vessel/cgroups"
@@ -56,13 +58,82 @@ func Cleanup() error {
 
 // Main runs the tests and then Cleanup, and exits with the tests' status.
 // Use it as the whole body of TestMain.
+//
+// A test binary built with cgo (Go's default where a C compiler is
+// installed) is dynamically linked, and tests whose containers re-execute
+// the test binary as their init inside a root filesystem of their own
+// cannot run it there: the host's dynamic loader is not in that root. So
+// a dynamically linked test binary rebuilds the package's tests with
+// CGO_ENABLED=0 and runs that binary in its place, with the same
+// arguments: a plain `go test` passes whatever CGO_ENABLED is.
 func Main(m *testing.M) {
+	if code, replaced := runStatic(); replaced {
+		os.Exit(code)
+	}
 	code := m.Run()
 	if err := Cleanup(); err != nil {
 		fmt.Fprintf(os.Stderr, "testutil: cleanup: %v\n", err)
 	}
 	RemoveCgroupGroup()
 	os.Exit(code)
+}
+
+// staticEnv marks a test binary that runStatic built and started.
+const staticEnv = "VESSEL_TEST_STATIC"
+
+// runStatic runs a statically linked build of this package's tests in
+// place of this dynamically linked one (see Main), and reports its exit
+// status; replaced is false when this binary is static already.
+func runStatic() (code int, replaced bool) {
+	if os.Getenv(staticEnv) == "1" || !dynamicallyLinked() {
+		return 0, false
+	}
+	dir, err := os.MkdirTemp("", "vessel-static-test-")
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "testutil: %v\n", err)
+		return 1, true
+	}
+	defer os.RemoveAll(dir)
+	os.Chmod(dir, 0o755) // the rootless tests run it as another user
+	bin := filepath.Join(dir, filepath.Base(os.Args[0]))
+	// go test runs a test binary in its package's directory.
+	build := exec.Command(goTool(), "test", "-c", "-o", bin, ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintf(os.Stderr, "testutil: this test binary is dynamically linked (cgo) and rebuilding it with CGO_ENABLED=0 failed: %v\n", err)
+		return 1, true
+	}
+	cmd := exec.Command(bin, os.Args[1:]...)
+	cmd.Env = append(os.Environ(), staticEnv+"=1")
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	// If go test kills this process (its timeout), the tests go too.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	err = cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		return ee.ExitCode(), true
+	case err != nil:
+		fmt.Fprintf(os.Stderr, "testutil: running the static test binary: %v\n", err)
+		return 1, true
+	}
+	return 0, true
+}
+
+// dynamicallyLinked reports whether this program has an ELF interpreter.
+func dynamicallyLinked() bool {
+	f, err := elf.Open("/proc/self/exe")
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return true
+		}
+	}
+	return false
 }
 
 // CgroupGroup is the group every test cgroup goes under.

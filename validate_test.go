@@ -1,0 +1,89 @@
+package vessel_test
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/openvessel/vessel"
+	"github.com/openvessel/vessel/fielderr"
+	"github.com/openvessel/vessel/limits"
+	"github.com/openvessel/vessel/network"
+)
+
+// Every limit out of range fails at Validate and at New, with a
+// ConfigError naming the field in the Config's JSON naming, never later.
+func TestValidateLimitsAtNew(t *testing.T) {
+	withResources := func(r *limits.Resources) *vessel.Config { return newConfig().WithResources(r) }
+	cases := []struct {
+		name  string
+		cfg   *vessel.Config
+		field string
+	}{
+		{"WithCPUs(0)", newConfig().WithCPUs(0), "resources.cpu.cpus"},
+		{"WithCPUs(-1)", newConfig().WithCPUs(-1), "resources.cpu.cpus"},
+		{"WithPids(0)", newConfig().WithPids(0), "resources.pids.max"},
+		{"WithPids(-1)", newConfig().WithPids(-1), "resources.pids.max"},
+		{"negative memory", newConfig().WithMemoryLimit(-5), "resources.memory.limit"},
+		{"zero memory", newConfig().WithMemoryLimit(0), "resources.memory.limit"},
+		{"negative reservation", newConfig().WithMemoryReservation(-1), "resources.memory.reservation"},
+		{"swap -2", newConfig().WithMemorySwap(-2), "resources.memory.swap"},
+		{"swap below memory", newConfig().WithMemoryLimit(64 << 20).WithMemorySwap(32 << 20), "resources.memory.swap"},
+		{"cpu weight 0", newConfig().WithCPUWeight(0), "resources.cpu.weight"},
+		{"bad cpuset", newConfig().WithCPUSet("zero", ""), "resources.cpu.cpuset"},
+		{"struct cpus 0", withResources(&limits.Resources{CPU: &limits.CPU{CPUs: limits.Ptr(0.0)}}), "resources.cpu.cpus"},
+		{"struct pids 0", withResources(&limits.Resources{Pids: &limits.Pids{Max: limits.Ptr(int64(0))}}), "resources.pids.max"},
+		{"struct negative memory", withResources(&limits.Resources{Memory: &limits.Memory{Limit: limits.Ptr(int64(-7))}}), "resources.memory.limit"},
+		{"struct rlimit soft above hard", func() *vessel.Config {
+			c := newConfig()
+			c.Rlimits = []limits.Rlimit{{Type: "RLIMIT_NOFILE", Soft: 10, Hard: 5}}
+			return c
+		}(), "rlimits[0]"},
+		{"struct oom score", func() *vessel.Config { c := newConfig(); v := 5000; c.OOMScoreAdj = &v; return c }(), "oomScoreAdj"},
+		{"struct negative timeout", func() *vessel.Config { c := newConfig(); c.Timeout = -time.Second; return c }(), "timeout"},
+		{"struct negative cpu time", func() *vessel.Config { c := newConfig(); c.CPUTime = -time.Second; return c }(), "cpuTime"},
+		{"struct umask", func() *vessel.Config { c := newConfig(); u := uint32(0o7777); c.Process.Umask = &u; return c }(), "process.umask"},
+		{"network subnet", newConfig().WithNetwork(&network.Config{Mode: network.ModeBridge, Subnet: "10.1.2.3/24"}), "network.subnet"},
+		{"network publish", newConfig().WithNetwork(&network.Config{Mode: network.ModeBridge, Publish: []network.Port{{HostPort: 0, ContainerPort: 80}}}), "network.publish[0]"},
+		{"sysctl", newConfig().WithSysctl("kernel.panic", "1"), "sysctl[kernel.panic]"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			for what, err := range map[string]error{"Validate": tc.cfg.Validate(), "New": newErr(tc.cfg)} {
+				var ce *vessel.ConfigError
+				require.Truef(t, errors.As(err, &ce), "%s: got %v, want a ConfigError", what, err)
+				assert.Equal(t, tc.field, ce.Field, "%s: %v", what, err)
+				assert.NotEmpty(t, ce.Reason)
+				// One type for every package: the same error is a fielderr.Error.
+				var fe *fielderr.Error
+				assert.True(t, errors.As(err, &fe))
+			}
+		})
+	}
+}
+
+func newErr(cfg *vessel.Config) error {
+	_, err := vessel.New("bad", cfg)
+	return err
+}
+
+// Several problems are all reported, each with its own field.
+func TestValidateReportsEveryField(t *testing.T) {
+	err := newConfig().WithCPUs(0).WithPids(0).WithMemoryLimit(-1).Validate()
+	var fields []string
+	for _, e := range fielderr.Split(err) {
+		var ce *vessel.ConfigError
+		require.True(t, errors.As(e, &ce), "%v", e)
+		fields = append(fields, ce.Field)
+	}
+	assert.ElementsMatch(t, []string{"resources.cpu.cpus", "resources.pids.max", "resources.memory.limit"}, fields)
+
+	// Good values pass, and the limits are kept.
+	cfg := newConfig().WithCPUs(0.5).WithPids(64).WithMemoryLimit(64 << 20).WithMemorySwap(-1)
+	require.NoError(t, cfg.Validate())
+	assert.Equal(t, 0.5, *cfg.Resources.CPU.CPUs)
+	assert.Equal(t, int64(64), *cfg.Resources.Pids.Max)
+}

@@ -642,8 +642,20 @@ func (c *Container) cgroupPlaces(ic *child.Config, sys *syscall.SysProcAttr, spa
 		}
 	}
 	if spare {
-		if hybrid {
-			return writePid(v2Dir), nil
+		// A spare already runs in the caller's cgroup; moving a whole
+		// process waits for an RCU grace period (most of a start from a
+		// spare). On a hybrid host it stays there: its cgroup namespace
+		// is rooted at the container's cgroup in the v1 hierarchies, which
+		// hold the limits, and the unified one (which holds none) is not
+		// shown inside.
+		if hybrid && ic.Plan != nil {
+			view := ic.Plan.CgroupV1[:0:0]
+			for _, h := range ic.Plan.CgroupV1 {
+				if !h.V2 {
+					view = append(view, h)
+				}
+			}
+			ic.Plan.CgroupV1 = view
 		}
 		return nil, nil
 	}

@@ -595,6 +595,7 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 		return err
 	}
 	ic.Direct = child.DirectReason(ic) == ""
+	ic.Clone3 = ic.Direct && child.Clone3Allowed(ic)
 	var cfgFiles []*os.File
 	if prepare {
 		// What the init must find done before it acts on its config: the

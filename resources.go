@@ -621,11 +621,14 @@ func (c *Container) cgroupPlaces(ic *child.Config, sys *syscall.SysProcAttr, spa
 	for _, p := range places {
 		if p.V2 {
 			v2Dir, v2Own = p.Dir, p.Own
-			if hybrid {
-				continue
+			if hybrid && !spare {
+				continue // the init lives there
 			}
-			if !spare {
-				p.Own = "" // the namespace is made at the clone
+			if !spare || hybrid {
+				// The namespace is made at the clone; or, for a spare on
+				// a hybrid host, not rooted there (see below). Processes
+				// are forked into it either way.
+				p.Own = ""
 			}
 		}
 		ic.Cgroups = append(ic.Cgroups, child.CgroupPlace{Dir: p.Dir, Home: p.Own, V2: p.V2})
@@ -644,10 +647,11 @@ func (c *Container) cgroupPlaces(ic *child.Config, sys *syscall.SysProcAttr, spa
 	if spare {
 		// A spare already runs in the caller's cgroup; moving a whole
 		// process waits for an RCU grace period (most of a start from a
-		// spare). On a hybrid host it stays there: its cgroup namespace
-		// is rooted at the container's cgroup in the v1 hierarchies, which
-		// hold the limits, and the unified one (which holds none) is not
-		// shown inside.
+		// spare). On a hybrid host it stays there (its processes are
+		// forked into the container's unified cgroup): its cgroup
+		// namespace is rooted at the container's cgroup in the v1
+		// hierarchies, which hold the limits, and the unified one (which
+		// holds none) is not shown inside.
 		if hybrid && ic.Plan != nil {
 			view := ic.Plan.CgroupV1[:0:0]
 			for _, h := range ic.Plan.CgroupV1 {

@@ -238,6 +238,7 @@ func (e *enc) config(c *Config) {
 	e.bool(c.CloneParent)
 	e.bool(c.ProcPidns)
 	e.bool(c.CgroupNSMade)
+	e.bool(c.Clone3)
 	if e.count(0, c.Restore == nil) {
 		e.strs(c.Restore.Args)
 		e.strs(c.Restore.Env)
@@ -302,6 +303,7 @@ func (d *dec) config(c *Config) {
 	c.CloneParent = d.bool()
 	c.ProcPidns = d.bool()
 	c.CgroupNSMade = d.bool()
+	c.Clone3 = d.bool()
 	if _, ok := d.count(); ok {
 		c.Restore = &RestoreSpec{Args: d.strs(), Env: d.strs(), NetnsFD: d.bool()}
 	}

@@ -154,6 +154,23 @@ func DirectReason(cfg *Config) string {
 	return ""
 }
 
+// Clone3Allowed says whether the init, carrying cfg's profile, may call
+// clone3 (parent side; memoised per compiled program).
+func Clone3Allowed(cfg *Config) bool {
+	sec := cfg.Process.Security
+	if sec == nil || sec.Seccomp == nil {
+		return true
+	}
+	if v, ok := clone3Verdicts.Load(sec.Seccomp); ok {
+		return v.(bool)
+	}
+	ok := sec.Seccomp.AllowsAll([]security.Call{{Name: "clone3"}}) == nil
+	clone3Verdicts.Store(sec.Seccomp, ok)
+	return ok
+}
+
+var clone3Verdicts sync.Map // *security.Program -> bool
+
 // seccompVerdicts memoises seccompStopsInit per compiled program (the
 // default profile's is compiled once per program).
 var seccompVerdicts sync.Map // *security.Program -> string
@@ -224,6 +241,8 @@ type spawnOpts struct {
 	held bool
 	// parent: the process becomes the init's sibling (CLONE_PARENT).
 	parent bool
+	// clone3: the profile the init carries lets it call clone3.
+	clone3 bool
 }
 
 // spawnDirect starts spec's process with fork+exec from the calling
@@ -242,7 +261,16 @@ func spawnDirect(spec *Process, files []uintptr, o spawnOpts) (sp *spawned, pty 
 	args, env := spec.Args, spec.Env
 	a := &spawnAttr{setsid: true, pdeathsig: !o.parent, parent: o.parent, cgroupDir: -1}
 	if o.cg != nil {
-		a.cgroups, a.cgroupDir = o.cg.v1, o.cg.v2Dir
+		a.cgroups = o.cg.v1
+		switch {
+		case o.cg.v2Dir >= 0 && o.clone3:
+			a.cgroupDir = o.cg.v2Dir
+		case o.cg.v2Procs >= 0:
+			// clone3 stopped by the profile the init carries (the
+			// default one answers ENOSYS, as Docker's): the child moves
+			// itself, a whole-process move.
+			a.cgroups = append(append([]int(nil), a.cgroups...), o.cg.v2Procs)
+		}
 	}
 	if spec.Idle {
 		path, args, env = "", []string{IdleArg0}, []string{envStage + "=" + stageIdle}

@@ -143,6 +143,9 @@ type Config struct {
 	// CloneParent: the main process becomes the init's sibling, the
 	// child of whoever started the init (an OCI supervisor reaps it).
 	CloneParent bool `json:"cloneParent,omitempty"`
+	// Clone3: the security profile the init carries (Direct) lets it call
+	// clone3, to fork processes into a cgroup2 cgroup.
+	Clone3 bool `json:"clone3,omitempty"`
 	// CgroupNSMade: the init was cloned into the container's cgroup2
 	// cgroup with a new cgroup namespace (a pure v2 host), rooted there.
 	CgroupNSMade bool `json:"cgroupNSMade,omitempty"`
@@ -511,7 +514,7 @@ func runInit() {
 		}
 	} else if !mainStage {
 		var ds *spawned
-		ds, pty, err = spawnDirect(&cfg.Process, files, spawnOpts{cg: cg, held: swap != nil, parent: cfg.CloneParent})
+		ds, pty, err = spawnDirect(&cfg.Process, files, spawnOpts{cg: cg, held: swap != nil, parent: cfg.CloneParent, clone3: cfg.Clone3})
 		if err == nil && swap != nil {
 			if err = swapProcOf(swap, ds.pidfd); err != nil {
 				// A child that failed before its hold says why.
@@ -862,7 +865,7 @@ func (in *initState) handle(r *initproto.Received, from *initproto.Conn) {
 		)
 		if in.direct {
 			var ds *spawned
-			if ds, pty, err = spawnDirect(&spec, fds, spawnOpts{cg: in.cg}); err == nil {
+			if ds, pty, err = spawnDirect(&spec, fds, spawnOpts{cg: in.cg, clone3: in.cfg.Clone3}); err == nil {
 				pid, pidfd = ds.pid, ds.pidfd
 			}
 		} else {

@@ -97,9 +97,6 @@ func SwapProc(sw *ProcSwap, nsfd int) error {
 			return stepErr("mount proc", dst, err)
 		}
 		err = unix.Unmount(dst, unix.MNT_DETACH)
-		if err == unix.EINVAL {
-			err = nil // nothing mounted there yet (Plan.DeferProc)
-		}
 		if err == nil {
 			err = unix.MoveMount(mnt, "", unix.AT_FDCWD, dst, unix.MOVE_MOUNT_F_EMPTY_PATH)
 		}

@@ -149,14 +149,7 @@ func Setup(p *Plan) error {
 	}
 
 	// 3. System mounts, unless the caller mounts the same destination.
-	if !p.has("/proc") && p.DeferProc {
-		// SwapProc mounts it; only its mount point is made here.
-		fd, err := b.target("/proc", true)
-		if err != nil {
-			return stepErr("mount point", "/proc", err)
-		}
-		unix.Close(fd)
-	} else if !p.has("/proc") {
+	if !p.has("/proc") {
 		if procClone >= 0 {
 			err = b.attach(procClone, "/proc", true)
 		} else {
@@ -231,14 +224,6 @@ func Setup(p *Plan) error {
 			if err := propagate(c.fd, m.Propagation); err != nil {
 				return stepErr("set propagation", m.Destination, err)
 			}
-			continue
-		}
-		if m.Type == TypeProc && p.DeferProc {
-			fd, err := b.target(m.Destination, true)
-			if err != nil {
-				return stepErr("mount point", m.Destination, err)
-			}
-			unix.Close(fd)
 			continue
 		}
 		if err := b.mountUser(m); err != nil {

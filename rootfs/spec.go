@@ -190,10 +190,10 @@ type Plan struct {
 	NewCgroup bool `json:"newCgroup,omitempty"`
 	// CgroupV2 mounts a read-only cgroup2 at /sys/fs/cgroup (with NewCgroup).
 	CgroupV2 bool `json:"cgroupV2,omitempty"`
-	// DeferProc: Setup makes only the mount points of proc mounts, and
-	// skips the paths it would hide and protect below them; SwapProc
-	// mounts them once the pid namespace they show has its first process.
-	// Set by the process that runs Setup, never serialised.
+	// DeferProc: Setup skips the paths it would hide and protect below
+	// its proc mounts, which SwapProc replaces (and hides and protects)
+	// once the pid namespace they show has its first process. Set by the
+	// process that runs Setup, never serialised.
 	DeferProc bool `json:"-"`
 	// PidnsFD, when positive, is 1 + a descriptor of the pid namespace
 	// the container's processes live in (made before Setup): its proc

@@ -444,9 +444,9 @@ func runInit() {
 	}
 	if cfg.Plan != nil {
 		// A directly started main process gets its /proc after its
-		// fork: nothing to mount for the init before (in a user
-		// namespace a visible proc must be there for the new one).
-		cfg.Plan.DeferProc = swapNeeded && !mainStage && cfg.ProcPidns && !cfg.Plan.UserNS
+		// fork: what would be hidden in the one Setup mounts is hidden
+		// once, in that one.
+		cfg.Plan.DeferProc = swapNeeded && !mainStage && cfg.ProcPidns
 		if len(cfg.CreateContainerHooks) > 0 {
 			cfg.Plan.BeforePivot = func() error { return RunHooks(cfg.CreateContainerHooks, cfg.HookState) }
 		}

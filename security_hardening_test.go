@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -211,9 +212,13 @@ func hostEndpoints(t *testing.T, parent string) (sock, fifo string, accepted fun
 // connection. As a control, the same socket and FIFO bound into the
 // container explicitly are reachable, so the probe's checks can succeed.
 func TestHostRootHidesSocketsFIFOsSecrets(t *testing.T) {
-	shadow, err := os.ReadFile("/etc/shadow")
-	require.NoError(t, err)
-	require.Contains(t, string(shadow), "root:", "the host's /etc/shadow has no root entry to look for")
+	// The qemu guest's initramfs has no /etc/shadow: there the container
+	// must read nothing of it either.
+	if shadow, err := os.ReadFile("/etc/shadow"); err == nil {
+		require.Contains(t, string(shadow), "root:", "the host's /etc/shadow has no root entry to look for")
+	} else {
+		require.ErrorIs(t, err, fs.ErrNotExist)
+	}
 	var steps []probeStep
 	type endpoint struct {
 		sock, fifo string

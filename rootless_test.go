@@ -216,6 +216,15 @@ func TestRootlessDelegatedCgroup(t *testing.T) {
 	cmd.Dir = work
 	cmd.Env = []string{"VESSEL_ROOTLESS=1", "VESSEL_DELEGATED=1", "PATH=" + os.Getenv("PATH"), "TMPDIR=" + work, "HOME=" + work}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: gid}}
+	// Delegate: a cgroup below this program's own in every hierarchy,
+	// owned by the user, with the user's program in it.
+	dirs := testutil.GroupDirs(t, fmt.Sprintf("%s/delegated-%d", testutil.CgroupGroup, os.Getpid()))
+	require.NotEmpty(t, dirs)
+	v2 := false
+	if layout, _ := cgroups.Detect(); layout == cgroups.V2 {
+		v2 = true
+		cmd.Env = append(cmd.Env, "VESSEL_DELEGATED_PARENT="+strings.TrimPrefix(dirs[0], "/sys/fs/cgroup"))
+	}
 	release, err := cmd.StdinPipe()
 	require.NoError(t, err)
 	var out bytes.Buffer
@@ -223,10 +232,6 @@ func TestRootlessDelegatedCgroup(t *testing.T) {
 	require.NoError(t, cmd.Start())
 	defer cmd.Process.Kill()
 
-	// Delegate: a cgroup below this program's own in every hierarchy,
-	// owned by the user, with the user's program in it.
-	dirs := testutil.GroupDirs(t, fmt.Sprintf("%s/delegated-%d", testutil.CgroupGroup, os.Getpid()))
-	require.NotEmpty(t, dirs)
 	defer func() {
 		for _, d := range dirs {
 			// Whatever the user's containers left would show up here.
@@ -265,7 +270,22 @@ func TestRootlessDelegatedCgroup(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		require.NoError(t, os.WriteFile(filepath.Join(d, "cgroup.procs"), []byte(strconv.Itoa(cmd.Process.Pid)), 0o644))
+		into := d
+		if v2 {
+			// cgroup v2: a cgroup with processes cannot enable
+			// controllers for its children (the no-internal-process
+			// rule), so the user's program goes into a leaf and its
+			// containers go beside it, below the delegated cgroup (as
+			// systemd's Delegate=yes services arrange it).
+			into = filepath.Join(d, "leaf")
+			require.NoError(t, os.Mkdir(into, 0o755))
+			require.NoError(t, os.WriteFile(filepath.Join(d, "cgroup.subtree_control"), []byte("+memory +pids"), 0o644))
+			for _, f := range []string{"", "cgroup.procs", "cgroup.threads"} {
+				require.NoError(t, os.Chown(filepath.Join(into, f), uid, gid))
+			}
+			defer os.Remove(into)
+		}
+		require.NoError(t, os.WriteFile(filepath.Join(into, "cgroup.procs"), []byte(strconv.Itoa(cmd.Process.Pid)), 0o644))
 	}
 	_, err = release.Write([]byte("go\n"))
 	require.NoError(t, err)
@@ -279,7 +299,11 @@ func TestRootlessDelegatedCgroup(t *testing.T) {
 // a container's limits are set, its statistics read, and nothing warns.
 func rootlessDelegated(t *testing.T) {
 	require.NotZero(t, os.Geteuid())
-	c, _ := start(t, newConfig().WithMemoryLimit(64<<20).WithPids(32), "sleep", "10")
+	cfg := newConfig().WithMemoryLimit(64 << 20).WithPids(32)
+	if parent := os.Getenv("VESSEL_DELEGATED_PARENT"); parent != "" {
+		cfg.Cgroup.Parent = parent
+	}
+	c, _ := start(t, cfg, "sleep", "10")
 	assert.Empty(t, c.Warnings())
 	st, err := c.Stats()
 	require.NoError(t, err)

@@ -14,6 +14,8 @@ import (
 
 	"github.com/openvessel/vessel"
 	"github.com/openvessel/vessel/cgroups"
+	"github.com/openvessel/vessel/internal/testutil"
+	"github.com/openvessel/vessel/rootfs"
 )
 
 // The workload owns its container: vessel's init is outside its pid
@@ -244,5 +246,16 @@ func assertInitOutsideLimits(t *testing.T, c *vessel.Container) {
 		if strings.HasSuffix(p, "/"+c.ID()) {
 			t.Errorf("init in the container's %s cgroup %q", h, p)
 		}
+	}
+}
+
+// TestWorkdirCreated: a missing working directory of the main process is
+// made (as docker makes WORKDIR), here in a copy-on-write layer.
+func TestWorkdirCreated(t *testing.T) {
+	cfg := newConfig().WithRootfs(rootfs.EphemeralOverlay(testutil.BusyboxRootfs(t)))
+	cfg.Process.Dir = "/work/deep/er"
+	out, err := run(t, cfg, "/bin/sh", "-c", "pwd")
+	if err != nil || out != "/work/deep/er\n" {
+		t.Fatalf("pwd: %q %v", out, err)
 	}
 }

@@ -471,6 +471,13 @@ func runInit() {
 			exitWith(conn, "setdomainname", *cfg.Domainname, err)
 		}
 	}
+	// The main process's working directory is made when missing, as
+	// docker makes WORKDIR (a read-only root leaves it to chdir to say).
+	if d := cfg.Process.Dir; cfg.Plan != nil && d != "" && d != "/" {
+		if _, err := os.Stat(d); errors.Is(err, os.ErrNotExist) {
+			_ = os.MkdirAll(d, 0o755)
+		}
+	}
 	in := &initState{conn: conn, cfg: &cfg, procs: map[int]procRef{}, cg: cg}
 	in.direct = cfg.Direct
 	// The workload's own pid namespace: the next process this thread

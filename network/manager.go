@@ -455,7 +455,9 @@ func (m *Manager) release(host *netlink.Handle, st *state, ep *endpoint, ns netn
 	}
 	if ep.HostVeth != "" {
 		if link, err := host.LinkByName(ep.HostVeth); err == nil {
-			if err := host.LinkDel(link); err != nil {
+			// ENODEV: the veth went with its peer's network namespace
+			// meanwhile (a container whose processes just ended).
+			if err := host.LinkDel(link); err != nil && !errors.Is(err, unix.ENODEV) {
 				errs = append(errs, fmt.Errorf("network: delete %s: %w", ep.HostVeth, err))
 			}
 		}

@@ -410,6 +410,14 @@ func dump(ctx context.Context, op string, pid int, opts *Options) (*Stats, error
 		return nil, &HandoffError{Err: handoffErr}
 	}
 	if err != nil {
+		// CRIU died without an answer: its log says why.
+		if b, rerr := os.ReadFile(opts.logPath(op)); rerr == nil {
+			lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+			if len(lines) > 8 {
+				lines = lines[len(lines)-8:]
+			}
+			err = fmt.Errorf("criu %s: %w\n%s\n(full log: %s)", op, err, strings.Join(lines, "\n"), opts.logPath(op))
+		}
 		return nil, err
 	}
 	if !resp.Success {

@@ -26,15 +26,17 @@ func initOf(t *testing.T, c *vessel.Container) int {
 }
 
 // TestDirectStartCarriesProfile: with a profile the init can live under,
-// the init itself runs under it (seccomp filter, no_new_privs, the
-// container's bounding set) and starts processes with a plain fork+exec.
+// the init itself runs under it (no_new_privs, the container's bounding
+// set; the seccomp filter each process loads itself before execve, so
+// the init's thread has none) and starts processes with a plain
+// fork+exec.
 // The capabilities it keeps for itself (kill, setuid, setgid) must reach
 // no process: with every capability dropped, root and other users alike
 // come out with none.
 func TestDirectStartCarriesProfile(t *testing.T) {
 	c, _ := start(t, withProbe(t, newConfig().WithCapDrop("ALL")), "/probe", "sleep", "30")
 	ini := initOf(t, c)
-	for field, want := range map[string]string{"Seccomp": "2", "NoNewPrivs": "1", "CapBnd": "0000000000000000"} {
+	for field, want := range map[string]string{"Seccomp": "0", "NoNewPrivs": "1", "CapBnd": "0000000000000000"} {
 		if got := statusField(t, ini, field); got != want {
 			t.Errorf("init %s = %s, want %s (processes are not started directly)", field, got, want)
 		}
@@ -53,6 +55,9 @@ func TestDirectStartCarriesProfile(t *testing.T) {
 		if got != want {
 			t.Errorf("main process %s %s, want none", field, got)
 		}
+	}
+	if got := statusField(t, main, "Seccomp"); got != "2" {
+		t.Errorf("main process Seccomp = %s, want 2 (its filter)", got)
 	}
 	r := execReport(t, c, "/probe")
 	caps := r.Capabilities

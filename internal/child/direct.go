@@ -154,11 +154,29 @@ func DirectReason(cfg *Config) string {
 	return ""
 }
 
+// SeccompInChild says whether, in a direct start, each process loads
+// p's seccomp filter itself rather than inheriting it from the init's
+// thread: with no_new_privs (so an unprivileged process may load it) and
+// without a notify listener (which goes to a supervisor).
+func SeccompInChild(p *security.Prepared) bool {
+	return p != nil && p.NoNewPrivileges && p.Seccomp != nil && !p.Seccomp.Listener && len(p.Seccomp.Filter) > 0
+}
+
+// childSeccomp is the filter each directly started process loads.
+type childSeccomp struct {
+	filter []unix.SockFilter
+	prog   unix.SockFprog
+	flags  uintptr
+}
+
+// processSeccomp is set by applyToInit when processes load the filter.
+var processSeccomp *childSeccomp
+
 // Clone3Allowed says whether the init, carrying cfg's profile, may call
 // clone3 (parent side; memoised per compiled program).
 func Clone3Allowed(cfg *Config) bool {
 	sec := cfg.Process.Security
-	if sec == nil || sec.Seccomp == nil {
+	if sec == nil || sec.Seccomp == nil || SeccompInChild(sec) {
 		return true
 	}
 	if v, ok := clone3Verdicts.Load(sec.Seccomp); ok {
@@ -209,6 +227,20 @@ func applyToInit(spec *Process) error {
 		prep = &security.Prepared{NoNewPrivileges: spec.NoNewPriv}
 	}
 	own := *prep
+	if SeccompInChild(prep) {
+		// Each process loads the filter itself, last before execve
+		// (spawn.go): the init stays unfiltered, free to fork processes
+		// into a cgroup2 cgroup with clone3, which filters like Docker's
+		// answer with ENOSYS.
+		own.Seccomp = nil
+		p := prep.Seccomp
+		f := &childSeccomp{flags: uintptr(p.Flags)}
+		for _, ins := range p.Filter {
+			f.filter = append(f.filter, unix.SockFilter{Code: ins.Code, Jt: ins.Jt, Jf: ins.Jf, K: ins.K})
+		}
+		f.prog = unix.SockFprog{Len: uint16(len(f.filter)), Filter: &f.filter[0]}
+		processSeccomp = f
+	}
 	if c := prep.Capabilities; c != nil {
 		var hdr = unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 		var data [2]unix.CapUserData
@@ -260,6 +292,9 @@ func spawnDirect(spec *Process, files []uintptr, o spawnOpts) (sp *spawned, pty 
 	path := spec.Args[0]
 	args, env := spec.Args, spec.Env
 	a := &spawnAttr{setsid: true, pdeathsig: !o.parent, parent: o.parent, cgroupDir: -1}
+	if f := processSeccomp; f != nil {
+		a.seccomp, a.seccompFlags = &f.prog, f.flags
+	}
 	if o.cg != nil {
 		a.cgroups = o.cg.v1
 		switch {

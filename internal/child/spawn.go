@@ -69,6 +69,10 @@ type spawnAttr struct {
 	// execFD, with useExecFD, is executed instead of path (execveat).
 	execFD    int
 	useExecFD bool
+	// seccomp, when set, is loaded last before execve (with
+	// seccompFlags); the thread has no_new_privs already.
+	seccomp      *unix.SockFprog
+	seccompFlags uintptr
 	// errPipe is the write end of a close-on-exec pipe: a failing child
 	// writes its errno there.
 	errPipe int
@@ -226,6 +230,11 @@ func forkChild(a *spawnAttr) (pid int, pidfd int32, err1 syscall.Errno) {
 		// new pid namespace the parent is not visible: 0.)
 		if r1, _, _ = syscall.RawSyscall(unix.SYS_GETPPID, 0, 0, 0); r1 != 0 && r1 != a.ppid {
 			syscall.RawSyscall(unix.SYS_EXIT_GROUP, 253, 0, 0)
+		}
+	}
+	if a.seccomp != nil {
+		if _, _, err1 = syscall.RawSyscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, a.seccompFlags, uintptr(unsafe.Pointer(a.seccomp))); err1 != 0 {
+			goto fail
 		}
 	}
 	if a.useExecFD {

@@ -22,11 +22,14 @@ import (
 // the seccomp filter belong to the forking thread. So when the container's
 // profile is one that the init itself can live under, the init puts those
 // settings on its own main thread once, after the container is set up,
-// and then starts every process with a plain fork+exec from that thread
-// (syscall.ForkExec, which also sets the session, the controlling
-// terminal, uid, gid, groups, the working directory, the parent-death
-// signal and the descriptors). That replaces a fresh start of this
-// program per process (the exec stage) and is what makes Exec cheap.
+// and then starts every process with its own fork+exec from that thread
+// (spawn.go, which also joins the container's cgroup and sets the
+// session, the controlling terminal, uid, gid, groups, the working
+// directory, the parent-death signal and the descriptors). The seccomp
+// filter is the exception (SeccompInChild): each process loads it last
+// before execve, so that the init may use clone3. That replaces a fresh
+// start of this program per process (the exec stage) and is what makes
+// Exec cheap.
 //
 // The exec stage remains for what a plain fork cannot express:
 //   - the created state (OCI create), which holds the process before execve;

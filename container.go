@@ -595,7 +595,15 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 		return err
 	}
 	ic.Direct = child.DirectReason(ic) == ""
-	ic.Clone3 = ic.Direct && child.Clone3Allowed(ic)
+	// clone3 into a cgroup checks the forking process's own right to
+	// write there, which an init in a user namespace lacks, and, where
+	// cgroup2 delegates at namespaces (nsdelegate), that its cgroup
+	// namespace sees both cgroups: on a v2 host the init's is rooted at
+	// the container's cgroup, outside which the init lives. A process
+	// writing "0" through the files the parent opened is checked against
+	// the opener instead.
+	ic.Clone3 = ic.Direct && child.Clone3Allowed(ic) && !ns.IsNew(namespaces.User) && !inUserNamespace() &&
+		!(c.cg != nil && c.cg.Layout() == cgroups.V2 && ic.NewCgroupNS)
 	var cfgFiles []*os.File
 	if prepare {
 		// What the init must find done before it acts on its config: the

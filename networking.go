@@ -120,13 +120,7 @@ func (c *Container) setupNetwork(ctx context.Context, pid int) ([]rootfs.File, e
 	c.mu.Unlock()
 	bridge := att.Bridge()
 	c.addCleanup(func() error {
-		err := att.Teardown()
-		if bridge != "" {
-			// The peers' shared /etc/hosts forgets this container.
-			if herr := writeBridgeHosts(bridge, att, false); herr != nil && err == nil {
-				err = herr
-			}
-		}
+		err := ReleaseNetwork(att)
 		c.mu.Lock()
 		c.net = nil
 		c.mu.Unlock()
@@ -146,6 +140,21 @@ func (c *Container) setupNetwork(ctx context.Context, pid int) ([]rootfs.File, e
 		files[0] = rootfs.File{Path: "/etc/hosts", Source: bridgeHostsPath(bridge)}
 	}
 	return files, nil
+}
+
+// ReleaseNetwork tears a container's network attachment down (also one a
+// dead program left behind, found with network.DefaultManager.Attachment)
+// and takes the container out of its bridge's shared hosts file, which
+// goes with the bridge's last container.
+func ReleaseNetwork(att *network.Attachment) error {
+	bridge := att.Bridge()
+	err := att.Teardown()
+	if bridge != "" {
+		if herr := writeBridgeHosts(bridge, att, false); herr != nil && err == nil {
+			err = herr
+		}
+	}
+	return err
 }
 
 // bridgeHostsPath is the shared hosts file of the containers on a bridge,

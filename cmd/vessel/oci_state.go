@@ -239,7 +239,7 @@ func (g *globalOpts) destroyRecord(rec *oci.Record) error {
 	}
 	if rec.Network {
 		if a, err := network.DefaultManager.Attachment(rec.ID); err == nil {
-			if err := a.Teardown(); err != nil {
+			if err := vessel.ReleaseNetwork(a); err != nil {
 				errs = append(errs, err)
 			}
 		}

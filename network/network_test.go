@@ -350,7 +350,7 @@ func TestRateLimits(t *testing.T) {
 			}
 			stop := make(chan struct{})
 			defer close(stop)
-			got := measureRate(t, func() {
+			send := func() {
 				buf := make([]byte, 32<<10)
 				for {
 					select {
@@ -363,9 +363,22 @@ func TestRateLimits(t *testing.T) {
 						return
 					}
 				}
-			}, receiver)
-			t.Logf("%s: %.2f Mbit/s (limit %d Mbit/s)", dir, got/1e6, rate/1_000_000)
-			if got < rate*0.8 || got > rate*1.2 {
+			}
+			// Up to three measurements of the same stream: a busy CPU can
+			// only slow it (a shaper that lets more through fails at once).
+			var got float64
+			for try := 0; try < 3; try++ {
+				got = measureRate(t, send, receiver)
+				send = func() {} // the sender goes on
+				t.Logf("%s: %.2f Mbit/s (limit %d Mbit/s)", dir, got/1e6, rate/1_000_000)
+				if got > rate*1.2 {
+					t.Fatalf("%s rate %.2f Mbit/s, above %d Mbit/s by more than 20%%", dir, got/1e6, rate/1_000_000)
+				}
+				if got >= rate*0.8 {
+					break
+				}
+			}
+			if got < rate*0.8 {
 				t.Errorf("%s rate %.2f Mbit/s, want %d Mbit/s within 20%%", dir, got/1e6, rate/1_000_000)
 			}
 			sender.Close()

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/openvessel/vessel/internal/procfs"
 )
 
 // Problem is one thing in a process tree that CRIU cannot dump.
@@ -133,21 +135,4 @@ func socketProtocol(pid, fd int) int {
 }
 
 // TreePids returns pid and its descendants (host pids), parents first.
-func TreePids(pid int) []int {
-	out := []int{pid}
-	for i := 0; i < len(out); i++ {
-		tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", out[i]))
-		for _, t := range tasks {
-			data, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", out[i], t.Name()))
-			if err != nil {
-				continue
-			}
-			for _, f := range strings.Fields(string(data)) {
-				if n, err := strconv.Atoi(f); err == nil {
-					out = append(out, n)
-				}
-			}
-		}
-	}
-	return out
-}
+func TreePids(pid int) []int { return procfs.Descendants(pid) }

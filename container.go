@@ -697,6 +697,11 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 		}
 		break
 	}
+	if c.cg != nil {
+		// Its processes are in it now: empty again, it is vessel's to
+		// remove (cgroups.RemoveGroup).
+		c.cg.Settled()
+	}
 	if c.pty != nil {
 		c.ptyEnded = make(chan struct{})
 		startPTYCopy(c.pty, c.Stdin, c.Stdout, &c.ptyWG, c.ptyEnded)

@@ -63,6 +63,10 @@ type Manager struct {
 	created map[string]bool
 	// keep holds parents Destroy must leave (State.Keep).
 	keep map[string]bool
+	// groupLock is 1 + the descriptor of the shared lock on the cgroup's
+	// parent directory, held from Create until Settled (see lockGroup),
+	// or 0.
+	groupLock int
 }
 
 // ErrNotExist is returned (wrapped) by Load and Open when the container's
@@ -318,6 +322,14 @@ func (m *Manager) CreateStaged() (finish func() error, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := m.lockGroup(); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			m.unlockGroup()
+		}
+	}()
 	if _, ok := m.dirs[unifiedKey]; ok {
 		if err := m.makeKey(unifiedKey); err != nil {
 			m.removeDirs(false, m.created)
@@ -330,6 +342,7 @@ func (m *Manager) CreateStaged() (finish func() error, err error) {
 		defer func() {
 			if err != nil {
 				m.removeDirs(false, m.created)
+				m.unlockGroup()
 			}
 		}()
 		for _, key := range m.keys() {
@@ -703,6 +716,94 @@ func (m *Manager) Close() error {
 	return m.closeFD()
 }
 
+// A new cgroup is empty until the container's processes join it, which
+// they do themselves as they start (the init stays out of it): RemoveGroup,
+// which removes the empty cgroups of a group, must not take it meanwhile.
+// So the directory holding it (the group's, in one hierarchy: lockKey)
+// carries a lock: shared from Create until Settled, exclusive for
+// RemoveGroup's pass.
+
+// groupLockPatience is how long RemoveGroup waits for the starts under
+// way in its group (and a start for a RemoveGroup pass).
+const groupLockPatience = 30 * time.Second
+
+// lockKey is the hierarchy whose directory carries the lock.
+func lockKey(dirs map[string]string) string {
+	if _, ok := dirs[unifiedKey]; ok {
+		return unifiedKey
+	}
+	var first string
+	for k := range dirs {
+		if first == "" || k < first {
+			first = k
+		}
+	}
+	return first
+}
+
+// lockDir opens dir (made if missing) and takes the lock how says on it,
+// waiting for it until patience has passed (unix.EWOULDBLOCK then); a
+// directory RemoveGroup removed meanwhile is made again.
+func lockDir(dir string, how int, patience time.Duration) (int, error) {
+	deadline := time.Now().Add(patience)
+	for try := 0; ; try++ {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return -1, fmt.Errorf("cgroups: %w", err)
+		}
+		fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err == nil {
+			for delay := time.Millisecond; ; {
+				err = unix.Flock(fd, how|unix.LOCK_NB)
+				if err != unix.EWOULDBLOCK && err != unix.EINTR || time.Now().After(deadline) {
+					break
+				}
+				time.Sleep(delay)
+				delay = min(2*delay, 50*time.Millisecond)
+			}
+			if err == unix.EWOULDBLOCK {
+				unix.Close(fd)
+				return -1, fmt.Errorf("cgroups: lock %s: %w", dir, err)
+			}
+			var held, now unix.Stat_t
+			if err == nil && unix.Fstat(fd, &held) == nil && unix.Stat(dir, &now) == nil && held.Ino == now.Ino && held.Dev == now.Dev {
+				return fd, nil
+			}
+			unix.Close(fd)
+		}
+		if try == 10 {
+			if err == nil {
+				err = errors.New("removed while locking")
+			}
+			return -1, fmt.Errorf("cgroups: lock %s: %w", dir, err)
+		}
+	}
+}
+
+// lockGroup takes the shared lock on the cgroup's parent directory.
+func (m *Manager) lockGroup() error {
+	fd, err := lockDir(filepath.Dir(m.dirs[lockKey(m.dirs)]), unix.LOCK_SH, groupLockPatience)
+	if err != nil {
+		return err
+	}
+	m.groupLock = fd + 1
+	return nil
+}
+
+func (m *Manager) unlockGroup() {
+	if m.groupLock > 0 {
+		unix.Close(m.groupLock - 1)
+		m.groupLock = 0
+	}
+}
+
+// Settled says the container's processes are in its cgroup (or the
+// container is gone): RemoveGroup may take the cgroup once it is empty.
+func (m *Manager) Settled() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.unlockGroup()
+}
+
 func (m *Manager) closeFD() error {
 	if m.fd < 0 {
 		return nil
@@ -771,6 +872,7 @@ func (m *Manager) Destroy() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.closeFD()
+	m.unlockGroup()
 	if m.removeEmpty() {
 		return nil
 	}
@@ -935,6 +1037,18 @@ func RemoveGroup(group string) error {
 	dirs, err := placement(sys, self, "", group)
 	if err != nil {
 		return err
+	}
+	// Not while a container of the group is starting (lockGroup).
+	key := lockKey(dirs)
+	if _, err := os.Stat(dirs[key]); err == nil {
+		fd, err := lockDir(dirs[key], unix.LOCK_EX, groupLockPatience)
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return fmt.Errorf("cgroups: group %s: a container of it is still starting after %v: %w", group, groupLockPatience, err)
+		}
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
 	}
 	var errs []error
 	for _, h := range sys.hierarchies() {

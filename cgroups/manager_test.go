@@ -865,6 +865,7 @@ func TestCpusetParentsKeptUntilRemoveGroup(t *testing.T) {
 	if err := busy.Add(cmd.Process.Pid); err != nil {
 		t.Fatal(err)
 	}
+	busy.Settled()
 	if err := RemoveGroup(group); err != nil {
 		t.Fatal(err)
 	}
@@ -898,5 +899,60 @@ func TestCpusetParentsKeptUntilRemoveGroup(t *testing.T) {
 	}
 	if err := RemoveGroup("/abs"); err == nil {
 		t.Error("RemoveGroup accepted an absolute path")
+	}
+}
+
+// TestRemoveGroupSparesStartingCgroups: a cgroup is empty from Create
+// until its container's processes join it (Settled); a RemoveGroup of its
+// group meanwhile, from this or another program, waits for that instead
+// of removing it, then removes it once it is empty and settled.
+func TestRemoveGroupSparesStartingCgroups(t *testing.T) {
+	group := fmt.Sprintf("vessel-test/starting-%d", os.Getpid())
+	m, err := New(Options{Name: group + "/c"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Create(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Destroy() })
+	done := make(chan error, 1)
+	go func() { done <- RemoveGroup(group) }()
+	time.Sleep(300 * time.Millisecond)
+	for _, d := range m.State().Dirs {
+		if _, err := os.Stat(d); err != nil {
+			t.Fatalf("RemoveGroup took %s while its container was starting: %v", d, err)
+		}
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("RemoveGroup returned while a container of its group was starting: %v", err)
+	default:
+	}
+	m.Settled()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range m.State().Dirs {
+		if _, err := os.Stat(d); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("RemoveGroup left the settled, empty %s (%v)", d, err)
+		}
+	}
+	// Another program's RemoveGroup waits the same way (flock, not a
+	// lock of this process).
+	m2, err := New(Options{Name: group + "/c2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m2.Create(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m2.Destroy() })
+	if out, err := exec.Command("flock", "-n", "-x", filepath.Dir(m2.State().Dirs[lockKey(m2.dirs)]), "true").CombinedOutput(); err == nil {
+		t.Fatalf("the group's directory is not locked while a container of it starts: %s", out)
+	}
+	m2.Settled()
+	if out, err := exec.Command("flock", "-n", "-x", filepath.Dir(m2.State().Dirs[lockKey(m2.dirs)]), "true").CombinedOutput(); err != nil {
+		t.Fatalf("the group's directory is still locked once settled: %v %s", err, out)
 	}
 }

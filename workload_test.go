@@ -259,3 +259,69 @@ func TestWorkdirCreated(t *testing.T) {
 		t.Fatalf("pwd: %q %v", out, err)
 	}
 }
+
+// statusMasks reads the SigIgn and SigBlk lines of a /proc/PID/status.
+func statusMasks(t *testing.T, status string) (ign, blk string) {
+	t.Helper()
+	for _, l := range strings.Split(status, "\n") {
+		if v, ok := strings.CutPrefix(l, "SigIgn:"); ok {
+			ign = strings.TrimSpace(v)
+		}
+		if v, ok := strings.CutPrefix(l, "SigBlk:"); ok {
+			blk = strings.TrimSpace(v)
+		}
+	}
+	if ign == "" || blk == "" {
+		t.Fatalf("no SigIgn/SigBlk in:\n%s", status)
+	}
+	return ign, blk
+}
+
+// TestWorkloadStartsWithDefaultSignals: the init ignores the signals it
+// forwards until it catches them (a start does not wait for that), and
+// none of it reaches a process it starts: the main process and an Exec'd
+// one start with no signal ignored and none blocked, as under runc.
+func TestWorkloadStartsWithDefaultSignals(t *testing.T) {
+	const none = "0000000000000000"
+	out, err := run(t, newConfig(), "/bin/cat", "/proc/self/status")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if ign, blk := statusMasks(t, out); ign != none || blk != none {
+		t.Errorf("main process: SigIgn %s SigBlk %s, want none", ign, blk)
+	}
+	c, _ := start(t, newConfig(), "sleep", "30")
+	stdout, stderr, err := execOut(t, c, vessel.Command("/bin/cat", "/proc/self/status"))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, stderr)
+	}
+	if ign, blk := statusMasks(t, stdout); ign != none || blk != none {
+		t.Errorf("exec'd process: SigIgn %s SigBlk %s, want none", ign, blk)
+	}
+}
+
+// TestInitSurvivesSignalsAtStart: SIGTERM, SIGINT and SIGHUP sent to the
+// init as soon as Start returns, before it catches them, do not end it
+// (it ignores them until then): the container runs on and still answers.
+func TestInitSurvivesSignalsAtStart(t *testing.T) {
+	for i := 0; i < 5; i++ {
+		c, _ := start(t, newConfig(), "sleep", "30")
+		pid := c.State().InitPid
+		for _, s := range []unix.Signal{unix.SIGTERM, unix.SIGINT, unix.SIGHUP} {
+			if err := unix.Kill(pid, s); err != nil {
+				t.Fatalf("kill init %d: %v", pid, err)
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+		if st := c.State(); st.Status != vessel.Running {
+			t.Fatalf("run %d: after signals to the init the container is %v", i, st.Status)
+		}
+		out, _, err := execOut(t, c, vessel.Command("/bin/echo", "alive"))
+		if err != nil || out != "alive\n" {
+			t.Fatalf("run %d: exec after signals to the init: %q, %v", i, out, err)
+		}
+		if err := c.Destroy(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -41,12 +41,16 @@ import (
 //   - rlimits that would hamper the init (CPU, AS, DATA, NPROC, a small
 //     NOFILE);
 //   - a joined pid namespace (the init is not visible there, so a
-//     parent-death signal cannot be checked).
+//     parent-death signal cannot be checked);
+//   - Landlock with a pid namespace of the container's own (the main
+//     process mounts that namespace's /proc itself, which a Landlock
+//     domain forbids).
 //
 // The init keeps CAP_KILL, CAP_SETUID and CAP_SETGID in its own effective
 // set even when the profile drops them (it signals and starts processes of
-// other users); none survives into a process: execve recomputes them from
-// the bounding set (root) or clears them (other users).
+// other users), and CAP_SYS_ADMIN while the main process must mount its
+// /proc; none survives into a process: execve recomputes them from the
+// bounding set (root) or clears them (other users).
 
 // initCalls are the system calls the init makes after it applied the
 // profile to itself: the Go runtime's, the init's own (reaping, the
@@ -140,6 +144,11 @@ func DirectReason(cfg *Config) string {
 	if sec.Securebits != nil {
 		return "securebits"
 	}
+	if sec.Landlock != nil && sec.Landlock.Enabled && cfg.Plan != nil && cfg.NewPIDNS {
+		// The main process mounts its /proc after the init's main
+		// thread took the profile, which Landlock forbids.
+		return "Landlock with a /proc of the container's own"
+	}
 	if c := sec.Capabilities; c != nil {
 		if c.Ambient != 0 {
 			return "ambient capabilities"
@@ -213,7 +222,7 @@ func seccompStopsInit(p *security.Program) string {
 // oom_score_adj and umask on the process, no supplementary groups, and
 // the security profile on the calling (main) thread. The init stays uid
 // and gid 0 and keeps initOwnCaps when it holds them.
-func applyToInit(spec *Process) error {
+func applyToInit(spec *Process, extraCaps uint64) error {
 	for _, rl := range spec.Rlimits {
 		if err := rl.Apply(); err != nil {
 			return &stageError{initproto.ErrorInfo{Step: "setrlimit", Path: rl.Type, Msg: err.Error(), Errno: errnoOf(err)}}
@@ -252,7 +261,7 @@ func applyToInit(spec *Process) error {
 		}
 		have := uint64(data[0].Permitted) | uint64(data[1].Permitted)<<32
 		cs := *c
-		keep := (c.Bounding | initOwnCaps) & have
+		keep := (c.Bounding | initOwnCaps | extraCaps) & have
 		cs.Effective, cs.Permitted = keep, keep
 		own.Capabilities = &cs
 	}
@@ -272,8 +281,8 @@ type spawnOpts struct {
 	// cg: the container's cgroup, which the process joins before it
 	// runs anything.
 	cg *cgroupSet
-	// held: the process waits before execve until released (spawned.release).
-	held bool
+	// proc: the process mounts its pid namespace's /proc (procSteps).
+	proc []procStep
 	// parent: the process becomes the init's sibling (CLONE_PARENT).
 	parent bool
 	// clone3: the profile the init carries lets it call clone3.
@@ -353,12 +362,21 @@ func spawnDirect(spec *Process, files []uintptr, o spawnOpts) (sp *spawned, pty 
 	for i, f := range files {
 		a.fds[i] = int(f)
 	}
-	sp, err = spawnRaw(path, args, env, a, o.held)
+	a.proc = o.proc
+	sp, err = spawnRaw(path, args, env, a)
 	if err != nil {
 		if master != nil {
 			master.Close()
 		}
-		return nil, nil, &stageError{initproto.ErrorInfo{Step: "exec", Path: path, Msg: err.Error(), Errno: errnoOf(err)}}
+		info := initproto.ErrorInfo{Step: "exec", Path: path, Msg: err.Error(), Errno: errnoOf(err)}
+		var ce *childError
+		if errors.As(err, &ce) {
+			info.Step, info.Msg = ce.Step, ce.Errno.Error()
+			if ce.Path != "" {
+				info.Path = ce.Path
+			}
+		}
+		return nil, nil, &stageError{info}
 	}
 	return sp, master, nil
 }

@@ -229,18 +229,34 @@ func syncFD() int {
 // They are the ones a supervisor or the container's own tools send to PID
 // 1, SIGCHLD, and those the Go runtime would die of if they came before
 // they are caught (ABRT, SYS, STKFLT, ILL, TRAP sent by someone).
-var firstSignals = []os.Signal{
-	syscall.SIGCHLD, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP,
+var firstSignals = append([]os.Signal{syscall.SIGCHLD}, ignoredFirst...)
+
+// ignoredFirst are firstSignals but SIGCHLD (ignoring it would have the
+// kernel reap children), ignored from the init's first instruction until
+// caught. forkChild resets them in every child: resetSignals.
+var ignoredFirst = []os.Signal{
+	syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP,
 	syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGWINCH,
 	syscall.SIGCONT, syscall.SIGTSTP, syscall.SIGALRM, syscall.SIGPWR,
 	syscall.SIGABRT, syscall.SIGSYS, syscall.SIGSTKFLT, syscall.SIGILL, syscall.SIGTRAP,
 }
 
-// restSignalsAfter is how long after the main process starts the other
-// signals (the real-time ones, TTIN, TTOU, URG, XCPU, ...) are caught and
-// forwarded too. Until then the runtime drops them. A container that ends
+// resetSignals are ignoredFirst's numbers, for the forked child.
+var resetSignals = func() []uintptr {
+	out := make([]uintptr, len(ignoredFirst))
+	for i, s := range ignoredFirst {
+		out[i] = uintptr(s.(syscall.Signal))
+	}
+	return out
+}()
+
+// restSignalsAfter is how long after the main process starts the init
+// catches signals (firstSignals first, then the real-time ones, TTIN,
+// TTOU, URG, XCPU, ...) and forwards them. Until then firstSignals are
+// ignored and the rest dropped by the runtime. A container that ends
 // sooner never pays for catching them: a round trip to the runtime's
-// signal-mask thread each, about 1.5 ms of a start on a 2-CPU VM.
+// signal-mask thread each, on the init's only P, about 40 us each on a
+// 2-CPU VM (0.7 ms for firstSignals alone).
 const restSignalsAfter = 20 * time.Millisecond
 
 // takeStdio makes the first three files descriptors 0, 1 and 2 (inherited
@@ -262,20 +278,39 @@ func takeStdio(files []*os.File) error {
 // root filesystem, starts the main process and then serves the parent.
 func runInit() {
 	// Catching a signal takes a round trip to the runtime's signal-mask
-	// thread, one thread switch each way, for each of the 64 signals. The
-	// first ones are caught before the main process starts, the rest
-	// restSignalsAfter it. All of it on the side of the main goroutine.
+	// thread, one thread switch each way: too slow for a start, which the
+	// round trips would also keep from the only P. So firstSignals are
+	// ignored from the start (no round trip; a signal must not kill the
+	// init), and caught restSignalsAfter the main process started, or
+	// before something needs them. Every process the init forks sets them
+	// back to their defaults (forkChild), so nothing it starts inherits
+	// the ignoring; os/exec does not, so hooks wait until they are caught.
+	// A spare catches them all while it waits.
 	sigs := make(chan os.Signal, 64)
 	sigsReady, allSigs := make(chan struct{}), make(chan struct{})
 	spare := os.Args[0] == SpareArg0
-	go func() {
-		signal.Notify(sigs, firstSignals...)
-		close(sigsReady)
-		if spare {
-			signal.Notify(sigs)
-			close(allSigs)
-		}
-	}()
+	signal.Ignore(ignoredFirst...)
+	var catchOnce sync.Once
+	catchSignals := func() {
+		catchOnce.Do(func() {
+			go func() {
+				signal.Notify(sigs, firstSignals...)
+				close(sigsReady)
+				if spare {
+					signal.Notify(sigs)
+					close(allSigs)
+				}
+			}()
+		})
+	}
+	// caught waits until the first signals are caught.
+	caught := func() {
+		catchSignals()
+		<-sigsReady
+	}
+	if spare {
+		catchSignals()
+	}
 	conn := initproto.FromFD(syncFD())
 	if err := openSelfExe(); err != nil {
 		os.Exit(125)
@@ -408,13 +443,12 @@ func runInit() {
 	for i := 0; i < cfg.NumExtras; i++ {
 		files = append(files, uintptr(syncFD()+1+i))
 	}
-	// Without proc's pidns= option only a process of the workload's new
-	// pid namespace can mount its /proc: the main process then starts
-	// through the exec stage (forked while the init still holds its
-	// privileges, it mounts /proc as PID 1 and applies its own profile);
-	// Execs stay direct.
+	// The workload's /proc is its pid namespace's. A directly started
+	// main process, PID 1 there, mounts it itself before its execve
+	// (procSteps); one started by the exec stage gets it from Setup
+	// (pidns=) or mounts it itself in the stage.
 	swapNeeded := cfg.Plan != nil && (cfg.NewPIDNS || joinsPID(cfg.Joins))
-	mainStage := cfg.Restore == nil && (!cfg.Direct || (swapNeeded && !cfg.ProcPidns))
+	mainStage := cfg.Restore == nil && !cfg.Direct
 	// A main process started by the stage is forked now, PID 1 of the
 	// new namespace before the root filesystem is built: its Go start
 	// overlaps with that work, and /proc is mounted for its namespace in
@@ -426,7 +460,7 @@ func runInit() {
 				exitWith(conn, "unshare pid namespace", "", err)
 			}
 		}
-		<-sigsReady
+		caught()
 		if early, err = forkStage(files, cg.joinFDs(), cfg.CloneParent); err != nil {
 			var se *stageError
 			errors.As(err, &se)
@@ -446,9 +480,12 @@ func runInit() {
 		// A directly started main process gets its /proc after its
 		// fork: what would be hidden in the one Setup mounts is hidden
 		// once, in that one.
-		cfg.Plan.DeferProc = swapNeeded && !mainStage && cfg.ProcPidns
+		cfg.Plan.DeferProc = swapNeeded && !mainStage
 		if len(cfg.CreateContainerHooks) > 0 {
-			cfg.Plan.BeforePivot = func() error { return RunHooks(cfg.CreateContainerHooks, cfg.HookState) }
+			cfg.Plan.BeforePivot = func() error {
+				caught()
+				return RunHooks(cfg.CreateContainerHooks, cfg.HookState)
+			}
 		}
 		if err := rootfs.Setup(cfg.Plan); err != nil {
 			if early != nil {
@@ -480,6 +517,7 @@ func runInit() {
 	}
 	in := &initState{conn: conn, cfg: &cfg, procs: map[int]procRef{}, cg: cg}
 	in.direct = cfg.Direct
+	in.sigsCaught = caught
 	// The workload's own pid namespace: the next process this thread
 	// forks is its PID 1, those after it join it. The init stays where it
 	// is, invisible from inside.
@@ -489,12 +527,28 @@ func runInit() {
 		}
 	}
 	// Its /proc, where Setup mounted one for the init's namespace.
-	var swap *rootfs.ProcSwap
+	var (
+		swap       *rootfs.ProcSwap
+		steps      []procStep
+		closeSteps = func() {}
+	)
 	if swapNeeded {
 		swap = cfg.Plan.ProcSwap()
+		if !mainStage && cfg.Restore == nil {
+			if steps, closeSteps, err = procSteps(swap); err != nil {
+				exitWith(conn, "mount /proc", "/proc", err)
+			}
+		}
 	}
 	carry := func() {
-		if err := applyToInit(&cfg.Process); err != nil {
+		// The main process mounts its /proc with the init's main
+		// thread's capabilities (none survives its execve but those of
+		// its profile).
+		var extra uint64
+		if steps != nil {
+			extra = 1 << unix.CAP_SYS_ADMIN
+		}
+		if err := applyToInit(&cfg.Process, extra); err != nil {
 			var se *stageError
 			errors.As(err, &se)
 			_ = conn.Send(&initproto.Message{Type: initproto.TypeError, Error: &se.info})
@@ -503,10 +557,6 @@ func runInit() {
 	}
 	if in.direct && !mainStage {
 		carry()
-	}
-	// Signals must be watched before the first child can exit.
-	if early == nil {
-		<-sigsReady
 	}
 	var (
 		pid   int
@@ -521,22 +571,8 @@ func runInit() {
 		}
 	} else if !mainStage {
 		var ds *spawned
-		ds, pty, err = spawnDirect(&cfg.Process, files, spawnOpts{cg: cg, held: swap != nil, parent: cfg.CloneParent, clone3: cfg.Clone3})
-		if err == nil && swap != nil {
-			if err = swapProcOf(swap, ds.pidfd); err != nil {
-				// A child that failed before its hold says why.
-				unix.Close(ds.hold)
-				ds.hold = -1
-				if cerr := ds.result(); cerr != nil {
-					exitWith(conn, "start process", cfg.Process.Args[0], cerr)
-				}
-				ds.abort()
-				exitWith(conn, "mount /proc", "/proc", err)
-			}
-			if err = ds.release(); err != nil {
-				err = &stageError{initproto.ErrorInfo{Step: "exec", Path: cfg.Process.Args[0], Msg: err.Error(), Errno: errnoOf(err)}}
-			}
-		}
+		ds, pty, err = spawnDirect(&cfg.Process, files, spawnOpts{cg: cg, proc: steps, parent: cfg.CloneParent, clone3: cfg.Clone3})
+		closeSteps()
 		if err == nil {
 			pid, pidfd = ds.pid, ds.pidfd
 		}
@@ -557,7 +593,10 @@ func runInit() {
 		unix.Close(syncFD() + 1 + i)
 	}
 	if !spare {
-		time.AfterFunc(restSignalsAfter, func() { signal.Notify(sigs) })
+		time.AfterFunc(restSignalsAfter, func() {
+			caught()
+			signal.Notify(sigs)
+		})
 	}
 	if err != nil {
 		var se *stageError
@@ -605,6 +644,9 @@ type initState struct {
 	direct bool
 	// cg is the container's cgroup, which every process joins.
 	cg *cgroupSet
+	// sigsCaught returns once firstSignals are caught (ignored before:
+	// see runInit).
+	sigsCaught func()
 
 	// The main thread waits in epoll for everything at once: control
 	// connections, the attach socket, pidfds of the processes it started
@@ -836,6 +878,7 @@ func (in *initState) handle(r *initproto.Received, from *initproto.Conn) {
 			_ = from.Send(&initproto.Message{Type: initproto.TypeError, Error: &initproto.ErrorInfo{Step: "start", Msg: "the container's process is not waiting to start"}})
 			return
 		}
+		in.sigsCaught()
 		if err := RunHooks(in.cfg.StartContainerHooks, r.Payload); err != nil {
 			_ = from.Send(&initproto.Message{Type: initproto.TypeError, Error: &initproto.ErrorInfo{Step: "startContainer hook", Msg: err.Error()}})
 			return
@@ -992,7 +1035,7 @@ func forkStage(files []uintptr, cgroups []int, sibling bool) (*stageProc, error)
 	for _, fd := range all {
 		a.fds = append(a.fds, int(fd))
 	}
-	ds, err := spawnRaw("", []string{"vessel-exec"}, env, a, false)
+	ds, err := spawnRaw("", []string{"vessel-exec"}, env, a)
 	child.Close()
 	if err != nil {
 		parentEnd.Close()

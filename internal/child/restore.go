@@ -56,7 +56,7 @@ func restoreTree(spec *RestoreSpec, files []uintptr) (int, int, error) {
 	}
 	// criu runs with the init's privileges, outside the container's
 	// cgroup (it places the restored tasks there itself).
-	sp, err := spawnRaw(spec.Args[0], spec.Args, spec.Env, &spawnAttr{fds: fds, cgroupDir: -1}, false)
+	sp, err := spawnRaw(spec.Args[0], spec.Args, spec.Env, &spawnAttr{fds: fds, cgroupDir: -1})
 	if err != nil {
 		return 0, -1, fmt.Errorf("start %s: %w", spec.Args[0], err)
 	}

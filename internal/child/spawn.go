@@ -14,11 +14,12 @@ import (
 // container's cgroup (the init itself stays outside it, so a process
 // forked by the init starts in the init's cgroup and must move before it
 // runs anything of its own, or a fork bomb could leave children behind in
-// the init's cgroup), and wait for the init (the main process waits while
-// the init mounts the /proc of the pid namespace it is PID 1 of, or, in
-// the OCI created state, until start). So the init forks with its own
-// child code: like syscall's, it runs only raw system calls between the
-// fork and execve, with the runtime told about the fork (the same hooks
+// the init's cgroup), and, for the main process, mount the /proc of the
+// pid namespace it is PID 1 of (only a process of that namespace can,
+// without proc's pidns= option; doing it there also spares the init a
+// hand-over). So the init forks with its own child code: like syscall's,
+// a vfork (vforkSyscall) running only raw system calls between the fork
+// and execve, with the runtime told about the fork (the same hooks
 // os/exec uses).
 
 //go:linkname runtimeBeforeFork syscall.runtime_BeforeFork
@@ -50,9 +51,10 @@ type spawnAttr struct {
 	// cgroupDir, when >= 0, is the container's cgroup2 directory: the
 	// child is forked into it (clone3 CLONE_INTO_CGROUP).
 	cgroupDir int
-	// hold, when >= 0, is read before anything else but the cgroup move:
-	// one byte lets the child go on; end-of-file makes it exit.
-	hold     int
+	// proc are the mounts of the /proc of the pid namespace the child is
+	// the first process of, made by the child before anything else but
+	// the cgroup move (procSteps).
+	proc     []procStep
 	setsid   bool
 	setctty  bool // descriptor 0 becomes the controlling terminal
 	cred     bool
@@ -79,42 +81,89 @@ type spawnAttr struct {
 	clone3  cloneArgs
 }
 
-// forkChild forks; the child does what a says and execs. It returns the
-// child's pid and pidfd (CLONE_PIDFD).
+// Steps of the child, named in its errors (childError).
+const (
+	stepCgroup = iota + 1
+	stepProc
+	stepSession
+	stepFiles
+	stepTerminal
+	stepCredentials
+	stepChdir
+	stepDeathSignal
+	stepSeccomp
+	stepExec
+)
+
+var stepNames = [...]string{
+	stepCgroup:      "join cgroup",
+	stepProc:        "mount /proc",
+	stepSession:     "setsid",
+	stepFiles:       "set up descriptors",
+	stepTerminal:    "set controlling terminal",
+	stepCredentials: "set credentials",
+	stepChdir:       "chdir",
+	stepDeathSignal: "parent-death signal",
+	stepSeccomp:     "load seccomp filter",
+	stepExec:        "exec",
+}
+
+// childReport is what a failing child writes to its error pipe.
+type childReport struct {
+	errno syscall.Errno
+	step  uintptr
+	// index is the failing procStep's (stepProc).
+	index uintptr
+}
+
+// childError is a child's failure before its execve.
+type childError struct {
+	Step  string
+	Path  string // the procStep's path, for stepProc
+	Errno syscall.Errno
+}
+
+func (e *childError) Error() string {
+	if e.Path != "" {
+		return e.Step + " " + e.Path + ": " + e.Errno.Error()
+	}
+	return e.Step + ": " + e.Errno.Error()
+}
+
+func (e *childError) Unwrap() error { return e.Errno }
+
+// forkChild forks (a vfork where vforkFlags has one: no page tables
+// copied, no copy-on-write faults in the init afterwards, nothing to tear
+// down at the child's execve); the child does what a says and
+// execs, and the parent returns once it has, or has failed. It returns
+// the child's pid and pidfd (CLONE_PIDFD). The child writes nothing the
+// parent reads again but a's slices and its own frame, which the parent
+// leaves at once. The caller has called runtimeBeforeFork and calls
+// runtimeAfterFork.
 //
+//go:noinline
 //go:norace
 //go:nosplit
 func forkChild(a *spawnAttr) (pid int, pidfd int32, err1 syscall.Errno) {
 	var (
-		r1    uintptr
-		i     int
-		next  int
-		one   [1]byte
-		zero  = [1]byte{'0'}
-		flags uintptr
+		r1     uintptr
+		i      int
+		next   int
+		fsfd   uintptr
+		mnt    uintptr
+		step   uintptr
+		zero   = [1]byte{'0'}
+		flags  uintptr
+		e      uintptr
+		report childReport
+		// dfl is a kernel struct sigaction of zeroes: SIG_DFL.
+		dfl [4]uint64
 	)
 	pidfd = -1
-	flags = unix.CLONE_PIDFD | uintptr(unix.SIGCHLD)
+	flags = vforkFlags | unix.CLONE_PIDFD | uintptr(unix.SIGCHLD)
 	if a.parent {
 		flags |= unix.CLONE_PARENT
 	}
-	// The descriptors are rearranged above every number the child keeps.
-	next = len(a.fds)
-	for i = 0; i < len(a.fds); i++ {
-		if a.fds[i] >= next {
-			next = a.fds[i] + 1
-		}
-	}
-	if a.hold >= next {
-		next = a.hold + 1
-	}
-	if a.errPipe >= next {
-		next = a.errPipe + 1
-	}
-	if a.useExecFD && a.execFD >= next {
-		next = a.execFD + 1
-	}
-
 	if a.cgroupDir >= 0 {
 		a.clone3 = cloneArgs{
 			flags:      uint64(flags&^0xff) | unix.CLONE_INTO_CGROUP,
@@ -122,41 +171,106 @@ func forkChild(a *spawnAttr) (pid int, pidfd int32, err1 syscall.Errno) {
 			exitSignal: uint64(unix.SIGCHLD),
 			cgroup:     uint64(a.cgroupDir),
 		}
-	}
-
-	runtimeBeforeFork()
-	if a.cgroupDir >= 0 {
-		r1, _, err1 = syscall.RawSyscall(unix.SYS_CLONE3, uintptr(unsafe.Pointer(&a.clone3)), unsafe.Sizeof(a.clone3), 0)
+		r1, e = vforkSyscall(unix.SYS_CLONE3, uintptr(unsafe.Pointer(&a.clone3)), unsafe.Sizeof(a.clone3), 0)
 	} else {
-		r1, _, err1 = syscall.RawSyscall6(unix.SYS_CLONE, flags, 0, uintptr(unsafe.Pointer(&pidfd)), 0, 0, 0)
+		r1, e = vforkSyscall(unix.SYS_CLONE, flags, 0, uintptr(unsafe.Pointer(&pidfd)))
 	}
+	err1 = syscall.Errno(e)
 	if err1 != 0 || r1 != 0 {
-		runtimeAfterFork()
+		// The parent: only the results of vforkSyscall, written after the
+		// child has gone.
 		return int(r1), pidfd, err1
 	}
 
 	// The child: only raw system calls from here.
 	runtimeAfterForkInChild()
+	// The signals the init ignores while it starts are not the child's to
+	// inherit (an ignored signal stays ignored across execve).
+	for i = 0; i < len(resetSignals); i++ {
+		syscall.RawSyscall6(unix.SYS_RT_SIGACTION, resetSignals[i], uintptr(unsafe.Pointer(&dfl)), 0, 8, 0, 0)
+	}
+	step = stepCgroup
 	for i = 0; i < len(a.cgroups); i++ {
 		if _, _, err1 = syscall.RawSyscall(unix.SYS_WRITE, uintptr(a.cgroups[i]), uintptr(unsafe.Pointer(&zero[0])), 1); err1 != 0 {
 			goto fail
 		}
 	}
-	if a.hold >= 0 {
-		r1, _, err1 = syscall.RawSyscall(unix.SYS_READ, uintptr(a.hold), uintptr(unsafe.Pointer(&one[0])), 1)
-		if err1 != 0 || r1 != 1 {
-			// The init gave up on this process.
-			syscall.RawSyscall(unix.SYS_EXIT_GROUP, 253, 0, 0)
+	// The /proc of the pid namespace this process is the first of: a new
+	// proc instance replaces the init's, then what Setup would hide and
+	// protect below it is hidden and protected again.
+	step = stepProc
+	for i = 0; i < len(a.proc); i++ {
+		switch a.proc[i].op {
+		case procMount:
+			if r1, _, err1 = syscall.RawSyscall(unix.SYS_FSOPEN, uintptr(unsafe.Pointer(&procName[0])), unix.FSOPEN_CLOEXEC, 0); err1 != 0 {
+				goto fail
+			}
+			fsfd = r1
+			// The source runc and Setup give it (mountinfo shows it).
+			if _, _, err1 = syscall.RawSyscall6(unix.SYS_FSCONFIG, fsfd, unix.FSCONFIG_SET_STRING, uintptr(unsafe.Pointer(&sourceKey[0])), uintptr(unsafe.Pointer(&procName[0])), 0, 0); err1 != 0 {
+				goto fail
+			}
+			if _, _, err1 = syscall.RawSyscall6(unix.SYS_FSCONFIG, fsfd, unix.FSCONFIG_CMD_CREATE, 0, 0, 0, 0); err1 != 0 {
+				goto fail
+			}
+			if r1, _, err1 = syscall.RawSyscall(unix.SYS_FSMOUNT, fsfd, unix.FSMOUNT_CLOEXEC, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOEXEC); err1 != 0 {
+				goto fail
+			}
+			syscall.RawSyscall(unix.SYS_CLOSE, fsfd, 0, 0)
+			mnt = r1
+			if _, _, err1 = syscall.RawSyscall(unix.SYS_UMOUNT2, uintptr(unsafe.Pointer(a.proc[i].path)), unix.MNT_DETACH, 0); err1 != 0 {
+				goto fail
+			}
+			if _, _, err1 = syscall.RawSyscall6(unix.SYS_MOVE_MOUNT, mnt, uintptr(unsafe.Pointer(&emptyPath[0])), uintptr(unix.AT_FDCWD&0xffffffff), uintptr(unsafe.Pointer(a.proc[i].path)), unix.MOVE_MOUNT_F_EMPTY_PATH, 0); err1 != 0 {
+				goto fail
+			}
+			syscall.RawSyscall(unix.SYS_CLOSE, mnt, 0, 0)
+		case procMask:
+			// A mount the init made, detached: tmpfs over a directory,
+			// /dev/null over a file.
+			if _, _, err1 = syscall.RawSyscall6(unix.SYS_MOVE_MOUNT, uintptr(a.proc[i].fd), uintptr(unsafe.Pointer(&emptyPath[0])), uintptr(unix.AT_FDCWD&0xffffffff), uintptr(unsafe.Pointer(a.proc[i].path)), unix.MOVE_MOUNT_F_EMPTY_PATH, 0); err1 != 0 {
+				goto fail
+			}
+		case procReadonly:
+			r1, _, err1 = syscall.RawSyscall(unix.SYS_OPEN_TREE, uintptr(unix.AT_FDCWD&0xffffffff), uintptr(unsafe.Pointer(a.proc[i].path)), unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE)
+			if err1 == unix.ENOENT {
+				continue
+			}
+			if err1 != 0 {
+				goto fail
+			}
+			mnt = r1
+			if _, _, err1 = syscall.RawSyscall6(unix.SYS_MOUNT_SETATTR, mnt, uintptr(unsafe.Pointer(&emptyPath[0])), unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, uintptr(unsafe.Pointer(&readonlyAttr)), unsafe.Sizeof(readonlyAttr), 0); err1 != 0 {
+				goto fail
+			}
+			if _, _, err1 = syscall.RawSyscall6(unix.SYS_MOVE_MOUNT, mnt, uintptr(unsafe.Pointer(&emptyPath[0])), uintptr(unix.AT_FDCWD&0xffffffff), uintptr(unsafe.Pointer(a.proc[i].path)), unix.MOVE_MOUNT_F_EMPTY_PATH, 0); err1 != 0 {
+				goto fail
+			}
+			syscall.RawSyscall(unix.SYS_CLOSE, mnt, 0, 0)
 		}
-		syscall.RawSyscall(unix.SYS_CLOSE, uintptr(a.hold), 0, 0)
 	}
 	if a.setsid {
+		step = stepSession
 		if _, _, err1 = syscall.RawSyscall(unix.SYS_SETSID, 0, 0, 0); err1 != 0 {
 			goto fail
 		}
 	}
 	// Descriptors: first move every source that a lower target would
 	// overwrite out of the way (close-on-exec), then put each in place.
+	// The numbers above every one the child keeps are free.
+	step = stepFiles
+	next = len(a.fds)
+	for i = 0; i < len(a.fds); i++ {
+		if a.fds[i] >= next {
+			next = a.fds[i] + 1
+		}
+	}
+	if a.errPipe >= next {
+		next = a.errPipe + 1
+	}
+	if a.useExecFD && a.execFD >= next {
+		next = a.execFD + 1
+	}
 	if a.errPipe < len(a.fds) {
 		if _, _, err1 = syscall.RawSyscall(unix.SYS_DUP3, uintptr(a.errPipe), uintptr(next), unix.O_CLOEXEC); err1 != 0 {
 			goto fail
@@ -196,11 +310,13 @@ func forkChild(a *spawnAttr) (pid int, pidfd int32, err1 syscall.Errno) {
 		}
 	}
 	if a.setctty {
+		step = stepTerminal
 		if _, _, err1 = syscall.RawSyscall(unix.SYS_IOCTL, 0, unix.TIOCSCTTY, 1); err1 != 0 {
 			goto fail
 		}
 	}
 	if a.cred {
+		step = stepCredentials
 		if a.setgroups {
 			var p uintptr
 			if len(a.groups) > 0 {
@@ -218,11 +334,13 @@ func forkChild(a *spawnAttr) (pid int, pidfd int32, err1 syscall.Errno) {
 		}
 	}
 	if a.dir != nil {
+		step = stepChdir
 		if _, _, err1 = syscall.RawSyscall(unix.SYS_CHDIR, uintptr(unsafe.Pointer(a.dir)), 0, 0); err1 != 0 {
 			goto fail
 		}
 	}
 	if a.pdeathsig {
+		step = stepDeathSignal
 		if _, _, err1 = syscall.RawSyscall6(unix.SYS_PRCTL, unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0, 0); err1 != 0 {
 			goto fail
 		}
@@ -233,36 +351,47 @@ func forkChild(a *spawnAttr) (pid int, pidfd int32, err1 syscall.Errno) {
 		}
 	}
 	if a.seccomp != nil {
+		step = stepSeccomp
 		if _, _, err1 = syscall.RawSyscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, a.seccompFlags, uintptr(unsafe.Pointer(a.seccomp))); err1 != 0 {
 			goto fail
 		}
 	}
+	step = stepExec
 	if a.useExecFD {
 		_, _, err1 = syscall.RawSyscall6(unix.SYS_EXECVEAT, uintptr(a.execFD), uintptr(unsafe.Pointer(a.path)), uintptr(unsafe.Pointer(&a.argv[0])), uintptr(unsafe.Pointer(&a.envp[0])), unix.AT_EMPTY_PATH, 0)
 	} else {
 		_, _, err1 = syscall.RawSyscall(unix.SYS_EXECVE, uintptr(unsafe.Pointer(a.path)), uintptr(unsafe.Pointer(&a.argv[0])), uintptr(unsafe.Pointer(&a.envp[0])))
 	}
 fail:
-	syscall.RawSyscall(unix.SYS_WRITE, uintptr(a.errPipe), uintptr(unsafe.Pointer(&err1)), unsafe.Sizeof(err1))
+	report.errno, report.step, report.index = err1, step, uintptr(i)
+	syscall.RawSyscall(unix.SYS_WRITE, uintptr(a.errPipe), uintptr(unsafe.Pointer(&report)), unsafe.Sizeof(report))
 	for {
 		syscall.RawSyscall(unix.SYS_EXIT_GROUP, 253, 0, 0)
 	}
 }
 
+// Constants the child reads.
+var (
+	procName     = [...]byte{'p', 'r', 'o', 'c', 0}
+	sourceKey    = [...]byte{'s', 'o', 'u', 'r', 'c', 'e', 0}
+	emptyPath    = [...]byte{0}
+	readonlyAttr = unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV | unix.MOUNT_ATTR_NOEXEC}
+)
+
 // spawned is a process forkChild started.
 type spawned struct {
 	pid   int
 	pidfd int
-	// errRead is the read end of the child's error pipe; release closes
-	// it once the child has exec'd or failed.
+	// errRead is the read end of the child's error pipe; result closes
+	// it.
 	errRead int
-	// hold is the write end of the hold pipe (-1 when not held).
-	hold int
+	// proc is what the child was told to mount, for its errors.
+	proc []procStep
 }
 
-// spawnRaw forks and execs path with a; the hold pipe is made when held.
-// Without hold it returns once the child has exec'd (or failed).
-func spawnRaw(path string, args, env []string, a *spawnAttr, held bool) (*spawned, error) {
+// spawnRaw forks and execs path with a, and returns once the child has
+// exec'd (or failed: result).
+func spawnRaw(path string, args, env []string, a *spawnAttr) (*spawned, error) {
 	var err error
 	if a.path, err = syscall.BytePtrFromString(path); err != nil {
 		return nil, err
@@ -278,55 +407,24 @@ func spawnRaw(path string, args, env []string, a *spawnAttr, held bool) (*spawne
 		return nil, err
 	}
 	a.errPipe = errp[1]
-	a.hold = -1
-	var holdp [2]int
-	if held {
-		if err := unix.Pipe2(holdp[:], unix.O_CLOEXEC); err != nil {
-			unix.Close(errp[0])
-			unix.Close(errp[1])
-			return nil, err
-		}
-		a.hold = holdp[0]
-	}
 	a.ppid = uintptr(os.Getpid())
 	syscall.ForkLock.Lock()
+	runtimeBeforeFork()
 	pid, pidfd, e := forkChild(a)
+	runtimeAfterFork()
 	syscall.ForkLock.Unlock()
 	unix.Close(errp[1])
-	if held {
-		unix.Close(holdp[0])
-	}
 	if e != 0 {
 		unix.Close(errp[0])
-		if held {
-			unix.Close(holdp[1])
-		}
 		return nil, e
 	}
-	sp := &spawned{pid: pid, pidfd: int(pidfd), errRead: errp[0], hold: -1}
-	if held {
-		sp.hold = holdp[1]
-		return sp, nil
-	}
+	sp := &spawned{pid: pid, pidfd: int(pidfd), errRead: errp[0], proc: a.proc}
 	return sp, sp.result()
 }
 
-// release lets a held child go on to execve and reports how that went.
-func (sp *spawned) release() error {
-	if sp.hold >= 0 {
-		_, err := unix.Write(sp.hold, []byte{1})
-		unix.Close(sp.hold)
-		sp.hold = -1
-		if err != nil {
-			sp.abort()
-			return err
-		}
-	}
-	return sp.result()
-}
-
 // result waits for the child's execve: end-of-file on the error pipe
-// means it happened; an errno means the child failed (and is reaped).
+// means it happened; a report means the child failed (and is reaped): a
+// *childError.
 func (sp *spawned) result() error {
 	defer func() {
 		if sp.errRead >= 0 {
@@ -334,9 +432,10 @@ func (sp *spawned) result() error {
 			sp.errRead = -1
 		}
 	}()
-	var buf [unsafe.Sizeof(syscall.Errno(0))]byte
+	var r childReport
+	buf := unsafe.Slice((*byte)(unsafe.Pointer(&r)), unsafe.Sizeof(r))
 	for {
-		n, err := unix.Read(sp.errRead, buf[:])
+		n, err := unix.Read(sp.errRead, buf)
 		if err == unix.EINTR {
 			continue
 		}
@@ -346,28 +445,19 @@ func (sp *spawned) result() error {
 		if n == 0 {
 			return nil
 		}
+		sp.reap()
 		if n != len(buf) {
-			sp.reap()
 			return errors.New("short read from the child's error pipe")
 		}
-		errno := *(*syscall.Errno)(unsafe.Pointer(&buf[0]))
-		sp.reap()
-		return errno
+		ce := &childError{Step: "exec", Errno: r.errno}
+		if r.step < uintptr(len(stepNames)) && stepNames[r.step] != "" {
+			ce.Step = stepNames[r.step]
+		}
+		if r.step == stepProc && r.index < uintptr(len(sp.proc)) {
+			ce.Path = sp.proc[r.index].name
+		}
+		return ce
 	}
-}
-
-// abort kills a child that will not be released and reaps it.
-func (sp *spawned) abort() {
-	if sp.hold >= 0 {
-		unix.Close(sp.hold)
-		sp.hold = -1
-	}
-	_ = unix.Kill(sp.pid, unix.SIGKILL)
-	if sp.errRead >= 0 {
-		unix.Close(sp.errRead)
-		sp.errRead = -1
-	}
-	sp.reap()
 }
 
 // reap collects a failed child (not one started with CLONE_PARENT, which

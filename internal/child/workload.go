@@ -11,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/openvessel/vessel/internal/fsmount"
 	"github.com/openvessel/vessel/namespaces"
 	"github.com/openvessel/vessel/rootfs"
 )
@@ -241,23 +242,80 @@ func joinsPID(joins []namespaces.Namespace) bool {
 // descriptor of the pid namespace of the process a pidfd refers to.
 const pidfdGetPidNamespace = 0xFF<<8 | 5
 
-// swapProcOf gives the container the /proc of the pid namespace of the
-// process pidfd refers to (its PID 1, or a member of a joined namespace).
-// It runs on a thread of the init other than the main one: the main
-// thread has the workload's security profile by now, the others keep the
-// init's privileges.
-func swapProcOf(swap *rootfs.ProcSwap, pidfd int) error {
-	errc := make(chan error, 1)
-	go func() {
-		ns, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(pidfd), pidfdGetPidNamespace, 0)
-		if e != 0 {
-			errc <- e
-			return
+// A procStep is one step of a process's mounting of its own /proc
+// (forkChild): a proc instance at path, a prepared mask attached over
+// path, or path bound read-only.
+type procStep struct {
+	op   uint8
+	path *byte
+	// fd is procMask's detached mount, made by the init.
+	fd int
+	// name is path, for errors.
+	name string
+}
+
+const (
+	procMount = iota + 1
+	procMask
+	procReadonly
+)
+
+// procSteps turns sw into the steps the first process of a new pid
+// namespace (its PID 1, forkChild) runs to mount that namespace's /proc
+// in place of the one Setup mounted for the init's: PID 1 mounts it as
+// its own, which needs no pidns= option, so no kernel version. The masks
+// are made here, detached, from what Setup's proc shows (the same
+// entries: only pid directories differ); close closes them once the
+// process has started.
+func procSteps(sw *rootfs.ProcSwap) (steps []procStep, close func(), err error) {
+	close = func() {
+		for _, s := range steps {
+			if s.op == procMask {
+				unix.Close(s.fd)
+			}
 		}
-		defer unix.Close(int(ns))
-		errc <- rootfs.SwapProc(swap, int(ns))
-	}()
-	return <-errc
+	}
+	add := func(op uint8, p string, fd int) error {
+		b, err := syscall.BytePtrFromString(p)
+		if err != nil {
+			return err
+		}
+		steps = append(steps, procStep{op: op, path: b, fd: fd, name: p})
+		return nil
+	}
+	for _, d := range sw.Dests {
+		if err := add(procMount, d, -1); err != nil {
+			return nil, close, err
+		}
+	}
+	for _, m := range sw.Masked {
+		var st unix.Stat_t
+		if unix.Stat(m, &st) != nil {
+			continue // nothing to hide
+		}
+		var fd int
+		if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			fd, err = fsmount.New("tmpfs", "masked", []string{"size=0", "mode=0555"}, unix.MOUNT_ATTR_RDONLY|unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOEXEC)
+		} else {
+			fd, err = unix.OpenTree(unix.AT_FDCWD, "/dev/null", unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
+		}
+		if err != nil {
+			close()
+			return nil, func() {}, &os.PathError{Op: "mask", Path: m, Err: err}
+		}
+		if err := add(procMask, m, fd); err != nil {
+			unix.Close(fd)
+			close()
+			return nil, func() {}, err
+		}
+	}
+	for _, r := range sw.Readonly {
+		if err := add(procReadonly, r, -1); err != nil {
+			close()
+			return nil, func() {}, err
+		}
+	}
+	return steps, close, nil
 }
 
 // selfExeFD is this program's executable, opened when the init starts

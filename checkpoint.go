@@ -285,9 +285,7 @@ func (c *Container) dumpRound(ctx context.Context, dir, parent string, final boo
 	}
 	if cg != nil {
 		// The freezer Pause uses: CRIU must thaw what Pause froze.
-		if d, ok := cg.Path("unified"); ok && fileExists(filepath.Join(d, "cgroup.freeze")) {
-			co.FreezeCgroup = d
-		} else if d, ok := cg.Path("freezer"); ok {
+		if d, ok := cg.FreezerDir(); ok {
 			co.FreezeCgroup = d
 		}
 	}
@@ -831,11 +829,9 @@ func (c *Container) restore(ctx context.Context, dir string, meta *checkpointMet
 	}
 
 	// A checkpoint taken paused restores paused: the tree is frozen
-	// before CRIU lets it run. On a hybrid host the init, and so criu,
-	// is in the container's unified cgroup, whose freezer Pause uses:
-	// there the v1 freezer holds the tree until criu is done, and the
-	// unified one takes over after (frozenV1).
-	frozenV1 := ""
+	// before CRIU lets it run (criu itself is not in the container's
+	// freezer cgroup: not in the v1 one, and on v2 the init it runs under
+	// has left the container's cgroup).
 	if meta.Paused {
 		co.Notify = func(event string, _ int) error {
 			if event != "pre-resume" {
@@ -846,15 +842,6 @@ func (c *Container) restore(ctx context.Context, dir string, meta *checkpointMet
 			c.mu.Unlock()
 			if cg == nil {
 				return errors.New("no cgroup to keep the restored container paused in")
-			}
-			unified, okU := cg.Path("unified")
-			v1, okV1 := cg.Path("freezer")
-			if okU && okV1 && fileExists(filepath.Join(unified, "cgroup.freeze")) {
-				if err := setFreezerV1(v1, "FROZEN"); err != nil {
-					return err
-				}
-				frozenV1 = v1
-				return nil
 			}
 			return cg.Freeze()
 		}
@@ -957,19 +944,6 @@ func (c *Container) restore(ctx context.Context, dir string, meta *checkpointMet
 	closers = nil
 	for _, f := range copiers {
 		go f()
-	}
-	if frozenV1 != "" {
-		c.mu.Lock()
-		cg := c.cg
-		c.mu.Unlock()
-		if err := cg.Freeze(); err != nil {
-			_ = c.Destroy()
-			return &SetupError{Step: "restore: pause", Err: err}
-		}
-		if err := setFreezerV1(frozenV1, "THAWED"); err != nil {
-			_ = c.Destroy()
-			return &SetupError{Step: "restore: pause", Err: err}
-		}
 	}
 	if meta.Paused {
 		c.mu.Lock()

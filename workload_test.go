@@ -325,3 +325,69 @@ func TestInitSurvivesSignalsAtStart(t *testing.T) {
 		}
 	}
 }
+
+// freezerStates says, for each freezer the process pid is under (the
+// cgroup2 one of its unified cgroup, the v1 freezer controller's), whether
+// it is frozen.
+func freezerStates(t *testing.T, pid int) map[string]bool {
+	t.Helper()
+	layout, err := cgroups.Detect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2root := "/sys/fs/cgroup"
+	if layout == cgroups.Hybrid {
+		v2root = "/sys/fs/cgroup/unified"
+	}
+	out := map[string]bool{}
+	for h, p := range hostCgroups(t, pid) {
+		switch {
+		case p == "/":
+			// A root cgroup has no freezer.
+		case strings.HasPrefix(h, "0:") && layout != cgroups.V1:
+			b, err := os.ReadFile(v2root + p + "/cgroup.events")
+			if err != nil {
+				t.Fatal(err)
+			}
+			out["cgroup2 "+p] = strings.Contains(string(b), "frozen 1")
+		case strings.Contains(h, "freezer"):
+			b, err := os.ReadFile("/sys/fs/cgroup/freezer" + p + "/freezer.state")
+			if err != nil {
+				t.Fatal(err)
+			}
+			out["freezer "+p] = strings.TrimSpace(string(b)) != "THAWED"
+		}
+	}
+	return out
+}
+
+// TestPauseFreezesTheWorkloadAlone: Pause freezes every process of the
+// workload and none of vessel's init (which on a hybrid host shares the
+// container's unified cgroup, so the v1 freezer is used there); a paused
+// container is still killed at once.
+func TestPauseFreezesTheWorkloadAlone(t *testing.T) {
+	c, _ := start(t, newConfig(), "/bin/sh", "-c", "sleep 30 & sleep 30")
+	if err := c.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	frozen := false
+	for f, on := range freezerStates(t, c.State().Pid) {
+		frozen = frozen || on
+		t.Logf("workload: %s frozen %v", f, on)
+	}
+	if !frozen {
+		t.Error("the workload's PID 1 is under no frozen freezer")
+	}
+	for f, on := range freezerStates(t, c.State().InitPid) {
+		if on {
+			t.Errorf("Pause froze vessel's init: %s", f)
+		}
+	}
+	if err := c.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	var ee *vessel.ExitError
+	if err := c.Wait(); !errors.As(err, &ee) || ee.Status.Signal != unix.SIGKILL {
+		t.Fatalf("Wait after Kill of a paused container: %v", err)
+	}
+}

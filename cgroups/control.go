@@ -17,9 +17,10 @@ import (
 const freezeTimeout = 5 * time.Second
 
 // Freeze stops every process in the cgroup until Thaw. It returns once the
-// kernel reports the whole cgroup frozen. The cgroup2 freezer is used
-// where the host has it (v2, and the unified cgroup of hybrid hosts, whose
-// frozen tasks stay killable); otherwise the v1 freezer controller.
+// kernel reports the whole cgroup frozen. The cgroup2 freezer is used on
+// v2 hosts (frozen tasks stay killable); the v1 freezer controller on v1
+// and hybrid hosts, where the v1 hierarchies hold the container (see
+// unifiedHoldsMore), else the unified cgroup's.
 func (m *Manager) Freeze() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -50,15 +51,38 @@ func (m *Manager) Frozen() (bool, error) {
 	return false, errors.New("cgroups: this host has no cgroup freezer")
 }
 
+// unifiedHoldsMore: on a hybrid host the v1 hierarchies hold the
+// container, its limits and every one of its processes; its cgroup in the
+// unified hierarchy, which holds no limits, may hold its supervisor too
+// (vessel's init lives there, so that the container's cgroup namespace is
+// rooted there). So there processes are listed, frozen and killed through
+// the v1 hierarchies.
+func (m *Manager) unifiedHoldsMore() bool { return m.sys.layout == Hybrid }
+
 func (m *Manager) v2FreezerDir() (string, bool) {
 	dir, ok := m.dirs[unifiedKey]
 	if !ok {
+		return "", false
+	}
+	if _, v1 := m.v1Dir("freezer"); v1 && m.unifiedHoldsMore() {
 		return "", false
 	}
 	if _, err := os.Stat(filepath.Join(dir, "cgroup.freeze")); err != nil {
 		return "", false
 	}
 	return dir, true
+}
+
+// FreezerDir is the directory of the freezer Freeze uses (its
+// cgroup.freeze or freezer.state), for a program that freezes the cgroup
+// itself, such as CRIU's --freeze-cgroup.
+func (m *Manager) FreezerDir() (string, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if dir, ok := m.v2FreezerDir(); ok {
+		return dir, true
+	}
+	return m.v1Dir("freezer")
 }
 
 func (m *Manager) setFrozen(frozen bool) error {
@@ -137,12 +161,12 @@ func freezeV1(dir string, frozen bool) error {
 	}
 }
 
-// Kill sends SIGKILL to every process in the cgroup and its descendants,
-// in every hierarchy, and waits (a few seconds at most) until none is left
+// Kill sends SIGKILL to every process in the cgroup and its descendants
+// (in every hierarchy; on a hybrid host in the v1 ones, see
+// unifiedHoldsMore), and waits (a few seconds at most) until none is left
 // running; zombies the caller has yet to reap do not count. It uses
-// cgroup.kill where the host has it (v2, and the unified cgroup of hybrid
-// hosts) and otherwise freezes the cgroup, signals each process and thaws
-// it, so that no process escapes by forking in between.
+// cgroup.kill on v2 hosts and otherwise freezes the cgroup, signals each
+// process and thaws it, so that no process escapes by forking in between.
 func (m *Manager) Kill() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -150,7 +174,7 @@ func (m *Manager) Kill() error {
 }
 
 func (m *Manager) kill() error {
-	if dir, ok := m.dirs[unifiedKey]; ok {
+	if dir, ok := m.dirs[unifiedKey]; ok && !m.unifiedHoldsMore() {
 		if _, err := os.Stat(filepath.Join(dir, "cgroup.kill")); err == nil {
 			if err := writeFile(dir, "cgroup.kill", "1"); err != nil {
 				return err

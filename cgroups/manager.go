@@ -681,6 +681,8 @@ func (m *Manager) Add(pid int) error {
 			return err
 		}
 	}
+	// It holds a process now (Settled).
+	m.unlockGroup()
 	return nil
 }
 
@@ -798,6 +800,8 @@ func (m *Manager) unlockGroup() {
 
 // Settled says the container's processes are in its cgroup (or the
 // container is gone): RemoveGroup may take the cgroup once it is empty.
+// Add says it too; a caller that starts processes into the cgroup on its
+// own (FD, or processes that join it themselves) calls it.
 func (m *Manager) Settled() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -814,7 +818,7 @@ func (m *Manager) closeFD() error {
 }
 
 // Pids returns the processes in the cgroup and its descendants, in any
-// hierarchy, sorted.
+// hierarchy (the v1 ones on a hybrid host: see unifiedHoldsMore), sorted.
 func (m *Manager) Pids() ([]int, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -823,7 +827,10 @@ func (m *Manager) Pids() ([]int, error) {
 
 func (m *Manager) pids() ([]int, error) {
 	set := map[int]bool{}
-	for _, dir := range m.dirs {
+	for key, dir := range m.dirs {
+		if key == unifiedKey && m.unifiedHoldsMore() && len(m.dirs) > 1 {
+			continue
+		}
 		err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 			if err != nil {
 				if errors.Is(err, fs.ErrNotExist) {

@@ -938,8 +938,9 @@ func TestRemoveGroupSparesStartingCgroups(t *testing.T) {
 			t.Errorf("RemoveGroup left the settled, empty %s (%v)", d, err)
 		}
 	}
-	// Another program's RemoveGroup waits the same way (flock, not a
-	// lock of this process).
+	// Another program's RemoveGroup waits the same way: the lock is a
+	// flock, held by an open file, not by this process (another open of
+	// the directory here meets it as another program's would).
 	m2, err := New(Options{Name: group + "/c2"})
 	if err != nil {
 		t.Fatal(err)
@@ -948,11 +949,19 @@ func TestRemoveGroupSparesStartingCgroups(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { m2.Destroy() })
-	if out, err := exec.Command("flock", "-n", "-x", filepath.Dir(m2.State().Dirs[lockKey(m2.dirs)]), "true").CombinedOutput(); err == nil {
-		t.Fatalf("the group's directory is not locked while a container of it starts: %s", out)
+	tryExclusive := func() error {
+		fd, err := unix.Open(filepath.Dir(m2.State().Dirs[lockKey(m2.dirs)]), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unix.Close(fd)
+		return unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB)
+	}
+	if err := tryExclusive(); err != unix.EWOULDBLOCK {
+		t.Fatalf("the group's directory is not locked while a container of it starts: %v", err)
 	}
 	m2.Settled()
-	if out, err := exec.Command("flock", "-n", "-x", filepath.Dir(m2.State().Dirs[lockKey(m2.dirs)]), "true").CombinedOutput(); err != nil {
-		t.Fatalf("the group's directory is still locked once settled: %v %s", err, out)
+	if err := tryExclusive(); err != nil {
+		t.Fatalf("the group's directory is still locked once settled: %v", err)
 	}
 }

@@ -3,6 +3,7 @@ package child
 import (
 	"errors"
 	"os"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 
@@ -75,8 +76,10 @@ type spawnAttr struct {
 	// seccompFlags); the thread has no_new_privs already.
 	seccomp      *unix.SockFprog
 	seccompFlags uintptr
+	// plainFork: the child gets its own copy of memory (see spawnRaw).
+	plainFork bool
 	// errPipe is the write end of a close-on-exec pipe: a failing child
-	// writes its errno there.
+	// writes its report there.
 	errPipe int
 	clone3  cloneArgs
 }
@@ -160,7 +163,10 @@ func forkChild(a *spawnAttr) (pid int, pidfd int32, err1 syscall.Errno) {
 		dfl [4]uint64
 	)
 	pidfd = -1
-	flags = vforkFlags | unix.CLONE_PIDFD | uintptr(unix.SIGCHLD)
+	flags = unix.CLONE_PIDFD | uintptr(unix.SIGCHLD)
+	if !a.plainFork {
+		flags |= vforkFlags
+	}
 	if a.parent {
 		flags |= unix.CLONE_PARENT
 	}
@@ -370,6 +376,9 @@ fail:
 	}
 }
 
+// vforkRefused is set once the kernel refused a vfork (see spawnRaw).
+var vforkRefused atomic.Bool
+
 // Constants the child reads.
 var (
 	procName     = [...]byte{'p', 'r', 'o', 'c', 0}
@@ -408,10 +417,21 @@ func spawnRaw(path string, args, env []string, a *spawnAttr) (*spawned, error) {
 	}
 	a.errPipe = errp[1]
 	a.ppid = uintptr(os.Getpid())
+	a.plainFork = vforkRefused.Load()
 	syscall.ForkLock.Lock()
 	runtimeBeforeFork()
 	pid, pidfd, e := forkChild(a)
 	runtimeAfterFork()
+	if e == unix.EINVAL && !a.plainFork {
+		// Before Linux 6.3 a process whose children get another time
+		// namespace cannot share its memory with a child (CLONE_VM):
+		// a plain fork then, for this init's every process.
+		vforkRefused.Store(true)
+		a.plainFork = true
+		runtimeBeforeFork()
+		pid, pidfd, e = forkChild(a)
+		runtimeAfterFork()
+	}
 	syscall.ForkLock.Unlock()
 	unix.Close(errp[1])
 	if e != 0 {

@@ -152,8 +152,6 @@ func forkChild(a *spawnAttr) (pid int, pidfd int32, err1 syscall.Errno) {
 		r1     uintptr
 		i      int
 		next   int
-		fsfd   uintptr
-		mnt    uintptr
 		step   uintptr
 		zero   = [1]byte{'0'}
 		flags  uintptr
@@ -205,55 +203,8 @@ func forkChild(a *spawnAttr) (pid int, pidfd int32, err1 syscall.Errno) {
 	// proc instance replaces the init's, then what Setup would hide and
 	// protect below it is hidden and protected again.
 	step = stepProc
-	for i = 0; i < len(a.proc); i++ {
-		switch a.proc[i].op {
-		case procMount:
-			if r1, _, err1 = syscall.RawSyscall(unix.SYS_FSOPEN, uintptr(unsafe.Pointer(&procName[0])), unix.FSOPEN_CLOEXEC, 0); err1 != 0 {
-				goto fail
-			}
-			fsfd = r1
-			// The source runc and Setup give it (mountinfo shows it).
-			if _, _, err1 = syscall.RawSyscall6(unix.SYS_FSCONFIG, fsfd, unix.FSCONFIG_SET_STRING, uintptr(unsafe.Pointer(&sourceKey[0])), uintptr(unsafe.Pointer(&procName[0])), 0, 0); err1 != 0 {
-				goto fail
-			}
-			if _, _, err1 = syscall.RawSyscall6(unix.SYS_FSCONFIG, fsfd, unix.FSCONFIG_CMD_CREATE, 0, 0, 0, 0); err1 != 0 {
-				goto fail
-			}
-			if r1, _, err1 = syscall.RawSyscall(unix.SYS_FSMOUNT, fsfd, unix.FSMOUNT_CLOEXEC, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOEXEC); err1 != 0 {
-				goto fail
-			}
-			syscall.RawSyscall(unix.SYS_CLOSE, fsfd, 0, 0)
-			mnt = r1
-			if _, _, err1 = syscall.RawSyscall(unix.SYS_UMOUNT2, uintptr(unsafe.Pointer(a.proc[i].path)), unix.MNT_DETACH, 0); err1 != 0 {
-				goto fail
-			}
-			if _, _, err1 = syscall.RawSyscall6(unix.SYS_MOVE_MOUNT, mnt, uintptr(unsafe.Pointer(&emptyPath[0])), uintptr(unix.AT_FDCWD&0xffffffff), uintptr(unsafe.Pointer(a.proc[i].path)), unix.MOVE_MOUNT_F_EMPTY_PATH, 0); err1 != 0 {
-				goto fail
-			}
-			syscall.RawSyscall(unix.SYS_CLOSE, mnt, 0, 0)
-		case procMask:
-			// A mount the init made, detached: tmpfs over a directory,
-			// /dev/null over a file.
-			if _, _, err1 = syscall.RawSyscall6(unix.SYS_MOVE_MOUNT, uintptr(a.proc[i].fd), uintptr(unsafe.Pointer(&emptyPath[0])), uintptr(unix.AT_FDCWD&0xffffffff), uintptr(unsafe.Pointer(a.proc[i].path)), unix.MOVE_MOUNT_F_EMPTY_PATH, 0); err1 != 0 {
-				goto fail
-			}
-		case procReadonly:
-			r1, _, err1 = syscall.RawSyscall(unix.SYS_OPEN_TREE, uintptr(unix.AT_FDCWD&0xffffffff), uintptr(unsafe.Pointer(a.proc[i].path)), unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE)
-			if err1 == unix.ENOENT {
-				continue
-			}
-			if err1 != 0 {
-				goto fail
-			}
-			mnt = r1
-			if _, _, err1 = syscall.RawSyscall6(unix.SYS_MOUNT_SETATTR, mnt, uintptr(unsafe.Pointer(&emptyPath[0])), unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, uintptr(unsafe.Pointer(&readonlyAttr)), unsafe.Sizeof(readonlyAttr), 0); err1 != 0 {
-				goto fail
-			}
-			if _, _, err1 = syscall.RawSyscall6(unix.SYS_MOVE_MOUNT, mnt, uintptr(unsafe.Pointer(&emptyPath[0])), uintptr(unix.AT_FDCWD&0xffffffff), uintptr(unsafe.Pointer(a.proc[i].path)), unix.MOVE_MOUNT_F_EMPTY_PATH, 0); err1 != 0 {
-				goto fail
-			}
-			syscall.RawSyscall(unix.SYS_CLOSE, mnt, 0, 0)
-		}
+	if i, err1 = mountProc(a.proc); err1 != 0 {
+		goto fail
 	}
 	if a.setsid {
 		step = stepSession
@@ -378,6 +329,69 @@ fail:
 
 // vforkRefused is set once the kernel refused a vfork (see spawnRaw).
 var vforkRefused atomic.Bool
+
+// mountProc mounts the /proc of the calling process's pid namespace as
+// steps say (procSteps): a new proc instance replaces the init's, then
+// what Setup would hide and protect below it is hidden and protected
+// again. It runs in a forked child, raw system calls only, and returns
+// the failing step's index and errno.
+//
+//go:norace
+//go:nosplit
+func mountProc(steps []procStep) (i int, err1 syscall.Errno) {
+	var r1, fsfd, mnt uintptr
+	for i = 0; i < len(steps); i++ {
+		switch steps[i].op {
+		case procMount:
+			if r1, _, err1 = syscall.RawSyscall(unix.SYS_FSOPEN, uintptr(unsafe.Pointer(&procName[0])), unix.FSOPEN_CLOEXEC, 0); err1 != 0 {
+				return i, err1
+			}
+			fsfd = r1
+			// The source runc and Setup give it (mountinfo shows it).
+			if _, _, err1 = syscall.RawSyscall6(unix.SYS_FSCONFIG, fsfd, unix.FSCONFIG_SET_STRING, uintptr(unsafe.Pointer(&sourceKey[0])), uintptr(unsafe.Pointer(&procName[0])), 0, 0); err1 != 0 {
+				return i, err1
+			}
+			if _, _, err1 = syscall.RawSyscall6(unix.SYS_FSCONFIG, fsfd, unix.FSCONFIG_CMD_CREATE, 0, 0, 0, 0); err1 != 0 {
+				return i, err1
+			}
+			if r1, _, err1 = syscall.RawSyscall(unix.SYS_FSMOUNT, fsfd, unix.FSMOUNT_CLOEXEC, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOEXEC); err1 != 0 {
+				return i, err1
+			}
+			syscall.RawSyscall(unix.SYS_CLOSE, fsfd, 0, 0)
+			mnt = r1
+			if _, _, err1 = syscall.RawSyscall(unix.SYS_UMOUNT2, uintptr(unsafe.Pointer(steps[i].path)), unix.MNT_DETACH, 0); err1 != 0 {
+				return i, err1
+			}
+			if _, _, err1 = syscall.RawSyscall6(unix.SYS_MOVE_MOUNT, mnt, uintptr(unsafe.Pointer(&emptyPath[0])), uintptr(unix.AT_FDCWD&0xffffffff), uintptr(unsafe.Pointer(steps[i].path)), unix.MOVE_MOUNT_F_EMPTY_PATH, 0); err1 != 0 {
+				return i, err1
+			}
+			syscall.RawSyscall(unix.SYS_CLOSE, mnt, 0, 0)
+		case procMask:
+			// A mount the init made, detached: tmpfs over a directory,
+			// /dev/null over a file.
+			if _, _, err1 = syscall.RawSyscall6(unix.SYS_MOVE_MOUNT, uintptr(steps[i].fd), uintptr(unsafe.Pointer(&emptyPath[0])), uintptr(unix.AT_FDCWD&0xffffffff), uintptr(unsafe.Pointer(steps[i].path)), unix.MOVE_MOUNT_F_EMPTY_PATH, 0); err1 != 0 {
+				return i, err1
+			}
+		case procReadonly:
+			r1, _, err1 = syscall.RawSyscall(unix.SYS_OPEN_TREE, uintptr(unix.AT_FDCWD&0xffffffff), uintptr(unsafe.Pointer(steps[i].path)), unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE)
+			if err1 == unix.ENOENT {
+				continue
+			}
+			if err1 != 0 {
+				return i, err1
+			}
+			mnt = r1
+			if _, _, err1 = syscall.RawSyscall6(unix.SYS_MOUNT_SETATTR, mnt, uintptr(unsafe.Pointer(&emptyPath[0])), unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, uintptr(unsafe.Pointer(&readonlyAttr)), unsafe.Sizeof(readonlyAttr), 0); err1 != 0 {
+				return i, err1
+			}
+			if _, _, err1 = syscall.RawSyscall6(unix.SYS_MOVE_MOUNT, mnt, uintptr(unsafe.Pointer(&emptyPath[0])), uintptr(unix.AT_FDCWD&0xffffffff), uintptr(unsafe.Pointer(steps[i].path)), unix.MOVE_MOUNT_F_EMPTY_PATH, 0); err1 != 0 {
+				return i, err1
+			}
+			syscall.RawSyscall(unix.SYS_CLOSE, mnt, 0, 0)
+		}
+	}
+	return 0, 0
+}
 
 // Constants the child reads.
 var (

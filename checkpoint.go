@@ -1037,7 +1037,7 @@ func cgroupRoots(dirs map[string]string) (map[string]string, error) {
 	return out, nil
 }
 
-// swapControl takes the new control socket from the init's child.TypeControl
+// swapControl takes the new control socket from the init's initproto.TypeControl
 // message; the old one is closed.
 func swapControl(old *initproto.Conn, r *initproto.Received) (*initproto.Conn, bool) {
 	if len(r.Files) != 1 {

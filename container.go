@@ -671,7 +671,7 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 		switch r.Type {
 		case initproto.TypeError:
 			return fail(remoteSetupError(r.Error))
-		case child.TypeControl:
+		case initproto.TypeControl:
 			if n, ok := swapControl(ctl, r); ok {
 				ctl = n
 				c.mu.Lock()

@@ -270,7 +270,7 @@ func (sp *spareInit) start(key spareKey) (err error) {
 			return err
 		}
 		switch r.Type {
-		case child.TypeControl:
+		case initproto.TypeControl:
 			n, ok := swapControl(ctl, r)
 			if !ok {
 				return errors.New("spare init: bad control socket message")

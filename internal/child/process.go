@@ -46,10 +46,6 @@ func setEnvIfMissing(env []string, kv string) []string {
 	return append(env, kv)
 }
 
-// TypeControl is the init's message that hands the parent a new control
-// socket (see rebindControl).
-const TypeControl = "control"
-
 // rebindControl runs in the container's init once it is in its final
 // network namespace. CRIU finds unix sockets through sock_diag of the
 // dumped network namespaces, so a control socket created by the parent in
@@ -63,7 +59,7 @@ func rebindControl(conn *initproto.Conn) error {
 		return err
 	}
 	defer mine.Close()
-	err = conn.Send(&initproto.Message{Type: TypeControl}, theirs)
+	err = conn.Send(&initproto.Message{Type: initproto.TypeControl}, theirs)
 	theirs.Close()
 	if err != nil {
 		return err

@@ -12,81 +12,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
-	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
 )
-
-// Message types. Parent->init: TypeConfig, TypeExec, TypeSignal, TypeStart.
-// Init->parent: TypeStarted, TypeCreated, TypeError, TypeExit, TypePTY.
-// Init<->exec stage uses TypeConfig, TypeReady, TypeError, TypePTY,
-// TypeStart.
-const (
-	TypeConfig  = "config"
-	TypeReady   = "ready"
-	TypeStarted = "started"
-	TypeError   = "error"
-	TypeExit    = "exit"
-	TypePTY     = "pty"
-	TypeExec    = "exec"
-	TypeSignal  = "signal"
-	TypeStart   = "start"
-	TypeResize  = "resize"
-	TypeCreated = "created"
-)
-
-// maxMessage bounds one datagram. Configs with a compiled seccomp program
-// are tens of kilobytes; 4 MiB leaves room for very large mount lists.
-const maxMessage = 4 << 20
-
-// Message is the envelope of every datagram.
-type Message struct {
-	Type string `json:"type"`
-	// ID names the process a message is about: 0 is the container's main
-	// process, higher numbers are processes started by Exec.
-	ID int `json:"id,omitempty"`
-	// Payload is a type-specific JSON document.
-	Payload json.RawMessage `json:"payload,omitempty"`
-	// Error describes a failure (TypeError).
-	Error *ErrorInfo `json:"error,omitempty"`
-	// Exit describes how a process ended (TypeExit).
-	Exit *ExitInfo `json:"exit,omitempty"`
-	// Signal is a signal number (TypeSignal).
-	Signal int `json:"signal,omitempty"`
-	// Pid is a pid in the sender's pid namespace (informational; the
-	// receiver should prefer the translated credentials pid).
-	Pid int `json:"pid,omitempty"`
-	// Rows and Cols carry a terminal size (TypeResize, TypeConfig).
-	Rows uint16 `json:"rows,omitempty"`
-	Cols uint16 `json:"cols,omitempty"`
-	// PidFD says that the last passed descriptor is a pidfd of the
-	// process the message is about (see SendAs); Recv takes it off
-	// Files and puts its pid into Cred.
-	PidFD bool `json:"pidfd,omitempty"`
-}
-
-// ErrorInfo is a setup failure reported from inside the container.
-type ErrorInfo struct {
-	Step  string `json:"step"`
-	Path  string `json:"path,omitempty"`
-	Errno int    `json:"errno,omitempty"`
-	Msg   string `json:"msg,omitempty"`
-}
-
-// ExitInfo is how a process ended: a code, or the signal that killed it.
-type ExitInfo struct {
-	Code   int  `json:"code"`
-	Signal int  `json:"signal,omitempty"`
-	Core   bool `json:"core,omitempty"`
-}
-
-// FromWaitStatus converts a wait status.
-func FromWaitStatus(ws unix.WaitStatus) *ExitInfo {
-	if ws.Signaled() {
-		return &ExitInfo{Code: 128 + int(ws.Signal()), Signal: int(ws.Signal()), Core: ws.CoreDump()}
-	}
-	return &ExitInfo{Code: ws.ExitStatus()}
-}
 
 // Received is one message with what came beside it.
 type Received struct {
@@ -253,7 +181,7 @@ func (c *Conn) Send(m *Message, files ...*os.File) error {
 // the JSON envelope: for bodies with a codec of their own (the init's
 // config), which a fresh process decodes without warming encoding/json.
 // The receiver finds data in Received.Raw.
-func (c *Conn) SendRaw(typ string, data []byte, files ...*os.File) error {
+func (c *Conn) SendRaw(typ Kind, data []byte, files ...*os.File) error {
 	defer runtime.KeepAlive(files)
 	if len(typ) > 255 {
 		return fmt.Errorf("initproto: message type %q too long", typ)
@@ -327,84 +255,7 @@ func (c *Conn) send(m *Message, cred *unix.Ucred, fds []int) error {
 	return c.sendData(m.Type, m.appendJSON(nil), cred, fds)
 }
 
-// appendJSON appends m as encoding/json would write it, without its
-// reflection: a fresh process (a container's init) pays a good part of a
-// millisecond for json.Marshal's first Message.
-func (m *Message) appendJSON(b []byte) []byte {
-	b = append(b, `{"type":`...)
-	b = appendJSONString(b, m.Type)
-	b = appendIntField(b, `,"id":`, int64(m.ID))
-	if len(m.Payload) > 0 {
-		b = append(append(b, `,"payload":`...), m.Payload...)
-	}
-	if e := m.Error; e != nil {
-		b = appendJSONString(append(b, `,"error":{"step":`...), e.Step)
-		if e.Path != "" {
-			b = appendJSONString(append(b, `,"path":`...), e.Path)
-		}
-		b = appendIntField(b, `,"errno":`, int64(e.Errno))
-		if e.Msg != "" {
-			b = appendJSONString(append(b, `,"msg":`...), e.Msg)
-		}
-		b = append(b, '}')
-	}
-	if x := m.Exit; x != nil {
-		b = strconv.AppendInt(append(b, `,"exit":{"code":`...), int64(x.Code), 10)
-		b = appendIntField(b, `,"signal":`, int64(x.Signal))
-		if x.Core {
-			b = append(b, `,"core":true`...)
-		}
-		b = append(b, '}')
-	}
-	b = appendIntField(b, `,"signal":`, int64(m.Signal))
-	b = appendIntField(b, `,"pid":`, int64(m.Pid))
-	b = appendIntField(b, `,"rows":`, int64(m.Rows))
-	b = appendIntField(b, `,"cols":`, int64(m.Cols))
-	if m.PidFD {
-		b = append(b, `,"pidfd":true`...)
-	}
-	return append(b, '}')
-}
-
-// appendIntField appends key (with its comma and colon) and v unless v is
-// zero (omitempty).
-func appendIntField(b []byte, key string, v int64) []byte {
-	if v == 0 {
-		return b
-	}
-	return strconv.AppendInt(append(b, key...), v, 10)
-}
-
-// appendJSONString appends s as a JSON string.
-func appendJSONString(b []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	b = append(b, '"')
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c >= utf8.RuneSelf {
-			r, size := utf8.DecodeRuneInString(s[i:])
-			if r == utf8.RuneError && size == 1 {
-				b = append(b, `\ufffd`...)
-			} else {
-				b = append(b, s[i:i+size]...)
-			}
-			i += size
-			continue
-		}
-		switch {
-		case c == '"' || c == '\\':
-			b = append(b, '\\', c)
-		case c < 0x20:
-			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-		default:
-			b = append(b, c)
-		}
-		i++
-	}
-	return append(b, '"')
-}
-
-func (c *Conn) sendData(typ string, data []byte, cred *unix.Ucred, fds []int) (err error) {
+func (c *Conn) sendData(typ Kind, data []byte, cred *unix.Ucred, fds []int) (err error) {
 	if len(data) > maxMessage {
 		return fmt.Errorf("initproto: message of %d bytes is over the %d byte limit", len(data), maxMessage)
 	}
@@ -492,14 +343,20 @@ func (c *Conn) Recv() (*Received, error) {
 			}
 			return nil, errors.New("initproto: bad message: truncated raw header")
 		}
-		r.Type, r.Raw = string(buf[2:2+int(buf[1])]), buf[2+int(buf[1]):n]
+		r.Type, r.Raw = Kind(buf[2:2+int(buf[1])]), buf[2+int(buf[1]):n]
+		if !r.Type.Known() {
+			CloseFiles(r.Files)
+			return nil, fmt.Errorf("initproto: unknown message kind %q", r.Type)
+		}
 		return r, nil
 	}
 	if err := json.Unmarshal(buf[:n], &r.Message); err != nil {
-		for _, f := range r.Files {
-			f.Close()
-		}
+		CloseFiles(r.Files)
 		return nil, fmt.Errorf("initproto: bad message: %w", err)
+	}
+	if err := r.Message.check(); err != nil {
+		CloseFiles(r.Files)
+		return nil, err
 	}
 	if r.PidFD && len(r.Files) > 0 {
 		pf := r.Files[len(r.Files)-1]
@@ -512,45 +369,21 @@ func (c *Conn) Recv() (*Received, error) {
 	return r, nil
 }
 
-// Expect receives one message and fails unless it has the wanted type or is
-// an error report (returned as *ErrorInfo via the error value's type).
-func (c *Conn) Expect(want string) (*Received, error) {
+// Expect receives one message and fails unless it has the wanted kind.
+// A failure the peer reports instead (TypeError) comes back as the
+// *steperr.Error it describes (ErrorInfo.StepError).
+func (c *Conn) Expect(want Kind) (*Received, error) {
 	r, err := c.Recv()
 	if err != nil {
 		return nil, err
 	}
 	if r.Type == TypeError && want != TypeError {
-		return r, &RemoteError{Info: *r.Error}
+		return r, r.Error.StepError()
 	}
 	if r.Type != want {
 		return r, fmt.Errorf("initproto: got %q, want %q", r.Type, want)
 	}
 	return r, nil
-}
-
-// RemoteError wraps an ErrorInfo received from the peer.
-type RemoteError struct{ Info ErrorInfo }
-
-// Error describes the remote failure.
-func (e *RemoteError) Error() string {
-	return fmt.Sprintf("%s %s: %s", e.Info.Step, e.Info.Path, e.Info.Msg)
-}
-
-// Encode marshals v as a payload.
-func Encode(v any) json.RawMessage {
-	b, err := json.Marshal(v)
-	if err != nil {
-		panic(err)
-	}
-	return b
-}
-
-// Decode unmarshals a payload.
-func Decode(p json.RawMessage, v any) error {
-	if len(p) == 0 {
-		return errors.New("initproto: empty payload")
-	}
-	return json.Unmarshal(p, v)
 }
 
 // pidfdPid reads the pid a pidfd refers to, as this process's /proc shows

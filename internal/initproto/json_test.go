@@ -15,7 +15,7 @@ func TestAppendJSONMatchesEncodingJSON(t *testing.T) {
 	pick := func() string { return strs[r.Intn(len(strs))] }
 	num := func() int { return []int{0, 1, -1, 1 << 30, -(1 << 40)}[r.Intn(5)] }
 	for i := 0; i < 500; i++ {
-		m := &Message{Type: pick(), ID: num(), Signal: num(), Pid: num(), Rows: uint16(r.Intn(3) * 40000), Cols: uint16(r.Intn(2) * 80), PidFD: r.Intn(2) == 0}
+		m := &Message{Type: Kind(pick()), ID: num(), Signal: num(), Pid: num(), PidFD: r.Intn(2) == 0}
 		if r.Intn(2) == 0 {
 			m.Payload = Encode(map[string]any{"args": []string{pick(), pick()}, "n": num()})
 		}

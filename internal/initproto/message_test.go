@@ -1,0 +1,85 @@
+package initproto
+
+import (
+	"os"
+	"syscall"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/openvessel/vessel/steperr"
+)
+
+// Every kind is known, and the package documentation's table says who
+// sends it.
+func TestKindsAreDeclaredAndDocumented(t *testing.T) {
+	doc, err := os.ReadFile("doc.go")
+	require.NoError(t, err)
+	seen := map[Kind]bool{}
+	for _, k := range Kinds() {
+		assert.True(t, k.Known(), "%q", k)
+		assert.False(t, seen[k], "%q listed twice", k)
+		seen[k] = true
+		assert.Contains(t, string(doc), "//	"+string(k)+" ", "doc.go's table lacks %q", k)
+	}
+	assert.False(t, Kind("resize").Known())
+	assert.False(t, Kind("").Known())
+}
+
+// Recv refuses what no sender writes: an unknown kind (JSON or raw), a
+// failure report without the failure, an exit report without the
+// status. The descriptors that came along are closed, not leaked.
+func TestRecvRefusesMalformedMessages(t *testing.T) {
+	a, bf, err := Pair()
+	require.NoError(t, err)
+	defer a.Close()
+	b := New(bf)
+	defer b.Close()
+
+	for _, m := range []*Message{{Type: "resize"}, {Type: TypeError}, {Type: TypeExit}} {
+		r, w, err := os.Pipe()
+		require.NoError(t, err)
+		require.NoError(t, a.Send(m, w))
+		w.Close()
+		_, err = b.Recv()
+		assert.Error(t, err, "%+v", m)
+		// The pipe's write end went with the message and was closed
+		// by Recv: its read end sees end of file.
+		n, rerr := r.Read(make([]byte, 1))
+		assert.Equal(t, 0, n)
+		assert.Error(t, rerr)
+		r.Close()
+	}
+	require.NoError(t, a.SendRaw("nonsense", []byte("x")))
+	_, err = b.Recv()
+	assert.ErrorContains(t, err, "unknown message kind")
+
+	// And takes what they do write.
+	require.NoError(t, a.Send(&Message{Type: TypeError, ID: 3, Error: &ErrorInfo{Step: "exec", Path: "/x", Errno: int(syscall.ENOENT)}}))
+	got, err := b.Recv()
+	require.NoError(t, err)
+	assert.Equal(t, TypeError, got.Type)
+	assert.Equal(t, 3, got.ID)
+	require.NoError(t, a.SendRaw(TypeConfig, []byte("body")))
+	got, err = b.Recv()
+	require.NoError(t, err)
+	assert.Equal(t, TypeConfig, got.Type)
+	assert.Equal(t, "body", string(got.Raw))
+}
+
+// Expect gives a peer's failure report as the step error it describes.
+func TestExpectReturnsTheStepError(t *testing.T) {
+	a, bf, err := Pair()
+	require.NoError(t, err)
+	defer a.Close()
+	b := New(bf)
+	defer b.Close()
+	require.NoError(t, a.Send(&Message{Type: TypeError, Error: &ErrorInfo{Step: "read config", Msg: "truncated"}}))
+	_, err = b.Expect(TypeConfig)
+	require.Error(t, err)
+	var se *steperr.Error
+	require.ErrorAs(t, err, &se)
+	assert.Equal(t, "read config", se.Step)
+	assert.Equal(t, "read config: truncated", err.Error())
+}

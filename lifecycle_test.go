@@ -156,6 +156,25 @@ func TestExecErrorsAreTyped(t *testing.T) {
 	}
 }
 
+// A failure inside an exec stage (Create holds the process in one) is
+// passed on by the init as it came: the caller gets the stage's step,
+// path and errno as one *SetupError.
+func TestCreateErrorFromExecStageIsTyped(t *testing.T) {
+	c, err := vessel.New(newID(t), newConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Destroy()
+	err = c.Create(context.Background(), "/does/not/exist")
+	var se *vessel.SetupError
+	if !errors.As(err, &se) || se.Step != "exec" || se.Path != "/does/not/exist" || !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("got %#v (%v), want SetupError{Step: exec, Path: /does/not/exist} wrapping ENOENT", err, err)
+	}
+	if st := c.State(); st.Status != vessel.Created || st.Pid != 0 {
+		t.Fatalf("state after failed create: %+v", st)
+	}
+}
+
 func TestStateTransitions(t *testing.T) {
 	c, err := vessel.New(newID(t), newConfig())
 	if err != nil {

@@ -7,7 +7,9 @@
 // vessel.SetupError, rootfs.Error and security.StepError are this type
 // (aliases, as fs.PathError is os.PathError), so one errors.As finds the
 // failed step whichever package reported it. The container's init sends
-// the same fields to the parent as initproto.ErrorInfo, its wire form.
+// the same fields to the parent as initproto.ErrorInfo, its wire form
+// (initproto.InfoOf and ErrorInfo.StepError convert), so a step that
+// failed inside the container is this type on the caller's side too.
 //
 // A bad configuration is not a failed step: that is fielderr's (or
 // vessel.ConfigError's) business. This package must not import any other

@@ -10,10 +10,10 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/openvessel/vessel/internal/initproto"
 	"github.com/openvessel/vessel/namespaces"
 	"github.com/openvessel/vessel/rootfs"
 	"github.com/openvessel/vessel/security"
+	"github.com/openvessel/vessel/steperr"
 )
 
 // Direct start. Most of a process's settings are inherited through fork
@@ -225,12 +225,12 @@ func seccompStopsInit(p *security.Program) string {
 func applyToInit(spec *Process, extraCaps uint64) error {
 	for _, rl := range spec.Rlimits {
 		if err := rl.Apply(); err != nil {
-			return &stageError{initproto.ErrorInfo{Step: "setrlimit", Path: rl.Type, Msg: err.Error(), Errno: errnoOf(err)}}
+			return &steperr.Error{Step: "setrlimit", Path: rl.Type, Err: err}
 		}
 	}
 	if spec.OOMScoreAdj != nil {
 		if err := os.WriteFile("/proc/self/oom_score_adj", []byte(fmt.Sprint(*spec.OOMScoreAdj)), 0); err != nil {
-			return &stageError{initproto.ErrorInfo{Step: "oom_score_adj", Path: "/proc/self/oom_score_adj", Msg: err.Error(), Errno: errnoOf(err)}}
+			return &steperr.Error{Step: "oom_score_adj", Path: "/proc/self/oom_score_adj", Err: err}
 		}
 	}
 	unix.Umask(int(spec.Umask))
@@ -257,7 +257,7 @@ func applyToInit(spec *Process, extraCaps uint64) error {
 		var hdr = unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 		var data [2]unix.CapUserData
 		if err := unix.Capget(&hdr, &data[0]); err != nil {
-			return &stageError{initproto.ErrorInfo{Step: "capget", Msg: err.Error(), Errno: errnoOf(err)}}
+			return &steperr.Error{Step: "capget", Err: err}
 		}
 		have := uint64(data[0].Permitted) | uint64(data[1].Permitted)<<32
 		cs := *c
@@ -266,12 +266,7 @@ func applyToInit(spec *Process, extraCaps uint64) error {
 		own.Capabilities = &cs
 	}
 	if _, err := security.ApplyToThread(&own); err != nil {
-		info := initproto.ErrorInfo{Step: "apply security profile", Msg: err.Error(), Errno: errnoOf(err)}
-		var se *security.StepError
-		if errors.As(err, &se) {
-			info.Step, info.Msg = se.Step, se.Err.Error()
-		}
-		return &stageError{info}
+		return steperr.Wrap("apply security profile", "", err)
 	}
 	return nil
 }
@@ -296,7 +291,7 @@ type spawnOpts struct {
 // has exec'd.
 func spawnDirect(spec *Process, files []uintptr, o spawnOpts) (sp *spawned, pty *os.File, err error) {
 	fail := func(step, path string, err error) (*spawned, *os.File, error) {
-		return nil, nil, &stageError{initproto.ErrorInfo{Step: step, Path: path, Msg: err.Error(), Errno: errnoOf(err)}}
+		return nil, nil, &steperr.Error{Step: step, Path: path, Err: err}
 	}
 	// A path is left to execve, which reports what a check here would
 	// (ENOENT, EACCES for a directory or a file without x); a bare name
@@ -368,15 +363,15 @@ func spawnDirect(spec *Process, files []uintptr, o spawnOpts) (sp *spawned, pty 
 		if master != nil {
 			master.Close()
 		}
-		info := initproto.ErrorInfo{Step: "exec", Path: path, Msg: err.Error(), Errno: errnoOf(err)}
 		var ce *childError
 		if errors.As(err, &ce) {
-			info.Step, info.Msg = ce.Step, ce.Errno.Error()
+			// The step the child failed at, before its execve.
 			if ce.Path != "" {
-				info.Path = ce.Path
+				path = ce.Path
 			}
+			return nil, nil, &steperr.Error{Step: ce.Step, Path: path, Err: ce.Errno}
 		}
-		return nil, nil, &stageError{info}
+		return nil, nil, &steperr.Error{Step: "exec", Path: path, Err: err}
 	}
 	return sp, master, nil
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/openvessel/vessel/namespaces"
 	"github.com/openvessel/vessel/rootfs"
 	"github.com/openvessel/vessel/security"
+	"github.com/openvessel/vessel/steperr"
 )
 
 // Environment markers that make a re-executed binary a container child.
@@ -202,18 +203,10 @@ type Process struct {
 	Idle bool `json:"idle,omitempty"`
 }
 
-// exitWith reports a setup failure to the parent and exits.
+// exitWith reports a setup failure to the parent and exits. A step error
+// err holds names the failure; step and path do when it holds none.
 func exitWith(conn *initproto.Conn, step, path string, err error) {
-	info := &initproto.ErrorInfo{Step: step, Path: path, Msg: err.Error()}
-	var errno syscall.Errno
-	if errors.As(err, &errno) {
-		info.Errno = int(errno)
-	}
-	var re *rootfs.Error
-	if errors.As(err, &re) {
-		info.Step, info.Path, info.Msg = re.Step, re.Path, re.Err.Error()
-	}
-	_ = conn.Send(&initproto.Message{Type: initproto.TypeError, Error: info})
+	_ = conn.Send(&initproto.Message{Type: initproto.TypeError, Error: initproto.InfoOf(step, path, err)})
 	os.Exit(125)
 }
 
@@ -462,10 +455,7 @@ func runInit() {
 		}
 		caught()
 		if early, err = forkStage(files, cg.joinFDs(), cfg.CloneParent); err != nil {
-			var se *stageError
-			errors.As(err, &se)
-			_ = conn.Send(&initproto.Message{Type: initproto.TypeError, Error: &se.info})
-			os.Exit(125)
+			exitWith(conn, "start exec stage", "/proc/self/exe", err)
 		}
 		if swapNeeded && cfg.ProcPidns {
 			ns, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(early.pidfd), pidfdGetPidNamespace, 0)
@@ -549,10 +539,7 @@ func runInit() {
 			extra = 1 << unix.CAP_SYS_ADMIN
 		}
 		if err := applyToInit(&cfg.Process, extra); err != nil {
-			var se *stageError
-			errors.As(err, &se)
-			_ = conn.Send(&initproto.Message{Type: initproto.TypeError, Error: &se.info})
-			os.Exit(125)
+			exitWith(conn, "apply process settings", "", err)
 		}
 	}
 	if in.direct && !mainStage {
@@ -567,7 +554,7 @@ func runInit() {
 	if cfg.Restore != nil {
 		pid, pidfd, err = restoreTree(cfg.Restore, files)
 		if err != nil {
-			err = &stageError{initproto.ErrorInfo{Step: "restore", Path: cfg.Restore.Args[0], Msg: err.Error(), Errno: errnoOf(err)}}
+			err = &steperr.Error{Step: "restore", Path: cfg.Restore.Args[0], Err: err}
 		}
 	} else if !mainStage {
 		var ds *spawned
@@ -599,11 +586,6 @@ func runInit() {
 		})
 	}
 	if err != nil {
-		var se *stageError
-		if errors.As(err, &se) {
-			_ = conn.Send(&initproto.Message{Type: initproto.TypeError, Error: &se.info})
-			os.Exit(125)
-		}
 		exitWith(conn, "start process", cfg.Process.Args[0], err)
 	}
 	in.main, in.mainFD = pid, pidfd
@@ -886,13 +868,8 @@ func (in *initState) handle(r *initproto.Received, from *initproto.Conn) {
 		sp := in.held
 		in.held = nil
 		if err := sp.release(); err != nil {
-			info := initproto.ErrorInfo{Step: "start", Msg: err.Error()}
-			var se *stageError
-			if errors.As(err, &se) {
-				info = se.info
-			}
 			delete(in.procs, sp.pid)
-			in.broadcast(&initproto.Message{Type: initproto.TypeError, Error: &info}, 0)
+			in.broadcast(&initproto.Message{Type: initproto.TypeError, Error: initproto.InfoOf("start", "", err)}, 0)
 			in.broadcast(&initproto.Message{Type: initproto.TypeExit, Exit: &initproto.ExitInfo{Code: 127}}, 0)
 			os.Exit(0)
 		}
@@ -922,12 +899,7 @@ func (in *initState) handle(r *initproto.Received, from *initproto.Conn) {
 			pid, pidfd, pty, err = spawn(&spec, fds, in.cg.joinFDs())
 		}
 		if err != nil {
-			var se *stageError
-			if errors.As(err, &se) {
-				in.execFailed(from, r.ID, &se.info)
-			} else {
-				in.execFailed(from, r.ID, &initproto.ErrorInfo{Step: "start process", Msg: err.Error()})
-			}
+			in.execFailed(from, r.ID, initproto.InfoOf("start process", "", err))
 			return
 		}
 		in.procs[pid] = procRef{id: r.ID, conn: from}
@@ -980,11 +952,6 @@ func (in *initState) reap() {
 		}
 	}
 }
-
-// stageError is a failure reported by the exec stage.
-type stageError struct{ info initproto.ErrorInfo }
-
-func (e *stageError) Error() string { return e.info.Step + ": " + e.info.Msg }
 
 // stageProc is an exec stage: a fresh exec of this binary that applies one
 // process's settings and execve()s it.
@@ -1039,7 +1006,7 @@ func forkStage(files []uintptr, cgroups []int, sibling bool) (*stageProc, error)
 	child.Close()
 	if err != nil {
 		parentEnd.Close()
-		return nil, &stageError{initproto.ErrorInfo{Step: "start exec stage", Path: "/proc/self/exe", Msg: err.Error(), Errno: errnoOf(err)}}
+		return nil, &steperr.Error{Step: "start exec stage", Path: "/proc/self/exe", Err: err}
 	}
 	sp.pid, sp.pidfd, sp.conn = ds.pid, ds.pidfd, parentEnd
 	return sp, nil
@@ -1078,7 +1045,7 @@ func (sp *stageProc) await(held bool) error {
 			var ws unix.WaitStatus
 			unix.Wait4(sp.pid, &ws, 0, nil)
 			sp.fail()
-			return &stageError{initproto.ErrorInfo{Step: "exec stage", Msg: fmt.Sprintf("died before exec (%v)", ws)}}
+			return &steperr.Error{Step: "exec stage", Err: fmt.Errorf("died before exec (%v)", ws)}
 		}
 		switch r.Type {
 		case initproto.TypePTY:
@@ -1095,7 +1062,7 @@ func (sp *stageProc) await(held bool) error {
 			var ws unix.WaitStatus
 			unix.Wait4(sp.pid, &ws, 0, nil)
 			sp.fail()
-			return &stageError{*r.Error}
+			return r.Error.StepError()
 		}
 	}
 }
@@ -1128,14 +1095,6 @@ func spawn(spec *Process, files []uintptr, cgroups []int) (int, int, *os.File, e
 		return 0, -1, nil, err
 	}
 	return sp.pid, -1, sp.pty, nil
-}
-
-func errnoOf(err error) int {
-	var errno syscall.Errno
-	if errors.As(err, &errno) {
-		return int(errno)
-	}
-	return 0
 }
 
 // runExecStage applies one process's settings and execve()s it. Its sync

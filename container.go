@@ -369,21 +369,94 @@ func (c *Container) afterStart(ctx context.Context) {
 	}
 }
 
-func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr error) {
+// startRun is one start (or the start part of a restore) as it goes
+// through its phases (phases.go), and what they hand on to each other.
+type startRun struct {
+	c    *Container
+	ctx  context.Context
+	args []string
+	hold bool
+	ph   *phases
+
+	plan  *rootfs.Plan
+	image *rootfs.ImageConfig
+	ic    *child.Config
+	// prepare: the parent has work to finish before the init may act.
+	prepare bool
+	// finishCgroup writes the v1 hierarchies and the limits while the
+	// init starts; cgDone has its result once cgStarted.
+	finishCgroup        func() error
+	cgDone              chan error
+	cgStarted, cgWaited bool
+	exe                 string
+	sys                 *syscall.SysProcAttr
+	shape               spareKey
+	useSpare            bool
+	spare               *spareInit
+	// initMove, if set, moves the init where it belongs in the cgroup2
+	// hierarchy before the limits are written.
+	initMove             func(pid int) error
+	listener             *os.File
+	ctl                  *initproto.Conn
+	childSock            *os.File
+	cmd                  *exec.Cmd
+	stdio                *spareStdio
+	stdioFiles, stdioEnd []*os.File
+	cfgFiles             []*os.File
+}
+
+func (c *Container) start(ctx context.Context, args []string, hold bool) error {
 	if len(c.ExtraFiles) > 200 {
 		return &ConfigError{Field: "extraFiles", Reason: "more than 200 files"}
 	}
+	s := &startRun{c: c, ctx: ctx, args: args, hold: hold, ph: c.newPhases("start")}
+	defer s.finish()
+	return s.ph.run(
+		phaseStep{phaseStorage, s.storage},
+		phaseStep{phaseInitConfig, s.initConfig},
+		phaseStep{phaseCgroup, s.cgroup},
+		phaseStep{phaseInit, s.startInit},
+		phaseStep{phasePrepare, s.prepareInit},
+		phaseStep{phaseConfig, s.sendConfig},
+		phaseStep{phaseWait, s.waitStarted},
+		phaseStep{phaseRun, s.run},
+	)
+}
+
+// finish ends what a start leaves behind whether it worked or not.
+func (s *startRun) finish() {
+	if s.listener != nil {
+		s.listener.Close()
+	}
+	if s.useSpare && s.spare == nil {
+		// None was ready: the next start may find one.
+		s.c.Spares.fill(s.shape)
+	}
+	_ = s.waitCgroup()
+}
+
+// waitCgroup waits for the cgroup's limits (once).
+func (s *startRun) waitCgroup() error {
+	if !s.cgStarted || s.cgWaited {
+		return nil
+	}
+	s.cgWaited = true
+	return <-s.cgDone
+}
+
+// storage: the security profile, the root's plan and its storage
+// (images, layers, overlay), released at cleanup.
+func (s *startRun) storage() error {
+	c := s.c
 	prep, err := c.cfg.preparedSecurity()
 	if err != nil {
 		return err
 	}
 	c.secPrep = prep
-	var plan *rootfs.Plan
-	var image *rootfs.ImageConfig
 	if c.cfg.Namespaces.IsNew(namespaces.Mount) {
-		plan = c.cfg.plan()
-		if plan.NeedsPrepare() {
-			sp, err := storage.Prepare(ctx, c.id, plan, storage.PrepareOptions{})
+		s.plan = c.cfg.plan()
+		if s.plan.NeedsPrepare() {
+			sp, err := storage.Prepare(s.ctx, c.id, s.plan, storage.PrepareOptions{})
 			if err != nil {
 				return &SetupError{Step: "prepare storage", Err: err}
 			}
@@ -391,13 +464,21 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 			c.mu.Lock()
 			c.storage = sp
 			c.mu.Unlock()
-			image = sp.ImageConfig
+			s.image = sp.ImageConfig
 		}
 	}
-	ic, err := c.initConfig(args, plan, image)
+	return nil
+}
+
+// initConfig: the init's config, as far as it is known before the init
+// runs.
+func (s *startRun) initConfig() error {
+	c := s.c
+	ic, err := c.initConfig(s.args, s.plan, s.image)
 	if err != nil {
 		return err
 	}
+	s.ic = ic
 	if c.restoreSpec != nil {
 		// Restore (checkpoint.go): criu brings the workload back, with
 		// its mounts and its pid namespace from the images.
@@ -405,38 +486,39 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 		// restored one after.
 		ic.Plan, ic.NewPIDNS, ic.NewCgroupNS, ic.Restore = nil, false, false, c.restoreSpec
 	}
-	ic.Process.WaitStart = hold
+	ic.Process.WaitStart = s.hold
 	ic.Detached = c.Detached
-	// prepare: the parent has work to finish before the init may act.
-	prepare := false
 	if h := c.cfg.Hooks; h != nil {
 		ic.CreateContainerHooks = childHooks(h.CreateContainer)
 		ic.StartContainerHooks = childHooks(h.StartContainer)
 		if len(h.Prestart)+len(h.CreateRuntime) > 0 {
-			prepare = true
+			s.prepare = true
 		}
 	}
-	// The cgroup's unified directory now, for CLONE_INTO_CGROUP; the v1
-	// hierarchies and the limits while the init starts (its config is
-	// sent once they are done).
-	finishCgroup, err := c.setupCgroupStaged()
+	return nil
+}
+
+// cgroup: the cgroup's unified directory now, for CLONE_INTO_CGROUP; the
+// v1 hierarchies and the limits while the init starts (its config is
+// sent once they are done). Removed at cleanup.
+func (s *startRun) cgroup() error {
+	finish, err := s.c.setupCgroupStaged()
 	if err != nil {
 		return err
 	}
-	cgDone := make(chan error, 1)
-	cgStarted, cgWaited := false, false
-	waitCgroup := func() error {
-		if !cgStarted || cgWaited {
-			return nil
-		}
-		cgWaited = true
-		return <-cgDone
-	}
-	defer func() { _ = waitCgroup() }()
+	s.finishCgroup, s.cgDone = finish, make(chan error, 1)
+	return nil
+}
+
+// startInit: the init, started fresh or taken from Spares, with its
+// namespaces; killed if a later phase fails.
+func (s *startRun) startInit() error {
+	c, ic := s.c, s.ic
 	exe, err := selfExe()
 	if err != nil {
 		return &SetupError{Step: "prepare executable", Err: err}
 	}
+	s.exe = exe
 	if interp := dynamicInterpreter(); interp != "" && c.cfg.Rootfs.Kind != rootfs.KindHost && c.cfg.Namespaces.IsNew(namespaces.Mount) {
 		return &SetupError{Step: "check executable", Path: "/proc/self/exe", Err: fmt.Errorf(
 			"this program is dynamically linked (interpreter %s), so it cannot start inside a root filesystem other than the host's: build it with CGO_ENABLED=0", interp)}
@@ -445,6 +527,7 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 	// Not the pid namespace: the init makes it for the workload, whose
 	// main process is its PID 1, and stays outside it.
 	sys := &syscall.SysProcAttr{Cloneflags: ns.CloneFlags() &^ unix.CLONE_NEWPID, Setsid: true}
+	s.sys = sys
 	if !c.Detached {
 		sys.Pdeathsig = syscall.SIGKILL
 	}
@@ -452,7 +535,7 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 		// newuidmap/newgidmap write the ranges while the init waits; it
 		// then re-executes itself to gain its capabilities in the
 		// namespace (they are computed at execve).
-		prepare = true
+		s.prepare = true
 		ic.ReexecAfterMap = true
 	} else if ns.IsNew(namespaces.User) {
 		for _, m := range c.cfg.uidMappings() {
@@ -468,12 +551,12 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 	}
 	if c.cg != nil {
 		// The cgroup's limits are complete by the time the config is sent.
-		prepare = true
+		s.prepare = true
 	}
 	ic.CloneParent = c.Detached
 	ic.ProcPidns = child.ProcPidns()
-	if c.cfg.needsNetworkSetup() || (plan != nil && plan.NeedsIDMap()) {
-		prepare = true
+	if c.cfg.needsNetworkSetup() || (s.plan != nil && s.plan.NeedsIDMap()) {
+		s.prepare = true
 	}
 	if len(ic.CreateContainerHooks) > 0 {
 		// The state createContainer hooks read in the init (startContainer
@@ -482,92 +565,54 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 	}
 	// An init started ahead (Spares) has its namespaces and is past its
 	// own start; it gets the main process's stdio with its config.
-	shape, useSpare := c.spareShape(exe, sys, ic)
-	var spare *spareInit
-	if useSpare {
-		spare = c.Spares.take(shape)
-		if spare == nil {
-			// None was ready: the next start may find one.
-			defer c.Spares.fill(shape)
-		}
+	s.shape, s.useSpare = c.spareShape(exe, sys, ic)
+	spare := (*spareInit)(nil)
+	if s.useSpare {
+		spare = c.Spares.take(s.shape)
 	}
-	// The init stays out of the container's cgroup (see cgroupPlaces);
-	// initMove, if set, moves it where it belongs in the cgroup2
-	// hierarchy before the limits are written.
-	initMove, err := c.cgroupPlaces(ic, sys, spare != nil)
+	// The init stays out of the container's cgroup (see cgroupPlaces).
+	s.initMove, err = c.cgroupPlaces(ic, sys, spare != nil)
 	if err != nil {
 		if spare != nil {
 			_ = spare.discard()
 		}
+		s.spare = spare
 		return err
 	}
-	var (
-		ctl                  *initproto.Conn
-		childSock            *os.File
-		cmd                  *exec.Cmd
-		stdio                *spareStdio
-		stdioFiles, stdioEnd []*os.File
-	)
 	if spare != nil {
-		stdio = &spareStdio{}
-		if stdioFiles, stdioEnd, err = pipeStdio(c.Stdin, c.Stdout, c.Stderr, &stdio.copies, &stdio.closers); err != nil {
+		s.spare = spare
+		s.stdio = &spareStdio{}
+		if s.stdioFiles, s.stdioEnd, err = pipeStdio(c.Stdin, c.Stdout, c.Stderr, &s.stdio.copies, &s.stdio.closers); err != nil {
 			_ = spare.discard()
 			return &SetupError{Step: "stdio", Err: err}
 		}
-		ctl, cmd = spare.ctl, spare.cmd
+		s.ctl, s.cmd = spare.ctl, spare.cmd
 		ic.Stdio = true
-	} else {
-		if ctl, childSock, err = initproto.ParentPair(); err != nil {
-			return &SetupError{Step: "socketpair", Err: err}
-		}
-		extra := append([]*os.File{childSock}, c.ExtraFiles...)
-		if c.ControlSocket != "" {
-			l, err := listenControl(c.ControlSocket)
-			if err != nil {
-				childSock.Close()
-				ctl.Close()
-				return &SetupError{Step: "control socket", Path: c.ControlSocket, Err: err}
-			}
-			defer l.Close()
-			ic.ListenFD = 3 + len(extra)
-			extra = append(extra, l)
-			path := c.ControlSocket
-			c.addCleanup(func() error {
-				if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-					return err
-				}
-				return nil
-			})
-		}
-		cmd = initCmd(exe, []string{"vessel-init", c.id}, extra, sys)
-		// With a terminal, it carries all of the process's stdio; the init
-		// itself writes nothing, and must not share the caller's writers
-		// with the terminal's copier.
-		if !c.cfg.Process.TTY {
-			cmd.Stdin, cmd.Stdout, cmd.Stderr = c.Stdin, c.Stdout, c.Stderr
-		}
+	} else if err := s.freshInit(); err != nil {
+		return err
 	}
-	cgStarted = true
+	s.cgStarted = true
 	// The cgroup's limits are written while the init starts; its config
 	// is sent once they are.
 	initPid := make(chan int, 1)
 	go func() {
 		var err error
-		if pid := <-initPid; initMove != nil && pid > 0 {
-			err = initMove(pid)
+		if pid := <-initPid; s.initMove != nil && pid > 0 {
+			err = s.initMove(pid)
 		}
 		if err == nil {
-			err = finishCgroup()
+			err = s.finishCgroup()
 		}
-		cgDone <- err
+		s.cgDone <- err
 	}()
+	cmd := s.cmd
 	if spare == nil {
 		var startErr error
 		onForkThread(func() { startErr = cmd.Start() })
-		childSock.Close()
+		s.childSock.Close()
 		if startErr != nil {
 			initPid <- 0
-			ctl.Close()
+			s.ctl.Close()
 			return &SetupError{Step: "start container init", Path: exe, Err: startErr}
 		}
 		c.logf("init started", "pid", cmd.Process.Pid)
@@ -576,24 +621,71 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 	}
 	initPid <- cmd.Process.Pid
 	c.mu.Lock()
-	c.cmd, c.ctl, c.initPid, c.spareIO = cmd, ctl, cmd.Process.Pid, stdio
+	c.cmd, c.ctl, c.initPid, c.spareIO = cmd, s.ctl, cmd.Process.Pid, s.stdio
 	if spare != nil {
 		// Its replacement starts when this container ends, or once it
 		// has run a while: not beside a short job's start and end.
-		spares := c.Spares
+		spares, shape := c.Spares, s.shape
 		c.spareRefill = time.AfterFunc(spareRefillDelay, func() { spares.fill(shape) })
 	}
 	c.mu.Unlock()
-	fail := func(err error) error {
+	s.ph.undo(func() {
 		_ = cmd.Process.Signal(syscall.SIGKILL)
 		_ = cmd.Wait()
-		ctl.Close()
-		if stdio != nil {
-			initproto.CloseFiles(stdioEnd)
-			stdio.wait()
+		s.ctl.Close()
+		if s.stdio != nil {
+			initproto.CloseFiles(s.stdioEnd)
+			s.stdio.wait()
 		}
-		return err
+	})
+	return nil
+}
+
+// freshInit makes the command of a fresh init: its control socket pair,
+// the attach socket if asked for, the caller's extra files and stdio.
+func (s *startRun) freshInit() error {
+	c, ic := s.c, s.ic
+	ctl, childSock, err := initproto.ParentPair()
+	if err != nil {
+		return &SetupError{Step: "socketpair", Err: err}
 	}
+	extra := append([]*os.File{childSock}, c.ExtraFiles...)
+	if c.ControlSocket != "" {
+		l, err := listenControl(c.ControlSocket)
+		if err != nil {
+			childSock.Close()
+			ctl.Close()
+			return &SetupError{Step: "control socket", Path: c.ControlSocket, Err: err}
+		}
+		s.listener = l
+		ic.ListenFD = 3 + len(extra)
+		extra = append(extra, l)
+		path := c.ControlSocket
+		c.addCleanup(func() error {
+			if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return err
+			}
+			return nil
+		})
+	}
+	s.ctl, s.childSock = ctl, childSock
+	s.cmd = initCmd(s.exe, []string{"vessel-init", c.id}, extra, s.sys)
+	// With a terminal, it carries all of the process's stdio; the init
+	// itself writes nothing, and must not share the caller's writers
+	// with the terminal's copier.
+	if !c.cfg.Process.TTY {
+		s.cmd.Stdin, s.cmd.Stdout, s.cmd.Stderr = c.Stdin, c.Stdout, c.Stderr
+	}
+	return nil
+}
+
+// prepareInit: what the init must find done before it acts on its
+// config: the cgroup complete and holding it, the id maps, the
+// createRuntime hooks, the network, the idmapped mounts. Its namespaces
+// exist already; it is still starting (a fresh Go program) meanwhile,
+// and waits for the config that follows.
+func (s *startRun) prepareInit() error {
+	c, ic, cmd := s.c, s.ic, s.cmd
 	ic.Direct = child.DirectReason(ic) == ""
 	// clone3 into a cgroup checks the forking process's own right to
 	// write there, which an init in a user namespace lacks, and, where
@@ -602,78 +694,86 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 	// the container's cgroup, outside which the init lives. A process
 	// writing "0" through the files the parent opened is checked against
 	// the opener instead.
-	ic.Clone3 = ic.Direct && child.Clone3Allowed(ic) && !ns.IsNew(namespaces.User) && !inUserNamespace() &&
+	ic.Clone3 = ic.Direct && child.Clone3Allowed(ic) && !c.cfg.Namespaces.IsNew(namespaces.User) && !inUserNamespace() &&
 		!(c.cg != nil && c.cg.Layout() == cgroups.V2 && ic.NewCgroupNS)
-	var cfgFiles []*os.File
-	if prepare {
-		// What the init must find done before it acts on its config: the
-		// cgroup complete and holding it, the id maps, the createRuntime
-		// hooks, the network, the idmapped mounts. Its namespaces exist
-		// already; it is still starting (a fresh Go program) meanwhile,
-		// and waits for the config that follows.
-		if err := waitCgroup(); err != nil {
-			return fail(err)
-		}
-		if ic.ReexecAfterMap {
-			if err := writeIDMaps(cmd.Process.Pid, c.cfg.uidMappings(), c.cfg.gidMappings()); err != nil {
-				return fail(err)
-			}
-		}
-		if h := c.cfg.Hooks; h != nil {
-			state := c.hookState("created", cmd.Process.Pid)
-			if err := runHooks(append(append([]Hook{}, h.Prestart...), h.CreateRuntime...), state); err != nil {
-				return fail(&SetupError{Step: "createRuntime hook", Err: err})
-			}
-		}
-		if c.cfg.needsNetworkSetup() {
-			files, err := c.setupNetwork(ctx, cmd.Process.Pid)
-			if err != nil {
-				return fail(err)
-			}
-			if c.restoreFiles != nil {
-				if err := c.restoreFiles(files); err != nil {
-					return fail(err)
-				}
-			}
-			if ic.Plan != nil {
-				ic.Plan.Files = child.MergeFiles(ic.Plan.Files, files)
-			}
-		}
-		if plan != nil && plan.NeedsIDMap() {
-			var err error
-			if cfgFiles, ic.IDMapped, err = makeIDMapped(plan, cmd.Process.Pid); err != nil {
-				return fail(err)
-			}
+	if !s.prepare {
+		return nil
+	}
+	if err := s.waitCgroup(); err != nil {
+		return err
+	}
+	if ic.ReexecAfterMap {
+		if err := writeIDMaps(cmd.Process.Pid, c.cfg.uidMappings(), c.cfg.gidMappings()); err != nil {
+			return err
 		}
 	}
+	if h := c.cfg.Hooks; h != nil {
+		state := c.hookState("created", cmd.Process.Pid)
+		if err := runHooks(append(append([]Hook{}, h.Prestart...), h.CreateRuntime...), state); err != nil {
+			return &SetupError{Step: "createRuntime hook", Err: err}
+		}
+	}
+	if c.cfg.needsNetworkSetup() {
+		files, err := c.setupNetwork(s.ctx, cmd.Process.Pid)
+		if err != nil {
+			return err
+		}
+		if c.restoreFiles != nil {
+			if err := c.restoreFiles(files); err != nil {
+				return err
+			}
+		}
+		if ic.Plan != nil {
+			ic.Plan.Files = child.MergeFiles(ic.Plan.Files, files)
+		}
+	}
+	if s.plan != nil && s.plan.NeedsIDMap() {
+		var err error
+		if s.cfgFiles, ic.IDMapped, err = makeIDMapped(s.plan, cmd.Process.Pid); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sendConfig: the init's config, with the descriptors it needs.
+func (s *startRun) sendConfig() error {
+	ic := s.ic
 	if len(ic.Cgroups) > 0 {
 		// Opened here, where the kernel will check the opener's
 		// credentials (an init in a user namespace could not open them).
 		cgFiles, err := child.CgroupFiles(ic.Cgroups)
 		if err != nil {
-			initproto.CloseFiles(cfgFiles)
-			return fail(&SetupError{Step: "open container cgroup", Err: err})
+			initproto.CloseFiles(s.cfgFiles)
+			return &SetupError{Step: "open container cgroup", Err: err}
 		}
-		cfgFiles = append(cfgFiles, cgFiles...)
+		s.cfgFiles = append(s.cfgFiles, cgFiles...)
 	}
-	err = ctl.SendRaw(initproto.TypeConfig, child.EncodeConfig(ic), append(stdioFiles, cfgFiles...)...)
-	initproto.CloseFiles(cfgFiles)
-	initproto.CloseFiles(stdioEnd)
-	stdioEnd = nil
+	err := s.ctl.SendRaw(initproto.TypeConfig, child.EncodeConfig(ic), append(s.stdioFiles, s.cfgFiles...)...)
+	initproto.CloseFiles(s.cfgFiles)
+	initproto.CloseFiles(s.stdioEnd)
+	s.stdioEnd = nil
 	if err != nil {
-		return fail(&SetupError{Step: "send config", Err: err})
+		return &SetupError{Step: "send config", Err: err}
 	}
+	return nil
+}
+
+// waitStarted: the init's answer, once the main process has execve()d
+// (or waits before it, Create), or the step that failed.
+func (s *startRun) waitStarted() error {
+	c := s.c
 	for {
-		r, err := ctl.Recv()
+		r, err := s.ctl.Recv()
 		if err != nil {
-			return fail(&SetupError{Step: "container init", Err: fmt.Errorf("exited during setup: %w", c.initDeath(err))})
+			return &SetupError{Step: "container init", Err: fmt.Errorf("exited during setup: %w", c.initDeath(err))}
 		}
 		switch r.Type {
 		case initproto.TypeError:
-			return fail(remoteSetupError(r.Error))
+			return remoteSetupError(r.Error)
 		case initproto.TypeControl:
-			if n, ok := swapControl(ctl, r); ok {
-				ctl = n
+			if n, ok := swapControl(s.ctl, r); ok {
+				s.ctl = n
 				c.mu.Lock()
 				c.ctl = n
 				c.mu.Unlock()
@@ -686,17 +786,23 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 			continue
 		case initproto.TypeStarted, initproto.TypeCreated:
 			if r.PidOf() == 0 {
-				return fail(&SetupError{Step: "container init", Err: errors.New("started message without a pid")})
+				return &SetupError{Step: "container init", Err: errors.New("started message without a pid")}
 			}
 			c.mu.Lock()
 			c.mainPid = r.PidOf()
 			c.startedAt = time.Now()
 			c.mu.Unlock()
 		default:
-			return fail(&SetupError{Step: "container init", Err: fmt.Errorf("unexpected message %q", r.Type)})
+			return &SetupError{Step: "container init", Err: fmt.Errorf("unexpected message %q", r.Type)}
 		}
-		break
+		return nil
 	}
+}
+
+// run: the terminal's copier, the control session and what follows the
+// main process's start.
+func (s *startRun) run() error {
+	c := s.c
 	if c.cg != nil {
 		// Its processes are in it now: empty again, it is vessel's to
 		// remove (cgroups.RemoveGroup).
@@ -707,10 +813,10 @@ func (c *Container) start(ctx context.Context, args []string, hold bool) (retErr
 		startPTYCopy(c.pty, c.Stdin, c.Stdout, &c.ptyWG, c.ptyEnded)
 	}
 	c.ctlDone = make(chan struct{})
-	c.sess = newSession(ctl)
-	c.follow(ctx)
-	if !hold {
-		c.afterStart(ctx)
+	c.sess = newSession(s.ctl)
+	c.follow(s.ctx)
+	if !s.hold {
+		c.afterStart(s.ctx)
 	}
 	return nil
 }

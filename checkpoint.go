@@ -637,23 +637,105 @@ func reclaimStaleCgroup(id string, cc CgroupConfig) error {
 	return nil
 }
 
+// The phases of a restore, around the start of an init that runs criu
+// (phases.go).
+const (
+	// phaseImages: the checkpoint's format.
+	phaseImages phase = "images"
+	// phaseRoot: the root directory criu restores into, with the
+	// mountpoints it lacks. A root made for the host's files is removed
+	// by the cleanup it registers.
+	phaseRoot phase = "root"
+	// phaseMounts: the sources of the external mounts.
+	phaseMounts phase = "mounts"
+	// phaseStdio: the standard streams, as criu inherits them.
+	phaseStdio phase = "stdio"
+	// phaseFiles: the other files opened outside the container.
+	phaseFiles phase = "files"
+	// phaseNetwork: the network namespace the tree comes back in.
+	phaseNetwork phase = "network"
+	// phaseCriu: the init started with criu as its main process, criu's
+	// restore, a paused checkpoint frozen before it resumes. Undone by
+	// Destroy (the init, and what its start registered).
+	phaseCriu phase = "criu"
+	// phaseResume: the streams' copiers; a checkpoint taken paused is
+	// a paused container.
+	phaseResume phase = "resume"
+)
+
+// restoreRun is one restore as it goes through its phases, and what they
+// hand on to each other.
+type restoreRun struct {
+	c    *Container
+	ctx  context.Context
+	dir  string
+	meta *checkpointMeta
+	opts *RestoreOptions
+	ph   *phases
+
+	runDir  string
+	closers []io.Closer
+	root    string
+	co      *checkpoint.Options
+	// genSrc: the host file criu mounts for each generated file.
+	genSrc map[string]string
+	// stdioDone: the stdio keys handed over (a file of the same key is
+	// not reopened).
+	stdioDone map[string]bool
+	copiers   []func()
+	spec      *child.RestoreSpec
+}
+
 func (c *Container) restore(ctx context.Context, dir string, meta *checkpointMeta, opts *RestoreOptions) error {
-	if meta.Version < 2 {
-		return &ConfigError{Field: "dir", Reason: fmt.Sprintf("%s was written by a vessel whose dump held the init (format %d); this vessel restores only format 2 (the workload alone)", dir, meta.Version)}
+	r := &restoreRun{c: c, ctx: ctx, dir: dir, meta: meta, opts: opts, ph: c.newPhases("restore")}
+	defer r.finish()
+	return r.ph.run(
+		phaseStep{phaseImages, r.images},
+		phaseStep{phaseRoot, r.rootDir},
+		phaseStep{phaseMounts, r.mounts},
+		phaseStep{phaseStdio, r.stdio},
+		phaseStep{phaseFiles, r.files},
+		phaseStep{phaseNetwork, r.network},
+		phaseStep{phaseCgroup, r.cgroup},
+		phaseStep{phaseCriu, r.criu},
+		phaseStep{phaseResume, r.resume},
+	)
+}
+
+// finish removes what only the restore itself needed.
+func (r *restoreRun) finish() {
+	r.c.restoreFiles = nil
+	for _, cl := range r.closers {
+		cl.Close()
 	}
-	// The generated files' sources are needed only while CRIU mounts
-	// them; the directory goes as soon as the restore returns.
+	if r.runDir != "" {
+		os.RemoveAll(r.runDir)
+	}
+}
+
+// inherit hands f to criu under key; the restore closes it when done.
+func (r *restoreRun) inherit(key string, f *os.File) {
+	r.co.InheritFDs = append(r.co.InheritFDs, checkpoint.InheritFD{Key: key, File: f})
+	r.closers = append(r.closers, f)
+}
+
+// images: a format this vessel restores, and the directory the
+// generated files' sources live in while CRIU mounts them.
+func (r *restoreRun) images() error {
+	if r.meta.Version < 2 {
+		return &ConfigError{Field: "dir", Reason: fmt.Sprintf("%s was written by a vessel whose dump held the init (format %d); this vessel restores only format 2 (the workload alone)", r.dir, r.meta.Version)}
+	}
 	runDir, err := checkpoint.MkdirTemp("vessel-restore-")
 	if err != nil {
 		return &SetupError{Step: "restore: runtime directory", Err: err}
 	}
-	defer os.RemoveAll(runDir)
-	var closers []io.Closer
-	defer func() {
-		for _, cl := range closers {
-			cl.Close()
-		}
-	}()
+	r.runDir = runDir
+	return nil
+}
+
+// rootDir: the root criu restores into, with every mountpoint.
+func (r *restoreRun) rootDir() error {
+	c, opts := r.c, r.opts
 	root := c.cfg.Rootfs.Path
 	if c.cfg.Rootfs.Kind == rootfs.KindHost {
 		// The host's files were mounted, directory by directory, on a
@@ -661,15 +743,18 @@ func (c *Container) restore(ctx context.Context, dir string, meta *checkpointMet
 		// container) gets the host root's symlinks and the mountpoints;
 		// the directories come back as external mounts of the same
 		// host paths.
+		var err error
 		if root, err = hostRestoreRoot(); err != nil {
 			return &SetupError{Step: "restore: root for the host's files", Err: err}
 		}
 		hostRoot := root
 		c.addCleanup(func() error { return os.RemoveAll(hostRoot) })
+		r.ph.undo(func() { _ = c.runCleanups() })
 	}
-	co := &checkpoint.Options{
+	r.root = root
+	r.co = &checkpoint.Options{
 		CriuPath:       opts.CriuPath,
-		ImagesDir:      dir,
+		ImagesDir:      r.dir,
 		Root:           root,
 		ShellJob:       true,
 		FileLocks:      true,
@@ -678,31 +763,31 @@ func (c *Container) restore(ctx context.Context, dir string, meta *checkpointMet
 		RestoreSibling: true,
 		Cgroups:        checkpoint.CgroupSoft,
 	}
-	inherit := func(key string, f *os.File) {
-		co.InheritFDs = append(co.InheritFDs, checkpoint.InheritFD{Key: key, File: f})
-		closers = append(closers, f)
-	}
-
 	// Mountpoints a fresh root directory lacks.
-	if err := makeMountpoints(root, meta.Mountpoints); err != nil {
+	if err := makeMountpoints(root, r.meta.Mountpoints); err != nil {
 		return &SetupError{Step: "restore: create mountpoints", Path: root, Err: err}
 	}
+	return nil
+}
 
-	// Mounts.
+// mounts: the host source of each external mount: a written copy of a
+// generated file, the restore config's bind, or the host's own path.
+func (r *restoreRun) mounts() error {
+	c := r.c
 	gen := map[string][]byte{}
 	for _, f := range c.generatedFiles() {
 		gen[f.Path] = f.Data
 	}
-	genSrc := map[string]string{}
-	for i, m := range meta.Mounts {
+	r.genSrc = map[string]string{}
+	for i, m := range r.meta.Mounts {
 		var src string
 		switch {
 		case m.Generated:
-			src = filepath.Join(runDir, "file-"+strconv.Itoa(i))
+			src = filepath.Join(r.runDir, "file-"+strconv.Itoa(i))
 			if err := os.WriteFile(src, gen[m.Mountpoint], 0o644); err != nil {
 				return &SetupError{Step: "restore: write " + m.Mountpoint, Err: err}
 			}
-			genSrc[m.Mountpoint] = src
+			r.genSrc[m.Mountpoint] = src
 		default:
 			for _, b := range c.cfg.Mounts {
 				if b.Type == rootfs.TypeBind && filepath.Clean(b.Destination) == m.Mountpoint {
@@ -717,15 +802,19 @@ func (c *Container) restore(ctx context.Context, dir string, meta *checkpointMet
 				return &ConfigError{Field: "mounts", Reason: fmt.Sprintf("the checkpoint has a mount from the host at %s; the restore config binds nothing there", m.Mountpoint)}
 			}
 		}
-		co.External = append(co.External, checkpoint.ExternalMountSource(m.Key, src))
+		r.co.External = append(r.co.External, checkpoint.ExternalMountSource(m.Key, src))
 	}
+	return nil
+}
 
-	// Standard streams. A caller's *os.File is handed over as it is; other
-	// readers and writers get a pipe and a copier. Streams that were
-	// pipes or regular files outside the container (fixImages) take
-	// whatever is given now.
-	var copiers []func()
+// stdio: the standard streams. A caller's *os.File is handed over as it
+// is; other readers and writers get a pipe and a copier. Streams that
+// were pipes or regular files outside the container (fixImages) take
+// whatever is given now.
+func (r *restoreRun) stdio() error {
+	meta, opts := r.meta, r.opts
 	stdioDone := map[string]bool{}
+	r.stdioDone = stdioDone
 	isFileKey := map[string]bool{}
 	for _, ef := range meta.Files {
 		isFileKey[ef.Key] = true
@@ -734,19 +823,19 @@ func (c *Container) restore(ctx context.Context, dir string, meta *checkpointMet
 		if stdioDone[s.Key] {
 			continue
 		}
-		var r io.Reader
+		var rd io.Reader
 		var w io.Writer
 		switch s.FD {
 		case 0:
-			r = opts.Stdin
+			rd = opts.Stdin
 		case 1:
 			w = opts.Stdout
 		case 2:
 			w = opts.Stderr
 		}
 		var stream any = w
-		if r != nil {
-			stream = r
+		if rd != nil {
+			stream = rd
 		}
 		key := s.Key
 		if s.Shared != "" {
@@ -760,24 +849,24 @@ func (c *Container) restore(ctx context.Context, dir string, meta *checkpointMet
 			if err != nil {
 				return err
 			}
-			inherit(key, dup)
+			r.inherit(key, dup)
 			continue
 		}
 		switch {
-		case r != nil:
+		case rd != nil:
 			pr, pw, err := os.Pipe()
 			if err != nil {
 				return err
 			}
-			inherit(key, pr)
-			copiers = append(copiers, func() { _, _ = io.Copy(pw, r); pw.Close() })
+			r.inherit(key, pr)
+			r.copiers = append(r.copiers, func() { _, _ = io.Copy(pw, rd); pw.Close() })
 		case w != nil:
 			pr, pw, err := os.Pipe()
 			if err != nil {
 				return err
 			}
-			inherit(key, pw)
-			copiers = append(copiers, func() { _, _ = io.Copy(w, pr); pr.Close() })
+			r.inherit(key, pw)
+			r.copiers = append(r.copiers, func() { _, _ = io.Copy(w, pr); pr.Close() })
 		default:
 			mode := os.O_WRONLY
 			if s.FD == 0 {
@@ -787,47 +876,65 @@ func (c *Container) restore(ctx context.Context, dir string, meta *checkpointMet
 			if err != nil {
 				return err
 			}
-			inherit(key, f)
+			r.inherit(key, f)
 		}
 	}
+	return nil
+}
 
-	// Other files open outside the container's mounts.
-	for _, ef := range meta.Files {
-		if stdioDone[ef.Key] {
+// files: the other files open outside the container's mounts.
+func (r *restoreRun) files() error {
+	for _, ef := range r.meta.Files {
+		if r.stdioDone[ef.Key] {
 			continue
 		}
 		f, err := os.OpenFile(ef.Path, ef.Flags&unix.O_ACCMODE|unix.O_CLOEXEC, 0)
 		if err != nil {
 			return &SetupError{Step: "restore: reopen " + ef.Path, Path: ef.Path, Err: err}
 		}
-		inherit(ef.Key, f)
+		r.inherit(ef.Key, f)
 	}
+	return nil
+}
 
-	// The network namespace: the fresh init's (made, or joined by path),
-	// handed to criu by the init after the files above.
-	spec := &child.RestoreSpec{}
+// network: the network namespace, the fresh init's (made, or joined by
+// path), handed to criu by the init after the files above.
+func (r *restoreRun) network() error {
+	c, meta := r.c, r.meta
+	r.spec = &child.RestoreSpec{}
 	if meta.NetnsKey != "" {
-		spec.NetnsFD = true
-		co.InheritLaunched = []string{meta.NetnsKey}
+		r.spec.NetnsFD = true
+		r.co.InheritLaunched = []string{meta.NetnsKey}
 	}
 	if !c.cfg.Namespaces.Has(namespaces.Net) && meta.NetnsKey != "" || c.cfg.network().Mode == network.ModeHost && meta.NetnsKey != "" {
 		return &ConfigError{Field: "network", Reason: "the checkpoint had a network namespace apart from the host's; the restore config shares the host's"}
 	}
+	return nil
+}
 
-	// The cgroup: the new container's, as the root of the restored tree's
-	// (the directories are created when the init starts, before criu runs).
-	if !c.cfg.Cgroup.Disabled {
-		m, err := cgroups.New(c.cgroupOptions())
-		if err != nil {
-			return &ConfigError{Field: "cgroup", Reason: err.Error()}
-		}
-		roots, err := cgroupRoots(m.State().Dirs)
-		if err != nil {
-			return &SetupError{Step: "restore: cgroup paths", Err: err}
-		}
-		co.CgroupRoots = roots
+// cgroup: the new container's, as the root of the restored tree's (the
+// directories are created when the init starts, before criu runs).
+func (r *restoreRun) cgroup() error {
+	c := r.c
+	if c.cfg.Cgroup.Disabled {
+		return nil
 	}
+	m, err := cgroups.New(c.cgroupOptions())
+	if err != nil {
+		return &ConfigError{Field: "cgroup", Reason: err.Error()}
+	}
+	roots, err := cgroupRoots(m.State().Dirs)
+	if err != nil {
+		return &SetupError{Step: "restore: cgroup paths", Err: err}
+	}
+	r.co.CgroupRoots = roots
+	return nil
+}
 
+// criu: the init, started with criu as its main process, and criu's
+// restore.
+func (r *restoreRun) criu() error {
+	c, ctx, co, meta, opts, spec := r.c, r.ctx, r.co, r.meta, r.opts, r.spec
 	// A checkpoint taken paused restores paused: the tree is frozen
 	// before CRIU lets it run (criu itself is not in the container's
 	// freezer cgroup: not in the v1 one, and on v2 the init it runs under
@@ -907,7 +1014,7 @@ func (c *Container) restore(ctx context.Context, dir string, meta *checkpointMet
 	// are known once the init's network is set up, before criu runs.
 	c.restoreFiles = func(files []rootfs.File) error {
 		for _, f := range files {
-			if src, ok := genSrc[f.Path]; ok {
+			if src, ok := r.genSrc[f.Path]; ok {
 				if err := os.WriteFile(src, f.Data, 0o644); err != nil {
 					return &SetupError{Step: "restore: write " + f.Path, Err: err}
 				}
@@ -915,7 +1022,6 @@ func (c *Container) restore(ctx context.Context, dir string, meta *checkpointMet
 		}
 		return nil
 	}
-	defer func() { c.restoreFiles = nil }()
 	c.Stdin, c.Stdout, c.Stderr = nil, nil, nil
 	if c.cfg.Process.TTY {
 		// The container's terminal: criu makes a new pair where the old
@@ -931,21 +1037,25 @@ func (c *Container) restore(ctx context.Context, dir string, meta *checkpointMet
 			c.mu.Unlock()
 		}
 	}
-	_, _, err = checkpoint.Restore(ctx, co)
-	if err != nil {
-		// Start cleaned up after itself if it failed; if it got as far as
-		// a running init, that goes too.
-		_ = c.Destroy()
-		return err
-	}
-	for _, cl := range closers {
+	// Start cleans up after itself if it fails; if it got as far as a
+	// running init, that goes too.
+	r.ph.undo(func() { _ = c.Destroy() })
+	_, _, err := checkpoint.Restore(ctx, co)
+	return err
+}
+
+// resume: the streams' copiers start, and a checkpoint taken paused
+// makes a paused container.
+func (r *restoreRun) resume() error {
+	c := r.c
+	for _, cl := range r.closers {
 		cl.Close()
 	}
-	closers = nil
-	for _, f := range copiers {
+	r.closers = nil
+	for _, f := range r.copiers {
 		go f()
 	}
-	if meta.Paused {
+	if r.meta.Paused {
 		c.mu.Lock()
 		c.paused = c.cg != nil
 		c.mu.Unlock()

@@ -441,27 +441,22 @@ func (c *Container) describeForDump(root int) (*checkpointMeta, []string, error)
 	}
 	seen := map[string]bool{}
 	for _, pid := range treePids(root) {
-		dir := fmt.Sprintf("/proc/%d/fd", pid)
-		ents, err := os.ReadDir(dir)
+		files, err := openFiles(pid)
 		if err != nil {
 			continue
 		}
-		for _, e := range ents {
-			link, err := os.Readlink(filepath.Join(dir, e.Name()))
-			if err != nil {
-				continue
-			}
-			fd, _ := strconv.Atoi(e.Name())
+		for _, of := range files {
+			fd, link := of.FD, of.Link
 			switch {
 			case pid == root && fd <= 2 && strings.HasPrefix(link, "pipe:["):
 				meta.Stdio = append(meta.Stdio, stdioFile{FD: fd, Key: link})
 			case strings.HasPrefix(link, "/"):
-				mnt, flags, err := fdInfo(pid, e.Name())
+				mnt, flags, err := fdInfo(pid, strconv.Itoa(fd))
 				if err != nil || inNS[mnt] {
 					continue
 				}
 				var st unix.Stat_t
-				if err := unix.Stat(filepath.Join(dir, e.Name()), &st); err != nil {
+				if err := unix.Stat(of.Path, &st); err != nil {
 					continue
 				}
 				if st.Mode&unix.S_IFMT == unix.S_IFCHR && isTTYMajor(unix.Major(st.Rdev)) {
@@ -478,7 +473,7 @@ func (c *Container) describeForDump(root int) (*checkpointMeta, []string, error)
 				seen[key] = true
 				ef := externalFile{Key: key, Path: link, Flags: flags & (unix.O_ACCMODE | unix.O_APPEND)}
 				var sfs unix.Statfs_t
-				if unix.Statfs(filepath.Join(dir, e.Name()), &sfs) == nil && (sfs.Type == unix.CGROUP_SUPER_MAGIC || sfs.Type == unix.CGROUP2_SUPER_MAGIC) {
+				if unix.Statfs(of.Path, &sfs) == nil && (sfs.Type == unix.CGROUP_SUPER_MAGIC || sfs.Type == unix.CGROUP2_SUPER_MAGIC) {
 					return nil, nil, &checkpoint.UnsupportedError{Problems: []checkpoint.Problem{{Pid: pid, FD: fd, What: "cgroup file " + link,
 						Why: "a host cgroup file open in the container cannot be given back on restore (another container's cgroup)"}}}
 				}

@@ -2,9 +2,6 @@ package checkpoint
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -77,27 +74,18 @@ var anonProblems = map[string]Problem{
 func Check(pid int) error {
 	var probs []Problem
 	for _, p := range TreePids(pid) {
-		dir := fmt.Sprintf("/proc/%d/fd", p)
-		ents, err := os.ReadDir(dir)
+		files, err := procfs.OpenFiles(p)
 		if err != nil {
 			continue
 		}
 		var sockets []int
-		for _, e := range ents {
-			fd, err := strconv.Atoi(e.Name())
-			if err != nil {
+		for _, f := range files {
+			if strings.HasPrefix(f.Link, "socket:[") {
+				sockets = append(sockets, f.FD)
 				continue
 			}
-			link, err := os.Readlink(filepath.Join(dir, e.Name()))
-			if err != nil {
-				continue
-			}
-			if strings.HasPrefix(link, "socket:[") {
-				sockets = append(sockets, fd)
-				continue
-			}
-			if pr, ok := anonProblems[link]; ok {
-				pr.Pid, pr.FD = p, fd
+			if pr, ok := anonProblems[f.Link]; ok {
+				pr.Pid, pr.FD = p, f.FD
 				probs = append(probs, pr)
 			}
 		}

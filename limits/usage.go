@@ -12,6 +12,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/openvessel/vessel/internal/procfs"
 )
 
 // ProcessUsage is what a set of processes hold of the resources that
@@ -116,17 +118,8 @@ func threadSignals(pid int) uint64 {
 // readStatus reads the fields of a /proc status file that ProcessUsage
 // needs: sizes in kB, and the pending signal masks as counts of set bits.
 func readStatus(file string) (map[string]uint64, error) {
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return nil, err
-	}
 	out := map[string]uint64{}
-	for _, line := range strings.Split(string(b), "\n") {
-		k, v, ok := strings.Cut(line, ":")
-		if !ok {
-			continue
-		}
-		v = strings.TrimSpace(v)
+	err := procfs.Fields(file, func(k, v string) bool {
 		switch k {
 		case "VmLck", "VmData", "VmStk":
 			n, err := strconv.ParseUint(strings.TrimSuffix(v, " kB"), 10, 64)
@@ -139,6 +132,10 @@ func readStatus(file string) (map[string]uint64, error) {
 				out[k] = uint64(bits.OnesCount64(mask))
 			}
 		}
+		return true
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }

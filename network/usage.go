@@ -11,6 +11,8 @@ import (
 	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/openvessel/vessel/internal/procfs"
 )
 
 // Usage is what a network namespace holds and has moved: its sockets by
@@ -113,22 +115,18 @@ func ReadUsage(pid int, hostLinks ...string) (*Usage, error) {
 // readSockstat parses /proc/net/sockstat lines such as
 // "TCP: inuse 3 orphan 0 tw 0 alloc 5 mem 1" into "TCP inuse" -> 3.
 func readSockstat(file string) (map[string]uint64, error) {
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return nil, err
-	}
 	out := map[string]uint64{}
-	for _, line := range strings.Split(string(b), "\n") {
-		kind, rest, ok := strings.Cut(line, ":")
-		if !ok {
-			continue
-		}
+	err := procfs.Fields(file, func(kind, rest string) bool {
 		f := strings.Fields(rest)
 		for i := 0; i+1 < len(f); i += 2 {
 			if n, err := strconv.ParseUint(f[i+1], 10, 64); err == nil {
 				out[kind+" "+f[i]] = n
 			}
 		}
+		return true
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }

@@ -5,10 +5,13 @@ import (
 	"os/exec"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 )
 
@@ -116,4 +119,46 @@ func TestAlive(t *testing.T) {
 	if Alive(1 << 30) {
 		t.Error("a pid that does not exist is alive")
 	}
+}
+
+func TestFields(t *testing.T) {
+	file := t.TempDir() + "/status"
+	require.NoError(t, os.WriteFile(file, []byte("Name:\tsleep\nno colon here\nVmLck:\t     4 kB\nSigPnd:\t0000000000000100\nTCP: inuse 3 orphan 0\n"), 0o600))
+	var got [][2]string
+	require.NoError(t, Fields(file, func(k, v string) bool {
+		got = append(got, [2]string{k, v})
+		return true
+	}))
+	assert.Equal(t, [][2]string{{"Name", "sleep"}, {"VmLck", "4 kB"}, {"SigPnd", "0000000000000100"}, {"TCP", "inuse 3 orphan 0"}}, got)
+
+	// Stops when told to.
+	n := 0
+	require.NoError(t, Fields(file, func(k, v string) bool { n++; return k != "VmLck" }))
+	assert.Equal(t, 2, n)
+	assert.Error(t, Fields(file+".missing", func(string, string) bool { return true }))
+}
+
+func TestOpenFiles(t *testing.T) {
+	r, w, err := os.Pipe()
+	require.NoError(t, err)
+	defer r.Close()
+	defer w.Close()
+	f, err := os.Create(t.TempDir() + "/open")
+	require.NoError(t, err)
+	defer f.Close()
+	files, err := OpenFiles(os.Getpid())
+	require.NoError(t, err)
+	byFD := map[int]OpenFile{}
+	for _, of := range files {
+		byFD[of.FD] = of
+	}
+	assert.Equal(t, f.Name(), byFD[int(f.Fd())].Link)
+	assert.True(t, strings.HasPrefix(byFD[int(r.Fd())].Link, "pipe:["), byFD[int(r.Fd())].Link)
+	var st, want unix.Stat_t
+	require.NoError(t, unix.Stat(byFD[int(f.Fd())].Path, &st))
+	require.NoError(t, unix.Fstat(int(f.Fd()), &want))
+	assert.Equal(t, want.Ino, st.Ino, "Path reaches the open file")
+
+	_, err = OpenFiles(1 << 30)
+	assert.Error(t, err)
 }

@@ -7,13 +7,15 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/openvessel/vessel/internal/testutil"
 )
 
 // TestMountsInsideProcAndSysRefused: a mount inside /proc or /sys is an
 // invalid plan naming the mount's destination, except the mounts runc
 // accepts there too.
 func TestMountsInsideProcAndSysRefused(t *testing.T) {
-	dir := tempDir(t)
+	dir := testutil.DiskTempDir(t)
 	for _, m := range []Mount{
 		{Type: TypeBind, Source: dir, Destination: "/proc/sys/kernel"},
 		{Type: TypeBind, Source: dir, Destination: "/proc/self/attr"},
@@ -46,7 +48,7 @@ func TestMountsInsideProcAndSysRefused(t *testing.T) {
 // TestLayerParentMustExist: a persistent layer whose parent directory is
 // missing is refused before anything is created on the host.
 func TestLayerParentMustExist(t *testing.T) {
-	dir := tempDir(t)
+	dir := testutil.DiskTempDir(t)
 	missing := filepath.Join(dir, "nonexistent")
 	p := &Plan{Root: Overlay(filepath.Join(missing, "x", "y"), dir)}
 	err := p.Validate()

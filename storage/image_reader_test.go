@@ -34,7 +34,7 @@ func testLayers(t *testing.T, dir string) (base, top []byte) {
 // image index with a foreign platform first, one gzip and one plain tar
 // layer.
 func TestLayoutNestedIndexAndPlainLayers(t *testing.T) {
-	dir := tempDir(t)
+	dir := testutil.DiskTempDir(t)
 	checkClean(t, dir)
 	base, top := testLayers(t, dir)
 	oci := filepath.Join(dir, "oci")
@@ -56,7 +56,7 @@ func TestLayoutNestedIndexAndPlainLayers(t *testing.T) {
 // TestImageReaderErrors: what the reader refuses, each with a reason that
 // names it, and nothing left in the store.
 func TestImageReaderErrors(t *testing.T) {
-	dir := tempDir(t)
+	dir := testutil.DiskTempDir(t)
 	checkClean(t, dir)
 	base, _ := testLayers(t, dir)
 	store := filepath.Join(dir, "store")

@@ -99,7 +99,7 @@ const imageCheck = "cat /data/base.txt /data/from-layer2.txt; test -e /data/vict
 const imageWant = "base\nlayer2\nb\nw\n"
 
 func TestOCILayoutImage(t *testing.T) {
-	dir := tempDir(t)
+	dir := testutil.DiskTempDir(t)
 	checkClean(t, dir)
 	img := testImage(t, dir)
 	lp, err := layout.Write(filepath.Join(dir, "oci"), empty.Index)
@@ -148,7 +148,7 @@ func TestOCILayoutImage(t *testing.T) {
 }
 
 func TestDockerSaveTarballImage(t *testing.T) {
-	dir := tempDir(t)
+	dir := testutil.DiskTempDir(t)
 	checkClean(t, dir)
 	img := testImage(t, dir)
 	tarPath := filepath.Join(dir, "image.tar")
@@ -166,7 +166,7 @@ func TestDockerSaveTarballImage(t *testing.T) {
 }
 
 func TestLayerUnpackStaysInside(t *testing.T) {
-	dir := tempDir(t)
+	dir := testutil.DiskTempDir(t)
 	outside := filepath.Join(dir, "outside")
 	if err := os.Mkdir(outside, 0o755); err != nil {
 		t.Fatal(err)
@@ -211,7 +211,7 @@ func TestLayerUnpackStaysInside(t *testing.T) {
 
 func TestSquashfsAndErofsImages(t *testing.T) {
 	need(t, "mksquashfs", "mkfs.erofs")
-	dir := tempDir(t)
+	dir := testutil.DiskTempDir(t)
 	checkClean(t, dir)
 	tree := filepath.Join(dir, "tree")
 	busyboxTree(t, tree)
@@ -258,7 +258,7 @@ func TestSquashfsAndErofsImages(t *testing.T) {
 func TestWhiteoutHostileNames(t *testing.T) {
 	for _, hostile := range []string{".wh.", ".wh..", ".wh...", "sub/.wh..", "sub/.wh...", ".wh.../x", "sub/.wh.x/y"} {
 		t.Run(strings.ReplaceAll(hostile, "/", "|"), func(t *testing.T) {
-			dir := tempDir(t)
+			dir := testutil.DiskTempDir(t)
 			// A sibling layer stands for the rest of the store.
 			sibling := filepath.Join(dir, "sibling")
 			require.NoError(t, os.MkdirAll(filepath.Join(sibling, "keep"), 0o755))
@@ -288,7 +288,7 @@ func TestWhiteoutHostileNames(t *testing.T) {
 // TestWhiteoutRemovesDirectoryInside checks that a whiteout over a
 // directory still removes that directory and its contents, and only it.
 func TestWhiteoutRemovesDirectoryInside(t *testing.T) {
-	dir := tempDir(t)
+	dir := testutil.DiskTempDir(t)
 	layer := filepath.Join(dir, "layer")
 	require.NoError(t, os.MkdirAll(filepath.Join(layer, "a", "victim", "deep"), 0o755))
 	require.NoError(t, os.WriteFile(filepath.Join(layer, "a", "victim", "deep", "f"), []byte("x"), 0o644))

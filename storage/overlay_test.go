@@ -9,11 +9,12 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/openvessel/vessel/internal/testutil"
 	"github.com/openvessel/vessel/rootfs"
 )
 
 func TestOverlayContainersShareBaseAndSeeNoOtherWrites(t *testing.T) {
-	dir := tempDir(t)
+	dir := testutil.DiskTempDir(t)
 	checkClean(t, dir)
 	base := filepath.Join(dir, "base")
 	busyboxTree(t, base)
@@ -59,7 +60,7 @@ func prepared(t *testing.T, p rootfs.Plan) *rootfs.Plan {
 }
 
 func TestEphemeralOverlayIsGoneAfterTheContainer(t *testing.T) {
-	dir := tempDir(t)
+	dir := testutil.DiskTempDir(t)
 	checkClean(t, dir)
 	base := filepath.Join(dir, "base")
 	busyboxTree(t, base)
@@ -90,7 +91,7 @@ func TestEphemeralOverlayIsGoneAfterTheContainer(t *testing.T) {
 }
 
 func TestQuotaTmpfsEphemeral(t *testing.T) {
-	dir := tempDir(t)
+	dir := testutil.DiskTempDir(t)
 	checkClean(t, dir)
 	base := filepath.Join(dir, "base")
 	busyboxTree(t, base)
@@ -107,7 +108,7 @@ func TestQuotaTmpfsEphemeral(t *testing.T) {
 
 func TestQuotaLoopExt4PersistentLayer(t *testing.T) {
 	need(t, "mkfs.ext4")
-	dir := tempDir(t)
+	dir := testutil.DiskTempDir(t)
 	checkClean(t, dir)
 	base := filepath.Join(dir, "base")
 	busyboxTree(t, base)
@@ -147,7 +148,7 @@ func TestQuotaLoopExt4PersistentLayer(t *testing.T) {
 
 func TestQuotaLoopExt4Ephemeral(t *testing.T) {
 	need(t, "mkfs.ext4")
-	dir := tempDir(t)
+	dir := testutil.DiskTempDir(t)
 	checkClean(t, dir)
 	base := filepath.Join(dir, "base")
 	busyboxTree(t, base)
@@ -170,7 +171,7 @@ func TestQuotaLoopExt4Ephemeral(t *testing.T) {
 }
 
 func TestReleaseStaleRemovesDeadOwners(t *testing.T) {
-	dir := tempDir(t)
+	dir := testutil.DiskTempDir(t)
 	state := filepath.Join(dir, "state")
 	for _, c := range []struct{ id, owner string }{
 		{"dead", "999999999 1\n"},

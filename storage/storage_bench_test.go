@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/openvessel/vessel/internal/testutil"
 	"github.com/openvessel/vessel/rootfs"
 )
 
@@ -18,7 +19,7 @@ import (
 // against copying the base (cp -a) and starting on the copy. It reports
 // both times and their ratio.
 func BenchmarkStart1GBase(b *testing.B) {
-	dir := tempDir(b)
+	dir := testutil.DiskTempDir(b)
 	base := filepath.Join(dir, "base")
 	busyboxTree(b, base)
 	chunk := bytes.Repeat([]byte("vessel-1g-base\n"), (1<<20)/15+1)[:1<<20]
@@ -63,7 +64,7 @@ func BenchmarkStart1GBase(b *testing.B) {
 // BenchmarkOverlayStartManyOnOneBase starts containers one after another on
 // one shared base; ns/op staying flat as b.N grows is the point.
 func BenchmarkOverlayStartManyOnOneBase(b *testing.B) {
-	dir := tempDir(b)
+	dir := testutil.DiskTempDir(b)
 	base := filepath.Join(dir, "base")
 	busyboxTree(b, base)
 	b.ResetTimer()

@@ -210,23 +210,6 @@ func need(t testing.TB, tools ...string) {
 	}
 }
 
-// tempDir is t.TempDir under /var/tmp (the child's stage point is /tmp,
-// which is fine, but keeping test data off tmpfs-prone /tmp is kinder).
-func tempDir(t testing.TB) string {
-	t.Helper()
-	d, err := os.MkdirTemp("/var/tmp", "vessel-rootfs-test-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		// Layers hold files owned by others and read-only dirs; RemoveAll copes.
-		if err := os.RemoveAll(d); err != nil {
-			t.Errorf("remove %s: %v", d, err)
-		}
-	})
-	return d
-}
-
 func isENOSPC(out string) bool {
 	return strings.Contains(out, "No space left") || strings.Contains(out, "quota exceeded") || strings.Contains(out, "Disk quota")
 }

@@ -12,12 +12,13 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/openvessel/vessel/fielderr"
+	"github.com/openvessel/vessel/internal/testutil"
 	"github.com/openvessel/vessel/rootfs"
 )
 
 func TestNamedVolumesOutliveContainers(t *testing.T) {
 	need(t, "mkfs.ext4")
-	dir := tempDir(t)
+	dir := testutil.DiskTempDir(t)
 	checkClean(t, dir)
 	base := filepath.Join(dir, "base")
 	busyboxTree(t, base)
@@ -60,7 +61,7 @@ func TestNamedVolumesOutliveContainers(t *testing.T) {
 
 func TestSnapshotBecomesALowerLayer(t *testing.T) {
 	need(t, "mkfs.ext4")
-	dir := tempDir(t)
+	dir := testutil.DiskTempDir(t)
 	checkClean(t, dir)
 	base := filepath.Join(dir, "base")
 	busyboxTree(t, base)
@@ -104,7 +105,7 @@ func TestProjectQuotaXFS(t *testing.T) {
 		// kernels have both: test.sh runs this test in its qemu guest.
 		t.Skip("kernel built without CONFIG_XFS_QUOTA: no project quotas possible")
 	}
-	dir := tempDir(t)
+	dir := testutil.DiskTempDir(t)
 	checkClean(t, dir)
 	base := filepath.Join(dir, "base")
 	busyboxTree(t, base)
@@ -165,7 +166,7 @@ func TestProjectQuotaXFS(t *testing.T) {
 }
 
 func TestValidateStorageErrors(t *testing.T) {
-	dir := tempDir(t)
+	dir := testutil.DiskTempDir(t)
 	file := filepath.Join(dir, "notanimage")
 	os.WriteFile(file, []byte("hello"), 0o644)
 	for _, c := range []struct {

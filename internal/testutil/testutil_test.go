@@ -455,3 +455,26 @@ func TestAssertUnchangedScopesToVessel(t *testing.T) {
 		t.Errorf("IgnoreMounts did not replace the default scope: %v", tb.errors)
 	}
 }
+
+func TestDiskTempDirIsRemoved(t *testing.T) {
+	var dir string
+	t.Run("inner", func(t *testing.T) {
+		dir = DiskTempDir(t)
+		if !strings.HasPrefix(dir, "/var/tmp/vessel-test-") {
+			t.Errorf("DiskTempDir = %s, want one under /var/tmp", dir)
+		}
+		// A read-only directory with a file in it, as a layer has.
+		if err := os.MkdirAll(dir+"/ro/sub", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(dir+"/ro/sub/f", nil, 0o444); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(dir+"/ro", 0o555); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("%s is left after its test: %v", dir, err)
+	}
+}

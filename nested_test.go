@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -18,16 +17,7 @@ import (
 // probe in the inner container reports the expected isolation. The outer
 // container has a user namespace and no extra host privilege.
 func TestNestedContainer(t *testing.T) {
-	dir, err := os.MkdirTemp("", "vessel-nested-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
-	os.Chmod(dir, 0o755)
-	bin := filepath.Join(dir, "vessel.test")
-	if err := copyExecutable("/proc/self/exe", bin); err != nil {
-		t.Fatal(err)
-	}
+	_, bin := copyTestBinary(t, "vessel-nested-")
 	outer := withProbe(t, newConfig().WithNesting().WithHostname("outer")).
 		WithBind(bin, "/vessel.test", true).
 		WithEnv("VESSEL_TEST_HELPER=nested")

@@ -2,6 +2,7 @@ package vessel_test
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -45,16 +46,7 @@ func TestRootless(t *testing.T) {
 		return
 	}
 	const uid, gid = 65534, 65534
-	dir, err := os.MkdirTemp("", "vessel-rootless-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
-	os.Chmod(dir, 0o755)
-	bin := filepath.Join(dir, "vessel.test")
-	if err := copyExecutable("/proc/self/exe", bin); err != nil {
-		t.Fatal(err)
-	}
+	dir, bin := copyTestBinary(t, "vessel-rootless-")
 	probePath := testutil.BuildProbe(t)
 	// Give nobody a subordinate id range for the newuidmap test, and put
 	// the files back as they were afterwards.
@@ -90,7 +82,7 @@ func TestRootless(t *testing.T) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: gid}}
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	err = cmd.Run()
+	err := cmd.Run()
 	if err != nil || !strings.Contains(out.String(), "PASS") {
 		t.Fatalf("rootless run: %v\n%s", err, out.String())
 	}
@@ -137,21 +129,25 @@ func rootlessReport(t *testing.T) {
 	}
 }
 
-func copyExecutable(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
+// copyTestBinary copies this test binary to dir/vessel.test, in a new
+// directory named with prefix that every user may enter (for an
+// unprivileged user, or a bind mount into a container), removed when the
+// test ends.
+func copyTestBinary(t testing.TB, prefix string) (dir, bin string) {
+	t.Helper()
+	dir, err := os.MkdirTemp("", prefix)
+	require.NoError(t, err)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	require.NoError(t, os.Chmod(dir, 0o755))
+	bin = filepath.Join(dir, "vessel.test")
+	in, err := os.Open("/proc/self/exe")
+	require.NoError(t, err)
 	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
+	out, err := os.OpenFile(bin, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
+	require.NoError(t, err)
+	_, err = io.Copy(out, in)
+	require.NoError(t, errors.Join(err, out.Close()))
+	return dir, bin
 }
 
 func lastLines(s string, n int) string {
@@ -199,12 +195,7 @@ func TestRootlessDelegatedCgroup(t *testing.T) {
 		return
 	}
 	const uid, gid = 65534, 65534
-	dir, err := os.MkdirTemp("", "vessel-delegated-")
-	require.NoError(t, err)
-	defer os.RemoveAll(dir)
-	require.NoError(t, os.Chmod(dir, 0o755))
-	bin := filepath.Join(dir, "vessel.test")
-	require.NoError(t, copyExecutable("/proc/self/exe", bin))
+	dir, bin := copyTestBinary(t, "vessel-delegated-")
 	work := filepath.Join(dir, "tmp")
 	require.NoError(t, os.Mkdir(work, 0o1777))
 	require.NoError(t, os.Chmod(work, 0o1777))

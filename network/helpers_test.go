@@ -129,10 +129,14 @@ func (c *container) stop() {
 	c.cmd.Wait()
 }
 
-// inNs runs fn on a thread that is inside the network namespace of pid.
-// Sockets created by fn stay in that namespace after fn returns.
+// inNs runs fn on a thread that is inside the network namespace of pid
+// (0: the host's, where fn runs as it is). Sockets created by fn stay in
+// that namespace after fn returns.
 func inNs(t testing.TB, pid int, fn func() error) error {
 	t.Helper()
+	if pid == 0 {
+		return fn()
+	}
 	runtime.LockOSThread()
 	orig, err := netns.Get()
 	if err != nil {
@@ -159,18 +163,13 @@ func inNs(t testing.TB, pid int, fn func() error) error {
 	return ferr
 }
 
-// listenTCP listens inside the namespace of pid (0: the host) and answers
+// serveTCP listens inside the namespace of pid (0: the host) and answers
 // every connection with the remote address it sees, then closes it.
 func serveTCP(t testing.TB, pid int, addr string) net.Listener {
 	t.Helper()
 	var l net.Listener
 	listen := func() (err error) { l, err = net.Listen("tcp", addr); return err }
-	var err error
-	if pid == 0 {
-		err = listen()
-	} else {
-		err = inNs(t, pid, listen)
-	}
+	err := inNs(t, pid, listen)
 	if err != nil {
 		t.Fatalf("listen %s in %d: %v", addr, pid, err)
 	}
@@ -193,12 +192,7 @@ func serveUDP(t testing.TB, pid int, addr string) net.PacketConn {
 	t.Helper()
 	var pc net.PacketConn
 	listen := func() (err error) { pc, err = net.ListenPacket("udp", addr); return err }
-	var err error
-	if pid == 0 {
-		err = listen()
-	} else {
-		err = inNs(t, pid, listen)
-	}
+	err := inNs(t, pid, listen)
 	if err != nil {
 		t.Fatalf("listen udp %s in %d: %v", addr, pid, err)
 	}
@@ -222,12 +216,7 @@ func askTCP(t testing.TB, pid int, addr string, timeout time.Duration) (string, 
 	t.Helper()
 	var c net.Conn
 	dial := func() (err error) { c, err = net.DialTimeout("tcp", addr, timeout); return err }
-	var err error
-	if pid == 0 {
-		err = dial()
-	} else {
-		err = inNs(t, pid, dial)
-	}
+	err := inNs(t, pid, dial)
 	if err != nil {
 		return "", err
 	}
@@ -241,12 +230,7 @@ func askUDP(t testing.TB, pid int, addr string, timeout time.Duration) (string, 
 	t.Helper()
 	var c net.Conn
 	dial := func() (err error) { c, err = net.Dial("udp", addr); return err }
-	var err error
-	if pid == 0 {
-		err = dial()
-	} else {
-		err = inNs(t, pid, dial)
-	}
+	err := inNs(t, pid, dial)
 	if err != nil {
 		return "", err
 	}

@@ -160,29 +160,7 @@ func TestCheckpointCLIStdioAndSignals(t *testing.T) {
 	}
 
 	// Into a new regular file, stopped by SIGTERM.
-	out2 := filepath.Join(t.TempDir(), "out2")
-	f2, err := os.Create(out2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f2.Close()
-	r := ckptCmd("restore", "--dir", dir, "--rootfs", root)
-	r.Stdout, r.Stderr = f2, os.Stderr
-	if err := r.Start(); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if data, _ := os.ReadFile(out2); strings.Count(string(data), "\n") >= 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			r.Process.Kill()
-			t.Fatal("restore into a file wrote nothing")
-		}
-		time.Sleep(20 * time.Second / 1000)
-	}
-	f2r, _ := os.Open(out2)
+	r, f2r := restoreToFile(t, dir, root, func() string { return "" })
 	check("file", firstNumber(t, f2r))
 	f2r.Close()
 	stopAndCheck(t, r, syscall.SIGTERM, name)
@@ -299,6 +277,22 @@ func TestCheckpointCLIFromTerminal(t *testing.T) {
 	if err := cp.Wait(); err != nil {
 		t.Fatalf("vessel checkpoint from a terminal: %v", err)
 	}
+	r, fr := restoreToFile(t, dir, root, func() string {
+		return fmt.Sprintf("; the checkpoint's terminal showed %q", seen.String())
+	})
+	if n := firstNumber(t, fr); n < 20 {
+		t.Fatalf("first number after restore %d: restarted (the ticker ran 500ms before the checkpoint)", n)
+	}
+	fr.Close()
+	stopAndCheck(t, r, syscall.SIGTERM, "")
+}
+
+// restoreToFile runs "vessel restore" of dir into root with its output
+// going to a new regular file, waits until the restored workload has
+// written two lines there, and returns the running restore and the file
+// opened for reading. why adds to the failure when nothing comes.
+func restoreToFile(t *testing.T, dir, root string, why func() string) (*exec.Cmd, *os.File) {
+	t.Helper()
 	out := filepath.Join(t.TempDir(), "out")
 	f, err := os.Create(out)
 	if err != nil {
@@ -317,16 +311,15 @@ func TestCheckpointCLIFromTerminal(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			r.Process.Kill()
-			t.Fatalf("restore wrote nothing; the checkpoint's terminal showed %q", seen.String())
+			t.Fatalf("restore into a file wrote nothing%s", why())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	fr, _ := os.Open(out)
-	if n := firstNumber(t, fr); n < 20 {
-		t.Fatalf("first number after restore %d: restarted (the ticker ran 500ms before the checkpoint)", n)
+	fr, err := os.Open(out)
+	if err != nil {
+		t.Fatal(err)
 	}
-	fr.Close()
-	stopAndCheck(t, r, syscall.SIGTERM, "")
+	return r, fr
 }
 
 // syncWriter serialises writes to a strings.Builder.

@@ -183,8 +183,8 @@ func (c *Conn) Send(m *Message, files ...*os.File) error {
 // The receiver finds data in Received.Raw.
 func (c *Conn) SendRaw(typ Kind, data []byte, files ...*os.File) error {
 	defer runtime.KeepAlive(files)
-	if len(typ) > 255 {
-		return fmt.Errorf("initproto: message type %q too long", typ)
+	if !typ.Known() {
+		return fmt.Errorf("initproto: unknown message kind %q", typ)
 	}
 	// A raw datagram starts with a NUL byte, which no JSON document does,
 	// then the type's length and the type.
@@ -252,6 +252,9 @@ func (r *Received) PidOf() int {
 }
 
 func (c *Conn) send(m *Message, cred *unix.Ucred, fds []int) error {
+	if err := m.check(); err != nil {
+		return err
+	}
 	return c.sendData(m.Type, m.appendJSON(nil), cred, fds)
 }
 

@@ -12,8 +12,8 @@ import (
 
 // Kind says what a message is. Every kind the parent, the init and the
 // exec stage exchange is declared here; the package documentation tells
-// who sends each one, with what, and in which order. Recv refuses a kind
-// it does not know.
+// who sends each one, with what, and in which order. Send and Recv refuse
+// a kind they do not know.
 type Kind string
 
 // The message kinds. "P" is the parent (or a client attached through the
@@ -109,8 +109,9 @@ type Message struct {
 	PidFD bool `json:"pidfd,omitempty"`
 }
 
-// check refuses a message no sender of this package writes: an unknown
-// kind, or a failure or exit report without what it reports.
+// check refuses a message that is not one of the protocol's: an unknown
+// kind, or a failure or exit report without what it reports. Both ends
+// apply it (Send and Recv).
 func (m *Message) check() error {
 	switch {
 	case !m.Type.Known():

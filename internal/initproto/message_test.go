@@ -27,23 +27,31 @@ func TestKindsAreDeclaredAndDocumented(t *testing.T) {
 	assert.False(t, Kind("").Known())
 }
 
-// Recv refuses what no sender writes: an unknown kind (JSON or raw), a
-// failure report without the failure, an exit report without the
-// status. The descriptors that came along are closed, not leaked.
-func TestRecvRefusesMalformedMessages(t *testing.T) {
+// pair is a connected pair of blocking ends, closed when the test ends.
+func pair(t *testing.T) (*Conn, *Conn) {
+	t.Helper()
 	a, bf, err := Pair()
 	require.NoError(t, err)
-	defer a.Close()
 	b := New(bf)
-	defer b.Close()
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return a, b
+}
 
+// Neither end takes what is not a message of the protocol: an unknown
+// kind (JSON or raw), a failure report without the failure, an exit
+// report without the status. Send refuses to write one; Recv, given one
+// anyway, refuses it and closes the descriptors that came along.
+func TestMalformedMessagesAreRefused(t *testing.T) {
+	a, b := pair(t)
 	for _, m := range []*Message{{Type: "resize"}, {Type: TypeError}, {Type: TypeExit}} {
+		assert.Error(t, a.Send(m), "Send %+v", m)
+
 		r, w, err := os.Pipe()
 		require.NoError(t, err)
-		require.NoError(t, a.Send(m, w))
+		require.NoError(t, a.sendData(m.Type, m.appendJSON(nil), nil, []int{int(w.Fd())}))
 		w.Close()
 		_, err = b.Recv()
-		assert.Error(t, err, "%+v", m)
+		assert.Error(t, err, "Recv %+v", m)
 		// The pipe's write end went with the message and was closed
 		// by Recv: its read end sees end of file.
 		n, rerr := r.Read(make([]byte, 1))
@@ -51,8 +59,9 @@ func TestRecvRefusesMalformedMessages(t *testing.T) {
 		assert.Error(t, rerr)
 		r.Close()
 	}
-	require.NoError(t, a.SendRaw("nonsense", []byte("x")))
-	_, err = b.Recv()
+	assert.ErrorContains(t, a.SendRaw("nonsense", []byte("x")), "unknown message kind")
+	require.NoError(t, a.sendData("nonsense", append([]byte{0, 8}, "nonsensex"...), nil, nil))
+	_, err := b.Recv()
 	assert.ErrorContains(t, err, "unknown message kind")
 
 	// And takes what they do write.
@@ -70,13 +79,9 @@ func TestRecvRefusesMalformedMessages(t *testing.T) {
 
 // Expect gives a peer's failure report as the step error it describes.
 func TestExpectReturnsTheStepError(t *testing.T) {
-	a, bf, err := Pair()
-	require.NoError(t, err)
-	defer a.Close()
-	b := New(bf)
-	defer b.Close()
+	a, b := pair(t)
 	require.NoError(t, a.Send(&Message{Type: TypeError, Error: &ErrorInfo{Step: "read config", Msg: "truncated"}}))
-	_, err = b.Expect(TypeConfig)
+	_, err := b.Expect(TypeConfig)
 	require.Error(t, err)
 	var se *steperr.Error
 	require.ErrorAs(t, err, &se)

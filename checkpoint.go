@@ -20,7 +20,6 @@ import (
 	"github.com/openvessel/vessel/cgroups"
 	"github.com/openvessel/vessel/checkpoint"
 	"github.com/openvessel/vessel/internal/child"
-	"github.com/openvessel/vessel/internal/initproto"
 	"github.com/openvessel/vessel/namespaces"
 	"github.com/openvessel/vessel/network"
 	"github.com/openvessel/vessel/rootfs"
@@ -1140,21 +1139,6 @@ func cgroupRoots(dirs map[string]string) (map[string]string, error) {
 		out[ctrl] = p
 	}
 	return out, nil
-}
-
-// swapControl takes the new control socket from the init's initproto.TypeControl
-// message; the old one is closed.
-func swapControl(old *initproto.Conn, r *initproto.Received) (*initproto.Conn, bool) {
-	if len(r.Files) != 1 {
-		initproto.CloseFiles(r.Files)
-		return old, false
-	}
-	n, err := initproto.Polled(r.Files[0])
-	if err != nil {
-		return old, false
-	}
-	old.Close()
-	return n, true
 }
 
 func fileExists(p string) bool {

@@ -772,7 +772,7 @@ func (s *startRun) waitStarted() error {
 		case initproto.TypeError:
 			return remoteSetupError(r.Error)
 		case initproto.TypeControl:
-			if n, ok := swapControl(s.ctl, r); ok {
+			if n, ok := s.ctl.Rebound(r); ok {
 				s.ctl = n
 				c.mu.Lock()
 				c.ctl = n

@@ -263,7 +263,7 @@ func (sp *spareInit) start(key spareKey) (err error) {
 	}
 	sp.mu.Unlock()
 	// It hands over a control socket made in its network namespace
-	// (swapControl), then says it is ready.
+	// (initproto.Conn.Rebound), then says it is ready.
 	for {
 		r, err := ctl.Recv()
 		if err != nil {
@@ -271,7 +271,7 @@ func (sp *spareInit) start(key spareKey) (err error) {
 		}
 		switch r.Type {
 		case initproto.TypeControl:
-			n, ok := swapControl(ctl, r)
+			n, ok := ctl.Rebound(r)
 			if !ok {
 				return errors.New("spare init: bad control socket message")
 			}

@@ -51,7 +51,7 @@ func setEnvIfMissing(env []string, kv string) []string {
 // dumped network namespaces, so a control socket created by the parent in
 // the host's namespace could not be checkpointed. The init makes a new
 // socket pair in its own namespace, sends one end to the parent (which
-// switches to it, swapControl) and moves the other onto its sync
+// switches to it, initproto.Conn.Rebound) and moves the other onto its sync
 // descriptor, so conn keeps working unchanged.
 func rebindControl(conn *initproto.Conn) error {
 	mine, theirs, err := initproto.Pair()

@@ -405,6 +405,23 @@ func pidfdPid(f *os.File) int {
 	return 0
 }
 
+// Rebound returns the polled connection a TypeControl message r hands
+// over, and closes c: the init moved its end of the control socket into
+// its final network namespace. Without exactly one descriptor in r, c is
+// returned, with false.
+func (c *Conn) Rebound(r *Received) (*Conn, bool) {
+	if len(r.Files) != 1 {
+		CloseFiles(r.Files)
+		return c, false
+	}
+	n, err := Polled(r.Files[0])
+	if err != nil {
+		return c, false
+	}
+	c.Close()
+	return n, true
+}
+
 // CloseFiles closes every file of fs (received descriptors nobody took).
 func CloseFiles(fs []*os.File) {
 	for _, f := range fs {

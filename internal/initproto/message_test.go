@@ -88,3 +88,31 @@ func TestExpectReturnsTheStepError(t *testing.T) {
 	assert.Equal(t, "read config", se.Step)
 	assert.Equal(t, "read config: truncated", err.Error())
 }
+
+// A control message hands the parent a new socket: Rebound switches to
+// it and closes the old one; without a socket it keeps the old one.
+func TestReboundSwitchesToTheHandedSocket(t *testing.T) {
+	parent, initEnd := pair(t)
+	mine, theirs, err := Pair()
+	require.NoError(t, err)
+	defer mine.Close()
+	require.NoError(t, initEnd.Send(&Message{Type: TypeControl}, theirs))
+	theirs.Close()
+	r, err := parent.Recv()
+	require.NoError(t, err)
+	n, ok := parent.Rebound(r)
+	require.True(t, ok)
+	defer n.Close()
+	require.NoError(t, mine.Send(&Message{Type: TypeReady}))
+	got, err := n.Recv()
+	require.NoError(t, err)
+	assert.Equal(t, TypeReady, got.Type)
+	// The old end is closed: the init's side of it sees end of stream.
+	_, err = initEnd.Recv()
+	assert.ErrorIs(t, err, ErrClosed)
+
+	// No socket: nothing changes.
+	same, ok := n.Rebound(&Received{Message: Message{Type: TypeControl}})
+	assert.False(t, ok)
+	assert.Same(t, n, same)
+}

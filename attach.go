@@ -125,7 +125,8 @@ func (cl *Client) Wait(ctx context.Context) (*ExitStatus, error) {
 			}
 			initproto.CloseFiles(r.Files)
 			if r.Type == initproto.TypeExit && r.Exit != nil {
-				return &ExitStatus{Code: r.Exit.Code, Signal: syscall.Signal(r.Exit.Signal), CoreDumped: r.Exit.Core}, nil
+				st := exitStatus(r.Exit)
+				return &st, nil
 			}
 		case <-ctx.Done():
 			return nil, ctx.Err()

@@ -841,7 +841,7 @@ func (c *Container) readControl() {
 		switch r.Type {
 		case initproto.TypeExit:
 			if r.Exit != nil {
-				st := ExitStatus{Code: r.Exit.Code, Signal: syscall.Signal(r.Exit.Signal), CoreDumped: r.Exit.Core}
+				st := exitStatus(r.Exit)
 				c.mu.Lock()
 				c.exit = &st
 				c.mu.Unlock()

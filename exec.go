@@ -206,7 +206,7 @@ func (p *Process) handle(r *initproto.Received) {
 		p.started <- remoteSetupError(r.Error)
 		p.finish(nil, errors.New("not started"))
 	case initproto.TypeExit:
-		st := ExitStatus{Code: r.Exit.Code, Signal: syscall.Signal(r.Exit.Signal), CoreDumped: r.Exit.Core}
+		st := exitStatus(r.Exit)
 		p.finish(&st, nil)
 	}
 }

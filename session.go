@@ -198,3 +198,8 @@ func copyPTY(out io.Writer, master *os.File, ended <-chan struct{}) {
 		}
 	}
 }
+
+// exitStatus is the status an exit message reports.
+func exitStatus(x *initproto.ExitInfo) ExitStatus {
+	return ExitStatus{Code: x.Code, Signal: syscall.Signal(x.Signal), CoreDumped: x.Core}
+}

@@ -503,3 +503,49 @@ func runHelper(mode string) int {
 }
 
 func helperID(pid int) string { return fmt.Sprintf("helper-%d", pid) }
+
+// A start that fails in a phase after the init runs (here prepare: a
+// createRuntime hook exits 1) undoes every phase done: the init is
+// killed, the cgroup is removed, nothing is left on the host, the
+// container can start again, and its id is free for another.
+func TestStartFailureAfterTheInitLeavesNothing(t *testing.T) {
+	if _, err := run(t, newConfig(), "/bin/true"); err != nil {
+		t.Fatal(err)
+	}
+	before := snapshot(t)
+	id := newID(t)
+	cfg := newConfig()
+	cfg.Hooks = &vessel.Hooks{CreateRuntime: []vessel.Hook{{Path: "/bin/false", Args: []string{"false"}}}}
+	c, err := vessel.New(id, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = c.Start(context.Background(), "/bin/true")
+	var se *vessel.SetupError
+	if !errors.As(err, &se) || se.Step != "createRuntime hook" {
+		t.Fatalf("got %v, want a SetupError of the createRuntime hook", err)
+	}
+	if st := c.State(); st.Status != vessel.Created || st.Pid != 0 {
+		t.Fatalf("state after the failed start: %+v", st)
+	}
+	if left := leftoverInits(t, id); len(left) > 0 {
+		t.Fatalf("init processes left: %v", left)
+	}
+	before.assertUnchanged(t, snapshot(t))
+	// Once more, the same container: the same failure, not "id in use".
+	if err := c.Start(context.Background(), "/bin/true"); !errors.As(err, &se) || se.Step != "createRuntime hook" {
+		t.Fatalf("second start: %v", err)
+	}
+	c.Destroy()
+	if _, err := run(t, newConfig(), "/bin/true"); err != nil {
+		t.Fatal(err)
+	}
+	c2, err := vessel.New(id, newConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Destroy()
+	if err := c2.Run(context.Background(), "/bin/true"); err != nil {
+		t.Fatalf("the id after the failed start: %v", err)
+	}
+}

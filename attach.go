@@ -78,7 +78,7 @@ func (cl *Client) Close() error { return cl.sess.conn.Close() }
 // startContainer hooks first with hookState on their stdin. It returns the
 // host pid of the process.
 func (cl *Client) Start(ctx context.Context, hookState []byte) (int, error) {
-	if err := cl.sess.conn.Send(&initproto.Message{Type: initproto.TypeStart, Payload: hookState}); err != nil {
+	if err := sendStart(cl.sess.conn, hookState); err != nil {
 		return 0, ErrNotRunning
 	}
 	for {
@@ -102,12 +102,12 @@ func (cl *Client) Start(ctx context.Context, hookState []byte) (int, error) {
 
 // Signal sends sig to the container's main process.
 func (cl *Client) Signal(sig syscall.Signal) error {
-	return cl.sess.conn.Send(&initproto.Message{Type: initproto.TypeSignal, Signal: int(sig)})
+	return sendSignal(cl.sess.conn, 0, sig)
 }
 
 // SignalAll sends sig to every process of the container.
 func (cl *Client) SignalAll(sig syscall.Signal) error {
-	return cl.sess.conn.Send(&initproto.Message{Type: initproto.TypeSignal, ID: -1, Signal: int(sig)})
+	return sendSignal(cl.sess.conn, -1, sig)
 }
 
 // Exec starts cmd in the container, like Container.Exec.

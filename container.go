@@ -326,7 +326,7 @@ func (c *Container) release(ctx context.Context) error {
 		c.startWait = nil
 		c.mu.Unlock()
 	}()
-	if err := c.ctl.Send(&initproto.Message{Type: initproto.TypeStart, Payload: c.hookState("created", pid)}); err != nil {
+	if err := sendStart(c.ctl, c.hookState("created", pid)); err != nil {
 		return &SetupError{Step: "send start", Err: err}
 	}
 	var r *initproto.Received
@@ -763,40 +763,31 @@ func (s *startRun) sendConfig() error {
 // (or waits before it, Create), or the step that failed.
 func (s *startRun) waitStarted() error {
 	c := s.c
-	for {
-		r, err := s.ctl.Recv()
-		if err != nil {
-			return &SetupError{Step: "container init", Err: fmt.Errorf("exited during setup: %w", c.initDeath(err))}
-		}
-		switch r.Type {
-		case initproto.TypeError:
-			return remoteSetupError(r.Error)
-		case initproto.TypeControl:
-			if n, ok := s.ctl.Rebound(r); ok {
-				s.ctl = n
-				c.mu.Lock()
-				c.ctl = n
-				c.mu.Unlock()
-			}
-			continue
-		case initproto.TypePTY:
-			if len(r.Files) == 1 {
-				c.pty = r.Files[0]
-			}
-			continue
-		case initproto.TypeStarted, initproto.TypeCreated:
-			if r.PidOf() == 0 {
-				return &SetupError{Step: "container init", Err: errors.New("started message without a pid")}
-			}
-			c.mu.Lock()
-			c.mainPid = r.PidOf()
-			c.startedAt = time.Now()
-			c.mu.Unlock()
-		default:
-			return &SetupError{Step: "container init", Err: fmt.Errorf("unexpected message %q", r.Type)}
-		}
-		return nil
+	r, pty, err := awaitInit(s.ctl, func(n *initproto.Conn) {
+		s.ctl = n
+		c.mu.Lock()
+		c.ctl = n
+		c.mu.Unlock()
+	}, initproto.TypeStarted, initproto.TypeCreated)
+	if pty != nil {
+		c.pty = pty
 	}
+	var se *SetupError
+	switch {
+	case r == nil:
+		return &SetupError{Step: "container init", Err: fmt.Errorf("exited during setup: %w", c.initDeath(err))}
+	case errors.As(err, &se):
+		return err
+	case err != nil:
+		return &SetupError{Step: "container init", Err: err}
+	case r.PidOf() == 0:
+		return &SetupError{Step: "container init", Err: errors.New("started message without a pid")}
+	}
+	c.mu.Lock()
+	c.mainPid = r.PidOf()
+	c.startedAt = time.Now()
+	c.mu.Unlock()
+	return nil
 }
 
 // run: the terminal's copier, the control session and what follows the
@@ -960,7 +951,7 @@ func (c *Container) Signal(sig syscall.Signal) error {
 	if sig == syscall.SIGKILL {
 		return c.Kill()
 	}
-	return c.ctl.Send(&initproto.Message{Type: initproto.TypeSignal, Signal: int(sig)})
+	return sendSignal(c.ctl, 0, sig)
 }
 
 // Kill ends every process of the container at once.

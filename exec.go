@@ -279,7 +279,7 @@ func (p *Process) Signal(sig syscall.Signal) error {
 		return ErrNotRunning
 	default:
 	}
-	return p.s.conn.Send(&initproto.Message{Type: initproto.TypeSignal, ID: p.id, Signal: int(sig)})
+	return sendSignal(p.s.conn, p.id, sig)
 }
 
 // Resize sets the size of the process's terminal.

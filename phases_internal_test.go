@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/openvessel/vessel/internal/initproto"
 )
 
 // A failed phase undoes what the phases before it registered, newest
@@ -62,4 +65,55 @@ func TestPhasesUndoExactlyWhatWasDone(t *testing.T) {
 		got := c.newPhases("start").run(phaseStep{phaseWait, func() error { return keep }})
 		assert.Same(t, keep, got)
 	}
+}
+
+// awaitInit follows a starting init as the start and a spare read it:
+// it switches to a handed-over control socket, keeps a terminal's
+// master, and stops at a wanted kind, a failure report or anything else.
+func TestAwaitInit(t *testing.T) {
+	parent, initFile, err := initproto.ParentPair()
+	require.NoError(t, err)
+	initEnd := initproto.New(initFile)
+	defer initEnd.Close()
+
+	mine, theirs, err := initproto.Pair()
+	require.NoError(t, err)
+	defer mine.Close()
+	require.NoError(t, initEnd.Send(&initproto.Message{Type: initproto.TypeControl}, theirs))
+	theirs.Close()
+	pr, pw, err := os.Pipe()
+	require.NoError(t, err)
+	defer pr.Close()
+	require.NoError(t, mine.Send(&initproto.Message{Type: initproto.TypePTY}, pw))
+	pw.Close()
+	require.NoError(t, mine.Send(&initproto.Message{Type: initproto.TypeStarted, Pid: 42}))
+
+	var now *initproto.Conn
+	r, pty, err := awaitInit(parent, func(n *initproto.Conn) { now = n }, initproto.TypeStarted, initproto.TypeCreated)
+	require.NoError(t, err)
+	require.NotNil(t, now, "not switched to the handed-over socket")
+	defer now.Close()
+	require.NotNil(t, pty)
+	pty.Close()
+	assert.Equal(t, initproto.TypeStarted, r.Type)
+	assert.Equal(t, 42, r.Pid)
+
+	// A failure report is the step error it describes.
+	require.NoError(t, mine.Send(&initproto.Message{Type: initproto.TypeError, Error: &initproto.ErrorInfo{Step: "pivot_root", Errno: int(syscall.EINVAL)}}))
+	_, _, err = awaitInit(now, func(*initproto.Conn) {}, initproto.TypeStarted)
+	var se *SetupError
+	require.ErrorAs(t, err, &se)
+	assert.Equal(t, "pivot_root", se.Step)
+	assert.ErrorIs(t, err, syscall.EINVAL)
+
+	// A kind not expected here.
+	require.NoError(t, mine.Send(&initproto.Message{Type: initproto.TypeReady}))
+	_, _, err = awaitInit(now, func(*initproto.Conn) {}, initproto.TypeStarted)
+	assert.ErrorContains(t, err, `unexpected message "ready"`)
+
+	// The init gone: the receive error, without a message.
+	mine.Close()
+	r, _, err = awaitInit(now, func(*initproto.Conn) {}, initproto.TypeStarted)
+	assert.Nil(t, r)
+	assert.ErrorIs(t, err, initproto.ErrClosed)
 }

@@ -3,8 +3,10 @@ package vessel
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -12,6 +14,58 @@ import (
 	"github.com/openvessel/vessel/internal/child"
 	"github.com/openvessel/vessel/internal/initproto"
 )
+
+// The parent's side of the init protocol (initproto's documentation has
+// all of it): what the parent sends (sendStart, sendSignal, session.exec)
+// and how it reads a starting init's messages (awaitInit) and a running
+// one's (session.readLoop, which hands them to the main process's reader
+// or the Process they are about).
+
+// sendStart lets a created container's main process go on to execve;
+// hookState is what its startContainer hooks read.
+func sendStart(conn *initproto.Conn, hookState []byte) error {
+	return conn.Send(&initproto.Message{Type: initproto.TypeStart, Payload: hookState})
+}
+
+// sendSignal asks the init to send sig to process id: 0 the main process,
+// n one that conn's session started, -1 every process of the container.
+func sendSignal(conn *initproto.Conn, id int, sig syscall.Signal) error {
+	return conn.Send(&initproto.Message{Type: initproto.TypeSignal, ID: id, Signal: int(sig)})
+}
+
+// awaitInit reads a starting init's messages until one of the kinds in
+// want comes (ready, created, started) or a failure report (returned as
+// its *SetupError, with the message). On the way it switches to the
+// control socket a control message hands over (switched is told the new
+// connection) and keeps a terminal's master, which it returns in any
+// case.
+func awaitInit(conn *initproto.Conn, switched func(*initproto.Conn), want ...initproto.Kind) (r *initproto.Received, pty *os.File, err error) {
+	for {
+		r, err := conn.Recv()
+		if err != nil {
+			return nil, pty, err
+		}
+		switch {
+		case r.Type == initproto.TypeControl:
+			n, ok := conn.Rebound(r)
+			if !ok {
+				return r, pty, errors.New("bad control socket message")
+			}
+			conn = n
+			switched(n)
+		case r.Type == initproto.TypePTY:
+			if len(r.Files) == 1 {
+				pty = r.Files[0]
+			}
+		case r.Type == initproto.TypeError:
+			return r, pty, remoteSetupError(r.Error)
+		case slices.Contains(want, r.Type):
+			return r, pty, nil
+		default:
+			return r, pty, fmt.Errorf("unexpected message %q", r.Type)
+		}
+	}
+}
 
 // session is one control connection to a container's init: the parent's
 // own socket pair, or a connection to the init's control socket from
@@ -124,7 +178,7 @@ func (s *session) exec(ctx context.Context, cmd *Cmd) (*Process, error) {
 			select {
 			case err := <-p.started:
 				if err == nil {
-					_ = s.conn.Send(&initproto.Message{Type: initproto.TypeSignal, ID: id, Signal: int(syscall.SIGKILL)})
+					_ = sendSignal(s.conn, id, syscall.SIGKILL)
 				}
 			case <-s.closed:
 			}

@@ -264,27 +264,15 @@ func (sp *spareInit) start(key spareKey) (err error) {
 	sp.mu.Unlock()
 	// It hands over a control socket made in its network namespace
 	// (initproto.Conn.Rebound), then says it is ready.
-	for {
-		r, err := ctl.Recv()
-		if err != nil {
-			return err
-		}
-		switch r.Type {
-		case initproto.TypeControl:
-			n, ok := ctl.Rebound(r)
-			if !ok {
-				return errors.New("spare init: bad control socket message")
-			}
-			ctl = n
-			sp.mu.Lock()
-			sp.ctl = ctl
-			sp.mu.Unlock()
-		case initproto.TypeReady:
-			return nil
-		default:
-			return fmt.Errorf("spare init: unexpected message %q", r.Type)
-		}
+	r, _, err := awaitInit(ctl, func(n *initproto.Conn) {
+		sp.mu.Lock()
+		sp.ctl = n
+		sp.mu.Unlock()
+	}, initproto.TypeReady)
+	if err != nil && r != nil {
+		return fmt.Errorf("spare init: %w", err)
 	}
+	return err
 }
 
 // renice sets the priority of every thread of the spare (a thread the

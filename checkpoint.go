@@ -1057,30 +1057,6 @@ func (r *restoreRun) resume() error {
 	return nil
 }
 
-// setFreezerV1 sets a v1 freezer cgroup's state and waits until the
-// kernel reports it.
-func setFreezerV1(dir, state string) error {
-	p := filepath.Join(dir, "freezer.state")
-	if err := os.WriteFile(p, []byte(state), 0); err != nil {
-		return err
-	}
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		if strings.TrimSpace(string(data)) == state {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s: still %s, want %s", p, strings.TrimSpace(string(data)), state)
-		}
-		if state == "FROZEN" {
-			_ = os.WriteFile(p, []byte(state), 0)
-		}
-	}
-}
-
 // hostRestoreRoot makes the directory a container on the host's files is
 // restored on: the symlinks of the host's root (/bin -> usr/bin, ...).
 func hostRestoreRoot() (string, error) {
@@ -1139,11 +1115,6 @@ func cgroupRoots(dirs map[string]string) (map[string]string, error) {
 		out[ctrl] = p
 	}
 	return out, nil
-}
-
-func fileExists(p string) bool {
-	_, err := os.Stat(p)
-	return err == nil
 }
 
 // MigrationSource adapts the container to checkpoint.Migrate: each round

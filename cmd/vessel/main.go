@@ -20,6 +20,14 @@ const exitVessel = 125
 
 func main() {
 	vessel.Init()
+	for _, a := range os.Args[1:] {
+		if a == "run" || a == "create" {
+			// The container's record is saved early in these: build its
+			// JSON encoders on another CPU meanwhile.
+			go oci.WarmEncoding()
+			break
+		}
+	}
 	os.Exit(execute(os.Args[1:]))
 }
 

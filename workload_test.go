@@ -391,3 +391,36 @@ func TestPauseFreezesTheWorkloadAlone(t *testing.T) {
 		t.Fatalf("Wait after Kill of a paused container: %v", err)
 	}
 }
+
+// TestExecSeccompOneFilter: under the default profile the main process
+// and an Exec'd one each run under exactly one seccomp filter, whether a
+// process loads it itself or inherits it from the init's main thread
+// (which carries it once the main process has started, where nothing
+// needs clone3).
+func TestExecSeccompOneFilter(t *testing.T) {
+	c, _ := start(t, withProbe(t, newConfig()), "/probe", "sleep", "30")
+	// The init carries it except on a v2 host, where it forks processes
+	// into the container's cgroup with clone3.
+	layout, err := cgroups.Detect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "Seccomp:\t2"
+	if layout == cgroups.V2 {
+		want = "Seccomp:\t0"
+	}
+	waitFor(t, func() bool {
+		st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", c.State().InitPid))
+		return err == nil && strings.Contains(string(st), want+"\n")
+	})
+	for i := 0; i < 2; i++ {
+		r := execReport(t, c, "/probe")
+		if r.Seccomp != 2 || r.SeccompFilters != 1 {
+			t.Errorf("exec %d: seccomp mode %d with %d filters, want mode 2 with one", i, r.Seccomp, r.SeccompFilters)
+		}
+	}
+	r := report(t, newConfig())
+	if r.Seccomp != 2 || r.SeccompFilters != 1 {
+		t.Errorf("main process: seccomp mode %d with %d filters, want mode 2 with one", r.Seccomp, r.SeccompFilters)
+	}
+}

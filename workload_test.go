@@ -393,22 +393,17 @@ func TestPauseFreezesTheWorkloadAlone(t *testing.T) {
 }
 
 // TestExecSeccompOneFilter: under the default profile the main process
-// and an Exec'd one each run under exactly one seccomp filter, whether a
-// process loads it itself or inherits it from the init's main thread
-// (which carries it once the main process has started, where nothing
-// needs clone3).
+// and an Exec'd one each run under exactly one seccomp filter: the main
+// process loads it itself, an Exec'd one inherits it from the init's main
+// thread, which carries it once the main process has started (where
+// nothing needs clone3, as with the default configuration).
 func TestExecSeccompOneFilter(t *testing.T) {
 	c, _ := start(t, withProbe(t, newConfig()), "/probe", "sleep", "30")
-	// The init carries it except on a v2 host, where it forks processes
-	// into the container's cgroup with clone3.
-	layout, err := cgroups.Detect()
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The init carries it: its processes are not forked into a cgroup2
+	// cgroup with clone3 (on a hybrid host the init is in the container's
+	// unified cgroup; on a v2 host, with the container's own cgroup
+	// namespace, clone3 is not used: see Config.Clone3).
 	want := "Seccomp:\t2"
-	if layout == cgroups.V2 {
-		want = "Seccomp:\t0"
-	}
 	waitFor(t, func() bool {
 		st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", c.State().InitPid))
 		return err == nil && strings.Contains(string(st), want+"\n")
@@ -422,5 +417,22 @@ func TestExecSeccompOneFilter(t *testing.T) {
 	r := report(t, newConfig())
 	if r.Seccomp != 2 || r.SeccompFilters != 1 {
 		t.Errorf("main process: seccomp mode %d with %d filters, want mode 2 with one", r.Seccomp, r.SeccompFilters)
+	}
+}
+
+// TestExecStageWithNoPendingSignals: a process started through the exec
+// stage (here for a small RLIMIT_NOFILE) with RLIMIT_SIGPENDING 0 starts.
+// The stage sets that limit after its credentials: Go's setgroups signals
+// each of the stage's threads with a real-time signal, which the limit
+// (the user's queued signals, host-wide) would refuse, and the stage
+// would wait for them forever.
+func TestExecStageWithNoPendingSignals(t *testing.T) {
+	cfg := newConfig().WithOpenFiles(64).WithPendingSignals(0).WithTimeout(20 * time.Second)
+	out, err := run(t, cfg, "/bin/cat", "/proc/self/limits")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if f := strings.Fields(out[strings.Index(out, "Max pending signals"):]); len(f) < 5 || f[3] != "0" || f[4] != "0" {
+		t.Fatalf("pending signals limit: %v\n%s", f, out)
 	}
 }

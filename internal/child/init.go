@@ -1149,7 +1149,19 @@ func runExecStage() {
 	} else if _, err := unix.Setsid(); err != nil {
 		exitWith(conn, "setsid", "", err)
 	}
+	// The limits that would hamper this Go program itself, only lowered,
+	// are set last, after the credentials: Go's setuid family signals
+	// every thread with a real-time signal, which RLIMIT_SIGPENDING (it
+	// counts the user's queued signals on the whole host) can refuse, and
+	// the program waits for those threads forever.
+	var late []limits.Rlimit
 	for _, rl := range spec.Rlimits {
+		if rl.Type == "RLIMIT_SIGPENDING" || rl.Type == "RLIMIT_NPROC" {
+			if cur, err := limits.Current(rl.Type); err == nil && rl.Hard <= cur.Hard {
+				late = append(late, rl)
+				continue
+			}
+		}
 		if err := rl.Apply(); err != nil {
 			exitWith(conn, "setrlimit", rl.Type, err)
 		}
@@ -1219,6 +1231,11 @@ func runExecStage() {
 			exitWith(conn, se.Step, "", se.Err)
 		}
 		exitWith(conn, "apply security profile", "", err)
+	}
+	for _, rl := range late {
+		if err := rl.Apply(); err != nil {
+			exitWith(conn, "setrlimit", rl.Type, err)
+		}
 	}
 	err = syscall.Exec(path, spec.Args, spec.Env)
 	exitWith(conn, "exec", path, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path"
 	"runtime"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -462,13 +464,19 @@ func procsFile(cg *cgroups.Manager) string {
 }
 
 // killLeftovers SIGKILLs every process of the cgroup but the init and the
-// idle process, until none is left (a forking job is caught on a later
-// round; its cgroup's pids limit bounds how many rounds that takes).
+// idle process until none is left (a forking job is caught on a later
+// round; its cgroup's pids limit bounds how many rounds that takes), then
+// waits until the killed processes are reaped: a killed process stays
+// in cgroup.procs until it has finished exiting, and in the pid
+// namespace, where the next job would see it, until its parent reaps it.
+// It fails when that takes longer than reapWait.
 func killLeftovers(procs string, keep ...int) error {
 	if procs == "" {
 		return errors.New("no cgroup.procs to read")
 	}
-	for round := 0; round < 1000; round++ {
+	deadline := time.Now().Add(reapWait)
+	killed := map[int]bool{}
+	for round := 0; ; round++ {
 		b, err := os.ReadFile(procs)
 		if err != nil {
 			return err
@@ -480,14 +488,42 @@ func killLeftovers(procs string, keep ...int) error {
 				continue
 			}
 			others++
+			killed[pid] = true
 			_ = unix.Kill(pid, unix.SIGKILL)
 		}
 		if others == 0 {
-			return nil
+			return waitReaped(killed, deadline)
 		}
-		runtime.Gosched()
+		if time.Now().After(deadline) {
+			return fmt.Errorf("processes keep appearing in the cgroup (%d after %v)", others, reapWait)
+		}
+		if round < 1000 {
+			runtime.Gosched()
+		} else {
+			time.Sleep(time.Millisecond)
+		}
 	}
-	return errors.New("processes keep appearing in the cgroup")
+}
+
+// reapWait bounds how long a reset waits for the last job's processes to
+// be killed and reaped.
+const reapWait = 5 * time.Second
+
+// waitReaped waits until none of pids is left in /proc, or fails after
+// deadline.
+func waitReaped(pids map[int]bool, deadline time.Time) error {
+	for pid := range pids {
+		for {
+			if _, err := os.Stat("/proc/" + strconv.Itoa(pid)); errors.Is(err, fs.ErrNotExist) {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("process %d of the last job was not reaped in %v", pid, reapWait)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	return nil
 }
 
 type mountEntry struct {

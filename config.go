@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -151,8 +152,6 @@ type Config struct {
 
 	// Logger receives debug logs; nil is silent.
 	Logger *slog.Logger `json:"-"`
-
-	errs []error
 }
 
 // CgroupConfig says where a container's cgroup goes: Parent/Group/Name in
@@ -191,23 +190,11 @@ func NewConfig() *Config {
 	}
 }
 
-// fail records a problem of a With call, reported by Validate and New.
-func (c *Config) fail(field, format string, a ...any) *Config {
-	c.errs = append(c.errs, fielderr.New(field, format, a...))
-	return c
-}
-
 // WithRootfs sets the root filesystem.
 func (c *Config) WithRootfs(r rootfs.Root) *Config { c.Rootfs = r; return c }
 
 // WithReadOnlyRootfs makes the root filesystem read-only.
 func (c *Config) WithReadOnlyRootfs(ro bool) *Config { c.ReadOnly = ro; return c }
-
-// WithReadonlyRootfs is WithReadOnlyRootfs.
-//
-// Deprecated: use WithReadOnlyRootfs; WithReadonlyRootfs goes in the next
-// release.
-func (c *Config) WithReadonlyRootfs(ro bool) *Config { return c.WithReadOnlyRootfs(ro) }
 
 // WithMount adds mounts.
 func (c *Config) WithMount(m ...rootfs.Mount) *Config { c.Mounts = append(c.Mounts, m...); return c }
@@ -236,30 +223,19 @@ func (c *Config) WithReadOnlyPaths(p ...string) *Config {
 	return c
 }
 
-// WithReadonlyPaths is WithReadOnlyPaths.
-//
-// Deprecated: use WithReadOnlyPaths; WithReadonlyPaths goes in the next
-// release.
-func (c *Config) WithReadonlyPaths(p ...string) *Config { return c.WithReadOnlyPaths(p...) }
-
 // WithNamespaces replaces the namespace set.
 func (c *Config) WithNamespaces(s namespaces.Set) *Config { c.Namespaces = s; return c }
 
 // WithNamespace gives the container its own namespace of kind k: a new one
-// when path is empty, else the existing one at path.
+// when path is empty, else the existing one at path. An unknown kind is
+// reported by Validate (and New).
 func (c *Config) WithNamespace(k namespaces.Kind, path string) *Config {
-	if !k.Valid() {
-		return c.fail("namespaces", "unknown kind %q", k)
-	}
 	c.Namespaces = c.Namespaces.With(k, path)
 	return c
 }
 
 // WithSharedNamespace shares the host's namespace of kind k.
 func (c *Config) WithSharedNamespace(k namespaces.Kind) *Config {
-	if !k.Valid() {
-		return c.fail("namespaces", "unknown kind %q", k)
-	}
 	c.Namespaces = c.Namespaces.Without(k)
 	return c
 }
@@ -290,14 +266,9 @@ func (c *Config) WithDomainname(d string) *Config { c.Domainname = d; return c }
 func (c *Config) WithArgs(args ...string) *Config { c.Process.Args = args; return c }
 
 // WithEnv adds KEY=VALUE pairs to the environment (a key set twice keeps
-// the last value).
+// the last value). A pair without "=" is reported by Validate (and New).
 func (c *Config) WithEnv(kv ...string) *Config {
 	for _, e := range kv {
-		k, _, ok := strings.Cut(e, "=")
-		if !ok || k == "" {
-			c.fail("process.env", "%q is not KEY=VALUE", e)
-			continue
-		}
 		c.Process.Env = setEnv(c.Process.Env, e)
 	}
 	return c
@@ -340,7 +311,10 @@ func hasEnv(env []string, key string) bool {
 }
 
 func setEnv(env []string, kv string) []string {
-	k, _, _ := strings.Cut(kv, "=")
+	k, _, ok := strings.Cut(kv, "=")
+	if !ok || k == "" {
+		return append(env, kv)
+	}
 	out := env[:0:0]
 	for _, e := range env {
 		if ek, _, _ := strings.Cut(e, "="); ek != k {
@@ -362,11 +336,8 @@ func (c *Config) WithUser(uid, gid uint32) *Config {
 // WithGroups sets supplementary groups.
 func (c *Config) WithGroups(gids ...uint32) *Config { c.Process.User.Groups = gids; return c }
 
-// WithUmask sets the umask of the main process.
+// WithUmask sets the umask of the main process (at most 0o777).
 func (c *Config) WithUmask(mask uint32) *Config {
-	if mask > 0o777 {
-		return c.fail("process.umask", "%#o is not a permission mask", mask)
-	}
 	c.Process.Umask = &mask
 	return c
 }
@@ -374,11 +345,8 @@ func (c *Config) WithUmask(mask uint32) *Config {
 // WithTTY gives the main process a pseudo-terminal of the given size.
 func (c *Config) WithTTY(on bool) *Config { c.Process.TTY = on; return c }
 
-// WithTimeout kills the container d after it starts.
+// WithTimeout kills the container d after it starts (0: never).
 func (c *Config) WithTimeout(d time.Duration) *Config {
-	if d < 0 {
-		return c.fail("timeout", "negative duration %v", d)
-	}
 	c.Timeout = d
 	return c
 }
@@ -401,7 +369,7 @@ func (c *Config) WithLogger(l *slog.Logger) *Config { c.Logger = l; return c }
 // Validate reports every problem found, each a *ConfigError naming the
 // field, joined with errors.Join. It changes nothing on the host.
 func (c *Config) Validate() error {
-	errs := append([]error{}, c.errs...)
+	var errs []error
 	bad := func(field, format string, a ...any) {
 		errs = append(errs, &ConfigError{Field: field, Reason: fmt.Sprintf(format, a...)})
 	}
@@ -486,6 +454,11 @@ func (c *Config) Validate() error {
 		if err := security.CheckSysctl(k, ns.IsNew(namespaces.Net) || ns.IsJoined(namespaces.Net), ns.Has(namespaces.IPC), ns.Has(namespaces.UTS)); err != nil {
 			bad(field, "%v", err)
 		}
+		if k == "kernel.shmall" || k == "kernel.shmmax" {
+			if _, err := strconv.ParseUint(c.Sysctls[k], 10, 64); err != nil {
+				bad(field, "%q is not a size (bytes or pages, >= 0)", c.Sysctls[k])
+			}
+		}
 	}
 	// The profile's names and rules (Start compiles it).
 	if prof := c.securityProfile(); prof != nil {
@@ -554,7 +527,6 @@ func (c *Config) clone() *Config {
 	n.Namespaces = append(namespaces.Set(nil), c.Namespaces...)
 	n.Process.Args = append([]string(nil), c.Process.Args...)
 	n.Process.Env = append([]string(nil), c.Process.Env...)
-	n.errs = append([]error(nil), c.errs...)
 	if c.Network != nil {
 		nc := *c.Network
 		n.Network = &nc

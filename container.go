@@ -110,6 +110,9 @@ type Container struct {
 	// resolv.conf) that criu is to mount.
 	restoreSpec  *child.RestoreSpec
 	restoreFiles func([]rootfs.File) error
+	// execRefused, when set, is why Exec cannot start processes here (a
+	// dynamically linked program's restored container: see start).
+	execRefused error
 }
 
 // New validates cfg and returns a container that has not started. Nothing
@@ -519,9 +522,24 @@ func (s *startRun) startInit() error {
 		return &SetupError{Step: "prepare executable", Err: err}
 	}
 	s.exe = exe
+	// A dynamically linked program (cgo) cannot be started again inside
+	// another root: its loader and C library are the host's. The init
+	// never needs to, except for the exec stage, which a few profiles
+	// still need (child.DirectReason); those are refused here, before
+	// anything runs, rather than failing inside. (A restored container's
+	// main process is criu's; only its Execs would need the stage: Exec
+	// refuses them.)
 	if interp := dynamicInterpreter(); interp != "" && c.cfg.Rootfs.Kind != rootfs.KindHost && c.cfg.Namespaces.IsNew(namespaces.Mount) {
-		return &SetupError{Step: "check executable", Path: "/proc/self/exe", Err: fmt.Errorf(
-			"this program is dynamically linked (interpreter %s), so it cannot start inside a root filesystem other than the host's: build it with CGO_ENABLED=0", interp)}
+		if c.restoreSpec != nil {
+			refused := &SetupError{Step: "check executable", Path: "/proc/self/exe", Err: fmt.Errorf(
+				"this program is dynamically linked (interpreter %s): processes of a restored container start through vessel's exec stage, which would start the program again inside the container's root, where the host's loader is out of reach: build it with CGO_ENABLED=0", interp)}
+			c.mu.Lock()
+			c.execRefused = refused
+			c.mu.Unlock()
+		} else if why := child.DirectReason(ic); why != "" {
+			return &SetupError{Step: "check executable", Path: "/proc/self/exe", Err: fmt.Errorf(
+				"this program is dynamically linked (interpreter %s) and this container's process needs vessel's exec stage (%s), which would start the program again inside the container's root, where the host's loader is out of reach: build it with CGO_ENABLED=0", interp, why)}
+		}
 	}
 	ns := c.cfg.Namespaces
 	// Not the pid namespace: the init makes it for the workload, whose

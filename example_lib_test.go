@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/openvessel/vessel"
+	"github.com/openvessel/vessel/network"
 )
 
 // Command builds a Cmd as os/exec's Command does; Exec runs it inside
@@ -35,7 +36,7 @@ func ExampleCommand() {
 // Validate (and New) report every bad field at once, each a ConfigError
 // naming the field by its JSON path.
 func ExampleConfig_Validate() {
-	err := vessel.NewConfig().WithCPUs(0).WithPids(-1).Validate()
+	err := vessel.NewConfig().WithCPUs(0).WithPids(0).Validate()
 	var ce *vessel.ConfigError
 	for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
 		if errors.As(e, &ce) {
@@ -92,7 +93,12 @@ func ExampleContainer_WaitFile() {
 // WithPublish publishes a container port on the host, docker style, on
 // the default bridge.
 func ExampleConfig_WithPublish() {
-	cfg := vessel.NewConfig().WithPublish("127.0.0.1:8080:80")
+	port, err := network.ParsePort("127.0.0.1:8080:80")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	cfg := vessel.NewConfig().WithPublish(port)
 	fmt.Println(cfg.Network.Mode, cfg.Network.Publish[0].HostPort, cfg.Network.Publish[0].ContainerPort, cfg.Validate())
 	// Output: bridge 8080 80 <nil>
 }

@@ -75,9 +75,13 @@ func (c *Container) Exec(ctx context.Context, cmd *Cmd) (*Process, error) {
 	c.mu.Lock()
 	s := c.sess
 	running := c.status == Running && s != nil
+	refused := c.execRefused
 	c.mu.Unlock()
 	if !running {
 		return nil, ErrNotRunning
+	}
+	if refused != nil {
+		return nil, refused
 	}
 	select {
 	case <-c.done:

@@ -310,7 +310,7 @@ func TestBadConfigs(t *testing.T) {
 			return c
 		}(), "uidMappings"},
 		{"hostname without uts", newConfig().WithSharedNamespace(namespaces.UTS).WithHostname("x"), "hostname"},
-		{"bad env", newConfig().WithEnv("NOEQUALS"), "process.env"},
+		{"bad env", newConfig().WithEnv("NOEQUALS"), "process.env[1]"},
 		{"relative workdir", newConfig().WithWorkDir("tmp"), "process.cwd"},
 		{"time offsets without time ns", func() *vessel.Config {
 			c := newConfig()

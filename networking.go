@@ -20,11 +20,14 @@ import (
 // network.Macvlan(...), network.Ipvlan(...) or network.Netns(path). It also
 // adjusts the namespace set: host and netns modes share or join rather than
 // create a network namespace.
+//
+// nil leaves the mode to the namespace set (the default: loopback in a
+// new network namespace).
 func (c *Config) WithNetwork(n *network.Config) *Config {
-	if n == nil {
-		return c.fail("network", "nil network config")
-	}
 	c.Network = n
+	if n == nil {
+		return c
+	}
 	switch n.Mode {
 	case network.ModeHost:
 		c.Namespaces = c.Namespaces.Without(namespaces.Net)
@@ -36,19 +39,13 @@ func (c *Config) WithNetwork(n *network.Config) *Config {
 	return c
 }
 
-// WithPublish publishes container ports on the host, each given as
-// docker's --publish is: [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|udp], like
-// "8080:80" or "127.0.0.1:5353:53/udp". Published ports need bridge
-// networking: a container without a network config gets
-// network.Bridge("") (the default bridge); one with another mode is
-// reported by Validate.
-func (c *Config) WithPublish(ports ...string) *Config {
-	for _, s := range ports {
-		p, err := network.ParsePort(s)
-		if err != nil {
-			c.errs = append(c.errs, fielderr.Wrap("network.publish", err))
-			continue
-		}
+// WithPublish publishes container ports on the host (network.ParsePort
+// reads them as docker's --publish gives them, like "8080:80" or
+// "127.0.0.1:5353:53/udp"). Published ports need bridge networking: a
+// container without a network config gets network.Bridge("") (the
+// default bridge); one with another mode is reported by Validate.
+func (c *Config) WithPublish(ports ...network.Port) *Config {
+	for _, p := range ports {
 		if c.Network == nil {
 			c.WithNetwork(network.Bridge(""))
 		}

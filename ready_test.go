@@ -19,9 +19,22 @@ import (
 	"github.com/openvessel/vessel/rootfs"
 )
 
-// WithPublish builds the bridge config; bad values are ConfigErrors.
+// publish parses docker-style port specs, failing the test on a bad one.
+func publish(t *testing.T, specs ...string) []network.Port {
+	t.Helper()
+	var ports []network.Port
+	for _, s := range specs {
+		p, err := network.ParsePort(s)
+		require.NoError(t, err, s)
+		ports = append(ports, p)
+	}
+	return ports
+}
+
+// WithPublish builds the bridge config; a bad spec is an error of
+// ParsePort, a bad combination a ConfigError of Validate.
 func TestWithPublish(t *testing.T) {
-	cfg := newConfig().WithPublish("8080:80", "127.0.0.1:5353:53/udp")
+	cfg := newConfig().WithPublish(publish(t, "8080:80", "127.0.0.1:5353:53/udp")...)
 	require.NoError(t, cfg.Validate())
 	require.NotNil(t, cfg.Network)
 	assert.Equal(t, network.ModeBridge, cfg.Network.Mode)
@@ -35,13 +48,16 @@ func TestWithPublish(t *testing.T) {
 		cfg   *vessel.Config
 		field string
 	}{
-		{"bad spec", newConfig().WithPublish("80"), "network.publish"},
-		{"bad protocol", newConfig().WithPublish("80:80/sctp"), "network.publish"},
-		{"not bridge", newConfig().WithNetwork(network.Loopback()).WithPublish("8080:80"), "network.publish"},
+		{"not bridge", newConfig().WithNetwork(network.Loopback()).WithPublish(publish(t, "8080:80")...), "network.publish"},
+		{"bad protocol", newConfig().WithPublish(network.Port{HostPort: 80, ContainerPort: 80, Protocol: "sctp"}), "network.publish[0]"},
 	} {
 		var ce *vessel.ConfigError
 		require.ErrorAs(t, tc.cfg.Validate(), &ce, tc.name)
 		assert.Equal(t, tc.field, ce.Field, tc.name)
+	}
+	for _, bad := range []string{"80", "80:80/sctp", "x:80"} {
+		_, err := network.ParsePort(bad)
+		assert.Error(t, err, bad)
 	}
 }
 
@@ -54,7 +70,7 @@ func TestPublishAndWaitTCP(t *testing.T) {
 	www := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(www, "index.html"), []byte("ready page\n"), 0o644))
 	cfg := newConfig().WithRootfs(rootfs.Dir(testutil.BusyboxRootfsCopy(t))).
-		WithNetwork(nc).WithPublish(fmt.Sprintf("127.0.0.1:%d:80", port)).WithBind(www, "/www", true)
+		WithNetwork(nc).WithPublish(publish(t, fmt.Sprintf("127.0.0.1:%d:80", port))...).WithBind(www, "/www", true)
 	// The server starts listening a while after the container starts,
 	// on the container's bridge address only (not on loopback).
 	c, out := start(t, cfg, "sh", "-c",

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -41,12 +40,10 @@ func (c *Config) resources() *limits.Resources {
 	return c.Resources
 }
 
-// WithMemoryLimit limits memory (bytes, > 0); the OOM killer acts beyond
-// it. Leave it unset for no limit.
+// WithMemoryLimit sets Resources.Memory.Limit: memory in bytes (> 0),
+// beyond which the OOM killer acts; limits.Unlimited (-1) removes the
+// limit. Other values are reported by Validate (and New).
 func (c *Config) WithMemoryLimit(bytes int64) *Config {
-	if bytes <= 0 {
-		return c.fail("resources.memory.limit", "must be > 0 bytes (leave it unset for no limit), got %d", bytes)
-	}
 	r := c.resources()
 	if r.Memory == nil {
 		r.Memory = &limits.Memory{}
@@ -55,12 +52,9 @@ func (c *Config) WithMemoryLimit(bytes int64) *Config {
 	return c
 }
 
-// WithMemorySwap limits memory plus swap (bytes, at least the memory
-// limit; -1: unlimited swap).
+// WithMemorySwap sets Resources.Memory.Swap: memory plus swap in bytes
+// (at least the memory limit; limits.Unlimited: unlimited swap).
 func (c *Config) WithMemorySwap(bytes int64) *Config {
-	if bytes <= 0 && bytes != limits.Unlimited {
-		return c.fail("resources.memory.swap", "must be > 0 bytes or -1 (unlimited swap), got %d", bytes)
-	}
 	r := c.resources()
 	if r.Memory == nil {
 		r.Memory = &limits.Memory{}
@@ -69,11 +63,9 @@ func (c *Config) WithMemorySwap(bytes int64) *Config {
 	return c
 }
 
-// WithMemoryReservation sets a soft memory limit (bytes, > 0).
+// WithMemoryReservation sets Resources.Memory.Reservation, a soft memory
+// limit in bytes (> 0).
 func (c *Config) WithMemoryReservation(bytes int64) *Config {
-	if bytes <= 0 {
-		return c.fail("resources.memory.reservation", "must be > 0 bytes (leave it unset for none), got %d", bytes)
-	}
 	r := c.resources()
 	if r.Memory == nil {
 		r.Memory = &limits.Memory{}
@@ -82,12 +74,10 @@ func (c *Config) WithMemoryReservation(bytes int64) *Config {
 	return c
 }
 
-// WithCPUs limits CPU time to n cores' worth (0.5: half a core; n > 0).
-// Leave it unset for no limit.
+// WithCPUs sets Resources.CPU.CPUs: CPU time limited to n cores' worth
+// (0.5: half a core; n > 0); limits.Unlimited (-1) removes the limit.
+// Other values (0 among them) are reported by Validate (and New).
 func (c *Config) WithCPUs(n float64) *Config {
-	if !(n > 0) || math.IsInf(n, 0) {
-		return c.fail("resources.cpu.cpus", "must be a number of cores > 0 (leave it unset for no limit), got %v", n)
-	}
 	r := c.resources()
 	if r.CPU == nil {
 		r.CPU = &limits.CPU{}
@@ -116,45 +106,31 @@ func (c *Config) WithCPUSet(cpus, mems string) *Config {
 	return c
 }
 
-// WithCpuset is WithCPUSet.
-//
-// Deprecated: use WithCPUSet; WithCpuset goes in the next release.
-func (c *Config) WithCpuset(cpus, mems string) *Config { return c.WithCPUSet(cpus, mems) }
-
-// WithPids limits the number of tasks (processes and threads; max > 0).
-// Leave it unset for no limit.
+// WithPids sets Resources.Pids.Max: the number of tasks (processes and
+// threads; > 0); limits.Unlimited (-1) removes the limit. Other values
+// are reported by Validate (and New).
 func (c *Config) WithPids(max int64) *Config {
-	if max <= 0 {
-		return c.fail("resources.pids.max", "must be > 0 tasks (leave it unset for no limit), got %d", max)
-	}
 	r := c.resources()
 	r.Pids = &limits.Pids{Max: limits.Ptr(max)}
 	return c
 }
 
-// WithRlimit adds a resource limit (setrlimit) for the container's processes.
+// WithRlimit adds a resource limit (setrlimit) for the container's
+// processes; a bad one is reported by Validate (and New).
 func (c *Config) WithRlimit(rl limits.Rlimit) *Config {
-	if err := rl.Validate(); err != nil {
-		return c.fail("rlimits", "%v", err)
-	}
 	c.Rlimits = append(c.Rlimits, rl)
 	return c
 }
 
 // WithOOMScoreAdj sets oom_score_adj (-1000..1000) of the processes.
 func (c *Config) WithOOMScoreAdj(v int) *Config {
-	if v < -1000 || v > 1000 {
-		return c.fail("oomScoreAdj", "%d is outside -1000..1000", v)
-	}
 	c.OOMScoreAdj = &v
 	return c
 }
 
-// WithCPUTime kills the container once it has used d of CPU time.
+// WithCPUTime kills the container once it has used d of CPU time (0:
+// never).
 func (c *Config) WithCPUTime(d time.Duration) *Config {
-	if d < 0 {
-		return c.fail("cpuTime", "negative duration %v", d)
-	}
 	c.CPUTime = d
 	return c
 }

@@ -31,6 +31,7 @@ declare -A need=(
 	[podman]=podman
 	[containerd]=containerd
 	[mkfs.xfs]=xfsprogs
+	[gcc]=gcc
 )
 missing=()
 for tool in "${!need[@]}"; do
@@ -88,11 +89,23 @@ echo "== tests on a pure cgroup v2 guest (Debian kernel under qemu)"
 # rounds are skipped. TestCheckpointRefusesMPTCP's listener is not seen
 # by its connect probe on the guest's kernel (also open in issue 23).
 tools=$(mktemp -d /tmp/vessel-guest-tools.XXXXXX)
-trap 'rm -rf "$tools"' EXIT
+cgo=$(mktemp -d /tmp/vessel-guest-cgo.XXXXXX)
+trap 'rm -rf "$tools" "$cgo"' EXIT
+# TestCgoCaller's dynamically linked program, built here (the guest has
+# no C compiler), with the loader and C library it needs at their paths.
+cgo_adds=()
+if CGO_ENABLED=1 go build -o "$cgo/cgocaller" ./testdata/cgocaller; then
+	cgo_adds=(-add "$cgo/cgocaller:/opt/vessel-cgo/cgocaller" -env VESSEL_CGO_CALLER=/opt/vessel-cgo/cgocaller)
+	for lib in $(ldd "$cgo/cgocaller" | awk '/=> \// {print $3} $1 ~ /^\// {print $1}'); do
+		cgo_adds+=(-add "$(readlink -f "$lib"):$lib")
+	done
+else
+	failed+=("cgo caller build")
+fi
 if ! .ci/qemu/guest-tools.sh "$tools" tar ip mkfs.xfs; then
 	failed+=("guest tools")
 elif ! VESSEL_QEMU_MEM=${VESSEL_QEMU_MEM:-4096} .ci/qemu/run-v2-tests.sh -timeout 20m \
-	-add /opt/vessel-criu:/opt/vessel-criu -add "$tools:/opt/vessel-tools" \
+	-add /opt/vessel-criu:/opt/vessel-criu -add "$tools:/opt/vessel-tools" "${cgo_adds[@]}" \
 	-env PATH=/opt/vessel-tools/bin:/bin:/sbin:/usr/bin:/usr/sbin \
 	-skip 'TestDebianImageRunsApt|TestBootSystemd|TestCheckpointPausedLeaveRunningWithPreDumps|TestMigrateCounter|TestCheckpointRefusesMPTCP' \
 	. ./cgroups ./limits ./security ./network ./checkpoint; then

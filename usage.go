@@ -122,11 +122,9 @@ func (c *Config) validateAccounting() []error {
 }
 
 // WithPtys limits the container's pseudo-terminals: opening /dev/ptmx
-// beyond n fails with ENOSPC inside (devpts max=).
+// beyond n fails with ENOSPC inside (devpts max=; 0: the kernel's
+// default).
 func (c *Config) WithPtys(n int64) *Config {
-	if n <= 0 {
-		return c.fail("ptys", "%d: must be positive", n)
-	}
 	c.Ptys = n
 	return c
 }
@@ -138,16 +136,16 @@ func (c *Config) WithShmSize(bytes int64) *Config { c.ShmSize = bytes; return c 
 // WithSysVShm limits the container's System V shared memory: all of its
 // segments together to total bytes (kernel.shmall, rounded up to pages)
 // and one segment to segment bytes (kernel.shmmax). It needs the
-// container's own IPC namespace (the default); 0 leaves a value alone.
+// container's own IPC namespace (the default); 0 leaves a value alone. A
+// negative size is reported by Validate (and New).
 func (c *Config) WithSysVShm(total, segment int64) *Config {
-	if total < 0 || segment < 0 {
-		return c.fail("sysctl", "kernel.shmall/kernel.shmmax: negative size")
-	}
 	if total > 0 {
 		page := int64(4096)
 		c.WithSysctl("kernel.shmall", strconv.FormatInt((total+page-1)/page, 10))
+	} else if total < 0 {
+		c.WithSysctl("kernel.shmall", strconv.FormatInt(total, 10))
 	}
-	if segment > 0 {
+	if segment != 0 {
 		c.WithSysctl("kernel.shmmax", strconv.FormatInt(segment, 10))
 	}
 	return c

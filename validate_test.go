@@ -1,6 +1,7 @@
 package vessel_test
 
 import (
+	"encoding/json"
 	"errors"
 	"testing"
 	"time"
@@ -16,6 +17,8 @@ import (
 
 // Every limit out of range fails at Validate and at New, with a
 // ConfigError naming the field in the Config's JSON naming, never later.
+// The With methods only set fields: a value built with them and the same
+// value set in the struct fail alike.
 func TestValidateLimitsAtNew(t *testing.T) {
 	withResources := func(r *limits.Resources) *vessel.Config { return newConfig().WithResources(r) }
 	cases := []struct {
@@ -24,12 +27,20 @@ func TestValidateLimitsAtNew(t *testing.T) {
 		field string
 	}{
 		{"WithCPUs(0)", newConfig().WithCPUs(0), "resources.cpu.cpus"},
-		{"WithCPUs(-1)", newConfig().WithCPUs(-1), "resources.cpu.cpus"},
+		{"WithCPUs(-2)", newConfig().WithCPUs(-2), "resources.cpu.cpus"},
 		{"WithPids(0)", newConfig().WithPids(0), "resources.pids.max"},
-		{"WithPids(-1)", newConfig().WithPids(-1), "resources.pids.max"},
+		{"WithPids(-2)", newConfig().WithPids(-2), "resources.pids.max"},
 		{"negative memory", newConfig().WithMemoryLimit(-5), "resources.memory.limit"},
 		{"zero memory", newConfig().WithMemoryLimit(0), "resources.memory.limit"},
-		{"negative reservation", newConfig().WithMemoryReservation(-1), "resources.memory.reservation"},
+		{"negative reservation", newConfig().WithMemoryReservation(-3), "resources.memory.reservation"},
+		{"WithUmask", newConfig().WithUmask(0o7777), "process.umask"},
+		{"WithTimeout", newConfig().WithTimeout(-time.Second), "timeout"},
+		{"WithCPUTime", newConfig().WithCPUTime(-time.Second), "cpuTime"},
+		{"WithOOMScoreAdj", newConfig().WithOOMScoreAdj(1001), "oomScoreAdj"},
+		{"WithRlimit", newConfig().WithRlimit(limits.Rlimit{Type: "RLIMIT_NOFILE", Soft: 10, Hard: 5}), "rlimits[0]"},
+		{"WithEnv", newConfig().WithEnv("A=1", "NOVALUE"), "process.env[2]"},
+		{"WithPtys", newConfig().WithPtys(-1), "ptys"},
+		{"WithSysVShm", newConfig().WithSysVShm(-1, 0), "sysctl[kernel.shmall]"},
 		{"swap -2", newConfig().WithMemorySwap(-2), "resources.memory.swap"},
 		{"swap below memory", newConfig().WithMemoryLimit(64 << 20).WithMemorySwap(32 << 20), "resources.memory.swap"},
 		{"cpu weight 0", newConfig().WithCPUWeight(0), "resources.cpu.weight"},
@@ -72,7 +83,7 @@ func newErr(cfg *vessel.Config) error {
 
 // Several problems are all reported, each with its own field.
 func TestValidateReportsEveryField(t *testing.T) {
-	err := newConfig().WithCPUs(0).WithPids(0).WithMemoryLimit(-1).Validate()
+	err := newConfig().WithCPUs(0).WithPids(0).WithMemoryLimit(-5).Validate()
 	var fields []string
 	for _, e := range fielderr.Split(err) {
 		var ce *vessel.ConfigError
@@ -86,4 +97,35 @@ func TestValidateReportsEveryField(t *testing.T) {
 	require.NoError(t, cfg.Validate())
 	assert.Equal(t, 0.5, *cfg.Resources.CPU.CPUs)
 	assert.Equal(t, int64(64), *cfg.Resources.Pids.Max)
+
+	// limits.Unlimited (-1) says "no limit" out loud, in the With
+	// methods as in the fields (and in OCI specs).
+	cfg = newConfig().WithCPUs(-1).WithPids(limits.Unlimited).WithMemoryLimit(limits.Unlimited)
+	require.NoError(t, cfg.Validate())
+	assert.Equal(t, -1.0, *cfg.Resources.CPU.CPUs)
+}
+
+// A Config has no state beyond its fields: one that fails Validate fails
+// the same way after a JSON round trip, and a With call that leaves a
+// bad value is seen in the field it sets.
+func TestConfigIsItsFields(t *testing.T) {
+	cfg := newConfig().WithCPUs(0).WithNamespace("bogus", "")
+	data, err := json.Marshal(cfg)
+	require.NoError(t, err)
+	var back vessel.Config
+	require.NoError(t, json.Unmarshal(data, &back))
+	fields := func(err error) []string {
+		var out []string
+		for _, e := range fielderr.Split(err) {
+			var ce *vessel.ConfigError
+			require.True(t, errors.As(e, &ce), "%v", e)
+			out = append(out, ce.Field)
+		}
+		return out
+	}
+	want := fields(cfg.Validate())
+	assert.Contains(t, want, "resources.cpu.cpus")
+	assert.Len(t, want, 2)
+	assert.Equal(t, want, fields(back.Validate()))
+	assert.Equal(t, 0.0, *cfg.Resources.CPU.CPUs)
 }

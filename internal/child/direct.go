@@ -296,6 +296,13 @@ func spawnDirect(spec *Process, files []uintptr, o spawnOpts) (sp *spawned, pty 
 	// A path is left to execve, which reports what a check here would
 	// (ENOENT, EACCES for a directory or a file without x); a bare name
 	// is looked up in PATH.
+	if spec.Idle {
+		// Never this program again: a raw fork (rawchild.go).
+		if sp, err = spawnIdle(spec, o); err != nil {
+			return fail("start idle process", IdleArg0, err)
+		}
+		return sp, nil, nil
+	}
 	path := spec.Args[0]
 	args, env := spec.Args, spec.Env
 	a := &spawnAttr{setsid: true, pdeathsig: !o.parent, parent: o.parent, cgroupDir: -1}
@@ -314,10 +321,7 @@ func spawnDirect(spec *Process, files []uintptr, o spawnOpts) (sp *spawned, pty 
 			a.cgroups = append(append([]int(nil), a.cgroups...), o.cg.v2Procs)
 		}
 	}
-	if spec.Idle {
-		path, args, env = "", []string{IdleArg0}, []string{envStage + "=" + stageIdle}
-		a.execFD, a.useExecFD = selfExeFD, true
-	} else if !strings.Contains(path, "/") {
+	if !strings.Contains(path, "/") {
 		var err error
 		if path, err = lookPath(path, spec.Env); err != nil {
 			return fail("exec", spec.Args[0], err)

@@ -3,7 +3,9 @@
 // filesystem, starts the main process and every Exec, reaps, forwards
 // signals and serves the control sockets), the exec stage (which applies
 // one process's settings and execve()s it) and the idle PID 1 of pooled
-// containers (which only reaps).
+// containers (which only reaps: a raw fork of the init that executes
+// nothing, rawchild.go, so that a dynamically linked host program never
+// has to start again inside the container's root).
 //
 // The init stays outside the workload: in its starter's pid namespace and
 // cgroups. The main process is PID 1 of a pid namespace the init unshares

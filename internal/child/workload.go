@@ -337,7 +337,9 @@ const IdleArg0 = "vessel-idle"
 
 // runIdle is an idle PID 1: it only reaps the processes its namespace's
 // other processes leave behind (orphans are re-parented to it), so that
-// they neither stay zombies nor hold pids of the container's limit.
+// they neither stay zombies nor hold pids of the container's limit. It is
+// this program started again by the exec stage, for the profiles that
+// need the stage; the init forks its own (forkIdle) otherwise.
 func runIdle() {
 	// Its name in ps, whatever the executable is called.
 	name := []byte(IdleArg0 + "\x00")

@@ -18,6 +18,7 @@ import (
 	"github.com/openvessel/vessel"
 	"github.com/openvessel/vessel/cgroups"
 	"github.com/openvessel/vessel/internal/testutil"
+	"github.com/openvessel/vessel/limits"
 	"github.com/openvessel/vessel/namespaces"
 	"github.com/openvessel/vessel/network"
 	"github.com/openvessel/vessel/rootfs"
@@ -127,11 +128,28 @@ func TestBootConfigErrors(t *testing.T) {
 // container's PID 1 instead, as runc's does. On a hybrid host the
 // container's unified cgroup holds no controller and Exec'd processes
 // stay in it. Either way they are inside the container's cgroup, seen
-// from the host.
+// from the host. Processes started by the init directly and through the
+// exec stage (a profile the init cannot carry: here an rlimit) both.
 func TestBootExecCgroup(t *testing.T) {
 	base := testutil.DebianSystemRoot(t)
-	cfg := newConfig().WithRootfs(rootfs.EphemeralOverlay(base)).
-		WithHostname("vps-exec").WithMemoryLimit(512 << 20).WithBoot()
+	for _, stage := range []bool{false, true} {
+		name := "direct"
+		if stage {
+			name = "exec stage"
+		}
+		t.Run(name, func(t *testing.T) {
+			cfg := newConfig().WithRootfs(rootfs.EphemeralOverlay(base)).
+				WithHostname("vps-exec").WithMemoryLimit(512 << 20).WithBoot()
+			if stage {
+				cfg.Rlimits = []limits.Rlimit{{Type: "RLIMIT_NOFILE", Soft: 1024, Hard: 1024},
+					{Type: "RLIMIT_CPU", Soft: limits.RlimInfinity, Hard: limits.RlimInfinity}}
+			}
+			bootExecCgroup(t, cfg, stage)
+		})
+	}
+}
+
+func bootExecCgroup(t *testing.T, cfg *vessel.Config, stage bool) {
 	c, out := newContainer(t, cfg)
 	start := time.Now()
 	require.NoError(t, c.Start(context.Background()))
@@ -211,6 +229,11 @@ func TestBootExecCgroup(t *testing.T) {
 	}
 	in := unified(string(host))
 	assert.True(t, in == rel || strings.HasPrefix(in, rel+"/"), "host view %q is not inside the container's cgroup %q", in, rel)
+
+	// The init starts processes itself only under a profile it can
+	// carry, which it then lives under (no_new_privs).
+	nnp := statusField(t, initOf(t, c), "NoNewPrivs")
+	assert.Equal(t, map[bool]string{false: "1", true: "0"}[stage], nnp, "init's no_new_privs: the exec stage is used = %v", stage)
 
 	require.NoError(t, c.Stop(context.Background(), 30*time.Second), "console:\n%s", lastLines(out.String(), 20))
 }

@@ -95,11 +95,17 @@ func TestBootSystemd(t *testing.T) {
 	tasks, _ := u.Get("numproc")
 	t.Logf("idle: memory %.1f MiB, %d tasks", float64(mem.Held)/(1<<20), tasks.Held)
 
+	// Within 10 s, the bound; qemu's TCG (the cgroup v2 guest)
+	// runs the same shutdown several times slower.
+	limit := 10 * time.Second
+	if os.Getenv("VESSEL_IN_QEMU") == "1" {
+		limit = 60 * time.Second
+	}
 	stopStart := time.Now()
-	err = c.Stop(context.Background(), 10*time.Second)
+	err = c.Stop(context.Background(), limit)
 	stopped := time.Since(stopStart)
 	t.Logf("stop took %v: %v", stopped.Round(time.Millisecond), err)
-	assert.Less(t, stopped, 10*time.Second)
+	assert.Less(t, stopped, limit)
 	require.NoError(t, err, "systemd halts and exits 0\nconsole:\n%s", lastLines(out.String(), 20))
 }
 

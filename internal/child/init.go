@@ -912,14 +912,17 @@ func (in *initState) handle(r *initproto.Received, from *initproto.Conn) {
 			pty        *os.File
 			err        error
 		)
-		if in.direct {
-			var ds *spawned
-			if ds, pty, err = spawnDirect(&spec, fds, spawnOpts{cg: in.cg, clone3: in.cfg.Clone3}); err == nil {
-				pid, pidfd = ds.pid, ds.pidfd
+		err = in.cg.startExec(in.main, func(cg *cgroupSet) (err error) {
+			if in.direct {
+				var ds *spawned
+				if ds, pty, err = spawnDirect(&spec, fds, spawnOpts{cg: cg, clone3: in.cfg.Clone3}); err == nil {
+					pid, pidfd = ds.pid, ds.pidfd
+				}
+			} else {
+				pid, pidfd, pty, err = spawn(&spec, fds, cg.joinFDs())
 			}
-		} else {
-			pid, pidfd, pty, err = spawn(&spec, fds, in.cg.joinFDs())
-		}
+			return err
+		})
 		if err != nil {
 			in.execFailed(from, r.ID, initproto.InfoOf("start process", "", err))
 			return

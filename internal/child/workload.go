@@ -46,6 +46,13 @@ type cgroupSet struct {
 	// itself late: its threads must not count there), v2Home the init's
 	// own cgroup.procs (for the cgroup namespace of a spare), or -1.
 	v2Dir, v2Procs, v2Home int
+	// v2NS is the cgroup namespace the parent opened these files in (a
+	// cgroup2 place's last file), for the init to open a cgroup below the
+	// container's as the parent would (execLeaf), or -1.
+	v2NS int
+	// leaf is where Exec'd processes join once the container's cgroup
+	// refuses them (see execLeaf), nil before.
+	leaf *execLeaf
 	// list is a cgroup.procs open for reading (the container's processes).
 	list int
 }
@@ -67,8 +74,8 @@ func (cg *cgroupSet) joinFDs() []int {
 // needs, in the order it takes them (takeCgroups). Per v1 place: its
 // tasks, then, with a Home, the home's tasks. Per v2 place: its
 // directory and its cgroup.procs, then, with a Home, the home's
-// cgroup.procs. Last, a cgroup.procs to read. The caller closes them once
-// sent.
+// cgroup.procs, then the calling thread's cgroup namespace. Last, a
+// cgroup.procs to read. The caller closes them once sent.
 func CgroupFiles(places []CgroupPlace) ([]*os.File, error) {
 	var files []*os.File
 	open := func(p string, flag int) error {
@@ -98,6 +105,9 @@ func CgroupFiles(places []CgroupPlace) ([]*os.File, error) {
 					return fail(err)
 				}
 			}
+			if err := open("/proc/thread-self/ns/cgroup", os.O_RDONLY); err != nil {
+				return fail(err)
+			}
 			continue
 		}
 		if err := open(p.Dir+"/tasks", os.O_WRONLY); err != nil {
@@ -120,7 +130,7 @@ func CgroupFiles(places []CgroupPlace) ([]*os.File, error) {
 // takeCgroups takes the files CgroupFiles opened (they stay open for the
 // init's life).
 func takeCgroups(places []CgroupPlace, files []*os.File) (*cgroupSet, error) {
-	cg := &cgroupSet{v2Dir: -1, v2Procs: -1, v2Home: -1, list: -1}
+	cg := &cgroupSet{v2Dir: -1, v2Procs: -1, v2Home: -1, v2NS: -1, list: -1}
 	take := func() (int, error) {
 		if len(files) == 0 {
 			return -1, errors.New("fewer cgroup files than the config's cgroups need")
@@ -145,6 +155,9 @@ func takeCgroups(places []CgroupPlace, files []*os.File) (*cgroupSet, error) {
 				if cg.v2Home, err = take(); err != nil {
 					return nil, err
 				}
+			}
+			if cg.v2NS, err = take(); err != nil {
+				return nil, err
 			}
 			continue
 		}

@@ -18,13 +18,18 @@ const DebianSystemDir = "/var/tmp/vessel-test-debian-systemd"
 // call on a machine builds it with debootstrap from Debian's archive (a
 // few minutes) into DebianSystemDir/rootfs, and a marker file says it is
 // complete; containers use it as a read-only base under a layer of their
-// own. A missing debootstrap fails the test with how to install it.
+// own. A missing debootstrap fails the test with how to install it. The
+// qemu guest (no network there) gets the host's tree: test.sh adds it.
 func DebianSystemRoot(t testing.TB) string {
 	t.Helper()
 	root := filepath.Join(DebianSystemDir, "rootfs")
 	done := filepath.Join(DebianSystemDir, "complete")
 	if _, err := os.Stat(done); err == nil {
 		return root
+	}
+	if os.Getenv("VESSEL_IN_QEMU") == "1" {
+		t.Fatalf("no Debian system tree at %s in the guest: build it on the host (any test calling testutil.DebianSystemRoot) and add it with .ci/qemu/run-v2-tests.sh -add %s:%s",
+			DebianSystemDir, DebianSystemDir, DebianSystemDir)
 	}
 	if _, err := exec.LookPath("debootstrap"); err != nil {
 		t.Fatal("debootstrap is not installed (test.sh installs it: apt-get install debootstrap)")

@@ -80,13 +80,7 @@ echo "== tests on a pure cgroup v2 guest (Debian kernel under qemu)"
 # kernel tracks dirty memory (soft-dirty), so there the checkpoint tests
 # also run CRIU's pre-dump rounds, which this host's kernel cannot.
 # debootstrap needs the network: those tests (the Debian image, the
-# booted Debian system) stay on the host run. Known open problem (issue
-# 23): on this guest CRIU's pre-dump of a workload that is PID 1 of its
-# own pid namespace dies (exit 255, empty log), so the two tests that
-# run pre-dump rounds there are left out of the guest run; they still
-# run on the host, where the kernel has no soft-dirty tracking and the
-# rounds are skipped. TestCheckpointRefusesMPTCP's listener is not seen
-# by its connect probe on the guest's kernel (also open in issue 23).
+# booted Debian system) stay on the host run.
 tools=$(mktemp -d /tmp/vessel-guest-tools.XXXXXX)
 trap 'rm -rf "$tools"' EXIT
 if ! .ci/qemu/guest-tools.sh "$tools" tar ip mkfs.xfs; then
@@ -94,7 +88,7 @@ if ! .ci/qemu/guest-tools.sh "$tools" tar ip mkfs.xfs; then
 elif ! VESSEL_QEMU_MEM=${VESSEL_QEMU_MEM:-4096} .ci/qemu/run-v2-tests.sh -timeout 20m \
 	-add /opt/vessel-criu:/opt/vessel-criu -add "$tools:/opt/vessel-tools" \
 	-env PATH=/opt/vessel-tools/bin:/bin:/sbin:/usr/bin:/usr/sbin \
-	-skip 'TestDebianImageRunsApt|TestBootSystemd|TestCheckpointPausedLeaveRunningWithPreDumps|TestMigrateCounter|TestCheckpointRefusesMPTCP' \
+	-skip 'TestDebianImageRunsApt|TestBootSystemd' \
 	. ./cgroups ./limits ./security ./network ./checkpoint; then
 	failed+=("cgroup v2 guest")
 fi

@@ -393,7 +393,7 @@ func dump(ctx context.Context, op string, pid int, opts *Options) (*Stats, error
 	}
 	typ := reqDump
 	if op == "pre-dump" {
-		typ = reqPreDump
+		typ = reqSinglePreDump
 		co.LeaveRunning = nil
 	}
 	before := dirSize(opts.ImagesDir)

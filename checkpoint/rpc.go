@@ -14,12 +14,16 @@ type reqType int32
 
 // criu_req_type values.
 const (
-	reqDump         reqType = 1
-	reqRestore      reqType = 2
-	reqPreDump      reqType = 4
-	reqNotify       reqType = 6
-	reqFeatureCheck reqType = 9
-	reqVersion      reqType = 10
+	reqDump    reqType = 1
+	reqRestore reqType = 2
+	// reqSinglePreDump is one pre-dump per connection: criu answers and
+	// is done. (PRE_DUMP, 4, starts a loop of pre-dumps that a dump on
+	// the same connection must end: criu exits 255 when the connection
+	// closes after a pre-dump that succeeded.)
+	reqSinglePreDump reqType = 13
+	reqNotify        reqType = 6
+	reqFeatureCheck  reqType = 9
+	reqVersion       reqType = 10
 )
 
 // criu_cg_mode values.

@@ -235,12 +235,14 @@ func CheckpointRunning(ctx context.Context, id string, cfg *Config, mainPid, ini
 // only memory changed since it is written. It is the building block of
 // Checkpoint and of live migration (checkpoint.Migrate).
 func (c *Container) DumpRound(ctx context.Context, dir, parent string, final bool, opts *CheckpointOptions) (*checkpoint.Stats, error) {
-	return c.dumpRound(ctx, dir, parent, final, opts, nil)
+	return c.dumpRound(ctx, dir, parent, final, opts, checkpoint.RoundOptions{})
 }
 
-// dumpRound is DumpRound; handoff, for a final dump, runs while the
-// container is frozen with complete images (checkpoint.Options.Handoff).
-func (c *Container) dumpRound(ctx context.Context, dir, parent string, final bool, opts *CheckpointOptions, handoff func() error) (*checkpoint.Stats, error) {
+// dumpRound is DumpRound; ro.Handoff, for a final dump, runs while the
+// container is frozen with complete images (checkpoint.Options.Handoff),
+// and ro.Pages is where the memory pages go (checkpoint.Options.PageServer).
+func (c *Container) dumpRound(ctx context.Context, dir, parent string, final bool, opts *CheckpointOptions, ro checkpoint.RoundOptions) (*checkpoint.Stats, error) {
+	handoff := ro.Handoff
 	if opts == nil {
 		opts = &CheckpointOptions{}
 	}
@@ -278,6 +280,7 @@ func (c *Container) dumpRound(ctx context.Context, dir, parent string, final boo
 		External:       external,
 		Cgroups:        checkpoint.CgroupSoft,
 		Handoff:        handoff,
+		PageServer:     ro.Pages,
 	}
 	if !final {
 		co.LeaveRunning = true
@@ -1138,7 +1141,21 @@ func (s migrationSource) DumpRound(ctx context.Context, dir, parent string, fina
 // FinalDump implements checkpoint.HandoffSource: a receiver that fails to
 // restore leaves the container running here.
 func (s migrationSource) FinalDump(ctx context.Context, dir, parent string, handoff func() error) (*checkpoint.Stats, error) {
-	return s.c.dumpRound(ctx, dir, parent, true, s.opts, handoff)
+	return s.c.dumpRound(ctx, dir, parent, true, s.opts, checkpoint.RoundOptions{Handoff: handoff})
+}
+
+// Round implements checkpoint.RoundSource: memory pages through the
+// receiver's page server.
+func (s migrationSource) Round(ctx context.Context, dir, parent string, final bool, ro checkpoint.RoundOptions) (*checkpoint.Stats, error) {
+	if !final && !s.MemoryTracking(ctx) {
+		return nil, checkpoint.ErrNoMemoryTracking
+	}
+	return s.c.dumpRound(ctx, dir, parent, final, s.opts, ro)
+}
+
+// MemoryTracking implements checkpoint.RoundSource.
+func (s migrationSource) MemoryTracking(ctx context.Context) bool {
+	return checkpoint.MemoryTracking(ctx, s.optsOrZero().CriuPath)
 }
 
 func (s migrationSource) optsOrZero() *CheckpointOptions {

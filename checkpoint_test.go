@@ -374,7 +374,12 @@ func TestMigrateCounter(t *testing.T) {
 	cfgB := c.Config()
 	cfgB.Rootfs = rootfs.Dir(testutil.BusyboxRootfsCopy(t))
 	r, st := migrate(t, ctx, c, nil, 1, cfgB, c.ID()+"-b")
-	t.Logf("migration: downtime %v, freeze %v, %d bytes (%d while down), pre-dumps skipped: %v", st.Downtime, st.FreezeTime, st.BytesSent, st.FinalBytes, st.PreDumpsSkipped)
+	t.Logf("migration: downtime %v, freeze %v, %d bytes (%d while down, %d of memory through the page server in %d rounds), pre-dumps skipped: %v", st.Downtime, st.FreezeTime, st.BytesSent, st.FinalBytes, st.PageBytes, st.PageServerRounds, st.PreDumpsSkipped)
+	// Both ends run CRIU: every round's memory went through the
+	// receiver's page server on the migration connection.
+	if st.PageServerRounds != len(st.Rounds) || st.PageBytes <= 0 {
+		t.Fatalf("%d of %d rounds through the page server (%d bytes)", st.PageServerRounds, len(st.Rounds), st.PageBytes)
+	}
 	// Where the kernel tracks dirty memory (the v2 guest), the pre-dump
 	// round ran; elsewhere it is reported skipped.
 	if tracking := checkpoint.MemoryTracking(ctx, ""); st.PreDumpsSkipped == tracking || tracking && len(st.Rounds) != 2 {

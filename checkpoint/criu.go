@@ -76,7 +76,8 @@ func (e *VersionError) Unwrap() error { return e.Err }
 
 // CriuError is a failed CRIU operation.
 type CriuError struct {
-	// Op is "dump", "pre-dump", "restore", "version" or "check".
+	// Op is "dump", "pre-dump", "restore", "page-server", "version" or
+	// "check".
 	Op string
 	// Errno is the error CRIU reported, if any.
 	Errno syscall.Errno

@@ -69,6 +69,9 @@ type criuOpts struct {
 	External                                                     []string
 	NetworkLock                                                  *lockMethod
 	JoinNs                                                       []joinNs
+	// PageServerFd is criu_page_server_info.fd: a connected socket of
+	// criu's (swrk mode) to send the pages to.
+	PageServerFd *int32
 }
 
 // joinNs is join_namespace.
@@ -141,6 +144,9 @@ func (o *criuOpts) marshal() []byte {
 	b = appendBool(b, 8, o.FileLocks)
 	b = appendInt32(b, 9, o.LogLevel)
 	b = appendString(b, 10, o.LogFile)
+	if o.PageServerFd != nil {
+		b = appendBytesField(b, 11, appendInt32(nil, 4, o.PageServerFd))
+	}
 	b = appendBool(b, 12, o.NotifyScripts)
 	b = appendString(b, 13, o.Root)
 	b = appendString(b, 14, o.ParentImg)

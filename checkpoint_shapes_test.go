@@ -341,21 +341,72 @@ func TestCheckpointTTY(t *testing.T) {
 	}
 }
 
-// A root vessel cannot restore yet (an overlay) is refused before
-// anything is frozen; the container goes on.
-func TestCheckpointRefusesOverlayRoot(t *testing.T) {
+// An overlay root with a persistent writable layer checkpoints and
+// restores: the restore mounts the same lowers and layer again, so what
+// the workload wrote to its root before is there, and the counter goes
+// on. An ephemeral layer (a tmpfs of the container's own) is refused
+// before anything is frozen, and the container goes on.
+func TestCheckpointOverlayRoot(t *testing.T) {
 	needCRIU(t)
 	lower := testutil.BusyboxRootfsCopy(t)
-	layer := t.TempDir()
+	layer := filepath.Join(t.TempDir(), "layer")
 	data := t.TempDir()
 	counter := filepath.Join(data, "counter")
 	cfg := newConfig().WithRootfs(rootfs.Overlay(layer, lower)).WithBind(data, "/data", false)
-	c, _ := start(t, cfg, "/bin/probe", "count", "/data/counter")
+	script := "echo written-before > /etc/mark && exec /bin/probe count /data/counter"
+	c, _ := start(t, cfg, "/bin/sh", "-c", script)
 	waitCounter(t, counter, 5)
-	_, err := c.Checkpoint(context.Background(), ckptDir(t), nil)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	dir := ckptDir(t)
+	if _, err := c.Checkpoint(ctx, dir, nil); err != nil {
+		t.Fatalf("Checkpoint of an overlay root with a layer: %v", err)
+	}
+	<-c.Done()
+	at := readCounter(t, counter)
+	c.Destroy()
+	if _, err := os.Stat(filepath.Join(lower, "etc", "mark")); err == nil {
+		t.Fatal("the write went to the lower directory")
+	}
+	r, err := vessel.Restore(ctx, dir, cfg, "", nil)
+	if err != nil {
+		t.Fatalf("Restore: %v", err)
+	}
+	t.Cleanup(func() { r.Destroy() })
+	if n := waitCounter(t, counter, at); n > at+50 {
+		t.Fatalf("counter jumped from %d to %d", at, n)
+	}
+	out := &syncBuffer{}
+	cmd := vessel.Command("/bin/cat", "/etc/mark")
+	cmd.Stdout = out
+	p, err := r.Exec(ctx, cmd)
+	if err != nil {
+		t.Fatalf("Exec in the restored container: %v", err)
+	}
+	if err := p.Wait(); err != nil || strings.TrimSpace(out.String()) != "written-before" {
+		t.Fatalf("/etc/mark in the restored root: %q (%v)", out.String(), err)
+	}
+	// The restored root is an overlay, not the lower directory itself.
+	cmd = vessel.Command("/bin/sh", "-c", "echo written-after > /etc/mark2")
+	if p, err = r.Exec(ctx, cmd); err != nil || p.Wait() != nil {
+		t.Fatalf("write in the restored root: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(layer, "diff", "etc", "mark2")); err != nil {
+		t.Fatalf("a write after the restore is not in the layer: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(lower, "etc", "mark2")); err == nil {
+		t.Fatal("a write after the restore went to the lower directory")
+	}
+	r.Destroy()
+
+	// An ephemeral layer: refused, nothing frozen.
+	cfgE := newConfig().WithRootfs(rootfs.EphemeralOverlay(lower)).WithBind(data, "/data", false)
+	e, _ := start(t, cfgE, "/bin/probe", "count", "/data/counter")
+	waitCounter(t, counter, readCounter(t, counter))
+	_, err = e.Checkpoint(ctx, ckptDir(t), nil)
 	var ue *checkpoint.UnsupportedError
-	if !errors.As(err, &ue) || !strings.Contains(err.Error(), "overlay") {
-		t.Fatalf("Checkpoint of an overlay root: %v, want an UnsupportedError naming the overlay", err)
+	if !errors.As(err, &ue) || !strings.Contains(err.Error(), "ephemeral writable layer") {
+		t.Fatalf("Checkpoint of an ephemeral overlay root: %v, want an UnsupportedError naming the ephemeral layer", err)
 	}
 	waitCounter(t, counter, readCounter(t, counter)+3)
 }

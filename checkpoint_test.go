@@ -401,8 +401,9 @@ func TestMigrateCounter(t *testing.T) {
 
 // benchMigrate migrates a container holding mb MiB of dirty memory over
 // loopback TCP, with preDumps pre-dump rounds, and reports freeze time,
-// downtime, total time and bytes moved.
-func benchMigrate(b *testing.B, mb, preDumps int) {
+// downtime, total time and bytes moved. noPageServer sends the pages in
+// the tar stream instead of through the receiver's CRIU page server.
+func benchMigrate(b *testing.B, mb, preDumps int, noPageServer bool) {
 	needCRIU(b)
 	var freeze, down, total time.Duration
 	var bytes int64
@@ -445,7 +446,7 @@ func benchMigrate(b *testing.B, mb, preDumps int) {
 			done <- err
 		}()
 		b.StartTimer()
-		st, err := checkpoint.MigrateTo(ctx, l.Addr().String(), c.MigrationSource(nil), &checkpoint.MigrateOptions{PreDumps: preDumps})
+		st, err := checkpoint.MigrateTo(ctx, l.Addr().String(), c.MigrationSource(nil), &checkpoint.MigrateOptions{PreDumps: preDumps, NoPageServer: noPageServer})
 		b.StopTimer()
 		rerr := <-done
 		l.Close()
@@ -470,12 +471,14 @@ func benchMigrate(b *testing.B, mb, preDumps int) {
 	b.ReportMetric(float64(bytes)/n/(1<<20), "MiB-moved")
 }
 
-func BenchmarkMigrate10MB(b *testing.B)         { benchMigrate(b, 10, 0) }
-func BenchmarkMigrate10MBPreDump(b *testing.B)  { benchMigrate(b, 10, 2) }
-func BenchmarkMigrate100MB(b *testing.B)        { benchMigrate(b, 100, 0) }
-func BenchmarkMigrate100MBPreDump(b *testing.B) { benchMigrate(b, 100, 2) }
-func BenchmarkMigrate1GB(b *testing.B)          { benchMigrate(b, 1024, 0) }
-func BenchmarkMigrate1GBPreDump(b *testing.B)   { benchMigrate(b, 1024, 2) }
+func BenchmarkMigrate10MB(b *testing.B)         { benchMigrate(b, 10, 0, false) }
+func BenchmarkMigrate10MBTar(b *testing.B)      { benchMigrate(b, 10, 0, true) }
+func BenchmarkMigrate10MBPreDump(b *testing.B)  { benchMigrate(b, 10, 2, false) }
+func BenchmarkMigrate100MB(b *testing.B)        { benchMigrate(b, 100, 0, false) }
+func BenchmarkMigrate100MBTar(b *testing.B)     { benchMigrate(b, 100, 0, true) }
+func BenchmarkMigrate100MBPreDump(b *testing.B) { benchMigrate(b, 100, 2, false) }
+func BenchmarkMigrate1GB(b *testing.B)          { benchMigrate(b, 1024, 0, false) }
+func BenchmarkMigrate1GBPreDump(b *testing.B)   { benchMigrate(b, 1024, 2, false) }
 
 // ipCmd runs ip(8) and fails the test on error.
 func ipCmd(t *testing.T, args ...string) {

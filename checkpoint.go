@@ -313,7 +313,41 @@ func (c *Container) dumpRound(ctx context.Context, dir, parent string, final boo
 				return handoff()
 			}
 		}
+		// The final dump freezes the container's cgroup itself, from
+		// CRIU's "pre-dump" notification (just before CRIU would):
+		// CRIU's freezer, finding the cgroup thawed, waits in steps of
+		// 100 ms for the kernel to report it frozen, which it usually is
+		// within a millisecond. A cgroup CRIU finds frozen it leaves
+		// frozen: thawed here when the container lives on (LeaveRunning,
+		// a failed dump, a failed handoff). The freeze time is then
+		// measured from that freeze to Dump's return (a little more
+		// than the tree was stopped, never less).
+		var frozeAt time.Time
+		if cg != nil && co.FreezeCgroup != "" && !paused {
+			co.Notify = func(event string, _ int) error {
+				if event != "pre-dump" || !frozeAt.IsZero() {
+					return nil
+				}
+				frozeAt = time.Now()
+				if err := cg.Freeze(); err != nil {
+					// CRIU's own freezer does it then.
+					_ = cg.Thaw()
+					frozeAt = time.Time{}
+				}
+				return nil
+			}
+		}
 		st, err := checkpoint.Dump(ctx, rootPid, co)
+		if !frozeAt.IsZero() {
+			if err != nil || opts.LeaveRunning {
+				if terr := cg.Thaw(); terr != nil && err == nil {
+					err = &SetupError{Step: "checkpoint: thaw after the dump", Err: terr}
+				}
+			}
+			if st != nil {
+				st.FreezeTime = time.Since(frozeAt)
+			}
+		}
 		if err != nil {
 			return nil, err
 		}

@@ -257,6 +257,30 @@ func TestCheckpointPausedLeaveRunningWithPreDumps(t *testing.T) {
 	}
 }
 
+// A checkpoint that leaves the container running thaws it: the final
+// dump freezes the cgroup itself (ahead of CRIU, which then leaves it
+// frozen), so the thaw is vessel's.
+func TestCheckpointLeaveRunningThaws(t *testing.T) {
+	c, _, counter := counterContainer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	res, err := c.Checkpoint(ctx, ckptDir(t), &vessel.CheckpointOptions{LeaveRunning: true})
+	if err != nil {
+		t.Fatalf("Checkpoint: %v", err)
+	}
+	if res.FreezeTime <= 0 {
+		t.Fatalf("freeze time %v", res.FreezeTime)
+	}
+	if c.Paused() {
+		t.Fatal("the container reports paused after a leave-running checkpoint")
+	}
+	at := readCounter(t, counter)
+	waitCounter(t, counter, at+3)
+	if st := c.State(); st.Status != vessel.Running {
+		t.Fatalf("state after a leave-running checkpoint: %+v", st)
+	}
+}
+
 // leftoverInits lists the pids of container inits named id (none may be
 // left after a failed restore).
 func leftoverInits(t *testing.T, id string) []string {

@@ -417,6 +417,8 @@ func dump(ctx context.Context, op string, pid int, opts *Options) (*Stats, error
 		files = []*os.File{opts.PageServer}
 		co.PageServerFd = ptr[int32](4)
 		defer uncork(opts.PageServer)
+		stop := keepUncorked(opts.PageServer)
+		defer stop()
 	}
 	start := time.Now()
 	var handoffErr error

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -99,4 +100,46 @@ func uncork(f *os.File) {
 	_ = rc.Control(func(fd uintptr) {
 		_ = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_CORK, 0)
 	})
+}
+
+// keepUncorked clears TCP_CORK on f as soon as criu sets it (when it
+// starts using the socket, before it freezes anything), until stop is
+// called. A corked socket holds a partial frame for up to 200 ms: CRIU
+// pushes its requests that wait for an answer, but not the last message
+// of a transfer (PS_IOV_FORCE_CLOSE, whose answer it waits for), so
+// every dump through a page server would stay frozen that much longer.
+func keepUncorked(f *os.File) (stop func()) {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return func() {}
+	}
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(time.Millisecond)
+		defer t.Stop()
+		for {
+			corked := false
+			_ = rc.Control(func(fd uintptr) {
+				v, err := unix.GetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_CORK)
+				if err == nil && v != 0 {
+					corked = true
+					_ = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_CORK, 0)
+				}
+			})
+			if corked {
+				return
+			}
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-finished
+	}
 }

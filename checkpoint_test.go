@@ -423,6 +423,57 @@ func TestMigrateCounter(t *testing.T) {
 	}
 }
 
+// plainConn is a connection without a descriptor to give criu (as a TLS
+// or proxied one would be): a receiver on it declines the page server.
+type plainConn struct{ io.ReadWriter }
+
+// A receiver that cannot run a page server on its connection declines
+// it: the sender then sends the pages in the tar stream, and the
+// migration succeeds all the same.
+func TestMigratePageServerDeclined(t *testing.T) {
+	c, _, counter := counterContainer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cfgB := c.Config()
+	cfgB.Rootfs = rootfs.Dir(testutil.BusyboxRootfsCopy(t))
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var restored *vessel.Container
+	done := make(chan error, 1)
+	go func() {
+		conn, err := l.Accept()
+		if err != nil {
+			done <- err
+			return
+		}
+		defer conn.Close()
+		_, err = checkpoint.Receive(ctx, plainConn{conn}, filepath.Join(t.TempDir(), "received"), func(ctx context.Context, dir string) error {
+			r, err := vessel.Restore(ctx, dir, cfgB, c.ID()+"-b", nil)
+			restored = r
+			return err
+		})
+		done <- err
+	}()
+	st, err := checkpoint.MigrateTo(ctx, l.Addr().String(), c.MigrationSource(nil), nil)
+	rerr := <-done
+	if restored != nil {
+		t.Cleanup(func() { restored.Destroy() })
+	}
+	if err != nil || rerr != nil {
+		t.Fatalf("migrate: sender %v, receiver %v", err, rerr)
+	}
+	if st.PageServerRounds != 0 || st.PageBytes != 0 {
+		t.Fatalf("%d rounds (%d bytes) through a page server the receiver declined", st.PageServerRounds, st.PageBytes)
+	}
+	at := readCounter(t, counter)
+	if n := waitCounter(t, counter, at); n > at+50 {
+		t.Fatalf("counter jumped from %d to %d", at, n)
+	}
+}
+
 // benchMigrate migrates a container holding mb MiB of dirty memory over
 // loopback TCP, with preDumps pre-dump rounds, and reports freeze time,
 // downtime, total time and bytes moved. noPageServer sends the pages in

@@ -235,12 +235,14 @@ func CheckpointRunning(ctx context.Context, id string, cfg *Config, mainPid, ini
 // only memory changed since it is written. It is the building block of
 // Checkpoint and of live migration (checkpoint.Migrate).
 func (c *Container) DumpRound(ctx context.Context, dir, parent string, final bool, opts *CheckpointOptions) (*checkpoint.Stats, error) {
-	return c.dumpRound(ctx, dir, parent, final, opts, nil)
+	return c.dumpRound(ctx, dir, parent, final, opts, checkpoint.RoundOptions{})
 }
 
-// dumpRound is DumpRound; handoff, for a final dump, runs while the
-// container is frozen with complete images (checkpoint.Options.Handoff).
-func (c *Container) dumpRound(ctx context.Context, dir, parent string, final bool, opts *CheckpointOptions, handoff func() error) (*checkpoint.Stats, error) {
+// dumpRound is DumpRound; ro.Handoff, for a final dump, runs while the
+// container is frozen with complete images (checkpoint.Options.Handoff),
+// and ro.Pages is where the memory pages go (checkpoint.Options.PageServer).
+func (c *Container) dumpRound(ctx context.Context, dir, parent string, final bool, opts *CheckpointOptions, ro checkpoint.RoundOptions) (*checkpoint.Stats, error) {
+	handoff := ro.Handoff
 	if opts == nil {
 		opts = &CheckpointOptions{}
 	}
@@ -278,6 +280,7 @@ func (c *Container) dumpRound(ctx context.Context, dir, parent string, final boo
 		External:       external,
 		Cgroups:        checkpoint.CgroupSoft,
 		Handoff:        handoff,
+		PageServer:     ro.Pages,
 	}
 	if !final {
 		co.LeaveRunning = true
@@ -310,7 +313,41 @@ func (c *Container) dumpRound(ctx context.Context, dir, parent string, final boo
 				return handoff()
 			}
 		}
+		// The final dump freezes the container's cgroup itself, from
+		// CRIU's "pre-dump" notification (just before CRIU would):
+		// CRIU's freezer, finding the cgroup thawed, waits in steps of
+		// 100 ms for the kernel to report it frozen, which it usually is
+		// within a millisecond. A cgroup CRIU finds frozen it leaves
+		// frozen: thawed here when the container lives on (LeaveRunning,
+		// a failed dump, a failed handoff). The freeze time is then
+		// measured from that freeze to Dump's return (a little more
+		// than the tree was stopped, never less).
+		var frozeAt time.Time
+		if cg != nil && co.FreezeCgroup != "" && !paused {
+			co.Notify = func(event string, _ int) error {
+				if event != "pre-dump" || !frozeAt.IsZero() {
+					return nil
+				}
+				frozeAt = time.Now()
+				if err := cg.Freeze(); err != nil {
+					// CRIU's own freezer does it then.
+					_ = cg.Thaw()
+					frozeAt = time.Time{}
+				}
+				return nil
+			}
+		}
 		st, err := checkpoint.Dump(ctx, rootPid, co)
+		if !frozeAt.IsZero() {
+			if err != nil || opts.LeaveRunning {
+				if terr := cg.Thaw(); terr != nil && err == nil {
+					err = &SetupError{Step: "checkpoint: thaw after the dump", Err: terr}
+				}
+			}
+			if st != nil {
+				st.FreezeTime = time.Since(frozeAt)
+			}
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -359,8 +396,8 @@ func (c *Container) checkDumpShape(root int) error {
 	if c.cfg.Namespaces.IsNew(namespaces.User) {
 		return refuse("it has a user namespace of its own, which vessel does not restore yet")
 	}
-	if k := c.cfg.Rootfs.Kind; k != rootfs.KindDir && k != rootfs.KindHost {
-		return refuse(fmt.Sprintf("its root filesystem is of kind %s; vessel restores only a directory root (rootfs.Dir) or the host's files (rootfs.Host)", k))
+	if err := restorableRoot(c.cfg.Rootfs); err != nil {
+		return refuse(err.Error())
 	}
 	c.mu.Lock()
 	cg, initPid := c.cg, c.initPid
@@ -388,6 +425,30 @@ func (c *Container) checkDumpShape(root int) error {
 		return refuse("processes " + strings.Join(outside, ", ") + " run in it outside the main process's tree (Exec'd processes still running?): a checkpoint would lose them")
 	}
 	return nil
+}
+
+// restorableRoot says why a root filesystem cannot be restored, or nil:
+// a directory, the host's files, or an overlay or image root whose
+// writable layer is a directory on the host (rootfs.Overlay with a layer,
+// WithLayer), which a restore mounts again over the same lowers.
+func restorableRoot(r rootfs.Root) error {
+	switch r.Kind {
+	case rootfs.KindDir, rootfs.KindHost:
+		return nil
+	case rootfs.KindOverlay, rootfs.KindImage:
+		if r.Layer == "" {
+			return fmt.Errorf("its %s root has an ephemeral writable layer (a tmpfs of the container's own), whose changes a checkpoint cannot carry: give it a persistent layer (rootfs.Overlay(layer, ...), WithLayer)", r.Kind)
+		}
+		exists := func(name string) bool {
+			_, err := os.Stat(filepath.Join(r.Layer, name))
+			return err == nil
+		}
+		if exists("layer.ext4") || r.Quota > 0 && !exists("diff") {
+			return fmt.Errorf("its %s root's writable layer is an ext4 image on a loop device (a quota without project quotas), which vessel does not restore yet", r.Kind)
+		}
+		return nil
+	}
+	return fmt.Errorf("its root filesystem is of kind %s (a loop-mounted image file), which vessel does not restore yet: a directory, the host's files, an overlay or image root with a persistent layer do", r.Kind)
 }
 
 // describeForDump inspects the running container, whose main process
@@ -576,8 +637,12 @@ func Restore(ctx context.Context, dir string, cfg *Config, id string, opts *Rest
 	if id == "" {
 		id = meta.ID
 	}
-	if !(cfg.Rootfs.Kind == rootfs.KindDir && cfg.Rootfs.Path != "" || cfg.Rootfs.Kind == rootfs.KindHost) {
-		return nil, &ConfigError{Field: "rootfs", Reason: fmt.Sprintf("restore needs a root filesystem directory (rootfs.Dir) or the host's files (rootfs.Host), not %s", cfg.Rootfs.Kind)}
+	if err := restorableRoot(cfg.Rootfs); err != nil || cfg.Rootfs.Kind == rootfs.KindDir && cfg.Rootfs.Path == "" {
+		why := "a directory root without a path"
+		if err != nil {
+			why = strings.TrimPrefix(err.Error(), "its ")
+		}
+		return nil, &ConfigError{Field: "rootfs", Reason: "restore needs a root filesystem directory (rootfs.Dir), the host's files (rootfs.Host) or an overlay or image root with a persistent layer, not " + why}
 	}
 	if (cfg.Rootfs.Kind == rootfs.KindHost) != (meta.Config.Rootfs.Kind == rootfs.KindHost) {
 		return nil, &ConfigError{Field: "rootfs", Reason: fmt.Sprintf("the checkpoint's root was %s, the restore config's is %s: both must be the host's files or neither", meta.Config.Rootfs.Kind, cfg.Rootfs.Kind)}
@@ -670,6 +735,9 @@ type restoreRun struct {
 	runDir  string
 	closers []io.Closer
 	root    string
+	// overlay: the root is an overlay the fresh init mounts on root
+	// (child.RestoreRoot).
+	overlay bool
 	co      *checkpoint.Options
 	// genSrc: the host file criu mounts for each generated file.
 	genSrc map[string]string
@@ -731,6 +799,17 @@ func (r *restoreRun) images() error {
 func (r *restoreRun) rootDir() error {
 	c, opts := r.c, r.opts
 	root := c.cfg.Rootfs.Path
+	// overlay: the root is mounted by the fresh init, in its own mount
+	// namespace, on an empty directory (child.RestoreRoot), and already
+	// holds its mountpoints (made at start, in the writable layer).
+	overlay := c.cfg.Rootfs.Kind == rootfs.KindOverlay || c.cfg.Rootfs.Kind == rootfs.KindImage
+	r.overlay = overlay
+	if overlay {
+		root = filepath.Join(r.runDir, "root")
+		if err := os.Mkdir(root, 0o755); err != nil {
+			return &SetupError{Step: "restore: root mountpoint", Err: err}
+		}
+	}
 	if c.cfg.Rootfs.Kind == rootfs.KindHost {
 		// The host's files were mounted, directory by directory, on a
 		// root of the container's own: a fresh one (removed with the
@@ -758,8 +837,10 @@ func (r *restoreRun) rootDir() error {
 		Cgroups:        checkpoint.CgroupSoft,
 	}
 	// Mountpoints a fresh root directory lacks.
-	if err := makeMountpoints(root, r.meta.Mountpoints); err != nil {
-		return &SetupError{Step: "restore: create mountpoints", Path: root, Err: err}
+	if !overlay {
+		if err := makeMountpoints(root, r.meta.Mountpoints); err != nil {
+			return &SetupError{Step: "restore: create mountpoints", Path: root, Err: err}
+		}
 	}
 	return nil
 }
@@ -896,6 +977,11 @@ func (r *restoreRun) files() error {
 func (r *restoreRun) network() error {
 	c, meta := r.c, r.meta
 	r.spec = &child.RestoreSpec{}
+	if r.overlay {
+		// The layers are filled in by start, once storage.Prepare has
+		// found them.
+		r.spec.Root = &child.RestoreRoot{Target: r.root}
+	}
 	if meta.NetnsKey != "" {
 		r.spec.NetnsFD = true
 		r.co.InheritLaunched = []string{meta.NetnsKey}
@@ -1138,7 +1224,21 @@ func (s migrationSource) DumpRound(ctx context.Context, dir, parent string, fina
 // FinalDump implements checkpoint.HandoffSource: a receiver that fails to
 // restore leaves the container running here.
 func (s migrationSource) FinalDump(ctx context.Context, dir, parent string, handoff func() error) (*checkpoint.Stats, error) {
-	return s.c.dumpRound(ctx, dir, parent, true, s.opts, handoff)
+	return s.c.dumpRound(ctx, dir, parent, true, s.opts, checkpoint.RoundOptions{Handoff: handoff})
+}
+
+// Round implements checkpoint.RoundSource: memory pages through the
+// receiver's page server.
+func (s migrationSource) Round(ctx context.Context, dir, parent string, final bool, ro checkpoint.RoundOptions) (*checkpoint.Stats, error) {
+	if !final && !s.MemoryTracking(ctx) {
+		return nil, checkpoint.ErrNoMemoryTracking
+	}
+	return s.c.dumpRound(ctx, dir, parent, final, s.opts, ro)
+}
+
+// MemoryTracking implements checkpoint.RoundSource.
+func (s migrationSource) MemoryTracking(ctx context.Context) bool {
+	return checkpoint.MemoryTracking(ctx, s.optsOrZero().CriuPath)
 }
 
 func (s migrationSource) optsOrZero() *CheckpointOptions {

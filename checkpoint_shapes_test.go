@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -341,21 +342,102 @@ func TestCheckpointTTY(t *testing.T) {
 	}
 }
 
-// A root vessel cannot restore yet (an overlay) is refused before
-// anything is frozen; the container goes on.
-func TestCheckpointRefusesOverlayRoot(t *testing.T) {
+// An overlay root with a persistent writable layer checkpoints and
+// restores: the restore mounts the same lowers and layer again, so what
+// the workload wrote to its root before is there, and the counter goes
+// on. An ephemeral layer (a tmpfs of the container's own) is refused
+// before anything is frozen, and the container goes on.
+func TestCheckpointOverlayRoot(t *testing.T) {
 	needCRIU(t)
 	lower := testutil.BusyboxRootfsCopy(t)
-	layer := t.TempDir()
+	layer := filepath.Join(t.TempDir(), "layer")
+	checkpointLayeredRoot(t, rootfs.Overlay(layer, lower), layer, lower)
+
+	// An ephemeral layer: refused, nothing frozen.
 	data := t.TempDir()
 	counter := filepath.Join(data, "counter")
-	cfg := newConfig().WithRootfs(rootfs.Overlay(layer, lower)).WithBind(data, "/data", false)
-	c, _ := start(t, cfg, "/bin/probe", "count", "/data/counter")
+	cfgE := newConfig().WithRootfs(rootfs.EphemeralOverlay(lower)).WithBind(data, "/data", false)
+	e, _ := start(t, cfgE, "/bin/probe", "count", "/data/counter")
 	waitCounter(t, counter, 5)
-	_, err := c.Checkpoint(context.Background(), ckptDir(t), nil)
+	_, err := e.Checkpoint(context.Background(), ckptDir(t), nil)
 	var ue *checkpoint.UnsupportedError
-	if !errors.As(err, &ue) || !strings.Contains(err.Error(), "overlay") {
-		t.Fatalf("Checkpoint of an overlay root: %v, want an UnsupportedError naming the overlay", err)
+	if !errors.As(err, &ue) || !strings.Contains(err.Error(), "ephemeral writable layer") {
+		t.Fatalf("Checkpoint of an ephemeral overlay root: %v, want an UnsupportedError naming the ephemeral layer", err)
 	}
 	waitCounter(t, counter, readCounter(t, counter)+3)
+}
+
+// An image root (an OCI layout, unpacked into a layer store) with a
+// persistent layer checkpoints and restores as an overlay does.
+func TestCheckpointImageRoot(t *testing.T) {
+	needCRIU(t)
+	dir := t.TempDir()
+	imgDir := filepath.Join(dir, "image")
+	tree := testutil.BusyboxRootfsCopy(t)
+	layer := testutil.Layer{Open: func() (io.ReadCloser, error) {
+		pr, pw := io.Pipe()
+		go func() { pw.CloseWithError(tarTree(tree, pw)) }()
+		return pr, nil
+	}}
+	if err := testutil.WriteOCILayout(imgDir, []testutil.Layer{layer}, testutil.ImageConfig{}, "", false); err != nil {
+		t.Fatal(err)
+	}
+	r := rootfs.Image(imgDir).WithLayer(filepath.Join(dir, "layer"))
+	r.Store = filepath.Join(dir, "store")
+	checkpointLayeredRoot(t, r, r.Layer, "")
+}
+
+// checkpointLayeredRoot checkpoints a counter on root (whose persistent
+// writable layer is layer; lower, if not empty, its lower directory),
+// after it wrote a file to its root, restores it, and checks the file,
+// the counter and that later writes go to the layer.
+func checkpointLayeredRoot(t *testing.T, root rootfs.Root, layer, lower string) {
+	t.Helper()
+	data := t.TempDir()
+	counter := filepath.Join(data, "counter")
+	cfg := newConfig().WithRootfs(root).WithBind(data, "/data", false)
+	script := "echo written-before > /etc/mark && exec /bin/probe count /data/counter"
+	c, _ := start(t, cfg, "/bin/sh", "-c", script)
+	waitCounter(t, counter, 5)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	dir := ckptDir(t)
+	if _, err := c.Checkpoint(ctx, dir, nil); err != nil {
+		t.Fatalf("Checkpoint of an overlay root with a layer: %v", err)
+	}
+	<-c.Done()
+	at := readCounter(t, counter)
+	c.Destroy()
+	if _, err := os.Stat(filepath.Join(lower, "etc", "mark")); lower != "" && err == nil {
+		t.Fatal("the write went to the lower directory")
+	}
+	r, err := vessel.Restore(ctx, dir, cfg, "", nil)
+	if err != nil {
+		t.Fatalf("Restore: %v", err)
+	}
+	t.Cleanup(func() { r.Destroy() })
+	if n := waitCounter(t, counter, at); n > at+50 {
+		t.Fatalf("counter jumped from %d to %d", at, n)
+	}
+	out := &syncBuffer{}
+	cmd := vessel.Command("/bin/cat", "/etc/mark")
+	cmd.Stdout = out
+	p, err := r.Exec(ctx, cmd)
+	if err != nil {
+		t.Fatalf("Exec in the restored container: %v", err)
+	}
+	if err := p.Wait(); err != nil || strings.TrimSpace(out.String()) != "written-before" {
+		t.Fatalf("/etc/mark in the restored root: %q (%v)", out.String(), err)
+	}
+	// The restored root is an overlay, not the lower directory itself.
+	cmd = vessel.Command("/bin/sh", "-c", "echo written-after > /etc/mark2")
+	if p, err = r.Exec(ctx, cmd); err != nil || p.Wait() != nil {
+		t.Fatalf("write in the restored root: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(layer, "diff", "etc", "mark2")); err != nil {
+		t.Fatalf("a write after the restore is not in the layer: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(lower, "etc", "mark2")); lower != "" && err == nil {
+		t.Fatal("a write after the restore went to the lower directory")
+	}
 }

@@ -257,6 +257,30 @@ func TestCheckpointPausedLeaveRunningWithPreDumps(t *testing.T) {
 	}
 }
 
+// A checkpoint that leaves the container running thaws it: the final
+// dump freezes the cgroup itself (ahead of CRIU, which then leaves it
+// frozen), so the thaw is vessel's.
+func TestCheckpointLeaveRunningThaws(t *testing.T) {
+	c, _, counter := counterContainer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	res, err := c.Checkpoint(ctx, ckptDir(t), &vessel.CheckpointOptions{LeaveRunning: true})
+	if err != nil {
+		t.Fatalf("Checkpoint: %v", err)
+	}
+	if res.FreezeTime <= 0 {
+		t.Fatalf("freeze time %v", res.FreezeTime)
+	}
+	if c.Paused() {
+		t.Fatal("the container reports paused after a leave-running checkpoint")
+	}
+	at := readCounter(t, counter)
+	waitCounter(t, counter, at+3)
+	if st := c.State(); st.Status != vessel.Running {
+		t.Fatalf("state after a leave-running checkpoint: %+v", st)
+	}
+}
+
 // leftoverInits lists the pids of container inits named id (none may be
 // left after a failed restore).
 func leftoverInits(t *testing.T, id string) []string {
@@ -374,7 +398,17 @@ func TestMigrateCounter(t *testing.T) {
 	cfgB := c.Config()
 	cfgB.Rootfs = rootfs.Dir(testutil.BusyboxRootfsCopy(t))
 	r, st := migrate(t, ctx, c, nil, 1, cfgB, c.ID()+"-b")
-	t.Logf("migration: downtime %v, freeze %v, %d bytes (%d while down), pre-dumps skipped: %v", st.Downtime, st.FreezeTime, st.BytesSent, st.FinalBytes, st.PreDumpsSkipped)
+	t.Logf("migration: downtime %v, freeze %v, %d bytes (%d while down, %d of memory through the page server in %d rounds), pre-dumps skipped: %v", st.Downtime, st.FreezeTime, st.BytesSent, st.FinalBytes, st.PageBytes, st.PageServerRounds, st.PreDumpsSkipped)
+	// Both ends run CRIU: every round's memory went through the
+	// receiver's page server on the migration connection.
+	if st.PageServerRounds != len(st.Rounds) || st.PageBytes <= 0 {
+		t.Fatalf("%d of %d rounds through the page server (%d bytes)", st.PageServerRounds, len(st.Rounds), st.PageBytes)
+	}
+	// Where the kernel tracks dirty memory (the v2 guest), the pre-dump
+	// round ran; elsewhere it is reported skipped.
+	if tracking := checkpoint.MemoryTracking(ctx, ""); st.PreDumpsSkipped == tracking || tracking && len(st.Rounds) != 2 {
+		t.Fatalf("memory tracking %v: %d rounds, pre-dumps skipped %v", tracking, len(st.Rounds), st.PreDumpsSkipped)
+	}
 	select {
 	case <-c.Done():
 	case <-time.After(5 * time.Second):
@@ -389,10 +423,62 @@ func TestMigrateCounter(t *testing.T) {
 	}
 }
 
+// plainConn is a connection without a descriptor to give criu (as a TLS
+// or proxied one would be): a receiver on it declines the page server.
+type plainConn struct{ io.ReadWriter }
+
+// A receiver that cannot run a page server on its connection declines
+// it: the sender then sends the pages in the tar stream, and the
+// migration succeeds all the same.
+func TestMigratePageServerDeclined(t *testing.T) {
+	c, _, counter := counterContainer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cfgB := c.Config()
+	cfgB.Rootfs = rootfs.Dir(testutil.BusyboxRootfsCopy(t))
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var restored *vessel.Container
+	done := make(chan error, 1)
+	go func() {
+		conn, err := l.Accept()
+		if err != nil {
+			done <- err
+			return
+		}
+		defer conn.Close()
+		_, err = checkpoint.Receive(ctx, plainConn{conn}, filepath.Join(t.TempDir(), "received"), func(ctx context.Context, dir string) error {
+			r, err := vessel.Restore(ctx, dir, cfgB, c.ID()+"-b", nil)
+			restored = r
+			return err
+		})
+		done <- err
+	}()
+	st, err := checkpoint.MigrateTo(ctx, l.Addr().String(), c.MigrationSource(nil), nil)
+	rerr := <-done
+	if restored != nil {
+		t.Cleanup(func() { restored.Destroy() })
+	}
+	if err != nil || rerr != nil {
+		t.Fatalf("migrate: sender %v, receiver %v", err, rerr)
+	}
+	if st.PageServerRounds != 0 || st.PageBytes != 0 {
+		t.Fatalf("%d rounds (%d bytes) through a page server the receiver declined", st.PageServerRounds, st.PageBytes)
+	}
+	at := readCounter(t, counter)
+	if n := waitCounter(t, counter, at); n > at+50 {
+		t.Fatalf("counter jumped from %d to %d", at, n)
+	}
+}
+
 // benchMigrate migrates a container holding mb MiB of dirty memory over
 // loopback TCP, with preDumps pre-dump rounds, and reports freeze time,
-// downtime, total time and bytes moved.
-func benchMigrate(b *testing.B, mb, preDumps int) {
+// downtime, total time and bytes moved. noPageServer sends the pages in
+// the tar stream instead of through the receiver's CRIU page server.
+func benchMigrate(b *testing.B, mb, preDumps int, noPageServer bool) {
 	needCRIU(b)
 	var freeze, down, total time.Duration
 	var bytes int64
@@ -435,7 +521,7 @@ func benchMigrate(b *testing.B, mb, preDumps int) {
 			done <- err
 		}()
 		b.StartTimer()
-		st, err := checkpoint.MigrateTo(ctx, l.Addr().String(), c.MigrationSource(nil), &checkpoint.MigrateOptions{PreDumps: preDumps})
+		st, err := checkpoint.MigrateTo(ctx, l.Addr().String(), c.MigrationSource(nil), &checkpoint.MigrateOptions{PreDumps: preDumps, NoPageServer: noPageServer})
 		b.StopTimer()
 		rerr := <-done
 		l.Close()
@@ -460,12 +546,14 @@ func benchMigrate(b *testing.B, mb, preDumps int) {
 	b.ReportMetric(float64(bytes)/n/(1<<20), "MiB-moved")
 }
 
-func BenchmarkMigrate10MB(b *testing.B)         { benchMigrate(b, 10, 0) }
-func BenchmarkMigrate10MBPreDump(b *testing.B)  { benchMigrate(b, 10, 2) }
-func BenchmarkMigrate100MB(b *testing.B)        { benchMigrate(b, 100, 0) }
-func BenchmarkMigrate100MBPreDump(b *testing.B) { benchMigrate(b, 100, 2) }
-func BenchmarkMigrate1GB(b *testing.B)          { benchMigrate(b, 1024, 0) }
-func BenchmarkMigrate1GBPreDump(b *testing.B)   { benchMigrate(b, 1024, 2) }
+func BenchmarkMigrate10MB(b *testing.B)         { benchMigrate(b, 10, 0, false) }
+func BenchmarkMigrate10MBTar(b *testing.B)      { benchMigrate(b, 10, 0, true) }
+func BenchmarkMigrate10MBPreDump(b *testing.B)  { benchMigrate(b, 10, 2, false) }
+func BenchmarkMigrate100MB(b *testing.B)        { benchMigrate(b, 100, 0, false) }
+func BenchmarkMigrate100MBTar(b *testing.B)     { benchMigrate(b, 100, 0, true) }
+func BenchmarkMigrate100MBPreDump(b *testing.B) { benchMigrate(b, 100, 2, false) }
+func BenchmarkMigrate1GB(b *testing.B)          { benchMigrate(b, 1024, 0, false) }
+func BenchmarkMigrate1GBPreDump(b *testing.B)   { benchMigrate(b, 1024, 2, false) }
 
 // ipCmd runs ip(8) and fails the test on error.
 func ipCmd(t *testing.T, args ...string) {

@@ -488,6 +488,12 @@ func (s *startRun) initConfig() error {
 		// criu works in the host's cgroup namespace; the init enters the
 		// restored one after.
 		ic.Plan, ic.NewPIDNS, ic.NewCgroupNS, ic.Restore = nil, false, false, c.restoreSpec
+		if r := c.restoreSpec.Root; r != nil && s.plan != nil && s.plan.Root.Storage != nil {
+			// An overlay root: the layers storage.Prepare found, which the
+			// init mounts for criu (restorableRoot vetted their kind).
+			st := s.plan.Root.Storage
+			r.Lower, r.Upper, r.Work = st.Lower, st.UpperDir, st.WorkDir
+		}
 	}
 	ic.Process.WaitStart = s.hold
 	ic.Detached = c.Detached

@@ -82,13 +82,7 @@ echo "== tests on a pure cgroup v2 guest (Debian kernel under qemu)"
 # also run CRIU's pre-dump rounds, which this host's kernel cannot.
 # debootstrap needs the network: the Debian image test stays on the
 # host run, and the booted Debian system runs in a guest of its own
-# below, with the tree the host run built. Known open problem (issue
-# 23): on this guest CRIU's pre-dump of a workload that is PID 1 of its
-# own pid namespace dies (exit 255, empty log), so the two tests that
-# run pre-dump rounds there are left out of the guest run; they still
-# run on the host, where the kernel has no soft-dirty tracking and the
-# rounds are skipped. TestCheckpointRefusesMPTCP's listener is not seen
-# by its connect probe on the guest's kernel (also open in issue 23).
+# below, with the tree the host run built.
 tools=$(mktemp -d /tmp/vessel-guest-tools.XXXXXX)
 cgo=$(mktemp -d /tmp/vessel-guest-cgo.XXXXXX)
 trap 'rm -rf "$tools" "$cgo"' EXIT
@@ -108,7 +102,7 @@ if ! .ci/qemu/guest-tools.sh "$tools" tar ip mkfs.xfs; then
 elif ! VESSEL_QEMU_MEM=${VESSEL_QEMU_MEM:-4096} .ci/qemu/run-v2-tests.sh -timeout 20m \
 	-add /opt/vessel-criu:/opt/vessel-criu -add "$tools:/opt/vessel-tools" "${cgo_adds[@]}" \
 	-env PATH=/opt/vessel-tools/bin:/bin:/sbin:/usr/bin:/usr/sbin \
-	-skip 'TestDebianImageRunsApt|TestBootSystemd|TestBootExecCgroup|TestCheckpointPausedLeaveRunningWithPreDumps|TestMigrateCounter|TestCheckpointRefusesMPTCP' \
+	-skip 'TestDebianImageRunsApt|TestBootSystemd|TestBootExecCgroup' \
 	. ./cgroups ./limits ./security ./network ./checkpoint ./internal/child; then
 	failed+=("cgroup v2 guest")
 fi

@@ -156,6 +156,14 @@ type Options struct {
 	// functions that wait for criu's end and that kill it.
 	LaunchCriu func(cmd *exec.Cmd) (wait func() error, kill func(), err error)
 
+	// PageServer (Dump, PreDump), when set, is a connected stream socket
+	// whose other end ServePages serves: the memory pages go through it,
+	// into the images directory there, instead of into ImagesDir (which
+	// gets the other images). CRIU uses the socket in blocking mode,
+	// corked; Dump uncorks it when done, and the caller that shares it
+	// with a Go net.Conn makes it non-blocking again.
+	PageServer *os.File
+
 	// PTSMaster (Restore), when set, receives the master of a terminal
 	// whose master was outside the dumped tree: CRIU makes a new pair
 	// (the slave where the old one was) and hands the master over
@@ -393,7 +401,7 @@ func dump(ctx context.Context, op string, pid int, opts *Options) (*Stats, error
 	}
 	typ := reqDump
 	if op == "pre-dump" {
-		typ = reqPreDump
+		typ = reqSinglePreDump
 		co.LeaveRunning = nil
 	}
 	before := dirSize(opts.ImagesDir)
@@ -403,9 +411,18 @@ func dump(ctx context.Context, op string, pid int, opts *Options) (*Stats, error
 	// below whatever happens.
 	locks := newLockTables(pid)
 	defer locks.removeNew()
+	var files []*os.File
+	if opts.PageServer != nil {
+		// criu's descriptor 4 (3 is the RPC socket).
+		files = []*os.File{opts.PageServer}
+		co.PageServerFd = ptr[int32](4)
+		defer uncork(opts.PageServer)
+		stop := keepUncorked(opts.PageServer)
+		defer stop()
+	}
 	start := time.Now()
 	var handoffErr error
-	resp, err := swrk(ctx, path, &criuReq{Type: typ, Opts: co}, nil, opts.notify(&handoffErr), opts.LaunchCriu)
+	resp, err := swrk(ctx, path, &criuReq{Type: typ, Opts: co}, files, opts.notify(&handoffErr), opts.LaunchCriu)
 	if handoffErr != nil {
 		return nil, &HandoffError{Err: handoffErr}
 	}

@@ -3,6 +3,7 @@ package checkpoint_test
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -219,5 +220,136 @@ func TestMigrateReportsRestoreFailure(t *testing.T) {
 	_, err = checkpoint.MigrateTo(ctx, l.Addr().String(), &fakeSource{}, &checkpoint.MigrateOptions{WorkDir: work})
 	if err == nil || !strings.Contains(err.Error(), "no room here") || !strings.Contains(err.Error(), work) {
 		t.Fatalf("failed restore: %v, want the receiver's reason and where the images are", err)
+	}
+}
+
+// TestDumpThroughPageServer dumps a process with its memory pages sent
+// over a TCP connection to ServePages at the other end (CRIU's page
+// server on a socket it is given): the pages land there and not beside
+// the other images, the connection carries on after the transfer, and
+// the two halves together restore the process.
+func TestDumpThroughPageServer(t *testing.T) {
+	if _, err := checkpoint.CriuVersion(context.Background(), ""); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	counter := filepath.Join(dir, "n")
+	cmd := exec.Command("/bin/sh", "-c", `i=0; while :; do i=$((i+1)); echo $i > `+counter+`; done`)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	devnull, _ := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	defer devnull.Close()
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, devnull, devnull
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	t.Cleanup(func() { unix.Kill(pid, unix.SIGKILL) })
+	waitFile(t, counter)
+
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	client, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	server, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	sf, err := server.(*net.TCPConn).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sf.Close()
+	cf, err := client.(*net.TCPConn).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cf.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	served := filepath.Join(dir, "served")
+	done := make(chan error, 1)
+	go func() { done <- checkpoint.ServePages(ctx, sf, &checkpoint.Options{ImagesDir: served}) }()
+	images := filepath.Join(dir, "img")
+	st, err := checkpoint.Dump(ctx, pid, &checkpoint.Options{ImagesDir: images, ShellJob: true, Cgroups: checkpoint.CgroupIgnore, NetworkLock: checkpoint.LockSkip, PageServer: cf})
+	if err != nil {
+		t.Fatalf("Dump through the page server: %v", err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("ServePages: %v", err)
+	}
+	cmd.Wait() // CRIU killed it.
+	if st.PagesWritten == 0 {
+		t.Fatalf("dump stats %+v: no pages written", st)
+	}
+	local, _ := filepath.Glob(filepath.Join(images, "pages-*.img"))
+	remote, _ := filepath.Glob(filepath.Join(served, "pages-*.img"))
+	if len(local) != 0 || len(remote) == 0 {
+		t.Fatalf("pages beside the dump: %v; at the page server: %v", local, remote)
+	}
+	var size int64
+	for _, p := range remote {
+		fi, _ := os.Stat(p)
+		size += fi.Size()
+	}
+	if want := int64(st.PagesWritten) * int64(os.Getpagesize()); size != want {
+		t.Fatalf("the page server wrote %d bytes of pages, the dump reports %d", size, want)
+	}
+	// The connection goes on after the page transfer (criu leaves what
+	// follows it in the socket), once it is non-blocking again.
+	for _, c := range []*os.File{cf, sf} {
+		rc, _ := c.SyscallConn()
+		rc.Control(func(fd uintptr) { unix.SetNonblock(int(fd), true) })
+	}
+	if _, err := client.Write([]byte("after\n")); err != nil {
+		t.Fatal(err)
+	}
+	server.SetReadDeadline(time.Now().Add(10 * time.Second))
+	buf := make([]byte, 6)
+	if _, err := io.ReadFull(server, buf); err != nil || string(buf) != "after\n" {
+		t.Fatalf("after the page transfer the connection reads %q, %v", buf, err)
+	}
+
+	// Both halves together restore the process.
+	ents, err := os.ReadDir(images)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		data, err := os.ReadFile(filepath.Join(images, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(served, e.Name()), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before, _ := os.ReadFile(counter)
+	rpid, _, err := checkpoint.Restore(ctx, &checkpoint.Options{ImagesDir: served, ShellJob: true, Cgroups: checkpoint.CgroupIgnore, NetworkLock: checkpoint.LockSkip, RestoreSibling: true})
+	if err != nil {
+		t.Fatalf("Restore: %v", err)
+	}
+	t.Cleanup(func() {
+		unix.Kill(rpid, unix.SIGKILL)
+		var ws unix.WaitStatus
+		unix.Wait4(rpid, &ws, 0, nil)
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		now, _ := os.ReadFile(counter)
+		if len(now) > 1 && string(now) != string(before) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("restored process does not count (stuck at %q)", before)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -76,7 +76,8 @@ func (e *VersionError) Unwrap() error { return e.Err }
 
 // CriuError is a failed CRIU operation.
 type CriuError struct {
-	// Op is "dump", "pre-dump", "restore", "version" or "check".
+	// Op is "dump", "pre-dump", "restore", "page-server", "version" or
+	// "check".
 	Op string
 	// Errno is the error CRIU reported, if any.
 	Errno syscall.Errno
@@ -216,7 +217,7 @@ func swrk(ctx context.Context, criuPath string, req *criuReq, files []*os.File, 
 		case <-stop:
 			return
 		}
-		if req.Type == reqDump || req.Type == reqPreDump || req.Type == reqRestore {
+		if req.Type == reqDump || req.Type == reqSinglePreDump || req.Type == reqRestore {
 			// Killing criu in the middle of a dump can leave a task with
 			// criu's parasite code running in it, or a restore with tasks
 			// half made: give it time to finish (a dump that completes
@@ -236,7 +237,7 @@ func swrk(ctx context.Context, criuPath string, req *criuReq, files []*os.File, 
 	resp, err := exchange(client, req, notify)
 	werr := finish()
 	if err != nil {
-		if ctx.Err() != nil && req.Type != reqDump && req.Type != reqPreDump && req.Type != reqRestore {
+		if ctx.Err() != nil && req.Type != reqDump && req.Type != reqSinglePreDump && req.Type != reqRestore {
 			return nil, ctx.Err()
 		}
 		msg := strings.TrimSpace(stderr.String())

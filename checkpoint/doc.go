@@ -7,9 +7,10 @@
 //
 // It knows processes, image directories and CRIU's options; it knows
 // nothing of vessel's containers (the root package maps a container onto
-// Options: its mounts, its cgroup, its control socket). It also streams
-// image directories between hosts for live migration (Send, Receive,
-// Migrate).
+// Options: its mounts, its cgroup, its control socket). It also moves
+// images between hosts for live migration (Migrate, Receive): memory
+// pages through CRIU's page server on the migration connection itself
+// (Options.PageServer, ServePages), the other images as a tar stream.
 //
 // Before a dump it inspects the tree without stopping it (Check) and
 // refuses what CRIU cannot dump; a dump can hand its images over while

@@ -14,7 +14,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Source is what Migrate moves: something that dumps itself in rounds.
@@ -40,6 +43,31 @@ type HandoffSource interface {
 	FinalDump(ctx context.Context, dir, parent string, handoff func() error) (*Stats, error)
 }
 
+// RoundOptions are a round's extras for a RoundSource.
+type RoundOptions struct {
+	// Pages, when set, is the socket the round's memory pages go through
+	// (Options.PageServer), to the receiver's CRIU page server, instead
+	// of the images directory.
+	Pages *os.File
+	// Handoff, for the final round, is as in HandoffSource.FinalDump.
+	Handoff func() error
+}
+
+// RoundSource is a HandoffSource that can send its memory pages to a
+// CRIU page server: Migrate then sends every round's pages through the
+// receiver's page server on the migration connection itself (CRIU's
+// --ps-socket), and the rest of the images as a tar stream.
+type RoundSource interface {
+	HandoffSource
+	// Round is DumpRound (or, with ro.Handoff, FinalDump) with ro's
+	// extras.
+	Round(ctx context.Context, dir, parent string, final bool, ro RoundOptions) (*Stats, error)
+	// MemoryTracking reports whether pre-dump rounds can run (see the
+	// package's MemoryTracking), asked before a page server is set up for
+	// one.
+	MemoryTracking(ctx context.Context) bool
+}
+
 // RestoreFunc brings back, on the receiving side, the tree whose final
 // images are in dir (pre-dump images it refers to are beside it).
 type RestoreFunc func(ctx context.Context, dir string) error
@@ -49,6 +77,9 @@ type MigrateOptions struct {
 	// PreDumps is the number of pre-dump rounds streamed while the source
 	// runs, before the final dump.
 	PreDumps int
+	// NoPageServer sends the memory pages in the tar stream too, even
+	// when both ends could use CRIU's page server.
+	NoPageServer bool
 	// WorkDir holds the images on the sending side; empty: a temporary
 	// directory, removed when Migrate returns (for a Source that is not a
 	// HandoffSource it is kept, and named in the error, when the receiver
@@ -63,8 +94,13 @@ type MigrationStats struct {
 	// PreDumpsSkipped: pre-dumps were asked for but the kernel cannot
 	// track dirty memory.
 	PreDumpsSkipped bool `json:"preDumpsSkipped,omitempty"`
-	// BytesSent is what went over the connection, all rounds.
+	// BytesSent is what went over the connection, all rounds, memory
+	// pages sent to the receiver's page server included.
 	BytesSent int64 `json:"bytesSent"`
+	// PageServerRounds counts the rounds whose memory went through the
+	// receiver's CRIU page server; PageBytes is that memory's size.
+	PageServerRounds int   `json:"pageServerRounds,omitempty"`
+	PageBytes        int64 `json:"pageBytes,omitempty"`
 	// FinalBytes is the part of BytesSent sent while the source was down.
 	FinalBytes int64 `json:"finalBytes"`
 	// FreezeTime is how long the final dump kept the source frozen.
@@ -80,8 +116,10 @@ type MigrationStats struct {
 
 // header precedes each message on the connection: one JSON line.
 type header struct {
-	Type string `json:"type"` // "round", "final", "restored"
+	Type string `json:"type"` // "pages", "round", "final", "restored"
 	Name string `json:"name,omitempty"`
+	// Parent (pages) names the previous round.
+	Parent string `json:"parent,omitempty"`
 	// Restored reply.
 	Error       string        `json:"error,omitempty"`
 	RestoreTime time.Duration `json:"restoreTime,omitempty"`
@@ -126,6 +164,48 @@ func Migrate(ctx context.Context, conn io.ReadWriter, src Source, opts *MigrateO
 	cw := &countingWriter{w: conn}
 	br := bufio.NewReader(conn)
 	st := &MigrationStats{}
+	// Memory pages go through the receiver's CRIU page server, on this
+	// connection, when the source can send them there and the receiver
+	// takes them; the rest of the images (and all of them otherwise) as
+	// a tar stream.
+	rsrc, _ := src.(RoundSource)
+	var pages *pageSocket
+	if rsrc != nil && !opts.NoPageServer {
+		if pages = newPageSocket(conn); pages != nil {
+			defer pages.close()
+		}
+	}
+	// askPages asks the receiver to take round name's pages; false when
+	// it cannot (every later round then goes as a tar).
+	askPages := func(name, parent string) (bool, error) {
+		if pages == nil {
+			return false, nil
+		}
+		h := header{Type: "pages", Name: name}
+		if parent != "" {
+			h.Parent = filepath.Base(parent)
+		}
+		if err := writeHeader(cw, h); err != nil {
+			return false, fmt.Errorf("checkpoint: ask the receiver for a page server: %w", err)
+		}
+		var reply header
+		if err := readHeader(br, &reply); err != nil {
+			return false, fmt.Errorf("checkpoint: ask the receiver for a page server: %w", err)
+		}
+		if reply.Type != "pages" || reply.Error != "" {
+			pages.close()
+			pages = nil
+			return false, nil
+		}
+		return true, nil
+	}
+	// pagesSent accounts for a round's pages that went to the page server.
+	pagesSent := func(rs *Stats) {
+		st.PageServerRounds++
+		n := int64(rs.PagesWritten) * int64(os.Getpagesize())
+		st.PageBytes += n
+		cw.n += n
+	}
 	parent := ""
 	for i := 1; i <= opts.PreDumps; i++ {
 		if err := ctx.Err(); err != nil {
@@ -133,7 +213,25 @@ func Migrate(ctx context.Context, conn io.ReadWriter, src Source, opts *MigrateO
 		}
 		name := "pre-" + strconv.Itoa(i)
 		dir := filepath.Join(work, name)
-		rs, err := src.DumpRound(ctx, dir, parent, false)
+		var rs *Stats
+		var err error
+		if pages != nil && !rsrc.MemoryTracking(ctx) {
+			// Decided before asking for a page server, which would wait
+			// for pages that never come.
+			err = ErrNoMemoryTracking
+		} else if ok, aerr := askPages(name, parent); aerr != nil {
+			return nil, aerr
+		} else if ok {
+			rs, err = rsrc.Round(ctx, dir, parent, false, RoundOptions{Pages: pages.file})
+			pages.reset()
+			if err == nil {
+				pagesSent(rs)
+			} else if errors.Is(err, ErrNoMemoryTracking) {
+				err = fmt.Errorf("checkpoint: pre-dump %d: %v", i, err) // not a skip: the receiver waits for pages
+			}
+		} else {
+			rs, err = src.DumpRound(ctx, dir, parent, false)
+		}
 		if errors.Is(err, ErrNoMemoryTracking) {
 			st.PreDumpsSkipped = true
 			break
@@ -171,7 +269,23 @@ func Migrate(ctx context.Context, conn io.ReadWriter, src Source, opts *MigrateO
 	}
 	var rs *Stats
 	var err error
-	if hs, ok := src.(HandoffSource); ok {
+	usePages, err := askPages("final", parent)
+	if err != nil {
+		return nil, err
+	}
+	if usePages {
+		// The pages reach the receiver before CRIU's post-dump
+		// notification, which runs handoff.
+		rs, err = rsrc.Round(ctx, dir, parent, true, RoundOptions{Pages: pages.file, Handoff: func() error {
+			pages.reset()
+			return handoff()
+		}})
+		pages.reset()
+		if err != nil {
+			return nil, fmt.Errorf("checkpoint: migration failed: %w", err)
+		}
+		pagesSent(rs)
+	} else if hs, ok := src.(HandoffSource); ok {
 		rs, err = hs.FinalDump(ctx, dir, parent, handoff)
 		if err != nil {
 			return nil, fmt.Errorf("checkpoint: migration failed: %w", err)
@@ -225,6 +339,9 @@ type ReceiveStats struct {
 	RestoreTime time.Duration `json:"restoreTime"`
 	// Dir holds the final images.
 	Dir string `json:"dir"`
+	// PageBytes is the part of BytesReceived that came through CRIU's
+	// page server: memory pages.
+	PageBytes int64 `json:"pageBytes,omitempty"`
 }
 
 // Receive is the other end of Migrate: it stores the rounds that arrive
@@ -249,20 +366,37 @@ func Receive(ctx context.Context, conn io.ReadWriter, dir string, restore Restor
 	cr := &countingReader{r: conn}
 	br := bufio.NewReader(cr)
 	st := &ReceiveStats{}
+	// Rounds whose pages came through the page server: their directory
+	// holds them already when the rest arrives.
+	served := map[string]bool{}
 	for {
 		var h header
 		if err := readHeader(br, &h); err != nil {
 			return nil, fmt.Errorf("checkpoint: receive: %w", err)
 		}
-		if h.Type != "round" && h.Type != "final" {
+		if h.Type != "round" && h.Type != "final" && h.Type != "pages" {
 			return nil, fmt.Errorf("checkpoint: receive: unexpected message %q", h.Type)
 		}
-		if h.Name == "" || strings.ContainsAny(h.Name, "/\\") || h.Name == "." || h.Name == ".." {
-			return nil, fmt.Errorf("checkpoint: receive: bad round name %q", h.Name)
+		if !goodRoundName(h.Name) || h.Parent != "" && !goodRoundName(h.Parent) {
+			return nil, fmt.Errorf("checkpoint: receive: bad round name %q (parent %q)", h.Name, h.Parent)
 		}
 		target := filepath.Join(dir, h.Name)
-		if err := os.RemoveAll(target); err != nil {
-			return nil, err
+		if h.Type == "pages" {
+			n, err := receivePages(ctx, conn, br, target, h.Parent)
+			if err != nil {
+				return nil, fmt.Errorf("checkpoint: receive the pages of %s: %w", h.Name, err)
+			}
+			if n >= 0 {
+				cr.n += n
+				st.PageBytes += n
+				served[h.Name] = true
+			}
+			continue
+		}
+		if !served[h.Name] {
+			if err := os.RemoveAll(target); err != nil {
+				return nil, err
+			}
 		}
 		if err := untar(br, target); err != nil {
 			return nil, fmt.Errorf("checkpoint: receive %s: %w", h.Name, err)
@@ -304,6 +438,112 @@ func ReceiveOn(ctx context.Context, l net.Listener, dir string, restore RestoreF
 	}
 	defer conn.Close()
 	return Receive(ctx, conn, dir, restore)
+}
+
+func goodRoundName(n string) bool {
+	return n != "" && !strings.ContainsAny(n, "/\\") && n != "." && n != ".."
+}
+
+// receivePages answers a sender's request for a page server: it serves
+// the round's pages into target (with a "parent" link to the previous
+// round's directory) through CRIU's page server on conn, and returns
+// their size, or -1 when it declined (the sender then sends the pages in
+// the tar stream).
+func receivePages(ctx context.Context, conn io.ReadWriter, br *bufio.Reader, target, parent string) (int64, error) {
+	decline := func(why string) (int64, error) {
+		if err := writeHeader(conn, header{Type: "pages", Error: why}); err != nil {
+			return 0, err
+		}
+		return -1, nil
+	}
+	if br.Buffered() > 0 {
+		// The page transfer must start right after the request: a
+		// sender that wrote more is not waiting for the answer.
+		return 0, errors.New("data after the request")
+	}
+	ps := newPageSocket(conn)
+	if ps == nil {
+		return decline("the connection is not a socket")
+	}
+	defer ps.close()
+	if _, err := CriuVersion(ctx, ""); err != nil {
+		return decline(err.Error())
+	}
+	if err := os.RemoveAll(target); err != nil {
+		return 0, err
+	}
+	if err := os.MkdirAll(target, 0o700); err != nil {
+		return 0, err
+	}
+	if parent != "" {
+		if err := os.Symlink(filepath.Join("..", parent), filepath.Join(target, "parent")); err != nil {
+			return 0, err
+		}
+	}
+	if err := writeHeader(conn, header{Type: "pages"}); err != nil {
+		return 0, err
+	}
+	err := ServePages(ctx, ps.file, &Options{ImagesDir: target})
+	ps.reset()
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	ents, _ := os.ReadDir(target)
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), "pages-") {
+			if fi, err := e.Info(); err == nil {
+				n += fi.Size()
+			}
+		}
+	}
+	return n, nil
+}
+
+// pageSocket is a migration connection's socket as a file criu can be
+// given (CRIU's --ps-socket).
+type pageSocket struct {
+	file *os.File
+	raw  syscall.RawConn
+}
+
+// newPageSocket returns conn's socket, or nil when conn is not a socket
+// with a descriptor (net.TCPConn, net.UnixConn).
+func newPageSocket(conn io.ReadWriter) *pageSocket {
+	fc, ok := conn.(interface {
+		File() (*os.File, error)
+		SyscallConn() (syscall.RawConn, error)
+	})
+	if !ok {
+		return nil
+	}
+	raw, err := fc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	f, err := fc.File()
+	if err != nil {
+		return nil
+	}
+	return &pageSocket{file: f, raw: raw}
+}
+
+// reset makes the connection non-blocking again, as Go's network
+// poller wants it, after criu (which is given it blocking) is done, and
+// uncorked (CRIU corks it: what follows would wait for the cork's 200
+// ms).
+func (p *pageSocket) reset() {
+	_ = p.raw.Control(func(fd uintptr) {
+		_ = unix.SetNonblock(int(fd), true)
+		_ = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_CORK, 0)
+	})
+}
+
+func (p *pageSocket) close() {
+	if p != nil && p.file != nil {
+		p.file.Close()
+		p.file = nil
+	}
 }
 
 func writeHeader(w io.Writer, h header) error {
@@ -414,7 +654,10 @@ func untar(r io.Reader, target string) error {
 			}
 		case tar.TypeSymlink:
 			if err := os.Symlink(hdr.Linkname, p); err != nil {
-				return err
+				// The "parent" link of a round whose pages came first.
+				if cur, rerr := os.Readlink(p); rerr != nil || cur != hdr.Linkname {
+					return err
+				}
 			}
 		case tar.TypeReg:
 			if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {

@@ -14,12 +14,16 @@ type reqType int32
 
 // criu_req_type values.
 const (
-	reqDump         reqType = 1
-	reqRestore      reqType = 2
-	reqPreDump      reqType = 4
-	reqNotify       reqType = 6
-	reqFeatureCheck reqType = 9
-	reqVersion      reqType = 10
+	reqDump    reqType = 1
+	reqRestore reqType = 2
+	// reqSinglePreDump is one pre-dump per connection: criu answers and
+	// is done. (PRE_DUMP, 4, starts a loop of pre-dumps that a dump on
+	// the same connection must end: criu exits 255 when the connection
+	// closes after a pre-dump that succeeded.)
+	reqSinglePreDump reqType = 13
+	reqNotify        reqType = 6
+	reqFeatureCheck  reqType = 9
+	reqVersion       reqType = 10
 )
 
 // criu_cg_mode values.
@@ -65,6 +69,9 @@ type criuOpts struct {
 	External                                                     []string
 	NetworkLock                                                  *lockMethod
 	JoinNs                                                       []joinNs
+	// PageServerFd is criu_page_server_info.fd: a connected socket of
+	// criu's (swrk mode) to send the pages to.
+	PageServerFd *int32
 }
 
 // joinNs is join_namespace.
@@ -137,6 +144,9 @@ func (o *criuOpts) marshal() []byte {
 	b = appendBool(b, 8, o.FileLocks)
 	b = appendInt32(b, 9, o.LogLevel)
 	b = appendString(b, 10, o.LogFile)
+	if o.PageServerFd != nil {
+		b = appendBytesField(b, 11, appendInt32(nil, 4, o.PageServerFd))
+	}
 	b = appendBool(b, 12, o.NotifyScripts)
 	b = appendString(b, 13, o.Root)
 	b = appendString(b, 14, o.ParentImg)

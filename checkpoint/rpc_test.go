@@ -52,7 +52,7 @@ func TestRPCRequestMatchesGenerated(t *testing.T) {
 		{&criuReq{Type: reqFeatureCheck, FeatureMemTrack: ptr(true)}, &rpc.CriuReq{Type: rpc.CriuReqType_FEATURE_CHECK.Enum(), Features: &rpc.CriuFeatures{MemTrack: proto.Bool(true)}}},
 		{&criuReq{Type: reqNotify, NotifySuccess: ptr(true)}, &rpc.CriuReq{Type: rpc.CriuReqType_NOTIFY.Enum(), NotifySuccess: proto.Bool(true)}},
 		{&criuReq{Type: reqDump, Opts: &criuOpts{ImagesDirFd: ptr[int32](3), ManageCgroupsMode: ptr(cgIgnore)}}, &rpc.CriuReq{Type: rpc.CriuReqType_DUMP.Enum(), Opts: &rpc.CriuOpts{ImagesDirFd: proto.Int32(3), ManageCgroupsMode: rpc.CriuCgMode_IGNORE.Enum()}}},
-		{&criuReq{Type: reqPreDump, Opts: &criuOpts{ImagesDirFd: ptr[int32](3), NetworkLock: ptr(lockSkip), ManageCgroupsMode: ptr(cgSoft)}}, &rpc.CriuReq{Type: rpc.CriuReqType_PRE_DUMP.Enum(), Opts: &rpc.CriuOpts{ImagesDirFd: proto.Int32(3), NetworkLock: rpc.CriuNetworkLockMethod_SKIP.Enum(), ManageCgroupsMode: rpc.CriuCgMode_SOFT.Enum()}}},
+		{&criuReq{Type: reqSinglePreDump, Opts: &criuOpts{ImagesDirFd: ptr[int32](3), NetworkLock: ptr(lockSkip), ManageCgroupsMode: ptr(cgSoft)}}, &rpc.CriuReq{Type: rpc.CriuReqType_SINGLE_PRE_DUMP.Enum(), Opts: &rpc.CriuOpts{ImagesDirFd: proto.Int32(3), NetworkLock: rpc.CriuNetworkLockMethod_SKIP.Enum(), ManageCgroupsMode: rpc.CriuCgMode_SOFT.Enum()}}},
 	} {
 		got := &rpc.CriuReq{}
 		if err := proto.Unmarshal(c.ours.marshal(), got); err != nil || !proto.Equal(got, c.want) {

@@ -29,7 +29,7 @@ import (
 //	vessel checkpoint --dir D [--after 10s] [--leave-running] [--env K=V] -- CMD...
 //	vessel checkpoint --dir D [--leave-running] NAME   (a running container of the store)
 //	vessel restore --dir D [--rootfs R] [--name ID]
-//	vessel migrate --to HOST:PORT [--after 10s] [--pre-dumps N] [--env K=V] -- CMD...
+//	vessel migrate --to HOST:PORT [--after 10s] [--pre-dumps N] [--no-page-server] [--env K=V] -- CMD...
 //	vessel receive --listen ADDR --dir D [--rootfs R]
 //
 // checkpoint and migrate start CMD like `vessel run` (a subset of its
@@ -324,6 +324,7 @@ func cmdMigrate(args []string) int {
 		opts vessel.CheckpointOptions
 		to   = fs.String("to", "", "HOST:PORT of a `vessel receive` (required)")
 		pre  = fs.Int("pre-dumps", 0, "pre-dump rounds streamed before the final dump")
+		noPS = fs.Bool("no-page-server", false, "send memory pages in the tar stream, not through the receiver's CRIU page server")
 	)
 	f.register(fs)
 	f.registerEnv(fs)
@@ -353,7 +354,7 @@ func cmdMigrate(args []string) int {
 		}
 		return fail("migrate: the container ended before the migration")
 	}
-	st, err := checkpoint.MigrateTo(sig.ctx, *to, c.MigrationSource(&opts), &checkpoint.MigrateOptions{PreDumps: *pre})
+	st, err := checkpoint.MigrateTo(sig.ctx, *to, c.MigrationSource(&opts), &checkpoint.MigrateOptions{PreDumps: *pre, NoPageServer: *noPS})
 	if s, ok := sig.caught(); ok {
 		if err != nil {
 			fail("migrate: %v", err)

@@ -243,6 +243,12 @@ func (e *enc) config(c *Config) {
 		e.strs(c.Restore.Args)
 		e.strs(c.Restore.Env)
 		e.bool(c.Restore.NetnsFD)
+		if r := c.Restore.Root; e.count(0, r == nil) {
+			e.str(r.Target)
+			e.strs(r.Lower)
+			e.str(r.Upper)
+			e.str(r.Work)
+		}
 	}
 }
 
@@ -306,6 +312,9 @@ func (d *dec) config(c *Config) {
 	c.Clone3 = d.bool()
 	if _, ok := d.count(); ok {
 		c.Restore = &RestoreSpec{Args: d.strs(), Env: d.strs(), NetnsFD: d.bool()}
+		if _, ok := d.count(); ok {
+			c.Restore.Root = &RestoreRoot{Target: d.str(), Lower: d.strs(), Upper: d.str(), Work: d.str()}
+		}
 	}
 }
 

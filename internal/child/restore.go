@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/openvessel/vessel/internal/fsmount"
 	"github.com/openvessel/vessel/namespaces"
 )
 
@@ -29,6 +30,66 @@ type RestoreSpec struct {
 	// descriptor after the extra files (the restored tree's network
 	// namespace, dumped as external, is that one).
 	NetnsFD bool `json:"netnsFD,omitempty"`
+	// Root, when set, is an overlay the init mounts (in its own mount
+	// namespace, private, so the host never sees it) on Root.Target
+	// before criu runs: the restored root (criu's --root) of a container
+	// whose root was an overlay with a writable layer on the host.
+	Root *RestoreRoot `json:"root,omitempty"`
+}
+
+// RestoreRoot is an overlay of host directories: Lower (top-most first)
+// under the writable layer Upper (with its scratch Work), mounted on
+// Target.
+type RestoreRoot struct {
+	Target string   `json:"target"`
+	Lower  []string `json:"lower"`
+	Upper  string   `json:"upper"`
+	Work   string   `json:"work"`
+}
+
+// mount mounts the overlay on r.Target, with the options the container's
+// start used (see rootfs's storage roots), the layers named by
+// descriptor (no length or comma trouble with their paths).
+func (r *RestoreRoot) mount() error {
+	var fds []int
+	defer func() {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	}()
+	open := func(p string) (string, error) {
+		fd, err := unix.Open(p, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return "", fmt.Errorf("open %s: %w", p, err)
+		}
+		fds = append(fds, fd)
+		return "/proc/self/fd/" + strconv.Itoa(fd), nil
+	}
+	var lowers []string
+	for _, l := range r.Lower {
+		p, err := open(l)
+		if err != nil {
+			return err
+		}
+		lowers = append(lowers, p)
+	}
+	upper, err := open(r.Upper)
+	if err != nil {
+		return err
+	}
+	work, err := open(r.Work)
+	if err != nil {
+		return err
+	}
+	fd, err := fsmount.New("overlay", "vessel-overlay", []string{
+		"lowerdir=" + strings.Join(lowers, ":"), "upperdir=" + upper, "workdir=" + work,
+		"index=off", "metacopy=off", "redirect_dir=off",
+	}, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	return unix.MoveMount(fd, "", unix.AT_FDCWD, r.Target, unix.MOVE_MOUNT_F_EMPTY_PATH)
 }
 
 // restoreTree runs criu as RestoreSpec says and returns the restored
@@ -53,6 +114,11 @@ func restoreTree(spec *RestoreSpec, files []uintptr) (int, int, error) {
 	// mounts before they move) may reach the host.
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return 0, -1, fmt.Errorf("make the mount namespace private: %w", err)
+	}
+	if spec.Root != nil {
+		if err := spec.Root.mount(); err != nil {
+			return 0, -1, fmt.Errorf("mount the overlay root on %s: %w", spec.Root.Target, err)
+		}
 	}
 	// criu runs with the init's privileges, outside the container's
 	// cgroup (it places the restored tasks there itself).

@@ -201,7 +201,7 @@ func (c *Container) initConfig(args []string, plan *rootfs.Plan, image *rootfs.I
 			ic.Joins = append(ic.Joins, n)
 		}
 	}
-	if ns.IsNew(namespaces.Mount) {
+	if cfg.buildsRoot() {
 		ic.Plan = plan
 		ic.Plan.Files = c.generatedFiles()
 	}
@@ -453,7 +453,7 @@ func (s *startRun) storage() error {
 		return err
 	}
 	c.secPrep = prep
-	if c.cfg.Namespaces.IsNew(namespaces.Mount) {
+	if c.cfg.buildsRoot() {
 		s.plan = c.cfg.plan()
 		if s.plan.NeedsPrepare() {
 			sp, err := storage.Prepare(s.ctx, c.id, s.plan, storage.PrepareOptions{})
@@ -519,7 +519,7 @@ func (s *startRun) startInit() error {
 		return &SetupError{Step: "prepare executable", Err: err}
 	}
 	s.exe = exe
-	if interp := dynamicInterpreter(); interp != "" && c.cfg.Rootfs.Kind != rootfs.KindHost && c.cfg.Namespaces.IsNew(namespaces.Mount) {
+	if interp := dynamicInterpreter(); interp != "" && c.cfg.Rootfs.Kind != rootfs.KindHost && c.cfg.buildsRoot() {
 		return &SetupError{Step: "check executable", Path: "/proc/self/exe", Err: fmt.Errorf(
 			"this program is dynamically linked (interpreter %s), so it cannot start inside a root filesystem other than the host's: build it with CGO_ENABLED=0", interp)}
 	}

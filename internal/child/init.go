@@ -547,10 +547,11 @@ func runInit() {
 		carry()
 	}
 	var (
-		pid   int
-		pidfd = -1
-		pty   *os.File
-		sp    *stageProc
+		pid      int
+		pidfd    = -1
+		pty      *os.File
+		listener *os.File
+		sp       *stageProc
 	)
 	if cfg.Restore != nil {
 		pid, pidfd, err = restoreTree(cfg.Restore, files)
@@ -571,6 +572,7 @@ func runInit() {
 		if err = sp.send(&spec); err == nil {
 			if err = sp.await(cfg.Process.WaitStart); err == nil {
 				pid, pty, sp.pty = sp.pid, sp.pty, nil
+				listener, sp.listener = sp.listener, nil
 			}
 		}
 		if err == nil && in.direct {
@@ -594,6 +596,10 @@ func runInit() {
 	if pty != nil {
 		_ = conn.Send(&initproto.Message{Type: initproto.TypePTY}, pty)
 		pty.Close()
+	}
+	if listener != nil {
+		_ = conn.Send(&initproto.Message{Type: initproto.TypeSeccomp}, listener)
+		listener.Close()
 	}
 	typ := initproto.TypeStarted
 	if cfg.Process.WaitStart {
@@ -978,10 +984,12 @@ func (in *initState) reap() {
 // stageProc is an exec stage: a fresh exec of this binary that applies one
 // process's settings and execve()s it.
 type stageProc struct {
-	pid     int
-	conn    *initproto.Conn
-	pty     *os.File
-	execing bool
+	pid  int
+	conn *initproto.Conn
+	pty  *os.File
+	// listener is the process's seccomp notify listener, for an agent.
+	listener *os.File
+	execing  bool
 	// From its fork until its spec is sent: its pidfd, where its
 	// cgroup files are, and whether it is the init's sibling.
 	pidfd     int
@@ -1074,6 +1082,10 @@ func (sp *stageProc) await(held bool) error {
 			if len(r.Files) == 1 {
 				sp.pty = r.Files[0]
 			}
+		case initproto.TypeSeccomp:
+			if len(r.Files) == 1 {
+				sp.listener = r.Files[0]
+			}
 		case initproto.TypeReady:
 			if held {
 				return nil
@@ -1095,6 +1107,10 @@ func (sp *stageProc) fail() {
 		sp.pty.Close()
 		sp.pty = nil
 	}
+	if sp.listener != nil {
+		sp.listener.Close()
+		sp.listener = nil
+	}
 }
 
 // release lets a held stage go on to execve.
@@ -1115,6 +1131,12 @@ func spawn(spec *Process, files []uintptr, cgroups []int) (int, int, *os.File, e
 	}
 	if err := sp.await(false); err != nil {
 		return 0, -1, nil, err
+	}
+	if sp.listener != nil {
+		// Only the main process's listener goes to an agent: an Exec'd
+		// process's notified calls fail (ENOSYS), as before it had one.
+		sp.listener.Close()
+		sp.listener = nil
 	}
 	return sp.pid, -1, sp.pty, nil
 }
@@ -1182,6 +1204,44 @@ func runExecStage() {
 		}
 		spec.CgroupFDs = nil
 	}
+	prep := spec.Security
+	if prep == nil {
+		prep = &security.Prepared{NoNewPrivileges: spec.NoNewPriv}
+	}
+	cred := security.Credential{UID: spec.UID, GID: spec.GID, Groups: spec.Groups}
+	if !spec.SetGroups {
+		cred.Groups = nil
+	}
+	applyProfile := func() int {
+		listener, err := security.Apply(prep, cred)
+		if err != nil {
+			var se *security.StepError
+			if errors.As(err, &se) {
+				exitWith(conn, se.Step, "", se.Err)
+			}
+			exitWith(conn, "apply security profile", "", err)
+		}
+		return listener
+	}
+	// A seccomp notify listener that goes to an agent (OCI listenerPath)
+	// is made before the process is held, as runc makes it: the agent
+	// gets it while the container is created. The profile is applied
+	// then, so the few calls left before execve (this socket's sendmsg
+	// and recvmsg, close, execve, the Go runtime's own) must not be ones
+	// the profile notifies (oci.FromSpec refuses those).
+	notify := prep.Seccomp != nil && prep.Seccomp.Listener && prep.Seccomp.ListenerPath != ""
+	if notify {
+		debug.SetGCPercent(-1)
+		joinCgroup()
+		if fd := applyProfile(); fd >= 0 {
+			lf := os.NewFile(uintptr(fd), "seccomp-listener")
+			err := conn.Send(&initproto.Message{Type: initproto.TypeSeccomp}, lf)
+			lf.Close()
+			if err != nil {
+				os.Exit(125)
+			}
+		}
+	}
 	if spec.WaitStart {
 		// A created container's process waits in its cgroup, as runc's
 		// does: supervisors and the OCI runtime-tools find the cgroup
@@ -1199,26 +1259,17 @@ func runExecStage() {
 	if err := conn.Send(&initproto.Message{Type: initproto.TypeStart}); err != nil {
 		os.Exit(125)
 	}
-	// No garbage collection between the filter and execve: the runtime
-	// must not need a system call the profile denies.
-	debug.SetGCPercent(-1)
-	prep := spec.Security
-	if prep == nil {
-		prep = &security.Prepared{NoNewPrivileges: spec.NoNewPriv}
-	}
-	cred := security.Credential{UID: spec.UID, GID: spec.GID, Groups: spec.Groups}
-	if !spec.SetGroups {
-		cred.Groups = nil
-	}
-	// Into the container's cgroup last, so that this Go program's own
-	// threads count there as briefly as can be (execve ends them).
-	joinCgroup()
-	if _, err := security.Apply(prep, cred); err != nil {
-		var se *security.StepError
-		if errors.As(err, &se) {
-			exitWith(conn, se.Step, "", se.Err)
+	if !notify {
+		// No garbage collection between the filter and execve: the
+		// runtime must not need a system call the profile denies.
+		debug.SetGCPercent(-1)
+		// Into the container's cgroup last, so that this Go program's
+		// own threads count there as briefly as can be (execve ends
+		// them).
+		joinCgroup()
+		if fd := applyProfile(); fd >= 0 {
+			unix.Close(fd) // nobody to hand it to: notified calls fail (ENOSYS)
 		}
-		exitWith(conn, "apply security profile", "", err)
 	}
 	err = syscall.Exec(path, spec.Args, spec.Env)
 	exitWith(conn, "exec", path, err)

@@ -462,8 +462,20 @@ func (c *Config) Validate() error {
 			bad("rootfs", "a joined mount namespace takes only a directory root (rootfs.Dir): images, overlays and the host view are mounted on the host, where the joined namespace cannot see them")
 		}
 	}
-	if !ns.Has(namespaces.Mount) && (len(c.Mounts) > 0 || c.Rootfs.Kind == rootfs.KindDir || c.ReadOnly) {
-		bad("rootfs", "a root filesystem or mounts need a mount namespace (it would change the host's)")
+	if !ns.Has(namespaces.Mount) && c.Rootfs.Kind != rootfs.KindDir && (len(c.Mounts) > 0 || c.ReadOnly || (c.Rootfs.Kind != rootfs.KindHost && c.Rootfs.Kind != "")) {
+		bad("rootfs", "without a mount namespace only a directory root (rootfs.Dir) is built (a detached tree the process is chrooted into): images, overlays, the host view and mounts without a root need one")
+	}
+	if !ns.Has(namespaces.Mount) && c.Rootfs.Kind == rootfs.KindDir {
+		// The root is built in a scratch mount namespace and the init
+		// goes back to the caller's: not possible from a new user
+		// namespace (the caller's belongs to the host's), and a new pid
+		// namespace's /proc would have to be mounted in the caller's.
+		if ns.IsNew(namespaces.User) {
+			bad("namespaces", "a new user namespace without a mount namespace: the root filesystem is built in a scratch mount namespace and the container returns to the host's, which a new user namespace may not enter")
+		}
+		if ns.IsNew(namespaces.PID) {
+			bad("namespaces", "a new pid namespace without a mount namespace: its /proc could only be mounted in the host's mount namespace")
+		}
 	}
 	if c.buildsRoot() {
 		if err := c.plan().Validate(); err != nil {
@@ -506,9 +518,15 @@ func (c *Config) Validate() error {
 // buildsRoot reports whether the init builds the container's root
 // filesystem: in a new mount namespace, or, given a directory root, in
 // the joined one (as runc does: the root is mounted and pivoted to there).
+//
+// Without a mount namespace in the set, a directory root is built as a
+// detached tree the process is chrooted into, in the caller's mount
+// namespace (rootfs.Plan.InheritMountNS): what runc does for such a
+// container (mounts in the host's namespace, then chroot) without
+// mounting anything there.
 func (c *Config) buildsRoot() bool {
 	ns := c.Namespaces
-	return ns.IsNew(namespaces.Mount) || (ns.IsJoined(namespaces.Mount) && c.Rootfs.Kind == rootfs.KindDir)
+	return ns.IsNew(namespaces.Mount) || (!ns.IsNew(namespaces.Mount) && c.Rootfs.Kind == rootfs.KindDir)
 }
 
 // joinableMountNS refuses to build a root in a joined mount namespace that
@@ -559,6 +577,7 @@ func (c *Config) plan() *rootfs.Plan {
 		Privileged:      c.Privileged,
 		Devices:         c.Devices,
 		RootPropagation: c.RootPropagation,
+		InheritMountNS:  !ns.Has(namespaces.Mount),
 	}
 }
 

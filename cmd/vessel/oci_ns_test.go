@@ -102,3 +102,65 @@ func TestOCIJoinMountNamespaceByPath(t *testing.T) {
 	assert.Contains(t, r.stderr, "is the host's mount namespace")
 	assert.Equal(t, before, hostMounts(), "nothing mounted in the host's mount namespace")
 }
+
+// TestOCINoNamespaces: a container that lists no namespaces inherits
+// every one of the runtime's, the mount namespace included (what
+// runtime-tools' linux_ns_itype checks, as runc does), yet its root is the
+// bundle's with its /proc, and nothing is mounted in the host's mount
+// namespace while it runs or after (its root is a detached tree). A new
+// pid or user namespace without a mount namespace is refused, naming the
+// reason.
+func TestOCINoNamespaces(t *testing.T) {
+	testutil.RequireRoot(t)
+	root := testRoot(t)
+	hostMounts := func() string {
+		b, err := os.ReadFile("/proc/self/mountinfo")
+		require.NoError(t, err)
+		return string(b)
+	}
+	noNamespaces := func(s *specs.Spec) {
+		s.Linux.Namespaces = nil
+		s.Hostname = ""
+		require.NoError(t, os.WriteFile(filepath.Join(s.Root.Path, "etc", "marker"), []byte("bundle root\n"), 0o644))
+	}
+	before := hostMounts()
+	b := bundle(t, "nons", []string{"sleep", "100"}, noNamespaces)
+	r := cli(t, root, "create", "--bundle", b, "nons")
+	require.Equal(t, 0, r.code, "create: %s", r.stderr)
+	st := state(t, root, "nons")
+	for _, ns := range []string{"cgroup", "ipc", "mnt", "net", "pid", "user", "uts"} {
+		want, err := os.Readlink("/proc/self/ns/" + ns)
+		require.NoError(t, err)
+		got, err := os.Readlink("/proc/" + strconv.Itoa(st.Pid) + "/ns/" + ns)
+		require.NoError(t, err)
+		assert.Equal(t, want, got, "namespace %s inherited", ns)
+	}
+	assert.Equal(t, before, hostMounts(), "nothing mounted in the host's mount namespace")
+	rec := record(t, root, "nons")
+	cli(t, root, "delete", "--force", "nons").ok(t, "delete")
+	assertGone(t, root, rec)
+
+	out := runInside(t, root, "nons2", "cat /etc/marker; [ -e /proc/self/ns/mnt ] && echo proc; wc -l </proc/self/mountinfo", noNamespaces)
+	// The root is the bundle's; /proc is mounted in it; the host's mount
+	// table shows nothing below that root (it is not in the table).
+	assert.Equal(t, "bundle root\nproc\n0\n", out)
+	assert.Equal(t, before, hostMounts(), "nothing mounted in the host's mount namespace")
+
+	for _, c := range []struct{ ns, reason string }{
+		{"pid", "a new pid namespace without a mount namespace"},
+		{"user", "a new user namespace without a mount namespace"},
+	} {
+		b := bundle(t, "nons3", []string{"true"}, func(s *specs.Spec) {
+			noNamespaces(s)
+			s.Linux.Namespaces = []specs.LinuxNamespace{{Type: specs.LinuxNamespaceType(c.ns)}}
+			if c.ns == "user" {
+				s.Linux.UIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 100000, Size: 65536}}
+				s.Linux.GIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 100000, Size: 65536}}
+			}
+		})
+		r := cli(t, root, "create", "--bundle", b, "nons3")
+		assert.NotEqual(t, 0, r.code, c.ns)
+		assert.Contains(t, r.stderr, c.reason)
+	}
+	assert.Equal(t, before, hostMounts(), "nothing mounted in the host's mount namespace")
+}

@@ -448,16 +448,23 @@ func runInit() {
 	// overlaps with that work, and /proc is mounted for its namespace in
 	// its place among the mounts (pidns=).
 	var early *stageProc
-	if mainStage {
+	forkMain := func() {
+		caught()
+		if early, err = forkStage(files, cg.joinFDs(), cfg.CloneParent); err != nil {
+			exitWith(conn, "start exec stage", "/proc/self/exe", err)
+		}
+	}
+	// A root built as a detached tree (no mount namespace of the
+	// container's own) is the root of this thread only, not of a process
+	// forked before it: the stage is forked after it.
+	detachedRoot := cfg.Plan != nil && cfg.Plan.InheritMountNS
+	if mainStage && !detachedRoot {
 		if cfg.NewPIDNS {
 			if err := unix.Unshare(unix.CLONE_NEWPID); err != nil {
 				exitWith(conn, "unshare pid namespace", "", err)
 			}
 		}
-		caught()
-		if early, err = forkStage(files, cg.joinFDs(), cfg.CloneParent); err != nil {
-			exitWith(conn, "start exec stage", "/proc/self/exe", err)
-		}
+		forkMain()
 		if swapNeeded && cfg.ProcPidns {
 			ns, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(early.pidfd), pidfdGetPidNamespace, 0)
 			if e != 0 {
@@ -568,6 +575,9 @@ func runInit() {
 	} else {
 		spec := cfg.Process
 		spec.Proc = swap
+		if early == nil {
+			forkMain()
+		}
 		sp = early
 		if err = sp.send(&spec); err == nil {
 			if err = sp.await(cfg.Process.WaitStart); err == nil {

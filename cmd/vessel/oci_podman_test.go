@@ -5,8 +5,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -23,6 +25,12 @@ const podmanImage = "localhost/vessel-busybox:test"
 // containers.conf this machine needs (its open-files limit is 20000, below
 // podman's default ulimits). Everything is removed when the test ends.
 func podmanWith(t *testing.T) func(args ...string) (string, error) {
+	t.Helper()
+	return podmanWithEnv(t)
+}
+
+// podmanWithEnv is podmanWith with env added to podman's environment.
+func podmanWithEnv(t *testing.T, env ...string) func(args ...string) (string, error) {
 	t.Helper()
 	if _, err := exec.LookPath("podman"); err != nil {
 		t.Fatal("podman is not installed (test.sh installs it: apt-get install podman)")
@@ -44,7 +52,7 @@ func podmanWith(t *testing.T) func(args ...string) (string, error) {
 		"--cgroup-manager", "cgroupfs", "--runtime", vesselBin, "--events-backend", "none"}
 	podman := func(args ...string) (string, error) {
 		cmd := exec.Command("podman", append(append([]string{}, storage...), args...)...)
-		cmd.Env = append(os.Environ(), "CONTAINERS_CONF="+conf)
+		cmd.Env = append(append(os.Environ(), "CONTAINERS_CONF="+conf), env...)
 		cmd.Dir = dir // conmon leaves an "oom" file in its working directory after an OOM kill
 		out, err := cmd.CombinedOutput()
 		return string(out), err
@@ -148,4 +156,76 @@ func TestPodmanAsRunc(t *testing.T) {
 	assert.NoError(t, err, "podman stop: %s", out)
 	out, err = podman("rm", "c1")
 	assert.NoError(t, err, "podman rm: %s", out)
+}
+
+// TestPodmanCheckpointRestore: `podman container checkpoint` and `restore`
+// with vessel as the runtime (runc's checkpoint and restore verbs and
+// flags: --image-path, --work-path, --leave-running, restore --detach
+// --pid-file --bundle): the restored container goes on from where it was,
+// exec and inspect work on it, its exit status reaches podman through
+// conmon, and --leave-running keeps it running. podman finds criu on PATH
+// for its own version check: the project's (.ci/install-criu.sh).
+func TestPodmanCheckpointRestore(t *testing.T) {
+	const criuDir = "/opt/vessel-criu/bin"
+	if _, err := os.Stat(filepath.Join(criuDir, "criu")); err != nil {
+		t.Fatalf("criu is not installed in %s (test.sh runs .ci/install-criu.sh): %v", criuDir, err)
+	}
+	podman := podmanWithEnv(t, "PATH="+criuDir+":"+os.Getenv("PATH"))
+	opts := []string{"--network", "none", "--cgroup-parent", "/vessel-test/podman"}
+	count := func(name string) int {
+		t.Helper()
+		out, err := podman("exec", name, "cat", "/count")
+		require.NoError(t, err, "podman exec: %s", out)
+		n, err := strconv.Atoi(strings.TrimSpace(out))
+		require.NoError(t, err, "count %q", out)
+		return n
+	}
+	out, err := podman(append(append([]string{"run", "-d", "--name", "ck"}, opts...), podmanImage,
+		"sh", "-c", "i=0; while :; do i=$((i+1)); echo $i >/count; sleep 0.1; done")...)
+	require.NoError(t, err, "podman run -d: %s", out)
+	id := strings.TrimSpace(out)
+	time.Sleep(500 * time.Millisecond)
+	before := count("ck")
+
+	out, err = podman("container", "checkpoint", "ck")
+	require.NoError(t, err, "podman container checkpoint: %s", out)
+	out, _ = podman("ps", "-a", "--format", "{{.Status}}", "--filter", "name=ck")
+	assert.Contains(t, out, "Exited", "checkpointed container stopped")
+	r := cliWith(t, []string{"state", id}, nil)
+	assert.NotEqual(t, 0, r.code, "vessel still has the checkpointed container: %s", r.stdout)
+
+	out, err = podman("container", "restore", "ck")
+	require.NoError(t, err, "podman container restore: %s", out)
+	after := count("ck")
+	assert.GreaterOrEqual(t, after, before, "the restored loop goes on from its count")
+	out, err = podman("inspect", "-f", "{{.State.Pid}}", "ck")
+	require.NoError(t, err)
+	cmdline, _ := os.ReadFile("/proc/" + strings.TrimSpace(out) + "/cmdline")
+	assert.True(t, strings.HasPrefix(string(cmdline), "sh\x00-c\x00"), "inspect's pid is the restored workload: %q", cmdline)
+
+	out, err = podman("container", "checkpoint", "--leave-running", "ck")
+	require.NoError(t, err, "podman container checkpoint --leave-running: %s", out)
+	n := count("ck")
+	time.Sleep(400 * time.Millisecond)
+	assert.Greater(t, count("ck"), n, "--leave-running: the loop keeps counting")
+
+	out, err = podman("stop", "-t", "1", "ck")
+	assert.NoError(t, err, "podman stop: %s", out)
+	out, _ = podman("inspect", "-f", "{{.State.ExitCode}}", "ck")
+	assert.Equal(t, "137", strings.TrimSpace(out), "a restored container killed after stop's timeout, as under runc")
+
+	// A restored process's own exit status reaches podman.
+	out, err = podman(append(append([]string{"run", "-d", "--name", "ck3"}, opts...), podmanImage, "sh", "-c", "sleep 2; exit 3")...)
+	require.NoError(t, err, "podman run -d: %s", out)
+	out, err = podman("container", "checkpoint", "ck3")
+	require.NoError(t, err, "podman container checkpoint: %s", out)
+	out, err = podman("container", "restore", "ck3")
+	require.NoError(t, err, "podman container restore: %s", out)
+	out, err = podman("wait", "ck3")
+	assert.NoError(t, err)
+	assert.Equal(t, "3", strings.TrimSpace(out), "podman wait of a restored container")
+	for _, name := range []string{"ck", "ck3"} {
+		out, err = podman("rm", name)
+		assert.NoError(t, err, "podman rm: %s", out)
+	}
 }

@@ -320,7 +320,7 @@ func (g *globalOpts) createContainer(id string, o *createOpts, start bool) (int,
 	}
 	if l := c.TakeSeccompListener(); l != nil {
 		path := spec.Linux.Seccomp.ListenerPath
-		err := sendSeccompListener(path, spec.Linux.Seccomp.ListenerMetadata, rec, state.Pid, l)
+		err := sendSeccompListener(path, spec.Linux.Seccomp.ListenerMetadata, oci.NewState(rec.ID, specs.StateCreating, state.Pid, rec.Bundle, rec.Annotations), state.Pid, l)
 		l.Close()
 		if err != nil {
 			g.destroyRecord(rec)
@@ -465,13 +465,16 @@ func sendConsole(socket string, master *os.File) error {
 // on a stream connection, the container process state as JSON
 // (specs.ContainerProcessState, the listener named in fds), with the
 // descriptor beside it.
-func sendSeccompListener(path, metadata string, rec *oci.Record, pid int, listener *os.File) error {
+//
+// state is the container's; pid the process's whose listener it is (the
+// main process during create, an exec'd one after).
+func sendSeccompListener(path, metadata string, state specs.State, pid int, listener *os.File) error {
 	msg, err := json.Marshal(specs.ContainerProcessState{
 		Version:  specs.Version,
 		Fds:      []string{specs.SeccompFdName},
 		Pid:      pid,
 		Metadata: metadata,
-		State:    oci.NewState(rec.ID, specs.StateCreating, pid, rec.Bundle, rec.Annotations),
+		State:    state,
 	})
 	if err != nil {
 		return err

@@ -238,8 +238,18 @@ func ociExec(g *globalOpts, args []string) int {
 	}
 	// runc exits 255 when the process cannot be started.
 	const cannotStart = 255
+	// The container's seccomp notify agent gets each exec'd process's
+	// listener too, as under runc.
+	var agent *seccompAgent
+	if rec.Config == nil {
+		return g.errorf("exec: container %s: its record has no configuration", id)
+	}
+	if sec := rec.Config.Security; sec != nil && sec.Seccomp != nil && sec.Seccomp.ListenerPath != "" {
+		agent = &seccompAgent{Path: sec.Seccomp.ListenerPath, Metadata: sec.Seccomp.ListenerMetadata,
+			State: oci.NewState(rec.ID, specs.StateRunning, rec.Main.Pid, rec.Bundle, rec.Annotations)}
+	}
 	if detach {
-		pid, err := startExecRelay(rec.ControlSocket, cmd, consoleSocket)
+		pid, err := startExecRelay(rec.ControlSocket, cmd, consoleSocket, agent)
 		if err != nil {
 			g.errorf("exec failed: %v", err)
 			return cannotStart
@@ -265,6 +275,11 @@ func ociExec(g *globalOpts, args []string) int {
 	p, err := cl.Exec(context.Background(), cmd)
 	if err != nil {
 		g.errorf("exec failed: %v", oneLine(err))
+		return cannotStart
+	}
+	if err := agent.hand(p); err != nil {
+		_ = p.Signal(syscall.SIGKILL)
+		g.errorf("exec: %v", err)
 		return cannotStart
 	}
 	if consoleSocket != "" {

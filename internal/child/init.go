@@ -924,9 +924,9 @@ func (in *initState) handle(r *initproto.Received, from *initproto.Conn) {
 			fds[i] = f.Fd()
 		}
 		var (
-			pid, pidfd int
-			pty        *os.File
-			err        error
+			pid, pidfd    int
+			pty, listener *os.File
+			err           error
 		)
 		if in.direct {
 			var ds *spawned
@@ -934,7 +934,7 @@ func (in *initState) handle(r *initproto.Received, from *initproto.Conn) {
 				pid, pidfd = ds.pid, ds.pidfd
 			}
 		} else {
-			pid, pidfd, pty, err = spawn(&spec, fds, in.cg.joinFDs())
+			pid, pidfd, pty, listener, err = spawn(&spec, fds, in.cg.joinFDs())
 		}
 		if err != nil {
 			in.execFailed(from, r.ID, initproto.InfoOf("start process", "", err))
@@ -945,6 +945,10 @@ func (in *initState) handle(r *initproto.Received, from *initproto.Conn) {
 		if pty != nil {
 			_ = from.Send(&initproto.Message{Type: initproto.TypePTY, ID: r.ID}, pty)
 			pty.Close()
+		}
+		if listener != nil {
+			_ = from.Send(&initproto.Message{Type: initproto.TypeSeccomp, ID: r.ID}, listener)
+			listener.Close()
 		}
 		// The tracked pidfd goes along when credentials cannot.
 		pidfd, ok := in.pidfd[pid]
@@ -1134,21 +1138,17 @@ func (sp *stageProc) release() error {
 
 // spawn starts a process through the exec stage and returns once it has
 // been execve()d (without a pidfd: -1).
-func spawn(spec *Process, files []uintptr, cgroups []int) (int, int, *os.File, error) {
+// Its terminal's master and its seccomp notify listener (for an agent)
+// come back when it has them.
+func spawn(spec *Process, files []uintptr, cgroups []int) (int, int, *os.File, *os.File, error) {
 	sp, err := startStage(spec, files, cgroups, false)
 	if err != nil {
-		return 0, -1, nil, err
+		return 0, -1, nil, nil, err
 	}
 	if err := sp.await(false); err != nil {
-		return 0, -1, nil, err
+		return 0, -1, nil, nil, err
 	}
-	if sp.listener != nil {
-		// Only the main process's listener goes to an agent: an Exec'd
-		// process's notified calls fail (ENOSYS), as before it had one.
-		sp.listener.Close()
-		sp.listener = nil
-	}
-	return sp.pid, -1, sp.pty, nil
+	return sp.pid, -1, sp.pty, sp.listener, nil
 }
 
 // runExecStage applies one process's settings and execve()s it. Its sync

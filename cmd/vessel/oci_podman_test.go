@@ -2,11 +2,13 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -14,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/openvessel/vessel/cgroups"
+	"github.com/openvessel/vessel/internal/testutil"
 )
 
 // podmanImage is the busybox image each podman test imports.
@@ -228,4 +231,127 @@ func TestPodmanCheckpointRestore(t *testing.T) {
 		out, err = podman("rm", name)
 		assert.NoError(t, err, "podman rm: %s", out)
 	}
+}
+
+// rootlessPodman runs Debian's podman as nobody (rootless), with its own
+// storage and XDG_RUNTIME_DIR in a directory of the test, and runtime rt.
+// nobody's subordinate ids (newuidmap reads /etc/subuid and /etc/subgid)
+// come from a file of the test bound over those two in a mount namespace
+// of each podman command, so the host's files are neither read nor
+// changed. Everything, podman's pause process included, goes when the
+// test ends.
+func rootlessPodman(t *testing.T) (podman func(rt string, args ...string) (string, error), runDir string) {
+	t.Helper()
+	for _, tool := range []string{"podman", "newuidmap", "unshare", "setpriv"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s is not installed (test.sh installs podman and uidmap)", tool)
+		}
+	}
+	dir, err := os.MkdirTemp("", "vessel-podman-rootless-")
+	require.NoError(t, err)
+	require.NoError(t, os.Chmod(dir, 0o755))
+	home, runDir := filepath.Join(dir, "home"), filepath.Join(dir, "run")
+	require.NoError(t, os.Mkdir(home, 0o755))
+	require.NoError(t, os.Mkdir(runDir, 0o700))
+	for _, d := range []string{home, runDir} {
+		require.NoError(t, os.Chown(d, 65534, 65534))
+	}
+	subids := filepath.Join(dir, "subids")
+	require.NoError(t, os.WriteFile(subids, []byte("nobody:400000:65536\n"), 0o644))
+	conf := filepath.Join(dir, "containers.conf")
+	require.NoError(t, os.WriteFile(conf, []byte("[containers]\ndefault_ulimits = [\"nofile=20000:20000\", \"nproc=4096:4096\"]\n"), 0o644))
+	rootfs := filepath.Join(dir, "rootfs")
+	require.NoError(t, os.MkdirAll(filepath.Join(rootfs, "bin"), 0o755))
+	out, err := exec.Command("cp", "/bin/busybox", filepath.Join(rootfs, "bin/busybox")).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	for _, a := range []string{"sh", "echo", "cat", "hostname", "id", "sleep", "tty"} {
+		require.NoError(t, os.Symlink("busybox", filepath.Join(rootfs, "bin", a)))
+	}
+	tarball := filepath.Join(dir, "image.tar")
+	out, err = exec.Command("tar", "-C", rootfs, "-cf", tarball, ".").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	require.NoError(t, os.Chmod(tarball, 0o644))
+	const inNS = `mount --bind "$0" /etc/subuid && mount --bind "$0" /etc/subgid && exec setpriv --reuid 65534 --regid 65534 --clear-groups "$@"`
+	podman = func(rt string, args ...string) (string, error) {
+		argv := append([]string{"--mount", "--propagation", "private", "--", "sh", "-c", inNS, subids,
+			"env", "-i", "HOME=" + home, "XDG_RUNTIME_DIR=" + runDir, "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "CONTAINERS_CONF=" + conf,
+			"podman", "--root", filepath.Join(home, "storage"), "--runroot", filepath.Join(runDir, "storage"),
+			"--cgroup-manager", "cgroupfs", "--runtime", rt, "--events-backend", "none"}, args...)
+		cmd := exec.Command("unshare", argv...)
+		cmd.Dir = dir
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	t.Cleanup(func() {
+		podman("runc", "rm", "--all", "--force", "--time", "0")
+		// podman's pause process holds its user namespace (and its
+		// storage mounts there).
+		if b, err := os.ReadFile(filepath.Join(runDir, "libpod", "tmp", "pause.pid")); err == nil {
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 1 {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			t.Errorf("removing %s: %v", dir, err)
+		}
+	})
+	out2, err := podman("runc", "import", tarball, podmanImage)
+	require.NoError(t, err, "rootless podman import: %s", out2)
+	return podman, runDir
+}
+
+// TestPodmanRootless: rootless podman (nobody, with subordinate ids, no
+// cgroups: v1 controllers are not delegated) with vessel as its runtime
+// gives what it gives with runc: run and its exit code, run --user, run
+// -d, exec with its status, late output and -t, inspect's pid, top, stop,
+// rm. vessel, root of podman's user namespace there, keeps its state
+// under $XDG_RUNTIME_DIR/vessel as runc keeps its under .../runc, and
+// leaves none behind.
+func TestPodmanRootless(t *testing.T) {
+	testutil.RequireRoot(t)
+	podman, runDir := rootlessPodman(t)
+	results := map[string][]string{}
+	for _, rt := range []string{"runc", vesselBin} {
+		var got []string
+		note := func(what, out string, err error) {
+			got = append(got, fmt.Sprintf("%s: %s (status %d)", what, strings.TrimSpace(out), exitStatusOf(err)))
+		}
+		run := []string{"run", "--rm", "--network", "none", podmanImage}
+		out, err := podman(rt, append(run, "sh", "-c", "id -u; echo hello")...)
+		note("run", out, err)
+		out, err = podman(rt, append(run, "sh", "-c", "exit 7")...)
+		note("run exit 7", out, err)
+		out, err = podman(rt, "run", "--rm", "--network", "none", "--user", "1000:1000", podmanImage, "id", "-u")
+		note("run --user", out, err)
+		out, err = podman(rt, "run", "-d", "--name", "r1", "--network", "none", podmanImage, "sleep", "1000")
+		require.NoError(t, err, "%s: rootless podman run -d: %s", rt, out)
+		out, err = podman(rt, "exec", "r1", "sh", "-c", "exit 3")
+		note("exec exit 3", out, err)
+		out, err = podman(rt, "exec", "r1", "sh", "-c", "sleep 1; echo late")
+		note("exec late", out, err)
+		out, err = podman(rt, "exec", "-t", "r1", "tty")
+		note("exec -t", out, err)
+		out, err = podman(rt, "inspect", "-f", "{{.State.Pid}}", "r1")
+		require.NoError(t, err)
+		cmdline, _ := os.ReadFile("/proc/" + strings.TrimSpace(out) + "/cmdline")
+		note("inspect pid", strings.ReplaceAll(string(cmdline), "\x00", " "), nil)
+		out, err = podman(rt, "top", "r1", "args")
+		note("top", out, err)
+		_, err = podman(rt, "stop", "-t", "1", "r1")
+		note("stop", "", err)
+		out, err = podman(rt, "inspect", "-f", "{{.State.ExitCode}}", "r1")
+		note("exit code after stop", out, err)
+		_, err = podman(rt, "rm", "r1")
+		note("rm", "", err)
+		results[rt] = got
+	}
+	assert.Equal(t, results["runc"], results[vesselBin], "rootless podman: runc's results, then vessel's")
+	assert.Contains(t, results[vesselBin], "run: 0\nhello (status 0)")
+	assert.Contains(t, results[vesselBin], "run exit 7:  (status 7)")
+	assert.Contains(t, results[vesselBin], "exec -t: /dev/pts/0 (status 0)")
+	// vessel's state went below XDG_RUNTIME_DIR, and is gone with the
+	// containers.
+	entries, err := os.ReadDir(filepath.Join(runDir, "vessel"))
+	require.NoError(t, err, "vessel kept no state in $XDG_RUNTIME_DIR/vessel")
+	assert.Empty(t, entries, "state left in $XDG_RUNTIME_DIR/vessel")
 }

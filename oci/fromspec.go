@@ -496,16 +496,19 @@ func (c *converter) devices(devs []specs.LinuxDevice, cfg *vessel.Config) {
 	cfg.Resources.Devices = append(head, defaults...)
 }
 
-// notifyRefused are the system calls a process makes after its seccomp
-// filter is loaded and before its execve, in vessel's exec stage: sending
-// the listener and waiting to be started (sendmsg, recvmsg, close), the
+// notifyRefused are the system calls a process may make after its
+// seccomp filter is loaded and before its execve, in vessel's exec stage:
+// dropping privileges (the filter comes first when the process keeps no
+// CAP_SYS_ADMIN and no_new_privs is off, as under runc), sending the
+// listener and waiting to be started (sendmsg, recvmsg, close), the
 // execve, and the Go runtime's own (threads, memory, signals, sleeps).
 // Notified, they would wait for an agent that has not got the listener.
 var notifyRefused = []string{
-	"clone", "clone3", "close", "execve", "execveat", "exit", "exit_group", "futex",
-	"getpid", "gettid", "madvise", "mmap", "mprotect", "munmap", "nanosleep",
-	"clock_nanosleep", "recvmsg", "rt_sigprocmask", "rt_sigreturn", "sched_yield",
-	"sendmsg", "sigaltstack", "tgkill", "write",
+	"capset", "clock_nanosleep", "clone", "clone3", "close", "execve", "execveat", "exit",
+	"exit_group", "futex", "getpid", "gettid", "landlock_add_rule", "landlock_create_ruleset",
+	"landlock_restrict_self", "madvise", "mmap", "mprotect", "munmap", "nanosleep", "prctl",
+	"recvmsg", "rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "sched_yield", "sendmsg",
+	"setgid", "setgroups", "setresgid", "setresuid", "setuid", "sigaltstack", "tgkill", "write",
 }
 
 func (c *converter) seccomp(s *specs.LinuxSeccomp) *security.Seccomp {

@@ -79,6 +79,17 @@ func podmanWithEnv(t *testing.T, env ...string) func(args ...string) (string, er
 	return podman
 }
 
+// withoutVesselWarnings drops the lines vessel's warnings make from out.
+func withoutVesselWarnings(out string) string {
+	var keep []string
+	for _, l := range strings.SplitAfter(out, "\n") {
+		if !strings.HasPrefix(l, "vessel: warning: ") {
+			keep = append(keep, l)
+		}
+	}
+	return strings.Join(keep, "")
+}
+
 // exitStatusOf is the exit status of a command run by exec (0 for nil).
 func exitStatusOf(err error) int {
 	var ee *exec.ExitError
@@ -136,7 +147,11 @@ func TestPodmanAsRunc(t *testing.T) {
 	assert.Equal(t, "writable\netc-read-only\n", out)
 	out, err = run("--privileged", "stat -c %t:%T /dev/fuse; echo x > /dev/null && echo ok")
 	assert.NoError(t, err, "podman run --privileged: %s", out)
-	assert.Equal(t, "a:e5\nok\n", out)
+	// vessel create warns that it leaves the spec's v1 cgroup mount out
+	// (on this hybrid host): without --log that goes to its stderr,
+	// which conmon gives it, and podman shows it or not depending on
+	// when it attaches. The container's own output is the rest.
+	assert.Equal(t, "a:e5\nok\n", withoutVesselWarnings(out))
 
 	// Limits, user, OOM.
 	out, err = run("--memory", "64m", "--pids-limit", "50", "--cpus", "0.5", "--user", "1000:1000", "id -u")

@@ -612,6 +612,12 @@ type RestoreOptions struct {
 	Stdin  io.Reader
 	Stdout io.Writer
 	Stderr io.Writer
+	// Detached and ControlSocket are the restored container's
+	// Container.Detached and Container.ControlSocket: a restored
+	// container that outlives the program restoring it (the OCI CLI's
+	// restore) and that other programs reach through its socket.
+	Detached      bool
+	ControlSocket string
 }
 
 // Restore brings back the container saved in dir by Checkpoint and
@@ -654,6 +660,7 @@ func Restore(ctx context.Context, dir string, cfg *Config, id string, opts *Rest
 	if err := reclaimStaleCgroup(id, cfg.Cgroup); err != nil {
 		return nil, err
 	}
+	c.Detached, c.ControlSocket = opts.Detached, opts.ControlSocket
 	if err := c.restore(ctx, dir, meta, opts); err != nil {
 		c.mu.Lock()
 		c.status = Destroyed

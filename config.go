@@ -421,13 +421,31 @@ func (c *Config) Validate() error {
 			bad("domainname", "%v", err)
 		}
 	}
-	if ns.Has(namespaces.Mount) && !ns.IsNew(namespaces.Mount) && (len(c.Mounts) > 0 || c.Rootfs.Kind == rootfs.KindDir) {
-		bad("rootfs", "cannot build a root filesystem in a joined mount namespace")
+	if ns.IsJoined(namespaces.Mount) {
+		if c.Rootfs.Kind == rootfs.KindDir {
+			if err := joinableMountNS(ns); err != nil {
+				bad("namespaces["+string(namespaces.Mount)+"].path", "%v", err)
+			}
+		} else if len(c.Mounts) > 0 || c.ReadOnly || (c.Rootfs.Kind != rootfs.KindHost && c.Rootfs.Kind != "") {
+			bad("rootfs", "a joined mount namespace takes only a directory root (rootfs.Dir): images, overlays and the host view are mounted on the host, where the joined namespace cannot see them")
+		}
 	}
-	if !ns.Has(namespaces.Mount) && (len(c.Mounts) > 0 || c.Rootfs.Kind == rootfs.KindDir || c.ReadOnly) {
-		bad("rootfs", "a root filesystem or mounts need a mount namespace (it would change the host's)")
+	if !ns.Has(namespaces.Mount) && c.Rootfs.Kind != rootfs.KindDir && (len(c.Mounts) > 0 || c.ReadOnly || (c.Rootfs.Kind != rootfs.KindHost && c.Rootfs.Kind != "")) {
+		bad("rootfs", "without a mount namespace only a directory root (rootfs.Dir) is built (a detached tree the process is chrooted into): images, overlays, the host view and mounts without a root need one")
 	}
-	if ns.IsNew(namespaces.Mount) {
+	if !ns.Has(namespaces.Mount) && c.Rootfs.Kind == rootfs.KindDir {
+		// The root is built in a scratch mount namespace and the init
+		// goes back to the caller's: not possible from a new user
+		// namespace (the caller's belongs to the host's), and a new pid
+		// namespace's /proc would have to be mounted in the caller's.
+		if ns.IsNew(namespaces.User) {
+			bad("namespaces", "a new user namespace without a mount namespace: the root filesystem is built in a scratch mount namespace and the container returns to the host's, which a new user namespace may not enter")
+		}
+		if ns.IsNew(namespaces.PID) {
+			bad("namespaces", "a new pid namespace without a mount namespace: its /proc could only be mounted in the host's mount namespace")
+		}
+	}
+	if c.buildsRoot() {
 		if err := c.plan().Validate(); err != nil {
 			errs = append(errs, err)
 		}
@@ -470,6 +488,39 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// buildsRoot reports whether the init builds the container's root
+// filesystem: in a new mount namespace, or, given a directory root, in
+// the joined one (as runc does: the root is mounted and pivoted to there).
+//
+// Without a mount namespace in the set, a directory root is built as a
+// detached tree the process is chrooted into, in the caller's mount
+// namespace (rootfs.Plan.InheritMountNS): what runc does for such a
+// container (mounts in the host's namespace, then chroot) without
+// mounting anything there.
+func (c *Config) buildsRoot() bool {
+	ns := c.Namespaces
+	return ns.IsNew(namespaces.Mount) || (!ns.IsNew(namespaces.Mount) && c.Rootfs.Kind == rootfs.KindDir)
+}
+
+// joinableMountNS refuses to build a root in a joined mount namespace that
+// is this process's own or the host's first one (PID 1's): mounting the
+// container's root there and pivoting into it would change the root of
+// every process of the host.
+func joinableMountNS(ns namespaces.Set) error {
+	n, _ := ns.Get(namespaces.Mount)
+	var target syscall.Stat_t
+	if syscall.Stat(n.Path, &target) != nil {
+		return nil // namespaces' own check names the path and the error
+	}
+	for _, own := range []string{"/proc/self/ns/mnt", "/proc/1/ns/mnt"} {
+		var st syscall.Stat_t
+		if syscall.Stat(own, &st) == nil && st.Dev == target.Dev && st.Ino == target.Ino {
+			return fmt.Errorf("%s is the host's mount namespace (%s): a root filesystem built and pivoted to there would replace the host's", n.Path, own)
+		}
+	}
+	return nil
+}
+
 // plan turns the config into the rootfs package's plan.
 func (c *Config) plan() *rootfs.Plan {
 	ns := c.Namespaces
@@ -499,6 +550,7 @@ func (c *Config) plan() *rootfs.Plan {
 		Privileged:      c.Privileged,
 		Devices:         c.Devices,
 		RootPropagation: c.RootPropagation,
+		InheritMountNS:  !ns.Has(namespaces.Mount),
 	}
 }
 

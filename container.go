@@ -92,6 +92,7 @@ type Container struct {
 	sess        *session
 	startWait   chan *initproto.Received
 	pty         *os.File
+	listener    *os.File // seccomp notify listener, until taken
 	ptyWG       sync.WaitGroup
 	ptyEnded    chan struct{}
 	timer       *time.Timer
@@ -204,7 +205,7 @@ func (c *Container) initConfig(args []string, plan *rootfs.Plan, image *rootfs.I
 			ic.Joins = append(ic.Joins, n)
 		}
 	}
-	if ns.IsNew(namespaces.Mount) {
+	if cfg.buildsRoot() {
 		ic.Plan = plan
 		ic.Plan.Files = c.generatedFiles()
 	}
@@ -456,7 +457,7 @@ func (s *startRun) storage() error {
 		return err
 	}
 	c.secPrep = prep
-	if c.cfg.Namespaces.IsNew(namespaces.Mount) {
+	if c.cfg.buildsRoot() {
 		s.plan = c.cfg.plan()
 		if s.plan.NeedsPrepare() {
 			sp, err := storage.Prepare(s.ctx, c.id, s.plan, storage.PrepareOptions{})
@@ -535,7 +536,7 @@ func (s *startRun) startInit() error {
 	// anything runs, rather than failing inside. (A restored container's
 	// main process is criu's; only its Execs would need the stage: Exec
 	// refuses them.)
-	if interp := dynamicInterpreter(); interp != "" && c.cfg.Rootfs.Kind != rootfs.KindHost && c.cfg.Namespaces.IsNew(namespaces.Mount) {
+	if interp := dynamicInterpreter(); interp != "" && c.cfg.Rootfs.Kind != rootfs.KindHost && c.cfg.buildsRoot() {
 		if c.restoreSpec != nil {
 			refused := &SetupError{Step: "check executable", Path: "/proc/self/exe", Err: fmt.Errorf(
 				"this program is dynamically linked (interpreter %s): processes of a restored container start through vessel's exec stage, which would start the program again inside the container's root, where the host's loader is out of reach: build it with CGO_ENABLED=0", interp)}
@@ -657,6 +658,9 @@ func (s *startRun) startInit() error {
 		_ = cmd.Process.Signal(syscall.SIGKILL)
 		_ = cmd.Wait()
 		s.ctl.Close()
+		if l := c.TakeSeccompListener(); l != nil {
+			l.Close()
+		}
 		if s.stdio != nil {
 			initproto.CloseFiles(s.stdioEnd)
 			s.stdio.wait()
@@ -787,7 +791,7 @@ func (s *startRun) sendConfig() error {
 // (or waits before it, Create), or the step that failed.
 func (s *startRun) waitStarted() error {
 	c := s.c
-	r, pty, err := awaitInit(s.ctl, func(n *initproto.Conn) {
+	r, pty, listener, err := awaitInit(s.ctl, func(n *initproto.Conn) {
 		s.ctl = n
 		c.mu.Lock()
 		c.ctl = n
@@ -795,6 +799,11 @@ func (s *startRun) waitStarted() error {
 	}, initproto.TypeStarted, initproto.TypeCreated)
 	if pty != nil {
 		c.pty = pty
+	}
+	if listener != nil {
+		c.mu.Lock()
+		c.listener = listener
+		c.mu.Unlock()
 	}
 	var se *SetupError
 	switch {
@@ -885,6 +894,9 @@ func (c *Container) waitInit() {
 	// The init's last messages (the main process's exit) may still be in
 	// the socket: read to its end before settling the status.
 	<-c.ctlDone
+	if l := c.TakeSeccompListener(); l != nil {
+		l.Close()
+	}
 	if c.pty != nil {
 		if c.ptyEnded != nil {
 			close(c.ptyEnded)
@@ -1104,6 +1116,22 @@ func (c *Container) Console() *os.File {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.pty
+}
+
+// TakeSeccompListener returns the seccomp user-notification listener of
+// the main process and hands it to the caller, who must close it; nil if
+// there is none or it was taken. There is one when the security profile's
+// seccomp filter has SCMP_ACT_NOTIFY rules and a ListenerPath: the
+// process's notified system calls wait for whoever reads it (an OCI
+// runtime sends it to the agent listening at ListenerPath). It is ready
+// when Start or Create returns; not taken, it is closed when the
+// container ends, and notified calls then fail with ENOSYS.
+func (c *Container) TakeSeccompListener() *os.File {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	l := c.listener
+	c.listener = nil
+	return l
 }
 
 // makeIDMapped clones the root and the bind sources that ask for it,

@@ -60,11 +60,12 @@ type Process struct {
 	once    sync.Once
 	status  *ExitStatus
 
-	pty     *os.File
-	copies  sync.WaitGroup
-	closers []io.Closer
-	mu      sync.Mutex
-	ctxErr  error // the context whose end killed the process
+	pty      *os.File
+	listener *os.File // seccomp notify listener, until taken
+	copies   sync.WaitGroup
+	closers  []io.Closer
+	mu       sync.Mutex
+	ctxErr   error // the context whose end killed the process
 }
 
 // Exec starts cmd inside the running container, in all of its namespaces
@@ -203,6 +204,12 @@ func (p *Process) handle(r *initproto.Received) {
 		if len(r.Files) == 1 {
 			p.pty = r.Files[0]
 		}
+	case initproto.TypeSeccomp:
+		if len(r.Files) == 1 {
+			p.mu.Lock()
+			p.listener = r.Files[0]
+			p.mu.Unlock()
+		}
 	case initproto.TypeStarted:
 		p.pid = r.PidOf()
 		p.started <- nil
@@ -217,6 +224,9 @@ func (p *Process) handle(r *initproto.Received) {
 
 func (p *Process) finish(st *ExitStatus, err error) {
 	p.once.Do(func() {
+		if l := p.TakeSeccompListener(); l != nil {
+			l.Close()
+		}
 		if st == nil && err != nil {
 			s := ExitStatus{Code: 137, Signal: syscall.SIGKILL, Killed: true}
 			st = &s
@@ -308,3 +318,16 @@ func interfaceEqual(a, b io.Writer) (eq bool) {
 // Console returns the process's pseudo-terminal master (Command.TTY), for
 // callers that copy it themselves; nil without a terminal.
 func (p *Process) Console() *os.File { return p.pty }
+
+// TakeSeccompListener is Container.TakeSeccompListener for this process:
+// its seccomp notify listener, handed to the caller (who must close it),
+// when the container's profile has SCMP_ACT_NOTIFY rules and a
+// ListenerPath; nil otherwise or once taken. Not taken, it is closed
+// when the process ends.
+func (p *Process) TakeSeccompListener() *os.File {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	l := p.listener
+	p.listener = nil
+	return l
+}

@@ -89,7 +89,7 @@ func TestAwaitInit(t *testing.T) {
 	require.NoError(t, mine.Send(&initproto.Message{Type: initproto.TypeStarted, Pid: 42}))
 
 	var now *initproto.Conn
-	r, pty, err := awaitInit(parent, func(n *initproto.Conn) { now = n }, initproto.TypeStarted, initproto.TypeCreated)
+	r, pty, _, err := awaitInit(parent, func(n *initproto.Conn) { now = n }, initproto.TypeStarted, initproto.TypeCreated)
 	require.NoError(t, err)
 	require.NotNil(t, now, "not switched to the handed-over socket")
 	defer now.Close()
@@ -100,7 +100,7 @@ func TestAwaitInit(t *testing.T) {
 
 	// A failure report is the step error it describes.
 	require.NoError(t, mine.Send(&initproto.Message{Type: initproto.TypeError, Error: &initproto.ErrorInfo{Step: "pivot_root", Errno: int(syscall.EINVAL)}}))
-	_, _, err = awaitInit(now, func(*initproto.Conn) {}, initproto.TypeStarted)
+	_, _, _, err = awaitInit(now, func(*initproto.Conn) {}, initproto.TypeStarted)
 	var se *SetupError
 	require.ErrorAs(t, err, &se)
 	assert.Equal(t, "pivot_root", se.Step)
@@ -108,12 +108,12 @@ func TestAwaitInit(t *testing.T) {
 
 	// A kind not expected here.
 	require.NoError(t, mine.Send(&initproto.Message{Type: initproto.TypeReady}))
-	_, _, err = awaitInit(now, func(*initproto.Conn) {}, initproto.TypeStarted)
+	_, _, _, err = awaitInit(now, func(*initproto.Conn) {}, initproto.TypeStarted)
 	assert.ErrorContains(t, err, `unexpected message "ready"`)
 
 	// The init gone: the receive error, without a message.
 	mine.Close()
-	r, _, err = awaitInit(now, func(*initproto.Conn) {}, initproto.TypeStarted)
+	r, _, _, err = awaitInit(now, func(*initproto.Conn) {}, initproto.TypeStarted)
 	assert.Nil(t, r)
 	assert.ErrorIs(t, err, initproto.ErrClosed)
 }

@@ -37,19 +37,19 @@ func sendSignal(conn *initproto.Conn, id int, sig syscall.Signal) error {
 // want comes (ready, created, started) or a failure report (returned as
 // its *SetupError, with the message). On the way it switches to the
 // control socket a control message hands over (switched is told the new
-// connection) and keeps a terminal's master, which it returns in any
-// case.
-func awaitInit(conn *initproto.Conn, switched func(*initproto.Conn), want ...initproto.Kind) (r *initproto.Received, pty *os.File, err error) {
+// connection) and keeps a terminal's master and a seccomp notify
+// listener, which it returns in any case.
+func awaitInit(conn *initproto.Conn, switched func(*initproto.Conn), want ...initproto.Kind) (r *initproto.Received, pty, listener *os.File, err error) {
 	for {
 		r, err := conn.Recv()
 		if err != nil {
-			return nil, pty, err
+			return nil, pty, listener, err
 		}
 		switch {
 		case r.Type == initproto.TypeControl:
 			n, ok := conn.Rebound(r)
 			if !ok {
-				return r, pty, errors.New("bad control socket message")
+				return r, pty, listener, errors.New("bad control socket message")
 			}
 			conn = n
 			switched(n)
@@ -57,12 +57,16 @@ func awaitInit(conn *initproto.Conn, switched func(*initproto.Conn), want ...ini
 			if len(r.Files) == 1 {
 				pty = r.Files[0]
 			}
+		case r.Type == initproto.TypeSeccomp:
+			if len(r.Files) == 1 {
+				listener = r.Files[0]
+			}
 		case r.Type == initproto.TypeError:
-			return r, pty, remoteSetupError(r.Error)
+			return r, pty, listener, remoteSetupError(r.Error)
 		case slices.Contains(want, r.Type):
-			return r, pty, nil
+			return r, pty, listener, nil
 		default:
-			return r, pty, fmt.Errorf("unexpected message %q", r.Type)
+			return r, pty, listener, fmt.Errorf("unexpected message %q", r.Type)
 		}
 	}
 }

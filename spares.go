@@ -264,7 +264,7 @@ func (sp *spareInit) start(key spareKey) (err error) {
 	sp.mu.Unlock()
 	// It hands over a control socket made in its network namespace
 	// (initproto.Conn.Rebound), then says it is ready.
-	r, _, err := awaitInit(ctl, func(n *initproto.Conn) {
+	r, _, _, err := awaitInit(ctl, func(n *initproto.Conn) {
 		sp.mu.Lock()
 		sp.ctl = n
 		sp.mu.Unlock()

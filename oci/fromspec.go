@@ -496,6 +496,21 @@ func (c *converter) devices(devs []specs.LinuxDevice, cfg *vessel.Config) {
 	cfg.Resources.Devices = append(head, defaults...)
 }
 
+// notifyRefused are the system calls a process may make after its
+// seccomp filter is loaded and before its execve, in vessel's exec stage:
+// dropping privileges (the filter comes first when the process keeps no
+// CAP_SYS_ADMIN and no_new_privs is off, as under runc), sending the
+// listener and waiting to be started (sendmsg, recvmsg, close), the
+// execve, and the Go runtime's own (threads, memory, signals, sleeps).
+// Notified, they would wait for an agent that has not got the listener.
+var notifyRefused = []string{
+	"capset", "clock_nanosleep", "clone", "clone3", "close", "execve", "execveat", "exit",
+	"exit_group", "futex", "getpid", "gettid", "landlock_add_rule", "landlock_create_ruleset",
+	"landlock_restrict_self", "madvise", "mmap", "mprotect", "munmap", "nanosleep", "prctl",
+	"recvmsg", "rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "sched_yield", "sendmsg",
+	"setgid", "setgroups", "setresgid", "setresuid", "setuid", "sigaltstack", "tgkill", "write",
+}
+
 func (c *converter) seccomp(s *specs.LinuxSeccomp) *security.Seccomp {
 	out := &security.Seccomp{
 		DefaultAction:    security.Action(s.DefaultAction),
@@ -509,21 +524,27 @@ func (c *converter) seccomp(s *specs.LinuxSeccomp) *security.Seccomp {
 	for _, f := range s.Flags {
 		out.Flags = append(out.Flags, string(f))
 	}
-	if s.ListenerPath != "" {
-		c.unsupported("linux.seccomp.listenerPath", "seccomp user notification is not supported yet")
-	}
 	if s.DefaultAction == specs.ActNotify {
-		c.unsupported("linux.seccomp.defaultAction", "SCMP_ACT_NOTIFY: seccomp user notification is not supported yet")
+		c.bad("linux.seccomp.defaultAction", "SCMP_ACT_NOTIFY cannot be the default action (as under runc): the process's own start would wait for the agent that has not got the listener yet")
 	}
+	notify := false
 	for i, r := range s.Syscalls {
 		if r.Action == specs.ActNotify {
-			c.unsupported(fmt.Sprintf("linux.seccomp.syscalls[%d].action", i), "SCMP_ACT_NOTIFY: seccomp user notification is not supported yet")
+			notify = true
+			for _, n := range r.Names {
+				if slices.Contains(notifyRefused, n) {
+					c.bad(fmt.Sprintf("linux.seccomp.syscalls[%d].names", i), "SCMP_ACT_NOTIFY on %s: vessel makes that call between loading the filter and execve, before the agent has the listener (calls that cannot be notified: %s)", n, strings.Join(notifyRefused, ", "))
+				}
+			}
 		}
 		sc := security.Syscall{Names: slices.Clone(r.Names), Action: security.Action(r.Action), ErrnoRet: clonePtr(r.ErrnoRet)}
 		for _, a := range r.Args {
 			sc.Args = append(sc.Args, security.Arg{Index: a.Index, Value: a.Value, ValueTwo: a.ValueTwo, Op: security.Operator(a.Op)})
 		}
 		out.Syscalls = append(out.Syscalls, sc)
+	}
+	if notify && s.ListenerPath == "" {
+		c.bad("linux.seccomp.listenerPath", "empty, but syscalls use SCMP_ACT_NOTIFY: nothing would answer the notified calls")
 	}
 	if err := out.Validate(); err != nil {
 		c.fieldErr("linux.", err)

@@ -472,13 +472,15 @@ func TestFromSpecErrors(t *testing.T) {
 		{"bad device rule", func(s *specs.Spec) {
 			s.Linux.Resources.Devices = []specs.LinuxDeviceCgroup{{Allow: true, Type: "x", Access: "rwm"}}
 		}, "linux.resources.devices[0]", false},
-		{"seccomp listener", func(s *specs.Spec) {
-			s.Linux.Seccomp = &specs.LinuxSeccomp{DefaultAction: specs.ActAllow, ListenerPath: "/run/l.sock"}
-		}, "linux.seccomp.listenerPath", true},
-		{"seccomp notify", func(s *specs.Spec) {
+		{"seccomp notify without listener", func(s *specs.Spec) {
 			s.Linux.Seccomp = &specs.LinuxSeccomp{DefaultAction: specs.ActAllow, Syscalls: []specs.LinuxSyscall{{Names: []string{"mount"}, Action: specs.ActNotify}}}
-		}, "linux.seccomp.syscalls[0].action", true},
-		{"seccomp notify default", func(s *specs.Spec) { s.Linux.Seccomp = &specs.LinuxSeccomp{DefaultAction: specs.ActNotify} }, "linux.seccomp.defaultAction", true},
+		}, "linux.seccomp.listenerPath", false},
+		{"seccomp notify on the stage's calls", func(s *specs.Spec) {
+			s.Linux.Seccomp = &specs.LinuxSeccomp{DefaultAction: specs.ActAllow, ListenerPath: "/run/l.sock", Syscalls: []specs.LinuxSyscall{{Names: []string{"mkdir", "sendmsg"}, Action: specs.ActNotify}}}
+		}, "linux.seccomp.syscalls[0].names", false},
+		{"seccomp notify default", func(s *specs.Spec) {
+			s.Linux.Seccomp = &specs.LinuxSeccomp{DefaultAction: specs.ActNotify, ListenerPath: "/run/l.sock"}
+		}, "linux.seccomp.defaultAction", false},
 		{"seccomp bad action", func(s *specs.Spec) { s.Linux.Seccomp = &specs.LinuxSeccomp{DefaultAction: "SCMP_ACT_DANCE"} }, "linux.seccomp.defaultAction", false},
 		{"seccomp bad operator", func(s *specs.Spec) {
 			s.Linux.Seccomp = &specs.LinuxSeccomp{DefaultAction: specs.ActAllow, Syscalls: []specs.LinuxSyscall{{Names: []string{"read"}, Action: specs.ActErrno, Args: []specs.LinuxSeccompArg{{Index: 0, Op: "SCMP_CMP_SOMETIMES"}}}}}

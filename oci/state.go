@@ -198,26 +198,57 @@ func (s *Store) ControlSocket(id string) string {
 // long for a unix socket: /run/vessel-sock for root, else under
 // $XDG_RUNTIME_DIR (or the temporary directory).
 func SocketDir() string {
+	if honorXDG() {
+		return filepath.Join(os.Getenv("XDG_RUNTIME_DIR"), "vessel-sock")
+	}
 	if os.Geteuid() == 0 {
 		return "/run/vessel-sock"
-	}
-	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
-		return filepath.Join(d, "vessel-sock")
 	}
 	return filepath.Join(os.TempDir(), fmt.Sprintf("vessel-sock-%d", os.Geteuid()))
 }
 
 // UserRoot is the state root the command line uses when not told (--root):
-// DefaultRoot for root; for other users $XDG_RUNTIME_DIR/vessel, as runc
-// uses /run/user/UID/runc (the temporary directory when it is unset).
+// DefaultRoot for root; $XDG_RUNTIME_DIR/vessel for other users and for
+// root of a user namespace of its own (rootless podman runs its runtime
+// so), as runc uses $XDG_RUNTIME_DIR/runc; the temporary directory when
+// that is unset.
 func UserRoot() string {
+	if honorXDG() {
+		return filepath.Join(os.Getenv("XDG_RUNTIME_DIR"), "vessel")
+	}
 	if os.Geteuid() == 0 {
 		return DefaultRoot
 	}
-	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
-		return filepath.Join(d, "vessel")
-	}
 	return filepath.Join(os.TempDir(), fmt.Sprintf("vessel-%d", os.Geteuid()))
+}
+
+// honorXDG reports whether state goes below $XDG_RUNTIME_DIR, decided as
+// runc decides: when it is set, for any user but root, and for root of a
+// user namespace other than the host's unless $USER says root (the
+// host's root keeps /run, whatever its $XDG_RUNTIME_DIR).
+func honorXDG() bool {
+	if os.Getenv("XDG_RUNTIME_DIR") == "" {
+		return false
+	}
+	if os.Geteuid() != 0 {
+		return true
+	}
+	if !inUserNamespace() {
+		return false
+	}
+	u, ok := os.LookupEnv("USER")
+	return !ok || u != "root"
+}
+
+// inUserNamespace reports whether this process's user namespace is not
+// the host's (whose uid_map maps every id to itself).
+func inUserNamespace() bool {
+	b, err := os.ReadFile("/proc/self/uid_map")
+	if err != nil {
+		return false
+	}
+	f := strings.Fields(string(b))
+	return !(len(f) == 3 && f[0] == "0" && f[1] == "0" && f[2] == "4294967295")
 }
 
 // Dir returns the state directory of container id.

@@ -184,7 +184,7 @@ func specTimeOffset(d time.Duration) specs.LinuxTimeOffset {
 // standard form, then cfg's own mounts.
 func specMounts(cfg *vessel.Config) []specs.Mount {
 	ns := cfg.Namespaces
-	if !ns.IsNew(namespaces.Mount) {
+	if !ns.IsNew(namespaces.Mount) && cfg.Rootfs.Kind != rootfs.KindDir {
 		return nil
 	}
 	covered := map[string]bool{}

@@ -22,5 +22,8 @@
 // compress/, crypto/). It must never change the host: every mount it makes
 // is in the container's private mount namespace (none in the parent), it
 // never writes into the host's root (Host roots are assembled on a tmpfs),
-// and Setup must not be called outside a new mount namespace.
+// and Setup must not be called outside a new mount namespace, except with
+// Plan.InheritMountNS, where it makes a scratch mount namespace of its own
+// and leaves the caller's with the finished root as a detached tree (never
+// attached to any mount table).
 package rootfs

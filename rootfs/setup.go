@@ -44,7 +44,60 @@ func (b *builder) track(fd int) int { b.closes = append(b.closes, fd); return fd
 // It must run in a new mount namespace on a thread that will also start the
 // container's processes. On return the process's root and working
 // directory are the container's /.
+//
+// With p.InheritMountNS, Setup runs in the caller's mount namespace
+// instead and leaves the thread there (see Plan.InheritMountNS).
 func Setup(p *Plan) error {
+	if p.InheritMountNS {
+		return setupDetached(p)
+	}
+	return setup(p)
+}
+
+// setupDetached builds the root in a scratch mount namespace of the
+// calling thread and comes back to the thread's mount namespace with the
+// root as a detached tree: the thread's root is in that tree, its mount
+// namespace the one it had, and that namespace's mount table is never
+// changed.
+func setupDetached(p *Plan) error {
+	own, err := unix.Open("/proc/thread-self/ns/mnt", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return stepErr("open own mount namespace", "/proc/thread-self/ns/mnt", err)
+	}
+	defer unix.Close(own)
+	// A thread of a multi-threaded process gets filesystem attributes of
+	// its own before it may change mount namespace.
+	if err := unix.Unshare(unix.CLONE_FS | unix.CLONE_NEWNS); err != nil {
+		return stepErr("unshare scratch mount namespace", "", err)
+	}
+	back := func() error {
+		return unix.Setns(own, unix.CLONE_NEWNS)
+	}
+	if err := setup(p); err != nil {
+		if berr := back(); berr != nil {
+			return errors.Join(err, stepErr("return to own mount namespace", "", berr))
+		}
+		return err
+	}
+	tree, err := unix.OpenTree(unix.AT_FDCWD, "/", unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE)
+	if err != nil {
+		_ = back()
+		return stepErr("detach the root tree", "/", err)
+	}
+	defer unix.Close(tree)
+	if err := back(); err != nil {
+		return stepErr("return to own mount namespace", "", err)
+	}
+	if err := unix.Fchdir(tree); err != nil {
+		return stepErr("chdir to the detached root", "", err)
+	}
+	if err := unix.Chroot("."); err != nil {
+		return stepErr("chroot to the detached root", "", err)
+	}
+	return stepErr("chdir /", "/", unix.Chdir("/"))
+}
+
+func setup(p *Plan) error {
 	b := &builder{p: p, rootfd: -1}
 	defer b.close()
 	// Nothing we do may propagate back to the host. A slave root (asked

@@ -230,6 +230,14 @@ type Plan struct {
 	// BeforePivot, when set, runs once every mount is in place, before
 	// pivot_root (OCI createContainer hooks run here).
 	BeforePivot func() error `json:"-"`
+	// InheritMountNS builds the root for a process that stays in the
+	// caller's mount namespace (an OCI container without a mount
+	// namespace of its own): Setup assembles it in a scratch mount
+	// namespace of its own, takes the finished tree as a detached copy,
+	// returns to the caller's mount namespace and chroots into that copy.
+	// Nothing is mounted in the caller's namespace; the tree goes away
+	// with the last process whose root it is.
+	InheritMountNS bool `json:"inheritMountNS,omitempty"`
 }
 
 // CgroupMount is one cgroup hierarchy mounted below /sys/fs/cgroup.

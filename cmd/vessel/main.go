@@ -177,8 +177,8 @@ func rawCommand(use, short string, run func(args []string) int) *cobra.Command {
 // otherCommands are the checkpoint and benchmark verbs.
 func otherCommands() []*cobra.Command {
 	return []*cobra.Command{
-		rawCommand("checkpoint --dir D [--after 10s] [--leave-running] -- CMD...", "Run CMD and checkpoint it with CRIU", withoutGlobals(cmdCheckpoint)),
-		rawCommand("restore --dir D [--rootfs R] [--name ID]", "Restore a checkpointed container and wait for it", withoutGlobals(cmdRestore)),
+		rawCommand("checkpoint --dir D [--after 10s] [--leave-running] -- CMD... | checkpoint --image-path DIR ID", "Run CMD and checkpoint it with CRIU; without --dir, runc's checkpoint of container ID", checkpointVerb),
+		rawCommand("restore --dir D [--rootfs R] [--name ID] | restore --image-path DIR --bundle B [--detach] ID", "Restore a checkpointed container and wait for it; without --dir, runc's restore", restoreVerb),
 		rawCommand("migrate --to HOST:PORT [--after 10s] [--pre-dumps N] -- CMD...", "Run CMD and live-migrate it to a receiver", withoutGlobals(cmdMigrate)),
 		rawCommand("receive --listen ADDR --dir D [--rootfs R]", "Receive a migrating container and run it", withoutGlobals(cmdReceive)),
 		benchCommand(),

@@ -318,6 +318,15 @@ func (g *globalOpts) createContainer(id string, o *createOpts, start bool) (int,
 			return discard("--console-socket %s: %v", o.consoleSocket, err), false
 		}
 	}
+	if l := c.TakeSeccompListener(); l != nil {
+		path := spec.Linux.Seccomp.ListenerPath
+		err := sendSeccompListener(path, spec.Linux.Seccomp.ListenerMetadata, oci.NewState(rec.ID, specs.StateCreating, state.Pid, rec.Bundle, rec.Annotations), state.Pid, l)
+		l.Close()
+		if err != nil {
+			g.destroyRecord(rec)
+			return discard("linux.seccomp.listenerPath %s: %v", path, err), false
+		}
+	}
 	if !start {
 		if o.pidFile != "" {
 			if err := writePidFile(o.pidFile, state.Pid); err != nil {
@@ -449,6 +458,36 @@ func sendConsole(socket string, master *os.File) error {
 		return err
 	}
 	return unix.Sendmsg(fd, []byte(master.Name()), unix.UnixRights(int(master.Fd())), nil, 0)
+}
+
+// sendSeccompListener hands the process's seccomp notify listener to the
+// agent listening at path, as runtime-spec says and runc does: one message
+// on a stream connection, the container process state as JSON
+// (specs.ContainerProcessState, the listener named in fds), with the
+// descriptor beside it.
+//
+// state is the container's; pid the process's whose listener it is (the
+// main process during create, an exec'd one after).
+func sendSeccompListener(path, metadata string, state specs.State, pid int, listener *os.File) error {
+	msg, err := json.Marshal(specs.ContainerProcessState{
+		Version:  specs.Version,
+		Fds:      []string{specs.SeccompFdName},
+		Pid:      pid,
+		Metadata: metadata,
+		State:    state,
+	})
+	if err != nil {
+		return err
+	}
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	if err := unix.Connect(fd, &unix.SockaddrUnix{Name: path}); err != nil {
+		return err
+	}
+	return unix.Sendmsg(fd, msg, unix.UnixRights(int(listener.Fd())), nil, 0)
 }
 
 // hookState is the state document hooks read on stdin.

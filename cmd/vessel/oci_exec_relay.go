@@ -24,6 +24,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/openvessel/vessel"
@@ -46,6 +47,33 @@ type relayRequest struct {
 	Rows          uint16       `json:"rows,omitempty"`
 	Cols          uint16       `json:"cols,omitempty"`
 	ConsoleSocket string       `json:"consoleSocket,omitempty"`
+	// Seccomp, when set, is where the process's seccomp notify listener
+	// goes (the container's linux.seccomp.listenerPath).
+	Seccomp *seccompAgent `json:"seccomp,omitempty"`
+}
+
+// seccompAgent is an agent that gets the seccomp notify listeners of a
+// container's processes, with what it is told beside each.
+type seccompAgent struct {
+	Path     string      `json:"path"`
+	Metadata string      `json:"metadata,omitempty"`
+	State    specs.State `json:"state"`
+}
+
+// hand sends process p's listener, if it has one, to the agent.
+func (a *seccompAgent) hand(p *vessel.Process) error {
+	l := p.TakeSeccompListener()
+	if l == nil || a == nil {
+		if l != nil {
+			l.Close()
+		}
+		return nil
+	}
+	defer l.Close()
+	if err := sendSeccompListener(a.Path, a.Metadata, a.State, p.Pid(), l); err != nil {
+		return fmt.Errorf("linux.seccomp.listenerPath %s: %w", a.Path, err)
+	}
+	return nil
 }
 
 // relayReport is the stand-in's answer: the process's pid, or why it
@@ -71,7 +99,7 @@ func init() {
 // startExecRelay starts the stand-in for cmd in the container whose control
 // socket is socket, and returns its pid once the process runs. consoleSocket,
 // when set, receives the process's terminal (from the container's devpts).
-func startExecRelay(socket string, cmd *vessel.Cmd, consoleSocket string) (int, error) {
+func startExecRelay(socket string, cmd *vessel.Cmd, consoleSocket string, agent *seccompAgent) (int, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return 0, fmt.Errorf("finding vessel's own executable: %w", err)
@@ -99,7 +127,7 @@ func startExecRelay(socket string, cmd *vessel.Cmd, consoleSocket string) (int, 
 		return 0, fmt.Errorf("starting the exec stand-in: %w", err)
 	}
 	req := relayRequest{Socket: socket, Args: cmd.Args, Env: cmd.Env, SetEnv: cmd.Env != nil, Dir: cmd.Dir, User: cmd.User,
-		TTY: cmd.TTY, Rows: cmd.Rows, Cols: cmd.Cols, ConsoleSocket: consoleSocket}
+		TTY: cmd.TTY, Rows: cmd.Rows, Cols: cmd.Cols, ConsoleSocket: consoleSocket, Seccomp: agent}
 	if err := json.NewEncoder(reqW).Encode(&req); err != nil {
 		_ = c.Process.Kill()
 		_, _ = c.Process.Wait()
@@ -168,6 +196,11 @@ func runExecRelay(nExtra int) int {
 	p, err := cl.Exec(context.Background(), cmd)
 	if err != nil {
 		report(relayReport{Err: "exec: " + oneLine(err)})
+		return 255
+	}
+	if err := req.Seccomp.hand(p); err != nil {
+		_ = p.Signal(syscall.SIGKILL)
+		report(relayReport{Err: err.Error()})
 		return 255
 	}
 	if req.ConsoleSocket != "" {

@@ -238,8 +238,18 @@ func ociExec(g *globalOpts, args []string) int {
 	}
 	// runc exits 255 when the process cannot be started.
 	const cannotStart = 255
+	// The container's seccomp notify agent gets each exec'd process's
+	// listener too, as under runc.
+	var agent *seccompAgent
+	if rec.Config == nil {
+		return g.errorf("exec: container %s: its record has no configuration", id)
+	}
+	if sec := rec.Config.Security; sec != nil && sec.Seccomp != nil && sec.Seccomp.ListenerPath != "" {
+		agent = &seccompAgent{Path: sec.Seccomp.ListenerPath, Metadata: sec.Seccomp.ListenerMetadata,
+			State: oci.NewState(rec.ID, specs.StateRunning, rec.Main.Pid, rec.Bundle, rec.Annotations)}
+	}
 	if detach {
-		pid, err := startExecRelay(rec.ControlSocket, cmd, consoleSocket)
+		pid, err := startExecRelay(rec.ControlSocket, cmd, consoleSocket, agent)
 		if err != nil {
 			g.errorf("exec failed: %v", err)
 			return cannotStart
@@ -265,6 +275,11 @@ func ociExec(g *globalOpts, args []string) int {
 	p, err := cl.Exec(context.Background(), cmd)
 	if err != nil {
 		g.errorf("exec failed: %v", oneLine(err))
+		return cannotStart
+	}
+	if err := agent.hand(p); err != nil {
+		_ = p.Signal(syscall.SIGKILL)
+		g.errorf("exec: %v", err)
 		return cannotStart
 	}
 	if consoleSocket != "" {
@@ -756,7 +771,7 @@ func ociFeatures(g *globalOpts, args []string) int {
 			Seccomp: &features.Seccomp{
 				Enabled: &yes,
 				Actions: []string{"SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS",
-					"SCMP_ACT_KILL_THREAD", "SCMP_ACT_LOG", "SCMP_ACT_TRACE", "SCMP_ACT_TRAP"},
+					"SCMP_ACT_KILL_THREAD", "SCMP_ACT_LOG", "SCMP_ACT_NOTIFY", "SCMP_ACT_TRACE", "SCMP_ACT_TRAP"},
 				Operators: []string{"SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT", "SCMP_CMP_LE", "SCMP_CMP_LT",
 					"SCMP_CMP_MASKED_EQ", "SCMP_CMP_NE"},
 				Archs: []string{"SCMP_ARCH_X86_64", "SCMP_ARCH_AARCH64"},

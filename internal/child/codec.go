@@ -585,6 +585,7 @@ func (e *enc) plan(p *rootfs.Plan) {
 		e.u(uint64(dv.GID))
 	}
 	e.str(p.RootPropagation)
+	e.bool(p.InheritMountNS)
 }
 
 func (d *dec) plan(p *rootfs.Plan) {
@@ -642,4 +643,5 @@ func (d *dec) plan(p *rootfs.Plan) {
 		}
 	}
 	p.RootPropagation = d.str()
+	p.InheritMountNS = d.bool()
 }

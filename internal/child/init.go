@@ -448,16 +448,23 @@ func runInit() {
 	// overlaps with that work, and /proc is mounted for its namespace in
 	// its place among the mounts (pidns=).
 	var early *stageProc
-	if mainStage {
+	forkMain := func() {
+		caught()
+		if early, err = forkStage(files, cg.joinFDs(), cfg.CloneParent); err != nil {
+			exitWith(conn, "start exec stage", "/proc/self/exe", err)
+		}
+	}
+	// A root built as a detached tree (no mount namespace of the
+	// container's own) is the root of this thread only, not of a process
+	// forked before it: the stage is forked after it.
+	detachedRoot := cfg.Plan != nil && cfg.Plan.InheritMountNS
+	if mainStage && !detachedRoot {
 		if cfg.NewPIDNS {
 			if err := unix.Unshare(unix.CLONE_NEWPID); err != nil {
 				exitWith(conn, "unshare pid namespace", "", err)
 			}
 		}
-		caught()
-		if early, err = forkStage(files, cg.joinFDs(), cfg.CloneParent); err != nil {
-			exitWith(conn, "start exec stage", "/proc/self/exe", err)
-		}
+		forkMain()
 		if swapNeeded && cfg.ProcPidns {
 			ns, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(early.pidfd), pidfdGetPidNamespace, 0)
 			if e != 0 {
@@ -547,10 +554,11 @@ func runInit() {
 		carry()
 	}
 	var (
-		pid   int
-		pidfd = -1
-		pty   *os.File
-		sp    *stageProc
+		pid      int
+		pidfd    = -1
+		pty      *os.File
+		listener *os.File
+		sp       *stageProc
 	)
 	if cfg.Restore != nil {
 		pid, pidfd, err = restoreTree(cfg.Restore, files)
@@ -567,10 +575,14 @@ func runInit() {
 	} else {
 		spec := cfg.Process
 		spec.Proc = swap
+		if early == nil {
+			forkMain()
+		}
 		sp = early
 		if err = sp.send(&spec); err == nil {
 			if err = sp.await(cfg.Process.WaitStart); err == nil {
 				pid, pty, sp.pty = sp.pid, sp.pty, nil
+				listener, sp.listener = sp.listener, nil
 			}
 		}
 		if err == nil && in.direct {
@@ -594,6 +606,10 @@ func runInit() {
 	if pty != nil {
 		_ = conn.Send(&initproto.Message{Type: initproto.TypePTY}, pty)
 		pty.Close()
+	}
+	if listener != nil {
+		_ = conn.Send(&initproto.Message{Type: initproto.TypeSeccomp}, listener)
+		listener.Close()
 	}
 	typ := initproto.TypeStarted
 	if cfg.Process.WaitStart {
@@ -908,9 +924,9 @@ func (in *initState) handle(r *initproto.Received, from *initproto.Conn) {
 			fds[i] = f.Fd()
 		}
 		var (
-			pid, pidfd int
-			pty        *os.File
-			err        error
+			pid, pidfd    int
+			pty, listener *os.File
+			err           error
 		)
 		err = in.cg.startExec(in.main, func(cg *cgroupSet) (err error) {
 			if in.direct {
@@ -919,7 +935,7 @@ func (in *initState) handle(r *initproto.Received, from *initproto.Conn) {
 					pid, pidfd = ds.pid, ds.pidfd
 				}
 			} else {
-				pid, pidfd, pty, err = spawn(&spec, fds, cg.joinFDs())
+				pid, pidfd, pty, listener, err = spawn(&spec, fds, cg.joinFDs())
 			}
 			return err
 		})
@@ -932,6 +948,10 @@ func (in *initState) handle(r *initproto.Received, from *initproto.Conn) {
 		if pty != nil {
 			_ = from.Send(&initproto.Message{Type: initproto.TypePTY, ID: r.ID}, pty)
 			pty.Close()
+		}
+		if listener != nil {
+			_ = from.Send(&initproto.Message{Type: initproto.TypeSeccomp, ID: r.ID}, listener)
+			listener.Close()
 		}
 		// The tracked pidfd goes along when credentials cannot.
 		pidfd, ok := in.pidfd[pid]
@@ -981,10 +1001,12 @@ func (in *initState) reap() {
 // stageProc is an exec stage: a fresh exec of this binary that applies one
 // process's settings and execve()s it.
 type stageProc struct {
-	pid     int
-	conn    *initproto.Conn
-	pty     *os.File
-	execing bool
+	pid  int
+	conn *initproto.Conn
+	pty  *os.File
+	// listener is the process's seccomp notify listener, for an agent.
+	listener *os.File
+	execing  bool
 	// From its fork until its spec is sent: its pidfd, where its
 	// cgroup files are, and whether it is the init's sibling.
 	pidfd     int
@@ -1077,6 +1099,10 @@ func (sp *stageProc) await(held bool) error {
 			if len(r.Files) == 1 {
 				sp.pty = r.Files[0]
 			}
+		case initproto.TypeSeccomp:
+			if len(r.Files) == 1 {
+				sp.listener = r.Files[0]
+			}
 		case initproto.TypeReady:
 			if held {
 				return nil
@@ -1098,6 +1124,10 @@ func (sp *stageProc) fail() {
 		sp.pty.Close()
 		sp.pty = nil
 	}
+	if sp.listener != nil {
+		sp.listener.Close()
+		sp.listener = nil
+	}
 }
 
 // release lets a held stage go on to execve.
@@ -1111,15 +1141,17 @@ func (sp *stageProc) release() error {
 
 // spawn starts a process through the exec stage and returns once it has
 // been execve()d (without a pidfd: -1).
-func spawn(spec *Process, files []uintptr, cgroups []int) (int, int, *os.File, error) {
+// Its terminal's master and its seccomp notify listener (for an agent)
+// come back when it has them.
+func spawn(spec *Process, files []uintptr, cgroups []int) (int, int, *os.File, *os.File, error) {
 	sp, err := startStage(spec, files, cgroups, false)
 	if err != nil {
-		return 0, -1, nil, err
+		return 0, -1, nil, nil, err
 	}
 	if err := sp.await(false); err != nil {
-		return 0, -1, nil, err
+		return 0, -1, nil, nil, err
 	}
-	return sp.pid, -1, sp.pty, nil
+	return sp.pid, -1, sp.pty, sp.listener, nil
 }
 
 // runExecStage applies one process's settings and execve()s it. Its sync
@@ -1197,6 +1229,44 @@ func runExecStage() {
 		}
 		spec.CgroupFDs = nil
 	}
+	prep := spec.Security
+	if prep == nil {
+		prep = &security.Prepared{NoNewPrivileges: spec.NoNewPriv}
+	}
+	cred := security.Credential{UID: spec.UID, GID: spec.GID, Groups: spec.Groups}
+	if !spec.SetGroups {
+		cred.Groups = nil
+	}
+	applyProfile := func() int {
+		listener, err := security.Apply(prep, cred)
+		if err != nil {
+			var se *security.StepError
+			if errors.As(err, &se) {
+				exitWith(conn, se.Step, "", se.Err)
+			}
+			exitWith(conn, "apply security profile", "", err)
+		}
+		return listener
+	}
+	// A seccomp notify listener that goes to an agent (OCI listenerPath)
+	// is made before the process is held, as runc makes it: the agent
+	// gets it while the container is created. The profile is applied
+	// then, so the few calls left before execve (this socket's sendmsg
+	// and recvmsg, close, execve, the Go runtime's own) must not be ones
+	// the profile notifies (oci.FromSpec refuses those).
+	notify := prep.Seccomp != nil && prep.Seccomp.Listener && prep.Seccomp.ListenerPath != ""
+	if notify {
+		debug.SetGCPercent(-1)
+		joinCgroup()
+		if fd := applyProfile(); fd >= 0 {
+			lf := os.NewFile(uintptr(fd), "seccomp-listener")
+			err := conn.Send(&initproto.Message{Type: initproto.TypeSeccomp}, lf)
+			lf.Close()
+			if err != nil {
+				os.Exit(125)
+			}
+		}
+	}
 	if spec.WaitStart {
 		// A created container's process waits in its cgroup, as runc's
 		// does: supervisors and the OCI runtime-tools find the cgroup
@@ -1214,26 +1284,17 @@ func runExecStage() {
 	if err := conn.Send(&initproto.Message{Type: initproto.TypeStart}); err != nil {
 		os.Exit(125)
 	}
-	// No garbage collection between the filter and execve: the runtime
-	// must not need a system call the profile denies.
-	debug.SetGCPercent(-1)
-	prep := spec.Security
-	if prep == nil {
-		prep = &security.Prepared{NoNewPrivileges: spec.NoNewPriv}
-	}
-	cred := security.Credential{UID: spec.UID, GID: spec.GID, Groups: spec.Groups}
-	if !spec.SetGroups {
-		cred.Groups = nil
-	}
-	// Into the container's cgroup last, so that this Go program's own
-	// threads count there as briefly as can be (execve ends them).
-	joinCgroup()
-	if _, err := security.Apply(prep, cred); err != nil {
-		var se *security.StepError
-		if errors.As(err, &se) {
-			exitWith(conn, se.Step, "", se.Err)
+	if !notify {
+		// No garbage collection between the filter and execve: the
+		// runtime must not need a system call the profile denies.
+		debug.SetGCPercent(-1)
+		// Into the container's cgroup last, so that this Go program's
+		// own threads count there as briefly as can be (execve ends
+		// them).
+		joinCgroup()
+		if fd := applyProfile(); fd >= 0 {
+			unix.Close(fd) // nobody to hand it to: notified calls fail (ENOSYS)
 		}
-		exitWith(conn, "apply security profile", "", err)
 	}
 	for _, rl := range late {
 		if err := rl.Apply(); err != nil {

@@ -33,6 +33,7 @@
 //	ready    I     P    -                       -   (a spare is done starting)
 //	ready    S     I    -                       -   (a held process waits)
 //	pty      I/S   P/I  ID                      the terminal's master
+//	seccomp  I/S   P/I  ID                      the seccomp notify listener (listenerPath)
 //	created  I     P    ID 0, pid               -   (main process waits before execve)
 //	started  I     P    ID, pid                 -   (the process has execve()d)
 //	start    P     I    payload: hook state     -   (release the created process)
@@ -78,6 +79,9 @@
 //	    Note over I: fork, execve in the container
 //	  else through an exec stage
 //	    I->>S: config (raw process spec)
+//	    opt a listener for a seccomp agent: the profile is applied here
+//	      S->>I: seccomp (listener)
+//	    end
 //	    opt Create
 //	      S->>I: ready
 //	      I->>P: created (pid)
@@ -88,6 +92,9 @@
 //	  end
 //	  opt terminal
 //	    I->>P: pty (master)
+//	  end
+//	  opt a seccomp listener came (before created, with Create)
+//	    I->>P: seccomp (listener)
 //	  end
 //	  I->>P: started (pid) or error (step, path, errno)
 //	  I->>P: exit (code, signal) when the process ends
@@ -104,6 +111,9 @@
 //	  S->>I: start, then end of file (or error)
 //	  opt terminal
 //	    I->>P: pty (ID n, master)
+//	  end
+//	  opt a seccomp listener (S->>I before its start)
+//	    I->>P: seccomp (ID n, listener)
 //	  end
 //	  I->>P: started (ID n, pid) or error (ID n)
 //	  P->>I: signal (ID n) as often as wanted

@@ -63,19 +63,24 @@ const (
 	// parent switches to it (CRIU can dump only sockets of the dumped
 	// namespaces). I->P.
 	TypeControl Kind = "control"
+	// TypeSeccomp hands over a process's seccomp user-notification
+	// listener, the one descriptor beside it, for the agent an OCI
+	// runtime sends it to (linux.seccomp.listenerPath). S->I, then I->P
+	// with ID, before the process is reported created or started.
+	TypeSeccomp Kind = "seccomp"
 )
 
 // Kinds lists every message kind.
 func Kinds() []Kind {
 	return []Kind{TypeConfig, TypeReady, TypeStarted, TypeCreated, TypeError, TypeExit,
-		TypePTY, TypeExec, TypeSignal, TypeStart, TypeControl}
+		TypePTY, TypeExec, TypeSignal, TypeStart, TypeControl, TypeSeccomp}
 }
 
 // Known reports whether k is one of Kinds.
 func (k Kind) Known() bool {
 	switch k {
 	case TypeConfig, TypeReady, TypeStarted, TypeCreated, TypeError, TypeExit,
-		TypePTY, TypeExec, TypeSignal, TypeStart, TypeControl:
+		TypePTY, TypeExec, TypeSignal, TypeStart, TypeControl, TypeSeccomp:
 		return true
 	}
 	return false

@@ -316,7 +316,7 @@ func spawnDirect(spec *Process, files []uintptr, o spawnOpts) (sp *spawned, pty 
 	}
 	if spec.Idle {
 		path, args, env = "", []string{IdleArg0}, []string{envStage + "=" + stageIdle}
-		a.execFD, a.useExecFD = selfExeFD, true
+		a.execFD, a.useExecFD, a.withBinary = selfExeFD, true, true
 	} else if !strings.Contains(path, "/") {
 		var err error
 		if path, err = lookPath(path, spec.Env); err != nil {

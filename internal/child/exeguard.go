@@ -1,7 +1,9 @@
 package child
 
 import (
+	"fmt"
 	"os"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -9,19 +11,80 @@ import (
 
 // A container process can name the binary of the process that execve()s
 // it through /proc/self/exe: a script whose interpreter is
-// #!/proc/self/exe, run by the exec stage or forked from the init, would
-// start this program inside the container, dumpable, holding the host's
-// binary as its executable. The kernel resolves that name before the
-// execve replaces the caller's executable, so the start cannot be told
-// apart from outside; this program refuses it itself, first thing in its
-// package initialisation, non-dumpable: any start from the binary a
-// container runs from (a detached bind mount, whose path reads "/", or
-// the sealed memfd copy) other than as a container stage.
+// #!/proc/self/exe, run by the exec stage or forked from the init, runs
+// whatever that process was executed as. The kernel resolves that name
+// before the execve replaces the caller's executable, so the start cannot
+// be told apart from outside.
+//
+// So the init is executed as the shim (internal/selfexe): its
+// /proc/self/exe, and that of every process it forks until their execve,
+// is a tiny ELF file whose interpreter is "/proc/self/fd/N", and the
+// kernel loads this program from descriptor N of the caller. No process
+// of the container holds this program there (spawn.go closes N before
+// every execve but the one of an exec stage, which is executed as the
+// shim again and holds the program at N only until its own execve), so
+// in the container the shim fails as an ELF with a missing interpreter
+// does: ENOENT, before anything of this program is loaded.
+//
+// Where there is no shim (a dynamically linked program, for one), this
+// program refuses such a start itself, first thing in its package
+// initialisation, non-dumpable: any start from the binary a container
+// runs from (a detached bind mount, whose path reads "/", or a sealed
+// memfd copy or the shim) other than as a container stage.
+
+// envBinary names, in the environment of an init executed as the shim,
+// its copy of this program and the descriptor the shim's interpreter
+// path names ("fd,N").
+const envBinary = "_VESSEL_BINARY"
+
+// BinaryEnv is the environment entry telling an init executed as the shim
+// that its descriptor fd is this program, and that the shim's interpreter
+// path names descriptor at.
+func BinaryEnv(fd, at int) string {
+	return envBinary + "=" + strconv.Itoa(fd) + "," + strconv.Itoa(at)
+}
+
+var (
+	// binaryFD is this program, close-on-exec, when the init was
+	// executed as the shim; otherwise -1.
+	binaryFD = -1
+	// shimInterpFD is the descriptor the shim's interpreter path names,
+	// or -1 without a shim.
+	shimInterpFD = -1
+)
+
+// takeBinary takes the copy of this program an init executed as the shim
+// was given (BinaryEnv): close-on-exec, above the shim's descriptor.
+func takeBinary() error {
+	v := os.Getenv(envBinary)
+	if v == "" {
+		return nil
+	}
+	a, b, _ := strings.Cut(v, ",")
+	fd, err1 := strconv.Atoi(a)
+	at, err2 := strconv.Atoi(b)
+	if err1 != nil || err2 != nil || fd < 3 || at < 3 {
+		return fmt.Errorf("%s=%q: want two descriptors", envBinary, v)
+	}
+	nfd, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, at+1)
+	if err == nil {
+		unix.Close(fd)
+	} else {
+		// A descriptor limit at or below the shim's: it stays, and the
+		// stages are executed as this program (spawn.go).
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC); err != nil {
+			return err
+		}
+		nfd = fd
+	}
+	binaryFD, shimInterpFD = nfd, at
+	return nil
+}
 
 // runFromContainerBinary reports whether this process was started from
 // the binary a container's init runs from: a detached bind mount of it
-// (readlink gives "/", a path no executable file has) or the sealed memfd
-// copy named "vessel".
+// (readlink gives "/", a path no executable file has), the sealed memfd
+// copy named "vessel" or the shim ("vessel-shim").
 func runFromContainerBinary() bool {
 	l, err := os.Readlink("/proc/self/exe")
 	return err == nil && (l == "/" || strings.HasPrefix(l, "/memfd:vessel"))
@@ -36,4 +99,10 @@ func refuseStrayStart() {
 	_ = unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
 	os.Stderr.WriteString("vessel: refusing to run the container runtime's own binary inside a container\n")
 	os.Exit(126)
+}
+
+// shimmed reports whether this process was executed as the shim.
+func shimmed() bool {
+	l, err := os.Readlink("/proc/self/exe")
+	return err == nil && strings.HasPrefix(l, "/memfd:vessel-shim")
 }

@@ -1020,7 +1020,7 @@ func forkStage(files []uintptr, cgroups []int, sibling bool) (*stageProc, error)
 	// The stage is this program, executed from the descriptor the init
 	// opened before the container's /proc replaced its own. No
 	// parent-death signal here: the stage sets it itself.
-	a := &spawnAttr{parent: sibling, execFD: selfExeFD, useExecFD: true, cgroupDir: -1}
+	a := &spawnAttr{parent: sibling, execFD: selfExeFD, useExecFD: true, withBinary: true, cgroupDir: -1}
 	for _, fd := range all {
 		a.fds = append(a.fds, int(fd))
 	}
@@ -1220,6 +1220,13 @@ func runExecStage() {
 		}
 		exitWith(conn, "apply security profile", "", err)
 	}
+	if spec.Idle && shimmed() {
+		// Executed as the shim, this stage has no copy of the program
+		// to execute again (exeguard.go): it is the idle PID 1 itself.
+		conn.Close()
+		debug.SetGCPercent(100)
+		runIdle()
+	}
 	err = syscall.Exec(path, spec.Args, spec.Env)
 	exitWith(conn, "exec", path, err)
 }
@@ -1407,6 +1414,17 @@ func reexecWithConfig(config []byte, numExtras, listenFD int) error {
 		}
 	}
 	env := []string{envStage + "=" + stageInit, envSync + "=" + strconv.Itoa(syncFD()), envConfigFD + "=" + strconv.Itoa(fd)}
+	if binaryFD >= 0 {
+		// Executed as the shim: the program where the shim names it, and
+		// a copy for the next init (exeguard.go).
+		if err := unix.Dup3(binaryFD, shimInterpFD, unix.O_CLOEXEC); err != nil {
+			return err
+		}
+		if _, err := unix.FcntlInt(uintptr(binaryFD), unix.F_SETFD, 0); err != nil {
+			return err
+		}
+		env = append(env, BinaryEnv(binaryFD, shimInterpFD))
+	}
 	return syscall.Exec("/proc/self/exe", []string{"vessel-init"}, env)
 }
 

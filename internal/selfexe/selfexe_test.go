@@ -71,13 +71,13 @@ func TestShimRunsTheProgramOnlyWhereItIsHeld(t *testing.T) {
 		t.Errorf("the shim's interpreter is %q, want %q", got, exe)
 	}
 	cmd := exec.Command(p, "-test.run=^TestShimRunsTheProgramOnlyWhereItIsHeld$")
-	cmd.Env = []string{"SELFEXE_SHIM_CHILD=1"}
+	cmd.Env = append(os.Environ(), "SELFEXE_SHIM_CHILD=1")
 	out, err := cmd.CombinedOutput()
 	if err != nil || !strings.HasPrefix(string(out), "shim child /memfd:vessel-shim") {
 		t.Errorf("the shim run here: %v: %q", err, out)
 	}
 	sh := exec.Command("/bin/sh", "-c", `exec /proc/self/fd/3 -test.run=^TestShimRunsTheProgramOnlyWhereItIsHeld$`)
-	sh.Env = []string{"SELFEXE_SHIM_CHILD=1"}
+	sh.Env = append(os.Environ(), "SELFEXE_SHIM_CHILD=1")
 	sh.ExtraFiles = []*os.File{f}
 	out, err = sh.CombinedOutput()
 	var ee *exec.ExitError

@@ -238,6 +238,38 @@ func TestProcSelfExeInterpreterNotFound(t *testing.T) {
 	}
 }
 
+// TestStageShimIgnoresContainerProc: the exec stage's shim names its
+// interpreter (the vessel binary) through a procfs of the forked child's
+// own, not through the container's /proc, which a container that may
+// mount can replace: with an ELF planted at /proc/self/fd/N (N the shim's
+// descriptor), an Exec through the stage still runs the stage and then
+// the program asked for, and the planted file never runs.
+func TestStageShimIgnoresContainerProc(t *testing.T) {
+	root := testutil.BusyboxRootfsCopy(t)
+	cfg := newConfig().WithRootfs(rootfs.Dir(root)).WithCapAdd("SYS_ADMIN").
+		WithRlimit(limits.Rlimit{Type: "RLIMIT_CPU", Soft: 1000, Hard: 1000})
+	c, err := vessel.New(newID(t), cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Destroy() })
+	var mainOut syncBuffer
+	c.Stdout, c.Stderr = &mainOut, &mainOut
+	// Every descriptor number a shim could name, planted.
+	plant := `mount -t tmpfs planted /proc && mkdir -p /proc/self/fd /proc/thread-self/fd &&
+		for n in $(seq 990 1010); do cp /bin/busybox /proc/self/fd/$n; cp /bin/busybox /proc/thread-self/fd/$n; done &&
+		echo planted && exec sleep 100`
+	require.NoError(t, c.Start(context.Background(), "/bin/sh", "-c", plant))
+	require.Eventually(t, func() bool { return strings.Contains(mainOut.String(), "planted") }, 10*time.Second, 20*time.Millisecond, "main: %s", mainOut.String())
+	for i := 0; i < 3; i++ {
+		var out bytes.Buffer
+		cmd := vessel.Command("/bin/echo", "ok")
+		cmd.Stdout, cmd.Stderr = &out, &out
+		p, err := c.Exec(context.Background(), cmd)
+		require.NoError(t, err, out.String())
+		require.NoError(t, p.Wait(), out.String())
+		assert.Equal(t, "ok\n", out.String(), "the planted busybox ran as the stage's interpreter?")
+	}
+}
+
 // hostEndpoints makes, in a new directory under parent, a listening unix
 // socket and a FIFO (held open for reading and writing by the test, so an
 // open for writing from a container would not block). It returns their

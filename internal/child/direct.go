@@ -316,7 +316,12 @@ func spawnDirect(spec *Process, files []uintptr, o spawnOpts) (sp *spawned, pty 
 	}
 	if spec.Idle {
 		path, args, env = "", []string{IdleArg0}, []string{envStage + "=" + stageIdle}
-		a.execFD, a.useExecFD, a.withBinary = selfExeFD, true, true
+		// This program itself (not the shim, whose interpreter path the
+		// container's /proc would resolve): it never executes anything.
+		a.execFD, a.useExecFD = selfExeFD, true
+		if binaryFD >= 0 {
+			a.execFD = binaryFD
+		}
 	} else if !strings.Contains(path, "/") {
 		var err error
 		if path, err = lookPath(path, spec.Env); err != nil {

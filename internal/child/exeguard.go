@@ -5,8 +5,12 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/openvessel/vessel/internal/selfexe"
 )
 
 // A container process can name the binary of the process that execve()s
@@ -21,10 +25,20 @@ import (
 // is a tiny ELF file whose interpreter is "/proc/self/fd/N", and the
 // kernel loads this program from descriptor N of the caller. No process
 // of the container holds this program there (spawn.go closes N before
-// every execve but the one of an exec stage, which is executed as the
-// shim again and holds the program at N only until its own execve), so
-// in the container the shim fails as an ELF with a missing interpreter
-// does: ENOENT, before anything of this program is loaded.
+// every execve but the one of an exec stage), so in the container the
+// shim fails as an ELF with a missing interpreter does: ENOENT, before
+// anything of this program is loaded.
+//
+// An exec stage is executed as a second shim, whose interpreter path is
+// relative, "self/fd/N", from a working directory no container process
+// can reach: a procfs instance the forked child makes for itself
+// (chdirPrivateProc), with the program at its N only until the stage's
+// execve. An absolute path would be resolved in the container's mount
+// namespace, where a process that may mount could plant its own
+// interpreter and have it run with the stage's privileges. The stage
+// returns to the init's working directory first thing (envCwd). Its own
+// /proc/self/exe is that second shim, which, run from the container,
+// fails as the first does.
 //
 // Where there is no shim (a dynamically linked program, for one), this
 // program refuses such a start itself, first thing in its package
@@ -51,7 +65,15 @@ var (
 	// shimInterpFD is the descriptor the shim's interpreter path names,
 	// or -1 without a shim.
 	shimInterpFD = -1
+	// stageShimFD is the exec stages' shim (relative interpreter path),
+	// or -1.
+	stageShimFD = -1
 )
+
+// envCwd names, in an exec stage's environment, a descriptor of the
+// init's working directory, to return to from the private procfs it was
+// executed in.
+const envCwd = "_VESSEL_CWD"
 
 // takeBinary takes the copy of this program an init executed as the shim
 // was given (BinaryEnv): close-on-exec, above the shim's descriptor.
@@ -78,7 +100,52 @@ func takeBinary() error {
 		nfd = fd
 	}
 	binaryFD, shimInterpFD = nfd, at
+	// Without the stages' shim, the stages are executed as this program.
+	if sfd, err := selfexe.ShimFile("self/fd/"+strconv.Itoa(at), at+1); err == nil {
+		stageShimFD = sfd
+	}
 	return nil
+}
+
+// chdirPrivateProc makes the calling process's working directory the root
+// of a new procfs instance of its pid namespace, mounted nowhere: the
+// stages' shim names its interpreter from there. Raw system calls only
+// (a forked child).
+//
+//go:norace
+//go:nosplit
+func chdirPrivateProc() syscall.Errno {
+	r1, _, e := syscall.RawSyscall(unix.SYS_FSOPEN, uintptr(unsafe.Pointer(&procName[0])), unix.FSOPEN_CLOEXEC, 0)
+	if e != 0 {
+		return e
+	}
+	fsfd := r1
+	if _, _, e = syscall.RawSyscall6(unix.SYS_FSCONFIG, fsfd, unix.FSCONFIG_CMD_CREATE, 0, 0, 0, 0); e == 0 {
+		r1, _, e = syscall.RawSyscall(unix.SYS_FSMOUNT, fsfd, unix.FSMOUNT_CLOEXEC, unix.MOUNT_ATTR_NOSUID|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOEXEC)
+	}
+	syscall.RawSyscall(unix.SYS_CLOSE, fsfd, 0, 0)
+	if e != 0 {
+		return e
+	}
+	_, _, e = syscall.RawSyscall(unix.SYS_FCHDIR, r1, 0, 0)
+	syscall.RawSyscall(unix.SYS_CLOSE, r1, 0, 0)
+	return e
+}
+
+// returnToCwd takes an exec stage back to the init's working directory
+// (envCwd), out of the private procfs it was executed in.
+func returnToCwd() error {
+	v := os.Getenv(envCwd)
+	if v == "" {
+		return nil
+	}
+	fd, err := strconv.Atoi(v)
+	if err != nil {
+		return fmt.Errorf("%s=%q: %w", envCwd, v, err)
+	}
+	err = unix.Fchdir(fd)
+	unix.Close(fd)
+	return err
 }
 
 // runFromContainerBinary reports whether this process was started from

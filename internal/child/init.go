@@ -1018,9 +1018,23 @@ func forkStage(files []uintptr, cgroups []int, sibling bool) (*stageProc, error)
 	}
 	env := []string{envStage + "=" + stageExec, envSync + "=" + strconv.Itoa(sync), "GOMAXPROCS=1"}
 	// The stage is this program, executed from the descriptor the init
-	// opened before the container's /proc replaced its own. No
-	// parent-death signal here: the stage sets it itself.
+	// opened before the container's /proc replaced its own, or as the
+	// stages' shim from a procfs of its own (exeguard.go), then back in
+	// the init's working directory. No parent-death signal here: the
+	// stage sets it itself.
 	a := &spawnAttr{parent: sibling, execFD: selfExeFD, useExecFD: true, withBinary: true, cgroupDir: -1}
+	cwd := -1
+	if stageShimFD >= 0 {
+		if cwd, err = unix.Open(".", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err != nil {
+			parentEnd.Close()
+			child.Close()
+			return nil, &stageError{initproto.ErrorInfo{Step: "start exec stage", Path: ".", Msg: err.Error(), Errno: errnoOf(err)}}
+		}
+		defer unix.Close(cwd)
+		a.execFD, a.privateProc = stageShimFD, true
+		env = append(env, envCwd+"="+strconv.Itoa(len(all)))
+		all = append(all, uintptr(cwd))
+	}
 	for _, fd := range all {
 		a.fds = append(a.fds, int(fd))
 	}
@@ -1123,6 +1137,9 @@ func spawn(spec *Process, files []uintptr, cgroups []int) (int, int, *os.File, e
 // socket is close-on-exec: the parent sees end-of-file once execve worked.
 func runExecStage() {
 	conn := initproto.FromFD(syncFD())
+	if err := returnToCwd(); err != nil {
+		exitWith(conn, "return to the working directory", "", err)
+	}
 	r, err := conn.Expect(initproto.TypeConfig)
 	if err != nil {
 		os.Exit(125)

@@ -80,6 +80,11 @@ type spawnAttr struct {
 	// can run the shim as this program.
 	shimAt, binary int
 	withBinary     bool
+	// privateProc: execFD is the stages' shim, whose relative
+	// interpreter path is resolved from a procfs instance of the child's
+	// own (chdirPrivateProc); where there can be none, binary is executed
+	// itself.
+	privateProc bool
 	// seccomp, when set, is loaded last before execve (with
 	// seccompFlags); the thread has no_new_privs already.
 	seccomp      *unix.SockFprog
@@ -328,6 +333,9 @@ func forkChild(a *spawnAttr) (pid int, pidfd int32, err1 syscall.Errno) {
 		if r1, _, _ = syscall.RawSyscall(unix.SYS_GETPPID, 0, 0, 0); r1 != 0 && r1 != a.ppid {
 			syscall.RawSyscall(unix.SYS_EXIT_GROUP, 253, 0, 0)
 		}
+	}
+	if a.privateProc && a.withBinary && chdirPrivateProc() != 0 {
+		a.execFD = a.binary
 	}
 	if a.shimAt >= 0 {
 		if !a.withBinary {

@@ -144,28 +144,36 @@ func shimELF(interp string) ([]byte, bool) {
 // makeShim writes the shim for interp into a sealed memfd and returns a
 // /proc/self/fd path of it.
 func makeShim(interp string) (string, error) {
+	fd, err := ShimFile(interp, highFD+1)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("/proc/self/fd/%d", fd), nil
+}
+
+// ShimFile writes a shim whose interpreter path is interp into a sealed
+// memfd and returns its descriptor (close-on-exec, at least min). A
+// relative interp is resolved from the working directory of the process
+// that executes the shim.
+func ShimFile(interp string, min int) (int, error) {
 	data, ok := shimELF(interp)
 	if !ok {
-		return "", fmt.Errorf("no shim layout for %s", runtime.GOARCH)
+		return -1, fmt.Errorf("no shim layout for %s", runtime.GOARCH)
 	}
 	fd, err := unix.MemfdCreate("vessel-shim", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING|unix.MFD_EXEC)
 	if err == unix.EINVAL {
 		fd, err = unix.MemfdCreate("vessel-shim", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
 	}
 	if err != nil {
-		return "", err
+		return -1, err
 	}
 	defer unix.Close(fd)
 	if n, err := unix.Write(fd, data); err != nil || n != len(data) {
-		return "", fmt.Errorf("write shim: %d of %d bytes: %v", n, len(data), err)
+		return -1, fmt.Errorf("write shim: %d of %d bytes: %v", n, len(data), err)
 	}
 	seals := unix.F_SEAL_SEAL | unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE
 	if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, seals); err != nil {
-		return "", err
+		return -1, err
 	}
-	high, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, highFD+1)
-	if err != nil {
-		return "", err
-	}
-	return fmt.Sprintf("/proc/self/fd/%d", high), nil
+	return unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, min)
 }

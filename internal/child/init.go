@@ -1028,7 +1028,7 @@ func forkStage(files []uintptr, cgroups []int, sibling bool) (*stageProc, error)
 		if cwd, err = unix.Open(".", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err != nil {
 			parentEnd.Close()
 			child.Close()
-			return nil, &stageError{initproto.ErrorInfo{Step: "start exec stage", Path: ".", Msg: err.Error(), Errno: errnoOf(err)}}
+			return nil, &steperr.Error{Step: "start exec stage", Path: ".", Err: err}
 		}
 		defer unix.Close(cwd)
 		a.execFD, a.privateProc = stageShimFD, true

@@ -166,11 +166,14 @@ func TestProcSelfExeInterpreterNotFound(t *testing.T) {
 	// An rlimit the init cannot carry itself makes every start go
 	// through the exec stage.
 	stage := limits.Rlimit{Type: "RLIMIT_CPU", Soft: 1000, Hard: 1000}
-	for _, mode := range []string{"direct", "stage"} {
+	for _, mode := range []string{"direct", "stage", "userns stage"} {
 		cfg := func() *vessel.Config {
 			cfg := newConfig().WithRootfs(rootfs.Dir(root))
-			if mode == "stage" {
+			if mode != "direct" {
 				cfg.WithRlimit(stage)
+			}
+			if mode == "userns stage" {
+				cfg.WithUserNamespace(usernsRanges(), usernsRanges())
 			}
 			return cfg
 		}
@@ -221,9 +224,13 @@ func TestProcSelfExeInterpreterNotFound(t *testing.T) {
 		}
 		// A pooled job goes through Exec in a container whose PID 1 is
 		// vessel's idle process (forked by the init, or the exec stage
-		// itself).
+		// itself). (The pool's root, made by root, has no mount points a
+		// user namespace could create.)
+		if mode == "userns stage" {
+			continue
+		}
 		pcfg := poolConfig(t)
-		if mode == "stage" {
+		if mode != "direct" {
 			pcfg.WithRlimit(stage)
 		}
 		pool := newPool(t, pcfg, 1)
@@ -245,9 +252,18 @@ func TestProcSelfExeInterpreterNotFound(t *testing.T) {
 // descriptor), an Exec through the stage still runs the stage and then
 // the program asked for, and the planted file never runs.
 func TestStageShimIgnoresContainerProc(t *testing.T) {
-	root := testutil.BusyboxRootfsCopy(t)
-	cfg := newConfig().WithRootfs(rootfs.Dir(root)).WithCapAdd("SYS_ADMIN").
-		WithRlimit(limits.Rlimit{Type: "RLIMIT_CPU", Soft: 1000, Hard: 1000})
+	for _, userns := range []bool{false, true} {
+		root := testutil.BusyboxRootfsCopy(t)
+		cfg := newConfig().WithRootfs(rootfs.Dir(root)).WithCapAdd("SYS_ADMIN").
+			WithRlimit(limits.Rlimit{Type: "RLIMIT_CPU", Soft: 1000, Hard: 1000})
+		if userns {
+			cfg.WithUserNamespace(usernsRanges(), usernsRanges())
+		}
+		stageIgnoresPlantedProc(t, cfg)
+	}
+}
+
+func stageIgnoresPlantedProc(t *testing.T, cfg *vessel.Config) {
 	c, err := vessel.New(newID(t), cfg)
 	require.NoError(t, err)
 	t.Cleanup(func() { c.Destroy() })

@@ -259,7 +259,9 @@ func TestStageShimIgnoresContainerProc(t *testing.T) {
 		if userns {
 			cfg.WithUserNamespace(usernsRanges(), usernsRanges())
 		}
-		stageIgnoresPlantedProc(t, cfg)
+		t.Run(map[bool]string{false: "host ids", true: "user namespace"}[userns], func(t *testing.T) {
+			stageIgnoresPlantedProc(t, cfg)
+		})
 	}
 }
 

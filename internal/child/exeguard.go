@@ -5,6 +5,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"unsafe"
 
@@ -66,8 +67,9 @@ var (
 	// or -1 without a shim.
 	shimInterpFD = -1
 	// stageShimFD is the exec stages' shim (relative interpreter path),
-	// or -1.
-	stageShimFD = -1
+	// or -1 (stageShim).
+	stageShimFD   = -1
+	stageShimOnce sync.Once
 )
 
 // envCwd names, in an exec stage's environment, a descriptor of the
@@ -100,11 +102,22 @@ func takeBinary() error {
 		nfd = fd
 	}
 	binaryFD, shimInterpFD = nfd, at
-	// Without the stages' shim, the stages are executed as this program.
-	if sfd, err := selfexe.ShimFile("self/fd/"+strconv.Itoa(at), at+1); err == nil {
-		stageShimFD = sfd
-	}
 	return nil
+}
+
+// stageShim returns the exec stages' shim, made on first use (most
+// containers never start a stage), or -1: without it the stages are
+// executed as this program.
+func stageShim() int {
+	stageShimOnce.Do(func() {
+		if binaryFD < 0 {
+			return
+		}
+		if fd, err := selfexe.ShimFile("self/fd/"+strconv.Itoa(shimInterpFD), shimInterpFD+1); err == nil {
+			stageShimFD = fd
+		}
+	})
+	return stageShimFD
 }
 
 // chdirPrivateProc makes the calling process's working directory the root

@@ -1024,14 +1024,14 @@ func forkStage(files []uintptr, cgroups []int, sibling bool) (*stageProc, error)
 	// stage sets it itself.
 	a := &spawnAttr{parent: sibling, execFD: selfExeFD, useExecFD: true, withBinary: true, cgroupDir: -1}
 	cwd := -1
-	if stageShimFD >= 0 {
+	if shim := stageShim(); shim >= 0 {
 		if cwd, err = unix.Open(".", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err != nil {
 			parentEnd.Close()
 			child.Close()
 			return nil, &steperr.Error{Step: "start exec stage", Path: ".", Err: err}
 		}
 		defer unix.Close(cwd)
-		a.execFD, a.privateProc = stageShimFD, true
+		a.execFD, a.privateProc = shim, true
 		env = append(env, envCwd+"="+strconv.Itoa(len(all)))
 		all = append(all, uintptr(cwd))
 	}

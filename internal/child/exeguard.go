@@ -78,7 +78,7 @@ var (
 const envCwd = "_VESSEL_CWD"
 
 // takeBinary takes the copy of this program an init executed as the shim
-// was given (BinaryEnv): close-on-exec, above the shim's descriptor.
+// was given (BinaryEnv), close-on-exec.
 func takeBinary() error {
 	v := os.Getenv(envBinary)
 	if v == "" {
@@ -90,18 +90,12 @@ func takeBinary() error {
 	if err1 != nil || err2 != nil || fd < 3 || at < 3 {
 		return fmt.Errorf("%s=%q: want two descriptors", envBinary, v)
 	}
-	nfd, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, at+1)
-	if err == nil {
-		unix.Close(fd)
-	} else {
-		// A descriptor limit at or below the shim's: it stays, and the
-		// stages are executed as this program (spawn.go).
-		if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC); err != nil {
-			return err
-		}
-		nfd = fd
+	// It stays where it is, a low number: a descriptor table grown to
+	// the shim's number would be copied at every fork.
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC); err != nil {
+		return err
 	}
-	binaryFD, shimInterpFD = nfd, at
+	binaryFD, shimInterpFD = fd, at
 	return nil
 }
 
@@ -113,7 +107,7 @@ func stageShim() int {
 		if binaryFD < 0 {
 			return
 		}
-		if fd, err := selfexe.ShimFile("self/fd/"+strconv.Itoa(shimInterpFD), shimInterpFD+1); err == nil {
+		if fd, err := selfexe.ShimFile("self/fd/"+strconv.Itoa(shimInterpFD), 3); err == nil {
 			stageShimFD = fd
 		}
 	})

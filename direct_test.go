@@ -2,8 +2,10 @@ package vessel_test
 
 import (
 	"fmt"
+	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -121,31 +123,63 @@ func TestExecStageForProfilesInitCannotCarry(t *testing.T) {
 
 // TestInitRunsFromReadOnlyBind: the init runs this very binary (same
 // inode: no copy was made) through a read-only mount, so even a handle on
-// it cannot be opened for writing.
+// it cannot be opened for writing. It runs it as the interpreter of the
+// shim (internal/selfexe), a sealed memfd that is its /proc/PID/exe.
 func TestInitRunsFromReadOnlyBind(t *testing.T) {
 	c, _ := start(t, newConfig(), "sleep", "30")
-	exe := fmt.Sprintf("/proc/%d/exe", initOf(t, c))
-	var ours, theirs unix.Stat_t
+	pid := initOf(t, c)
+	exe := fmt.Sprintf("/proc/%d/exe", pid)
+	if l, err := os.Readlink(exe); err != nil || !strings.HasPrefix(l, "/memfd:vessel-shim") {
+		t.Errorf("the init's exe is %q (%v), want the shim", l, err)
+	}
+	if fd, err := unix.Open(exe, unix.O_WRONLY, 0); err == nil {
+		unix.Close(fd)
+		t.Error("the shim opened for writing")
+	}
+	var ours unix.Stat_t
 	if err := unix.Stat("/proc/self/exe", &ours); err != nil {
 		t.Fatal(err)
 	}
-	if err := unix.Stat(exe, &theirs); err != nil {
+	// The program's mappings in the init: through map_files, what the
+	// kernel loaded.
+	maps, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mapped string
+	for _, l := range strings.Split(string(maps), "\n") {
+		f := strings.Fields(l)
+		if len(f) >= 5 && f[4] == strconv.FormatUint(ours.Ino, 10) {
+			// map_files names a range without maps' leading zeros.
+			var lo, hi uint64
+			if _, err := fmt.Sscanf(f[0], "%x-%x", &lo, &hi); err != nil {
+				t.Fatal(err)
+			}
+			mapped = fmt.Sprintf("/proc/%d/map_files/%x-%x", pid, lo, hi)
+			break
+		}
+	}
+	if mapped == "" {
+		t.Fatalf("the init maps no file with this program's inode %d:\n%s", ours.Ino, maps)
+	}
+	var theirs unix.Stat_t
+	if err := unix.Stat(mapped, &theirs); err != nil {
 		t.Fatal(err)
 	}
 	if ours.Ino != theirs.Ino || ours.Dev != theirs.Dev {
 		t.Errorf("init runs inode %d on %d, this program is %d on %d (a copy?)", theirs.Ino, theirs.Dev, ours.Ino, ours.Dev)
 	}
-	fd, err := unix.Open(exe, unix.O_WRONLY, 0)
+	fd, err := unix.Open(mapped, unix.O_WRONLY, 0)
 	if err == nil {
 		unix.Close(fd)
-		t.Fatal("the init's executable opened for writing")
+		t.Fatal("the init's program opened for writing")
 	}
 	// While it runs the kernel says ETXTBSY first; the mount itself must
 	// be read-only for when nothing runs it any more.
 	if err != unix.ETXTBSY && err != unix.EROFS {
 		t.Errorf("open for writing: %v, want ETXTBSY or EROFS", err)
 	}
-	pfd, err := unix.Open(exe, unix.O_PATH, 0)
+	pfd, err := unix.Open(mapped, unix.O_PATH, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,6 +189,6 @@ func TestInitRunsFromReadOnlyBind(t *testing.T) {
 		t.Fatal(err)
 	}
 	if sfs.Flags&unix.ST_RDONLY == 0 {
-		t.Errorf("the init's executable is on a writable mount (statfs flags %#x)", sfs.Flags)
+		t.Errorf("the init's program is on a writable mount (statfs flags %#x)", sfs.Flags)
 	}
 }

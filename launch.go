@@ -1,6 +1,7 @@
 package vessel
 
 import (
+	"os/exec"
 	"runtime"
 	"strings"
 	"sync"
@@ -8,13 +9,33 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/openvessel/vessel/cgroups"
+	"github.com/openvessel/vessel/internal/child"
 	"github.com/openvessel/vessel/internal/selfexe"
 	"github.com/openvessel/vessel/rootfs"
 )
 
-// selfExe is the binary a container child is started from: this program,
-// through a handle that cannot be written (internal/selfexe).
-func selfExe() (string, error) { return selfexe.Path() }
+// selfExe is what a container child is executed as: this program's shim
+// (internal/selfexe: the child runs this program, but its /proc/self/exe,
+// and that of every process it forks, is not this program), or, where
+// there is none, this program through a handle that cannot be written.
+func selfExe() (string, error) {
+	p, _, _, err := selfexe.Shim()
+	return p, err
+}
+
+// withBinary gives a child executed as the shim a copy of this program,
+// as its last extra file named in its environment: the init starts its
+// exec stages as the shim too, which needs the program at the descriptor
+// the shim names.
+func withBinary(cmd *exec.Cmd) {
+	p, bin, at, err := selfexe.Shim()
+	if err != nil || bin == nil || cmd.Path != p {
+		return
+	}
+	n := len(cmd.ExtraFiles)
+	cmd.ExtraFiles = append(cmd.ExtraFiles[:n:n], bin)
+	cmd.Env = append(cmd.Env, child.BinaryEnv(3+n, at))
+}
 
 // dynamicInterpreter is this program's ELF interpreter, "" when static.
 func dynamicInterpreter() string { return selfexe.Interpreter() }

@@ -118,60 +118,173 @@ func TestTIOCSTIAndTIOCLINUXRefused(t *testing.T) {
 	testutil.AssertAllowed(t, tryOf(t, res, "tiocsti"))
 }
 
-// TestProcSelfExeInterpreterRefused: a script whose interpreter is
-// #!/proc/self/exe, and /proc/self/exe itself, run as the main process or
-// by Exec (both the direct start and the exec stage, which the created
-// state of an OCI container uses), never run the vessel binary inside
-// the container: the binary refuses to run (exit 126, non-dumpable) before
-// doing anything, or the execve fails with EACCES.
-func TestProcSelfExeInterpreterRefused(t *testing.T) {
-	root := testutil.BusyboxRootfsCopy(t)
-	require.NoError(t, os.WriteFile(filepath.Join(root, "selfexe.sh"), []byte("#!/proc/self/exe\n"), 0o755))
-	refused := func(t *testing.T, what string, err error, out string) {
-		t.Helper()
-		require.Error(t, err, "%s ran: %s", what, out)
-		var se *vessel.SetupError
-		var ee *vessel.ExitError
-		switch {
-		case errors.As(err, &se):
-			assert.ErrorIs(t, se, unix.EACCES, "%s: %v", what, err)
-		case errors.As(err, &ee):
-			assert.Equal(t, 126, ee.Status.Code, "%s: %v: %s", what, err, out)
-			assert.Contains(t, out, "refusing to run", what)
-		default:
-			t.Errorf("%s: %v", what, err)
-		}
-		t.Logf("%s: %v %s", what, err, strings.TrimSpace(out))
+// selfExeScripts writes into root the files through which a container
+// process could name the executable of the process that execve()s it,
+// and returns the argv[0]s that run them: #!/proc/self/exe (and
+// thread-self), /proc/self/exe itself, a script whose interpreter is such
+// a script, and a symlink to /proc/self/exe as the interpreter.
+func selfExeScripts(t *testing.T, root string) []string {
+	t.Helper()
+	write := func(name, body string) {
+		require.NoError(t, os.WriteFile(filepath.Join(root, name), []byte(body), 0o755))
 	}
+	write("selfexe.sh", "#!/proc/self/exe\n")
+	write("threadself.sh", "#!/proc/thread-self/exe\n")
+	write("chained.sh", "#!/selfexe.sh\n")
+	require.NoError(t, os.Symlink("/proc/self/exe", filepath.Join(root, "selflink")))
+	write("linked.sh", "#!/selflink\n")
+	return []string{"/selfexe.sh", "/threadself.sh", "/chained.sh", "/linked.sh", "/proc/self/exe", "/selflink"}
+}
+
+// assertExecNotFound checks that starting argv0 failed in its execve with
+// ENOENT, as runc's exec of the same file does ("exec /selfexe.sh: no such
+// file or directory"), and that nothing ran: no exit status, no output
+// (the vessel binary, had it started, says it refuses).
+func assertExecNotFound(t *testing.T, what, argv0 string, err error, out string) {
+	t.Helper()
+	require.Error(t, err, "%s ran: %q", what, out)
+	var se *vessel.SetupError
+	require.True(t, errors.As(err, &se), "%s: %T %v, want a SetupError of the exec", what, err, err)
+	assert.Equal(t, "exec", se.Step, what)
+	assert.ErrorIs(t, err, unix.ENOENT, what)
+	assert.Equal(t, "exec "+argv0+": no such file or directory", se.Error(), what)
+	assert.Empty(t, out, what)
+}
+
+// TestProcSelfExeInterpreterNotFound: a file whose interpreter names the
+// executable of the process that runs it (#!/proc/self/exe and the like),
+// and /proc/self/exe itself, started as the main process, by Exec and as
+// a pooled job, with the direct start and with the exec stage (which the
+// created state of an OCI container uses), fail in execve with ENOENT, as
+// under runc: the processes vessel forks are the shim until their execve,
+// never the vessel binary (cmd/vessel's TestOCIExecSelfExeAsRunc runs the
+// same through the OCI exec and runc). And nothing in the container holds
+// or names the vessel binary: no process's exe, no descriptor.
+func TestProcSelfExeInterpreterNotFound(t *testing.T) {
+	root := testutil.BusyboxRootfsCopy(t)
+	argv0s := selfExeScripts(t, root)
 	// An rlimit the init cannot carry itself makes every start go
 	// through the exec stage.
 	stage := limits.Rlimit{Type: "RLIMIT_CPU", Soft: 1000, Hard: 1000}
-	for _, mode := range []string{"direct", "stage"} {
+	for _, mode := range []string{"direct", "stage", "userns stage"} {
 		cfg := func() *vessel.Config {
 			cfg := newConfig().WithRootfs(rootfs.Dir(root))
-			if mode == "stage" {
+			if mode != "direct" {
 				cfg.WithRlimit(stage)
+			}
+			if mode == "userns stage" {
+				cfg.WithUserNamespace(usernsRanges(), usernsRanges())
 			}
 			return cfg
 		}
-		for _, argv := range [][]string{{"/selfexe.sh"}, {"/proc/self/exe"}} {
-			out, err := run(t, cfg(), argv...)
-			refused(t, mode+": main "+argv[0], err, out)
+		for _, a := range argv0s {
+			out, err := run(t, cfg(), a)
+			assertExecNotFound(t, mode+": main "+a, a, err, out)
 		}
 		c, err := vessel.New(newID(t), cfg())
 		require.NoError(t, err)
 		t.Cleanup(func() { c.Destroy() })
 		require.NoError(t, c.Start(context.Background(), "/bin/sleep", "100"))
-		for _, argv := range [][]string{{"/selfexe.sh"}, {"/proc/self/exe"}} {
+		for _, a := range argv0s {
 			var out bytes.Buffer
-			cmd := vessel.Command(argv[0])
+			cmd := vessel.Command(a)
 			cmd.Stdout, cmd.Stderr = &out, &out
 			p, err := c.Exec(context.Background(), cmd)
 			if err == nil {
 				err = p.Wait()
 			}
-			refused(t, mode+": exec "+argv[0], err, out.String())
+			assertExecNotFound(t, mode+": exec "+a, a, err, out.String())
 		}
+		// What the container's processes are and hold: busybox and the
+		// probe, never the vessel binary (a detached mount reads "/",
+		// its memfd copy and the shim "/memfd:vessel...").
+		var out bytes.Buffer
+		cmd := vessel.Command("/bin/sh", "-c", `for p in /proc/[0-9]*; do echo "exe $(readlink $p/exe)"; for f in $p/fd/*; do echo "fd $f $(readlink $f)"; done; done; `+testutil.RootfsProbePath+` report`)
+		cmd.Stdout, cmd.Stderr = &out, &out
+		p, err := c.Exec(context.Background(), cmd)
+		require.NoError(t, err)
+		require.NoError(t, p.Wait(), out.String())
+		exes := 0
+		for _, l := range strings.Split(out.String(), "\n") {
+			if !strings.HasPrefix(l, "exe ") && !strings.HasPrefix(l, "fd ") {
+				continue
+			}
+			if strings.HasPrefix(l, "exe ") {
+				exes++
+				assert.Contains(t, []string{"exe /bin/busybox"}, l, "%s: a process of the container runs something else", mode)
+			}
+			assert.NotContains(t, l, "vessel", mode)
+			assert.False(t, strings.HasSuffix(l, " /"), "%s: %s names a detached mount", mode, l)
+		}
+		assert.GreaterOrEqual(t, exes, 2, "%s: sleep and the shell, at least: %s", mode, out.String())
+		r := testutil.MustParseReport(t, out.Bytes())
+		assert.Equal(t, testutil.RootfsProbePath, r.Exe, mode)
+		for fd, target := range r.FDs {
+			assert.Less(t, fd, 3, "%s: the probe inherited descriptor %d (%s)", mode, fd, target)
+		}
+		// A pooled job goes through Exec in a container whose PID 1 is
+		// vessel's idle process (forked by the init, or the exec stage
+		// itself). (The pool's root, made by root, has no mount points a
+		// user namespace could create.)
+		if mode == "userns stage" {
+			continue
+		}
+		pcfg := poolConfig(t)
+		if mode != "direct" {
+			pcfg.WithRlimit(stage)
+		}
+		pool := newPool(t, pcfg, 1)
+		var pout bytes.Buffer
+		pcmd := vessel.Command("/proc/self/exe")
+		pcmd.Stdout, pcmd.Stderr = &pout, &pout
+		_, err = pool.Run(context.Background(), pcmd)
+		assertExecNotFound(t, mode+": pool job /proc/self/exe", "/proc/self/exe", err, pout.String())
+		jout, st := poolSh(t, pool, `readlink /proc/1/exe || echo unreadable; ls /proc/self/fd/`)
+		require.True(t, st.Success(), jout)
+		assert.Equal(t, "unreadable\n0\n1\n2\n3\n", jout, mode+": the idle PID 1's exe out of reach; the job's descriptors")
+	}
+}
+
+// TestStageShimIgnoresContainerProc: the exec stage's shim names its
+// interpreter (the vessel binary) through a procfs of the forked child's
+// own, not through the container's /proc, which a container that may
+// mount can replace: with an ELF planted at /proc/self/fd/N (N the shim's
+// descriptor), an Exec through the stage still runs the stage and then
+// the program asked for, and the planted file never runs.
+func TestStageShimIgnoresContainerProc(t *testing.T) {
+	for _, userns := range []bool{false, true} {
+		root := testutil.BusyboxRootfsCopy(t)
+		cfg := newConfig().WithRootfs(rootfs.Dir(root)).WithCapAdd("SYS_ADMIN").
+			WithRlimit(limits.Rlimit{Type: "RLIMIT_CPU", Soft: 1000, Hard: 1000})
+		if userns {
+			cfg.WithUserNamespace(usernsRanges(), usernsRanges())
+		}
+		t.Run(map[bool]string{false: "host ids", true: "user namespace"}[userns], func(t *testing.T) {
+			stageIgnoresPlantedProc(t, cfg)
+		})
+	}
+}
+
+func stageIgnoresPlantedProc(t *testing.T, cfg *vessel.Config) {
+	c, err := vessel.New(newID(t), cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Destroy() })
+	var mainOut syncBuffer
+	c.Stdout, c.Stderr = &mainOut, &mainOut
+	// Every descriptor number a shim could name, planted.
+	plant := `mount -t tmpfs planted /proc && mkdir -p /proc/self/fd /proc/thread-self/fd &&
+		for n in $(seq 990 1010); do cp /bin/busybox /proc/self/fd/$n; cp /bin/busybox /proc/thread-self/fd/$n; done &&
+		echo planted && exec sleep 100`
+	require.NoError(t, c.Start(context.Background(), "/bin/sh", "-c", plant))
+	require.Eventually(t, func() bool { return strings.Contains(mainOut.String(), "planted") }, 10*time.Second, 20*time.Millisecond, "main: %s", mainOut.String())
+	for i := 0; i < 3; i++ {
+		var out bytes.Buffer
+		cmd := vessel.Command("/bin/echo", "ok")
+		cmd.Stdout, cmd.Stderr = &out, &out
+		p, err := c.Exec(context.Background(), cmd)
+		require.NoError(t, err, out.String())
+		require.NoError(t, p.Wait(), out.String())
+		assert.Equal(t, "ok\n", out.String(), "the planted busybox ran as the stage's interpreter?")
 	}
 }
 

@@ -298,7 +298,7 @@ func (sp *spareInit) renice(nice int) error {
 // initCmd is the command of a container init: this program, with its
 // stdio left to the caller to fill.
 func initCmd(exe string, args []string, extra []*os.File, sys *syscall.SysProcAttr) *exec.Cmd {
-	return &exec.Cmd{
+	cmd := &exec.Cmd{
 		Path: exe,
 		Args: args,
 		// One P is plenty for the init: fewer threads, less memory per
@@ -308,6 +308,8 @@ func initCmd(exe string, args []string, extra []*os.File, sys *syscall.SysProcAt
 		SysProcAttr: sys,
 		WaitDelay:   2 * time.Second,
 	}
+	withBinary(cmd)
+	return cmd
 }
 
 // alive reports whether the spare still waits: its end of the socket is

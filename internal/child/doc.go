@@ -13,7 +13,9 @@
 // system calls up to execve) joins the container's cgroup before it runs
 // anything, from files the parent opened (workload.go).
 //
-// A container child is the host program re-executed. The package runs
+// A container child is the host program re-executed, as the interpreter
+// of a shim (internal/selfexe, exeguard.go), so that no process the init
+// forks has the program as its /proc/self/exe. The package runs
 // the child from its own initialisation, before most of the packages the
 // child does not need have been initialised (Go initialises, among the
 // packages whose imports are done, the first by import path, so a few

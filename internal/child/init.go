@@ -1043,9 +1043,23 @@ func forkStage(files []uintptr, cgroups []int, sibling bool) (*stageProc, error)
 	}
 	env := []string{envStage + "=" + stageExec, envSync + "=" + strconv.Itoa(sync), "GOMAXPROCS=1"}
 	// The stage is this program, executed from the descriptor the init
-	// opened before the container's /proc replaced its own. No
-	// parent-death signal here: the stage sets it itself.
-	a := &spawnAttr{parent: sibling, execFD: selfExeFD, useExecFD: true, cgroupDir: -1}
+	// opened before the container's /proc replaced its own, or as the
+	// stages' shim from a procfs of its own (exeguard.go), then back in
+	// the init's working directory. No parent-death signal here: the
+	// stage sets it itself.
+	a := &spawnAttr{parent: sibling, execFD: selfExeFD, useExecFD: true, withBinary: true, cgroupDir: -1}
+	cwd := -1
+	if shim := stageShim(); shim >= 0 {
+		if cwd, err = unix.Open(".", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err != nil {
+			parentEnd.Close()
+			child.Close()
+			return nil, &steperr.Error{Step: "start exec stage", Path: ".", Err: err}
+		}
+		defer unix.Close(cwd)
+		a.execFD, a.privateProc = shim, true
+		env = append(env, envCwd+"="+strconv.Itoa(len(all)))
+		all = append(all, uintptr(cwd))
+	}
 	for _, fd := range all {
 		a.fds = append(a.fds, int(fd))
 	}
@@ -1158,6 +1172,9 @@ func spawn(spec *Process, files []uintptr, cgroups []int) (int, int, *os.File, *
 // socket is close-on-exec: the parent sees end-of-file once execve worked.
 func runExecStage() {
 	conn := initproto.FromFD(syncFD())
+	if err := returnToCwd(); err != nil {
+		exitWith(conn, "return to the working directory", "", err)
+	}
 	r, err := conn.Expect(initproto.TypeConfig)
 	if err != nil {
 		os.Exit(125)
@@ -1300,6 +1317,13 @@ func runExecStage() {
 		if err := rl.Apply(); err != nil {
 			exitWith(conn, "setrlimit", rl.Type, err)
 		}
+	}
+	if spec.Idle && shimmed() {
+		// Executed as the shim, this stage has no copy of the program
+		// to execute again (exeguard.go): it is the idle PID 1 itself.
+		conn.Close()
+		debug.SetGCPercent(100)
+		runIdle()
 	}
 	err = syscall.Exec(path, spec.Args, spec.Env)
 	exitWith(conn, "exec", path, err)
@@ -1488,6 +1512,17 @@ func reexecWithConfig(config []byte, numExtras, listenFD int) error {
 		}
 	}
 	env := []string{envStage + "=" + stageInit, envSync + "=" + strconv.Itoa(syncFD()), envConfigFD + "=" + strconv.Itoa(fd)}
+	if binaryFD >= 0 {
+		// Executed as the shim: the program where the shim names it, and
+		// a copy for the next init (exeguard.go).
+		if err := unix.Dup3(binaryFD, shimInterpFD, unix.O_CLOEXEC); err != nil {
+			return err
+		}
+		if _, err := unix.FcntlInt(uintptr(binaryFD), unix.F_SETFD, 0); err != nil {
+			return err
+		}
+		env = append(env, BinaryEnv(binaryFD, shimInterpFD))
+	}
 	return syscall.Exec("/proc/self/exe", []string{"vessel-init"}, env)
 }
 

@@ -72,6 +72,19 @@ type spawnAttr struct {
 	// execFD, with useExecFD, is executed instead of path (execveat).
 	execFD    int
 	useExecFD bool
+	// shimAt is the descriptor the shim's interpreter path names, or -1
+	// (spawnRaw sets it and binary, exeguard.go). At execve it holds
+	// binary, this program, when withBinary (execFD is then the shim,
+	// and binary is executed itself if the shim cannot be: ENOENT, no
+	// /proc); otherwise it is closed, so that no process started here
+	// can run the shim as this program.
+	shimAt, binary int
+	withBinary     bool
+	// privateProc: execFD is the stages' shim, whose relative
+	// interpreter path is resolved from a procfs instance of the child's
+	// own (chdirPrivateProc); where there can be none, binary is executed
+	// itself.
+	privateProc bool
 	// seccomp, when set, is loaded last before execve (with
 	// seccompFlags); the thread has no_new_privs already.
 	seccomp      *unix.SockFprog
@@ -228,6 +241,13 @@ func forkChild(a *spawnAttr) (pid int, pidfd int32, err1 syscall.Errno) {
 	if a.useExecFD && a.execFD >= next {
 		next = a.execFD + 1
 	}
+	if a.withBinary && a.binary >= next {
+		next = a.binary + 1
+	}
+	// The moved descriptors stay clear of the shim's.
+	if a.shimAt >= next && a.shimAt <= next+len(a.fds)+3 {
+		next = a.shimAt + 1
+	}
 	if a.errPipe < len(a.fds) {
 		if _, _, err1 = syscall.RawSyscall(unix.SYS_DUP3, uintptr(a.errPipe), uintptr(next), unix.O_CLOEXEC); err1 != 0 {
 			goto fail
@@ -240,6 +260,13 @@ func forkChild(a *spawnAttr) (pid int, pidfd int32, err1 syscall.Errno) {
 			goto fail
 		}
 		a.execFD = next
+		next++
+	}
+	if a.withBinary && a.binary < len(a.fds) {
+		if _, _, err1 = syscall.RawSyscall(unix.SYS_DUP3, uintptr(a.binary), uintptr(next), unix.O_CLOEXEC); err1 != 0 {
+			goto fail
+		}
+		a.binary = next
 		next++
 	}
 	for i = 0; i < len(a.fds); i++ {
@@ -307,6 +334,17 @@ func forkChild(a *spawnAttr) (pid int, pidfd int32, err1 syscall.Errno) {
 			syscall.RawSyscall(unix.SYS_EXIT_GROUP, 253, 0, 0)
 		}
 	}
+	if a.privateProc && a.withBinary && chdirPrivateProc() != 0 {
+		a.execFD = a.binary
+	}
+	if a.shimAt >= 0 {
+		if !a.withBinary {
+			syscall.RawSyscall(unix.SYS_CLOSE, uintptr(a.shimAt), 0, 0)
+		} else if _, _, err1 = syscall.RawSyscall(unix.SYS_DUP3, uintptr(a.binary), uintptr(a.shimAt), unix.O_CLOEXEC); err1 != 0 {
+			// No room for the shim's descriptor: this program itself.
+			a.execFD = a.binary
+		}
+	}
 	if a.seccomp != nil {
 		step = stepSeccomp
 		if _, _, err1 = syscall.RawSyscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, a.seccompFlags, uintptr(unsafe.Pointer(a.seccomp))); err1 != 0 {
@@ -316,6 +354,9 @@ func forkChild(a *spawnAttr) (pid int, pidfd int32, err1 syscall.Errno) {
 	step = stepExec
 	if a.useExecFD {
 		_, _, err1 = syscall.RawSyscall6(unix.SYS_EXECVEAT, uintptr(a.execFD), uintptr(unsafe.Pointer(a.path)), uintptr(unsafe.Pointer(&a.argv[0])), uintptr(unsafe.Pointer(&a.envp[0])), unix.AT_EMPTY_PATH, 0)
+		if err1 == unix.ENOENT && a.withBinary && a.execFD != a.binary {
+			_, _, err1 = syscall.RawSyscall6(unix.SYS_EXECVEAT, uintptr(a.binary), uintptr(unsafe.Pointer(a.path)), uintptr(unsafe.Pointer(&a.argv[0])), uintptr(unsafe.Pointer(&a.envp[0])), unix.AT_EMPTY_PATH, 0)
+		}
 	} else {
 		_, _, err1 = syscall.RawSyscall(unix.SYS_EXECVE, uintptr(unsafe.Pointer(a.path)), uintptr(unsafe.Pointer(&a.argv[0])), uintptr(unsafe.Pointer(&a.envp[0])))
 	}
@@ -432,6 +473,10 @@ func spawnRaw(path string, args, env []string, a *spawnAttr) (*spawned, error) {
 	a.errPipe = errp[1]
 	a.ppid = uintptr(os.Getpid())
 	a.plainFork = vforkRefused.Load()
+	a.shimAt, a.binary = shimInterpFD, binaryFD
+	if binaryFD < 0 {
+		a.withBinary = false
+	}
 	syscall.ForkLock.Lock()
 	runtimeBeforeFork()
 	pid, pidfd, e := forkChild(a)

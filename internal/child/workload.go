@@ -331,9 +331,10 @@ func procSteps(sw *rootfs.ProcSwap) (steps []procStep, close func(), err error) 
 	return steps, close, nil
 }
 
-// selfExeFD is this program's executable, opened when the init starts
-// (the exec stage is executed from it: /proc/self means nothing to the
-// init in the container's own /proc).
+// selfExeFD is what the init was executed as (the shim, exeguard.go, or
+// this program), opened when the init starts (the exec stage is executed
+// from it: /proc/self means nothing to the init in the container's own
+// /proc).
 var selfExeFD = -1
 
 func openSelfExe() error {
@@ -342,7 +343,7 @@ func openSelfExe() error {
 		return err
 	}
 	selfExeFD = fd
-	return nil
+	return takeBinary()
 }
 
 // IdleArg0 is the argv[0] of an idle PID 1 (Process.Idle).

@@ -401,7 +401,7 @@ func TestRlimitAndOOMScoreAdj(t *testing.T) {
 		newConfig().WithRlimit(limits.Rlimit{Type: "RLIMIT_NOFILE", Soft: 300, Hard: 200}),
 		newConfig().WithRlimit(limits.Rlimit{Type: "RLIMIT_BOGUS", Soft: 1, Hard: 1}),
 	} {
-		if _, err := vessel.New("bad", bad); !errors.As(err, &ce) || ce.Field != "rlimits" {
+		if _, err := vessel.New("bad", bad); !errors.As(err, &ce) || ce.Field != "rlimits[0]" {
 			t.Errorf("bad rlimit: %v", err)
 		}
 	}

@@ -1202,13 +1202,15 @@ func runExecStage() {
 		exitWith(conn, "setsid", "", err)
 	}
 	// The limits that would hamper this Go program itself, only lowered,
-	// are set last, after the credentials: Go's setuid family signals
-	// every thread with a real-time signal, which RLIMIT_SIGPENDING (it
-	// counts the user's queued signals on the whole host) can refuse, and
-	// the program waits for those threads forever.
+	// are set last, right before execve: Go's setuid family signals every
+	// thread with a real-time signal, which RLIMIT_SIGPENDING (it counts
+	// the user's queued signals on the whole host) can refuse, and the
+	// program waits for those threads forever; the runtime's memory may
+	// outgrow an address-space or data limit meant for the process.
 	var late []limits.Rlimit
 	for _, rl := range spec.Rlimits {
-		if rl.Type == "RLIMIT_SIGPENDING" || rl.Type == "RLIMIT_NPROC" {
+		switch rl.Type {
+		case "RLIMIT_SIGPENDING", "RLIMIT_NPROC", "RLIMIT_AS", "RLIMIT_DATA":
 			if cur, err := limits.Current(rl.Type); err == nil && rl.Hard <= cur.Hard {
 				late = append(late, rl)
 				continue

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -125,6 +126,22 @@ func (cg *cgroupSet) leafOf(pid int) (*execLeaf, error) {
 // (systemd's init.scope is a child of the root).
 func (cg *cgroupSet) cgroupOf(pid int) (string, error) {
 	want := strconv.Itoa(pid)
+	found, where := false, ""
+	cg.walk(func(rel string, pids []string) bool {
+		if slices.Contains(pids, want) {
+			found, where = true, strings.TrimPrefix(rel, ".")
+		}
+		return found
+	})
+	if !found {
+		return "", fmt.Errorf("no cgroup below the container's holds its PID 1 (%d)", pid)
+	}
+	return where, nil
+}
+
+// walk visits the container's cgroup2 cgroup and every cgroup below it,
+// breadth first, with the processes each lists, until visit says stop.
+func (cg *cgroupSet) walk(visit func(rel string, pids []string) (stop bool)) {
 	queue := []string{"."}
 	for len(queue) > 0 {
 		rel := queue[0]
@@ -133,9 +150,9 @@ func (cg *cgroupSet) cgroupOf(pid int) (string, error) {
 		if err != nil {
 			continue // removed meanwhile
 		}
-		holds, children := cgroupHolds(fd, want)
-		if holds {
-			return strings.TrimPrefix(rel, "."), nil
+		pids, children := cgroupProcs(fd)
+		if visit(rel, pids) {
+			return
 		}
 		for _, name := range children {
 			if rel == "." {
@@ -145,30 +162,24 @@ func (cg *cgroupSet) cgroupOf(pid int) (string, error) {
 			}
 		}
 	}
-	return "", fmt.Errorf("no cgroup below the container's holds its PID 1 (%d)", pid)
 }
 
-// cgroupHolds reports whether the cgroup open at fd lists pid among its
-// processes and, when not, names its child cgroups. It closes fd.
-func cgroupHolds(fd int, pid string) (bool, []string) {
+// cgroupProcs returns the processes the cgroup open at fd lists and the
+// names of its child cgroups. It closes fd.
+func cgroupProcs(fd int) (pids, children []string) {
 	dir := os.NewFile(uintptr(fd), "cgroup")
 	defer dir.Close()
 	if procs, err := unix.Openat(fd, "cgroup.procs", unix.O_RDONLY|unix.O_CLOEXEC, 0); err == nil {
 		f := os.NewFile(uintptr(procs), "cgroup.procs")
 		b, _ := io.ReadAll(f)
 		f.Close()
-		for _, l := range strings.Fields(string(b)) {
-			if l == pid {
-				return true, nil
-			}
-		}
+		pids = strings.Fields(string(b))
 	}
 	entries, _ := dir.ReadDir(-1)
-	var names []string
 	for _, e := range entries {
 		if e.IsDir() {
-			names = append(names, e.Name())
+			children = append(children, e.Name())
 		}
 	}
-	return false, names
+	return pids, children
 }

@@ -112,3 +112,35 @@ func TestCgroupRefused(t *testing.T) {
 	assert.False(t, cgroupRefused(&steperr.Error{Step: "exec", Path: "/bin/sh", Err: unix.ENOENT}))
 	assert.False(t, cgroupRefused(initproto.InfoOf("exec", "/bin/sh", unix.EACCES).StepError()))
 }
+
+// TestPidsListsTheSubtree: the processes the init signals for a signal to
+// every process (pids) are those of the container's cgroup2 cgroup and
+// of every cgroup below it, where a booted system's init moves them.
+func TestPidsListsTheSubtree(t *testing.T) {
+	root := unifiedRoot(t)
+	parent := filepath.Join(root, "vessel-test")
+	if _, err := os.Stat(parent); os.IsNotExist(err) {
+		t.Cleanup(func() { os.Remove(parent) })
+	}
+	base := filepath.Join(parent, fmt.Sprintf("subtree-%d", os.Getpid()))
+	require.NoError(t, os.MkdirAll(filepath.Join(base, "init.scope"), 0o755))
+	require.NoError(t, os.MkdirAll(filepath.Join(base, "system.slice/a.service"), 0o755))
+	t.Cleanup(func() {
+		for _, d := range []string{"system.slice/a.service", "system.slice", "init.scope", ""} {
+			for i := 0; i < 100 && os.Remove(filepath.Join(base, d)) != nil; i++ {
+				unix.Nanosleep(&unix.Timespec{Nsec: 10e6}, nil)
+			}
+		}
+	})
+	inScope, inService, outside := sleeper(t), sleeper(t), sleeper(t)
+	require.NoError(t, os.WriteFile(filepath.Join(base, "init.scope/cgroup.procs"), []byte(strconv.Itoa(inScope)), 0))
+	require.NoError(t, os.WriteFile(filepath.Join(base, "system.slice/a.service/cgroup.procs"), []byte(strconv.Itoa(inService)), 0))
+
+	dir, err := unix.Open(base, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	require.NoError(t, err)
+	defer unix.Close(dir)
+	cg := &cgroupSet{v2Dir: dir, v2Procs: -1, v2Home: -1, v2NS: -1, list: -1}
+	pids := cg.pids()
+	assert.ElementsMatch(t, []int{inScope, inService}, pids)
+	assert.NotContains(t, pids, outside)
+}

@@ -184,7 +184,24 @@ func takeCgroups(places []CgroupPlace, files []*os.File) (*cgroupSet, error) {
 // init sees the whole tree below its own pid namespace), or nil without
 // a cgroup.
 func (cg *cgroupSet) pids() []int {
-	if cg == nil || cg.list < 0 {
+	if cg == nil {
+		return nil
+	}
+	if cg.v2Dir >= 0 {
+		// The whole cgroup2 subtree: a booted system's init moves every
+		// process into child cgroups of the container's.
+		pids := []int{}
+		cg.walk(func(_ string, list []string) bool {
+			for _, f := range list {
+				if pid, err := strconv.Atoi(f); err == nil && pid > 0 {
+					pids = append(pids, pid)
+				}
+			}
+			return false
+		})
+		return pids
+	}
+	if cg.list < 0 {
 		return nil
 	}
 	buf := make([]byte, 64<<10)

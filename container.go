@@ -407,6 +407,9 @@ type startRun struct {
 	stdio                *spareStdio
 	stdioFiles, stdioEnd []*os.File
 	cfgFiles             []*os.File
+	// cgFiles are the container's cgroup files for the init
+	// (child.CgroupFiles), opened beside finishCgroup.
+	cgFiles []*os.File
 }
 
 func (c *Container) start(ctx context.Context, args []string, hold bool) error {
@@ -437,6 +440,8 @@ func (s *startRun) finish() {
 		s.c.Spares.fill(s.shape)
 	}
 	_ = s.waitCgroup()
+	initproto.CloseFiles(s.cgFiles)
+	s.cgFiles = nil
 }
 
 // waitCgroup waits for the cgroup's limits (once).
@@ -628,6 +633,13 @@ func (s *startRun) startInit() error {
 		if err == nil {
 			err = s.finishCgroup()
 		}
+		if err == nil && len(s.ic.Cgroups) > 0 {
+			// The files the init takes the cgroup through, opened now
+			// (some 14 us each) while the init starts.
+			if s.cgFiles, err = child.CgroupFiles(s.ic.Cgroups); err != nil {
+				err = &SetupError{Step: "open container cgroup", Err: err}
+			}
+		}
 		s.cgDone <- err
 	}()
 	cmd := s.cmd
@@ -768,12 +780,21 @@ func (s *startRun) prepareInit() error {
 func (s *startRun) sendConfig() error {
 	ic := s.ic
 	if len(ic.Cgroups) > 0 {
-		// Opened here, where the kernel will check the opener's
-		// credentials (an init in a user namespace could not open them).
-		cgFiles, err := child.CgroupFiles(ic.Cgroups)
-		if err != nil {
+		// Opened here (where the kernel will check the opener's
+		// credentials: an init in a user namespace could not open
+		// them), while the init started (waitCgroup) or now.
+		if err := s.waitCgroup(); err != nil {
 			initproto.CloseFiles(s.cfgFiles)
-			return &SetupError{Step: "open container cgroup", Err: err}
+			return err
+		}
+		cgFiles := s.cgFiles
+		s.cgFiles = nil
+		if cgFiles == nil {
+			var err error
+			if cgFiles, err = child.CgroupFiles(ic.Cgroups); err != nil {
+				initproto.CloseFiles(s.cfgFiles)
+				return &SetupError{Step: "open container cgroup", Err: err}
+			}
 		}
 		s.cfgFiles = append(s.cfgFiles, cgFiles...)
 	}

@@ -1015,6 +1015,23 @@ func (c *Container) Signal(sig syscall.Signal) error {
 func (c *Container) Kill() error { return c.kill(false) }
 
 func (c *Container) kill(timeout bool) error {
+	why := killedByCaller
+	if timeout {
+		why = killedForTime
+	}
+	return c.killFor(why)
+}
+
+// Why vessel killed a container: the reason its exit status reports.
+const (
+	killedByCaller = iota
+	killedForTime
+	killedForCPUTime
+)
+
+// killFor kills the container, recording why before the kill, so that the
+// exit status settled when the init is reaped names that reason alone.
+func (c *Container) killFor(why int) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if (c.status != Running && c.status != Waiting) || c.cmd == nil {
@@ -1025,9 +1042,12 @@ func (c *Container) kill(timeout bool) error {
 		return ErrNotRunning
 	default:
 	}
-	if timeout {
+	switch why {
+	case killedForTime:
 		c.reason.timedOut = true
-	} else {
+	case killedForCPUTime:
+		c.reason.cpuTime = true
+	default:
 		c.reason.killed = true
 	}
 	// The init is PID 1 of the container's pid namespace (or, with a

@@ -501,13 +501,7 @@ func (c *Container) watchCPUTime(limit time.Duration) {
 				continue
 			}
 			if st.CPU.Total >= limit {
-				c.mu.Lock()
-				c.reason.cpuTime = true
-				c.mu.Unlock()
-				c.kill(false)
-				c.mu.Lock()
-				c.reason.killed = false
-				c.mu.Unlock()
+				_ = c.killFor(killedForCPUTime)
 				return
 			}
 		}

@@ -112,9 +112,9 @@ func CgroupFiles(places []CgroupPlace) ([]*os.File, error) {
 		files = append(files, f)
 		return nil
 	}
-	// The caller's own cgroups and cgroup namespace are the same for
-	// every container it starts: opened once (a path walk and a kernfs
-	// open each, some 14 us), sent as copies.
+	// The caller's own v1 cgroups are the same for every container it
+	// starts: their tasks files are opened once (a path walk and a kernfs
+	// open each, some 14 us), and sent as copies.
 	openHome := func(p string, flag int) error {
 		f, err := homeFile(p, flag)
 		if err != nil {
@@ -138,11 +138,11 @@ func CgroupFiles(places []CgroupPlace) ([]*os.File, error) {
 				return fail(err)
 			}
 			if p.Home != "" {
-				if err := openHome(p.Home+"/cgroup.procs", os.O_WRONLY); err != nil {
+				if err := open(p.Home+"/cgroup.procs", os.O_WRONLY); err != nil {
 					return fail(err)
 				}
 			}
-			if err := openHome("/proc/thread-self/ns/cgroup", os.O_RDONLY); err != nil {
+			if err := open("/proc/thread-self/ns/cgroup", os.O_RDONLY); err != nil {
 				return fail(err)
 			}
 			continue

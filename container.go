@@ -79,31 +79,33 @@ type Container struct {
 	id  string
 	cfg *Config
 
-	mu          sync.Mutex
-	status      Status
-	cmd         *exec.Cmd
-	ctl         *initproto.Conn
-	initPid     int
-	mainPid     int
-	startedAt   time.Time
-	exit        *ExitStatus
-	done        chan struct{}
-	reason      endReason
-	sess        *session
-	startWait   chan *initproto.Received
-	pty         *os.File
-	listener    *os.File // seccomp notify listener, until taken
-	ptyWG       sync.WaitGroup
-	ptyEnded    chan struct{}
-	timer       *time.Timer
-	cleanups    []func() error
-	ctlDone     chan struct{}
-	cg          *cgroups.Manager
-	storage     *storage.Prepared
-	warnings    []string
-	net         *network.Attachment
-	secPrep     *security.Prepared
-	spareIO     *spareStdio
+	mu        sync.Mutex
+	status    Status
+	cmd       *exec.Cmd
+	ctl       *initproto.Conn
+	initPid   int
+	mainPid   int
+	startedAt time.Time
+	exit      *ExitStatus
+	done      chan struct{}
+	reason    endReason
+	sess      *session
+	startWait chan *initproto.Received
+	pty       *os.File
+	listener  *os.File // seccomp notify listener, until taken
+	ptyWG     sync.WaitGroup
+	ptyEnded  chan struct{}
+	timer     *time.Timer
+	cleanups  []func() error
+	ctlDone   chan struct{}
+	cg        *cgroups.Manager
+	storage   *storage.Prepared
+	warnings  []string
+	net       *network.Attachment
+	secPrep   *security.Prepared
+	spareIO   *spareStdio
+	// copyErr is the first failed copy of the main process's output.
+	copyErr     firstError
 	spareRefill *time.Timer
 	paused      bool
 	// restoreSpec, set by Restore, makes start bring back a checkpoint;
@@ -612,7 +614,7 @@ func (s *startRun) startInit() error {
 	if spare != nil {
 		s.spare = spare
 		s.stdio = &spareStdio{}
-		if s.stdioFiles, s.stdioEnd, err = pipeStdio(c.Stdin, c.Stdout, c.Stderr, &s.stdio.copies, &s.stdio.closers); err != nil {
+		if s.stdioFiles, s.stdioEnd, err = pipeStdio(c.Stdin, c.Stdout, c.Stderr, &s.stdio.copies, &s.stdio.closers, &c.copyErr); err != nil {
 			_ = spare.discard()
 			return &SetupError{Step: "stdio", Err: err}
 		}
@@ -906,6 +908,11 @@ func (c *Container) readControl() {
 // waitInit reaps the init and settles the final status.
 func (c *Container) waitInit() {
 	err := c.cmd.Wait()
+	if ee := (*exec.ExitError)(nil); err != nil && !errors.As(err, &ee) {
+		// os/exec's copy of the init's (the main process's) output
+		// failed.
+		c.copyErr.set(err)
+	}
 	if c.spareRefill != nil && c.spareRefill.Stop() {
 		c.spareRefill.Reset(0)
 	}
@@ -959,7 +966,9 @@ func (c *Container) waitInit() {
 }
 
 // Wait waits for the main process to end and for its output to be copied.
-// It returns nil for exit code 0, else an *ExitError.
+// It returns nil for exit code 0, else an *ExitError; as os/exec's Wait,
+// the error of a failed copy of the output (a Stdout or Stderr that is
+// not an *os.File and whose Write failed) when the process succeeded.
 func (c *Container) Wait() error {
 	c.mu.Lock()
 	st := c.status
@@ -974,7 +983,9 @@ func (c *Container) Wait() error {
 		return ErrDestroyed
 	}
 	if c.exit.Success() && !c.exit.Killed && !c.exit.TimedOut && !c.exit.CPUTimeExceeded {
-		return nil
+		// As os/exec's Wait: a failed copy of the output is the error
+		// of a process that succeeded.
+		return c.copyErr.get()
 	}
 	return &ExitError{Status: *c.exit, Err: c.contextErr()}
 }

@@ -63,6 +63,7 @@ type Process struct {
 	pty      *os.File
 	listener *os.File // seccomp notify listener, until taken
 	copies   sync.WaitGroup
+	copyErr  firstError // of the output copies, for Wait
 	closers  []io.Closer
 	mu       sync.Mutex
 	ctxErr   error // the context whose end killed the process
@@ -114,7 +115,7 @@ func (p *Process) stdio(cmd *Cmd) (files, childEnds []*os.File, err error) {
 		}
 		return []*os.File{null, null, null}, []*os.File{null}, nil
 	}
-	return pipeStdio(cmd.Stdin, cmd.Stdout, cmd.Stderr, &p.copies, &p.closers)
+	return pipeStdio(cmd.Stdin, cmd.Stdout, cmd.Stderr, &p.copies, &p.closers, &p.copyErr)
 }
 
 // pipeStdio prepares descriptors 0-2 for a process the init starts, as
@@ -123,7 +124,7 @@ func (p *Process) stdio(cmd *Cmd) (files, childEnds []*os.File, err error) {
 // the write ends of stdin pipes go to closers), and unset streams get
 // /dev/null. files are what to send; childEnds this side's copies of them,
 // to close once sent.
-func pipeStdio(in io.Reader, stdout, stderr io.Writer, copies *sync.WaitGroup, closers *[]io.Closer) (files, childEnds []*os.File, err error) {
+func pipeStdio(in io.Reader, stdout, stderr io.Writer, copies *sync.WaitGroup, closers *[]io.Closer, copyErr *firstError) (files, childEnds []*os.File, err error) {
 	out := []io.Writer{stdout, stderr}
 	// One /dev/null serves every stream left unset.
 	var null *os.File
@@ -183,7 +184,8 @@ func pipeStdio(in io.Reader, stdout, stderr io.Writer, copies *sync.WaitGroup, c
 			copies.Add(1)
 			go func() {
 				defer copies.Done()
-				_, _ = io.Copy(w, pr)
+				_, err := io.Copy(w, pr)
+				copyErr.set(err)
 				pr.Close()
 			}()
 		}
@@ -242,7 +244,8 @@ func (p *Process) finish(st *ExitStatus, err error) {
 func (p *Process) Pid() int { return p.pid }
 
 // Wait waits for the process to end and its output to be copied. It
-// returns nil for exit code 0, else an *ExitError.
+// returns nil for exit code 0, else an *ExitError; as os/exec's Wait, the
+// error of a failed copy of the output when the process succeeded.
 func (p *Process) Wait() error {
 	<-p.done
 	p.copies.Wait()
@@ -252,9 +255,35 @@ func (p *Process) Wait() error {
 	p.closeAll()
 	st, ctxErr := p.final()
 	if st.Success() && !st.Killed && !st.TimedOut {
-		return nil
+		// As os/exec's Wait: a failed copy of the output is the error
+		// of a process that succeeded.
+		return p.copyErr.get()
 	}
 	return &ExitError{Status: st, Err: ctxErr}
+}
+
+// firstError keeps the first error of the output copies of a container's
+// main process or an Exec'd one: their Wait reports it, as os/exec's does.
+type firstError struct {
+	mu  sync.Mutex
+	err error
+}
+
+func (e *firstError) set(err error) {
+	if err == nil {
+		return
+	}
+	e.mu.Lock()
+	if e.err == nil {
+		e.err = err
+	}
+	e.mu.Unlock()
+}
+
+func (e *firstError) get() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.err
 }
 
 // final is how the process ended (p.done closed), and the error of the

@@ -436,3 +436,42 @@ func TestExecStageWithNoPendingSignals(t *testing.T) {
 		t.Fatalf("pending signals limit: %v\n%s", f, out)
 	}
 }
+
+// failingWriter fails every write, as a closed network connection would.
+type failingWriter struct{}
+
+var errWriterFailed = errors.New("writer failed")
+
+func (failingWriter) Write([]byte) (int, error) { return 0, errWriterFailed }
+
+// TestWaitReportsOutputCopyErrors: as os/exec's Wait, a container's and
+// an Exec'd process's Wait return the error of a failed copy of their
+// output when they succeeded, for a fresh init and one from a spare.
+func TestWaitReportsOutputCopyErrors(t *testing.T) {
+	for _, spare := range []bool{false, true} {
+		c, err := vessel.New(fmt.Sprintf("t%d-copyerr-%v", os.Getpid(), spare), newConfig())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Destroy() })
+		if spare {
+			sp := newSpares(t, 1)
+			sp.WaitReady(5 * time.Second)
+			c.Spares = sp
+		}
+		c.Stdout = failingWriter{}
+		if err := c.Run(context.Background(), "/bin/echo", "hello"); !errors.Is(err, errWriterFailed) {
+			t.Errorf("spare %v: Run with a failing Stdout: %v, want the writer's error", spare, err)
+		}
+	}
+	c, _ := start(t, newConfig(), "sleep", "30")
+	cmd := vessel.Command("/bin/echo", "hello")
+	cmd.Stdout = failingWriter{}
+	p, err := c.Exec(context.Background(), cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Wait(); !errors.Is(err, errWriterFailed) {
+		t.Errorf("Exec with a failing Stdout: %v, want the writer's error", err)
+	}
+}

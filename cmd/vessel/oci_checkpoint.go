@@ -335,24 +335,7 @@ func ociRestore(g *globalOpts, args []string) int {
 	// In the foreground, as run: the container's status is ours, and it
 	// is deleted once it has ended.
 	lock.Unlock()
-	waitErr := c.Wait()
-	code = 0
-	if ex := c.State().Exit; ex != nil {
-		code = ex.Code
-		if ex.Signal != 0 {
-			code = 128 + int(ex.Signal)
-		}
-	} else if waitErr != nil {
-		code = 1
-	}
-	if l, err := st.Lock(id); err == nil {
-		defer l.Unlock()
-		if err := c.Destroy(); err != nil {
-			log.warnf("destroying %s: %v", id, err)
-		}
-		if err := st.Remove(id); err != nil {
-			log.warnf("%v", err)
-		}
-	}
+	code = exitCodeOf(c, c.Wait())
+	deleteEnded(st, c, id, log)
 	return code
 }

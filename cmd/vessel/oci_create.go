@@ -377,26 +377,10 @@ func (g *globalOpts) createContainer(id string, o *createOpts, start bool) (int,
 	code, reaped := reapMain(state.Pid)
 	waitErr := c.Wait()
 	if !reaped {
-		code = 0
-		if ex := c.State().Exit; ex != nil {
-			code = ex.Code
-			if ex.Signal != 0 {
-				code = 128 + int(ex.Signal)
-			}
-		} else if waitErr != nil {
-			code = 1
-		}
+		code = exitCodeOf(c, waitErr)
 	}
 	// runc run deletes the container once it has ended.
-	if l, err := st.Lock(id); err == nil {
-		defer l.Unlock()
-		if err := c.Destroy(); err != nil {
-			log.warnf("destroying %s: %v", id, err)
-		}
-		if err := st.Remove(id); err != nil {
-			log.warnf("%v", err)
-		}
-	}
+	deleteEnded(st, c, id, log)
 	return code, false
 }
 
@@ -573,5 +557,36 @@ func clampRlimits(cfg *vessel.Config) {
 		}
 		cfg.Rlimits[i].Hard = cur.Hard
 		cfg.Rlimits[i].Soft = min(rl.Soft, cur.Hard)
+	}
+}
+
+// exitCodeOf is the exit code runc gives for a container whose main
+// process ended (128+N for signal N), after Wait returned waitErr.
+func exitCodeOf(c *vessel.Container, waitErr error) int {
+	if ex := c.State().Exit; ex != nil {
+		if ex.Signal != 0 {
+			return 128 + int(ex.Signal)
+		}
+		return ex.Code
+	}
+	if waitErr != nil {
+		return 1
+	}
+	return 0
+}
+
+// deleteEnded deletes a container run in the foreground once it has
+// ended, as runc run does: what it held on the host and its record.
+func deleteEnded(st *oci.Store, c *vessel.Container, id string, log *cliLog) {
+	l, err := st.Lock(id)
+	if err != nil {
+		return
+	}
+	defer l.Unlock()
+	if err := c.Destroy(); err != nil {
+		log.warnf("destroying %s: %v", id, err)
+	}
+	if err := st.Remove(id); err != nil {
+		log.warnf("%v", err)
 	}
 }

@@ -2,10 +2,8 @@ package vessel_test
 
 import (
 	"errors"
-	"os"
 	"os/exec"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -19,22 +17,6 @@ import (
 	"github.com/openvessel/vessel/namespaces"
 	"github.com/openvessel/vessel/rootfs"
 )
-
-// hostMountsBelow lists the host's mounts at or below dir, a container's
-// root: other programs mount and unmount elsewhere meanwhile.
-func hostMountsBelow(t *testing.T, dir string) []string {
-	t.Helper()
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	require.NoError(t, err)
-	var out []string
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 4 && (f[4] == dir || strings.HasPrefix(f[4], dir+"/")) {
-			out = append(out, f[4])
-		}
-	}
-	return out
-}
 
 // TestRootInJoinedMountNamespace: a directory root with a joined mount
 // namespace is built in that namespace (the probe sees it as its own,
@@ -63,7 +45,7 @@ func TestRootInJoinedMountNamespace(t *testing.T) {
 	r := report(t, cfg)
 	assert.Equal(t, want.Ino, r.Namespaces["mnt"], "the probe's mount namespace is the joined one")
 	assert.Equal(t, "proc", mountAt(t, r, "/proc").FSType)
-	assert.Empty(t, hostMountsBelow(t, root), "mounted in the host's mount namespace")
+	assert.Empty(t, testutil.MountsBelow(t, root), "mounted in the host's mount namespace")
 
 	_, err := vessel.New("own-mntns", newConfig().WithRootfs(rootfs.Dir(testutil.BusyboxRootfsCopy(t))).
 		WithNamespace(namespaces.Mount, "/proc/self/ns/mnt"))
@@ -87,7 +69,7 @@ func TestNoMountNamespace(t *testing.T) {
 	assert.Equal(t, hostNS(t, "mnt"), r.Namespaces["mnt"], "the host's mount namespace")
 	assert.NotEqual(t, hostNS(t, "uts"), r.Namespaces["uts"], "its own UTS namespace still")
 	assert.Equal(t, "/probe", r.Exe, "the probe ran from the container's root")
-	assert.Empty(t, hostMountsBelow(t, root), "mounted in the host's mount namespace")
+	assert.Empty(t, testutil.MountsBelow(t, root), "mounted in the host's mount namespace")
 
 	// A new pid or user namespace needs a mount namespace of its own.
 	for _, k := range []namespaces.Kind{namespaces.PID, namespaces.User} {

@@ -5,7 +5,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -40,22 +39,6 @@ func holdMountNS(t *testing.T) string {
 	}
 }
 
-// mountsBelow lists the host's mounts at or below dir (other programs
-// mount and unmount elsewhere meanwhile: only these are the container's).
-func mountsBelow(t *testing.T, dir string) []string {
-	t.Helper()
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	require.NoError(t, err)
-	var out []string
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 4 && (f[4] == dir || strings.HasPrefix(f[4], dir+"/")) {
-			out = append(out, f[4])
-		}
-	}
-	return out
-}
-
 // TestOCIJoinMountNamespaceByPath: linux.namespaces mount with a path puts
 // the container in that mount namespace, with its root and mounts built
 // there (as runc does), nothing mounted in the host's; joining the host's
@@ -88,7 +71,7 @@ func TestOCIJoinMountNamespaceByPath(t *testing.T) {
 	got, err := os.Readlink("/proc/" + strconv.Itoa(st.Pid) + "/ns/mnt")
 	require.NoError(t, err)
 	assert.Equal(t, want, got, "the container's mount namespace is the one at the path")
-	assert.Empty(t, mountsBelow(t, roots[0]), "nothing mounted in the host's mount namespace")
+	assert.Empty(t, testutil.MountsBelow(t, roots[0]), "nothing mounted in the host's mount namespace")
 	rec := record(t, root, "mntjoin")
 	cli(t, root, "delete", "--force", "mntjoin").ok(t, "delete")
 	assertGone(t, root, rec)
@@ -102,7 +85,7 @@ func TestOCIJoinMountNamespaceByPath(t *testing.T) {
 	require.NoError(t, err)
 	stdout := runInside(t, root, "mntjoin2", "readlink /proc/self/ns/mnt; cat /etc/marker 2>&1; ls /proc/1/ns/mnt", marked)
 	assert.Equal(t, want+"\nbundle root\n/proc/1/ns/mnt\n", stdout)
-	assert.Empty(t, mountsBelow(t, roots[1]), "nothing mounted in the host's mount namespace")
+	assert.Empty(t, testutil.MountsBelow(t, roots[1]), "nothing mounted in the host's mount namespace")
 
 	// The host's own mount namespace (the runtime's: /proc/self is the
 	// vessel command's): refused, nothing left.
@@ -141,7 +124,7 @@ func TestOCINoNamespaces(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, want, got, "namespace %s inherited", ns)
 	}
-	assert.Empty(t, mountsBelow(t, roots[0]), "nothing mounted in the host's mount namespace")
+	assert.Empty(t, testutil.MountsBelow(t, roots[0]), "nothing mounted in the host's mount namespace")
 	rec := record(t, root, "nons")
 	cli(t, root, "delete", "--force", "nons").ok(t, "delete")
 	assertGone(t, root, rec)
@@ -150,7 +133,7 @@ func TestOCINoNamespaces(t *testing.T) {
 	// The root is the bundle's; /proc is mounted in it; the host's mount
 	// table shows nothing below that root (it is not in the table).
 	assert.Equal(t, "bundle root\nproc\n0\n", out)
-	assert.Empty(t, mountsBelow(t, roots[1]), "nothing mounted in the host's mount namespace")
+	assert.Empty(t, testutil.MountsBelow(t, roots[1]), "nothing mounted in the host's mount namespace")
 
 	for _, c := range []struct{ ns, reason string }{
 		{"pid", "a new pid namespace without a mount namespace"},
@@ -169,6 +152,6 @@ func TestOCINoNamespaces(t *testing.T) {
 		assert.Contains(t, r.stderr, c.reason)
 	}
 	for _, root := range roots {
-		assert.Empty(t, mountsBelow(t, root), "nothing mounted in the host's mount namespace")
+		assert.Empty(t, testutil.MountsBelow(t, root), "nothing mounted in the host's mount namespace")
 	}
 }

@@ -392,3 +392,22 @@ func unionIntKeys(a, b map[int]string) []int {
 	sort.Ints(out)
 	return out
 }
+
+// MountsBelow lists the mount points of the test process's mount table
+// at or below dir, a container's root (other programs mount and unmount
+// elsewhere meanwhile: only these are the container's).
+func MountsBelow(t testing.TB, dir string) []string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && (f[4] == dir || strings.HasPrefix(f[4], dir+"/")) {
+			out = append(out, f[4])
+		}
+	}
+	return out
+}

@@ -6,8 +6,10 @@
 //
 // A [Manager] owns one container's cgroup in every hierarchy. On a hybrid
 // host it also creates the container's cgroup in the unified hierarchy and
-// uses it for what only cgroup2 offers: cgroup.kill, cgroup.freeze,
-// pressure-stall information and CLONE_INTO_CGROUP (see [Manager.FD]).
+// uses it for pressure-stall information and CLONE_INTO_CGROUP (see
+// [Manager.FD]); freezing, killing and listing go through the v1
+// hierarchies there, which hold the container alone (its supervisor may
+// share the unified cgroup).
 // Limits come from package limits; device rules become writes to the v1
 // devices controller or, on v2, an eBPF device program this package
 // assembles and loads with bpf(2) itself (devfilter.go).
